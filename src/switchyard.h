@@ -1,0 +1,90 @@
+/* switchyard public embedding API: run a server inside a host's own libev loop. */
+#ifndef SWITCHYARD_H
+#define SWITCHYARD_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SY_API __attribute__((visibility("default")))
+
+struct ev_loop;
+struct lua_State;
+
+typedef struct sy_server sy_server;
+
+/* Result codes: 0 success, negative on failure. Codes at or below SY_EFATAL mean the object
+ * may only be freed. */
+enum {
+    SY_OK = 0,
+    SY_ENOMEM = -1,  /* out of memory */
+    SY_EINVAL = -2,  /* bad argument (message in sy_server_error) */
+    SY_ESYS = -3,    /* a system call failed (errno kept) */
+    SY_ELUA = -4,    /* the app failed to load or a hook raised (message in sy_server_error) */
+    SY_ECLOSED = -5, /* the object is closed */
+    SY_EFATAL = -50,
+};
+
+/* Returns a static English description of a code; never NULL. */
+SY_API const char *sy_strerror(int code);
+
+/* Replaces malloc/realloc/free for the core (not for Lua or OpenSSL). Call before any server
+ * exists. realloc_fn(ptr, 0) is never called; free_fn(NULL) must be accepted. */
+SY_API void sy_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                             void (*free_fn)(void *));
+
+/* Creates a server driven by the host's loop (borrowed; must outlive the server). Returns NULL
+ * when out of memory. The server owns a fresh Lua state with the switchyard module preloaded. */
+SY_API sy_server *sy_server_new(struct ev_loop *loop);
+
+/* Limits and timeouts; each setter returns SY_EINVAL for a value out of range. Sizes in bytes,
+ * times in seconds. Defaults in README.md, "Limits and defaults". */
+SY_API int sy_server_set_max_head(sy_server *s, size_t bytes);
+SY_API int sy_server_set_max_headers(sy_server *s, size_t count);
+SY_API int sy_server_set_max_body(sy_server *s, size_t bytes);
+SY_API int sy_server_set_header_timeout(sy_server *s, double seconds);
+SY_API int sy_server_set_idle_timeout(sy_server *s, double seconds);
+SY_API int sy_server_set_high_water(sy_server *s, size_t bytes);
+
+/* Adds a cleartext HTTP/1.1 listener on host:port (port 0 picks one). reuseport sets
+ * SO_REUSEPORT. Returns 0 and starts accepting once the app is loaded; the actual port is
+ * then reported by sy_server_listener_port(s, index) in the order listeners were added. */
+SY_API int sy_server_listen(sy_server *s, const char *host, int port, int reuseport);
+SY_API int sy_server_listener_count(const sy_server *s);
+SY_API int sy_server_listener_port(const sy_server *s, int index);
+/* Writes "http://HOST:PORT" for listener index into buf; returns its length or SY_EINVAL. */
+SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size_t cap);
+
+/* Loads APP.lua (the file must return a table). Returns 0, or SY_ELUA with the message
+ * (file:line) in sy_server_error. */
+SY_API int sy_server_load_app(sy_server *s, const char *path);
+
+/* Starts the listeners' watchers. */
+SY_API int sy_server_start(sy_server *s);
+
+/* Begins a graceful stop: listeners close, WebSockets get 1001, connections drain. done_cb
+ * (may be NULL) runs once when no connection is left or after grace seconds. */
+SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_server *, void *),
+                               void *ud);
+
+/* Number of open connections. */
+SY_API size_t sy_server_connection_count(const sy_server *s);
+
+/* The server's Lua state (borrowed; valid until sy_server_free). */
+SY_API struct lua_State *sy_server_lua(sy_server *s);
+
+/* The last error message (borrowed; valid until the next call on s). Never NULL. */
+SY_API const char *sy_server_error(const sy_server *s);
+
+/* Closes every connection and listener at once and frees the server. NULL is accepted. */
+SY_API void sy_server_free(sy_server *s);
+
+/* Opens the switchyard Lua module (for package.preload or a loadable module). */
+SY_API int luaopen_switchyard(struct lua_State *L);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
