@@ -52,6 +52,9 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes);
  * SO_REUSEPORT. Returns 0 and starts accepting once the app is loaded; the actual port is
  * then reported by sy_server_listener_port(s, index) in the order listeners were added. */
 SY_API int sy_server_listen(sy_server *s, const char *host, int port, int reuseport);
+/* Adopts an already listening socket (takes ownership), e.g. one inherited by a worker. */
+SY_API int sy_server_listen_fd(sy_server *s, const char *host, int fd);
+SY_API int sy_server_listener_fd(const sy_server *s, int index);
 SY_API int sy_server_listener_count(const sy_server *s);
 SY_API int sy_server_listener_port(const sy_server *s, int index);
 /* Writes "http://HOST:PORT" for listener index into buf; returns its length or SY_EINVAL. */

@@ -1,0 +1,42 @@
+/* What the core asks of the application; implemented by the Lua binding (lua_*.c). No Lua types
+ * here, so protocols and the server stay free of <lua.h>. */
+#ifndef SY_APP_H
+#define SY_APP_H
+
+#include "conn.h"
+#include "upgrade.h"
+
+struct sy_server;
+
+/* Creates the server's Lua state with the switchyard module preloaded. Returns 0 or SY_ENOMEM. */
+int sy_app_open(struct sy_server *s);
+/* Loads the app file; SY_ELUA with the message (file:line) in the server's error. */
+int sy_app_load(struct sy_server *s, const char *path);
+/* Closes the Lua state (runs finalizers; no app code). */
+void sy_app_close(struct sy_server *s);
+
+/* A complete request on an HTTP/1.1 connection; req's slices and body are valid during the call
+ * only (body.p == NULL when there was none). With n >= 1 valid upgrade offers app.upgrade
+ * decides first (answer, switch with sy_h1_accept, or fall through to app.request); otherwise
+ * app.request answers through sy_h1_respond, now or later. */
+void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
+                     const sy_upgrade_offer *offers, size_t n);
+
+/* The HTTP/1.1 connection closed while a response was pending: the app's res handle goes dead. */
+void sy_app_response_dropped(void *res);
+
+/* Raw protocol events for the app's handle (the proto_state of a raw conn). */
+void sy_app_raw_open(void *handle);
+void sy_app_raw_data(void *handle, const char *p, size_t n);
+void sy_app_raw_drain(void *handle);
+/* The connection closed: call the close handler, detach and release the handle. */
+void sy_app_raw_close(void *handle);
+
+/* WebSocket events (frames arrive in their own module). */
+void sy_app_ws_open(void *handle);
+void sy_app_ws_close(void *handle, int code, sy_str reason);
+
+/* The server is stopping: the app gets no more calls for it. */
+void sy_app_shutdown(struct sy_server *s);
+
+#endif

@@ -1,0 +1,53 @@
+/* Byte buffer with a hard limit: reserve a span, commit what was written, consume the front. */
+#ifndef SY_BUF_H
+#define SY_BUF_H
+
+#include "sy_base.h"
+
+typedef struct sy_buf {
+    char *data;   /* owned; NULL until the first reserve */
+    size_t start; /* offset of the first unread byte */
+    size_t len;   /* bytes readable from data + start */
+    size_t cap;   /* allocated bytes */
+    size_t limit; /* len never grows past this; 0 means no limit */
+} sy_buf;
+
+/* Prepares an empty buffer (no allocation). */
+void sy_buf_init(sy_buf *b, size_t limit);
+
+/* Frees the memory; b is empty and usable again afterwards. */
+void sy_buf_dispose(sy_buf *b);
+
+/* Makes room for at least n more bytes and sets *span to them. Returns 0, SY_ELIMIT when
+ * len + n would pass the limit, or SY_ENOMEM. Pointers into the buffer may change. */
+int sy_buf_reserve(sy_buf *b, size_t n, char **span);
+
+/* Publishes n bytes written into the last reserved span. */
+void sy_buf_commit(sy_buf *b, size_t n);
+
+/* Drops n bytes from the front (n <= len). */
+void sy_buf_consume(sy_buf *b, size_t n);
+
+/* Appends n bytes: reserve + copy + commit. Returns 0, SY_ELIMIT or SY_ENOMEM. */
+int sy_buf_append(sy_buf *b, const void *p, size_t n);
+
+/* Frees the memory if the buffer is empty and larger than keep bytes (idle connections). */
+void sy_buf_trim(sy_buf *b, size_t keep);
+
+static inline char *sy_buf_data(const sy_buf *b)
+{
+    return b->data ? b->data + b->start : NULL;
+}
+
+static inline size_t sy_buf_len(const sy_buf *b)
+{
+    return b->len;
+}
+
+/* Internal allocation entry points (sy_set_allocator replaces them). */
+void *sy_malloc(size_t n);
+void *sy_realloc(void *p, size_t n);
+void sy_free(void *p);
+void *sy_calloc(size_t n, size_t size);
+
+#endif

@@ -1,0 +1,108 @@
+/* A connection: socket + one protocol at a time, buffers, refs, a timer and a deferred close. */
+#ifndef SY_CONN_H
+#define SY_CONN_H
+
+#include <ev.h>
+#include <netinet/in.h>
+
+#include "buf.h"
+
+typedef struct sy_conn sy_conn;
+
+/* A protocol handler: what a connection speaks now. Every callback may close the conn. */
+typedef struct sy_proto {
+    const char *name;
+    /* New bytes are in c->in (or bytes were left there by the previous protocol). */
+    void (*on_bytes)(sy_conn *c);
+    /* The peer shut down its side (EOF); bytes still in c->in were offered already. NULL:
+     * close the connection. */
+    void (*on_eof)(sy_conn *c);
+    /* Queued output fell below the high-water mark (only after sy_conn_write reported it). */
+    void (*on_drain)(sy_conn *c);
+    /* The connection's timer fired. */
+    void (*on_timeout)(sy_conn *c);
+    /* The server is stopping gracefully. NULL: close once output drains. */
+    void (*on_shutdown)(sy_conn *c);
+    /* The connection is closing: release the protocol state. Must not close again. */
+    void (*on_close)(sy_conn *c);
+} sy_proto;
+
+struct sy_server;
+
+struct sy_conn {
+    ev_io rio;                 /* readable watcher */
+    ev_io wio;                 /* writable watcher, active while out is non-empty */
+    ev_timer timer;            /* the protocol's timeout (header, idle, close) */
+    int fd;                    /* owned; -1 once closed */
+    struct sy_server *server;  /* borrowed; outlives all of its connections */
+    sy_buf in;                 /* bytes read and not yet used by the protocol */
+    sy_buf out;                /* bytes queued for the peer */
+    const sy_proto *proto;     /* borrowed static table */
+    void *proto_state;         /* owned by the protocol; released in proto->on_close */
+    int refs;                  /* > 0 while C or Lua code runs on behalf of this conn */
+    unsigned closing : 1;      /* sy_conn_close ran: watchers stopped, fd closed */
+    unsigned close_after_write : 1;
+    unsigned lingering : 1;    /* output done and write side shut: discarding input */
+    unsigned read_paused : 1;  /* the protocol asked not to read */
+    unsigned peer_eof : 1;
+    unsigned over_high_water : 1;
+    unsigned pending : 1;      /* queued for sy_conn_schedule */
+    char remote_addr[INET6_ADDRSTRLEN];
+    int remote_port;
+    sy_conn *prev, *next;      /* the server's list of live connections */
+    sy_conn *next_queued;      /* the server's scheduled queue */
+    sy_conn *next_dead;        /* the server's queue of closed conns awaiting release */
+};
+
+/* Creates a connection for an accepted non-blocking fd (takes ownership of fd, also on
+ * failure), speaking proto. Returns NULL when out of memory. */
+sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, const sy_proto *proto,
+                     void *proto_state);
+
+/* Replaces the protocol in one step: the old protocol must have released its state already.
+ * Bytes in c->in stay for the new protocol, which gets on_bytes at once if any are there. */
+void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state);
+
+/* Writes bytes: directly when nothing is queued, the rest copied to c->out. Returns 1 when the
+ * queue is now over the high-water mark (on_drain follows once it falls below), 0 otherwise,
+ * SY_ECLOSED on a closed conn, SY_ENOMEM (the conn is closed). */
+int sy_conn_write(sy_conn *c, const void *p, size_t n);
+/* Same for two pieces in one system call (head and body). */
+int sy_conn_write2(sy_conn *c, const void *p1, size_t n1, const void *p2, size_t n2);
+
+/* Stops or resumes reading from the socket. */
+void sy_conn_pause(sy_conn *c);
+void sy_conn_resume(sy_conn *c);
+
+/* (Re)arms the timer to fire after seconds; 0 stops it. */
+void sy_conn_set_timeout(sy_conn *c, double seconds);
+
+/* Closes at once: stops watchers, calls proto->on_close, closes the fd, queues the memory for
+ * release after the current callback chain. Idempotent. */
+void sy_conn_close(sy_conn *c);
+
+/* Closes once the queued output is written; reading stops (input is discarded after a
+ * shutdown of the write side so the peer sees the answer rather than a reset). */
+void sy_conn_close_after_write(sy_conn *c);
+
+/* Asks the server to call proto->on_bytes again from the loop (after a deferred response
+ * unblocked pipelined input). */
+void sy_conn_schedule(sy_conn *c);
+
+/* Bytes queued for output. */
+static inline size_t sy_conn_buffered(const sy_conn *c)
+{
+    return sy_buf_len(&c->out);
+}
+
+static inline void sy_conn_ref(sy_conn *c)
+{
+    c->refs++;
+}
+/* Drops a ref; frees nothing itself (the server's reaper does). */
+static inline void sy_conn_unref(sy_conn *c)
+{
+    c->refs--;
+}
+
+#endif

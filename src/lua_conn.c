@@ -1,0 +1,490 @@
+/* switchyard.Conn (raw protocols) and switchyard.WebSocket handles, their events, and the
+ * dispatch of each request to app.upgrade / app.request. */
+#include "lua_int.h"
+#include "proto.h"
+
+/* User values: 1 handlers table, 2 data table (the app's), 3 info (path, subprotocol). */
+enum { UV_HANDLERS = 1, UV_DATA, UV_INFO, UV_COUNT = UV_INFO };
+
+typedef struct lconn {
+    sy_conn *conn;  /* borrowed; NULL once closed */
+    lua_State *L;   /* borrowed; the server's state */
+    int ref;        /* registry anchor while the connection is open */
+    int websocket;
+    char remote_addr[INET6_ADDRSTRLEN];
+} lconn;
+
+static lconn *check_handle(lua_State *L, int idx)
+{
+    lconn *h = luaL_testudata(L, idx, SY_CONN_MT);
+    if (!h)
+        h = luaL_checkudata(L, idx, SY_WEBSOCKET_MT);
+    return h;
+}
+
+void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handlers_idx)
+{
+    handlers_idx = handlers_idx ? lua_absindex(L, handlers_idx) : 0;
+    lconn *h = lua_newuserdatauv(L, sizeof *h, UV_COUNT);
+    h->conn = NULL;
+    h->L = L;
+    h->ref = LUA_NOREF;
+    h->websocket = websocket;
+    memcpy(h->remote_addr, c->remote_addr, sizeof h->remote_addr);
+    luaL_setmetatable(L, websocket ? SY_WEBSOCKET_MT : SY_CONN_MT);
+    if (handlers_idx)
+        lua_pushvalue(L, handlers_idx);
+    else
+        lua_newtable(L);
+    lua_setiuservalue(L, -2, UV_HANDLERS);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, UV_DATA);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, UV_INFO);
+    lua_pushvalue(L, -1);
+    h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->conn = c;
+    return h;
+}
+
+void sy_lua_handle_set_info(lua_State *L, int idx, const char *key, sy_str value)
+{
+    lua_getiuservalue(L, idx, UV_INFO);
+    lua_pushlstring(L, value.p, value.len);
+    lua_setfield(L, -2, key);
+    lua_pop(L, 1);
+}
+
+/* Calls handlers[name](handle, args...) with nargs arguments already on the stack. Returns 0,
+ * or SY_ELUA after logging; a missing handler is not an error. */
+static int call_handler(lconn *h, const char *name, int nargs)
+{
+    lua_State *L = h->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);      /* [args..., handle] */
+    lua_getiuservalue(L, -1, UV_HANDLERS);          /* [args..., handle, handlers] */
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 3 + nargs);
+        return 0;
+    }
+    /* [args..., handle, handlers, fn] -> [fn, handle, args...] */
+    lua_remove(L, -2);
+    lua_insert(L, -2 - nargs);
+    lua_insert(L, -1 - nargs);
+    char what[64];
+    snprintf(what, sizeof what, "%s handler '%s'", h->websocket ? "websocket" : "raw", name);
+    if (h->conn)
+        sy_conn_ref(h->conn);
+    sy_conn *c = h->conn;
+    int rc = sy_lua_call(L, nargs + 1, 0, what);
+    if (c)
+        sy_conn_unref(c);
+    return rc;
+}
+
+static void handler_failed(lconn *h)
+{
+    /* A raw protocol has no error channel: the connection goes (after what was queued). */
+    if (h->conn)
+        sy_conn_close_after_write(h->conn);
+}
+
+void sy_app_raw_open(void *handle)
+{
+    lconn *h = handle;
+    if (h->conn && call_handler(h, "open", 0) != 0)
+        handler_failed(h);
+}
+
+void sy_app_raw_data(void *handle, const char *p, size_t n)
+{
+    lconn *h = handle;
+    lua_pushlstring(h->L, p, n);
+    if (call_handler(h, "data", 1) != 0)
+        handler_failed(h);
+}
+
+void sy_app_raw_drain(void *handle)
+{
+    lconn *h = handle;
+    if (h->conn)
+        sy_conn_resume(h->conn);
+    if (call_handler(h, "drain", 0) != 0)
+        handler_failed(h);
+}
+
+static void detach(lconn *h)
+{
+    h->conn = NULL;
+    if (h->ref != LUA_NOREF) {
+        int ref = h->ref;
+        h->ref = LUA_NOREF;
+        luaL_unref(h->L, LUA_REGISTRYINDEX, ref);
+    }
+}
+
+void sy_app_raw_close(void *handle)
+{
+    lconn *h = handle;
+    h->conn = NULL; /* the handler sees a closed conn: writes answer nil, "closed" */
+    call_handler(h, "close", 0);
+    detach(h);
+}
+
+void sy_app_ws_open(void *handle)
+{
+    lconn *h = handle;
+    if (h->conn && call_handler(h, "open", 0) != 0 && h->conn) {
+        /* RFC 6455 7.4.1: 1011, the server hit an unexpected condition. */
+        static const char frame[] = {(char)0x88, 2, 0x03, (char)0xF3};
+        sy_conn_write(h->conn, frame, sizeof frame);
+        if (h->conn)
+            sy_conn_close_after_write(h->conn);
+    }
+}
+
+void sy_app_ws_close(void *handle, int code, sy_str reason)
+{
+    lconn *h = handle;
+    h->conn = NULL;
+    lua_pushinteger(h->L, code);
+    lua_pushlstring(h->L, reason.p ? reason.p : "", reason.len);
+    call_handler(h, "close", 2);
+    detach(h);
+}
+
+/* conn:write(bytes) -> true (below the high-water mark) | false (queued above it; reading
+ * pauses until drain) | nil, "closed" */
+static int conn_write(lua_State *L)
+{
+    lconn *h = check_handle(L, 1);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    if (!h->conn || h->conn->closing || h->conn->close_after_write) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    int rc = sy_conn_write(h->conn, p, n);
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (rc == 1)
+        sy_conn_pause(h->conn);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+/* conn:close(): flushes what is queued, then closes; the close handler follows. */
+static int conn_close(lua_State *L)
+{
+    lconn *h = check_handle(L, 1);
+    if (h->conn)
+        sy_conn_close_after_write(h->conn);
+    return 0;
+}
+
+static int conn_buffered(lua_State *L)
+{
+    lconn *h = check_handle(L, 1);
+    lua_pushinteger(L, h->conn ? (lua_Integer)sy_conn_buffered(h->conn) : 0);
+    return 1;
+}
+
+static int conn_index(lua_State *L)
+{
+    lconn *h = check_handle(L, 1);
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 0;
+    if (strcmp(k, "data") == 0) {
+        lua_getiuservalue(L, 1, UV_DATA);
+        return 1;
+    }
+    if (strcmp(k, "remote_addr") == 0) {
+        lua_pushstring(L, h->remote_addr);
+        return 1;
+    }
+    if (strcmp(k, "path") == 0 || strcmp(k, "subprotocol") == 0) {
+        lua_getiuservalue(L, 1, UV_INFO);
+        lua_getfield(L, -1, k);
+        return 1;
+    }
+    /* Methods. */
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
+static int conn_tostring(lua_State *L)
+{
+    lconn *h = check_handle(L, 1);
+    lua_pushfstring(L, "%s(%s%s)", h->websocket ? SY_WEBSOCKET_MT : SY_CONN_MT, h->remote_addr,
+                    h->conn ? "" : ", closed");
+    return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+    {"write", conn_write},
+    {"close", conn_close},
+    {"buffered", conn_buffered},
+    {NULL, NULL},
+};
+
+void sy_lua_open_conn(lua_State *L)
+{
+    const char *names[] = {SY_CONN_MT, SY_WEBSOCKET_MT};
+    for (int i = 0; i < 2; i++) {
+        if (luaL_newmetatable(L, names[i])) {
+            luaL_newlib(L, conn_methods);
+            lua_setfield(L, -2, "methods");
+            lua_pushcfunction(L, conn_index);
+            lua_setfield(L, -2, "__index");
+            lua_pushcfunction(L, conn_tostring);
+            lua_setfield(L, -2, "__tostring");
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+/* The core's answer when the app itself failed: 500 and a log line. */
+static void app_error(sy_conn *c, const char *why)
+{
+    sy_log("error", "%s", why);
+    static const char body[] = "internal server error\n";
+    sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                  sy_str_make(body, sizeof body - 1), 0);
+}
+
+static int offered_subprotocol(sy_str list, const char *want, size_t wlen)
+{
+    size_t pos = 0;
+    sy_str tok;
+    while (sy_http1_next_token(list, &pos, &tok))
+        if (tok.len == wlen && memcmp(tok.p, want, wlen) == 0)
+            return 1;
+    return 0;
+}
+
+/* Accept: the decision table is at the top of the stack, the request at req_idx. Returns 1. */
+static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
+                     const sy_upgrade_offer *offers, size_t n)
+{
+    int dec = lua_gettop(L);
+    lua_getfield(L, dec, "token");
+    size_t tlen;
+    const char *tok = lua_tolstring(L, -1, &tlen);
+    int i = sy_upgrade_match(offers, n, sy_str_make(tok, tlen));
+    if (i < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "app.upgrade accepted '%s', which the client did not offer",
+                 tok);
+        app_error(c, why);
+        return 1;
+    }
+    const sy_upgrade_offer *o = &offers[i];
+    lua_getfield(L, dec, "handlers");
+    int handlers = lua_istable(L, -1) ? lua_gettop(L) : 0;
+    lua_getfield(L, dec, "options");
+    int options = lua_istable(L, -1) ? lua_gettop(L) : 0;
+
+    if (o->kind == SY_UP_H2C || o->kind == SY_UP_TLS) {
+        sy_log("error", "'%s' upgrades are not available in this build", tok);
+        sy_h1_respond(c, NULL, 501, SY_STR("Content-Type: text/plain\r\n"),
+                      SY_STR("not implemented\n"), 0);
+        return 1;
+    }
+    /* The 101's extra header lines, built as strings on the stack and joined at the end. */
+    int first = lua_gettop(L) + 1;
+    if (o->kind == SY_UP_WEBSOCKET) {
+        sy_str key = sy_lua_request_header(L, req_idx, "sec-websocket-key");
+        char accept[29];
+        if (sy_upgrade_ws_accept(key, accept) != 0) {
+            app_error(c, "websocket accept key could not be computed");
+            return 1;
+        }
+        lua_pushfstring(L, "Sec-WebSocket-Accept: %s\r\n", accept);
+        if (options && lua_getfield(L, options, "subprotocol") != LUA_TNIL) {
+            size_t sl;
+            const char *sp = lua_tolstring(L, -1, &sl);
+            sy_str offered = sy_lua_request_header(L, req_idx, "sec-websocket-protocol");
+            if (!sp || !offered.p || !offered_subprotocol(offered, sp, sl)) {
+                char why[256];
+                snprintf(why, sizeof why,
+                         "app.upgrade chose subprotocol '%s', which the client did not offer",
+                         sp ? sp : "?");
+                app_error(c, why);
+                return 1;
+            }
+            lua_pushfstring(L, "Sec-WebSocket-Protocol: %s\r\n", sp);
+            lua_remove(L, -2);
+        } else if (options) {
+            lua_pop(L, 1);
+        }
+    }
+    int flags = 0;
+    if (options && lua_getfield(L, options, "headers") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        sy_lua_push_headers(L, -1, &flags);
+        lua_remove(L, -2);
+    } else if (options) {
+        lua_pop(L, 1);
+    }
+    lua_pushliteral(L, "");
+    lua_concat(L, lua_gettop(L) - first + 1);
+    sy_str extra;
+    extra.p = lua_tolstring(L, -1, &extra.len);
+
+    int websocket = o->kind == SY_UP_WEBSOCKET;
+    lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
+    int hidx = lua_gettop(L);
+    sy_str path = sy_str_make(req->path.p, req->path.len);
+    sy_lua_handle_set_info(L, hidx, "path", path);
+    if (websocket && options && lua_getfield(L, options, "subprotocol") == LUA_TSTRING) {
+        size_t sl;
+        const char *sp = lua_tolstring(L, -1, &sl);
+        sy_lua_handle_set_info(L, hidx, "subprotocol", sy_str_make(sp, sl));
+        lua_pop(L, 1);
+    } else if (websocket && options) {
+        lua_pop(L, 1);
+    }
+    /* The 101 names the protocol as the client offered it (RFC 9110 7.8). */
+    const char *upv = websocket ? "websocket" : NULL;
+    sy_str value = upv ? sy_str_make(upv, strlen(upv))
+                       : sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
+                                                             : o->name.len);
+    int rc = sy_h1_accept(c, value, extra, websocket ? &sy_proto_ws : &sy_proto_raw, h);
+    if (rc != 0) {
+        detach(h);
+        return 1;
+    }
+    if (websocket)
+        sy_app_ws_open(h);
+    else
+        sy_app_raw_open(h);
+    return 1;
+}
+
+static int is_decision(lua_State *L, int idx)
+{
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, SY_DECISION_MT);
+    int eq = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return eq;
+}
+
+/* Returns 1 when the upgrade hook decided, 0 to fall through to app.request. */
+static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
+                       const sy_upgrade_offer *offers, size_t n)
+{
+    if (!sy_lua_push_hook(L, "upgrade"))
+        return 0;
+    lua_pushvalue(L, req_idx);
+    if (sy_lua_call(L, 1, 1, "app.upgrade") != 0) {
+        sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                      SY_STR("internal server error\n"), 0);
+        return 1;
+    }
+    if (c->closing)
+        return 1;
+    if (lua_isnil(L, -1))
+        return 0;
+    if (!is_decision(L, -1)) {
+        app_error(c, "app.upgrade must return sy.accept/ignore/upgrade_required/reject or nil");
+        return 1;
+    }
+    int dec = lua_gettop(L);
+    lua_getfield(L, dec, "kind");
+    const char *kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (strcmp(kind, "ignore") == 0)
+        return 0;
+    if (strcmp(kind, "accept") == 0)
+        return do_accept(L, c, req_idx, req, offers, n);
+    int flags = 0;
+    if (strcmp(kind, "upgrade_required") == 0) {
+        lua_getfield(L, dec, "protocols");
+        const char *hdrs = lua_pushfstring(L, "Upgrade: %s\r\n", lua_tostring(L, -1));
+        size_t blen;
+        lua_getfield(L, dec, "body");
+        const char *body = lua_isstring(L, -1) ? lua_tolstring(L, -1, &blen) : (blen = 17, "Upgrade Required\n");
+        sy_h1_respond(c, NULL, 426, sy_str_make(hdrs, strlen(hdrs)), sy_str_make(body, blen),
+                      SY_H1_CONN_UPGRADE);
+        return 1;
+    }
+    /* reject */
+    lua_getfield(L, dec, "status");
+    int status = (int)lua_tointeger(L, -1);
+    lua_getfield(L, dec, "body");
+    size_t blen = 0;
+    const char *body = lua_isstring(L, -1) ? lua_tolstring(L, -1, &blen) : "";
+    lua_getfield(L, dec, "headers");
+    sy_str hdrs = {"", 0};
+    if (lua_istable(L, -1))
+        hdrs = sy_lua_push_headers(L, -1, &flags);
+    sy_h1_respond(c, NULL, status, hdrs, sy_str_make(body, blen), flags);
+    return 1;
+}
+
+/* Protected part of dispatch: may raise (bad decision arguments) -> 500. */
+typedef struct dispatch_args {
+    sy_conn *c;
+    const sy_http1_request *req;
+    sy_str body;
+    const sy_upgrade_offer *offers;
+    size_t n;
+} dispatch_args;
+
+static int dispatch_protected(lua_State *L)
+{
+    dispatch_args *a = lua_touserdata(L, 1);
+    sy_conn *c = a->c;
+    sy_lua_push_request(L, c, a->req, a->body, a->offers, a->n);
+    int req_idx = lua_gettop(L);
+    if (a->n > 0 && run_upgrade(L, c, req_idx, a->req, a->offers, a->n))
+        return 0;
+    lua_settop(L, req_idx);
+    if (c->closing)
+        return 0;
+    if (!sy_lua_push_hook(L, "request")) {
+        sy_h1_respond(c, NULL, 404, SY_STR("Content-Type: text/plain\r\n"), SY_STR("not found\n"),
+                      0);
+        return 0;
+    }
+    lua_pushvalue(L, req_idx);
+    sy_lua_push_response(L, c);
+    int res_idx = lua_gettop(L);
+    lua_pushvalue(L, res_idx);
+    lua_insert(L, req_idx + 1); /* keep res below the call: [req, res, fn, req, res] */
+    res_idx = req_idx + 1;
+    if (sy_lua_call(L, 2, 0, "app.request") != 0) {
+        sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                      SY_STR("internal server error\n"), 0);
+        return 0;
+    }
+    /* Not answered yet: keep the handle alive for a later res:send. */
+    sy_lua_anchor_response(L, res_idx);
+    return 0;
+}
+
+void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
+                     const sy_upgrade_offer *offers, size_t n)
+{
+    lua_State *L = c->server->L;
+    dispatch_args a = {c, req, body, offers, n};
+    int top = lua_gettop(L);
+    sy_conn_ref(c);
+    lua_pushcfunction(L, dispatch_protected);
+    lua_pushlightuserdata(L, &a);
+    if (sy_lua_call(L, 1, 0, "dispatch") != 0 && !c->closing)
+        sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                      SY_STR("internal server error\n"), 0);
+    sy_conn_unref(c);
+    lua_settop(L, top);
+}

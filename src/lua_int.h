@@ -1,0 +1,63 @@
+/* Internals shared by the Lua binding files (lua_*.c). */
+#ifndef SY_LUA_INT_H
+#define SY_LUA_INT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "app.h"
+#include "server.h"
+
+#define SY_REQUEST_MT "switchyard.Request"
+#define SY_RESPONSE_MT "switchyard.Response"
+#define SY_CONN_MT "switchyard.Conn"
+#define SY_WEBSOCKET_MT "switchyard.WebSocket"
+#define SY_TIMER_MT "switchyard.Timer"
+#define SY_DECISION_MT "switchyard.Decision"
+
+/* The server running this state, or NULL (module loaded by a plain Lua interpreter). */
+sy_server *sy_lua_server(lua_State *L);
+
+/* The one entry from C into Lua: calls the function below nargs arguments with a traceback
+ * handler. Returns 0 with nres results pushed, or SY_ELUA with nothing pushed after logging
+ * "what: message + traceback". Never raises. */
+int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
+
+/* Logs a line on stderr: "[level] message". */
+void sy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Pushes the app's hook (app[name]) or returns 0 with nothing pushed when it is not a function. */
+int sy_lua_push_hook(lua_State *L, const char *name);
+
+/* Request handle: a self-contained copy of the head, body and offers. */
+void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, sy_str body,
+                         const sy_upgrade_offer *offers, size_t n);
+/* Request helpers for the decision code: the header value (first), or p == NULL. */
+sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name);
+/* The offer at index i of the request at idx (for the 101's Upgrade value and its kind). */
+const sy_upgrade_offer *sy_lua_request_offers(lua_State *L, int idx, size_t *n);
+
+/* Response handle for the pending request of c. */
+void sy_lua_push_response(lua_State *L, sy_conn *c);
+/* Pushes the validated header lines ("Name: value\r\n"...) of the table at idx as one string and
+ * returns it; raises on a bad name or value. *flags gets SY_H1_CLOSE when the app asked for
+ * "connection: close". */
+sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags);
+/* Keeps a pending response alive after its hook returned (it may be sent from a timer). */
+void sy_lua_anchor_response(lua_State *L, int idx);
+
+/* Connection handles (raw and WebSocket): creates one for c with the handlers table at
+ * handlers_idx (may be 0 for none); leaves it on the stack and returns its C pointer. */
+void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handlers_idx);
+/* Sets a string field of a handle's info table (path, subprotocol). */
+void sy_lua_handle_set_info(lua_State *L, int idx, const char *key, sy_str value);
+
+/* Module parts. */
+void sy_lua_open_request(lua_State *L);
+void sy_lua_open_response(lua_State *L);
+void sy_lua_open_conn(lua_State *L);
+void sy_lua_open_timer(lua_State *L);
+int sy_lua_after(lua_State *L);
+int sy_lua_every(lua_State *L);
+
+#endif

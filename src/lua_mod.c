@@ -1,0 +1,312 @@
+/* The switchyard Lua module, the server's Lua state, app loading and the one C->Lua call helper. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <lualib.h>
+
+#include "lua_int.h"
+
+static const char server_key = 's'; /* registry[&server_key] = lightuserdata(sy_server) */
+static const char app_key = 'a';    /* registry[&app_key] = the app table */
+
+void sy_log(const char *level, const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[%s] %s\n", level, line);
+    fflush(stderr);
+}
+
+sy_server *sy_lua_server(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &server_key);
+    sy_server *s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    int rc = lua_pcall(L, nargs, nres, base);
+    if (rc != LUA_OK) {
+        sy_log("error", "%s: %s", what, lua_tostring(L, -1));
+        lua_pop(L, 2); /* message, traceback handler */
+        return SY_ELUA;
+    }
+    lua_remove(L, base);
+    return 0;
+}
+
+int sy_lua_push_hook(lua_State *L, const char *name)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &app_key);
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    /* Looked up at call time, so a reloaded app takes effect for live connections. */
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* ---- decisions ---------------------------------------------------------------------------- */
+
+static void new_decision(lua_State *L, const char *kind, int nrec)
+{
+    lua_createtable(L, 0, nrec + 1);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    luaL_setmetatable(L, SY_DECISION_MT);
+}
+
+static void check_header_value(lua_State *L, int arg, const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            luaL_argerror(L, arg, "control characters are not allowed in a header value");
+    }
+}
+
+/* sy.accept(token, handlers?, options?) */
+static int l_accept(lua_State *L)
+{
+    size_t n;
+    luaL_checklstring(L, 1, &n);
+    luaL_argcheck(L, n > 0, 1, "empty token");
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    new_decision(L, "accept", 3);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "token");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "handlers");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "options");
+    return 1;
+}
+
+static int l_ignore(lua_State *L)
+{
+    new_decision(L, "ignore", 0);
+    return 1;
+}
+
+/* sy.upgrade_required(protocols, body?) */
+static int l_upgrade_required(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    luaL_argcheck(L, n > 0, 1, "empty protocol list");
+    check_header_value(L, 1, p, n);
+    luaL_optstring(L, 2, NULL);
+    new_decision(L, "upgrade_required", 2);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "protocols");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "body");
+    return 1;
+}
+
+/* sy.reject(status, body?, headers?) */
+static int l_reject(lua_State *L)
+{
+    lua_Integer status = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, status >= 200 && status <= 999, 1, "status must be 200..999");
+    luaL_optstring(L, 2, NULL);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    new_decision(L, "reject", 3);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "status");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "body");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "headers");
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    sy_server *s = sy_lua_server(L);
+    if (s) {
+        lua_pushnumber(L, ev_now(s->loop));
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    }
+    return 1;
+}
+
+/* sy.log(level, ...): level is one of debug, info, warn, error. */
+static int l_log(lua_State *L)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    int lv = luaL_checkoption(L, 1, NULL, levels);
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 2; i <= n; i++) {
+        if (i > 2)
+            luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    sy_log(levels[lv], "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+static const luaL_Reg module_fns[] = {
+    {"accept", l_accept},
+    {"ignore", l_ignore},
+    {"upgrade_required", l_upgrade_required},
+    {"reject", l_reject},
+    {"after", sy_lua_after},
+    {"every", sy_lua_every},
+    {"now", l_now},
+    {"log", l_log},
+    {NULL, NULL},
+};
+
+SY_API int luaopen_switchyard(lua_State *L)
+{
+    luaL_newlib(L, module_fns);
+    /* [..., module] */
+    if (luaL_newmetatable(L, SY_DECISION_MT)) {
+        lua_pushstring(L, "switchyard.Decision");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    sy_lua_open_request(L);
+    sy_lua_open_response(L);
+    sy_lua_open_conn(L);
+    sy_lua_open_timer(L);
+    lua_pushstring(L, "0.1.0");
+    lua_setfield(L, -2, "version");
+    return 1;
+}
+
+/* ---- the server's state ------------------------------------------------------------------- */
+
+static int panic(lua_State *L)
+{
+    sy_log("fatal", "unprotected Lua error: %s", lua_tostring(L, -1));
+    return 0; /* abort() follows */
+}
+
+int sy_app_open(sy_server *s)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return SY_ENOMEM;
+    lua_atpanic(L, panic);
+    luaL_openlibs(L);
+    lua_pushlightuserdata(L, s);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &server_key);
+    /* package.preload.switchyard, and lua/?.lua for switchyard.<name> helpers. */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_switchyard);
+    lua_setfield(L, -2, "switchyard");
+    lua_pop(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", SY_LUA_DIR, SY_LUA_DIR, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+    s->L = L;
+    return 0;
+}
+
+int sy_app_load(sy_server *s, const char *path)
+{
+    lua_State *L = s->L;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return sy_server_fail(s, SY_ELUA, "cannot open app %s: %s", path, strerror(errno));
+    fclose(f);
+    /* The app's own directory comes first on package.path, so it can require its modules. */
+    const char *slash = strrchr(path, '/');
+    lua_getglobal(L, "package"); /* [package] */
+    if (slash)
+        lua_pushlstring(L, path, (size_t)(slash - path));
+    else
+        lua_pushliteral(L, ".");
+    lua_getfield(L, -2, "path"); /* [package, dir, oldpath] */
+    lua_pushfstring(L, "%s/?.lua;%s", lua_tostring(L, -2), lua_tostring(L, -1));
+    lua_setfield(L, -4, "path");
+    lua_settop(L, 0);
+
+    lua_pushcfunction(L, traceback);
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    if (lua_pcall(L, 0, 1, 1) != LUA_OK) {
+        int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        int rc = sy_server_fail(s, SY_ELUA, "%s: the app must return a table of hooks (got %s)",
+                                path, luaL_typename(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    static const char *const hooks[] = {"request", "upgrade", NULL};
+    for (int i = 0; hooks[i]; i++) {
+        int t = lua_getfield(L, -1, hooks[i]);
+        lua_pop(L, 1);
+        if (t != LUA_TNIL && t != LUA_TFUNCTION) {
+            int rc = sy_server_fail(s, SY_ELUA, "%s: app.%s must be a function (got %s)", path,
+                                    hooks[i], lua_typename(L, t));
+            lua_settop(L, 0);
+            return rc;
+        }
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &app_key);
+    lua_settop(L, 0);
+    return 0;
+}
+
+void sy_app_close(sy_server *s)
+{
+    if (s->L) {
+        lua_close(s->L);
+        s->L = NULL;
+    }
+}
+
+void sy_app_shutdown(sy_server *s)
+{
+    (void)s;
+}

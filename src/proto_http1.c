@@ -1,0 +1,457 @@
+/* HTTP/1.1 on a connection: read heads and bodies, dispatch to the app, write responses in order,
+ * and hand the connection over when an upgrade is accepted. */
+#include <stdio.h>
+
+#include "app.h"
+#include "proto.h"
+#include "server.h"
+
+enum {
+    H1_HEAD,   /* reading a request head (possibly none started yet) */
+    H1_BODY,   /* reading the body of the request whose head is at the front of c->in */
+    H1_APP,    /* the app owes a response for the request at the front of c->in */
+    H1_SWITCH, /* an upgrade was accepted during the hook: switch once it returns */
+    H1_DONE,   /* closing or switched: no more requests */
+};
+
+typedef struct h1 {
+    int phase;
+    int in_app;               /* the app hook is running (responses then continue the loop) */
+    size_t head_len;          /* head of the current request */
+    size_t req_len;           /* head + raw body of the current request, once known */
+    int64_t content_length;   /* -1 when chunked or absent */
+    int chunked;
+    sy_http1_chunked ck;
+    size_t body_raw;          /* chunked: offset of the next undecoded byte in c->in */
+    size_t body_end;          /* chunked: end of the decoded body in c->in */
+    int keep_alive;
+    int version;
+    int head_method;
+    int timer_armed;          /* the header timer runs for a partly read head */
+    void *res;                /* borrowed app handle of the pending response, or NULL */
+    const sy_proto *next_proto; /* H1_SWITCH: the protocol to switch to */
+    void *next_state;         /* H1_SWITCH: its state (owned until the switch) */
+} h1;
+
+void *sy_h1_state_new(void)
+{
+    h1 *h = sy_calloc(1, sizeof *h);
+    if (h)
+        h->phase = H1_HEAD;
+    return h;
+}
+
+void sy_h1_state_free(void *state)
+{
+    sy_free(state);
+}
+
+static size_t put_uint(char *p, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
+
+static int status_has_body(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+
+/* Writes status line, Date, Content-Length, Connection, extra headers, blank line, body. */
+static int write_response(sy_conn *c, int status, int keep_alive, int version, int head_method,
+                          sy_str headers, sy_str body, int flags)
+{
+    const char *reason = sy_http1_reason(status);
+    size_t rlen = strlen(reason);
+    size_t need = 64 + rlen + 40 + 48 + 32 + headers.len;
+    char stack[2048];
+    char *buf = need <= sizeof stack ? stack : sy_malloc(need);
+    if (!buf) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    char *p = buf;
+    PUT_LIT(p, "HTTP/1.1 ");
+    p += put_uint(p, (uint64_t)status);
+    *p++ = ' ';
+    memcpy(p, reason, rlen);
+    p += rlen;
+    PUT_LIT(p, "\r\n");
+    const char *date = sy_server_date(c->server);
+    size_t dlen = strlen(date);
+    memcpy(p, date, dlen);
+    p += dlen;
+    if (status_has_body(status)) {
+        PUT_LIT(p, "Content-Length: ");
+        p += put_uint(p, body.len);
+        PUT_LIT(p, "\r\n");
+    }
+    if (flags & SY_H1_CONN_UPGRADE) {
+        if (!keep_alive)
+            PUT_LIT(p, "Connection: Upgrade, close\r\n");
+        else if (version == 10)
+            PUT_LIT(p, "Connection: Upgrade, keep-alive\r\n");
+        else
+            PUT_LIT(p, "Connection: Upgrade\r\n");
+    } else if (!keep_alive)
+        PUT_LIT(p, "Connection: close\r\n");
+    else if (version == 10)
+        PUT_LIT(p, "Connection: keep-alive\r\n");
+    if (headers.len) {
+        memcpy(p, headers.p, headers.len);
+        p += headers.len;
+    }
+    PUT_LIT(p, "\r\n");
+    int send_body = status_has_body(status) && !head_method && body.len;
+    int rc = sy_conn_write2(c, buf, (size_t)(p - buf), send_body ? body.p : NULL,
+                            send_body ? body.len : 0);
+    if (buf != stack)
+        sy_free(buf);
+    return rc < 0 ? rc : 0;
+}
+
+/* The core's own answer to a bad request: status, a one-line reason, then close. */
+static void fail_request(sy_conn *c, h1 *h, int status, const char *why, const char *headers,
+                         int flags)
+{
+    char body[256];
+    int n = snprintf(body, sizeof body, "%s\n", why ? why : sy_http1_reason(status));
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = (int)sizeof body - 1;
+    if (c->closing)
+        return;
+    char hdrs[512];
+    int hn = snprintf(hdrs, sizeof hdrs, "Content-Type: text/plain\r\n%s", headers ? headers : "");
+    if (hn < 0 || (size_t)hn >= sizeof hdrs)
+        hn = 0;
+    h->phase = H1_DONE;
+    write_response(c, status, 0, 11, h->head_method, sy_str_make(hdrs, (size_t)hn),
+                   sy_str_make(body, (size_t)n), flags);
+    if (!c->closing)
+        sy_conn_close_after_write(c);
+}
+
+static void arm_idle(sy_conn *c, h1 *h)
+{
+    h->timer_armed = 0;
+    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+}
+
+/* Parses the head at the front of c->in; on success fills req (scratch headers). */
+static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
+{
+    sy_server *s = c->server;
+    sy_http1_limits lim = {s->cfg.max_head, s->cfg.max_headers};
+    memset(req, 0, sizeof *req);
+    req->headers = s->scratch_headers;
+    return sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
+}
+
+static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body)
+{
+    h->phase = H1_APP;
+    h->res = NULL;
+    sy_conn_set_timeout(c, 0);
+    h->in_app = 1;
+    sy_upgrade_offer offers[SY_UPGRADE_MAX_OFFERS];
+    size_t n = 0;
+    if (req->has_upgrade) {
+        sy_upgrade_answer ans = {0, NULL, NULL};
+        int rc = sy_upgrade_offers(req, offers, &n, &ans);
+        if (rc < 0 || ans.status) {
+            char extra[256] = "";
+            if (ans.status == 426)
+                snprintf(extra, sizeof extra, "%sUpgrade: websocket\r\n",
+                         ans.headers ? ans.headers : "");
+            h->in_app = 0;
+            fail_request(c, h, ans.status ? ans.status : 400, ans.why, extra,
+                         ans.status == 426 ? SY_H1_CONN_UPGRADE : 0);
+            return;
+        }
+    }
+    sy_app_dispatch(c, req, body, offers, n);
+    h->in_app = 0;
+}
+
+/* After a response: drop the request's bytes and get ready for the next one. */
+static void finish_exchange(sy_conn *c, h1 *h)
+{
+    sy_buf_consume(&c->in, h->req_len);
+    h->req_len = 0;
+    h->res = NULL;
+    if (!h->keep_alive || c->server->stopping) {
+        h->phase = H1_DONE;
+        sy_conn_close_after_write(c);
+        return;
+    }
+    h->phase = H1_HEAD;
+    if (sy_buf_len(&c->in) == 0) {
+        if (c->peer_eof) {
+            h->phase = H1_DONE;
+            sy_conn_close_after_write(c);
+            return;
+        }
+        sy_buf_trim(&c->in, 65536);
+        arm_idle(c, h);
+    }
+    sy_conn_resume(c);
+}
+
+static void do_switch(sy_conn *c, h1 *h)
+{
+    const sy_proto *proto = h->next_proto;
+    void *state = h->next_state;
+    sy_free(h);
+    c->proto_state = NULL;
+    sy_conn_switch(c, proto, state);
+}
+
+static void h1_on_bytes(sy_conn *c)
+{
+    h1 *h = c->proto_state;
+    sy_server *s = c->server;
+    while (!c->closing) {
+        if (h->phase == H1_SWITCH) {
+            do_switch(c, h);
+            return;
+        }
+        if (h->phase != H1_HEAD && h->phase != H1_BODY)
+            return;
+        sy_http1_request req;
+        const char *why = NULL;
+        if (h->phase == H1_HEAD) {
+            if (sy_buf_len(&c->in) == 0) {
+                if (c->peer_eof) {
+                    h->phase = H1_DONE;
+                    sy_conn_close_after_write(c);
+                }
+                return;
+            }
+            ssize_t n = parse_head(c, &req, &why);
+            if (n == SY_EAGAIN) {
+                if (!h->timer_armed) {
+                    h->timer_armed = 1;
+                    sy_conn_set_timeout(c, s->cfg.header_timeout);
+                }
+                if (c->peer_eof)
+                    fail_request(c, h, 400, "incomplete request", NULL, 0);
+                return;
+            }
+            if (n < 0) {
+                fail_request(c, h, req.status ? req.status : 400, why, NULL, 0);
+                return;
+            }
+            h->timer_armed = 0;
+            h->head_len = (size_t)n;
+            h->keep_alive = req.keep_alive;
+            h->version = req.version;
+            h->head_method = sy_str_eq(req.method, "HEAD");
+            h->chunked = req.chunked;
+            h->content_length = req.chunked ? -1 : req.content_length;
+            if (!h->chunked && h->content_length <= 0) {
+                h->req_len = h->head_len;
+                dispatch(c, h, &req, sy_str_make(NULL, 0));
+                continue;
+            }
+            if (h->content_length > 0 && (uint64_t)h->content_length > s->cfg.max_body) {
+                fail_request(c, h, 413, "request body too large", NULL, 0);
+                return;
+            }
+            h->phase = H1_BODY;
+            memset(&h->ck, 0, sizeof h->ck);
+            h->body_raw = h->body_end = h->head_len;
+            if (req.expect_continue && req.version == 11 && sy_buf_len(&c->in) == h->head_len)
+                sy_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            sy_conn_set_timeout(c, s->cfg.idle_timeout);
+        }
+        /* H1_BODY */
+        size_t len = sy_buf_len(&c->in);
+        sy_str body;
+        if (!h->chunked) {
+            if (len - h->head_len < (uint64_t)h->content_length) {
+                if (c->peer_eof)
+                    fail_request(c, h, 400, "incomplete request body", NULL, 0);
+                else
+                    sy_conn_set_timeout(c, s->cfg.idle_timeout);
+                return;
+            }
+            h->req_len = h->head_len + (size_t)h->content_length;
+            body = sy_str_make(NULL, (size_t)h->content_length);
+        } else {
+            char *base = sy_buf_data(&c->in);
+            while (h->body_raw < len && !h->ck.done) {
+                sy_str data = {NULL, 0};
+                ssize_t r = sy_http1_chunked_parse(&h->ck, base + h->body_raw, len - h->body_raw,
+                                                   &data, &why);
+                if (r < 0) {
+                    fail_request(c, h, 400, why, NULL, 0);
+                    return;
+                }
+                if (data.len) {
+                    /* Decode in place: decoded bytes never overtake raw ones. */
+                    memmove(base + h->body_end, data.p, data.len);
+                    h->body_end += data.len;
+                    if (h->body_end - h->head_len > s->cfg.max_body) {
+                        fail_request(c, h, 413, "request body too large", NULL, 0);
+                        return;
+                    }
+                }
+                h->body_raw += (size_t)r;
+                if (r == 0)
+                    break;
+            }
+            if (!h->ck.done) {
+                if (c->peer_eof)
+                    fail_request(c, h, 400, "incomplete request body", NULL, 0);
+                else
+                    sy_conn_set_timeout(c, s->cfg.idle_timeout);
+                return;
+            }
+            h->req_len = h->body_raw;
+            body = sy_str_make(NULL, h->body_end - h->head_len);
+        }
+        /* The buffer may have moved while the body arrived: parse the head again in place. */
+        ssize_t n = parse_head(c, &req, &why);
+        if (n != (ssize_t)h->head_len) {
+            fail_request(c, h, 400, "request head changed", NULL, 0);
+            return;
+        }
+        body.p = sy_buf_data(&c->in) + h->head_len;
+        dispatch(c, h, &req, body);
+    }
+}
+
+int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body, int flags)
+{
+    if (c->closing || c->proto != &sy_proto_http1)
+        return SY_ECLOSED;
+    h1 *h = c->proto_state;
+    if (h->phase != H1_APP || (res && h->res && h->res != res))
+        return SY_ECLOSED;
+    if (status < 100 || status > 999 || status == 101)
+        return SY_EINVAL;
+    if (flags & SY_H1_CLOSE)
+        h->keep_alive = 0;
+    int rc = write_response(c, status, h->keep_alive && !c->server->stopping, h->version,
+                            h->head_method, headers, body, flags);
+    if (c->closing)
+        return rc < 0 ? rc : SY_ECLOSED;
+    finish_exchange(c, h);
+    if (!h->in_app && h->phase == H1_HEAD && sy_buf_len(&c->in))
+        sy_conn_schedule(c);
+    return 0;
+}
+
+void sy_h1_set_response_handle(sy_conn *c, void *res)
+{
+    if (c->closing || c->proto != &sy_proto_http1)
+        return;
+    h1 *h = c->proto_state;
+    if (h->phase == H1_APP)
+        h->res = res;
+}
+
+int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_proto *proto,
+                 void *state)
+{
+    if (c->closing || c->proto != &sy_proto_http1)
+        return SY_ECLOSED;
+    h1 *h = c->proto_state;
+    if (h->phase != H1_APP)
+        return SY_ECLOSED;
+    size_t need = 96 + upgrade_value.len + headers.len;
+    char *buf = sy_malloc(need);
+    if (!buf) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    char *p = buf;
+    PUT_LIT(p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: ");
+    memcpy(p, upgrade_value.p, upgrade_value.len);
+    p += upgrade_value.len;
+    PUT_LIT(p, "\r\nConnection: Upgrade\r\n");
+    if (headers.len) {
+        memcpy(p, headers.p, headers.len);
+        p += headers.len;
+    }
+    PUT_LIT(p, "\r\n");
+    int rc = sy_conn_write(c, buf, (size_t)(p - buf));
+    sy_free(buf);
+    if (c->closing)
+        return SY_ECLOSED;
+    (void)rc;
+    /* Bytes behind the request belong to the new protocol. */
+    sy_buf_consume(&c->in, h->req_len);
+    h->req_len = 0;
+    h->res = NULL;
+    sy_conn_set_timeout(c, 0);
+    sy_conn_resume(c);
+    h->next_proto = proto;
+    h->next_state = state;
+    if (h->in_app) {
+        h->phase = H1_SWITCH;
+        return 0;
+    }
+    do_switch(c, h);
+    return 0;
+}
+
+static void h1_on_eof(sy_conn *c)
+{
+    h1 *h = c->proto_state;
+    if (h->phase == H1_APP || h->phase == H1_SWITCH)
+        return; /* answer first; finish_exchange closes once the queue is empty */
+    h1_on_bytes(c);
+}
+
+static void h1_on_timeout(sy_conn *c)
+{
+    h1 *h = c->proto_state;
+    if ((h->phase == H1_HEAD && sy_buf_len(&c->in)) || h->phase == H1_BODY)
+        fail_request(c, h, 408, "request timeout", NULL, 0);
+    else
+        sy_conn_close(c);
+}
+
+static void h1_on_shutdown(sy_conn *c)
+{
+    h1 *h = c->proto_state;
+    /* Idle keep-alive connections go now; a request in progress is answered, then closed. */
+    if (h->phase == H1_HEAD && sy_buf_len(&c->in) == 0)
+        sy_conn_close(c);
+}
+
+static void h1_on_close(sy_conn *c)
+{
+    h1 *h = c->proto_state;
+    if (!h)
+        return;
+    if (h->res)
+        sy_app_response_dropped(h->res);
+    if (h->phase == H1_SWITCH && h->next_proto && h->next_proto->on_close) {
+        /* The new protocol never started: let it release its state. */
+        c->proto_state = h->next_state;
+        h->next_proto->on_close(c);
+    }
+    sy_free(h);
+    c->proto_state = NULL;
+}
+
+const sy_proto sy_proto_http1 = {
+    .name = "http1",
+    .on_bytes = h1_on_bytes,
+    .on_eof = h1_on_eof,
+    .on_drain = NULL,
+    .on_timeout = h1_on_timeout,
+    .on_shutdown = h1_on_shutdown,
+    .on_close = h1_on_close,
+};

@@ -1,0 +1,471 @@
+/* Listeners, accept, the connection list, deferred work and graceful shutdown on libev. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "proto.h"
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
+static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents);
+static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents);
+
+int sy_server_fail(sy_server *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+SY_API const char *sy_server_error(const sy_server *s)
+{
+    return s->err;
+}
+
+SY_API sy_server *sy_server_new(struct ev_loop *loop)
+{
+    sy_server *s = sy_calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->cfg.max_head = 16 * 1024;
+    s->cfg.max_headers = 100;
+    s->cfg.max_body = 1024 * 1024;
+    s->cfg.header_timeout = 10;
+    s->cfg.idle_timeout = 60;
+    s->cfg.high_water = 1024 * 1024;
+    s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
+    if (!s->scratch_headers)
+        goto fail_server;
+    if (sy_app_open(s) != 0)
+        goto fail_headers;
+    ev_prepare_init(&s->reaper, on_reaper);
+    ev_prepare_start(loop, &s->reaper);
+    ev_unref(loop); /* the reaper alone must not keep the loop running */
+    ev_idle_init(&s->nudge, on_nudge);
+    return s;
+
+fail_headers:
+    sy_free(s->scratch_headers);
+fail_server:
+    sy_free(s);
+    return NULL;
+}
+
+SY_API int sy_server_set_max_head(sy_server *s, size_t bytes)
+{
+    if (bytes < 256 || bytes > 1024 * 1024)
+        return sy_server_fail(s, SY_EINVAL, "max head must be 256 B .. 1 MiB");
+    s->cfg.max_head = bytes;
+    return 0;
+}
+
+SY_API int sy_server_set_max_headers(sy_server *s, size_t count)
+{
+    if (count < 1 || count > 10000)
+        return sy_server_fail(s, SY_EINVAL, "max headers must be 1 .. 10000");
+    sy_http1_header *h = sy_realloc(s->scratch_headers, count * sizeof *h);
+    if (!h)
+        return SY_ENOMEM;
+    s->scratch_headers = h;
+    s->cfg.max_headers = count;
+    return 0;
+}
+
+SY_API int sy_server_set_max_body(sy_server *s, size_t bytes)
+{
+    if (bytes > (size_t)1 << 40)
+        return sy_server_fail(s, SY_EINVAL, "max body too large");
+    s->cfg.max_body = bytes;
+    return 0;
+}
+
+SY_API int sy_server_set_header_timeout(sy_server *s, double seconds)
+{
+    if (!(seconds > 0 && seconds <= 3600))
+        return sy_server_fail(s, SY_EINVAL, "header timeout must be in (0, 3600] s");
+    s->cfg.header_timeout = seconds;
+    return 0;
+}
+
+SY_API int sy_server_set_idle_timeout(sy_server *s, double seconds)
+{
+    if (!(seconds > 0 && seconds <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "idle timeout must be in (0, 86400] s");
+    s->cfg.idle_timeout = seconds;
+    return 0;
+}
+
+SY_API int sy_server_set_high_water(sy_server *s, size_t bytes)
+{
+    if (bytes < 1024)
+        return sy_server_fail(s, SY_EINVAL, "high-water mark must be at least 1 KiB");
+    s->cfg.high_water = bytes;
+    return 0;
+}
+
+SY_API struct lua_State *sy_server_lua(sy_server *s)
+{
+    return s->L;
+}
+
+SY_API size_t sy_server_connection_count(const sy_server *s)
+{
+    return s->nconns;
+}
+
+static int bind_listener(sy_server *s, const char *host, int port, int reuseport, int *out_fd,
+                         int *out_port)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host, portstr, &hints, &res);
+    if (gai != 0)
+        return sy_server_fail(s, SY_EINVAL, "cannot resolve %s: %s", host, gai_strerror(gai));
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        return sy_server_fail(s, SY_ESYS, "socket: %s", strerror(errno));
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        freeaddrinfo(res);
+        close(fd);
+        return sy_server_fail(s, SY_ESYS, "cannot listen on %s:%d: %s", host, port, strerror(e));
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *out_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    *out_fd = fd;
+    return 0;
+}
+
+static int add_listener_fd(sy_server *s, const char *host, int fd, int port)
+{
+    sy_listener *l = sy_realloc(s->listeners, (size_t)(s->nlisteners + 1) * sizeof *l);
+    if (!l)
+        return SY_ENOMEM;
+    /* Watchers point into the array: re-init those of earlier entries after a move. */
+    s->listeners = l;
+    for (int i = 0; i < s->nlisteners; i++) {
+        int active = ev_is_active(&l[i].io);
+        if (active)
+            ev_io_stop(s->loop, &l[i].io);
+        ev_io_init(&l[i].io, on_accept, l[i].fd, EV_READ);
+        if (active)
+            ev_io_start(s->loop, &l[i].io);
+    }
+    sy_listener *n = &l[s->nlisteners++];
+    memset(n, 0, sizeof *n);
+    n->fd = fd;
+    n->port = port;
+    n->server = s;
+    snprintf(n->host, sizeof n->host, "%s", host);
+    ev_io_init(&n->io, on_accept, fd, EV_READ);
+    if (s->started)
+        ev_io_start(s->loop, &n->io);
+    return 0;
+}
+
+SY_API int sy_server_listen(sy_server *s, const char *host, int port, int reuseport)
+{
+    if (!host || port < 0 || port > 65535)
+        return sy_server_fail(s, SY_EINVAL, "invalid listen address");
+    int fd = -1, bound = 0;
+    int rc = bind_listener(s, host, port, reuseport, &fd, &bound);
+    if (rc)
+        return rc;
+    rc = add_listener_fd(s, host, fd, bound);
+    if (rc)
+        close(fd);
+    return rc;
+}
+
+SY_API int sy_server_listen_fd(sy_server *s, const char *host, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return sy_server_fail(s, SY_EINVAL, "not a socket: %s", strerror(errno));
+    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return add_listener_fd(s, host, fd, port);
+}
+
+SY_API int sy_server_listener_count(const sy_server *s)
+{
+    return s->nlisteners;
+}
+
+SY_API int sy_server_listener_port(const sy_server *s, int index)
+{
+    if (index < 0 || index >= s->nlisteners)
+        return SY_EINVAL;
+    return s->listeners[index].port;
+}
+
+SY_API int sy_server_listener_fd(const sy_server *s, int index)
+{
+    if (index < 0 || index >= s->nlisteners)
+        return SY_EINVAL;
+    return s->listeners[index].fd;
+}
+
+SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size_t cap)
+{
+    if (index < 0 || index >= s->nlisteners)
+        return SY_EINVAL;
+    const sy_listener *l = &s->listeners[index];
+    int v6 = strchr(l->host, ':') != NULL;
+    int n = snprintf(buf, cap, "http://%s%s%s:%d", v6 ? "[" : "", l->host, v6 ? "]" : "", l->port);
+    return n < 0 || (size_t)n >= cap ? SY_EINVAL : n;
+}
+
+SY_API int sy_server_load_app(sy_server *s, const char *path)
+{
+    return sy_app_load(s, path);
+}
+
+SY_API int sy_server_start(sy_server *s)
+{
+    s->started = 1;
+    for (int i = 0; i < s->nlisteners; i++)
+        ev_io_start(s->loop, &s->listeners[i].io);
+    return 0;
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sy_listener *l = sy_container_of(w, sy_listener, io);
+    sy_server *s = l->server;
+    /* Bounded batch: other listeners and connections get their turn. */
+    for (int i = 0; i < 64 && !s->stopping; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            /* EAGAIN: done. EMFILE/ENFILE/ENOBUFS: try again on the next readiness. */
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        void *st = sy_h1_state_new();
+        if (!st) {
+            close(fd);
+            continue;
+        }
+        sy_conn *c = sy_conn_new(s, fd, (struct sockaddr *)&ss, &sy_proto_http1, st);
+        if (!c) {
+            sy_h1_state_free(st);
+            continue;
+        }
+        sy_conn_set_timeout(c, s->cfg.header_timeout);
+    }
+}
+
+void sy_server_conn_added(sy_server *s, sy_conn *c)
+{
+    c->next = s->conns;
+    c->prev = NULL;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+}
+
+void sy_server_conn_closed(sy_server *s, sy_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->nconns--;
+    c->next_dead = s->dead;
+    s->dead = c;
+    sy_server_kick(s);
+    if (s->stopping && s->nconns == 0 && s->stop_cb) {
+        ev_timer_stop(s->loop, &s->stop_timer);
+        void (*cb)(sy_server *, void *) = s->stop_cb;
+        s->stop_cb = NULL;
+        cb(s, s->stop_ud);
+    }
+}
+
+void sy_server_kick(sy_server *s)
+{
+    if (!ev_is_active(&s->nudge))
+        ev_idle_start(s->loop, &s->nudge);
+}
+
+static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w);
+}
+
+static void run_scheduled(sy_server *s)
+{
+    /* Take the whole list: work it creates lands on a fresh list for the next round. */
+    sy_conn *c = s->scheduled;
+    s->scheduled = NULL;
+    while (c) {
+        sy_conn *next = c->next_queued;
+        c->next_queued = NULL;
+        c->pending = 0;
+        if (!c->closing && c->proto && c->proto->on_bytes)
+            c->proto->on_bytes(c);
+        c->refs--; /* taken by sy_conn_schedule */
+        c = next;
+    }
+}
+
+static void reap(sy_server *s)
+{
+    sy_conn **pp = &s->dead;
+    while (*pp) {
+        sy_conn *c = *pp;
+        if (c->refs > 0 || c->pending) {
+            pp = &c->next_dead;
+            continue;
+        }
+        *pp = c->next_dead;
+        sy_free(c);
+    }
+}
+
+static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sy_server *s = sy_container_of(w, sy_server, reaper);
+    if (s->scheduled)
+        run_scheduled(s);
+    reap(s);
+    if (s->scheduled)
+        sy_server_kick(s);
+}
+
+/* RFC 9110 5.6.7 IMF-fixdate, refreshed at most once a second. */
+const char *sy_server_date(sy_server *s)
+{
+    ev_tstamp now = ev_now(s->loop);
+    if (now - s->date_at >= 1.0 || now < s->date_at) {
+        time_t t = (time_t)now;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(s->date, sizeof s->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        s->date_at = (ev_tstamp)t;
+    }
+    return s->date;
+}
+
+static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sy_server *s = sy_container_of(w, sy_server, stop_timer);
+    /* Grace is over: close whoever is left. */
+    while (s->conns)
+        sy_conn_close(s->conns);
+    if (s->stop_cb) {
+        void (*cb)(sy_server *, void *) = s->stop_cb;
+        s->stop_cb = NULL;
+        cb(s, s->stop_ud);
+    }
+}
+
+SY_API void sy_server_shutdown(sy_server *s, double grace,
+                               void (*done_cb)(sy_server *, void *), void *ud)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    s->stop_cb = done_cb;
+    s->stop_ud = ud;
+    for (int i = 0; i < s->nlisteners; i++) {
+        ev_io_stop(s->loop, &s->listeners[i].io);
+        close(s->listeners[i].fd);
+        s->listeners[i].fd = -1;
+    }
+    sy_app_shutdown(s);
+    /* Ask every connection to finish; each may close itself right here. */
+    sy_conn *c = s->conns;
+    while (c) {
+        sy_conn *next = c->next;
+        c->refs++;
+        if (c->proto && c->proto->on_shutdown)
+            c->proto->on_shutdown(c);
+        else
+            sy_conn_close_after_write(c);
+        c->refs--;
+        c = next;
+    }
+    if (s->nconns == 0) {
+        if (s->stop_cb) {
+            s->stop_cb = NULL;
+            done_cb(s, ud);
+        }
+        return;
+    }
+    ev_timer_init(&s->stop_timer, on_stop_timer, grace > 0 ? grace : 0.001, 0);
+    ev_timer_start(s->loop, &s->stop_timer);
+}
+
+SY_API void sy_server_free(sy_server *s)
+{
+    if (!s)
+        return;
+    while (s->conns)
+        sy_conn_close(s->conns);
+    for (int i = 0; i < s->nlisteners; i++) {
+        ev_io_stop(s->loop, &s->listeners[i].io);
+        if (s->listeners[i].fd >= 0)
+            close(s->listeners[i].fd);
+    }
+    ev_timer_stop(s->loop, &s->stop_timer);
+    sy_app_close(s);
+    /* After the app is gone nothing holds refs: free every queued connection. */
+    sy_conn *c = s->dead;
+    while (c) {
+        sy_conn *next = c->next_dead;
+        sy_free(c);
+        c = next;
+    }
+    s->scheduled = NULL;
+    ev_ref(s->loop);
+    ev_prepare_stop(s->loop, &s->reaper);
+    ev_idle_stop(s->loop, &s->nudge);
+    sy_free(s->listeners);
+    sy_free(s->scratch_headers);
+    sy_free(s);
+}
