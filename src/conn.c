@@ -52,7 +52,8 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
 {
     c->proto = proto;
     c->proto_state = proto_state;
-    ev_timer_stop(c->server->loop, &c->timer);
+    if (!c->close_after_write)
+        ev_timer_stop(c->server->loop, &c->timer);
     if (sy_buf_len(&c->in) && !c->closing)
         sy_conn_schedule(c);
 }
@@ -76,7 +77,8 @@ void sy_conn_resume(sy_conn *c)
 
 void sy_conn_set_timeout(sy_conn *c, double seconds)
 {
-    if (c->closing)
+    /* Once closing after output, the flush/linger deadline owns the timer. */
+    if (c->closing || c->close_after_write)
         return;
     if (seconds <= 0) {
         ev_timer_stop(c->server->loop, &c->timer);

@@ -96,9 +96,9 @@ static int write_response(sy_conn *c, int status, int keep_alive, int version, i
         PUT_LIT(p, "\r\n");
     }
     if (flags & SY_H1_CONN_UPGRADE) {
-        if (!keep_alive)
-            PUT_LIT(p, "Connection: Upgrade, close\r\n");
-        else if (version == 10)
+        /* A 426 says exactly "Connection: Upgrade" (RFC 9110 15.5.22); when the connection
+         * closes after it, the close itself tells the client. */
+        if (version == 10 && keep_alive)
             PUT_LIT(p, "Connection: Upgrade, keep-alive\r\n");
         else
             PUT_LIT(p, "Connection: Upgrade\r\n");
@@ -368,14 +368,19 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
     h1 *h = c->proto_state;
     if (h->phase != H1_APP)
         return SY_ECLOSED;
-    size_t need = 96 + upgrade_value.len + headers.len;
+    size_t need = 160 + upgrade_value.len + headers.len;
     char *buf = sy_malloc(need);
     if (!buf) {
         sy_conn_close(c);
         return SY_ENOMEM;
     }
     char *p = buf;
-    PUT_LIT(p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: ");
+    PUT_LIT(p, "HTTP/1.1 101 Switching Protocols\r\n");
+    const char *date = sy_server_date(c->server);
+    size_t dlen = strlen(date);
+    memcpy(p, date, dlen);
+    p += dlen;
+    PUT_LIT(p, "Upgrade: ");
     memcpy(p, upgrade_value.p, upgrade_value.len);
     p += upgrade_value.len;
     PUT_LIT(p, "\r\nConnection: Upgrade\r\n");
