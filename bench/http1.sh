@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# HTTP/1.1 throughput and CPU-per-request: switchyard (examples/hello.lua) vs nginx, side by side.
+#
+# By-hand benchmark, NOT for CI (refuses to run when $CI is set). See bench/README.md.
+#
+# Both servers are pinned to one CPU (SERVER_CPU), wrk to another (WRK_CPU). Runs alternate
+# nginx, switchyard, nginx, switchyard, ... against servers that stay up for the whole session.
+# Around each wrk run the server's CPU time (utime+stime+cutime+cstime of the server process and
+# its descendants, from /proc/PID/stat, in CLK_TCK ticks) is sampled, giving CPU µs per request.
+#
+# Environment (all optional):
+#   SWITCHYARD_BIN  switchyard binary; unset = build Release into BUILD_DIR first
+#   BUILD_DIR       build dir when building (default /tmp/build-bench)
+#   APP             Lua app (default examples/hello.lua; a built-in hello app if that is missing)
+#   NGINX_BIN       nginx binary (default /usr/sbin/nginx)
+#   DURATION        seconds per wrk run (default 10)
+#   CONNECTIONS     wrk connections (default 50)
+#   THREADS         wrk threads (default 1)
+#   ROUNDS          rounds; each round = one nginx run + one switchyard run (default 2)
+#   WARMUP          seconds of unmeasured wrk per server before round 1 (default 2, 0 = none)
+#   SERVER_CPU      CPU for both servers (default 0)
+#   WRK_CPU         CPU for wrk (default 1)
+#   KEEP_TMP        1 = keep the temp dir (configs, logs, raw wrk output)
+#   VERBOSE         1 = also print each raw wrk output
+set -euo pipefail
+
+if [ -n "${CI:-}" ] && [ "${BENCH_ALLOW_CI:-}" != 1 ]; then
+  echo "http1.sh: by-hand benchmark, refusing to run under CI (CI=$CI)" >&2
+  exit 2
+fi
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-50}
+THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-2}
+WARMUP=${WARMUP:-2}
+SERVER_CPU=${SERVER_CPU:-0}
+WRK_CPU=${WRK_CPU:-1}
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+BUILD_DIR=${BUILD_DIR:-/tmp/build-bench}
+BUILD_TIMEOUT=${BUILD_TIMEOUT:-1200}
+STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
+KEEP_TMP=${KEEP_TMP:-0}
+VERBOSE=${VERBOSE:-0}
+
+die() { echo "http1.sh: $*" >&2; exit 1; }
+note() { echo "http1.sh: $*" >&2; }
+
+for v in DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
+done
+[ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge "$THREADS" ] && [ "$THREADS" -ge 1 ] \
+  || die "need DURATION>=1, ROUNDS>=1, THREADS>=1, CONNECTIONS>=THREADS"
+[ "$SERVER_CPU" -ne "$WRK_CPU" ] || die "SERVER_CPU and WRK_CPU must differ"
+
+missing=()
+for t in wrk taskset curl ss timeout awk; do command -v "$t" >/dev/null || missing+=("$t"); done
+[ -x "$NGINX_BIN" ] || missing+=("$NGINX_BIN")
+[ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (run scripts/install-deps --bench)"
+[ -r /proc/self/stat ] || die "needs Linux /proc"
+
+allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
+cpu_allowed() { # cpu_allowed N: is CPU N in our affinity list (e.g. "0-3,6")
+  local IFS=, r
+  for r in $allowed; do
+    if [[ $r == *-* ]]; then [ "$1" -ge "${r%-*}" ] && [ "$1" -le "${r#*-}" ] && return 0
+    else [ "$1" -eq "$r" ] && return 0; fi
+  done
+  return 1
+}
+cpu_allowed "$SERVER_CPU" && cpu_allowed "$WRK_CPU" \
+  || die "CPUs $SERVER_CPU and $WRK_CPU must both be available (allowed: $allowed)"
+
+HZ=$(getconf CLK_TCK)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sy-bench-http1.XXXXXX")
+PIDS=()
+
+# --- process bookkeeping: only PIDs we started, and their descendants ----------------------
+
+descendants() { # descendants PID: all live descendant PIDs (from /proc/*/stat ppid fields)
+  local f line pid fld
+  local -A kids=()
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue
+    pid=${f#/proc/}; pid=${pid%/stat}
+    read -ra fld <<<"${line##*) }"   # fields after "(comm) ": state ppid ...
+    kids[${fld[1]}]+=" $pid"
+  done
+  local queue=("$1") p c
+  while [ ${#queue[@]} -gt 0 ]; do
+    p=${queue[0]}; queue=("${queue[@]:1}")
+    for c in ${kids[$p]:-}; do echo "$c"; queue+=("$c"); done
+  done
+}
+
+tree_ticks() { # tree_ticks PID: utime+stime+cutime+cstime summed over PID and its descendants
+  local total=0 p line fld
+  for p in "$1" $(descendants "$1"); do
+    { read -r line <"/proc/$p/stat"; } 2>/dev/null || continue
+    read -ra fld <<<"${line##*) }"   # fld[11..14] = utime stime cutime cstime (stat fields 14-17)
+    total=$((total + fld[11] + fld[12] + fld[13] + fld[14]))
+  done
+  echo "$total"
+}
+
+cpu_line() { # cpu_line N: "busy total" ticks of CPU N from /proc/stat (busy includes steal)
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+stop_pid() { # stop_pid PID: TERM it (and descendants), wait, then KILL what is left
+  local pid=$1 kids i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kids=$(descendants "$pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
+}
+
+cleanup() {
+  local rc=$? p
+  trap - EXIT INT TERM
+  [ -z "${WRK_PID:-}" ] || stop_pid "$WRK_PID"
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then note "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() { # a random loopback TCP port nobody listens on
+  local p i
+  for i in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+  done
+  die "no free port found"
+}
+
+# wait_http NAME PID PORT [LOGLINE]: wait until the server answers 200 "hello" on PORT.
+wait_http() {
+  local name=$1 pid=$2 port=$3 logline=${4:-} deadline=$((SECONDS + STARTUP_TIMEOUT)) code body
+  while :; do
+    kill -0 "$pid" 2>/dev/null || { cat "$TMP/$name.log" >&2 || true; die "$name exited during startup"; }
+    if [ -z "$logline" ] || grep -qF "$logline" "$TMP/$name.log" 2>/dev/null; then
+      code=$(curl -s -o "$TMP/$name.body" -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/" || true)
+      [ "$code" = 200 ] && break
+    fi
+    [ $SECONDS -lt $deadline ] || { cat "$TMP/$name.log" >&2 || true; die "$name not ready on :$port after ${STARTUP_TIMEOUT}s"; }
+    sleep 0.1
+  done
+  body=$(cat "$TMP/$name.body")
+  [ "$body" = hello ] || die "$name answered 200 with body '$body', expected 'hello'"
+}
+
+# --- switchyard binary and app --------------------------------------------------------------
+
+if [ -n "${SWITCHYARD_BIN:-}" ]; then
+  SY_BIN=$SWITCHYARD_BIN
+else
+  note "SWITCHYARD_BIN unset: building Release into $BUILD_DIR (log: $TMP/build.log)"
+  if ! { timeout "$BUILD_TIMEOUT" cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
+         timeout "$BUILD_TIMEOUT" cmake --build "$BUILD_DIR" --target switchyard -j"$(nproc)"; } \
+       >"$TMP/build.log" 2>&1; then
+    tail -n 30 "$TMP/build.log" >&2
+    die "build failed"
+  fi
+  SY_BIN=$BUILD_DIR/switchyard
+fi
+[ -x "$SY_BIN" ] || die "switchyard binary not executable: $SY_BIN"
+SY_BIN=$(cd "$(dirname "$SY_BIN")" && pwd)/$(basename "$SY_BIN")
+sy_build="unknown build type"
+if [ -f "$(dirname "$SY_BIN")/CMakeCache.txt" ]; then
+  bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
+  san=$(sed -n 's/^SY_SANITIZE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
+  sy_build="CMAKE_BUILD_TYPE=${bt:-none}${san:+ SY_SANITIZE=$san}"
+  [ "$bt" = Release ] && [ -z "$san" ] || note "warning: switchyard is not a plain Release build ($sy_build)"
+fi
+
+APP=${APP:-$REPO/examples/hello.lua}
+if [ ! -f "$APP" ]; then
+  note "$APP missing: using a built-in hello app"
+  APP=$TMP/hello.lua
+  cat >"$APP" <<'EOF'
+return { request = function(req, res) res:send(200, "hello", {["content-type"]="text/plain"}) end }
+EOF
+fi
+
+# --- nginx config ---------------------------------------------------------------------------
+
+NGX_PORT=$(free_port)
+SY_PORT=$(free_port)
+while [ "$SY_PORT" = "$NGX_PORT" ]; do SY_PORT=$(free_port); done
+mkdir -p "$TMP/nginx"
+# Temp paths point into $TMP so nginx never needs /var/lib/nginx; skip modules compiled out.
+ngx_v=$("$NGINX_BIN" -V 2>&1)
+ngx_temps="client_body_temp_path $TMP/nginx/body;"
+for m in proxy fastcgi uwsgi scgi; do
+  [[ $ngx_v == *"--without-http_${m}_module"* ]] || ngx_temps+=$'\n'"    ${m}_temp_path $TMP/nginx/$m;"
+done
+cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type text/plain;
+    $ngx_temps
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / { return 200 "hello"; }
+    }
+}
+EOF
+"$NGINX_BIN" -t -q -p "$TMP/nginx/" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
+  >"$TMP/nginx-t.log" 2>&1 || { cat "$TMP/nginx-t.log" >&2; die "nginx -t failed"; }
+
+# --- start both servers (pinned to SERVER_CPU) -----------------------------------------------
+
+taskset -c "$SERVER_CPU" "$NGINX_BIN" -p "$TMP/nginx/" -e "$TMP/nginx/error.log" \
+  -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
+NGX_PID=$!; PIDS+=("$NGX_PID")
+taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$SY_PORT" "$APP" >"$TMP/switchyard.log" 2>&1 &
+SY_PID=$!; PIDS+=("$SY_PID")
+wait_http nginx "$NGX_PID" "$NGX_PORT"
+wait_http switchyard "$SY_PID" "$SY_PORT" "listening on http://127.0.0.1:$SY_PORT"
+
+# --- header -----------------------------------------------------------------------------------
+
+per_run=$((DURATION + 2))
+echo "# switchyard vs nginx, HTTP/1.1 GET / -> 200 \"hello\""
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -srm)  $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "# switchyard: $SY_BIN ($sy_build), git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), app $APP"
+echo "# nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), 1 worker, access_log off"
+echo "# load:       taskset -c $WRK_CPU wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; servers on CPU $SERVER_CPU;" \
+     "$ROUNDS round(s), ${WARMUP}s warmup each; at most ~$(( (2 * ROUNDS * per_run) + 2 * WARMUP ))s of load"
+echo "# loadavg:    $(cut -d' ' -f1-3 /proc/loadavg)"
+sib=/sys/devices/system/cpu/cpu$SERVER_CPU/topology/thread_siblings_list
+if [ -r "$sib" ]; then
+  s=$(cat "$sib")
+  [[ ",$s," == *",$WRK_CPU,"* ]] && echo "# warning:    CPUs $SERVER_CPU and $WRK_CPU are SMT siblings ($s): wrk and server share a core"
+fi
+
+# --- runs -------------------------------------------------------------------------------------
+
+RESULTS=$TMP/results.tsv       # round server rps requests cpu_ticks busy_ticks total_ticks errors
+: >"$RESULTS"
+bad=0
+
+WRK_PID=
+wrk_run() { # wrk_run PORT SECONDS OUTFILE (in the background + wait, so INT/TERM traps fire at once)
+  local rc=0
+  timeout -k 5 $(($2 + 30)) taskset -c "$WRK_CPU" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --timeout 5s "http://127.0.0.1:$1/" >"$3" 2>&1 &
+  WRK_PID=$!
+  wait "$WRK_PID" || rc=$?
+  WRK_PID=
+  return "$rc"
+}
+
+measure() { # measure ROUND NAME PID PORT
+  local round=$1 name=$2 pid=$3 port=$4 out="$TMP/wrk-$1-$2.txt" t0 t1 c0 c1 b0 b1 tot0 tot1 rps reqs errs
+  kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is no longer running"
+  c0=$(cpu_line "$SERVER_CPU"); t0=$(tree_ticks "$pid")
+  wrk_run "$port" "$DURATION" "$out" || { cat "$out" >&2; die "wrk against $name failed"; }
+  t1=$(tree_ticks "$pid"); c1=$(cpu_line "$SERVER_CPU")
+  kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) died during the run"
+  [ "$VERBOSE" = 1 ] && sed "s/^/  [$name] /" "$out"
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  reqs=$(awk '/ requests in / {print $1}' "$out")
+  [ -n "$rps" ] && [ -n "$reqs" ] || { cat "$out" >&2; die "cannot parse wrk output for $name"; }
+  errs=$(awk '/Non-2xx or 3xx responses:/ {n += $NF}
+              /Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10}
+              END {print n + 0}' "$out")
+  [ "$errs" -eq 0 ] || bad=1
+  read -r b0 tot0 <<<"$c0"; read -r b1 tot1 <<<"$c1"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$reqs" $((t1 - t0)) \
+    $((b1 - b0)) $((tot1 - tot0)) "$errs" >>"$RESULTS"
+  awk -v hz="$HZ" -F'\t' 'END {
+      cpu = $5 / hz; total = $7 > 0 ? $7 : 1
+      printf "%-5s %-10s %12.0f %10d %8.2f %6.1f %6.1f %11.2f %6d\n", $1, $2, $3, $4, cpu,
+             100 * $5 / total, 100 * ($6 - $5) / total, cpu * 1e6 / $4, $8 }' "$RESULTS"
+}
+
+if [ "$WARMUP" -gt 0 ]; then
+  wrk_run "$NGX_PORT" "$WARMUP" "$TMP/warmup-nginx.txt" || die "warmup against nginx failed"
+  wrk_run "$SY_PORT" "$WARMUP" "$TMP/warmup-switchyard.txt" || die "warmup against switchyard failed"
+fi
+
+echo
+echo "# cpu% = server CPU time / wall time; oth% = other busy time on the server CPU (other processes, irqs; noise gauge, ~±2% is tick rounding)"
+printf '%-5s %-10s %12s %10s %8s %6s %6s %11s %6s\n' \
+  round server req/s requests cpu_s cpu% oth% cpu_us/req errors
+for r in $(seq "$ROUNDS"); do
+  measure "$r" nginx "$NGX_PID" "$NGX_PORT"
+  measure "$r" switchyard "$SY_PID" "$SY_PORT"
+done
+
+# --- summary ----------------------------------------------------------------------------------
+
+echo
+awk -v hz="$HZ" -F'\t' '
+  function median(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  {
+    cpr = $5 / hz * 1e6 / $4
+    if ($2 == "nginx") { nr[++n] = $3; nc[n] = cpr; rr[$1] = $3; rc[$1] = cpr }
+    else { sr[++m] = $3; sc[m] = cpr; qr[$1] = $3 / rr[$1]; qc[$1] = rc[$1] > 0 ? cpr / rc[$1] : 0 }
+  }
+  END {
+    printf "%-5s %-22s %-22s\n", "round", "req/s sy/nginx", "cpu_us/req sy/nginx"
+    for (r = 1; r <= m; r++) { printf "%-5d %-22.3f %-22.3f\n", r, qr[r], qc[r]; ar[r] = qr[r]; ac[r] = qc[r] }
+    printf "\n%-12s %12s %12s\n", "median", "req/s", "cpu_us/req"
+    mnr = median(nr, n); mnc = median(nc, n); msr = median(sr, m); msc = median(sc, m)
+    printf "%-12s %12.0f %12.2f\n", "nginx", mnr, mnc
+    printf "%-12s %12.0f %12.2f\n", "switchyard", msr, msc
+    printf "%-12s %12.3f %12.3f\n", "sy/nginx", msr / mnr, (mnc > 0 ? msc / mnc : 0)
+    printf "(median of per-round ratios: req/s %.3f, cpu_us/req %.3f)\n", median(ar, m), median(ac, m)
+  }' "$RESULTS"
+
+if [ "$bad" -ne 0 ]; then
+  note "some runs had socket errors or non-2xx responses (errors column); see $TMP"
+  KEEP_TMP=1
+  exit 1
+fi
