@@ -237,6 +237,9 @@ int sy_app_open(sy_server *s)
     lua_pushcfunction(L, luaopen_switchyard);
     lua_setfield(L, -2, "switchyard");
     lua_pop(L, 1);
+    /* Open it now: the metatables of req/res must exist even if the app never requires it. */
+    luaL_requiref(L, "switchyard", luaopen_switchyard, 0);
+    lua_pop(L, 1);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", SY_LUA_DIR, SY_LUA_DIR, lua_tostring(L, -1));
