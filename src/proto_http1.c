@@ -179,6 +179,11 @@ static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body
         }
     }
     sy_app_dispatch(c, req, body, offers, n);
+    if (c->closing) {
+        /* h1_on_close left the state to us while the hook ran. */
+        sy_free(h);
+        return;
+    }
     h->in_app = 0;
 }
 
@@ -346,6 +351,8 @@ int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body
     if (c->closing)
         return rc < 0 ? rc : SY_ECLOSED;
     finish_exchange(c, h);
+    if (c->closing)
+        return 0;
     if (!h->in_app && h->phase == H1_HEAD && sy_buf_len(&c->in))
         sy_conn_schedule(c);
     return 0;
@@ -446,9 +453,12 @@ static void h1_on_close(sy_conn *c)
         /* The new protocol never started: let it release its state. */
         c->proto_state = h->next_state;
         h->next_proto->on_close(c);
+        h->next_proto = NULL;
     }
-    sy_free(h);
     c->proto_state = NULL;
+    /* While a hook runs, dispatch() still holds h: it frees it when the hook returns. */
+    if (!h->in_app)
+        sy_free(h);
 }
 
 const sy_proto sy_proto_http1 = {
