@@ -30,7 +30,6 @@ sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, c
     c->proto_state = proto_state;
     /* Input holds at most one head plus one body (and a little framing slack). */
     sy_buf_init(&c->in, s->cfg.max_head + s->cfg.max_body + 65536);
-    sy_buf_init(&c->out, 0);
     if (peer && peer->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)peer;
         inet_ntop(AF_INET, &a->sin_addr, c->remote_addr, sizeof c->remote_addr);
@@ -117,7 +116,7 @@ static void finish_close(sy_conn *c)
         c->fd = -1;
     }
     sy_buf_dispose(&c->in);
-    sy_buf_dispose(&c->out);
+    sy_outq_dispose(&c->out);
     sy_server_conn_closed(c->server, c);
 }
 
@@ -153,7 +152,7 @@ void sy_conn_close_after_write(sy_conn *c)
     ev_io_stop(c->server->loop, &c->rio);
     c->read_paused = 1;
     ev_timer_stop(c->server->loop, &c->timer);
-    if (sy_buf_len(&c->out) == 0)
+    if (c->out.bytes == 0)
         start_lingering(c);
     else {
         /* Bound the wait for a peer that never reads. */
@@ -169,19 +168,40 @@ static int write_failed(sy_conn *c)
     return SY_ECLOSED;
 }
 
-static int queue_rest(sy_conn *c, const char *p1, size_t n1, const char *p2, size_t n2)
+static int after_queue(sy_conn *c)
 {
-    if (sy_buf_append(&c->out, p1, n1) || sy_buf_append(&c->out, p2, n2)) {
-        sy_conn_close(c);
-        return SY_ENOMEM;
-    }
-    if (!ev_is_active(&c->wio))
+    if (!c->corked && !ev_is_active(&c->wio))
         ev_io_start(c->server->loop, &c->wio);
-    if (sy_buf_len(&c->out) > c->server->cfg.high_water) {
+    if (c->out.bytes > c->server->cfg.high_water) {
         c->over_high_water = 1;
         return 1;
     }
     return 0;
+}
+
+static int queue_rest(sy_conn *c, const char *p1, size_t n1, const char *p2, size_t n2)
+{
+    if (sy_outq_copy(&c->out, p1, n1) || sy_outq_copy(&c->out, p2, n2)) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    return after_queue(c);
+}
+
+/* Sends what the socket takes now; returns bytes sent or SY_ECLOSED (conn closed). */
+static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
+{
+    ssize_t w;
+    do {
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return write_failed(c);
+        w = 0;
+    }
+    return w;
 }
 
 int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t n2)
@@ -189,18 +209,11 @@ int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t
     const char *p1 = v1, *p2 = v2;
     if (c->closing || c->lingering)
         return SY_ECLOSED;
-    if (sy_buf_len(&c->out) == 0) {
+    if (c->out.bytes == 0 && !c->corked) {
         struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
-        ssize_t w;
-        do {
-            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n2 ? 2 : 1};
-            w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-        } while (w < 0 && errno == EINTR);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return write_failed(c);
-            w = 0;
-        }
+        ssize_t w = send_iov(c, iov, n2 ? 2 : 1);
+        if (w < 0)
+            return (int)w;
         size_t done = (size_t)w;
         if (done >= n1 + n2)
             return 0;
@@ -221,27 +234,64 @@ int sy_conn_write(sy_conn *c, const void *p, size_t n)
     return sy_conn_write2(c, p, n, NULL, 0);
 }
 
-static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
 {
-    (void)revents;
-    sy_conn *c = sy_container_of(w, sy_conn, wio);
-    while (sy_buf_len(&c->out)) {
-        ssize_t n = send(c->fd, sy_buf_data(&c->out), sy_buf_len(&c->out), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            sy_conn_close(c);
-            return;
-        }
-        sy_buf_consume(&c->out, (size_t)n);
+    if (c->closing || c->lingering)
+        return SY_ECLOSED;
+    if (c->out.bytes == 0 && !c->corked) {
+        struct iovec iov = {ch->data + off, len};
+        ssize_t w = send_iov(c, &iov, 1);
+        if (w < 0)
+            return (int)w;
+        if ((size_t)w == len)
+            return 0;
+        off += (size_t)w;
+        len -= (size_t)w;
     }
-    if (sy_buf_len(&c->out) == 0) {
+    if (sy_outq_share(&c->out, ch, off, len) != 0) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    return after_queue(c);
+}
+
+void sy_conn_cork(sy_conn *c)
+{
+    c->corked = 1;
+}
+
+static void flush(sy_conn *c);
+
+void sy_conn_uncork(sy_conn *c)
+{
+    if (!c->corked)
+        return;
+    c->corked = 0;
+    if (!c->closing && c->out.bytes)
+        flush(c);
+}
+
+/* Sends the queue in batches of iovecs until the socket is full or the queue empty. */
+static void flush(sy_conn *c)
+{
+    struct ev_loop *loop = c->server->loop;
+    while (c->out.bytes) {
+        struct iovec iov[64];
+        int n = sy_outq_iov(&c->out, iov, 64);
+        ssize_t w = send_iov(c, iov, n);
+        if (w < 0)
+            return; /* closed */
+        if (w == 0)
+            break;
+        sy_outq_consume(&c->out, (size_t)w);
+    }
+    if (c->out.bytes == 0) {
         ev_io_stop(loop, &c->wio);
-        sy_buf_trim(&c->out, 65536);
+        sy_outq_dispose(&c->out); /* idle connections keep no output memory */
+    } else if (!ev_is_active(&c->wio)) {
+        ev_io_start(loop, &c->wio);
     }
-    if (c->over_high_water && sy_buf_len(&c->out) <= c->server->cfg.high_water / 2) {
+    if (c->over_high_water && c->out.bytes <= c->server->cfg.high_water / 2) {
         c->over_high_water = 0;
         if (c->proto && c->proto->on_drain && !c->close_after_write) {
             c->refs++;
@@ -251,8 +301,15 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
                 return;
         }
     }
-    if (c->close_after_write && sy_buf_len(&c->out) == 0 && !c->lingering)
+    if (c->close_after_write && c->out.bytes == 0 && !c->lingering)
         start_lingering(c);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush(sy_container_of(w, sy_conn, wio));
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include "buf.h"
+#include "outq.h"
 
 typedef struct sy_conn sy_conn;
 
@@ -36,7 +37,7 @@ struct sy_conn {
     int fd;                    /* owned; -1 once closed */
     struct sy_server *server;  /* borrowed; outlives all of its connections */
     sy_buf in;                 /* bytes read and not yet used by the protocol */
-    sy_buf out;                /* bytes queued for the peer */
+    sy_outq out;               /* bytes queued for the peer */
     const sy_proto *proto;     /* borrowed static table */
     void *proto_state;         /* owned by the protocol; released in proto->on_close */
     int refs;                  /* > 0 while C or Lua code runs on behalf of this conn */
@@ -47,6 +48,7 @@ struct sy_conn {
     unsigned peer_eof : 1;
     unsigned over_high_water : 1;
     unsigned pending : 1;      /* queued for sy_conn_schedule */
+    unsigned corked : 1;       /* writes queue until sy_conn_uncork */
     char remote_addr[INET6_ADDRSTRLEN];
     int remote_port;
     sy_conn *prev, *next;      /* the server's list of live connections */
@@ -69,6 +71,12 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state);
 int sy_conn_write(sy_conn *c, const void *p, size_t n);
 /* Same for two pieces in one system call (head and body). */
 int sy_conn_write2(sy_conn *c, const void *p1, size_t n1, const void *p2, size_t n2);
+/* Writes chunk[off, off + len) without copying it (a frame shared by many connections): what
+ * cannot be sent now is queued by reference. Same results as sy_conn_write. */
+int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len);
+/* Batching: while corked, writes only queue; uncork sends the queue in one writev. */
+void sy_conn_cork(sy_conn *c);
+void sy_conn_uncork(sy_conn *c);
 
 /* Stops or resumes reading from the socket. */
 void sy_conn_pause(sy_conn *c);
@@ -92,7 +100,7 @@ void sy_conn_schedule(sy_conn *c);
 /* Bytes queued for output. */
 static inline size_t sy_conn_buffered(const sy_conn *c)
 {
-    return sy_buf_len(&c->out);
+    return c->out.bytes;
 }
 
 static inline void sy_conn_ref(sy_conn *c)

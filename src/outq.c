@@ -1,0 +1,131 @@
+/* Output queue of reference-counted chunks. */
+#include "outq.h"
+
+#include "buf.h"
+
+#define MIN_CHUNK 4096
+
+sy_chunk *sy_chunk_new(size_t cap)
+{
+    if (cap > SIZE_MAX - sizeof(sy_chunk))
+        return NULL;
+    sy_chunk *ch = sy_malloc(sizeof *ch + cap);
+    if (!ch)
+        return NULL;
+    ch->refs = 1;
+    ch->sealed = 0;
+    ch->len = 0;
+    ch->cap = cap;
+    return ch;
+}
+
+void sy_chunk_release(sy_chunk *ch)
+{
+    if (ch && --ch->refs == 0)
+        sy_free(ch);
+}
+
+void sy_outq_dispose(sy_outq *q)
+{
+    for (size_t i = 0; i < q->count; i++)
+        sy_chunk_release(q->segs[(q->head + i) % q->cap].chunk);
+    sy_free(q->segs);
+    q->segs = NULL;
+    q->head = q->count = q->cap = q->bytes = 0;
+}
+
+static sy_outseg *tail(sy_outq *q)
+{
+    return q->count ? &q->segs[(q->head + q->count - 1) % q->cap] : NULL;
+}
+
+static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
+{
+    if (q->count == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 8;
+        sy_outseg *s = sy_malloc(ncap * sizeof *s);
+        if (!s)
+            return SY_ENOMEM;
+        for (size_t i = 0; i < q->count; i++)
+            s[i] = q->segs[(q->head + i) % q->cap];
+        sy_free(q->segs);
+        q->segs = s;
+        q->head = 0;
+        q->cap = ncap;
+    }
+    q->segs[(q->head + q->count) % q->cap] = (sy_outseg){ch, off, len};
+    q->count++;
+    q->bytes += len;
+    return 0;
+}
+
+int sy_outq_copy(sy_outq *q, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    sy_outseg *t = tail(q);
+    /* Append in place when the tail is our own, unshared chunk with room after its bytes. */
+    if (t && !t->chunk->sealed && t->off + t->len == t->chunk->len &&
+        t->chunk->cap - t->chunk->len >= n) {
+        memcpy(t->chunk->data + t->chunk->len, p, n);
+        t->chunk->len += n;
+        t->len += n;
+        q->bytes += n;
+        return 0;
+    }
+    sy_chunk *ch = sy_chunk_new(n > MIN_CHUNK ? n : MIN_CHUNK);
+    if (!ch)
+        return SY_ENOMEM;
+    memcpy(ch->data, p, n);
+    ch->len = n;
+    if (push(q, ch, 0, n) != 0) {
+        sy_chunk_release(ch);
+        return SY_ENOMEM;
+    }
+    return 0;
+}
+
+int sy_outq_share(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
+{
+    if (len == 0)
+        return 0;
+    ch->sealed = 1;
+    ch->refs++;
+    if (push(q, ch, off, len) != 0) {
+        ch->refs--;
+        return SY_ENOMEM;
+    }
+    return 0;
+}
+
+int sy_outq_iov(const sy_outq *q, struct iovec *iov, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < q->count && n < max; i++) {
+        const sy_outseg *s = &q->segs[(q->head + i) % q->cap];
+        iov[n].iov_base = s->chunk->data + s->off;
+        iov[n].iov_len = s->len;
+        n++;
+    }
+    return n;
+}
+
+void sy_outq_consume(sy_outq *q, size_t n)
+{
+    while (n && q->count) {
+        sy_outseg *s = &q->segs[q->head];
+        if (n < s->len) {
+            s->off += n;
+            s->len -= n;
+            q->bytes -= n;
+            return;
+        }
+        n -= s->len;
+        q->bytes -= s->len;
+        sy_chunk_release(s->chunk);
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+    if (q->count == 0)
+        q->head = 0;
+}
