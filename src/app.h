@@ -32,8 +32,12 @@ void sy_app_raw_drain(void *handle);
 /* The connection closed: call the close handler, detach and release the handle. */
 void sy_app_raw_close(void *handle);
 
-/* WebSocket events (frames arrive in their own module). */
+/* WebSocket events for the app's handle. Any of them may close the connection. */
 void sy_app_ws_open(void *handle);
+void sy_app_ws_message(void *handle, const char *p, size_t n, int binary);
+void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong);
+void sy_app_ws_drain(void *handle);
+/* The connection is closing or closed (once): call the close handler, detach the handle. */
 void sy_app_ws_close(void *handle, int code, sy_str reason);
 
 /* The server is stopping: the app gets no more calls for it. */

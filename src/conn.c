@@ -53,6 +53,8 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
     c->proto_state = proto_state;
     if (!c->close_after_write)
         ev_timer_stop(c->server->loop, &c->timer);
+    if (proto->on_start && !c->closing)
+        proto->on_start(c);
     if (sy_buf_len(&c->in) && !c->closing)
         sy_conn_schedule(c);
 }

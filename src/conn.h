@@ -26,6 +26,8 @@ typedef struct sy_proto {
     void (*on_shutdown)(sy_conn *c);
     /* The connection is closing: release the protocol state. Must not close again. */
     void (*on_close)(sy_conn *c);
+    /* The connection was just switched to this protocol (may be NULL). */
+    void (*on_start)(sy_conn *c);
 } sy_proto;
 
 struct sy_server;

@@ -3,18 +3,7 @@
 #include "lua_int.h"
 #include "proto.h"
 
-/* User values: 1 handlers table, 2 data table (the app's), 3 info (path, subprotocol). */
-enum { UV_HANDLERS = 1, UV_DATA, UV_INFO, UV_COUNT = UV_INFO };
-
-typedef struct lconn {
-    sy_conn *conn;  /* borrowed; NULL once closed */
-    lua_State *L;   /* borrowed; the server's state */
-    int ref;        /* registry anchor while the connection is open */
-    int websocket;
-    char remote_addr[INET6_ADDRSTRLEN];
-} lconn;
-
-static lconn *check_handle(lua_State *L, int idx)
+lconn *sy_lua_check_handle(lua_State *L, int idx)
 {
     lconn *h = luaL_testudata(L, idx, SY_CONN_MT);
     if (!h)
@@ -57,7 +46,7 @@ void sy_lua_handle_set_info(lua_State *L, int idx, const char *key, sy_str value
 
 /* Calls handlers[name](handle, args...) with nargs arguments already on the stack. Returns 0,
  * or SY_ELUA after logging; a missing handler is not an error. */
-static int call_handler(lconn *h, const char *name, int nargs)
+int sy_lua_call_handler(lconn *h, const char *name, int nargs)
 {
     lua_State *L = h->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);      /* [args..., handle] */
@@ -91,7 +80,7 @@ static void handler_failed(lconn *h)
 void sy_app_raw_open(void *handle)
 {
     lconn *h = handle;
-    if (h->conn && call_handler(h, "open", 0) != 0)
+    if (h->conn && sy_lua_call_handler(h, "open", 0) != 0)
         handler_failed(h);
 }
 
@@ -99,7 +88,7 @@ void sy_app_raw_data(void *handle, const char *p, size_t n)
 {
     lconn *h = handle;
     lua_pushlstring(h->L, p, n);
-    if (call_handler(h, "data", 1) != 0)
+    if (sy_lua_call_handler(h, "data", 1) != 0)
         handler_failed(h);
 }
 
@@ -108,11 +97,11 @@ void sy_app_raw_drain(void *handle)
     lconn *h = handle;
     if (h->conn)
         sy_conn_resume(h->conn);
-    if (call_handler(h, "drain", 0) != 0)
+    if (sy_lua_call_handler(h, "drain", 0) != 0)
         handler_failed(h);
 }
 
-static void detach(lconn *h)
+void sy_lua_detach(lconn *h)
 {
     h->conn = NULL;
     if (h->ref != LUA_NOREF) {
@@ -126,37 +115,15 @@ void sy_app_raw_close(void *handle)
 {
     lconn *h = handle;
     h->conn = NULL; /* the handler sees a closed conn: writes answer nil, "closed" */
-    call_handler(h, "close", 0);
-    detach(h);
-}
-
-void sy_app_ws_open(void *handle)
-{
-    lconn *h = handle;
-    if (h->conn && call_handler(h, "open", 0) != 0 && h->conn) {
-        /* RFC 6455 7.4.1: 1011, the server hit an unexpected condition. */
-        static const char frame[] = {(char)0x88, 2, 0x03, (char)0xF3};
-        sy_conn_write(h->conn, frame, sizeof frame);
-        if (h->conn)
-            sy_conn_close_after_write(h->conn);
-    }
-}
-
-void sy_app_ws_close(void *handle, int code, sy_str reason)
-{
-    lconn *h = handle;
-    h->conn = NULL;
-    lua_pushinteger(h->L, code);
-    lua_pushlstring(h->L, reason.p ? reason.p : "", reason.len);
-    call_handler(h, "close", 2);
-    detach(h);
+    sy_lua_call_handler(h, "close", 0);
+    sy_lua_detach(h);
 }
 
 /* conn:write(bytes) -> true (below the high-water mark) | false (queued above it; reading
  * pauses until drain) | nil, "closed" */
 static int conn_write(lua_State *L)
 {
-    lconn *h = check_handle(L, 1);
+    lconn *h = sy_lua_check_handle(L, 1);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
     if (!h->conn || h->conn->closing || h->conn->close_after_write) {
@@ -179,7 +146,7 @@ static int conn_write(lua_State *L)
 /* conn:close(): flushes what is queued, then closes; the close handler follows. */
 static int conn_close(lua_State *L)
 {
-    lconn *h = check_handle(L, 1);
+    lconn *h = sy_lua_check_handle(L, 1);
     if (h->conn)
         sy_conn_close_after_write(h->conn);
     return 0;
@@ -187,14 +154,14 @@ static int conn_close(lua_State *L)
 
 static int conn_buffered(lua_State *L)
 {
-    lconn *h = check_handle(L, 1);
+    lconn *h = sy_lua_check_handle(L, 1);
     lua_pushinteger(L, h->conn ? (lua_Integer)sy_conn_buffered(h->conn) : 0);
     return 1;
 }
 
 static int conn_index(lua_State *L)
 {
-    lconn *h = check_handle(L, 1);
+    lconn *h = sy_lua_check_handle(L, 1);
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
@@ -220,7 +187,7 @@ static int conn_index(lua_State *L)
 
 static int conn_tostring(lua_State *L)
 {
-    lconn *h = check_handle(L, 1);
+    lconn *h = sy_lua_check_handle(L, 1);
     lua_pushfstring(L, "%s(%s%s)", h->websocket ? SY_WEBSOCKET_MT : SY_CONN_MT, h->remote_addr,
                     h->conn ? "" : ", closed");
     return 1;
@@ -235,8 +202,8 @@ static const luaL_Reg conn_methods[] = {
 
 void sy_lua_open_conn(lua_State *L)
 {
-    const char *names[] = {SY_CONN_MT, SY_WEBSOCKET_MT};
-    for (int i = 0; i < 2; i++) {
+    const char *names[] = {SY_CONN_MT};
+    for (int i = 0; i < 1; i++) {
         if (luaL_newmetatable(L, names[i])) {
             luaL_newlib(L, conn_methods);
             lua_setfield(L, -2, "methods");
@@ -357,9 +324,28 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
     sy_str value = upv ? sy_str_make(upv, strlen(upv))
                        : sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
                                                              : o->name.len);
-    int rc = sy_h1_accept(c, value, extra, websocket ? &sy_proto_ws : &sy_proto_raw, h);
+    void *state = h;
+    if (websocket) {
+        sy_ws_options wo;
+        sy_ws_default_options(&wo);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE)
+            sy_lua_ws_options(L, -1, &wo);
+        if (options)
+            sy_lua_ws_options(L, options, &wo);
+        state = sy_ws_new(h, &wo);
+        if (!state) {
+            sy_lua_detach(h);
+            app_error(c, "out of memory");
+            return 1;
+        }
+    }
+    int rc = sy_h1_accept(c, value, extra, websocket ? &sy_proto_ws : &sy_proto_raw, state);
     if (rc != 0) {
-        detach(h);
+        /* The connection went away before the switch: the state was not handed over. */
+        if (websocket)
+            sy_ws_free(state);
+        sy_lua_detach(h);
         return 1;
     }
     if (websocket)

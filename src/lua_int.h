@@ -6,6 +6,7 @@
 #include <lua.h>
 
 #include "app.h"
+#include "proto.h"
 #include "server.h"
 
 #define SY_REQUEST_MT "switchyard.Request"
@@ -14,6 +15,9 @@
 #define SY_WEBSOCKET_MT "switchyard.WebSocket"
 #define SY_TIMER_MT "switchyard.Timer"
 #define SY_DECISION_MT "switchyard.Decision"
+
+/* Registry key of the app table. */
+const void *sy_lua_app_key(void);
 
 /* The server running this state, or NULL (module loaded by a plain Lua interpreter). */
 sy_server *sy_lua_server(lua_State *L);
@@ -45,6 +49,34 @@ void sy_lua_push_response(lua_State *L, sy_conn *c);
 sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags);
 /* Keeps a pending response alive after its hook returned (it may be sent from a timer). */
 void sy_lua_anchor_response(lua_State *L, int idx);
+
+/* User values of connection handles: 1 handlers, 2 data (the app's), 3 info (path,
+ * subprotocol), 4 subscribed topics (WebSocket). */
+enum { UV_HANDLERS = 1, UV_DATA, UV_INFO, UV_TOPICS, UV_COUNT = UV_TOPICS };
+
+typedef struct lconn {
+    sy_conn *conn;  /* borrowed; NULL once closed */
+    lua_State *L;   /* borrowed; the server's state */
+    int ref;        /* registry anchor while the connection is open */
+    int websocket;
+    char remote_addr[INET6_ADDRSTRLEN];
+} lconn;
+
+lconn *sy_lua_check_handle(lua_State *L, int idx);
+/* Calls handlers[name](handle, args...) with nargs arguments on the stack (popped). Returns 0,
+ * or SY_ELUA after logging; a missing handler is not an error. */
+int sy_lua_call_handler(lconn *h, const char *name, int nargs);
+/* Drops the registry anchor and the conn pointer. */
+void sy_lua_detach(lconn *h);
+/* Publishes data to every open WebSocket subscribed to the topic at topic_idx except
+ * `except` (may be NULL): framed once, queued by reference. Returns the number of receivers. */
+int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary,
+                   lconn *except);
+void sy_lua_open_ws(lua_State *L);
+int sy_lua_publish_fn(lua_State *L);
+/* Reads WebSocket options from the table at idx over *o (app.options, then accept options);
+ * raises on a bad value. */
+void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o);
 
 /* Connection handles (raw and WebSocket): creates one for c with the handlers table at
  * handlers_idx (may be 0 for none); leaves it on the stack and returns its C pointer. */

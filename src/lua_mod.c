@@ -11,6 +11,11 @@
 static const char server_key = 's'; /* registry[&server_key] = lightuserdata(sy_server) */
 static const char app_key = 'a';    /* registry[&app_key] = the app table */
 
+const void *sy_lua_app_key(void)
+{
+    return &app_key;
+}
+
 void sy_log(const char *level, const char *fmt, ...)
 {
     char line[4096];
@@ -191,6 +196,7 @@ static const luaL_Reg module_fns[] = {
     {"upgrade_required", l_upgrade_required},
     {"reject", l_reject},
     {"after", sy_lua_after},
+    {"publish", sy_lua_publish_fn},
     {"every", sy_lua_every},
     {"now", l_now},
     {"log", l_log},
@@ -209,6 +215,7 @@ SY_API int luaopen_switchyard(lua_State *L)
     sy_lua_open_request(L);
     sy_lua_open_response(L);
     sy_lua_open_conn(L);
+    sy_lua_open_ws(L);
     sy_lua_open_timer(L);
     lua_pushstring(L, "0.1.0");
     lua_setfield(L, -2, "version");

@@ -2,7 +2,7 @@
 #include "lua_int.h"
 
 /* User values: 1 headers table (lazy), 2 body string, 3 fields the app set, 4 upgrades (lazy). */
-enum { UV_HEADERS = 1, UV_BODY, UV_EXTRA, UV_UPGRADES, UV_COUNT = UV_UPGRADES };
+enum { RQ_HEADERS = 1, RQ_BODY, RQ_EXTRA, RQ_UPGRADES, RQ_COUNT = RQ_UPGRADES };
 
 typedef struct lreq {
     sy_str method, target, path, query; /* query.p == NULL: none */
@@ -39,7 +39,7 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
     size_t head_len = (size_t)(end - head);
     size_t size = sizeof(lreq) + req->nheaders * sizeof(sy_http1_header) +
                   n * sizeof(sy_upgrade_offer) + head_len;
-    lreq *r = lua_newuserdatauv(L, size, UV_COUNT);
+    lreq *r = lua_newuserdatauv(L, size, RQ_COUNT);
     sy_http1_header *hdrs = (sy_http1_header *)(void *)(r + 1);
     sy_upgrade_offer *offs = (sy_upgrade_offer *)(void *)(hdrs + req->nheaders);
     char *copy = (char *)(offs + n);
@@ -67,7 +67,7 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
     luaL_setmetatable(L, SY_REQUEST_MT);
     if (body.p) {
         lua_pushlstring(L, body.p, body.len);
-        lua_setiuservalue(L, -2, UV_BODY);
+        lua_setiuservalue(L, -2, RQ_BODY);
     }
 }
 
@@ -163,7 +163,7 @@ static int req_offers(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    push_lazy(L, 1, r, UV_UPGRADES, push_upgrades);
+    push_lazy(L, 1, r, RQ_UPGRADES, push_upgrades);
     lua_rawgeti(L, -1, i + 1);
     return 1;
 }
@@ -180,13 +180,13 @@ static int req_index(lua_State *L)
     switch (k[0]) {
     case 'b':
         if (strcmp(k, "body") == 0) {
-            lua_getiuservalue(L, 1, UV_BODY);
+            lua_getiuservalue(L, 1, RQ_BODY);
             return 1;
         }
         break;
     case 'h':
         if (strcmp(k, "headers") == 0) {
-            push_lazy(L, 1, r, UV_HEADERS, push_headers);
+            push_lazy(L, 1, r, RQ_HEADERS, push_headers);
             return 1;
         }
         break;
@@ -238,7 +238,7 @@ static int req_index(lua_State *L)
                 lua_pushnil(L);
                 return 1;
             }
-            push_lazy(L, 1, r, UV_UPGRADES, push_upgrades);
+            push_lazy(L, 1, r, RQ_UPGRADES, push_upgrades);
             return 1;
         }
         break;
@@ -251,7 +251,7 @@ static int req_index(lua_State *L)
     default:
         break;
     }
-    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE)
+    if (lua_getiuservalue(L, 1, RQ_EXTRA) != LUA_TTABLE)
         return 1; /* nil */
     lua_pushvalue(L, 2);
     lua_rawget(L, -2);
@@ -272,11 +272,11 @@ static int req_newindex(lua_State *L)
             if (strcmp(k, fixed[i]) == 0)
                 return luaL_error(L, "req.%s is read-only", k);
     }
-    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE) {
+    if (lua_getiuservalue(L, 1, RQ_EXTRA) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setiuservalue(L, 1, UV_EXTRA);
+        lua_setiuservalue(L, 1, RQ_EXTRA);
     }
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);

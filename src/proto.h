@@ -34,4 +34,41 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
                  void *state);
 
 
+/* WebSocket settings for one connection (accept options over app.options over defaults). */
+typedef struct sy_ws_options {
+    size_t max_message;      /* bytes; larger messages close with 1009 (default 1 MiB) */
+    size_t max_fragments;    /* fragments per message; more close with 1009 (default 100000) */
+    double idle_timeout;     /* seconds without any frame from the peer: close 1001 (120) */
+    double ping_interval;    /* seconds of silence before the server pings (30; 0 = never) */
+    size_t max_backpressure; /* queued bytes past which the policy applies (default 16 MiB) */
+    int drop_on_backpressure;/* 1: drop data messages past it; 0: close with 1008 (default) */
+    double close_timeout;    /* seconds to wait for the peer's close frame (5) */
+} sy_ws_options;
+
+void sy_ws_default_options(sy_ws_options *o);
+
+/* Creates the WebSocket protocol state for the app's handle (borrowed; the app releases it in
+ * sy_app_ws_close). Returns NULL when out of memory. */
+void *sy_ws_new(void *handle, const sy_ws_options *o);
+/* Frees a state that never started (the app is not told). */
+void sy_ws_free(void *state);
+
+/* Sends one message (SY_WS_TEXT/BINARY) or a ping/pong. Returns 0, 1 when the queue is over the
+ * high-water mark, 2 when the message was dropped by the backpressure policy, SY_ECLOSED after
+ * a close was sent or the conn is gone, SY_EINVAL for a control payload over 125 bytes. */
+int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n);
+
+/* Frames a message once (unmasked server frame) into a new chunk with one ref. */
+sy_chunk *sy_ws_frame(int opcode, const void *p, size_t n);
+
+/* Sends a framed chunk by reference (publish). Same results as sy_ws_send. */
+int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data);
+
+/* Starts the closing handshake with code (0: none) and reason (<= 123 bytes). Returns 0, or
+ * SY_ECLOSED when a close was already sent. */
+int sy_ws_close(sy_conn *c, int code, sy_str reason);
+
+/* 1 if c speaks WebSocket and can still send. */
+int sy_ws_open(const sy_conn *c);
+
 #endif

@@ -1,13 +1,361 @@
-/* WebSocket after the 101: the connection belongs to this handler from the switch on. */
+/* WebSocket after the 101 (RFC 6455): frames in, messages to the app, the closing handshake,
+ * keepalive pings and backpressure. Frame bytes are unmasked and checked in place in c->in as
+ * they arrive, so invalid UTF-8 fails at its first byte and a valid message ahead of a bad
+ * frame is delivered before the connection fails. */
 #include "app.h"
 #include "proto.h"
 #include "server.h"
+#include "ws.h"
 
+typedef struct wsp {
+    void *handle;          /* app handle; NULL once the app was told of the close */
+    sy_ws_options o;
+    sy_ws_header hdr;      /* the frame being read, valid when have_hdr */
+    int have_hdr;
+    uint64_t frame_done;   /* payload bytes of this frame already unmasked and checked */
+    int msg_opcode;        /* TEXT/BINARY of a fragmented message in progress, else 0 */
+    int frame_text;        /* the current frame's payload is text to validate */
+    sy_buf msg;            /* fragments of the message in progress */
+    size_t fragments;
+    sy_utf8 utf8;          /* the text message in progress */
+    int close_sent;
+    int close_received;
+    int failed;            /* a protocol error was answered: input is ignored */
+    ev_tstamp last_rx;     /* last time a byte came from the peer */
+    int ping_outstanding;
+} wsp;
+
+void sy_ws_default_options(sy_ws_options *o)
+{
+    o->max_message = 1024 * 1024;
+    o->max_fragments = 100000;
+    o->idle_timeout = 120;
+    o->ping_interval = 30;
+    o->max_backpressure = 16 * 1024 * 1024;
+    o->drop_on_backpressure = 0;
+    o->close_timeout = 5;
+}
+
+void *sy_ws_new(void *handle, const sy_ws_options *o)
+{
+    wsp *w = sy_calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->handle = handle;
+    w->o = *o;
+    sy_buf_init(&w->msg, o->max_message);
+    return w;
+}
+
+void sy_ws_free(void *state)
+{
+    wsp *w = state;
+    if (!w)
+        return;
+    sy_buf_dispose(&w->msg);
+    sy_free(w);
+}
+
+static wsp *state_of(const sy_conn *c)
+{
+    return c->proto == &sy_proto_ws ? c->proto_state : NULL;
+}
+
+int sy_ws_open(const sy_conn *c)
+{
+    const wsp *w = state_of(c);
+    return w && !c->closing && !w->close_sent;
+}
+
+/* Tells the app once; the handle is detached afterwards. */
+static void notify_close(sy_conn *c, wsp *w, int code, sy_str reason)
+{
+    (void)c;
+    void *h = w->handle;
+    if (!h)
+        return;
+    w->handle = NULL;
+    sy_app_ws_close(h, code, reason);
+}
+
+static int write_frame(sy_conn *c, int opcode, const void *p, size_t n)
+{
+    uint8_t hdr[SY_WS_MAX_HEADER];
+    size_t hl = sy_ws_encode_header(hdr, 1, 0, opcode, n);
+    return sy_conn_write2(c, hdr, hl, p, n);
+}
+
+static void send_close_frame(sy_conn *c, wsp *w, int code, sy_str reason)
+{
+    if (w->close_sent)
+        return;
+    w->close_sent = 1;
+    uint8_t payload[125];
+    size_t n = 0;
+    if (code) {
+        payload[0] = (uint8_t)(code >> 8);
+        payload[1] = (uint8_t)code;
+        n = 2;
+        size_t r = reason.len > 123 ? 123 : reason.len;
+        if (r)
+            memcpy(payload + 2, reason.p, r);
+        n += r;
+    }
+    write_frame(c, SY_WS_CLOSE, payload, n);
+}
+
+/* Fails the connection (RFC 6455 7.1.7): close frame with code, no more reading, TCP closes
+ * once it is written. */
+static void fail(sy_conn *c, wsp *w, int code, const char *why)
+{
+    if (c->closing)
+        return;
+    w->failed = 1;
+    send_close_frame(c, w, code, sy_str_make(why, strlen(why)));
+    if (c->closing)
+        return;
+    sy_buf_consume(&c->in, sy_buf_len(&c->in));
+    notify_close(c, w, code, sy_str_make(why, strlen(why)));
+    if (!c->closing)
+        sy_conn_close_after_write(c);
+}
+
+int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
+{
+    wsp *w = state_of(c);
+    if (!w || c->closing || w->close_sent)
+        return SY_ECLOSED;
+    int control = opcode >= SY_WS_CLOSE;
+    if (control && n > 125)
+        return SY_EINVAL;
+    if (!control && sy_conn_buffered(c) > w->o.max_backpressure) {
+        if (w->o.drop_on_backpressure)
+            return 2;
+        /* RFC 6455 7.4.1: 1008 policy violation, for a consumer that never reads. */
+        fail(c, w, 1008, "backpressure limit exceeded");
+        return SY_ECLOSED;
+    }
+    int rc = write_frame(c, opcode, p, n);
+    return rc < 0 ? SY_ECLOSED : rc;
+}
+
+sy_chunk *sy_ws_frame(int opcode, const void *p, size_t n)
+{
+    sy_chunk *ch = sy_chunk_new(SY_WS_MAX_HEADER + n);
+    if (!ch)
+        return NULL;
+    size_t hl = sy_ws_encode_header((uint8_t *)ch->data, 1, 0, opcode, n);
+    if (n)
+        memcpy(ch->data + hl, p, n);
+    ch->len = hl + n;
+    return ch;
+}
+
+int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data)
+{
+    wsp *w = state_of(c);
+    if (!w || c->closing || w->close_sent)
+        return SY_ECLOSED;
+    if (is_data && sy_conn_buffered(c) > w->o.max_backpressure) {
+        if (w->o.drop_on_backpressure)
+            return 2;
+        fail(c, w, 1008, "backpressure limit exceeded");
+        return SY_ECLOSED;
+    }
+    int rc = sy_conn_write_shared(c, frame, 0, frame->len);
+    return rc < 0 ? SY_ECLOSED : rc;
+}
+
+int sy_ws_close(sy_conn *c, int code, sy_str reason)
+{
+    wsp *w = state_of(c);
+    if (!w || c->closing || w->close_sent)
+        return SY_ECLOSED;
+    send_close_frame(c, w, code, reason);
+    if (c->closing)
+        return 0;
+    if (w->close_received) {
+        sy_conn_close_after_write(c);
+        return 0;
+    }
+    /* Wait for the peer's close frame, but not forever. */
+    sy_conn_set_timeout(c, w->o.close_timeout);
+    return 0;
+}
+
+static void deliver(sy_conn *c, wsp *w, const uint8_t *p, size_t n, int opcode)
+{
+    if (!w->handle || w->close_sent)
+        return; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
+    sy_app_ws_message(w->handle, (const char *)p, n, opcode == SY_WS_BINARY);
+    (void)c;
+}
+
+/* A complete control frame. */
+static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
+{
+    switch (w->hdr.opcode) {
+    case SY_WS_PING:
+        if (!w->close_sent)
+            write_frame(c, SY_WS_PONG, p, n);
+        if (!c->closing && w->handle)
+            sy_app_ws_ping(w->handle, (const char *)p, n, 0);
+        break;
+    case SY_WS_PONG:
+        w->ping_outstanding = 0;
+        if (w->handle)
+            sy_app_ws_ping(w->handle, (const char *)p, n, 1);
+        break;
+    case SY_WS_CLOSE: {
+        int code;
+        sy_str reason;
+        const char *why;
+        if (sy_ws_parse_close(p, n, &code, &reason, &why) != 0) {
+            fail(c, w, code, why);
+            return;
+        }
+        w->close_received = 1;
+        if (!w->close_sent) {
+            /* Echo the peer's code (RFC 6455 5.5.1); an empty close gets an empty one. */
+            send_close_frame(c, w, code == 1005 ? 0 : code, sy_str_make(NULL, 0));
+        }
+        if (c->closing)
+            return;
+        sy_buf_consume(&c->in, sy_buf_len(&c->in));
+        notify_close(c, w, code, reason);
+        if (!c->closing)
+            sy_conn_close_after_write(c);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
 static void ws_on_bytes(sy_conn *c)
 {
-    /* Frames are decoded by the WebSocket frame layer; until a message layer consumes them,
-     * input stays queued and reading stops at the buffer's limit. */
-    (void)c;
+    wsp *w = c->proto_state;
+    if (w->failed || w->close_received) {
+        sy_buf_consume(&c->in, sy_buf_len(&c->in));
+        return;
+    }
+    w->last_rx = ev_now(c->server->loop);
+    w->ping_outstanding = 0;
+    sy_conn_cork(c);
+    while (!c->closing && c->proto == &sy_proto_ws && !w->failed && !w->close_received) {
+        uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
+        size_t len = sy_buf_len(&c->in);
+        if (!w->have_hdr) {
+            if (len == 0)
+                break;
+            const char *why = NULL;
+            ssize_t hl = sy_ws_decode_header(in, len, &w->hdr, &why);
+            if (hl == SY_EAGAIN)
+                break;
+            if (hl < 0 || sy_ws_check_header(&w->hdr, 0, &why) != 0) {
+                fail(c, w, 1002, why ? why : "protocol error");
+                break;
+            }
+            int op = w->hdr.opcode;
+            if (op < SY_WS_CLOSE) {
+                if (op == SY_WS_CONT && !w->msg_opcode) {
+                    fail(c, w, 1002, "continuation frame without a message to continue");
+                    break;
+                }
+                if (op != SY_WS_CONT && w->msg_opcode) {
+                    fail(c, w, 1002, "new message before the fragmented one finished");
+                    break;
+                }
+                /* Sizes count as soon as a header announces them, not when bytes arrive. */
+                if (w->hdr.len > w->o.max_message ||
+                    sy_buf_len(&w->msg) + w->hdr.len > w->o.max_message) {
+                    fail(c, w, 1009, "message too big");
+                    break;
+                }
+                if (!w->hdr.fin || op == SY_WS_CONT) {
+                    if (++w->fragments > w->o.max_fragments) {
+                        fail(c, w, 1009, "too many fragments");
+                        break;
+                    }
+                }
+                if (op != SY_WS_CONT)
+                    memset(&w->utf8, 0, sizeof w->utf8);
+                w->frame_text = op == SY_WS_TEXT || (op == SY_WS_CONT && w->msg_opcode == SY_WS_TEXT);
+            } else {
+                w->frame_text = 0;
+            }
+            w->have_hdr = 1;
+            w->frame_done = 0;
+            /* A large frame needs room in c->in: raise its limit to hold it whole. */
+            if (c->in.limit < w->hdr.header_len + w->hdr.len + 65536)
+                c->in.limit = w->hdr.header_len + (size_t)w->hdr.len + 65536;
+        }
+        size_t hl = w->hdr.header_len;
+        uint64_t avail = len - hl;
+        if (avail > w->hdr.len)
+            avail = w->hdr.len;
+        if (avail > w->frame_done) {
+            uint8_t *p = in + hl + w->frame_done;
+            size_t n = (size_t)(avail - w->frame_done);
+            sy_ws_unmask(p, n, w->hdr.mask, w->frame_done);
+            if (w->frame_text && sy_utf8_feed(&w->utf8, p, n) != 0) {
+                fail(c, w, 1007, "invalid UTF-8 in a text message");
+                break;
+            }
+            w->frame_done = avail;
+        }
+        if (avail < w->hdr.len)
+            break; /* the rest of the frame is still on its way */
+
+        uint8_t *payload = in + hl;
+        size_t plen = (size_t)w->hdr.len;
+        int op = w->hdr.opcode;
+        w->have_hdr = 0;
+        if (op >= SY_WS_CLOSE) {
+            on_control(c, w, payload, plen);
+            if (!c->closing && !w->close_received && !w->failed)
+                sy_buf_consume(&c->in, hl + plen);
+            continue;
+        }
+        if (w->hdr.fin && op != SY_WS_CONT) {
+            /* A whole message in one frame: handed over straight from the input buffer. */
+            if (op == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+                fail(c, w, 1007, "invalid UTF-8 in a text message");
+                break;
+            }
+            deliver(c, w, payload, plen, op);
+            if (!c->closing && !w->failed)
+                sy_buf_consume(&c->in, hl + plen);
+            continue;
+        }
+        if (op != SY_WS_CONT)
+            w->msg_opcode = op;
+        if (sy_buf_append(&w->msg, payload, plen) != 0) {
+            fail(c, w, 1009, "message too big");
+            break;
+        }
+        sy_buf_consume(&c->in, hl + plen);
+        if (w->hdr.fin) {
+            int mop = w->msg_opcode;
+            w->msg_opcode = 0;
+            w->fragments = 0;
+            if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+                fail(c, w, 1007, "invalid UTF-8 in a text message");
+                break;
+            }
+            deliver(c, w, (const uint8_t *)sy_buf_data(&w->msg), sy_buf_len(&w->msg), mop);
+            if (c->closing)
+                break;
+            sy_buf_consume(&w->msg, sy_buf_len(&w->msg));
+            sy_buf_trim(&w->msg, 0);
+        }
+    }
+    if (!c->closing) {
+        sy_conn_uncork(c);
+        if (!c->closing && sy_buf_len(&c->in) == 0)
+            sy_buf_trim(&c->in, 0); /* idle connections keep no input memory */
+    }
 }
 
 static void ws_on_eof(sy_conn *c)
@@ -16,29 +364,76 @@ static void ws_on_eof(sy_conn *c)
     sy_conn_close(c);
 }
 
+static void ws_on_drain(sy_conn *c)
+{
+    wsp *w = c->proto_state;
+    if (w->handle && !w->close_sent)
+        sy_app_ws_drain(w->handle);
+}
+
+/* One timer per connection: keepalive pings, the idle limit, and the close handshake's wait. */
+static void ws_on_timeout(sy_conn *c)
+{
+    wsp *w = c->proto_state;
+    if (w->close_sent) {
+        sy_conn_close(c); /* the peer never answered our close */
+        return;
+    }
+    ev_tstamp now = ev_now(c->server->loop);
+    double quiet = now - w->last_rx;
+    if (quiet >= w->o.idle_timeout) {
+        fail(c, w, 1001, "idle timeout");
+        return;
+    }
+    if (w->o.ping_interval > 0 && quiet >= w->o.ping_interval && !w->ping_outstanding) {
+        w->ping_outstanding = 1;
+        write_frame(c, SY_WS_PING, NULL, 0);
+        if (c->closing)
+            return;
+    }
+    double next = w->o.idle_timeout - quiet;
+    if (w->o.ping_interval > 0 && !w->ping_outstanding && w->o.ping_interval - quiet < next)
+        next = w->o.ping_interval - quiet;
+    sy_conn_set_timeout(c, next > 0.05 ? next : 0.05);
+}
+
 static void ws_on_shutdown(sy_conn *c)
 {
-    /* RFC 6455 7.4.1: 1001 going away. */
-    static const char close_frame[] = {(char)0x88, 2, 0x03, (char)0xE9};
-    sy_conn_write(c, close_frame, sizeof close_frame);
-    if (!c->closing)
-        sy_conn_close_after_write(c);
+    wsp *w = c->proto_state;
+    /* RFC 6455 7.4.1: 1001, the server is going away; wait for the peer's close. */
+    sy_ws_close(c, 1001, SY_STR("server shutting down"));
+    (void)w;
 }
 
 static void ws_on_close(sy_conn *c)
 {
-    void *handle = c->proto_state;
+    wsp *w = c->proto_state;
+    if (!w)
+        return;
     c->proto_state = NULL;
-    if (handle)
-        sy_app_ws_close(handle, 1006, sy_str_make("", 0));
+    notify_close(c, w, 1006, sy_str_make("", 0));
+    sy_buf_dispose(&w->msg);
+    sy_free(w);
+}
+
+/* Right after the switch (bytes may follow at once). */
+static void ws_on_start(sy_conn *c)
+{
+    wsp *w = c->proto_state;
+    w->last_rx = ev_now(c->server->loop);
+    double first = w->o.idle_timeout;
+    if (w->o.ping_interval > 0 && w->o.ping_interval < first)
+        first = w->o.ping_interval;
+    sy_conn_set_timeout(c, first);
 }
 
 const sy_proto sy_proto_ws = {
     .name = "websocket",
     .on_bytes = ws_on_bytes,
     .on_eof = ws_on_eof,
-    .on_drain = NULL,
-    .on_timeout = NULL,
+    .on_drain = ws_on_drain,
+    .on_timeout = ws_on_timeout,
     .on_shutdown = ws_on_shutdown,
     .on_close = ws_on_close,
+    .on_start = ws_on_start,
 };

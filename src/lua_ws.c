@@ -1,0 +1,395 @@
+/* switchyard.WebSocket: the `ws` handle, its events, and topics (publish/subscribe). */
+#include "lua_int.h"
+#include "ws.h"
+
+static const char topics_key = 't'; /* registry[&topics_key] = { [topic] = { [ws] = true } } */
+
+static lconn *check_ws(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, SY_WEBSOCKET_MT);
+}
+
+/* Handler errors close with 1011 (RFC 6455 7.4.1: unexpected condition). */
+static void handler_failed(lconn *h)
+{
+    if (h->conn)
+        sy_ws_close(h->conn, 1011, SY_STR("internal error"));
+}
+
+void sy_app_ws_open(void *handle)
+{
+    lconn *h = handle;
+    if (h->conn && sy_lua_call_handler(h, "open", 0) != 0)
+        handler_failed(h);
+}
+
+void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
+{
+    lconn *h = handle;
+    lua_State *L = h->L;
+    lua_pushlstring(L, p, n);
+    lua_pushboolean(L, binary);
+    if (sy_lua_call_handler(h, "message", 2) != 0)
+        handler_failed(h);
+}
+
+void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong)
+{
+    lconn *h = handle;
+    lua_pushlstring(h->L, p, n);
+    if (sy_lua_call_handler(h, pong ? "pong" : "ping", 1) != 0)
+        handler_failed(h);
+}
+
+void sy_app_ws_drain(void *handle)
+{
+    lconn *h = handle;
+    if (sy_lua_call_handler(h, "drain", 0) != 0)
+        handler_failed(h);
+}
+
+/* Removes the handle at idx from every topic it joined. */
+static void unsubscribe_all(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
+    lua_getiuservalue(L, idx, UV_TOPICS);           /* [topics, mine] */
+    if (lua_istable(L, -1) && lua_istable(L, -2)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {                   /* [topics, mine, topic, true] */
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -4) == LUA_TTABLE) {  /* [topics, mine, topic, set] */
+                lua_pushvalue(L, idx);
+                lua_pushnil(L);
+                lua_rawset(L, -3);
+                lua_pushnil(L);
+                if (!lua_next(L, -2)) {             /* empty set: drop the topic */
+                    lua_pushvalue(L, -2);
+                    lua_pushnil(L);
+                    lua_rawset(L, -6);
+                } else {
+                    lua_pop(L, 2);
+                }
+            }
+            lua_pop(L, 1);                          /* [topics, mine, topic] */
+        }
+    }
+    lua_pop(L, 2);
+    lua_pushnil(L);
+    lua_setiuservalue(L, idx, UV_TOPICS);
+}
+
+void sy_app_ws_close(void *handle, int code, sy_str reason)
+{
+    lconn *h = handle;
+    lua_State *L = h->L;
+    h->conn = NULL; /* the close handler sees a closed ws: sends answer nil, "closed" */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    unsubscribe_all(L, -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, code);
+    lua_pushlstring(L, reason.p ? reason.p : "", reason.len);
+    sy_lua_call_handler(h, "close", 2);
+    sy_lua_detach(h);
+}
+
+/* ---- publish ------------------------------------------------------------------------------ */
+
+int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary,
+                   lconn *except)
+{
+    topic_idx = lua_absindex(L, topic_idx);
+    int top = lua_gettop(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key);
+    if (!lua_istable(L, -1) || lua_rawget(L, (lua_pushvalue(L, topic_idx), -2)) != LUA_TTABLE) {
+        lua_settop(L, top);
+        return 0;
+    }
+    /* Snapshot the subscribers first: a send may close a connection, whose close handler may
+     * change the topic while we walk it. */
+    int set = lua_gettop(L);
+    lua_newtable(L);
+    int snap = lua_gettop(L);
+    lua_Integer k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, set)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, snap, ++k);
+    }
+    sy_chunk *frame = sy_ws_frame(binary ? SY_WS_BINARY : SY_WS_TEXT, p, n);
+    if (!frame) {
+        lua_settop(L, top);
+        return luaL_error(L, "out of memory");
+    }
+    int sent = 0;
+    for (lua_Integer i = 1; i <= k; i++) {
+        lua_rawgeti(L, snap, i);
+        lconn *h = lua_touserdata(L, -1);
+        if (h && h != except && h->conn && sy_ws_send_frame(h->conn, frame, 1) >= 0)
+            sent++;
+        lua_pop(L, 1);
+    }
+    sy_chunk_release(frame);
+    lua_settop(L, top);
+    return sent;
+}
+
+/* sy.publish(topic, data, binary?) -> number of receivers */
+int sy_lua_publish_fn(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    int binary = lua_toboolean(L, 3);
+    lua_pushinteger(L, sy_lua_publish(L, 1, p, n, binary, NULL));
+    return 1;
+}
+
+/* ---- methods ------------------------------------------------------------------------------ */
+
+static int closed(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+static int send_result(lua_State *L, int rc)
+{
+    if (rc == 2) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "dropped");
+        return 2;
+    }
+    if (rc < 0)
+        return closed(L);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+/* ws:send(data, binary?) -> true | false (queued over the high-water mark) | nil, "closed" |
+ * nil, "dropped" */
+static int ws_send(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    int binary = lua_toboolean(L, 3);
+    if (!h->conn)
+        return closed(L);
+    if (!binary && !sy_utf8_valid((const uint8_t *)p, n))
+        return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
+    return send_result(L, sy_ws_send(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n));
+}
+
+/* ws:ping(data?) */
+static int ws_ping(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    size_t n = 0;
+    const char *p = luaL_optlstring(L, 2, "", &n);
+    luaL_argcheck(L, n <= 125, 2, "ping payload is at most 125 bytes");
+    if (!h->conn)
+        return closed(L);
+    return send_result(L, sy_ws_send(h->conn, SY_WS_PING, p, n));
+}
+
+/* ws:close(code?, reason?): code 1000 or 3000-4999; reason UTF-8, at most 123 bytes. */
+static int ws_close(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    lua_Integer code = luaL_optinteger(L, 2, 1000);
+    size_t n = 0;
+    const char *reason = luaL_optlstring(L, 3, "", &n);
+    luaL_argcheck(L, code == 1000 || code == 1001 || (code >= 3000 && code <= 4999), 2,
+                  "close code must be 1000, 1001 or 3000-4999");
+    luaL_argcheck(L, n <= 123, 3, "close reason is at most 123 bytes");
+    luaL_argcheck(L, sy_utf8_valid((const uint8_t *)reason, n), 3, "close reason must be UTF-8");
+    if (!h->conn)
+        return closed(L);
+    if (sy_ws_close(h->conn, (int)code, sy_str_make(reason, n)) != 0)
+        return closed(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ws_subscribe(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    luaL_checkstring(L, 2);
+    if (!h->conn)
+        return closed(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {          /* [topics, set] */
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    if (lua_getiuservalue(L, 1, UV_TOPICS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, UV_TOPICS);
+    }
+    lua_pushvalue(L, 2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ws_unsubscribe(lua_State *L)
+{
+    check_ws(L, 1);
+    luaL_checkstring(L, 2);
+    int was = 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) == LUA_TTABLE) {          /* [topics, set] */
+        lua_pushvalue(L, 1);
+        was = lua_rawget(L, -2) != LUA_TNIL;
+        lua_pop(L, 1);
+        lua_pushvalue(L, 1);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+        lua_pushnil(L);
+        if (!lua_next(L, -2)) {
+            lua_pushvalue(L, 2);
+            lua_pushnil(L);
+            lua_rawset(L, -4);
+        } else {
+            lua_pop(L, 2);
+        }
+    }
+    if (lua_getiuservalue(L, 1, UV_TOPICS) == LUA_TTABLE) {
+        lua_pushvalue(L, 2);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+    }
+    lua_pushboolean(L, was);
+    return 1;
+}
+
+/* ws:publish(topic, data, binary?): to every other subscriber of topic. */
+static int ws_publish(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    luaL_checkstring(L, 2);
+    size_t n;
+    const char *p = luaL_checklstring(L, 3, &n);
+    int binary = lua_toboolean(L, 4);
+    lua_pushinteger(L, sy_lua_publish(L, 2, p, n, binary, h));
+    return 1;
+}
+
+static int ws_buffered(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    lua_pushinteger(L, h->conn ? (lua_Integer)sy_conn_buffered(h->conn) : 0);
+    return 1;
+}
+
+static int ws_index(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 0;
+    if (strcmp(k, "data") == 0) {
+        lua_getiuservalue(L, 1, UV_DATA);
+        return 1;
+    }
+    if (strcmp(k, "remote_addr") == 0) {
+        lua_pushstring(L, h->remote_addr);
+        return 1;
+    }
+    if (strcmp(k, "path") == 0 || strcmp(k, "subprotocol") == 0) {
+        lua_getiuservalue(L, 1, UV_INFO);
+        lua_getfield(L, -1, k);
+        return 1;
+    }
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
+static int ws_tostring(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    lua_pushfstring(L, "switchyard.WebSocket(%s%s)", h->remote_addr, h->conn ? "" : ", closed");
+    return 1;
+}
+
+static const luaL_Reg ws_methods[] = {
+    {"send", ws_send},
+    {"ping", ws_ping},
+    {"close", ws_close},
+    {"subscribe", ws_subscribe},
+    {"unsubscribe", ws_unsubscribe},
+    {"publish", ws_publish},
+    {"buffered", ws_buffered},
+    {NULL, NULL},
+};
+
+static double opt_number(lua_State *L, int idx, const char *name, double def, double lo, double hi)
+{
+    int t = lua_getfield(L, idx, name);
+    double v = def;
+    if (t != LUA_TNIL) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "option %s must be a number", name);
+        v = lua_tonumber(L, -1);
+        if (!(v >= lo && v <= hi))
+            luaL_error(L, "option %s must be in [%f, %f]", name, lo, hi);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
+{
+    idx = lua_absindex(L, idx);
+    o->max_message = (size_t)opt_number(L, idx, "max_message_size", (double)o->max_message, 0,
+                                        (double)((size_t)1 << 40));
+    o->max_fragments = (size_t)opt_number(L, idx, "max_fragments", (double)o->max_fragments, 1,
+                                          1e12);
+    o->idle_timeout = opt_number(L, idx, "idle_timeout", o->idle_timeout, 0.01, 1e7);
+    o->ping_interval = opt_number(L, idx, "ping_interval", o->ping_interval, 0, 1e7);
+    o->max_backpressure = (size_t)opt_number(L, idx, "max_backpressure",
+                                             (double)o->max_backpressure, 0, 1e15);
+    o->close_timeout = opt_number(L, idx, "close_timeout", o->close_timeout, 0.01, 3600);
+    if (lua_getfield(L, idx, "backpressure") != LUA_TNIL) {
+        const char *v = lua_tostring(L, -1);
+        if (v && strcmp(v, "drop") == 0)
+            o->drop_on_backpressure = 1;
+        else if (v && strcmp(v, "close") == 0)
+            o->drop_on_backpressure = 0;
+        else
+            luaL_error(L, "option backpressure must be \"close\" or \"drop\"");
+    }
+    lua_pop(L, 1);
+}
+
+void sy_lua_open_ws(lua_State *L)
+{
+    if (luaL_newmetatable(L, SY_WEBSOCKET_MT)) {
+        luaL_newlib(L, ws_methods);
+        lua_setfield(L, -2, "methods");
+        lua_pushcfunction(L, ws_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, ws_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &topics_key);
+}

@@ -1,0 +1,74 @@
+/* WebSocket frame codec (RFC 6455 5.2), masking, incremental UTF-8 validation and close-code
+ * rules: pure, no I/O, no allocation. Messages are built above this, under their own limits. */
+#ifndef SY_WS_H
+#define SY_WS_H
+
+#include "sy_base.h"
+
+enum {
+    SY_WS_CONT = 0x0,
+    SY_WS_TEXT = 0x1,
+    SY_WS_BINARY = 0x2,
+    SY_WS_CLOSE = 0x8,
+    SY_WS_PING = 0x9,
+    SY_WS_PONG = 0xA,
+};
+
+#define SY_WS_MAX_HEADER 14
+
+typedef struct sy_ws_header {
+    int fin;            /* 1 on the final fragment */
+    int rsv;            /* the three RSV bits as 0..7 (RSV1 = 4) */
+    int opcode;         /* 0..15 as sent */
+    int masked;         /* the MASK bit */
+    uint8_t mask[4];    /* the masking key when masked */
+    uint64_t len;       /* payload length */
+    size_t header_len;  /* 2..14 */
+} sy_ws_header;
+
+/* Decodes one frame header from buf[0..len). Returns header_len (> 0) and fills *h; SY_EAGAIN
+ * when more bytes are needed; SY_EPROTO with *why for a 64-bit length with the most significant
+ * bit set (RFC 6455 5.2). Everything else (reserved opcodes, RSV bits, control frame rules,
+ * masking requirements) is the caller's policy, checked with sy_ws_check_header. */
+ssize_t sy_ws_decode_header(const uint8_t *buf, size_t len, sy_ws_header *h, const char **why);
+
+/* Checks a client frame header against RFC 6455 for a server: masked (5.1), known opcode (5.2),
+ * RSV bits only those in allowed_rsv (negotiated extensions, e.g. 4 for permessage-deflate on
+ * the first data frame), control frames final and at most 125 bytes (5.5). Returns 0 or
+ * SY_EPROTO with *why; the close code for every failure is 1002. */
+int sy_ws_check_header(const sy_ws_header *h, int allowed_rsv, const char **why);
+
+/* Encodes an unmasked (server) frame header into out. Returns its length (2, 4 or 10). */
+size_t sy_ws_encode_header(uint8_t out[SY_WS_MAX_HEADER], int fin, int rsv, int opcode,
+                           uint64_t len);
+
+/* Unmasks (or masks) n bytes in place; offset is the position of p[0] within the payload, so a
+ * payload can be processed in pieces. Works a machine word at a time. */
+void sy_ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset);
+
+/* Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF); valid when
+ * zeroed. A code point may be split across calls. */
+typedef struct sy_utf8 {
+    uint32_t state; /* 0: at a code point boundary; else the validator's pending state */
+} sy_utf8;
+
+/* Feeds n bytes. Returns 0 while valid so far, SY_EPROTO at the first byte that can never be
+ * part of valid UTF-8 (fail fast: the rest of the input is not looked at). */
+int sy_utf8_feed(sy_utf8 *u, const uint8_t *p, size_t n);
+
+/* 1 when the bytes fed so far end on a code point boundary (a complete text), else 0. */
+int sy_utf8_complete(const sy_utf8 *u);
+
+/* Validates a whole buffer: 1 if valid UTF-8, else 0. */
+int sy_utf8_valid(const uint8_t *p, size_t n);
+
+/* 1 if code may appear in a Close frame from a peer (RFC 6455 7.4: 1000-1003, 1007-1011,
+ * 3000-4999), else 0. */
+int sy_ws_close_code_valid(int code);
+
+/* Validates a close payload: empty, or 2-byte code (valid per above) + UTF-8 reason, total <=
+ * 125. Returns 0 and sets *code (1005 when empty) and *reason; else SY_EPROTO with *why and
+ * *code set to the close code to answer with (1002 protocol error, 1007 bad UTF-8). */
+int sy_ws_parse_close(const uint8_t *p, size_t n, int *code, sy_str *reason, const char **why);
+
+#endif
