@@ -348,10 +348,7 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
         sy_lua_detach(h);
         return 1;
     }
-    if (websocket)
-        sy_app_ws_open(h);
-    else
-        sy_app_raw_open(h);
+    /* open runs from the protocol's start, once the connection speaks it. */
     return 1;
 }
 

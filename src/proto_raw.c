@@ -36,6 +36,11 @@ static void raw_on_close(sy_conn *c)
         sy_app_raw_close(handle);
 }
 
+static void raw_on_start(sy_conn *c)
+{
+    sy_app_raw_open(c->proto_state);
+}
+
 const sy_proto sy_proto_raw = {
     .name = "raw",
     .on_bytes = raw_on_bytes,
@@ -44,4 +49,5 @@ const sy_proto sy_proto_raw = {
     .on_timeout = NULL,
     .on_shutdown = NULL,
     .on_close = raw_on_close,
+    .on_start = raw_on_start,
 };

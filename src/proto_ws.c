@@ -425,6 +425,8 @@ static void ws_on_start(sy_conn *c)
     if (w->o.ping_interval > 0 && w->o.ping_interval < first)
         first = w->o.ping_interval;
     sy_conn_set_timeout(c, first);
+    if (w->handle)
+        sy_app_ws_open(w->handle);
 }
 
 const sy_proto sy_proto_ws = {

@@ -1,0 +1,82 @@
+-- examples/chat/server.lua: a chat room. GET / serves the page (index.html beside this file);
+-- the page opens a WebSocket on /chat; every message is published to the "room" topic, framed
+-- once for all members.
+--
+-- Run:  switchyard --listen 127.0.0.1:8080 examples/chat/server.lua
+-- Then open http://127.0.0.1:8080/ in two browser tabs.
+local sy = require "switchyard"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local page do
+  local f = assert(io.open(here .. "index.html", "rb"))
+  page = f:read("a")
+  f:close()
+end
+
+local MAX_NAME, MAX_TEXT = 32, 2000
+local members = 0
+
+-- JSON string escaping for the few fields we send.
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+    return named[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function event(kind, name, text)
+  return string.format('{"type":%s,"name":%s,"text":%s,"members":%d,"time":%.3f}',
+    json_string(kind), json_string(name), json_string(text or ""), members, sy.now())
+end
+
+local app = {}
+
+function app.request(req, res)
+  if req.method ~= "GET" and req.method ~= "HEAD" then
+    return res:send(405, "method not allowed\n", { allow = "GET, HEAD" })
+  end
+  if req.path == "/" then
+    return res:send(200, page, { ["content-type"] = "text/html; charset=utf-8",
+                                 ["cache-control"] = "no-store" })
+  end
+  res:send(404, "not found\n", { ["content-type"] = "text/plain" })
+end
+
+local room = {
+  open = function(ws)
+    -- The name comes from the query string (?name=...), cleaned and bounded.
+    local name = (ws.data.name or "guest"):sub(1, MAX_NAME)
+    ws.data.name = name
+    members = members + 1
+    ws:subscribe("room")
+    sy.publish("room", event("join", name))
+  end,
+  message = function(ws, text, binary)
+    if binary then return ws:close(4003, "text only") end
+    if #text > MAX_TEXT then text = text:sub(1, MAX_TEXT) end
+    sy.publish("room", event("message", ws.data.name, text))
+  end,
+  close = function(ws)
+    members = members - 1
+    sy.publish("room", event("leave", ws.data.name or "guest"))
+  end,
+}
+
+function app.upgrade(req)
+  if req.path == "/chat" and req:offers("websocket") then
+    local name = req.query and req.query:match("name=([^&]*)")
+    name = name and name:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+               :gsub("[^%w%s%-_%.]", ""):match("^%s*(.-)%s*$")
+    return sy.accept("websocket", {
+      open = function(ws)
+        ws.data.name = (name and #name > 0) and name or "guest"
+        room.open(ws)
+      end,
+      message = room.message,
+      close = room.close,
+    }, { max_message_size = 64 * 1024 })
+  end
+  return sy.ignore()
+end
+
+return app
