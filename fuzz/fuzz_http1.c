@@ -43,8 +43,8 @@ static void fuzz_head(const char *buf, size_t len)
     check(req.version == 10 || req.version == 11);
     check(req.target_form >= SY_TARGET_ORIGIN && req.target_form <= SY_TARGET_AUTHORITY);
     check(req.nheaders <= MAX_HEADERS && !(req.chunked && req.content_length >= 0));
-    check(inside(req.method, buf, n) && inside(req.target, buf, n) && inside(req.query, buf, n) &&
-          inside(req.authority, buf, n) && inside(req.host, buf, n));
+    check(inside(req.method, buf, n) && inside(req.target, buf, n) && inside(req.path, buf, n) &&
+          inside(req.query, buf, n) && inside(req.authority, buf, n) && inside(req.host, buf, n));
     for (size_t i = 0; i < req.nheaders; i++)
         check(inside(req.headers[i].name, buf, n) && inside(req.headers[i].value, buf, n));
     (void)sy_http1_find(&req, "host");

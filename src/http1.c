@@ -432,7 +432,8 @@ static int parse_target(sy_http1_request *req, const char **why)
     req->target_form = SY_TARGET_ABSOLUTE;
     req->authority = sy_str_make(t + a, i - a);
     if (i == n || t[i] == '?') {
-        req->path = SY_STR("/");
+        /* An empty path means "/": take the last "/" of "://" so every slice stays in buf. */
+        req->path = sy_str_make(t + a - 1, 1);
     } else {
         const char *q = memchr(t + i, '?', n - i);
         size_t pe = q ? (size_t)(q - t) : n;

@@ -38,8 +38,8 @@ typedef struct sy_http1_request {
     sy_str method;
     sy_str target;    /* raw request-target */
     sy_str path;      /* origin form: before '?'; absolute form: the path part ("/" if empty,
-                         then a static string, not part of the buffer); asterisk form: "*";
-                         authority form: the authority */
+                         then the last "/" of "://"); asterisk form: "*"; authority form: the
+                         authority. Like every slice here, it points into the parsed buffer */
     sy_str query;     /* after '?', without it; query.p == NULL when there is no '?' */
     sy_str authority; /* absolute form's host[:port]; p == NULL otherwise */
     int target_form;  /* enum sy_http1_target_form */

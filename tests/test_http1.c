@@ -489,8 +489,8 @@ static void test_head_ok(void)
                 CHECK_MSG(req.head_len == n && req.status == 0, "%s: head_len/status", tc->name);
                 check_expect(tc->name, &req, tc->expect);
                 int inside = within(req.method, p, n) && within(req.target, p, n) &&
-                             within(req.query, p, n) && within(req.authority, p, n) &&
-                             within(req.host, p, n);
+                             within(req.path, p, n) && within(req.query, p, n) &&
+                             within(req.authority, p, n) && within(req.host, p, n);
                 for (size_t i = 0; i < req.nheaders; i++)
                     inside = inside && within(req.headers[i].name, p, n) &&
                              within(req.headers[i].value, p, n);
