@@ -49,6 +49,10 @@ void sy_lua_handle_set_info(lua_State *L, int idx, const char *key, sy_str value
 int sy_lua_call_handler(lconn *h, const char *name, int nargs)
 {
     lua_State *L = h->L;
+    if (h->ref == LUA_NOREF) { /* detached: nothing to call */
+        lua_pop(L, nargs);
+        return 0;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);      /* [args..., handle] */
     lua_getiuservalue(L, -1, UV_HANDLERS);          /* [args..., handle, handlers] */
     if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
@@ -59,12 +63,10 @@ int sy_lua_call_handler(lconn *h, const char *name, int nargs)
     lua_remove(L, -2);
     lua_insert(L, -2 - nargs);
     lua_insert(L, -1 - nargs);
-    char what[64];
-    snprintf(what, sizeof what, "%s handler '%s'", h->websocket ? "websocket" : "raw", name);
     if (h->conn)
         sy_conn_ref(h->conn);
     sy_conn *c = h->conn;
-    int rc = sy_lua_call(L, nargs + 1, 0, what);
+    int rc = sy_lua_call2(L, nargs + 1, 0, h->websocket ? "websocket handler" : "raw handler", name);
     if (c)
         sy_conn_unref(c);
     return rc;

@@ -26,6 +26,8 @@ sy_server *sy_lua_server(lua_State *L);
  * handler. Returns 0 with nres results pushed, or SY_ELUA with nothing pushed after logging
  * "what: message + traceback". Never raises. */
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
+/* Same, logging "what 'name': ..." on error. */
+int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name);
 
 /* Logs a line on stderr: "[level] message". */
 void sy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -48,19 +48,28 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
+int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name)
 {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
     int rc = lua_pcall(L, nargs, nres, base);
     if (rc != LUA_OK) {
-        sy_log("error", "%s: %s", what, lua_tostring(L, -1));
+        /* The label is only formatted here: the success path does no string work. */
+        if (name)
+            sy_log("error", "%s '%s': %s", what, name, lua_tostring(L, -1));
+        else
+            sy_log("error", "%s: %s", what, lua_tostring(L, -1));
         lua_pop(L, 2); /* message, traceback handler */
         return SY_ELUA;
     }
     lua_remove(L, base);
     return 0;
+}
+
+int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
+{
+    return sy_lua_call2(L, nargs, nres, what, NULL);
 }
 
 int sy_lua_push_hook(lua_State *L, const char *name)
