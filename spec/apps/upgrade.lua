@@ -1,6 +1,7 @@
 -- spec/apps/upgrade.lua: fixture for spec/integration/upgrade_spec.lua.
--- app.upgrade records what it saw (req.upgrades, req:offers results); the next app.request
--- reports that record (or upgrade_called=no) and forgets it. Decision by path:
+-- app.upgrade records what it saw (req.upgrades, req:offers results); when it declines
+-- (ignore/nil), the app.request that follows reports that record (otherwise
+-- upgrade_called=no) and forgets it. Decision by path:
 --   /ignore sy.ignore()     /nil nil          /tls-required sy.upgrade_required("TLS/1.3")
 --   /reject sy.reject(403, "no")              /accept-other sy.accept("notoffered/1")
 --   /raw    accept the offered "echo" token (any version) as a raw echo stream
@@ -59,11 +60,14 @@ local ws_handlers = {
 
 function app.upgrade(req)
   stats.upgrade_calls = stats.upgrade_calls + 1
-  last = record(req)
+  last = nil
+  local rec = record(req)
   local p = req.path
   if p == "/ignore" then
+    last = rec
     return sy.ignore()
   elseif p == "/nil" then
+    last = rec
     return nil
   elseif p == "/tls-required" then
     return sy.upgrade_required("TLS/1.3")
@@ -74,6 +78,7 @@ function app.upgrade(req)
   elseif p == "/raw" then
     local o = req:offers("echo")
     if o then return sy.accept(token(o), echo) end
+    last = rec
     return sy.ignore()
   elseif p == "/ws" then
     return sy.accept("websocket", ws_handlers)
@@ -82,6 +87,7 @@ function app.upgrade(req)
   elseif p == "/upgrade-error" then
     error("boom-upgrade")
   end
+  last = rec
   return sy.ignore()
 end
 

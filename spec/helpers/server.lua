@@ -84,6 +84,23 @@ end
 local Server = {}
 Server.__index = Server
 
+-- A server that is never stopped (a spec died before its teardown, or dropped the object) is
+-- signalled by its guard's finalizer: at garbage collection, or when the Lua state closes
+-- (busted exits with os.exit(code, true)). The guard is created after the popen handle, so it
+-- is finalized first; the handle's own finalizer then reaps the process.
+local function guard(srv)
+  return setmetatable({}, { __gc = function()
+    if srv.code == nil and M.alive(srv.pid) then
+      os.execute("kill -TERM " .. srv.pid)
+      local deadline = socket.gettime() + M.STOP_TIMEOUT
+      while M.alive(srv.pid) and socket.gettime() < deadline do socket.sleep(0.02) end
+      if M.alive(srv.pid) then os.execute("kill -KILL " .. srv.pid) end
+    end
+    os.remove(srv.out_path)
+    os.remove(srv.log_path)
+  end })
+end
+
 -- Starts `switchyard [--listen L]... [args...] APP` with stdout and stderr to temp files.
 -- opts.listen: list of HOST:PORT (default { "127.0.0.1:0" }); opts.args: extra arguments.
 -- opts.expect_lines: number of `listening on` lines to wait for (default #listen).
@@ -113,6 +130,7 @@ function M.start(app, opts)
   assert(pid, "could not read the server PID (got " .. tostring(pidline) .. ")")
   local srv = setmetatable({ pid = pid, proc = proc, out_path = out, log_path = log, bin = bin,
                              app = app, ports = {}, urls = {} }, Server)
+  srv.guard = guard(srv)
   local want = opts.expect_lines or #listen
   local deadline = socket.gettime() + M.TIMEOUT
   while true do
@@ -207,6 +225,17 @@ end
 local Conn = {}
 Conn.__index = Conn
 
+-- Every connection opened here, until M.close_all() (busted keeps only one `finally` per test,
+-- so specs close their connections with after_each(H.close_all)).
+local open_conns = {}
+
+function M.close_all()
+  for i = #open_conns, 1, -1 do
+    open_conns[i].sock:close()
+    open_conns[i] = nil
+  end
+end
+
 -- Connects to 127.0.0.1:port. Returns a Conn or nil, err.
 function M.connect(port, host)
   local s = assert(socket.tcp())
@@ -216,7 +245,9 @@ function M.connect(port, host)
     s:close()
     return nil, err
   end
-  return setmetatable({ sock = s }, Conn)
+  local c = setmetatable({ sock = s }, Conn)
+  open_conns[#open_conns + 1] = c
+  return c
 end
 
 function M.must_connect(port)
