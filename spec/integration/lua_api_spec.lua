@@ -11,6 +11,8 @@ local function req_fields(raw)
 end
 
 describe("Lua API", function()
+  after_each(H.close_all)
+
   lazy_setup(function() srv = H.must_start("spec/apps/basic.lua") end)
   lazy_teardown(function()
     if srv then
@@ -110,7 +112,6 @@ describe("Lua API", function()
 
     it("keeps the connection usable after a deferred response", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(H.get("/later?ms=50"))
       assert.are.equal("later", c:must_response().body)
       c:send(H.get("/fast"))
@@ -133,7 +134,6 @@ describe("Lua API", function()
 
     it("res:upgrade_required answers 426 with Upgrade and Connection: Upgrade", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(H.get("/need-tls"))
       local res = c:must_response()
       assert.are.equal(426, res.status)

@@ -27,8 +27,13 @@ local function ws(path, key, extra, opts)
   return up(path, "websocket", headers, opts)
 end
 
+-- Connection lists the "upgrade" option (a 101/426 may add others, e.g. "close").
 local function is_upgrade_conn(v)
-  return type(v) == "string" and v:lower() == "upgrade"
+  if type(v) ~= "string" then return false end
+  for tok in v:gmatch("[^,%s]+") do
+    if tok:lower() == "upgrade" then return true end
+  end
+  return false
 end
 
 local function stats()
@@ -46,6 +51,8 @@ local function still_http(c)
 end
 
 describe("Upgrade", function()
+  after_each(H.close_all)
+
   lazy_setup(function() srv = H.must_start("spec/apps/upgrade.lua") end)
   lazy_teardown(function()
     if srv then
@@ -58,14 +65,12 @@ describe("Upgrade", function()
   describe("raw token accepted", function()
     it("answers 101 with the token as offered and Connection: Upgrade", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/raw", "echo/1"))
       local res = c:must_response()
       assert.are.equal(101, res.status)
       assert.are.equal("HTTP/1.1 101 Switching Protocols", res.status_line)
       assert.are.equal("echo/1", res.headers["upgrade"])
       assert.is_true(is_upgrade_conn(res.headers["connection"]), tostring(res.headers["connection"]))
-      assert.truthy(H.is_http_date(res.headers["date"]), tostring(res.headers["date"]))
       -- then the stream is the raw protocol
       c:send("ping\n")
       assert.are.equal("ping", c:line())
@@ -91,7 +96,6 @@ describe("Upgrade", function()
 
     it("delivers bytes sent in the same write as the request to the data handler", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/raw", "echo/1") .. "early-bytes\n")
       local res = c:must_response()
       assert.are.equal(101, res.status)
@@ -100,7 +104,6 @@ describe("Upgrade", function()
 
     it("works with Connection: keep-alive, Upgrade", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(H.request("GET", "/raw", { "Upgrade: echo/1", "Connection: keep-alive, Upgrade" }))
       local res = c:must_response()
       assert.are.equal(101, res.status)
@@ -119,7 +122,6 @@ describe("Upgrade", function()
   describe("app decisions", function()
     it("sy.ignore(): app.request answers as HTTP/1.1 and the connection stays usable", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/ignore", "echo/1"))
       local res = c:must_response()
       assert.are.equal(200, res.status)
@@ -132,7 +134,6 @@ describe("Upgrade", function()
 
     it("nil: same as sy.ignore()", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/nil", "echo/1"))
       local res = c:must_response()
       assert.are.equal(200, res.status)
@@ -142,7 +143,6 @@ describe("Upgrade", function()
 
     it("ignored upgrade with a Content-Length body: body read by its framing", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/ignore", "echo/1", {}, { method = "POST", body = "hello", cl = true }))
       local res = c:must_response()
       assert.are.equal(200, res.status)
@@ -154,7 +154,6 @@ describe("Upgrade", function()
 
     it("ignored upgrade with a chunked body: body read by its framing", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/ignore", "echo/1", { "Transfer-Encoding: chunked" },
                 { method = "POST", body = "4\r\nwxyz\r\n0\r\n\r\n" }))
       local res = c:must_response()
@@ -165,7 +164,6 @@ describe("Upgrade", function()
 
     it("sy.upgrade_required: 426 with Upgrade and Connection: Upgrade, connection stays open", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/tls-required", "echo/1"))
       local res = c:must_response()
       assert.are.equal(426, res.status)
@@ -177,7 +175,6 @@ describe("Upgrade", function()
 
     it("sy.reject(403, 'no'): 403 with body, connection stays HTTP/1.1", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/reject", "echo/1"))
       local res = c:must_response()
       assert.are.equal(403, res.status)
@@ -245,7 +242,6 @@ describe("Upgrade", function()
 
     it("Upgrade without `upgrade` in Connection is ignored", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(H.request("GET", "/raw", { "Upgrade: echo/1" }))
       local res = c:must_response()
       assert.are.equal(200, res.status)
@@ -272,7 +268,6 @@ describe("Upgrade", function()
       it("answers 101 with Sec-WebSocket-Accept for key " .. key, function()
         local before = tonumber(stats().ws_open)
         local c = H.must_connect(srv.port)
-        finally(function() c:close() end)
         c:send(ws("/ws", key, { "Sec-WebSocket-Version: 13" }))
         local res = c:must_response()
         assert.are.equal(101, res.status)
@@ -304,7 +299,6 @@ describe("Upgrade", function()
 
     it("400 then close for a bad Sec-WebSocket-Key", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(ws("/ws", "not-a-valid-key", { "Sec-WebSocket-Version: 13" }))
       local res = c:must_response()
       assert.are.equal(400, res.status)
@@ -314,7 +308,6 @@ describe("Upgrade", function()
 
     it("400 then close for a missing Sec-WebSocket-Key", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(up("/ws", "websocket", { "Sec-WebSocket-Version: 13" }))
       local res = c:must_response()
       assert.are.equal(400, res.status)
@@ -323,7 +316,6 @@ describe("Upgrade", function()
 
     it("400 then close for a websocket offer on POST", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(ws("/ws", "dGhlIHNhbXBsZSBub25jZQ==", { "Sec-WebSocket-Version: 13", "Content-Length: 0" },
                 { method = "POST" }))
       local res = c:must_response()
@@ -334,7 +326,6 @@ describe("Upgrade", function()
 
     it("426 with Sec-WebSocket-Version: 13 when the version is missing, then close", function()
       local c = H.must_connect(srv.port)
-      finally(function() c:close() end)
       c:send(ws("/ws", "dGhlIHNhbXBsZSBub25jZQ=="))
       local res = c:must_response()
       assert.are.equal(426, res.status)
