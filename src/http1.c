@@ -268,11 +268,9 @@ static int on_transfer_encoding(head_state *st, sy_str v, const char **why)
                 return 400;
             }
             st->te_last_chunk = 1;
-        } else if (IEQ(tok.p, tok.len, "gzip") || IEQ(tok.p, tok.len, "x-gzip") ||
-                   IEQ(tok.p, tok.len, "deflate") || IEQ(tok.p, tok.len, "compress") ||
-                   IEQ(tok.p, tok.len, "x-compress")) {
-            st->te_last_chunk = 0;
         } else {
+            /* The core decodes chunked only; a body under gzip etc. would reach the app still
+             * encoded, so any other coding is refused (RFC 9112 6.1: 501). */
             *why = "unsupported transfer coding";
             return 501;
         }
