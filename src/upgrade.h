@@ -33,7 +33,15 @@ typedef struct sy_upgrade_answer {
  * GET, missing/duplicate/invalid Sec-WebSocket-Key) or 426 with "Sec-WebSocket-Version: 13"
  * (missing or other version). At most SY_UPGRADE_MAX_OFFERS are kept. Returns 0 with *n set
  * (possibly 0), or SY_EPROTO with answer->status 400 for an Upgrade field that is not a
- * comma-separated list of name[/version] tokens. Slices borrow from the request's buffer. */
+ * comma-separated list of name[/version] tokens. Slices borrow from the request's buffer.
+ * Details: several Upgrade fields form one list in field order; empty elements are skipped.
+ * "The only offer" means the list holds exactly one element as sent (before any dropping). When
+ * *answer is filled for a lone websocket offer the return is 0 with *n == 0, so the caller
+ * checks answer->status before *n. Checks run as: syntax of the whole list (400) first, then
+ * method, then Sec-WebSocket-Key (400), then Sec-WebSocket-Version (426). Offer names compare
+ * case-insensitively ("WebSocket", "H2C", "tls/1.2"); "h2" is dropped only without a version.
+ * h2c does not require the HTTP2-Settings Connection option. Past SY_UPGRADE_MAX_OFFERS valid
+ * offers, the later ones are dropped but still syntax-checked. */
 int sy_upgrade_offers(const sy_http1_request *req, sy_upgrade_offer *offers, size_t *n,
                       sy_upgrade_answer *answer);
 
@@ -47,7 +55,8 @@ int sy_upgrade_ws_accept(sy_str key, char out[29]);
 
 /* Decodes base64url without padding (HTTP2-Settings) into out (cap bytes). Returns the decoded
  * length, or SY_EPROTO for any invalid character, padding, or length, or SY_ELIMIT when cap is
- * too small. */
+ * too small. Strict: a length of 4k+1 or non-zero unused bits in the last character is SY_EPROTO,
+ * and SY_EPROTO wins over SY_ELIMIT. With out NULL it only validates and returns the length. */
 ssize_t sy_upgrade_base64url_decode(sy_str in, uint8_t *out, size_t cap);
 
 #endif
