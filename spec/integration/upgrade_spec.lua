@@ -82,6 +82,12 @@ describe("Upgrade", function()
       assert.is_nil(res.headers["content-length"])
     end)
 
+    it("sends Date with the 101 (responses always carry Date)", function()
+      local res = H.must_roundtrip(srv.port, up("/raw", "echo/1"))
+      assert.are.equal(101, res.status)
+      assert.truthy(H.is_http_date(res.headers["date"]), tostring(res.headers["date"]))
+    end)
+
     it("keeps the case and version of the offered token in the 101", function()
       local res = H.must_roundtrip(srv.port, up("/raw", "Echo/2.5"))
       assert.are.equal(101, res.status)
