@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# WebSocket echo, upgrades and idle memory: switchyard (examples/echo.lua) vs Node's `ws`
+# (bench/node/echo_server.js), side by side, driven by bench/wsload.c.
+#
+# By-hand benchmark, NOT for CI (refuses to run when $CI is set). See bench/README.md.
+#
+# Both servers are pinned to one CPU (SERVER_CPU), wsload to another (LOAD_CPU). Each round runs
+# every load case against both servers (the order alternates per round) that stay up for the whole
+# session; wsload reads the server's CPU time (utime+stime, /proc/PID/stat) at the edges of its
+# measured window, giving CPU µs per message or upgrade. The idle case starts a fresh instance of
+# each server, reads its VmRSS, opens IDLE_CONNS WebSockets, waits SETTLE seconds and reads VmRSS
+# again. Every figure is reported per run and as the median over ROUNDS, with ratios sy/node.
+#
+# Environment (all optional):
+#   SWITCHYARD_BIN  switchyard binary; unset = build Release into BUILD_DIR first
+#   BUILD_DIR       build dir when building (default /tmp/build-bench-ws)
+#   APP             Lua app (default examples/echo.lua; a built-in echo app if that is missing)
+#   NODE_BIN        node binary (default: node on PATH)
+#   CASES           subset of: text32_d1 text32_d16 bin16k_d4 upgrade idle (default all)
+#   DURATION        measured seconds per load run (default 5)
+#   WARMUP          unmeasured seconds at the start of each load run (default 1)
+#   ROUNDS          rounds; each round runs every case against both servers (default 3)
+#   CONNECTIONS     connections of the 32-byte text cases (default 100)
+#   UPGRADE_CONC    concurrent connect/handshake/close cycles (default 50)
+#   IDLE_CONNS      idle WebSockets for the memory case (default 10000)
+#   SETTLE          seconds between the last idle connection and the second VmRSS (default 1)
+#   SERVER_CPU      CPU for both servers (default 0)
+#   LOAD_CPU        CPU for wsload (default 1)
+#   KEEP_TMP        1 = keep the temp dir (logs, raw wsload output)
+#   VERBOSE         1 = also print each raw wsload output
+#   NOISY_PCT       a run is "noisy" when other busy time on SERVER_CPU exceeds this % (default 10);
+#                   the summary also gives the ratios over quiet runs only
+set -euo pipefail
+
+if [ -n "${CI:-}" ] && [ "${BENCH_ALLOW_CI:-}" != 1 ]; then
+  echo "ws.sh: by-hand benchmark, refusing to run under CI (CI=$CI)" >&2
+  exit 2
+fi
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ALL_CASES="text32_d1 text32_d16 bin16k_d4 upgrade idle"
+CASES=${CASES:-$ALL_CASES}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-100}
+UPGRADE_CONC=${UPGRADE_CONC:-50}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+SETTLE=${SETTLE:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+NODE_BIN=${NODE_BIN:-$(command -v node || echo node)}
+BUILD_DIR=${BUILD_DIR:-/tmp/build-bench-ws}
+BUILD_TIMEOUT=${BUILD_TIMEOUT:-1200}
+NPM_TIMEOUT=${NPM_TIMEOUT:-300}
+STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
+KEEP_TMP=${KEEP_TMP:-0}
+VERBOSE=${VERBOSE:-0}
+NOISY_PCT=${NOISY_PCT:-10}
+
+die() { echo "ws.sh: $*" >&2; exit 1; }
+note() { echo "ws.sh: $*" >&2; }
+
+for v in DURATION WARMUP ROUNDS CONNECTIONS UPGRADE_CONC IDLE_CONNS SETTLE SERVER_CPU LOAD_CPU \
+         BUILD_TIMEOUT NPM_TIMEOUT STARTUP_TIMEOUT NOISY_PCT; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
+done
+[ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] && [ "$UPGRADE_CONC" -ge 1 ] \
+  && [ "$IDLE_CONNS" -ge 1 ] || die "need DURATION, ROUNDS, CONNECTIONS, UPGRADE_CONC, IDLE_CONNS >= 1"
+[ "$SERVER_CPU" -ne "$LOAD_CPU" ] || die "SERVER_CPU and LOAD_CPU must differ"
+for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' (cases: $ALL_CASES)"; done
+
+missing=()
+for t in taskset gcc ss timeout awk; do command -v "$t" >/dev/null || missing+=("$t"); done
+command -v "$NODE_BIN" >/dev/null || missing+=("node")
+[ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (run scripts/install-deps --bench)"
+[ -r /proc/self/stat ] || die "needs Linux /proc"
+
+allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
+cpu_allowed() { # cpu_allowed N: is CPU N in our affinity list (e.g. "0-3,6")
+  local IFS=, r
+  for r in $allowed; do
+    if [[ $r == *-* ]]; then [ "$1" -ge "${r%-*}" ] && [ "$1" -le "${r#*-}" ] && return 0
+    else [ "$1" -eq "$r" ] && return 0; fi
+  done
+  return 1
+}
+cpu_allowed "$SERVER_CPU" && cpu_allowed "$LOAD_CPU" \
+  || die "CPUs $SERVER_CPU and $LOAD_CPU must both be available (allowed: $allowed)"
+
+# Every idle WebSocket is a descriptor in wsload and in the server (both inherit this limit).
+need_fds=$((IDLE_CONNS + 256))
+[ "$(ulimit -n)" -ge "$need_fds" ] || ulimit -n "$need_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ " $CASES " == *" idle "* ]] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
+  die "idle case needs ulimit -n >= $need_fds (soft $(ulimit -n), hard $(ulimit -Hn)); lower IDLE_CONNS or raise the hard limit"
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sy-bench-ws.XXXXXX")
+PIDS=()
+LOAD_PID=
+
+# --- process bookkeeping: only PIDs we started, and their descendants ----------------------
+
+descendants() { # descendants PID: all live descendant PIDs (from /proc/*/stat ppid fields)
+  local f line pid fld
+  local -A kids=()
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue
+    pid=${f#/proc/}; pid=${pid%/stat}
+    read -ra fld <<<"${line##*) }"   # fields after "(comm) ": state ppid ...
+    kids[${fld[1]}]+=" $pid"
+  done
+  local queue=("$1") p c
+  while [ ${#queue[@]} -gt 0 ]; do
+    p=${queue[0]}; queue=("${queue[@]:1}")
+    for c in ${kids[$p]:-}; do echo "$c"; queue+=("$c"); done
+  done
+}
+
+proc_ticks() { # proc_ticks PID: utime+stime+cutime+cstime of PID (0 if gone)
+  local line fld
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || { echo 0; return; }
+  read -ra fld <<<"${line##*) }"   # fld[11..14] = utime stime cutime cstime (stat fields 14-17)
+  echo $((fld[11] + fld[12] + fld[13] + fld[14]))
+}
+
+rss_kb() { # rss_kb PID: VmRSS in kB
+  awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true
+}
+
+cpu_line() { # cpu_line N: "busy total" ticks of CPU N from /proc/stat (busy includes steal)
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+stop_pid() { # stop_pid PID: TERM it (and descendants), wait, then KILL what is left
+  local pid=$1 kids i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kids=$(descendants "$pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
+}
+
+forget_pid() { # forget_pid PID: drop PID from PIDS after stopping it
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+cleanup() {
+  local rc=$? p
+  trap - EXIT INT TERM
+  [ -z "${LOAD_PID:-}" ] || stop_pid "$LOAD_PID"
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then note "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() { # a random loopback TCP port nobody listens on
+  local p i
+  for i in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+  done
+  die "no free port found"
+}
+
+# --- binaries: switchyard, wsload, node + ws ---------------------------------------------------
+
+if [ -n "${SWITCHYARD_BIN:-}" ]; then
+  SY_BIN=$SWITCHYARD_BIN
+else
+  note "SWITCHYARD_BIN unset: building Release into $BUILD_DIR (log: $TMP/build.log)"
+  if ! { timeout "$BUILD_TIMEOUT" cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
+         timeout "$BUILD_TIMEOUT" cmake --build "$BUILD_DIR" --target switchyard -j"$(nproc)"; } \
+       >"$TMP/build.log" 2>&1; then
+    tail -n 30 "$TMP/build.log" >&2
+    die "build failed"
+  fi
+  SY_BIN=$BUILD_DIR/switchyard
+fi
+[ -x "$SY_BIN" ] || die "switchyard binary not executable: $SY_BIN"
+SY_BIN=$(cd "$(dirname "$SY_BIN")" && pwd)/$(basename "$SY_BIN")
+sy_build="unknown build type"
+if [ -f "$(dirname "$SY_BIN")/CMakeCache.txt" ]; then
+  bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
+  san=$(sed -n 's/^SY_SANITIZE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
+  sy_build="CMAKE_BUILD_TYPE=${bt:-none}${san:+ SY_SANITIZE=$san}"
+  [ "$bt" = Release ] && [ -z "$san" ] || note "warning: switchyard is not a plain Release build ($sy_build)"
+fi
+
+WSLOAD=$TMP/wsload
+gcc -O2 -std=c11 -Wall -Wextra -o "$WSLOAD" "$REPO/bench/wsload.c" 2>"$TMP/wsload-build.log" \
+  || { cat "$TMP/wsload-build.log" >&2; die "building wsload failed"; }
+
+NODE_DIR=$REPO/bench/node
+if [ ! -f "$NODE_DIR/node_modules/ws/package.json" ]; then
+  command -v npm >/dev/null || die "bench/node/node_modules missing and no npm (apt-get install npm)"
+  note "bench/node/node_modules missing: npm ci (log: $TMP/npm.log)"
+  (cd "$NODE_DIR" && timeout "$NPM_TIMEOUT" npm ci --no-audit --no-fund) >"$TMP/npm.log" 2>&1 \
+    || { tail -n 30 "$TMP/npm.log" >&2; die "npm ci failed"; }
+fi
+WS_VERSION=$(cd "$NODE_DIR" && "$NODE_BIN" -p 'require("ws/package.json").version')
+
+APP=${APP:-$REPO/examples/echo.lua}
+if [ ! -f "$APP" ]; then
+  note "$APP missing: using a built-in echo app"
+  APP=$TMP/echo.lua
+  cat >"$APP" <<'EOF'
+local sy = require "switchyard"
+return {
+  upgrade = function(req)
+    if req:offers("websocket") then
+      return sy.accept("websocket", { message = function(ws, d, b) ws:send(d, b) end },
+                       { max_message_size = 16 * 1024 * 1024 })
+    end
+  end,
+}
+EOF
+fi
+
+# --- servers ------------------------------------------------------------------------------------
+
+# start_server NAME PORT: starts NAME (node|switchyard) pinned to SERVER_CPU; sets SRV_PID. Waits
+# (bounded) for its "listening on" line, then for one echoed message through wsload.
+start_server() {
+  local name=$1 port=$2 log="$TMP/$1-$2.log" deadline
+  if [ "$name" = node ]; then
+    taskset -c "$SERVER_CPU" "$NODE_BIN" "$NODE_DIR/echo_server.js" "$port" 127.0.0.1 >"$log" 2>&1 &
+  else
+    taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$port" "$APP" >"$log" 2>&1 &
+  fi
+  SRV_PID=$!; PIDS+=("$SRV_PID")
+  deadline=$((SECONDS + STARTUP_TIMEOUT))
+  until grep -qF "listening on http://127.0.0.1:$port" "$log" 2>/dev/null; do
+    kill -0 "$SRV_PID" 2>/dev/null || { cat "$log" >&2; die "$name exited during startup"; }
+    [ $SECONDS -lt $deadline ] || { cat "$log" >&2; die "$name not listening on :$port after ${STARTUP_TIMEOUT}s"; }
+    sleep 0.1
+  done
+  timeout 20 "$WSLOAD" -p "$port" -c 1 -d 0.2 -w 0 -s 32 >"$TMP/probe-$name-$port.txt" 2>&1 \
+    || { cat "$TMP/probe-$name-$port.txt" "$log" >&2; die "$name on :$port does not echo"; }
+}
+
+NODE_PORT=$(free_port)
+SY_PORT=$(free_port)
+while [ "$SY_PORT" = "$NODE_PORT" ]; do SY_PORT=$(free_port); done
+start_server node "$NODE_PORT"; NODE_PID=$SRV_PID
+start_server switchyard "$SY_PORT"; SY_PID=$SRV_PID
+
+# --- cases --------------------------------------------------------------------------------------
+
+case_args() { # case_args CASE: wsload arguments
+  case $1 in
+    text32_d1)  echo "-m echo -c $CONNECTIONS -P 1 -s 32" ;;
+    text32_d16) echo "-m echo -c $CONNECTIONS -P 16 -s 32" ;;
+    bin16k_d4)  echo "-m echo -c 10 -P 4 -s 16384 -b" ;;
+    upgrade)    echo "-m upgrade -c $UPGRADE_CONC" ;;
+  esac
+}
+case_label() {
+  case $1 in
+    text32_d1)  echo "32 B text, $CONNECTIONS conns, depth 1" ;;
+    text32_d16) echo "32 B text, $CONNECTIONS conns, depth 16" ;;
+    bin16k_d4)  echo "16 KiB binary, 10 conns, depth 4" ;;
+    upgrade)    echo "upgrade cycles, $UPGRADE_CONC concurrent" ;;
+    idle)       echo "$IDLE_CONNS idle WebSockets" ;;
+  esac
+}
+
+load_cases=()
+for c in $CASES; do [ "$c" = idle ] || load_cases+=("$c"); done
+has_idle=0; [[ " $CASES " == *" idle "* ]] && has_idle=1
+per_run=$((WARMUP + DURATION + 2))
+est=$((ROUNDS * (2 * ${#load_cases[@]} * per_run + has_idle * 2 * (SETTLE + 8))))
+
+# --- header -------------------------------------------------------------------------------------
+
+echo "# switchyard vs Node ws, WebSocket echo"
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -srm)  $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "# switchyard: $SY_BIN ($sy_build), git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), app $APP"
+echo "# node:       $("$NODE_BIN" --version), ws $WS_VERSION, bench/node/echo_server.js (perMessageDeflate off)"
+echo "# load:       taskset -c $LOAD_CPU wsload, ${WARMUP}s warmup + ${DURATION}s measured per run; servers on CPU $SERVER_CPU;" \
+     "$ROUNDS round(s); about ${est}s of load"
+echo "# cases:      $CASES"
+echo "# loadavg:    $(cut -d' ' -f1-3 /proc/loadavg)"
+sib=/sys/devices/system/cpu/cpu$SERVER_CPU/topology/thread_siblings_list
+if [ -r "$sib" ]; then
+  s=$(cat "$sib")
+  [[ ",$s," == *",$LOAD_CPU,"* ]] && echo "# warning:    CPUs $SERVER_CPU and $LOAD_CPU are SMT siblings ($s): wsload and server share a core"
+fi
+
+# --- runs -------------------------------------------------------------------------------------
+
+RESULTS=$TMP/results.tsv   # round case server rate mb_s p50_us p99_us cpu_us cpu_pct oth_pct load_pct errors
+: >"$RESULTS"
+bad=0
+
+load_run() { # load_run OUTFILE ARGS...: wsload in the background + wait, so INT/TERM traps fire at once
+  local out=$1 rc=0
+  shift
+  timeout -k 5 $((WARMUP + DURATION + 60)) taskset -c "$LOAD_CPU" "$WSLOAD" "$@" >"$out" 2>&1 &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || rc=$?
+  LOAD_PID=
+  return "$rc"
+}
+
+field() { # field NAME FILE: value of NAME=... on the RESULT line
+  awk -v k="$1" '/^RESULT / { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$2"
+}
+
+measure() { # measure ROUND CASE NAME PID PORT
+  local round=$1 cs=$2 name=$3 pid=$4 port=$5 out="$TMP/wsload-$1-$2-$3.txt" c0 c1 t0 t1 b0 b1 tot0 tot1 rc=0
+  kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is no longer running"
+  c0=$(cpu_line "$SERVER_CPU"); t0=$(proc_ticks "$pid")
+  # shellcheck disable=SC2046
+  load_run "$out" -p "$port" $(case_args "$cs") -d "$DURATION" -w "$WARMUP" -C "$pid" || rc=$?
+  t1=$(proc_ticks "$pid"); c1=$(cpu_line "$SERVER_CPU")
+  kill -0 "$pid" 2>/dev/null || { cat "$out" >&2; die "$name (pid $pid) died during the run"; }
+  [ "$VERBOSE" = 1 ] && sed "s/^/  [$name] /" "$out"
+  grep -q '^RESULT ' "$out" || { cat "$out" >&2; die "wsload against $name failed (rc $rc)"; }
+  local errs; errs=$(field errors "$out")
+  if [ "$rc" -ne 0 ] || [ "$errs" != 0 ]; then
+    bad=1; grep -v '^RESULT' "$out" | sed "s/^/  [$name] /" >&2
+  fi
+  read -r b0 tot0 <<<"$c0"; read -r b1 tot1 <<<"$c1"
+  # oth% = busy time on SERVER_CPU not spent by the server, over the whole wsload run: a noise gauge.
+  local oth; oth=$(awk -v b=$((b1 - b0)) -v s=$((t1 - t0)) -v t=$((tot1 - tot0)) \
+                   'BEGIN { printf "%.1f", (t > 0 ? 100 * (b - s) / t : 0) }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cs" "$name" \
+    "$(field rate "$out")" "$(field mb_s "$out")" "$(field p50_us "$out")" "$(field p99_us "$out")" \
+    "$(field srv_cpu_us "$out")" "$(field srv_cpu_pct "$out")" "$oth" "$(field load_cpu_pct "$out")" \
+    "$errs" >>"$RESULTS"
+  awk -F'\t' -v noisy="$NOISY_PCT" 'END {
+      printf "%-5s %-10s %-10s %11.0f %8.2f %9.1f %9.1f %9.2f %6.1f %6.1f %6.1f %6s%s\n", $1, $2, $3,
+             $4, $5, $6, $7, $8, $9, $10, $11, $12, ($10 > noisy ? "  noisy" : "") }' "$RESULTS"
+}
+
+# idle_run ROUND NAME: fresh server, VmRSS before and after IDLE_CONNS idle WebSockets.
+idle_run() {
+  local round=$1 name=$2 port pid before after out="$TMP/idle-$1-$2.txt" deadline opened per
+  port=$(free_port)
+  while [ "$port" = "$NODE_PORT" ] || [ "$port" = "$SY_PORT" ]; do port=$(free_port); done
+  start_server "$name" "$port"; pid=$SRV_PID
+  sleep 0.5
+  before=$(rss_kb "$pid")
+  : >"$out"
+  taskset -c "$LOAD_CPU" "$WSLOAD" -p "$port" -m idle -c "$IDLE_CONNS" -d 120 -T 10 >"$out" 2>&1 &
+  LOAD_PID=$!
+  deadline=$((SECONDS + 60 + IDLE_CONNS / 500))
+  until grep -q '^idle:' "$out"; do
+    kill -0 "$LOAD_PID" 2>/dev/null || { cat "$out" >&2; die "wsload idle against $name exited early"; }
+    [ $SECONDS -lt $deadline ] || { cat "$out" >&2; die "idle connections to $name not open in time"; }
+    sleep 0.1
+  done
+  sleep "$SETTLE"
+  after=$(rss_kb "$pid")
+  opened=$(awk '/^idle:/ {print $2}' "$out")
+  stop_pid "$LOAD_PID"; LOAD_PID=
+  stop_pid "$pid"; forget_pid "$pid"
+  [ "$opened" = "$IDLE_CONNS" ] || { bad=1; note "$name: only $opened of $IDLE_CONNS idle connections opened"; }
+  per=$(awk -v a="$after" -v b="$before" -v n="${opened:-0}" 'BEGIN { printf "%.0f", (n > 0 ? (a - b) * 1024 / n : 0) }')
+  printf '%s\tidle\t%s\t%s\t%s\t%s\n' "$round" "$name" "$per" "$before" "$after" >>"$TMP/idle.tsv"
+  printf '%-5s %-10s %-10s %12s %12s %14s %8s\n' "$round" idle "$name" "$before" "$after" "$per" "$opened"
+}
+
+if [ ${#load_cases[@]} -gt 0 ]; then
+  echo
+  echo "# rate = msg/s (echo) or upgrades/s; p50/p99 = round trip per message, or connect-to-101, in us;"
+  echo "# cpu_us = server CPU per message/upgrade; cpu% = server CPU / window; oth% = other busy time on"
+  echo "# the server CPU (other processes, irqs: noise gauge); load% = wsload's own CPU"
+  printf '%-5s %-10s %-10s %11s %8s %9s %9s %9s %6s %6s %6s %6s\n' \
+    round case server rate MB/s p50_us p99_us cpu_us cpu% oth% load% errors
+  for r in $(seq "$ROUNDS"); do
+    for cs in "${load_cases[@]}"; do
+      if [ $((r % 2)) -eq 1 ]; then
+        measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
+        measure "$r" "$cs" switchyard "$SY_PID" "$SY_PORT"
+      else
+        measure "$r" "$cs" switchyard "$SY_PID" "$SY_PORT"
+        measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
+      fi
+    done
+  done
+fi
+
+: >"$TMP/idle.tsv"
+if [ "$has_idle" = 1 ]; then
+  echo
+  echo "# idle: a fresh server per run; VmRSS in kB before/after $IDLE_CONNS idle WebSockets (+${SETTLE}s)"
+  printf '%-5s %-10s %-10s %12s %12s %14s %8s\n' round case server rss_before rss_after bytes/conn opened
+  for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) -eq 1 ]; then idle_run "$r" node; idle_run "$r" switchyard
+    else idle_run "$r" switchyard; idle_run "$r" node; fi
+  done
+fi
+
+# --- summary ----------------------------------------------------------------------------------
+
+echo
+echo "# medians over $ROUNDS round(s); sy/node > 1 means switchyard is higher"
+echo "# quiet = the same ratio over runs with oth% <= $NOISY_PCT only (- when a server has none)"
+printf '%-48s %-16s %12s %12s %9s %9s\n' case metric node switchyard sy/node quiet
+awk -F'\t' -v noisy="$NOISY_PCT" -v labels="$(for c in $CASES; do printf '%s=%s;' "$c" "$(case_label "$c")"; done)" '
+  function median(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  function med(cs, srv, col, quiet,   i, n, a) {
+    n = 0
+    for (i = 1; i <= nr; i++)
+      if (rc[i] == cs && rs[i] == srv && (!quiet || rv[i, 10] <= noisy)) a[++n] = rv[i, col]
+    return n ? median(a, n) : 0
+  }
+  function row(label, metric, cs, col, fmt,   x, y, qx, qy, q) {
+    x = med(cs, "node", col, 0); y = med(cs, "switchyard", col, 0)
+    q = "-"
+    if (cs != "idle") {
+      qx = med(cs, "node", col, 1); qy = med(cs, "switchyard", col, 1)
+      if (qx > 0 && qy > 0) q = sprintf("%.3f", qy / qx)
+    }
+    printf "%-48s %-16s " fmt " " fmt " %9.3f %9s\n", label, metric, x, y, (x > 0 ? y / x : 0), q
+  }
+  BEGIN {
+    n = split(labels, parts, ";")
+    for (i = 1; i <= n; i++) if (parts[i] != "") { split(parts[i], kv, "="); label[kv[1]] = kv[2]; order[++nc] = kv[1] }
+  }
+  src == "results" { nr++; rc[nr] = $2; rs[nr] = $3; for (k = 4; k <= 12; k++) rv[nr, k] = $k }
+  src == "idle" { nr++; rc[nr] = "idle"; rs[nr] = $3; rv[nr, 4] = $4; rv[nr, 5] = $5; rv[nr, 6] = $6 }
+  END {
+    for (i = 1; i <= nc; i++) {
+      cs = order[i]
+      if (cs == "idle") {
+        row(label[cs], "RSS B/conn", cs, 4, "%12.0f")
+        row("", "RSS kB before", cs, 5, "%12.0f")
+        row("", "RSS kB after", cs, 6, "%12.0f")
+        continue
+      }
+      row(label[cs], cs == "upgrade" ? "upgrades/s" : "msg/s", cs, 4, "%12.0f")
+      if (cs == "bin16k_d4") row("", "MB/s each way", cs, 5, "%12.1f")
+      row("", cs == "upgrade" ? "p50 us to 101" : "p50 us", cs, 6, "%12.1f")
+      row("", cs == "upgrade" ? "p99 us to 101" : "p99 us", cs, 7, "%12.1f")
+      row("", cs == "upgrade" ? "cpu us/upgrade" : "cpu us/msg", cs, 8, "%12.2f")
+      row("", "server cpu %", cs, 9, "%12.1f")
+    }
+  }' src=results "$RESULTS" src=idle "$TMP/idle.tsv"
+
+if [ "$bad" -ne 0 ]; then
+  note "some runs had errors (errors column, or idle connections that did not open); see $TMP"
+  KEEP_TMP=1
+  exit 1
+fi
