@@ -96,6 +96,7 @@ if [[ " $CASES " == *" idle "* ]] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sy-bench-ws.XXXXXX")
+HZ=$(getconf CLK_TCK)
 PIDS=()
 LOAD_PID=
 
@@ -128,8 +129,18 @@ rss_kb() { # rss_kb PID: VmRSS in kB
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true
 }
 
-cpu_line() { # cpu_line N: "busy total" ticks of CPU N from /proc/stat (busy includes steal)
-  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+tree_ticks() { # tree_ticks PID: proc_ticks summed over PID and its live descendants
+  local total=0 p
+  for p in "$1" $(descendants "$1"); do total=$((total + $(proc_ticks "$p"))); done
+  echo "$total"
+}
+
+# all_ticks: utime+stime+cutime+cstime summed over every process on the machine. The time of a
+# process that exits moves into its parent's cutime/cstime, so deltas stay right across exits.
+# (Per-CPU busy ticks from /proc/stat are no gauge here: on a tickless VM they disagree with the
+# exact per-process times by tens of percent.)
+all_ticks() {
+  cat /proc/[0-9]*/stat 2>/dev/null | awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { print t + 0 }'
 }
 
 stop_pid() { # stop_pid PID: TERM it (and descendants), wait, then KILL what is left
@@ -161,11 +172,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { # a random loopback TCP port nobody listens on
+# Ports come from below the kernel's ephemeral range: wsload's thousands of client sockets and
+# anyone's :0 listener take theirs from that range, never ours.
+read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
+if [ "$EPH_LO" -gt 12000 ]; then PORT_LO=10000 PORT_N=$((EPH_LO - 10000)); else PORT_LO=61000 PORT_N=4000; fi
+free_port() { # a random loopback TCP port no socket uses
   local p i
   for i in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
-    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+    p=$((PORT_LO + (RANDOM * 32768 + RANDOM) % PORT_N))
+    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
   done
   die "no free port found"
 }
@@ -226,31 +241,39 @@ fi
 
 # --- servers ------------------------------------------------------------------------------------
 
-# start_server NAME PORT: starts NAME (node|switchyard) pinned to SERVER_CPU; sets SRV_PID. Waits
-# (bounded) for its "listening on" line, then for one echoed message through wsload.
+# start_server NAME: starts NAME (node|switchyard) on a free port, pinned to SERVER_CPU; sets
+# SRV_PID and SRV_PORT. Waits (bounded) for its "listening on" line, then for one echoed message
+# through wsload. A server that exits during startup (its port taken meanwhile) is retried on a
+# fresh port, 3 tries in all.
 start_server() {
-  local name=$1 port=$2 log="$TMP/$1-$2.log" deadline
-  if [ "$name" = node ]; then
-    taskset -c "$SERVER_CPU" "$NODE_BIN" "$NODE_DIR/echo_server.js" "$port" 127.0.0.1 >"$log" 2>&1 &
-  else
-    taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$port" "$APP" >"$log" 2>&1 &
-  fi
-  SRV_PID=$!; PIDS+=("$SRV_PID")
-  deadline=$((SECONDS + STARTUP_TIMEOUT))
-  until grep -qF "listening on http://127.0.0.1:$port" "$log" 2>/dev/null; do
-    kill -0 "$SRV_PID" 2>/dev/null || { cat "$log" >&2; die "$name exited during startup"; }
-    [ $SECONDS -lt $deadline ] || { cat "$log" >&2; die "$name not listening on :$port after ${STARTUP_TIMEOUT}s"; }
-    sleep 0.1
+  local name=$1 port log deadline try
+  for try in 1 2 3; do
+    port=$(free_port); log="$TMP/$name-$port.log"
+    if [ "$name" = node ]; then
+      taskset -c "$SERVER_CPU" "$NODE_BIN" "$NODE_DIR/echo_server.js" "$port" 127.0.0.1 >"$log" 2>&1 &
+    else
+      taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$port" "$APP" >"$log" 2>&1 &
+    fi
+    SRV_PID=$!; PIDS+=("$SRV_PID"); SRV_PORT=$port
+    deadline=$((SECONDS + STARTUP_TIMEOUT))
+    until grep -qF "listening on http://127.0.0.1:$port" "$log" 2>/dev/null; do
+      kill -0 "$SRV_PID" 2>/dev/null || break
+      [ $SECONDS -lt $deadline ] || { cat "$log" >&2; die "$name not listening on :$port after ${STARTUP_TIMEOUT}s"; }
+      sleep 0.1
+    done
+    if kill -0 "$SRV_PID" 2>/dev/null; then
+      timeout 20 "$WSLOAD" -p "$port" -c 1 -d 0.2 -w 0 -s 32 >"$TMP/probe-$name-$port.txt" 2>&1 \
+        || { cat "$TMP/probe-$name-$port.txt" "$log" >&2; die "$name on :$port does not echo"; }
+      return 0
+    fi
+    wait "$SRV_PID" 2>/dev/null || true; forget_pid "$SRV_PID"
+    note "$name exited during startup on :$port (try $try of 3):"; cat "$log" >&2
   done
-  timeout 20 "$WSLOAD" -p "$port" -c 1 -d 0.2 -w 0 -s 32 >"$TMP/probe-$name-$port.txt" 2>&1 \
-    || { cat "$TMP/probe-$name-$port.txt" "$log" >&2; die "$name on :$port does not echo"; }
+  die "$name did not start"
 }
 
-NODE_PORT=$(free_port)
-SY_PORT=$(free_port)
-while [ "$SY_PORT" = "$NODE_PORT" ]; do SY_PORT=$(free_port); done
-start_server node "$NODE_PORT"; NODE_PID=$SRV_PID
-start_server switchyard "$SY_PORT"; SY_PID=$SRV_PID
+start_server node; NODE_PID=$SRV_PID; NODE_PORT=$SRV_PORT
+start_server switchyard; SY_PID=$SRV_PID; SY_PORT=$SRV_PORT
 
 # --- cases --------------------------------------------------------------------------------------
 
@@ -315,12 +338,12 @@ field() { # field NAME FILE: value of NAME=... on the RESULT line
 }
 
 measure() { # measure ROUND CASE NAME PID PORT
-  local round=$1 cs=$2 name=$3 pid=$4 port=$5 out="$TMP/wsload-$1-$2-$3.txt" c0 c1 t0 t1 b0 b1 tot0 tot1 rc=0
+  local round=$1 cs=$2 name=$3 pid=$4 port=$5 out="$TMP/wsload-$1-$2-$3.txt" a0 a1 s0 s1 w0 w1 rc=0
   kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is no longer running"
-  c0=$(cpu_line "$SERVER_CPU"); t0=$(proc_ticks "$pid")
+  w0=$(date +%s%N); a0=$(all_ticks); s0=$(tree_ticks $$)
   # shellcheck disable=SC2046
   load_run "$out" -p "$port" $(case_args "$cs") -d "$DURATION" -w "$WARMUP" -C "$pid" || rc=$?
-  t1=$(proc_ticks "$pid"); c1=$(cpu_line "$SERVER_CPU")
+  s1=$(tree_ticks $$); a1=$(all_ticks); w1=$(date +%s%N)
   kill -0 "$pid" 2>/dev/null || { cat "$out" >&2; die "$name (pid $pid) died during the run"; }
   [ "$VERBOSE" = 1 ] && sed "s/^/  [$name] /" "$out"
   grep -q '^RESULT ' "$out" || { cat "$out" >&2; die "wsload against $name failed (rc $rc)"; }
@@ -328,10 +351,11 @@ measure() { # measure ROUND CASE NAME PID PORT
   if [ "$rc" -ne 0 ] || [ "$errs" != 0 ]; then
     bad=1; grep -v '^RESULT' "$out" | sed "s/^/  [$name] /" >&2
   fi
-  read -r b0 tot0 <<<"$c0"; read -r b1 tot1 <<<"$c1"
-  # oth% = busy time on SERVER_CPU not spent by the server, over the whole wsload run: a noise gauge.
-  local oth; oth=$(awk -v b=$((b1 - b0)) -v s=$((t1 - t0)) -v t=$((tot1 - tot0)) \
-                   'BEGIN { printf "%.1f", (t > 0 ? 100 * (b - s) / t : 0) }')
+  # oth% = CPU time of every process outside this script's tree (servers, wsload and helpers
+  # are inside it) over the whole wsload run, in % of one CPU: each such tick displaced a server
+  # or wsload on a machine with few CPUs. A noise gauge; tick rounding makes +-1 % noise.
+  local oth; oth=$(awk -v o=$(((a1 - a0) - (s1 - s0))) -v hz="$HZ" -v ns=$((w1 - w0)) \
+                   'BEGIN { printf "%.1f", (ns > 0 ? 100 * o / hz / (ns / 1e9) : 0) }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cs" "$name" \
     "$(field rate "$out")" "$(field mb_s "$out")" "$(field p50_us "$out")" "$(field p99_us "$out")" \
     "$(field srv_cpu_us "$out")" "$(field srv_cpu_pct "$out")" "$oth" "$(field load_cpu_pct "$out")" \
@@ -344,9 +368,7 @@ measure() { # measure ROUND CASE NAME PID PORT
 # idle_run ROUND NAME: fresh server, VmRSS before and after IDLE_CONNS idle WebSockets.
 idle_run() {
   local round=$1 name=$2 port pid before after out="$TMP/idle-$1-$2.txt" deadline opened per
-  port=$(free_port)
-  while [ "$port" = "$NODE_PORT" ] || [ "$port" = "$SY_PORT" ]; do port=$(free_port); done
-  start_server "$name" "$port"; pid=$SRV_PID
+  start_server "$name"; pid=$SRV_PID; port=$SRV_PORT
   sleep 0.5
   before=$(rss_kb "$pid")
   : >"$out"
@@ -372,8 +394,8 @@ idle_run() {
 if [ ${#load_cases[@]} -gt 0 ]; then
   echo
   echo "# rate = msg/s (echo) or upgrades/s; p50/p99 = round trip per message, or connect-to-101, in us;"
-  echo "# cpu_us = server CPU per message/upgrade; cpu% = server CPU / window; oth% = other busy time on"
-  echo "# the server CPU (other processes, irqs: noise gauge); load% = wsload's own CPU"
+  echo "# cpu_us = server CPU per message/upgrade; cpu% = server CPU / window; oth% = CPU of all other"
+  echo "# processes on the machine during the run, in % of one CPU (noise gauge); load% = wsload's own CPU"
   printf '%-5s %-10s %-10s %11s %8s %9s %9s %9s %6s %6s %6s %6s\n' \
     round case server rate MB/s p50_us p99_us cpu_us cpu% oth% load% errors
   for r in $(seq "$ROUNDS"); do
