@@ -28,8 +28,10 @@ typedef struct sy_ws_header {
 
 /* Decodes one frame header from buf[0..len). Returns header_len (> 0) and fills *h; SY_EAGAIN
  * when more bytes are needed; SY_EPROTO with *why for a 64-bit length with the most significant
- * bit set (RFC 6455 5.2). Everything else (reserved opcodes, RSV bits, control frame rules,
- * masking requirements) is the caller's policy, checked with sy_ws_check_header. */
+ * bit set (RFC 6455 5.2), as soon as the byte holding that bit is there. Everything else
+ * (reserved opcodes, RSV bits, control frame rules, masking requirements) is the caller's
+ * policy, checked with sy_ws_check_header. Non-minimal length encodings are accepted. *h is
+ * left alone unless the result is > 0; why may be NULL. */
 ssize_t sy_ws_decode_header(const uint8_t *buf, size_t len, sy_ws_header *h, const char **why);
 
 /* Checks a client frame header against RFC 6455 for a server: masked (5.1), known opcode (5.2),
@@ -52,8 +54,10 @@ typedef struct sy_utf8 {
     uint32_t state; /* 0: at a code point boundary; else the validator's pending state */
 } sy_utf8;
 
-/* Feeds n bytes. Returns 0 while valid so far, SY_EPROTO at the first byte that can never be
- * part of valid UTF-8 (fail fast: the rest of the input is not looked at). */
+/* Feeds n bytes. Returns 0 while valid so far, SY_EPROTO once a byte that can never be part of
+ * valid UTF-8 was fed (fail fast: the call that feeds the first such byte fails, whatever
+ * follows it; at most 15 bytes after it are read, never past p[n - 1]). A failure is sticky:
+ * every later call fails too. */
 int sy_utf8_feed(sy_utf8 *u, const uint8_t *p, size_t n);
 
 /* 1 when the bytes fed so far end on a code point boundary (a complete text), else 0. */
@@ -63,12 +67,13 @@ int sy_utf8_complete(const sy_utf8 *u);
 int sy_utf8_valid(const uint8_t *p, size_t n);
 
 /* 1 if code may appear in a Close frame from a peer (RFC 6455 7.4: 1000-1003, 1007-1011,
- * 3000-4999), else 0. */
+ * 3000-4999, plus 1012-1014 that IANA registered later), else 0; 1004-1006 and 1015 are not. */
 int sy_ws_close_code_valid(int code);
 
 /* Validates a close payload: empty, or 2-byte code (valid per above) + UTF-8 reason, total <=
- * 125. Returns 0 and sets *code (1005 when empty) and *reason; else SY_EPROTO with *why and
- * *code set to the close code to answer with (1002 protocol error, 1007 bad UTF-8). */
+ * 125. Returns 0 and sets *code (1005 when empty) and *reason, which borrows from p (valid
+ * until p changes; empty when there is none); else SY_EPROTO with *why (may be NULL), *reason
+ * empty and *code set to the close code to answer with (1002 protocol error, 1007 bad UTF-8). */
 int sy_ws_parse_close(const uint8_t *p, size_t n, int *code, sy_str *reason, const char **why);
 
 #endif
