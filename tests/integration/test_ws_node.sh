@@ -23,7 +23,7 @@ command -v npm >/dev/null || fail "npm is not installed (scripts/install-deps)"
 
 if [ ! -d "$here/node/node_modules/ws" ]; then
   echo "# npm ci in $here/node"
-  (cd "$here/node" && timeout 300 npm ci --no-audit --no-fund) >&2 || fail "npm ci failed"
+  (cd "$here/node" && timeout 120 npm ci --no-audit --no-fund) >&2 || fail "npm ci failed"
 fi
 
 # True while the process runs (our exited child stays a zombie until `wait`: not alive).
