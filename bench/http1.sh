@@ -22,6 +22,8 @@
 #   WRK_CPU         CPU for wrk (default 1)
 #   KEEP_TMP        1 = keep the temp dir (configs, logs, raw wrk output)
 #   VERBOSE         1 = also print each raw wrk output
+#   NOISY_PCT       a run is "noisy" when other busy time on SERVER_CPU exceeds this % (default 10);
+#                   medians are also printed over the rounds where neither run was noisy
 set -euo pipefail
 
 if [ -n "${CI:-}" ] && [ "${BENCH_ALLOW_CI:-}" != 1 ]; then
@@ -43,11 +45,12 @@ BUILD_TIMEOUT=${BUILD_TIMEOUT:-1200}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
 KEEP_TMP=${KEEP_TMP:-0}
 VERBOSE=${VERBOSE:-0}
+NOISY_PCT=${NOISY_PCT:-10}
 
 die() { echo "http1.sh: $*" >&2; exit 1; }
 note() { echo "http1.sh: $*" >&2; }
 
-for v in DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT; do
+for v in DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT NOISY_PCT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 [ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge "$THREADS" ] && [ "$THREADS" -ge 1 ] \
@@ -131,20 +134,33 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { # a random loopback TCP port nobody listens on
+# Ports come from below the kernel's ephemeral range, so no :0 listener or client socket gets
+# them meanwhile; startup is still retried on a new port if the server cannot come up.
+read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
+if [ "$EPH_LO" -gt 12000 ]; then PORT_LO=10000 PORT_N=$((EPH_LO - 10000)); else PORT_LO=61000 PORT_N=4000; fi
+free_port() { # free_port [AVOID]: a random loopback TCP port no socket uses
   local p i
   for i in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
-    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+    p=$((PORT_LO + (RANDOM * 32768 + RANDOM) % PORT_N))
+    [ "$p" != "${1:-}" ] || continue
+    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
   done
   die "no free port found"
 }
 
-# wait_http NAME PID PORT [LOGLINE]: wait until the server answers 200 "hello" on PORT.
+forget_pid() { # forget_pid PID: reap a server that exited and drop it from PIDS
+  local p keep=()
+  wait "$1" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+# wait_http NAME PID PORT [LOGLINE]: wait until the server answers 200 "hello" on PORT;
+# returns 1 if it exited meanwhile, dies on timeout or a wrong answer.
 wait_http() {
   local name=$1 pid=$2 port=$3 logline=${4:-} deadline=$((SECONDS + STARTUP_TIMEOUT)) code body
   while :; do
-    kill -0 "$pid" 2>/dev/null || { cat "$TMP/$name.log" >&2 || true; die "$name exited during startup"; }
+    kill -0 "$pid" 2>/dev/null || return 1
     if [ -z "$logline" ] || grep -qF "$logline" "$TMP/$name.log" 2>/dev/null; then
       code=$(curl -s -o "$TMP/$name.body" -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/" || true)
       [ "$code" = 200 ] && break
@@ -188,12 +204,10 @@ if [ ! -f "$APP" ]; then
 return { request = function(req, res) res:send(200, "hello", {["content-type"]="text/plain"}) end }
 EOF
 fi
+APP=$(cd "$(dirname "$APP")" && pwd)/$(basename "$APP")
 
 # --- nginx config ---------------------------------------------------------------------------
 
-NGX_PORT=$(free_port)
-SY_PORT=$(free_port)
-while [ "$SY_PORT" = "$NGX_PORT" ]; do SY_PORT=$(free_port); done
 mkdir -p "$TMP/nginx"
 # Temp paths point into $TMP so nginx never needs /var/lib/nginx; skip modules compiled out.
 ngx_v=$("$NGINX_BIN" -V 2>&1)
@@ -201,7 +215,8 @@ ngx_temps="client_body_temp_path $TMP/nginx/body;"
 for m in proxy fastcgi uwsgi scgi; do
   [[ $ngx_v == *"--without-http_${m}_module"* ]] || ngx_temps+=$'\n'"    ${m}_temp_path $TMP/nginx/$m;"
 done
-cat >"$TMP/nginx/nginx.conf" <<EOF
+nginx_conf() { # nginx_conf PORT: write and check the config
+  cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
 pid $TMP/nginx/nginx.pid;
@@ -212,23 +227,38 @@ http {
     default_type text/plain;
     $ngx_temps
     server {
-        listen 127.0.0.1:$NGX_PORT;
+        listen 127.0.0.1:$1;
         location / { return 200 "hello"; }
     }
 }
 EOF
-"$NGINX_BIN" -t -q -p "$TMP/nginx/" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
-  >"$TMP/nginx-t.log" 2>&1 || { cat "$TMP/nginx-t.log" >&2; die "nginx -t failed"; }
+  "$NGINX_BIN" -t -q -p "$TMP/nginx/" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
+    >"$TMP/nginx-t.log" 2>&1 || { cat "$TMP/nginx-t.log" >&2; die "nginx -t failed"; }
+}
 
-# --- start both servers (pinned to SERVER_CPU) -----------------------------------------------
+# --- start both servers (pinned to SERVER_CPU), up to 3 tries each on fresh ports ------------
 
-taskset -c "$SERVER_CPU" "$NGINX_BIN" -p "$TMP/nginx/" -e "$TMP/nginx/error.log" \
-  -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
-NGX_PID=$!; PIDS+=("$NGX_PID")
-taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$SY_PORT" "$APP" >"$TMP/switchyard.log" 2>&1 &
-SY_PID=$!; PIDS+=("$SY_PID")
-wait_http nginx "$NGX_PID" "$NGX_PORT"
-wait_http switchyard "$SY_PID" "$SY_PORT" "listening on http://127.0.0.1:$SY_PORT"
+NGX_PID='' SY_PID=''
+for try in 1 2 3; do
+  NGX_PORT=$(free_port)
+  nginx_conf "$NGX_PORT"
+  taskset -c "$SERVER_CPU" "$NGINX_BIN" -p "$TMP/nginx/" -e "$TMP/nginx/error.log" \
+    -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
+  NGX_PID=$!; PIDS+=("$NGX_PID")
+  wait_http nginx "$NGX_PID" "$NGX_PORT" && break
+  forget_pid "$NGX_PID"; NGX_PID=
+  note "nginx exited during startup on :$NGX_PORT (try $try): $(tail -n 1 "$TMP/nginx.log")"
+done
+[ -n "$NGX_PID" ] || die "nginx did not start (see $TMP/nginx.log)"
+for try in 1 2 3; do
+  SY_PORT=$(free_port "$NGX_PORT")
+  taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$SY_PORT" "$APP" >"$TMP/switchyard.log" 2>&1 &
+  SY_PID=$!; PIDS+=("$SY_PID")
+  wait_http switchyard "$SY_PID" "$SY_PORT" "listening on http://127.0.0.1:$SY_PORT" && break
+  forget_pid "$SY_PID"; SY_PID=
+  note "switchyard exited during startup on :$SY_PORT (try $try): $(tail -n 1 "$TMP/switchyard.log")"
+done
+[ -n "$SY_PID" ] || die "switchyard did not start (see $TMP/switchyard.log)"
 
 # --- header -----------------------------------------------------------------------------------
 
@@ -248,6 +278,7 @@ fi
 
 # --- runs -------------------------------------------------------------------------------------
 
+cd "$TMP"                      # nothing below writes into the caller's directory
 RESULTS=$TMP/results.tsv       # round server rps requests cpu_ticks busy_ticks total_ticks errors
 : >"$RESULTS"
 bad=0
@@ -274,6 +305,7 @@ measure() { # measure ROUND NAME PID PORT
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   reqs=$(awk '/ requests in / {print $1}' "$out")
   [ -n "$rps" ] && [ -n "$reqs" ] || { cat "$out" >&2; die "cannot parse wrk output for $name"; }
+  [ "$reqs" -gt 0 ] || { cat "$out" >&2; die "wrk completed no requests against $name"; }
   errs=$(awk '/Non-2xx or 3xx responses:/ {n += $NF}
               /Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10}
               END {print n + 0}' "$out")
@@ -281,10 +313,10 @@ measure() { # measure ROUND NAME PID PORT
   read -r b0 tot0 <<<"$c0"; read -r b1 tot1 <<<"$c1"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$reqs" $((t1 - t0)) \
     $((b1 - b0)) $((tot1 - tot0)) "$errs" >>"$RESULTS"
-  awk -v hz="$HZ" -F'\t' 'END {
-      cpu = $5 / hz; total = $7 > 0 ? $7 : 1
-      printf "%-5s %-10s %12.0f %10d %8.2f %6.1f %6.1f %11.2f %6d\n", $1, $2, $3, $4, cpu,
-             100 * $5 / total, 100 * ($6 - $5) / total, cpu * 1e6 / $4, $8 }' "$RESULTS"
+  awk -v hz="$HZ" -v noisy="$NOISY_PCT" -F'\t' 'END {
+      cpu = $5 / hz; total = $7 > 0 ? $7 : 1; oth = 100 * ($6 - $5) / total
+      printf "%-5s %-10s %12.0f %10d %8.2f %6.1f %6.1f %11.2f %6d%s\n", $1, $2, $3, $4, cpu,
+             100 * $5 / total, oth, cpu * 1e6 / $4, $8, (oth > noisy ? "  noisy" : "") }' "$RESULTS"
 }
 
 if [ "$WARMUP" -gt 0 ]; then
@@ -293,7 +325,8 @@ if [ "$WARMUP" -gt 0 ]; then
 fi
 
 echo
-echo "# cpu% = server CPU time / wall time; oth% = other busy time on the server CPU (other processes, irqs; noise gauge, ~±2% is tick rounding)"
+echo "# cpu% = server CPU time / wall time of the run; oth% = other busy time on CPU $SERVER_CPU"
+echo "# (other processes, irqs, steal; ~±2% is tick rounding); noisy = oth% > $NOISY_PCT"
 printf '%-5s %-10s %12s %10s %8s %6s %6s %11s %6s\n' \
   round server req/s requests cpu_s cpu% oth% cpu_us/req errors
 for r in $(seq "$ROUNDS"); do
@@ -304,25 +337,39 @@ done
 # --- summary ----------------------------------------------------------------------------------
 
 echo
-awk -v hz="$HZ" -F'\t' '
+awk -v hz="$HZ" -v noisy="$NOISY_PCT" -F'\t' '
   function median(a, n,   i, j, t) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
-  {
-    cpr = $5 / hz * 1e6 / $4
-    if ($2 == "nginx") { nr[++n] = $3; nc[n] = cpr; rr[$1] = $3; rc[$1] = cpr }
-    else { sr[++m] = $3; sc[m] = cpr; qr[$1] = $3 / rr[$1]; qc[$1] = rc[$1] > 0 ? cpr / rc[$1] : 0 }
-  }
-  END {
-    printf "%-5s %-22s %-22s\n", "round", "req/s sy/nginx", "cpu_us/req sy/nginx"
-    for (r = 1; r <= m; r++) { printf "%-5d %-22.3f %-22.3f\n", r, qr[r], qc[r]; ar[r] = qr[r]; ac[r] = qc[r] }
-    printf "\n%-12s %12s %12s\n", "median", "req/s", "cpu_us/req"
-    mnr = median(nr, n); mnc = median(nc, n); msr = median(sr, m); msc = median(sc, m)
+  function summary(title, only_quiet,   r, k, nr, nc, sr, sc, ar, ac, mnr, mnc, msr, msc) {
+    k = 0
+    for (r = 1; r <= rounds; r++) {
+      if (only_quiet && !quiet[r]) continue
+      k++; nr[k] = rps["nginx", r]; nc[k] = cpr["nginx", r]; sr[k] = rps["switchyard", r]; sc[k] = cpr["switchyard", r]
+      ar[k] = sr[k] / nr[k]; ac[k] = nc[k] > 0 ? sc[k] / nc[k] : 0
+    }
+    printf "\n%-12s %12s %12s   %s, %d round(s)\n", "median", "req/s", "cpu_us/req", title, k
+    if (k == 0) return
+    mnr = median(nr, k); mnc = median(nc, k); msr = median(sr, k); msc = median(sc, k)
     printf "%-12s %12.0f %12.2f\n", "nginx", mnr, mnc
     printf "%-12s %12.0f %12.2f\n", "switchyard", msr, msc
     printf "%-12s %12.3f %12.3f\n", "sy/nginx", msr / mnr, (mnc > 0 ? msc / mnc : 0)
-    printf "(median of per-round ratios: req/s %.3f, cpu_us/req %.3f)\n", median(ar, m), median(ac, m)
+    printf "(median of per-round ratios: req/s %.3f, cpu_us/req %.3f)\n", median(ar, k), median(ac, k)
+  }
+  {
+    rps[$2, $1] = $3; cpr[$2, $1] = $5 / hz * 1e6 / $4
+    if (!($1 in quiet)) quiet[$1] = 1
+    if (100 * ($6 - $5) / ($7 > 0 ? $7 : 1) > noisy) quiet[$1] = 0
+    if ($1 > rounds) rounds = $1
+  }
+  END {
+    printf "%-5s %-16s %-20s\n", "round", "req/s sy/nginx", "cpu_us/req sy/nginx"
+    for (r = 1; r <= rounds; r++)
+      printf "%-5d %-16.3f %-20.3f%s\n", r, rps["switchyard", r] / rps["nginx", r],
+             (cpr["nginx", r] > 0 ? cpr["switchyard", r] / cpr["nginx", r] : 0), quiet[r] ? "" : "noisy"
+    summary("all rounds", 0)
+    summary("quiet rounds only", 1)
   }' "$RESULTS"
 
 if [ "$bad" -ne 0 ]; then
