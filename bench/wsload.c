@@ -84,6 +84,9 @@ typedef struct client {
     uint64_t *sent_at;    /* owned; echo: ring of `depth` send times (ns) */
 } client;
 
+/* Two 64-bit lanes (a GCC/Clang vector extension): masking 16 bytes per XOR. */
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
+
 /* Latency histogram: 64 linear sub-buckets per power of two of nanoseconds (< 1.6 % error). */
 #define HIST_SUB 64
 #define HIST_BUCKETS (HIST_SUB * 60)
@@ -457,7 +460,15 @@ static void queue_frame(client *c, int opcode, const uint8_t *p, size_t n)
     memcpy(h + hl, &key, 4);
     uint8_t *dst = h + hl + 4;
     uint64_t k8 = (uint64_t)key << 32 | key; /* the key's bytes twice, in memory order */
+    u64x2 k16 = {k8, k8};
     size_t i = 0;
+    for (; i + 64 <= n; i += 64) { /* 16-byte vectors (SSE2 on x86-64): big payloads */
+        u64x2 v[4];
+        memcpy(v, p + i, 64);
+        for (int j = 0; j < 4; j++)
+            v[j] ^= k16;
+        memcpy(dst + i, v, 64);
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, p + i, 8);
