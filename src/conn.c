@@ -10,6 +10,7 @@
 #include "server.h"
 
 #define READ_CHUNK 16384
+#define FIRST_READ 2048
 #define LINGER_SECONDS 2.0
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
@@ -51,8 +52,10 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
 {
     c->proto = proto;
     c->proto_state = proto_state;
-    if (!c->close_after_write)
+    if (!c->close_after_write) {
         ev_timer_stop(c->server->loop, &c->timer);
+        c->deadline = 0;
+    }
     if (proto->on_start && !c->closing)
         proto->on_start(c);
     if (sy_buf_len(&c->in) && !c->closing)
@@ -81,12 +84,17 @@ void sy_conn_set_timeout(sy_conn *c, double seconds)
     /* Once closing after output, the flush/linger deadline owns the timer. */
     if (c->closing || c->close_after_write)
         return;
+    struct ev_loop *loop = c->server->loop;
     if (seconds <= 0) {
-        ev_timer_stop(c->server->loop, &c->timer);
+        c->deadline = 0; /* a running timer finds nothing due and stops */
         return;
     }
-    c->timer.repeat = seconds;
-    ev_timer_again(c->server->loop, &c->timer);
+    c->deadline = ev_now(loop) + seconds;
+    /* Only touch the timer heap when it would fire too late (or not at all). */
+    if (!ev_is_active(&c->timer) || ev_timer_remaining(loop, &c->timer) > seconds + 0.001) {
+        c->timer.repeat = seconds;
+        ev_timer_again(loop, &c->timer);
+    }
 }
 
 void sy_conn_schedule(sy_conn *c)
@@ -327,7 +335,9 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     char *span;
-    int rc = sy_buf_reserve(&c->in, READ_CHUNK, &span);
+    /* A fresh or trimmed buffer starts small: most heads and frames fit, and a burst of new
+     * or waking connections does not take 16 KiB each. */
+    int rc = sy_buf_reserve(&c->in, c->in.cap ? READ_CHUNK : FIRST_READ, &span);
     if (rc == SY_ELIMIT) {
         /* The protocol lets input pile up past every limit: stop reading until it catches up. */
         size_t room = c->in.limit - sy_buf_len(&c->in);
@@ -373,6 +383,17 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sy_conn *c = sy_container_of(w, sy_conn, timer);
     ev_timer_stop(loop, w);
+    if (!c->lingering && !c->close_after_write) {
+        if (c->deadline == 0)
+            return;
+        ev_tstamp left = c->deadline - ev_now(loop);
+        if (left > 0.0005) {
+            c->timer.repeat = left;
+            ev_timer_again(loop, w);
+            return;
+        }
+        c->deadline = 0;
+    }
     if (c->lingering || c->close_after_write || !c->proto || !c->proto->on_timeout) {
         sy_conn_close(c);
         return;

@@ -36,6 +36,9 @@ struct sy_conn {
     ev_io rio;                 /* readable watcher */
     ev_io wio;                 /* writable watcher, active while out is non-empty */
     ev_timer timer;            /* the protocol's timeout (header, idle, close) */
+    ev_tstamp deadline;        /* when the protocol's timeout is due; 0: none. The timer may
+                                  fire earlier and re-arms itself (lazy, no heap work per
+                                  request) */
     int fd;                    /* owned; -1 once closed */
     struct sy_server *server;  /* borrowed; outlives all of its connections */
     sy_buf in;                 /* bytes read and not yet used by the protocol */

@@ -26,22 +26,43 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     else
         lua_newtable(L);
     lua_setiuservalue(L, -2, UV_HANDLERS);
-    lua_newtable(L);
-    lua_setiuservalue(L, -2, UV_DATA);
-    lua_newtable(L);
-    lua_setiuservalue(L, -2, UV_INFO);
     lua_pushvalue(L, -1);
     h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     h->conn = c;
     return h;
 }
 
-void sy_lua_handle_set_info(lua_State *L, int idx, const char *key, sy_str value)
+void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value)
 {
-    lua_getiuservalue(L, idx, UV_INFO);
+    idx = lua_absindex(L, idx);
     lua_pushlstring(L, value.p, value.len);
-    lua_setfield(L, -2, key);
-    lua_pop(L, 1);
+    lua_setiuservalue(L, idx, uv);
+}
+
+int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
+{
+    if (strcmp(k, "data") == 0) {
+        if (lua_getiuservalue(L, 1, UV_DATA) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setiuservalue(L, 1, UV_DATA);
+        }
+        return 1;
+    }
+    if (strcmp(k, "remote_addr") == 0) {
+        lua_pushstring(L, h->remote_addr);
+        return 1;
+    }
+    if (strcmp(k, "path") == 0) {
+        lua_getiuservalue(L, 1, UV_PATH);
+        return 1;
+    }
+    if (strcmp(k, "subprotocol") == 0) {
+        lua_getiuservalue(L, 1, UV_SUBPROTOCOL);
+        return 1;
+    }
+    return 0;
 }
 
 /* Calls handlers[name](handle, args...) with nargs arguments already on the stack. Returns 0,
@@ -59,10 +80,9 @@ int sy_lua_call_handler(lconn *h, const char *name, int nargs)
         lua_pop(L, 3 + nargs);
         return 0;
     }
-    /* [args..., handle, handlers, fn] -> [fn, handle, args...] */
-    lua_remove(L, -2);
-    lua_insert(L, -2 - nargs);
-    lua_insert(L, -1 - nargs);
+    lua_replace(L, -2);                             /* [args..., handle, fn] */
+    lua_rotate(L, -2, 1);                           /* [args..., fn, handle] */
+    lua_rotate(L, -2 - nargs, 2);                   /* [fn, handle, args...] */
     if (h->conn)
         sy_conn_ref(h->conn);
     sy_conn *c = h->conn;
@@ -167,24 +187,11 @@ static int conn_index(lua_State *L)
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
-    if (strcmp(k, "data") == 0) {
-        lua_getiuservalue(L, 1, UV_DATA);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first */
         return 1;
-    }
-    if (strcmp(k, "remote_addr") == 0) {
-        lua_pushstring(L, h->remote_addr);
-        return 1;
-    }
-    if (strcmp(k, "path") == 0 || strcmp(k, "subprotocol") == 0) {
-        lua_getiuservalue(L, 1, UV_INFO);
-        lua_getfield(L, -1, k);
-        return 1;
-    }
-    /* Methods. */
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "methods");
-    lua_getfield(L, -1, k);
-    return 1;
+    lua_pop(L, 1);
+    return sy_lua_handle_field(L, h, k);
 }
 
 static int conn_tostring(lua_State *L)
@@ -208,8 +215,7 @@ void sy_lua_open_conn(lua_State *L)
     for (int i = 0; i < 1; i++) {
         if (luaL_newmetatable(L, names[i])) {
             luaL_newlib(L, conn_methods);
-            lua_setfield(L, -2, "methods");
-            lua_pushcfunction(L, conn_index);
+            lua_pushcclosure(L, conn_index, 1);
             lua_setfield(L, -2, "__index");
             lua_pushcfunction(L, conn_tostring);
             lua_setfield(L, -2, "__tostring");
@@ -312,11 +318,11 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
     lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
     int hidx = lua_gettop(L);
     sy_str path = sy_str_make(req->path.p, req->path.len);
-    sy_lua_handle_set_info(L, hidx, "path", path);
+    sy_lua_handle_set_info(L, hidx, UV_PATH, path);
     if (websocket && options && lua_getfield(L, options, "subprotocol") == LUA_TSTRING) {
         size_t sl;
         const char *sp = lua_tolstring(L, -1, &sl);
-        sy_lua_handle_set_info(L, hidx, "subprotocol", sy_str_make(sp, sl));
+        sy_lua_handle_set_info(L, hidx, UV_SUBPROTOCOL, sy_str_make(sp, sl));
         lua_pop(L, 1);
     } else if (websocket && options) {
         lua_pop(L, 1);
@@ -371,11 +377,7 @@ static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_req
     if (!sy_lua_push_hook(L, "upgrade"))
         return 0;
     lua_pushvalue(L, req_idx);
-    if (sy_lua_call(L, 1, 1, "app.upgrade") != 0) {
-        sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
-                      SY_STR("internal server error\n"), 0);
-        return 1;
-    }
+    lua_call(L, 1, 1); /* an error unwinds to sy_app_dispatch: 500 */
     if (c->closing)
         return 1;
     if (lua_isnil(L, -1))
@@ -417,13 +419,15 @@ static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_req
     return 1;
 }
 
-/* Protected part of dispatch: may raise (bad decision arguments) -> 500. */
+/* Protected part of dispatch: hooks run with lua_call inside this one protected call, so an
+ * error anywhere (a hook, a bad decision) unwinds to sy_app_dispatch, which answers 500. */
 typedef struct dispatch_args {
     sy_conn *c;
     const sy_http1_request *req;
     sy_str body;
     const sy_upgrade_offer *offers;
     size_t n;
+    const char *stage; /* what runs now, for the log line */
 } dispatch_args;
 
 static int dispatch_protected(lua_State *L)
@@ -432,29 +436,26 @@ static int dispatch_protected(lua_State *L)
     sy_conn *c = a->c;
     sy_lua_push_request(L, c, a->req, a->body, a->offers, a->n);
     int req_idx = lua_gettop(L);
-    if (a->n > 0 && run_upgrade(L, c, req_idx, a->req, a->offers, a->n))
-        return 0;
-    lua_settop(L, req_idx);
-    if (c->closing)
-        return 0;
+    if (a->n > 0) {
+        a->stage = "app.upgrade";
+        if (run_upgrade(L, c, req_idx, a->req, a->offers, a->n))
+            return 0;
+        lua_settop(L, req_idx);
+        if (c->closing)
+            return 0;
+    }
+    a->stage = "app.request";
+    sy_lua_push_response(L, c);             /* [ad, req, res] */
     if (!sy_lua_push_hook(L, "request")) {
         sy_h1_respond(c, NULL, 404, SY_STR("Content-Type: text/plain\r\n"), SY_STR("not found\n"),
                       0);
         return 0;
     }
     lua_pushvalue(L, req_idx);
-    sy_lua_push_response(L, c);
-    int res_idx = lua_gettop(L);
-    lua_pushvalue(L, res_idx);
-    lua_insert(L, req_idx + 1); /* keep res below the call: [req, res, fn, req, res] */
-    res_idx = req_idx + 1;
-    if (sy_lua_call(L, 2, 0, "app.request") != 0) {
-        sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
-                      SY_STR("internal server error\n"), 0);
-        return 0;
-    }
+    lua_pushvalue(L, req_idx + 1);          /* [ad, req, res, fn, req, res] */
+    lua_call(L, 2, 0);
     /* Not answered yet: keep the handle alive for a later res:send. */
-    sy_lua_anchor_response(L, res_idx);
+    sy_lua_anchor_response(L, req_idx + 1);
     return 0;
 }
 
@@ -462,14 +463,16 @@ void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
                      const sy_upgrade_offer *offers, size_t n)
 {
     lua_State *L = c->server->L;
-    dispatch_args a = {c, req, body, offers, n};
+    dispatch_args a = {c, req, body, offers, n, "request dispatch"};
     int top = lua_gettop(L);
     sy_conn_ref(c);
     lua_pushcfunction(L, dispatch_protected);
     lua_pushlightuserdata(L, &a);
-    if (sy_lua_call(L, 1, 0, "dispatch") != 0 && !c->closing)
+    if (sy_lua_call_stage(L, 1, 0, &a.stage) != 0 && !c->closing) {
+        /* The log line names the stage that failed (the traceback has the app's file:line). */
         sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
                       SY_STR("internal server error\n"), 0);
+    }
     sy_conn_unref(c);
     lua_settop(L, top);
 }

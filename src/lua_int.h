@@ -26,6 +26,8 @@ sy_server *sy_lua_server(lua_State *L);
  * handler. Returns 0 with nres results pushed, or SY_ELUA with nothing pushed after logging
  * "what: message + traceback". Never raises. */
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
+/* Same, logging "*stage: ..." with the stage as it is when the call fails. */
+int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage);
 /* Same, logging "what 'name': ..." on error. */
 int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name);
 
@@ -52,15 +54,18 @@ sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags);
 /* Keeps a pending response alive after its hook returned (it may be sent from a timer). */
 void sy_lua_anchor_response(lua_State *L, int idx);
 
-/* User values of connection handles: 1 handlers, 2 data (the app's), 3 info (path,
- * subprotocol), 4 subscribed topics (WebSocket). */
-enum { UV_HANDLERS = 1, UV_DATA, UV_INFO, UV_TOPICS, UV_COUNT = UV_TOPICS };
+/* User values of connection handles: 1 handlers, 2 data (the app's table, made on first use),
+ * 3 path, 4 subprotocol, 5 subscribed topics (WebSocket). Nothing per connection is created
+ * before it is needed: an idle WebSocket costs a few hundred bytes. */
+enum { UV_HANDLERS = 1, UV_DATA, UV_PATH, UV_SUBPROTOCOL, UV_TOPICS, UV_COUNT = UV_TOPICS };
 
 typedef struct lconn {
     sy_conn *conn;  /* borrowed; NULL once closed */
     lua_State *L;   /* borrowed; the server's state */
     int ref;        /* registry anchor while the connection is open */
     int websocket;
+    const char *validated;  /* the text message being handled (already valid UTF-8) */
+    size_t validated_len;
     char remote_addr[INET6_ADDRSTRLEN];
 } lconn;
 
@@ -83,8 +88,10 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o);
 /* Connection handles (raw and WebSocket): creates one for c with the handlers table at
  * handlers_idx (may be 0 for none); leaves it on the stack and returns its C pointer. */
 void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handlers_idx);
-/* Sets a string field of a handle's info table (path, subprotocol). */
-void sy_lua_handle_set_info(lua_State *L, int idx, const char *key, sy_str value);
+/* Sets a string user value of the handle at idx (UV_PATH, UV_SUBPROTOCOL). */
+void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value);
+/* __index helpers shared by Conn and WebSocket: pushes the field named k and returns 1, or 0. */
+int sy_lua_handle_field(lua_State *L, lconn *h, const char *k);
 
 /* Module parts. */
 void sy_lua_open_request(lua_State *L);

@@ -16,6 +16,8 @@ typedef struct lreq {
     /* then: headers[nheaders], offers[noffers], the head bytes */
 } lreq;
 
+static const char req_mt_key = 'q'; /* registry[&req_mt_key] = the Request metatable */
+
 static sy_str rebase(sy_str s, const char *from, char *to)
 {
     if (!s.p)
@@ -64,7 +66,8 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
         offs[i].kind = offers[i].kind;
     }
     memcpy(r->remote_addr, c->remote_addr, sizeof r->remote_addr);
-    luaL_setmetatable(L, SY_REQUEST_MT);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key); /* no lookup by name per request */
+    lua_setmetatable(L, -2);
     if (body.p) {
         lua_pushlstring(L, body.p, body.len);
         lua_setiuservalue(L, -2, RQ_BODY);
@@ -73,7 +76,16 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
 
 static lreq *check_req(lua_State *L, int idx)
 {
-    return luaL_checkudata(L, idx, SY_REQUEST_MT);
+    lreq *r = lua_touserdata(L, idx);
+    if (r && lua_getmetatable(L, idx)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+        int ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (ok)
+            return r;
+    }
+    luaL_typeerror(L, idx, SY_REQUEST_MT);
+    return NULL;
 }
 
 sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name)
@@ -302,5 +314,5 @@ void sy_lua_open_request(lua_State *L)
         lua_pushcfunction(L, req_tostring);
         lua_setfield(L, -2, "__tostring");
     }
-    lua_pop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
 }

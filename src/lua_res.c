@@ -7,9 +7,20 @@ typedef struct lres {
     int ref;       /* registry anchor while the response is pending after its hook returned */
 } lres;
 
+static const char res_mt_key = 'r'; /* registry[&res_mt_key] = the Response metatable */
+
 static lres *check_res(lua_State *L, int idx)
 {
-    return luaL_checkudata(L, idx, SY_RESPONSE_MT);
+    lres *r = lua_touserdata(L, idx);
+    if (r && lua_getmetatable(L, idx)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &res_mt_key);
+        int ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (ok)
+            return r;
+    }
+    luaL_typeerror(L, idx, SY_RESPONSE_MT);
+    return NULL;
 }
 
 static void release(lua_State *L, lres *r)
@@ -27,7 +38,8 @@ void sy_lua_push_response(lua_State *L, sy_conn *c)
     lres *r = lua_newuserdatauv(L, sizeof *r, 0);
     r->conn = NULL;
     r->ref = LUA_NOREF;
-    luaL_setmetatable(L, SY_RESPONSE_MT);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &res_mt_key);
+    lua_setmetatable(L, -2);
     r->conn = c;
     sy_h1_set_response_handle(c, r);
 }
@@ -51,10 +63,25 @@ void sy_app_response_dropped(void *res)
     release(L, r);
 }
 
+/* RFC 9110 5.6.2 tchar as a table: header names are checked on every response. */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+};
+
 static int is_tchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    return tchar[c];
 }
 
 static int is_field_value(const char *v, size_t n)
@@ -72,6 +99,8 @@ enum { SKIP_NONE, SKIP_DROP, SKIP_CONNECTION };
 /* Names the core writes itself (or that would break framing) are not taken from the app. */
 static int classify(const char *name, size_t n)
 {
+    if (n != 4 && n != 10 && n != 14 && n != 17)
+        return SKIP_NONE; /* none of the names below: the common case costs one compare */
     sy_str s = sy_str_make(name, n);
     if (sy_str_ieq(s, "content-length") || sy_str_ieq(s, "date") ||
         sy_str_ieq(s, "transfer-encoding"))
@@ -81,15 +110,18 @@ static int classify(const char *name, size_t n)
     return SKIP_NONE;
 }
 
-/* One value (string or number) at the top of the stack: validate, count or copy. */
-static size_t header_line(lua_State *L, int arg, const char *name, size_t nlen, char *out)
+/* One value (string or number) at the top of the stack: validate, and copy when it fits in
+ * out[0..cap). Returns the line's length either way. */
+static size_t header_line(lua_State *L, int arg, const char *name, size_t nlen, char *out,
+                          size_t cap)
 {
     int t = lua_type(L, -1);
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
         luaL_argerror(L, arg, lua_pushfstring(L, "header '%s': value must be a string or number",
                                               name));
     size_t vlen;
-    lua_pushvalue(L, -1); /* convert a copy, never the table's own value */
+    if (t == LUA_TNUMBER)
+        lua_pushvalue(L, -1); /* convert a copy, never the table's own value */
     const char *v = lua_tolstring(L, -1, &vlen);
     if (!is_field_value(v, vlen))
         luaL_argerror(L, arg, lua_pushfstring(L, "header '%s': control character in value",
@@ -99,14 +131,16 @@ static size_t header_line(lua_State *L, int arg, const char *name, size_t nlen, 
         v++, vlen--;
     while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
         vlen--;
-    if (out) {
+    size_t len = nlen + 4 + vlen;
+    if (len <= cap) {
         memcpy(out, name, nlen);
         memcpy(out + nlen, ": ", 2);
         memcpy(out + nlen + 2, v, vlen);
         memcpy(out + nlen + 2 + vlen, "\r\n", 2);
     }
-    lua_pop(L, 1);
-    return nlen + 4 + vlen;
+    if (t == LUA_TNUMBER)
+        lua_pop(L, 1);
+    return len;
 }
 
 static int has_close_token(const char *v, size_t n)
@@ -119,8 +153,9 @@ static int has_close_token(const char *v, size_t n)
     return 0;
 }
 
-/* Walks the headers table at idx; out == NULL only counts (and raises on bad input). */
-static size_t walk_headers(lua_State *L, int idx, char *out, int *flags)
+/* Walks the headers table at idx, raising on bad input, copying lines into out[0..cap) while
+ * they fit. Returns the total length (> cap: nothing past cap was written). */
+static size_t walk_headers(lua_State *L, int idx, char *out, size_t cap, int *flags)
 {
     size_t total = 0;
     lua_pushnil(L);
@@ -149,12 +184,13 @@ static size_t walk_headers(lua_State *L, int idx, char *out, int *flags)
                 lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer i = 1; i <= n; i++) {
                     lua_rawgeti(L, -1, i);
-                    size_t len = header_line(L, idx, name, nlen, out ? out + total : NULL);
-                    total += len;
+                    size_t room = total < cap ? cap - total : 0;
+                    total += header_line(L, idx, name, nlen, room ? out + total : NULL, room);
                     lua_pop(L, 1);
                 }
             } else {
-                total += header_line(L, idx, name, nlen, out ? out + total : NULL);
+                size_t room = total < cap ? cap - total : 0;
+                total += header_line(L, idx, name, nlen, room ? out + total : NULL, room);
             }
         }
         lua_pop(L, 1);
@@ -165,9 +201,9 @@ static size_t walk_headers(lua_State *L, int idx, char *out, int *flags)
 sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags)
 {
     idx = lua_absindex(L, idx);
-    size_t total = walk_headers(L, idx, NULL, flags);
+    size_t total = walk_headers(L, idx, NULL, 0, flags);
     char *box = lua_newuserdatauv(L, total ? total : 1, 0);
-    walk_headers(L, idx, box, flags);
+    walk_headers(L, idx, box, total, flags);
     lua_pushlstring(L, box, total);
     lua_remove(L, -2);
     sy_str out;
@@ -175,18 +211,19 @@ sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags)
     return out;
 }
 
-/* Formats the headers table at idx into a new string on the stack (validated). */
-static sy_str push_header_block(lua_State *L, int idx, int *flags)
+/* Formats the headers table at idx into buf (cap bytes) or, when larger, into a box pushed on
+ * the stack; validated. */
+static sy_str header_block(lua_State *L, int idx, char *buf, size_t cap, int *flags)
 {
-    if (lua_isnoneornil(L, idx)) {
-        lua_pushliteral(L, "");
+    if (lua_isnoneornil(L, idx))
         return sy_str_make("", 0);
-    }
     luaL_checktype(L, idx, LUA_TTABLE);
     idx = lua_absindex(L, idx);
-    size_t total = walk_headers(L, idx, NULL, flags);
-    char *box = lua_newuserdatauv(L, total ? total : 1, 0);
-    walk_headers(L, idx, box, flags);
+    size_t total = walk_headers(L, idx, buf, cap, flags);
+    if (total <= cap)
+        return sy_str_make(buf, total);
+    char *box = lua_newuserdatauv(L, total, 0);
+    walk_headers(L, idx, box, total, flags);
     return sy_str_make(box, total);
 }
 
@@ -200,7 +237,8 @@ static int res_send(lua_State *L)
     size_t blen = 0;
     const char *body = luaL_optlstring(L, 3, NULL, &blen);
     int flags = 0;
-    sy_str hdrs = push_header_block(L, 4, &flags);
+    char stack[1024];
+    sy_str hdrs = header_block(L, 4, stack, sizeof stack, &flags);
     if (!r->conn) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
@@ -274,5 +312,5 @@ void sy_lua_open_response(lua_State *L)
         lua_pushcfunction(L, res_gc);
         lua_setfield(L, -2, "__close");
     }
-    lua_pop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &res_mt_key);
 }

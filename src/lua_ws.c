@@ -4,9 +4,19 @@
 
 static const char topics_key = 't'; /* registry[&topics_key] = { [topic] = { [ws] = true } } */
 
+/* Methods carry the WebSocket metatable as upvalue 1: a pointer comparison, no registry
+ * lookup by name on every call. */
 static lconn *check_ws(lua_State *L, int idx)
 {
-    return luaL_checkudata(L, idx, SY_WEBSOCKET_MT);
+    lconn *h = lua_touserdata(L, idx);
+    if (h && lua_getmetatable(L, idx)) {
+        int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (ok)
+            return h;
+    }
+    luaL_typeerror(L, idx, SY_WEBSOCKET_MT);
+    return NULL;
 }
 
 /* Handler errors close with 1011 (RFC 6455 7.4.1: unexpected condition). */
@@ -27,9 +37,15 @@ void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
 {
     lconn *h = handle;
     lua_State *L = h->L;
-    lua_pushlstring(L, p, n);
+    const char *s = lua_pushlstring(L, p, n);
     lua_pushboolean(L, binary);
-    if (sy_lua_call_handler(h, "message", 2) != 0)
+    if (!binary) {
+        h->validated = s;
+        h->validated_len = n;
+    }
+    int rc = sy_lua_call_handler(h, "message", 2);
+    h->validated = NULL;
+    if (rc != 0)
         handler_failed(h);
 }
 
@@ -179,7 +195,9 @@ static int ws_send(lua_State *L)
     int binary = lua_toboolean(L, 3);
     if (!h->conn)
         return closed(L);
-    if (!binary && !sy_utf8_valid((const uint8_t *)p, n))
+    /* The text being handled was validated on arrival; echoing it needs no second pass. */
+    if (!binary && !(p == h->validated && n == h->validated_len) &&
+        !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
     return send_result(L, sy_ws_send(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n));
 }
@@ -299,32 +317,20 @@ static int ws_buffered(lua_State *L)
 
 static int ws_index(lua_State *L)
 {
-    lconn *h = check_ws(L, 1);
+    lconn *h = lua_touserdata(L, 1); /* __index of this metatable: always a WebSocket */
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
-    if (strcmp(k, "data") == 0) {
-        lua_getiuservalue(L, 1, UV_DATA);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first: the hot path */
         return 1;
-    }
-    if (strcmp(k, "remote_addr") == 0) {
-        lua_pushstring(L, h->remote_addr);
-        return 1;
-    }
-    if (strcmp(k, "path") == 0 || strcmp(k, "subprotocol") == 0) {
-        lua_getiuservalue(L, 1, UV_INFO);
-        lua_getfield(L, -1, k);
-        return 1;
-    }
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "methods");
-    lua_getfield(L, -1, k);
-    return 1;
+    lua_pop(L, 1);
+    return sy_lua_handle_field(L, h, k);
 }
 
 static int ws_tostring(lua_State *L)
 {
-    lconn *h = check_ws(L, 1);
+    lconn *h = luaL_checkudata(L, 1, SY_WEBSOCKET_MT);
     lua_pushfstring(L, "switchyard.WebSocket(%s%s)", h->remote_addr, h->conn ? "" : ", closed");
     return 1;
 }
@@ -382,9 +388,11 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
 void sy_lua_open_ws(lua_State *L)
 {
     if (luaL_newmetatable(L, SY_WEBSOCKET_MT)) {
-        luaL_newlib(L, ws_methods);
-        lua_setfield(L, -2, "methods");
-        lua_pushcfunction(L, ws_index);
+        /* [mt] */
+        luaL_newlibtable(L, ws_methods);
+        lua_pushvalue(L, -2);
+        luaL_setfuncs(L, ws_methods, 1);     /* [mt, methods], each with mt as upvalue */
+        lua_pushcclosure(L, ws_index, 1);    /* [mt, __index] */
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");

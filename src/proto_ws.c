@@ -421,6 +421,9 @@ static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
     w->last_rx = ev_now(c->server->loop);
+    /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
+    if (sy_buf_len(&c->in) == 0)
+        sy_buf_trim(&c->in, 0);
     double first = w->o.idle_timeout;
     if (w->o.ping_interval > 0 && w->o.ping_interval < first)
         first = w->o.ping_interval;
