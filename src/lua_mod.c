@@ -283,6 +283,60 @@ int sy_app_open(sy_server *s)
     return 0;
 }
 
+/* app.http = { max_head =, max_headers =, max_body =, header_timeout =, keepalive_timeout =,
+ * high_water = }: the server's HTTP limits, set when the app loads (app table at the top). */
+static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
+{
+    int t = lua_getfield(L, -1, "http");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (t != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return sy_server_fail(s, SY_ELUA, "%s: app.http must be a table (got %s)", path,
+                              lua_typename(L, t));
+    }
+    static const char *const keys[] = {"max_head", "max_headers", "max_body", "header_timeout",
+                                       "keepalive_timeout", "high_water", NULL};
+    int rc = 0;
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        int which = -1;
+        for (int i = 0; k && keys[i]; i++)
+            if (strcmp(k, keys[i]) == 0)
+                which = i;
+        if (which < 0) {
+            rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path,
+                                k ? k : "?");
+        } else if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0) {
+            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be a non-negative number", path,
+                                k);
+        } else {
+            double v = lua_tonumber(L, -1);
+            switch (which) {
+            case 0: rc = sy_server_set_max_head(s, (size_t)v); break;
+            case 1: rc = sy_server_set_max_headers(s, (size_t)v); break;
+            case 2: rc = sy_server_set_max_body(s, (size_t)v); break;
+            case 3: rc = sy_server_set_header_timeout(s, v); break;
+            case 4: rc = sy_server_set_idle_timeout(s, v); break;
+            default: rc = sy_server_set_high_water(s, (size_t)v); break;
+            }
+            if (rc != 0) {
+                char why[256];
+                snprintf(why, sizeof why, "%s", sy_server_error(s));
+                rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s: %s", path, k, why);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (rc != 0)
+        lua_pop(L, 1); /* the key lua_next left */
+    lua_pop(L, 1);     /* the http table */
+    return rc;
+}
+
 int sy_app_load(sy_server *s, const char *path)
 {
     lua_State *L = s->L;
@@ -329,6 +383,11 @@ int sy_app_load(sy_server *s, const char *path)
             lua_settop(L, 0);
             return rc;
         }
+    }
+    int rc = apply_http_limits(s, L, path);
+    if (rc != 0) {
+        lua_settop(L, 0);
+        return rc;
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &app_key);
     lua_settop(L, 0);
