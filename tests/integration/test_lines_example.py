@@ -8,63 +8,18 @@ Run from the repo root with SWITCHYARD_BIN set. Stdlib only; every wait is bound
 Prints "ok - NAME" / "not ok - NAME" per test and a final "N passed, N failed" line.
 """
 import os
-import select
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
-BIN = os.environ.get("SWITCHYARD_BIN")
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sytest import TIMEOUT, Server, missing_bin  # noqa: E402
+
 ROOT = os.getcwd()
 CLIENT = os.path.join(ROOT, "examples", "lines", "client.py")
-TIMEOUT = 5.0
-
-
-class Server:
-    """The switchyard binary on a free loopback port; stop() returns the exit code."""
-
-    def __init__(self, app):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", app],
-                                     stdout=subprocess.PIPE, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
-        self.port = None
-        deadline = time.monotonic() + TIMEOUT
-        buf = b""
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.05)
-            if r:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                for line in buf.decode("utf-8", "replace").splitlines():
-                    if line.startswith("listening on http://127.0.0.1:"):
-                        self.port = int(line.rsplit(":", 1)[1])
-                if self.port:
-                    return
-            if self.proc.poll() is not None:
-                break
-        code = self.stop()
-        raise RuntimeError(f"server did not start (exit {code}); stdout {buf!r}; "
-                           f"stderr {self.stderr()!r}")
-
-    def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                return "timeout"
-        return self.proc.returncode
 
 
 def connect(port):
@@ -284,9 +239,7 @@ def t_server_still_alive(srv):
 
 
 def main():
-    if not BIN:
-        print("SWITCHYARD_BIN is not set", file=sys.stderr)
-        print("0 passed, 1 failed")
+    if missing_bin():
         return 1
     passed = failed = 0
     servers = []

@@ -13,70 +13,21 @@ websockets). Every wait is bounded. Prints "ok - NAME" / "not ok - NAME" per tes
 """
 import asyncio
 import os
-import select
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
-BIN = os.environ.get("SWITCHYARD_BIN")
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+
 ROOT = os.getcwd()
 APP = os.path.join(ROOT, "tests", "integration", "ws_clients_app.lua")
-TIMEOUT = 5.0
 BIG_TIMEOUT = 60.0
 WATCHDOG = 270
 MIB = 1024 * 1024
-
-
-class Server:
-    """The switchyard binary on a free loopback port; stop() returns the exit code."""
-
-    def __init__(self, app):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", app],
-                                     stdout=subprocess.PIPE, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
-        self.port = None
-        deadline = time.monotonic() + TIMEOUT
-        buf = b""
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.05)
-            if r:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                for line in buf.decode("utf-8", "replace").splitlines():
-                    if line.startswith("listening on http://127.0.0.1:"):
-                        self.port = int(line.rsplit(":", 1)[1])
-                if self.port:
-                    return
-            if self.proc.poll() is not None:
-                break
-        code = self.stop()
-        raise RuntimeError(f"server did not start (exit {code}); stdout {buf!r}; "
-                           f"stderr {self.stderr()!r}")
-
-    def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                return "timeout"
-        return self.proc.returncode
 
 
 def http_get(port, path):
@@ -307,20 +258,10 @@ def run_all(port):
 
 
 def main():
-    if not BIN:
-        print("SWITCHYARD_BIN is not set", file=sys.stderr)
-        print("0 passed, 1 failed")
+    if missing_bin():
         return 1
     srv = Server(APP)
-
-    def watchdog(signum, frame_):
-        srv.stop()
-        print(f"not ok - watchdog: the run took more than {WATCHDOG} s")
-        print("0 passed, 1 failed")
-        os._exit(1)
-
-    signal.signal(signal.SIGALRM, watchdog)
-    signal.alarm(WATCHDOG)
+    start_watchdog(srv, WATCHDOG)
     passed = failed = 0
     try:
         passed, failed = run_all(srv.port)

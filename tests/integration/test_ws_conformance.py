@@ -15,21 +15,20 @@ a final "N passed, N failed" line; exits non-zero when a case failed.
 import base64
 import hashlib
 import os
-import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 
-BIN = os.environ.get("SWITCHYARD_BIN")
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+
 ROOT = os.getcwd()
 APP = os.path.join(ROOT, "examples", "echo.lua")
-TIMEOUT = 5.0          # seconds: bound for one wait
 BIG_TIMEOUT = 60.0     # seconds: bound for a 16 MiB transfer
 WATCHDOG = 270         # seconds: the whole run (ctest allows 300)
 MIB = 1024 * 1024
@@ -38,54 +37,6 @@ MAX_FRAGMENTS = 300000  # examples/echo.lua: max_fragments
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-class Server:
-    """The switchyard binary on a free loopback port; stop() returns the exit code."""
-
-    def __init__(self, app):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", app],
-                                     stdout=subprocess.PIPE, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
-        self.port = None
-        deadline = time.monotonic() + TIMEOUT
-        buf = b""
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.05)
-            if r:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                for line in buf.decode("utf-8", "replace").splitlines():
-                    if line.startswith("listening on http://127.0.0.1:"):
-                        self.port = int(line.rsplit(":", 1)[1])
-                if self.port:
-                    return
-            if self.proc.poll() is not None:
-                break
-        code = self.stop()
-        raise RuntimeError(f"server did not start (exit {code}); stdout {buf!r}; "
-                           f"stderr {self.stderr()!r}")
-
-    def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                return "timeout"
-        return self.proc.returncode
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -985,20 +936,10 @@ def _(port):
 # ---- runner -----------------------------------------------------------------------------------
 
 def main():
-    if not BIN:
-        print("SWITCHYARD_BIN is not set", file=sys.stderr)
-        print("0 passed, 1 failed")
+    if missing_bin():
         return 1
     srv = Server(APP)
-
-    def watchdog(signum, frame_):
-        srv.stop()
-        print(f"not ok - watchdog: the run took more than {WATCHDOG} s")
-        print("0 passed, 1 failed")
-        os._exit(1)
-
-    signal.signal(signal.SIGALRM, watchdog)
-    signal.alarm(WATCHDOG)
+    start_watchdog(srv, WATCHDOG)
     passed = failed = 0
     only = os.environ.get("WS_CASE")
     try:

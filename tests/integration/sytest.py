@@ -1,0 +1,92 @@
+"""tests/integration/sytest.py: helpers shared by the Python integration tests (not a test).
+
+The tests run as `/usr/bin/python3 tests/integration/test_x.py` from the repo root; each puts
+this file's directory on sys.path and imports what it needs from here:
+
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from sytest import BIN, TIMEOUT, Server, missing_bin, start_watchdog
+
+Server starts the real binary (SWITCHYARD_BIN) on 127.0.0.1 port 0 and reads the port from its
+"listening on" line; every wait is bounded by TIMEOUT.
+"""
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("SWITCHYARD_BIN")
+TIMEOUT = 5.0  # seconds: bound for one wait
+
+
+class Server:
+    """The switchyard binary on a free loopback port; stop() returns the exit code."""
+
+    def __init__(self, app):
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", app],
+                                     stdout=subprocess.PIPE, stderr=self.log,
+                                     stdin=subprocess.DEVNULL)
+        self.port = None
+        deadline = time.monotonic() + TIMEOUT
+        buf = b""
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.05)
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                for line in buf.decode("utf-8", "replace").splitlines():
+                    if line.startswith("listening on http://127.0.0.1:"):
+                        self.port = int(line.rsplit(":", 1)[1])
+                if self.port:
+                    return
+            if self.proc.poll() is not None:
+                break
+        code = self.stop()
+        raise RuntimeError(f"server did not start (exit {code}); stdout {buf!r}; "
+                           f"stderr {self.stderr()!r}")
+
+    def stderr(self):
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(8)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                return "timeout"
+        return self.proc.returncode
+
+
+def missing_bin():
+    """True (after printing a failed run) when SWITCHYARD_BIN is not set."""
+    if BIN:
+        return False
+    print("SWITCHYARD_BIN is not set", file=sys.stderr)
+    print("0 passed, 1 failed")
+    return True
+
+
+def start_watchdog(srv, seconds):
+    """Bounds the whole run: after `seconds`, stops srv, reports one failure and exits 1.
+    Cancel with signal.alarm(0)."""
+    def watchdog(signum, frame_):
+        srv.stop()
+        print(f"not ok - watchdog: the run took more than {seconds} s")
+        print("0 passed, 1 failed")
+        os._exit(1)
+
+    signal.signal(signal.SIGALRM, watchdog)
+    signal.alarm(seconds)
