@@ -204,6 +204,36 @@ function Server:cleanup()
   os.remove(self.log_path)
 end
 
+-- Called inside a describe block: starts `app` (opts as for M.start) in that block's lazy_setup
+-- and, in its lazy_teardown, stops it, removes its temp files and asserts it exited 0. Returns
+-- the server as a proxy whose fields and methods are those of the running server (srv.port,
+-- srv:log(), srv:alive(), ...); touching it before the setup ran raises.
+--
+--   describe("HTTP/1.1", function()
+--     local srv = H.serve("spec/apps/basic.lua")
+--     it("answers", function() H.must_roundtrip(srv.port, H.get("/")) end)
+--   end)
+function M.serve(app, opts)
+  local busted = require "busted"
+  local luassert = require "luassert"
+  local cur
+  local function running()
+    return assert(cur, "server for " .. app .. " is not running (use it inside its describe)")
+  end
+  busted.lazy_setup(function() cur = M.must_start(app, opts) end)
+  busted.lazy_teardown(function()
+    if cur then
+      local code = cur:stop()
+      cur:cleanup()
+      luassert.are.equal(0, code)
+    end
+  end)
+  return setmetatable({}, {
+    __index = function(_, k) return running()[k] end,
+    __newindex = function(_, k, v) running()[k] = v end,
+  })
+end
+
 -- Runs a command line to completion (bounded by `timeout`), returns code, stdout, stderr.
 function M.run(args, timeout)
   local quoted = {}

@@ -26,14 +26,7 @@ end
 describe("HTTP/1.1", function()
   after_each(H.close_all)
 
-  lazy_setup(function() srv = H.must_start("spec/apps/basic.lua") end)
-  lazy_teardown(function()
-    if srv then
-      local code = srv:stop()
-      srv:cleanup()
-      assert.are.equal(0, code)
-    end
-  end)
+  srv = H.serve("spec/apps/basic.lua")
 
   describe("responses", function()
     it("answers GET with status, body, Date and Content-Length", function()

@@ -4,16 +4,8 @@ local H = require "helpers.server"
 local socket = require "socket"
 
 describe("app.http limits", function()
-  local srv
   after_each(H.close_all)
-  lazy_setup(function() srv = H.must_start("spec/apps/limits.lua") end)
-  lazy_teardown(function()
-    if srv then
-      local code = srv:stop()
-      srv:cleanup()
-      assert.are.equal(0, code)
-    end
-  end)
+  local srv = H.serve("spec/apps/limits.lua")
 
   it("accepts a body at max_body and answers 413 past it", function()
     local ok = H.must_roundtrip(srv.port, H.request("POST", "/", nil, "0123456789", { cl = true }))

@@ -13,14 +13,7 @@ end
 describe("Lua API", function()
   after_each(H.close_all)
 
-  lazy_setup(function() srv = H.must_start("spec/apps/basic.lua") end)
-  lazy_teardown(function()
-    if srv then
-      local code = srv:stop()
-      srv:cleanup()
-      assert.are.equal(0, code)
-    end
-  end)
+  srv = H.serve("spec/apps/basic.lua")
 
   describe("hook errors", function()
     it("an error in app.request gives 500 and is logged", function()

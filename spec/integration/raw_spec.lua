@@ -22,14 +22,7 @@ end
 describe("raw protocols", function()
   after_each(H.close_all)
 
-  lazy_setup(function() srv = H.must_start("spec/apps/raw.lua") end)
-  lazy_teardown(function()
-    if srv then
-      local code = srv:stop()
-      srv:cleanup()
-      assert.are.equal(0, code)
-    end
-  end)
+  srv = H.serve("spec/apps/raw.lua")
 
   it("echoes bytes after the 101", function()
     local c = upgrade("echo/1")

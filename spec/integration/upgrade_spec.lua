@@ -53,14 +53,7 @@ end
 describe("Upgrade", function()
   after_each(H.close_all)
 
-  lazy_setup(function() srv = H.must_start("spec/apps/upgrade.lua") end)
-  lazy_teardown(function()
-    if srv then
-      local code = srv:stop()
-      srv:cleanup()
-      assert.are.equal(0, code)
-    end
-  end)
+  srv = H.serve("spec/apps/upgrade.lua")
 
   describe("raw token accepted", function()
     it("answers 101 with the token as offered and Connection: Upgrade", function()

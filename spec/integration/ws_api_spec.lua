@@ -54,14 +54,7 @@ end
 describe("websocket Lua API", function()
   after_each(H.close_all)
 
-  lazy_setup(function() srv = H.must_start("spec/apps/ws_api.lua") end)
-  lazy_teardown(function()
-    if srv then
-      local code = srv:stop()
-      srv:cleanup()
-      assert.are.equal(0, code)
-    end
-  end)
+  srv = H.serve("spec/apps/ws_api.lua")
 
   before_each(function() H.must_roundtrip(srv.port, H.get("/log?clear=1")) end)
 
@@ -501,16 +494,8 @@ describe("websocket Lua API", function()
 end)
 
 describe("websocket defaults", function()
-  local dsrv
   after_each(H.close_all)
-  lazy_setup(function() dsrv = H.must_start("spec/apps/ws_defaults.lua") end)
-  lazy_teardown(function()
-    if dsrv then
-      local code = dsrv:stop()
-      dsrv:cleanup()
-      assert.are.equal(0, code)
-    end
-  end)
+  local dsrv = H.serve("spec/apps/ws_defaults.lua")
 
   it("max_message_size is 1 MiB", function()
     local c = W.open(dsrv.port, "/")
