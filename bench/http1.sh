@@ -26,12 +26,12 @@
 #                   medians are also printed over the rounds where neither run was noisy
 set -euo pipefail
 
-if [ -n "${CI:-}" ] && [ "${BENCH_ALLOW_CI:-}" != 1 ]; then
-  echo "http1.sh: by-hand benchmark, refusing to run under CI (CI=$CI)" >&2
-  exit 2
-fi
-
+BENCH=http1.sh
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+refuse_ci
+
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-1}
@@ -47,15 +47,10 @@ KEEP_TMP=${KEEP_TMP:-0}
 VERBOSE=${VERBOSE:-0}
 NOISY_PCT=${NOISY_PCT:-10}
 
-die() { echo "http1.sh: $*" >&2; exit 1; }
-note() { echo "http1.sh: $*" >&2; }
-
-for v in DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT NOISY_PCT; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
-done
+check_uints DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT NOISY_PCT
 [ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge "$THREADS" ] && [ "$THREADS" -ge 1 ] \
   || die "need DURATION>=1, ROUNDS>=1, THREADS>=1, CONNECTIONS>=THREADS"
-[ "$SERVER_CPU" -ne "$WRK_CPU" ] || die "SERVER_CPU and WRK_CPU must differ"
+check_cpus SERVER_CPU WRK_CPU
 
 missing=()
 for t in wrk taskset curl ss timeout awk; do command -v "$t" >/dev/null || missing+=("$t"); done
@@ -63,96 +58,12 @@ for t in wrk taskset curl ss timeout awk; do command -v "$t" >/dev/null || missi
 [ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (run scripts/install-deps --bench)"
 [ -r /proc/self/stat ] || die "needs Linux /proc"
 
-allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
-cpu_allowed() { # cpu_allowed N: is CPU N in our affinity list (e.g. "0-3,6")
-  local IFS=, r
-  for r in $allowed; do
-    if [[ $r == *-* ]]; then [ "$1" -ge "${r%-*}" ] && [ "$1" -le "${r#*-}" ] && return 0
-    else [ "$1" -eq "$r" ] && return 0; fi
-  done
-  return 1
-}
-cpu_allowed "$SERVER_CPU" && cpu_allowed "$WRK_CPU" \
-  || die "CPUs $SERVER_CPU and $WRK_CPU must both be available (allowed: $allowed)"
+bench_start http1
 
-HZ=$(getconf CLK_TCK)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sy-bench-http1.XXXXXX")
-PIDS=()
-
-# --- process bookkeeping: only PIDs we started, and their descendants ----------------------
-
-descendants() { # descendants PID: all live descendant PIDs (from /proc/*/stat ppid fields)
-  local f line pid fld
-  local -A kids=()
-  for f in /proc/[0-9]*/stat; do
-    { read -r line <"$f"; } 2>/dev/null || continue
-    pid=${f#/proc/}; pid=${pid%/stat}
-    read -ra fld <<<"${line##*) }"   # fields after "(comm) ": state ppid ...
-    kids[${fld[1]}]+=" $pid"
-  done
-  local queue=("$1") p c
-  while [ ${#queue[@]} -gt 0 ]; do
-    p=${queue[0]}; queue=("${queue[@]:1}")
-    for c in ${kids[$p]:-}; do echo "$c"; queue+=("$c"); done
-  done
-}
-
-tree_ticks() { # tree_ticks PID: utime+stime+cutime+cstime summed over PID and its descendants
-  local total=0 p line fld
-  for p in "$1" $(descendants "$1"); do
-    { read -r line <"/proc/$p/stat"; } 2>/dev/null || continue
-    read -ra fld <<<"${line##*) }"   # fld[11..14] = utime stime cutime cstime (stat fields 14-17)
-    total=$((total + fld[11] + fld[12] + fld[13] + fld[14]))
-  done
-  echo "$total"
-}
+# --- CPU gauge and startup check (bench/lib.sh has the process bookkeeping) ------------------
 
 cpu_line() { # cpu_line N: "busy total" ticks of CPU N from /proc/stat (busy includes steal)
   awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
-}
-
-stop_pid() { # stop_pid PID: TERM it (and descendants), wait, then KILL what is left
-  local pid=$1 kids i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kids=$(descendants "$pid")
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
-}
-
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  [ -z "${WRK_PID:-}" ] || stop_pid "$WRK_PID"
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then note "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Ports come from below the kernel's ephemeral range, so no :0 listener or client socket gets
-# them meanwhile; startup is still retried on a new port if the server cannot come up.
-read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
-if [ "$EPH_LO" -gt 12000 ]; then PORT_LO=10000 PORT_N=$((EPH_LO - 10000)); else PORT_LO=61000 PORT_N=4000; fi
-free_port() { # free_port [AVOID]: a random loopback TCP port no socket uses
-  local p i
-  for i in $(seq 50); do
-    p=$((PORT_LO + (RANDOM * 32768 + RANDOM) % PORT_N))
-    [ "$p" != "${1:-}" ] || continue
-    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-  done
-  die "no free port found"
-}
-
-forget_pid() { # forget_pid PID: reap a server that exited and drop it from PIDS
-  local p keep=()
-  wait "$1" 2>/dev/null || true
-  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
 }
 
 # wait_http NAME PID PORT [LOGLINE]: wait until the server answers 200 "hello" on PORT;
@@ -174,27 +85,7 @@ wait_http() {
 
 # --- switchyard binary and app --------------------------------------------------------------
 
-if [ -n "${SWITCHYARD_BIN:-}" ]; then
-  SY_BIN=$SWITCHYARD_BIN
-else
-  note "SWITCHYARD_BIN unset: building Release into $BUILD_DIR (log: $TMP/build.log)"
-  if ! { timeout "$BUILD_TIMEOUT" cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
-         timeout "$BUILD_TIMEOUT" cmake --build "$BUILD_DIR" --target switchyard -j"$(nproc)"; } \
-       >"$TMP/build.log" 2>&1; then
-    tail -n 30 "$TMP/build.log" >&2
-    die "build failed"
-  fi
-  SY_BIN=$BUILD_DIR/switchyard
-fi
-[ -x "$SY_BIN" ] || die "switchyard binary not executable: $SY_BIN"
-SY_BIN=$(cd "$(dirname "$SY_BIN")" && pwd)/$(basename "$SY_BIN")
-sy_build="unknown build type"
-if [ -f "$(dirname "$SY_BIN")/CMakeCache.txt" ]; then
-  bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
-  san=$(sed -n 's/^SY_SANITIZE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
-  sy_build="CMAKE_BUILD_TYPE=${bt:-none}${san:+ SY_SANITIZE=$san}"
-  [ "$bt" = Release ] && [ -z "$san" ] || note "warning: switchyard is not a plain Release build ($sy_build)"
-fi
+switchyard_bin
 
 APP=${APP:-$REPO/examples/hello.lua}
 if [ ! -f "$APP" ]; then
@@ -264,17 +155,11 @@ done
 
 per_run=$((DURATION + 2))
 echo "# switchyard vs nginx, HTTP/1.1 GET / -> 200 \"hello\""
-echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -srm)  $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-echo "# switchyard: $SY_BIN ($sy_build), git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), app $APP"
+header_host
 echo "# nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), 1 worker, access_log off"
 echo "# load:       taskset -c $WRK_CPU wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; servers on CPU $SERVER_CPU;" \
      "$ROUNDS round(s), ${WARMUP}s warmup each; at most ~$(( (2 * ROUNDS * per_run) + 2 * WARMUP ))s of load"
-echo "# loadavg:    $(cut -d' ' -f1-3 /proc/loadavg)"
-sib=/sys/devices/system/cpu/cpu$SERVER_CPU/topology/thread_siblings_list
-if [ -r "$sib" ]; then
-  s=$(cat "$sib")
-  [[ ",$s," == *",$WRK_CPU,"* ]] && echo "# warning:    CPUs $SERVER_CPU and $WRK_CPU are SMT siblings ($s): wrk and server share a core"
-fi
+header_load "$WRK_CPU" wrk
 
 # --- runs -------------------------------------------------------------------------------------
 
@@ -283,15 +168,9 @@ RESULTS=$TMP/results.tsv       # round server rps requests cpu_ticks busy_ticks 
 : >"$RESULTS"
 bad=0
 
-WRK_PID=
-wrk_run() { # wrk_run PORT SECONDS OUTFILE (in the background + wait, so INT/TERM traps fire at once)
-  local rc=0
-  timeout -k 5 $(($2 + 30)) taskset -c "$WRK_CPU" \
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --timeout 5s "http://127.0.0.1:$1/" >"$3" 2>&1 &
-  WRK_PID=$!
-  wait "$WRK_PID" || rc=$?
-  WRK_PID=
-  return "$rc"
+wrk_run() { # wrk_run PORT SECONDS OUTFILE
+  bg_wait "$3" timeout -k 5 $(($2 + 30)) taskset -c "$WRK_CPU" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --timeout 5s "http://127.0.0.1:$1/"
 }
 
 measure() { # measure ROUND NAME PID PORT
@@ -337,11 +216,7 @@ done
 # --- summary ----------------------------------------------------------------------------------
 
 echo
-awk -v hz="$HZ" -v noisy="$NOISY_PCT" -F'\t' '
-  function median(a, n,   i, j, t) {
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
+awk -v hz="$HZ" -v noisy="$NOISY_PCT" -F'\t' "$AWK_MEDIAN"'
   function summary(title, only_quiet,   r, k, nr, nc, sr, sc, ar, ac, mnr, mnc, msr, msc) {
     k = 0
     for (r = 1; r <= rounds; r++) {

@@ -32,12 +32,12 @@
 #                   the summary also gives the ratios over quiet runs only
 set -euo pipefail
 
-if [ -n "${CI:-}" ] && [ "${BENCH_ALLOW_CI:-}" != 1 ]; then
-  echo "ws.sh: by-hand benchmark, refusing to run under CI (CI=$CI)" >&2
-  exit 2
-fi
-
+BENCH=ws.sh
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+refuse_ci
+
 ALL_CASES="text32_d1 text32_d16 bin16k_d4 upgrade idle"
 CASES=${CASES:-$ALL_CASES}
 DURATION=${DURATION:-5}
@@ -57,17 +57,13 @@ STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
 KEEP_TMP=${KEEP_TMP:-0}
 VERBOSE=${VERBOSE:-0}
 NOISY_PCT=${NOISY_PCT:-10}
+STOP_TRIES=50   # stop_pid: tenths of a second between TERM and KILL
 
-die() { echo "ws.sh: $*" >&2; exit 1; }
-note() { echo "ws.sh: $*" >&2; }
-
-for v in DURATION WARMUP ROUNDS CONNECTIONS UPGRADE_CONC IDLE_CONNS SETTLE SERVER_CPU LOAD_CPU \
-         BUILD_TIMEOUT NPM_TIMEOUT STARTUP_TIMEOUT NOISY_PCT; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
-done
+check_uints DURATION WARMUP ROUNDS CONNECTIONS UPGRADE_CONC IDLE_CONNS SETTLE SERVER_CPU LOAD_CPU \
+            BUILD_TIMEOUT NPM_TIMEOUT STARTUP_TIMEOUT NOISY_PCT
 [ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] && [ "$UPGRADE_CONC" -ge 1 ] \
   && [ "$IDLE_CONNS" -ge 1 ] || die "need DURATION, ROUNDS, CONNECTIONS, UPGRADE_CONC, IDLE_CONNS >= 1"
-[ "$SERVER_CPU" -ne "$LOAD_CPU" ] || die "SERVER_CPU and LOAD_CPU must differ"
+check_cpus SERVER_CPU LOAD_CPU
 for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' (cases: $ALL_CASES)"; done
 
 missing=()
@@ -76,18 +72,6 @@ command -v "$NODE_BIN" >/dev/null || missing+=("node")
 [ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (run scripts/install-deps --bench)"
 [ -r /proc/self/stat ] || die "needs Linux /proc"
 
-allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
-cpu_allowed() { # cpu_allowed N: is CPU N in our affinity list (e.g. "0-3,6")
-  local IFS=, r
-  for r in $allowed; do
-    if [[ $r == *-* ]]; then [ "$1" -ge "${r%-*}" ] && [ "$1" -le "${r#*-}" ] && return 0
-    else [ "$1" -eq "$r" ] && return 0; fi
-  done
-  return 1
-}
-cpu_allowed "$SERVER_CPU" && cpu_allowed "$LOAD_CPU" \
-  || die "CPUs $SERVER_CPU and $LOAD_CPU must both be available (allowed: $allowed)"
-
 # Every idle WebSocket is a descriptor in wsload and in the server (both inherit this limit).
 need_fds=$((IDLE_CONNS + 256))
 [ "$(ulimit -n)" -ge "$need_fds" ] || ulimit -n "$need_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -95,44 +79,12 @@ if [[ " $CASES " == *" idle "* ]] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
   die "idle case needs ulimit -n >= $need_fds (soft $(ulimit -n), hard $(ulimit -Hn)); lower IDLE_CONNS or raise the hard limit"
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sy-bench-ws.XXXXXX")
-HZ=$(getconf CLK_TCK)
-PIDS=()
-LOAD_PID=
+bench_start ws
 
-# --- process bookkeeping: only PIDs we started, and their descendants ----------------------
-
-descendants() { # descendants PID: all live descendant PIDs (from /proc/*/stat ppid fields)
-  local f line pid fld
-  local -A kids=()
-  for f in /proc/[0-9]*/stat; do
-    { read -r line <"$f"; } 2>/dev/null || continue
-    pid=${f#/proc/}; pid=${pid%/stat}
-    read -ra fld <<<"${line##*) }"   # fields after "(comm) ": state ppid ...
-    kids[${fld[1]}]+=" $pid"
-  done
-  local queue=("$1") p c
-  while [ ${#queue[@]} -gt 0 ]; do
-    p=${queue[0]}; queue=("${queue[@]:1}")
-    for c in ${kids[$p]:-}; do echo "$c"; queue+=("$c"); done
-  done
-}
-
-proc_ticks() { # proc_ticks PID: utime+stime+cutime+cstime of PID (0 if gone)
-  local line fld
-  { read -r line <"/proc/$1/stat"; } 2>/dev/null || { echo 0; return; }
-  read -ra fld <<<"${line##*) }"   # fld[11..14] = utime stime cutime cstime (stat fields 14-17)
-  echo $((fld[11] + fld[12] + fld[13] + fld[14]))
-}
+# --- memory and machine-wide CPU (bench/lib.sh has the process bookkeeping) ------------------
 
 rss_kb() { # rss_kb PID: VmRSS in kB
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true
-}
-
-tree_ticks() { # tree_ticks PID: proc_ticks summed over PID and its live descendants
-  local total=0 p
-  for p in "$1" $(descendants "$1"); do total=$((total + $(proc_ticks "$p"))); done
-  echo "$total"
 }
 
 # all_ticks: utime+stime+cutime+cstime summed over every process on the machine. The time of a
@@ -143,71 +95,9 @@ all_ticks() {
   cat /proc/[0-9]*/stat 2>/dev/null | awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { print t + 0 }'
 }
 
-stop_pid() { # stop_pid PID: TERM it (and descendants), wait, then KILL what is left
-  local pid=$1 kids i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kids=$(descendants "$pid")
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
-}
-
-forget_pid() { # forget_pid PID: drop PID from PIDS after stopping it
-  local keep=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  [ -z "${LOAD_PID:-}" ] || stop_pid "$LOAD_PID"
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then note "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Ports come from below the kernel's ephemeral range: wsload's thousands of client sockets and
-# anyone's :0 listener take theirs from that range, never ours.
-read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
-if [ "$EPH_LO" -gt 12000 ]; then PORT_LO=10000 PORT_N=$((EPH_LO - 10000)); else PORT_LO=61000 PORT_N=4000; fi
-free_port() { # a random loopback TCP port no socket uses
-  local p i
-  for i in $(seq 50); do
-    p=$((PORT_LO + (RANDOM * 32768 + RANDOM) % PORT_N))
-    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-  done
-  die "no free port found"
-}
-
 # --- binaries: switchyard, wsload, node + ws ---------------------------------------------------
 
-if [ -n "${SWITCHYARD_BIN:-}" ]; then
-  SY_BIN=$SWITCHYARD_BIN
-else
-  note "SWITCHYARD_BIN unset: building Release into $BUILD_DIR (log: $TMP/build.log)"
-  if ! { timeout "$BUILD_TIMEOUT" cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
-         timeout "$BUILD_TIMEOUT" cmake --build "$BUILD_DIR" --target switchyard -j"$(nproc)"; } \
-       >"$TMP/build.log" 2>&1; then
-    tail -n 30 "$TMP/build.log" >&2
-    die "build failed"
-  fi
-  SY_BIN=$BUILD_DIR/switchyard
-fi
-[ -x "$SY_BIN" ] || die "switchyard binary not executable: $SY_BIN"
-SY_BIN=$(cd "$(dirname "$SY_BIN")" && pwd)/$(basename "$SY_BIN")
-sy_build="unknown build type"
-if [ -f "$(dirname "$SY_BIN")/CMakeCache.txt" ]; then
-  bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
-  san=$(sed -n 's/^SY_SANITIZE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
-  sy_build="CMAKE_BUILD_TYPE=${bt:-none}${san:+ SY_SANITIZE=$san}"
-  [ "$bt" = Release ] && [ -z "$san" ] || note "warning: switchyard is not a plain Release build ($sy_build)"
-fi
+switchyard_bin
 
 WSLOAD=$TMP/wsload
 gcc -O2 -std=c11 -Wall -Wextra -o "$WSLOAD" "$REPO/bench/wsload.c" 2>"$TMP/wsload-build.log" \
@@ -266,7 +156,7 @@ start_server() {
         || { cat "$TMP/probe-$name-$port.txt" "$log" >&2; die "$name on :$port does not echo"; }
       return 0
     fi
-    wait "$SRV_PID" 2>/dev/null || true; forget_pid "$SRV_PID"
+    forget_pid "$SRV_PID"
     note "$name exited during startup on :$port (try $try of 3):"; cat "$log" >&2
   done
   die "$name did not start"
@@ -304,18 +194,12 @@ est=$((ROUNDS * (2 * ${#load_cases[@]} * per_run + has_idle * 2 * (SETTLE + 8)))
 # --- header -------------------------------------------------------------------------------------
 
 echo "# switchyard vs Node ws, WebSocket echo"
-echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -srm)  $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-echo "# switchyard: $SY_BIN ($sy_build), git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), app $APP"
+header_host
 echo "# node:       $("$NODE_BIN" --version), ws $WS_VERSION, bench/node/echo_server.js (perMessageDeflate off)"
 echo "# load:       taskset -c $LOAD_CPU wsload, ${WARMUP}s warmup + ${DURATION}s measured per run; servers on CPU $SERVER_CPU;" \
      "$ROUNDS round(s); about ${est}s of load"
 echo "# cases:      $CASES"
-echo "# loadavg:    $(cut -d' ' -f1-3 /proc/loadavg)"
-sib=/sys/devices/system/cpu/cpu$SERVER_CPU/topology/thread_siblings_list
-if [ -r "$sib" ]; then
-  s=$(cat "$sib")
-  [[ ",$s," == *",$LOAD_CPU,"* ]] && echo "# warning:    CPUs $SERVER_CPU and $LOAD_CPU are SMT siblings ($s): wsload and server share a core"
-fi
+header_load "$LOAD_CPU" wsload
 
 # --- runs -------------------------------------------------------------------------------------
 
@@ -323,14 +207,10 @@ RESULTS=$TMP/results.tsv   # round case server rate mb_s p50_us p99_us cpu_us cp
 : >"$RESULTS"
 bad=0
 
-load_run() { # load_run OUTFILE ARGS...: wsload in the background + wait, so INT/TERM traps fire at once
-  local out=$1 rc=0
+load_run() { # load_run OUTFILE ARGS...: wsload ARGS pinned to LOAD_CPU
+  local out=$1
   shift
-  timeout -k 5 $((WARMUP + DURATION + 60)) taskset -c "$LOAD_CPU" "$WSLOAD" "$@" >"$out" 2>&1 &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || rc=$?
-  LOAD_PID=
-  return "$rc"
+  bg_wait "$out" timeout -k 5 $((WARMUP + DURATION + 60)) taskset -c "$LOAD_CPU" "$WSLOAD" "$@"
 }
 
 field() { # field NAME FILE: value of NAME=... on the RESULT line
@@ -428,11 +308,7 @@ echo
 echo "# medians over $ROUNDS round(s); sy/node > 1 means switchyard is higher"
 echo "# quiet = the same ratio over runs with oth% <= $NOISY_PCT only (- when a server has none)"
 printf '%-48s %-16s %12s %12s %9s %9s\n' case metric node switchyard sy/node quiet
-awk -F'\t' -v noisy="$NOISY_PCT" -v labels="$(for c in $CASES; do printf '%s=%s;' "$c" "$(case_label "$c")"; done)" '
-  function median(a, n,   i, j, t) {
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
+awk -F'\t' -v noisy="$NOISY_PCT" -v labels="$(for c in $CASES; do printf '%s=%s;' "$c" "$(case_label "$c")"; done)" "$AWK_MEDIAN"'
   function med(cs, srv, col, quiet,   i, n, a) {
     n = 0
     for (i = 1; i <= nr; i++)
