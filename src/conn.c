@@ -17,6 +17,13 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
+void sy_peer_format(const sy_peer *p, char out[INET6_ADDRSTRLEN])
+{
+    out[0] = 0;
+    if (p->family == AF_INET || p->family == AF_INET6)
+        inet_ntop(p->family, p->addr, out, INET6_ADDRSTRLEN);
+}
+
 sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, const sy_proto *proto,
                      void *proto_state)
 {
@@ -33,12 +40,14 @@ sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, c
     sy_buf_init(&c->in, s->cfg.max_head + s->cfg.max_body + 65536);
     if (peer && peer->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)peer;
-        inet_ntop(AF_INET, &a->sin_addr, c->remote_addr, sizeof c->remote_addr);
-        c->remote_port = ntohs(a->sin_port);
+        c->peer.family = AF_INET;
+        memcpy(c->peer.addr, &a->sin_addr, 4);
+        c->peer.port = ntohs(a->sin_port);
     } else if (peer && peer->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)peer;
-        inet_ntop(AF_INET6, &a->sin6_addr, c->remote_addr, sizeof c->remote_addr);
-        c->remote_port = ntohs(a->sin6_port);
+        c->peer.family = AF_INET6;
+        memcpy(c->peer.addr, &a->sin6_addr, 16);
+        c->peer.port = ntohs(a->sin6_port);
     }
     ev_io_init(&c->rio, on_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);

@@ -10,6 +10,16 @@
 
 typedef struct sy_conn sy_conn;
 
+/* A remote address in 20 bytes; sy_peer_format renders it. */
+typedef struct sy_peer {
+    uint8_t family; /* AF_INET, AF_INET6, or 0 when unknown */
+    uint8_t addr[16];
+    uint16_t port;
+} sy_peer;
+
+/* Writes the address ("127.0.0.1", "::1"; "" when unknown) into out. */
+void sy_peer_format(const sy_peer *p, char out[INET6_ADDRSTRLEN]);
+
 /* A protocol handler: what a connection speaks now. Every callback may close the conn. */
 typedef struct sy_proto {
     const char *name;
@@ -54,8 +64,7 @@ struct sy_conn {
     unsigned over_high_water : 1;
     unsigned pending : 1;      /* queued for sy_conn_schedule */
     unsigned corked : 1;       /* writes queue until sy_conn_uncork */
-    char remote_addr[INET6_ADDRSTRLEN];
-    int remote_port;
+    sy_peer peer;              /* the remote address, compact (formatted on demand) */
     sy_conn *prev, *next;      /* the server's list of live connections */
     sy_conn *next_queued;      /* the server's scheduled queue */
     sy_conn *next_dead;        /* the server's queue of closed conns awaiting release */

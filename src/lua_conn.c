@@ -19,7 +19,7 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     h->L = L;
     h->ref = LUA_NOREF;
     h->websocket = websocket;
-    memcpy(h->remote_addr, c->remote_addr, sizeof h->remote_addr);
+    h->peer = c->peer;
     luaL_setmetatable(L, websocket ? SY_WEBSOCKET_MT : SY_CONN_MT);
     if (handlers_idx)
         lua_pushvalue(L, handlers_idx);
@@ -51,7 +51,9 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
         return 1;
     }
     if (strcmp(k, "remote_addr") == 0) {
-        lua_pushstring(L, h->remote_addr);
+        char a[INET6_ADDRSTRLEN];
+        sy_peer_format(&h->peer, a);
+        lua_pushstring(L, a);
         return 1;
     }
     if (strcmp(k, "path") == 0) {
@@ -197,7 +199,9 @@ static int conn_index(lua_State *L)
 static int conn_tostring(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
-    lua_pushfstring(L, "%s(%s%s)", h->websocket ? SY_WEBSOCKET_MT : SY_CONN_MT, h->remote_addr,
+    char a[INET6_ADDRSTRLEN];
+    sy_peer_format(&h->peer, a);
+    lua_pushfstring(L, "%s(%s%s)", h->websocket ? SY_WEBSOCKET_MT : SY_CONN_MT, a,
                     h->conn ? "" : ", closed");
     return 1;
 }

@@ -31,8 +31,6 @@ int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stag
 /* Same, logging "what 'name': ..." on error. */
 int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name);
 
-/* Logs a line on stderr: "[level] message". */
-void sy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Pushes the app's hook (app[name]) or returns 0 with nothing pushed when it is not a function. */
 int sy_lua_push_hook(lua_State *L, const char *name);
@@ -64,9 +62,7 @@ typedef struct lconn {
     lua_State *L;   /* borrowed; the server's state */
     int ref;        /* registry anchor while the connection is open */
     int websocket;
-    const char *validated;  /* the text message being handled (already valid UTF-8) */
-    size_t validated_len;
-    char remote_addr[INET6_ADDRSTRLEN];
+    sy_peer peer;   /* kept after close for ws.remote_addr */
 } lconn;
 
 lconn *sy_lua_check_handle(lua_State *L, int idx);

@@ -16,17 +16,6 @@ const void *sy_lua_app_key(void)
     return &app_key;
 }
 
-void sy_log(const char *level, const char *fmt, ...)
-{
-    char line[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "[%s] %s\n", level, line);
-    fflush(stderr);
-}
-
 sy_server *sy_lua_server(lua_State *L)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &server_key);

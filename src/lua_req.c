@@ -65,7 +65,7 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
         offs[i].version = rebase(offers[i].version, head, copy);
         offs[i].kind = offers[i].kind;
     }
-    memcpy(r->remote_addr, c->remote_addr, sizeof r->remote_addr);
+    sy_peer_format(&c->peer, r->remote_addr);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key); /* no lookup by name per request */
     lua_setmetatable(L, -2);
     if (body.p) {

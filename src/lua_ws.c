@@ -39,12 +39,17 @@ void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
     lua_State *L = h->L;
     const char *s = lua_pushlstring(L, p, n);
     lua_pushboolean(L, binary);
-    if (!binary) {
-        h->validated = s;
-        h->validated_len = n;
+    /* One handler runs at a time per server: the text it got is already valid UTF-8. */
+    sy_server *srv = h->conn ? h->conn->server : NULL;
+    if (srv && !binary) {
+        srv->ws_validated = s;
+        srv->ws_validated_len = n;
     }
     int rc = sy_lua_call_handler(h, "message", 2);
-    h->validated = NULL;
+    if (srv) {
+        srv->ws_validated = NULL;
+        srv->ws_validated_len = 0;
+    }
     if (rc != 0)
         handler_failed(h);
 }
@@ -196,7 +201,8 @@ static int ws_send(lua_State *L)
     if (!h->conn)
         return closed(L);
     /* The text being handled was validated on arrival; echoing it needs no second pass. */
-    if (!binary && !(p == h->validated && n == h->validated_len) &&
+    sy_server *srv = h->conn->server;
+    if (!binary && !(p == srv->ws_validated && n == srv->ws_validated_len) &&
         !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
     return send_result(L, sy_ws_send(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n));
@@ -331,7 +337,9 @@ static int ws_index(lua_State *L)
 static int ws_tostring(lua_State *L)
 {
     lconn *h = luaL_checkudata(L, 1, SY_WEBSOCKET_MT);
-    lua_pushfstring(L, "switchyard.WebSocket(%s%s)", h->remote_addr, h->conn ? "" : ", closed");
+    char a[INET6_ADDRSTRLEN];
+    sy_peer_format(&h->peer, a);
+    lua_pushfstring(L, "switchyard.WebSocket(%s%s)", a, h->conn ? "" : ", closed");
     return 1;
 }
 

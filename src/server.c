@@ -18,6 +18,18 @@
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents);
+static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
+
+void sy_log(const char *level, const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[%s] %s\n", level, line);
+    fflush(stderr);
+}
 
 int sy_server_fail(sy_server *s, int code, const char *fmt, ...)
 {
@@ -54,6 +66,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     ev_prepare_start(loop, &s->reaper);
     ev_unref(loop); /* the reaper alone must not keep the loop running */
     ev_idle_init(&s->nudge, on_nudge);
+    ev_timer_init(&s->accept_pause, on_accept_pause, 0.1, 0.);
     return s;
 
 fail_headers:
@@ -257,6 +270,18 @@ SY_API int sy_server_start(sy_server *s)
     return 0;
 }
 
+static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sy_server *s = sy_container_of(w, sy_server, accept_pause);
+    if (s->stopping)
+        return;
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].fd >= 0)
+            ev_io_start(s->loop, &s->listeners[i].io);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -271,7 +296,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            /* EAGAIN: done. EMFILE/ENFILE/ENOBUFS: try again on the next readiness. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors or memory: the listener stays readable, so watching it
+                 * would spin. Pause accepting briefly; closing connections free room. */
+                sy_log("warn", "accept: %s; pausing accepts for 100 ms", strerror(errno));
+                for (int k = 0; k < s->nlisteners; k++)
+                    ev_io_stop(s->loop, &s->listeners[k].io);
+                ev_timer_stop(s->loop, &s->accept_pause);
+                ev_timer_set(&s->accept_pause, 0.1, 0.);
+                ev_timer_start(s->loop, &s->accept_pause);
+            }
+            /* EAGAIN: done until the next readiness. */
             return;
         }
         int one = 1;
@@ -412,6 +447,7 @@ SY_API void sy_server_shutdown(sy_server *s, double grace,
     s->stopping = 1;
     s->stop_cb = done_cb;
     s->stop_ud = ud;
+    ev_timer_stop(s->loop, &s->accept_pause);
     for (int i = 0; i < s->nlisteners; i++) {
         ev_io_stop(s->loop, &s->listeners[i].io);
         close(s->listeners[i].fd);
@@ -453,6 +489,7 @@ SY_API void sy_server_free(sy_server *s)
             close(s->listeners[i].fd);
     }
     ev_timer_stop(s->loop, &s->stop_timer);
+    ev_timer_stop(s->loop, &s->accept_pause);
     sy_app_close(s);
     /* After the app is gone nothing holds refs: free every queued connection. */
     sy_conn *c = s->dead;

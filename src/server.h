@@ -38,12 +38,18 @@ struct sy_server {
     int started;
     int stopping;
     ev_timer stop_timer;
+    ev_timer accept_pause;      /* accepting resumes when it fires (after EMFILE and the like) */
     void (*stop_cb)(struct sy_server *, void *);
     void *stop_ud;
+    const char *ws_validated;   /* text message being handled by a ws handler (valid UTF-8) */
+    size_t ws_validated_len;
     char date[40];              /* "Date: ...\r\n" cache */
     ev_tstamp date_at;
     char err[1024];
 };
+
+/* Logs one line on stderr: "[level] message". */
+void sy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Formats the error message of s (printf-style) and returns code. */
 int sy_server_fail(struct sy_server *s, int code, const char *fmt, ...)
