@@ -325,6 +325,34 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+SY_API int sy_server_adopt(sy_server *s, int fd)
+{
+    if (fd < 0)
+        return sy_server_fail(s, SY_EINVAL, "invalid descriptor");
+    if (s->stopping) {
+        close(fd);
+        return sy_server_fail(s, SY_ECLOSED, "the server is stopping");
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        ss.ss_family = AF_UNSPEC; /* a socketpair has no address: remote_addr is "" */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    void *st = sy_h1_state_new();
+    if (!st) {
+        close(fd);
+        return SY_ENOMEM;
+    }
+    sy_conn *c = sy_conn_new(s, fd, (struct sockaddr *)&ss, &sy_proto_http1, st);
+    if (!c) {
+        sy_h1_state_free(st);
+        return SY_ENOMEM;
+    }
+    sy_conn_set_timeout(c, s->cfg.header_timeout);
+    return 0;
+}
+
 void sy_server_conn_added(sy_server *s, sy_conn *c)
 {
     c->next = s->conns;

@@ -60,6 +60,11 @@ SY_API int sy_server_listener_port(const sy_server *s, int index);
 /* Writes "http://HOST:PORT" for listener index into buf; returns its length or SY_EINVAL. */
 SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size_t cap);
 
+/* Serves an already connected stream socket (takes ownership of fd, also on failure) as a new
+ * HTTP/1.1 connection: for hosts that accept sockets themselves, and for tests that drive a
+ * connection through a socketpair. Returns 0, SY_ENOMEM, SY_EINVAL or SY_ECLOSED (stopping). */
+SY_API int sy_server_adopt(sy_server *s, int fd);
+
 /* Loads APP.lua (the file must return a table). Returns 0, or SY_ELUA with the message
  * (file:line) in sy_server_error. */
 SY_API int sy_server_load_app(sy_server *s, const char *path);

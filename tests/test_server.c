@@ -202,6 +202,44 @@ static void test_two_servers(void)
     rmdir(dir);
 }
 
+/* A host hands over a connected socket: served like an accepted one. */
+static void test_adopt(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    char dir[] = "/tmp/sy_test_adopt_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char pa[128];
+    snprintf(pa, sizeof pa, "%s/a.lua", dir);
+    write_app(pa, "return { request = function(req, res) res:send(200, 'adopted ' .. req.path .."
+                  " ' [' .. req.remote_addr .. ']') end }\n");
+    sy_server *s = sy_server_new(loop);
+    CHECK(sy_server_load_app(s, pa) == 0);
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(sy_server_adopt(s, sv[0]) == 0);
+    CHECK(sy_server_connection_count(s) == 1);
+    const char *req = "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    CHECK(write(sv[1], req, strlen(req)) == (ssize_t)strlen(req));
+    char reply[1024];
+    size_t len = 0;
+    for (int i = 0; i < 200 && !strstr(reply, "]"); i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        ssize_t n = recv(sv[1], reply + len, sizeof reply - 1 - len, MSG_DONTWAIT);
+        if (n > 0)
+            len += (size_t)n;
+        reply[len] = 0;
+        usleep(1000);
+    }
+    CHECK_MSG(strstr(reply, "HTTP/1.1 200 OK\r\n") == reply, "%s", reply);
+    CHECK_MSG(strstr(reply, "\r\n\r\nadopted /x []") != NULL, "%s", reply);
+    CHECK(sy_server_adopt(s, -1) == SY_EINVAL);
+    close(sv[1]);
+    sy_server_free(s);
+    ev_loop_destroy(loop);
+    unlink(pa);
+    rmdir(dir);
+}
+
 static void test_strerror(void)
 {
     CHECK(strcmp(sy_strerror(SY_OK), "success") == 0);
@@ -213,6 +251,7 @@ int main(void)
 {
     test_buf();
     test_two_servers();
+    test_adopt();
     test_strerror();
     return t_summary("test_server");
 }
