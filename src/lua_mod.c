@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include <lualib.h>
@@ -37,18 +38,65 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name)
+static double mono_now(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The server of a state made by sy_app_open, from the state's extra space (no lookup). */
+static sy_server *state_server(lua_State *L)
+{
+    return *(sy_server **)lua_getextraspace(L);
+}
+
+/* Runs every LUA_BUDGET_COUNT instructions in every thread: a call from C that runs past its
+ * time budget raises, so an endless loop in a hook becomes an error (500 / 1011). */
+#define LUA_BUDGET_COUNT 10000
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    sy_server *s = state_server(L);
+    if (s && s->lua_deadline > 0 && mono_now() > s->lua_deadline) {
+        /* From now on check at every instruction: an app that catches this error with pcall
+         * gets it again at its next instruction, until the call unwinds to the core. */
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+        luaL_error(L, "the hook ran longer than its time budget (%f s)", s->lua.max_time);
+    } else if (lua_gethookcount(L) != LUA_BUDGET_COUNT) {
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT); /* back to normal */
+    }
+}
+
+/* The one entry from C into Lua. *what (read after the call, so it may name a stage that
+ * changed during it) and name label the log line. */
+static int protected_call(lua_State *L, int nargs, int nres, const char *const *what,
+                          const char *name)
+{
+    sy_server *s = state_server(L);
+    int outer = s && s->lua_depth++ == 0;
+    if (outer && s->lua.max_time > 0)
+        s->lua_deadline = mono_now() + s->lua.max_time;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
     int rc = lua_pcall(L, nargs, nres, base);
+    if (s && --s->lua_depth == 0) {
+        s->lua_deadline = 0;
+        if (lua_gethookcount(L) != LUA_BUDGET_COUNT)
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
+    }
     if (rc != LUA_OK) {
         /* The label is only formatted here: the success path does no string work. */
-        if (name)
-            sy_log("error", "%s '%s': %s", what, name, lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+        if (rc == LUA_ERRMEM && s && s->lua.max_memory)
+            sy_log("error", "%s%s%s%s: Lua memory limit reached (%zu bytes in use, cap %zu)",
+                   *what, name ? " '" : "", name ? name : "", name ? "'" : "", s->lua_memory,
+                   s->lua.max_memory);
+        else if (name)
+            sy_log("error", "%s '%s': %s", *what, name, msg);
         else
-            sy_log("error", "%s: %s", what, lua_tostring(L, -1));
+            sy_log("error", "%s: %s", *what, msg);
         lua_pop(L, 2); /* message, traceback handler */
         return SY_ELUA;
     }
@@ -56,24 +104,19 @@ int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char
     return 0;
 }
 
+int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name)
+{
+    return protected_call(L, nargs, nres, &what, name);
+}
+
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
 {
-    return sy_lua_call2(L, nargs, nres, what, NULL);
+    return protected_call(L, nargs, nres, &what, NULL);
 }
 
 int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage)
 {
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
-    int rc = lua_pcall(L, nargs, nres, base);
-    if (rc != LUA_OK) {
-        sy_log("error", "%s: %s", *stage, lua_tostring(L, -1));
-        lua_pop(L, 2);
-        return SY_ELUA;
-    }
-    lua_remove(L, base);
-    return 0;
+    return protected_call(L, nargs, nres, stage, NULL);
 }
 
 int sy_lua_push_hook(lua_State *L, const char *name)
@@ -243,12 +286,33 @@ static int panic(lua_State *L)
     return 0; /* abort() follows */
 }
 
+/* Lua's allocator: counts bytes in use and refuses growth past the cap (Lua then collects
+ * garbage and retries before raising a memory error). */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    sy_server *s = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        s->lua_memory -= old;
+        return NULL;
+    }
+    if (nsize > old && s->lua.max_memory && s->lua_memory - old + nsize > s->lua.max_memory)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        s->lua_memory = s->lua_memory - old + nsize;
+    return p;
+}
+
 int sy_app_open(sy_server *s)
 {
-    lua_State *L = luaL_newstate();
+    lua_State *L = lua_newstate(lua_alloc, s);
     if (!L)
         return SY_ENOMEM;
+    *(sy_server **)lua_getextraspace(L) = s;
     lua_atpanic(L, panic);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
     /* Generational GC: a server makes many short-lived strings (messages, requests) and keeps
      * few long-lived objects; incremental cycles over large payloads cost ~10% per message. */
     lua_gc(L, LUA_GCGEN, 0, 0);
@@ -326,6 +390,43 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
     return rc;
 }
 
+/* app.lua = { max_time = seconds per call from the core (0: none), max_memory = bytes (0:
+ * none) }. */
+static int apply_lua_limits(sy_server *s, lua_State *L, const char *path)
+{
+    int t = lua_getfield(L, -1, "lua");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int rc = 0;
+    if (t != LUA_TTABLE) {
+        rc = sy_server_fail(s, SY_ELUA, "%s: app.lua must be a table (got %s)", path,
+                            lua_typename(L, t));
+    } else {
+        lua_pushnil(L);
+        while (rc == 0 && lua_next(L, -2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
+            if (strcmp(k, "max_time") == 0 && v >= 0 && v <= 3600)
+                s->lua.max_time = v;
+            else if (strcmp(k, "max_memory") == 0 && (v == 0 || (v >= 1024 * 1024 && v <= 1e15)))
+                s->lua.max_memory = (size_t)v;
+            else if (strcmp(k, "max_time") == 0 || strcmp(k, "max_memory") == 0)
+                rc = sy_server_fail(s, SY_ELUA,
+                                    "%s: app.lua.%s out of range (max_time 0..3600 s, max_memory "
+                                    "0 or >= 1 MiB)", path, k);
+            else
+                rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.lua option '%s'", path, k);
+            lua_pop(L, 1);
+        }
+        if (rc != 0)
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 int sy_app_load(sy_server *s, const char *path)
 {
     lua_State *L = s->L;
@@ -351,7 +452,10 @@ int sy_app_load(sy_server *s, const char *path)
         lua_settop(L, 0);
         return rc;
     }
-    if (lua_pcall(L, 0, 1, 1) != LUA_OK) {
+    s->lua_deadline = s->lua.max_time > 0 ? mono_now() + s->lua.max_time : 0;
+    int lrc = lua_pcall(L, 0, 1, 1);
+    s->lua_deadline = 0;
+    if (lrc != LUA_OK) {
         int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);
         return rc;
@@ -374,6 +478,8 @@ int sy_app_load(sy_server *s, const char *path)
         }
     }
     int rc = apply_http_limits(s, L, path);
+    if (rc == 0)
+        rc = apply_lua_limits(s, L, path);
     if (rc != 0) {
         lua_settop(L, 0);
         return rc;

@@ -57,6 +57,8 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     s->cfg.header_timeout = 10;
     s->cfg.idle_timeout = 60;
     s->cfg.high_water = 1024 * 1024;
+    s->lua.max_time = 2;
+    s->lua.max_memory = (size_t)1 << 30;
     s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
     if (!s->scratch_headers)
         goto fail_server;

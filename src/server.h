@@ -13,6 +13,11 @@ typedef struct sy_listener {
     struct sy_server *server; /* borrowed */
 } sy_listener;
 
+typedef struct sy_lua_limits {
+    double max_time;   /* seconds one call from the core may run (2 s; 0: no limit) */
+    size_t max_memory; /* bytes the Lua state may hold (1 GiB; 0: no limit) */
+} sy_lua_limits;
+
 typedef struct sy_config {
     size_t max_head;       /* 16 KiB */
     size_t max_headers;    /* 100 */
@@ -25,6 +30,10 @@ typedef struct sy_config {
 struct sy_server {
     struct ev_loop *loop;       /* borrowed; outlives the server */
     struct lua_State *L;        /* owned */
+    sy_lua_limits lua;          /* app.lua */
+    size_t lua_memory;          /* bytes the Lua state holds now */
+    double lua_deadline;        /* monotonic time the running call must end by; 0: none */
+    int lua_depth;              /* nesting of calls from the core into Lua */
     sy_config cfg;
     sy_listener *listeners;     /* owned array */
     int nlisteners;

@@ -1,0 +1,18 @@
+-- spec/apps/lua_limits.lua: app.lua bounds each hook's run time and the state's memory.
+return {
+  lua = { max_time = 0.3, max_memory = 64 * 1024 * 1024 },
+  request = function(req, res)
+    if req.path == "/loop" then while true do end end
+    if req.path == "/coroutine" then coroutine.wrap(function() while true do end end)() end
+    if req.path == "/pcall-loop" then
+      -- Swallowing the budget error does not help: past the deadline it is raised again at
+      -- every check, and sooner or later outside the pcall.
+      while true do pcall(function() while true do end end) end
+    end
+    if req.path == "/memory" then
+      local keep = {}
+      for i = 1, 10 do keep[i] = string.rep("x", 16 * 1024 * 1024) .. i end
+    end
+    res:send(200, "fine\n")
+  end,
+}
