@@ -67,31 +67,41 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
     return 0;
 }
 
-/* Calls handlers[name](handle, args...) with nargs arguments already on the stack. Returns 0,
- * or SY_ELUA after logging; a missing handler is not an error. */
-int sy_lua_call_handler(lconn *h, const char *name, int nargs)
+int sy_lua_handler_begin(lconn *h, const char *name)
 {
     lua_State *L = h->L;
-    if (h->ref == LUA_NOREF) { /* detached: nothing to call */
-        lua_pop(L, nargs);
-        return 0;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);      /* [args..., handle] */
-    lua_getiuservalue(L, -1, UV_HANDLERS);          /* [args..., handle, handlers] */
+    if (h->ref == LUA_NOREF)
+        return 0; /* detached: nothing to call */
+    int base = lua_gettop(L) + 1;
+    sy_lua_push_traceback(L);                   /* [tb] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);  /* [tb, handle] */
+    lua_getiuservalue(L, -1, UV_HANDLERS);      /* [tb, handle, handlers] */
     if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
-        lua_pop(L, 3 + nargs);
+        lua_settop(L, base - 1);
         return 0;
     }
-    lua_replace(L, -2);                             /* [args..., handle, fn] */
-    lua_rotate(L, -2, 1);                           /* [args..., fn, handle] */
-    lua_rotate(L, -2 - nargs, 2);                   /* [fn, handle, args...] */
-    if (h->conn)
-        sy_conn_ref(h->conn);
+    lua_replace(L, -2);                         /* [tb, handle, fn] */
+    lua_rotate(L, -2, 1);                       /* [tb, fn, handle] */
+    return base;
+}
+
+int sy_lua_handler_end(lconn *h, const char *name, int base, int nargs)
+{
     sy_conn *c = h->conn;
-    int rc = sy_lua_call2(L, nargs + 1, 0, h->websocket ? "websocket handler" : "raw handler", name);
+    if (c)
+        sy_conn_ref(c);
+    int rc = sy_lua_pcall_at(h->L, base, nargs + 1,
+                             h->websocket ? "websocket handler" : "raw handler", name);
     if (c)
         sy_conn_unref(c);
     return rc;
+}
+
+/* A handler with no arguments. */
+static int call0(lconn *h, const char *name)
+{
+    int base = sy_lua_handler_begin(h, name);
+    return base ? sy_lua_handler_end(h, name, base, 0) : 0;
 }
 
 static void handler_failed(lconn *h)
@@ -104,15 +114,18 @@ static void handler_failed(lconn *h)
 void sy_app_raw_open(void *handle)
 {
     lconn *h = handle;
-    if (h->conn && sy_lua_call_handler(h, "open", 0) != 0)
+    if (h->conn && call0(h, "open") != 0)
         handler_failed(h);
 }
 
 void sy_app_raw_data(void *handle, const char *p, size_t n)
 {
     lconn *h = handle;
+    int base = sy_lua_handler_begin(h, "data");
+    if (!base)
+        return;
     lua_pushlstring(h->L, p, n);
-    if (sy_lua_call_handler(h, "data", 1) != 0)
+    if (sy_lua_handler_end(h, "data", base, 1) != 0)
         handler_failed(h);
 }
 
@@ -121,7 +134,7 @@ void sy_app_raw_drain(void *handle)
     lconn *h = handle;
     if (h->conn)
         sy_conn_resume(h->conn);
-    if (sy_lua_call_handler(h, "drain", 0) != 0)
+    if (call0(h, "drain") != 0)
         handler_failed(h);
 }
 
@@ -139,7 +152,7 @@ void sy_app_raw_close(void *handle)
 {
     lconn *h = handle;
     h->conn = NULL; /* the handler sees a closed conn: writes answer nil, "closed" */
-    sy_lua_call_handler(h, "close", 0);
+    call0(h, "close");
     sy_lua_detach(h);
 }
 

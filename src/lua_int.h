@@ -66,9 +66,15 @@ typedef struct lconn {
 } lconn;
 
 lconn *sy_lua_check_handle(lua_State *L, int idx);
-/* Calls handlers[name](handle, args...) with nargs arguments on the stack (popped). Returns 0,
- * or SY_ELUA after logging; a missing handler is not an error. */
-int sy_lua_call_handler(lconn *h, const char *name, int nargs);
+/* Calling a handler without moving values around: sy_lua_handler_begin pushes [traceback,
+ * handlers[name], handle] and returns the traceback's index, or 0 with nothing pushed when
+ * there is no such handler (or the handle is detached); the caller pushes the arguments and
+ * calls sy_lua_handler_end. Returns 0, or SY_ELUA after logging. */
+int sy_lua_handler_begin(lconn *h, const char *name);
+int sy_lua_handler_end(lconn *h, const char *name, int base, int nargs);
+/* Low-level: lua_pcall of the function at base + 1 with the traceback handler at base. */
+int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name);
+void sy_lua_push_traceback(lua_State *L);
 /* Drops the registry anchor and the conn pointer. */
 void sy_lua_detach(lconn *h);
 /* Publishes data to every open WebSocket subscribed to the topic at topic_idx except

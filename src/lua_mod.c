@@ -70,16 +70,13 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 
 /* The one entry from C into Lua. *what (read after the call, so it may name a stage that
  * changed during it) and name label the log line. */
-static int protected_call(lua_State *L, int nargs, int nres, const char *const *what,
-                          const char *name)
+static int protected_call_at(lua_State *L, int base, int nargs, int nres,
+                             const char *const *what, const char *name)
 {
     sy_server *s = state_server(L);
     int outer = s && s->lua_depth++ == 0;
     if (outer && s->lua.max_time > 0)
         s->lua_deadline = mono_now() + s->lua.max_time;
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
     int rc = lua_pcall(L, nargs, nres, base);
     if (s && --s->lua_depth == 0) {
         s->lua_deadline = 0;
@@ -102,6 +99,27 @@ static int protected_call(lua_State *L, int nargs, int nres, const char *const *
     }
     lua_remove(L, base);
     return 0;
+}
+
+/* The one entry from C into Lua. *what (read after the call, so it may name a stage that
+ * changed during it) and name label the log line. */
+static int protected_call(lua_State *L, int nargs, int nres, const char *const *what,
+                          const char *name)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    return protected_call_at(L, base, nargs, nres, what, name);
+}
+
+int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name)
+{
+    return protected_call_at(L, base, nargs, 0, &what, name);
+}
+
+void sy_lua_push_traceback(lua_State *L)
+{
+    lua_pushcfunction(L, traceback);
 }
 
 int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name)

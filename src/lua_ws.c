@@ -29,7 +29,8 @@ static void handler_failed(lconn *h)
 void sy_app_ws_open(void *handle)
 {
     lconn *h = handle;
-    if (h->conn && sy_lua_call_handler(h, "open", 0) != 0)
+    int base = h->conn ? sy_lua_handler_begin(h, "open") : 0;
+    if (base && sy_lua_handler_end(h, "open", base, 0) != 0)
         handler_failed(h);
 }
 
@@ -37,6 +38,9 @@ void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
 {
     lconn *h = handle;
     lua_State *L = h->L;
+    int base = sy_lua_handler_begin(h, "message");
+    if (!base)
+        return; /* no handler: the payload is not even copied */
     const char *s = lua_pushlstring(L, p, n);
     lua_pushboolean(L, binary);
     /* One handler runs at a time per server: the text it got is already valid UTF-8. */
@@ -45,7 +49,7 @@ void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
         srv->ws_validated = s;
         srv->ws_validated_len = n;
     }
-    int rc = sy_lua_call_handler(h, "message", 2);
+    int rc = sy_lua_handler_end(h, "message", base, 2);
     if (srv) {
         srv->ws_validated = NULL;
         srv->ws_validated_len = 0;
@@ -57,15 +61,20 @@ void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
 void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong)
 {
     lconn *h = handle;
+    const char *name = pong ? "pong" : "ping";
+    int base = sy_lua_handler_begin(h, name);
+    if (!base)
+        return;
     lua_pushlstring(h->L, p, n);
-    if (sy_lua_call_handler(h, pong ? "pong" : "ping", 1) != 0)
+    if (sy_lua_handler_end(h, name, base, 1) != 0)
         handler_failed(h);
 }
 
 void sy_app_ws_drain(void *handle)
 {
     lconn *h = handle;
-    if (sy_lua_call_handler(h, "drain", 0) != 0)
+    int base = sy_lua_handler_begin(h, "drain");
+    if (base && sy_lua_handler_end(h, "drain", base, 0) != 0)
         handler_failed(h);
 }
 
@@ -109,9 +118,12 @@ void sy_app_ws_close(void *handle, int code, sy_str reason)
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
     unsubscribe_all(L, -1);
     lua_pop(L, 1);
-    lua_pushinteger(L, code);
-    lua_pushlstring(L, reason.p ? reason.p : "", reason.len);
-    sy_lua_call_handler(h, "close", 2);
+    int base = sy_lua_handler_begin(h, "close");
+    if (base) {
+        lua_pushinteger(L, code);
+        lua_pushlstring(L, reason.p ? reason.p : "", reason.len);
+        sy_lua_handler_end(h, "close", base, 2);
+    }
     sy_lua_detach(h);
 }
 
