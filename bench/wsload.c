@@ -104,7 +104,8 @@ static struct cfg {
     double duration, warmup, timeout;
     long cpu_pid;
     int verbose;
-} cfg = {"127.0.0.1", "/", 0, MODE_ECHO, -1, 1, 0, 200, 32, 10, 1, 5, 0, 0};
+    int all_echoed; /* echo: every connection must get at least one echo back */
+} cfg = {"127.0.0.1", "/", 0, MODE_ECHO, -1, 1, 0, 200, 32, 10, 1, 5, 0, 0, 0};
 
 static struct run {
     int ep;
@@ -891,6 +892,8 @@ static void usage(FILE *f)
             "                        over the window, and per message or upgrade\n"
             "  -r, --ramp N          connections opened at once while ramping up (default 200)\n"
             "  -T, --timeout SECS    connect, handshake, close and echo stall limit (default 5)\n"
+            "  -A, --all-echoed      echo: fail unless every connection got at least one echo\n"
+            "                        back (warmup included; RESULT echoed= counts them)\n"
             "  -v, --verbose         print every error, not only the first 3 of each kind\n");
 }
 
@@ -946,6 +949,15 @@ static void open_more(uint64_t now)
         open_conn(&R.cl[R.next_open++], now);
 }
 
+/* Echo: connections that got at least one message back (warmup included). */
+static int echoed_conns(void)
+{
+    int n = 0;
+    for (int i = 0; i < R.ncl; i++)
+        n += R.cl[i].recvd > 0;
+    return n;
+}
+
 static void report(uint64_t wall_ns)
 {
     const char *mname[] = {"echo", "upgrade", "idle"};
@@ -986,6 +998,9 @@ static void report(uint64_t wall_ns)
     if (srv_s >= 0)
         printf("  server cpu   %.2f s (%.1f %%), %.2f us per %s\n", srv_s, srv_pct, srv_us,
                cfg.mode == MODE_UPGRADE ? "upgrade" : "message");
+    if (cfg.mode == MODE_ECHO)
+        printf("  echoed       %d of %d connections got at least one echo\n", echoed_conns(),
+               cfg.conns);
     printf("  wsload cpu   %.1f %%\n", load_pct);
     printf("  errors       %" PRIu64, R.errors_total);
     for (int e = 0; e < E_COUNT; e++)
@@ -996,11 +1011,12 @@ static void report(uint64_t wall_ns)
     printf("RESULT mode=%s conns=%d depth=%d size=%zu type=%s secs=%.3f count=%" PRIu64
            " rate=%.1f mb_s=%.3f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f"
            " cycle_p50_us=%.1f cycle_p99_us=%.1f opened=%d srv_cpu_s=%.2f srv_cpu_pct=%.1f"
-           " srv_cpu_us=%.3f load_cpu_pct=%.1f errors=%" PRIu64 "\n",
+           " srv_cpu_us=%.3f load_cpu_pct=%.1f echoed=%d errors=%" PRIu64 "\n",
            mname[cfg.mode], cfg.conns, cfg.depth, cfg.size, cfg.binary ? "binary" : "text", secs,
            R.count, rate, mbs, hist_pct_us(h, 50), hist_pct_us(h, 90), hist_pct_us(h, 99),
            hist_pct_us(h, 99.9), (double)h->max / 1e3, hist_pct_us(&R.cycle, 50),
-           hist_pct_us(&R.cycle, 99), R.opened, srv_s, srv_pct, srv_us, load_pct, R.errors_total);
+           hist_pct_us(&R.cycle, 99), R.opened, srv_s, srv_pct, srv_us, load_pct,
+           cfg.mode == MODE_ECHO ? echoed_conns() : 0, R.errors_total);
     fflush(stdout);
 }
 
@@ -1014,10 +1030,11 @@ int main(int argc, char **argv)
         {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
         {"cpu-pid", required_argument, 0, 'C'}, {"ramp", required_argument, 0, 'r'},
         {"timeout", required_argument, 0, 'T'}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+        {"all-echoed", no_argument, 0, 'A'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "H:p:u:m:c:P:s:bd:w:C:r:T:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "H:p:u:m:c:P:s:bd:w:C:r:T:vAh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'H': cfg.host = optarg; break;
         case 'p': cfg.port = (int)parse_num(optarg, "--port", 1, 65535); break;
@@ -1046,6 +1063,7 @@ int main(int argc, char **argv)
         case 'r': cfg.ramp = (int)parse_num(optarg, "--ramp", 1, 100000); break;
         case 'T': cfg.timeout = parse_num(optarg, "--timeout", 0.1, 3600); break;
         case 'v': cfg.verbose = 1; break;
+        case 'A': cfg.all_echoed = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1206,6 +1224,11 @@ int main(int argc, char **argv)
         rc = 1;
     if (cfg.mode == MODE_ECHO && R.count == 0)
         rc = 1;
+    if (cfg.mode == MODE_ECHO && cfg.all_echoed && echoed_conns() < R.ncl) {
+        fprintf(stderr, "wsload: only %d of %d connections got an echo back\n", echoed_conns(),
+                R.ncl);
+        rc = 1;
+    }
     if (cfg.mode == MODE_IDLE && R.opened < R.ncl)
         rc = 1;
     for (int i = 0; i < R.ncl; i++)
