@@ -178,7 +178,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyard: TLS listeners are not available in this build\n");
         return 1;
     }
-    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    /* With workers the parent only binds and supervises: it must not own the default loop,
+     * whose SIGCHLD handling would reap the workers behind its back. Each worker makes the
+     * default loop of its own process after the fork. */
+    struct ev_loop *loop = o.workers > 1 ? ev_loop_new(EVFLAG_AUTO) : ev_default_loop(EVFLAG_AUTO);
     if (!loop) {
         fprintf(stderr, "switchyard: cannot create the event loop\n");
         return 1;
@@ -233,6 +236,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nl; i++)
         fds[i] = dup(sy_server_listener_fd(s, i));
     sy_server_free(s);
+    ev_loop_destroy(loop);
     pid_t pids[256];
     for (int w = 0; w < o.workers; w++) {
         pid_t pid = fork();
@@ -242,8 +246,10 @@ int main(int argc, char **argv)
             break;
         }
         if (pid == 0) {
-            ev_loop_fork(loop);
-            sy_server *cs = sy_server_new(loop);
+            struct ev_loop *wloop = ev_default_loop(EVFLAG_AUTO);
+            if (!wloop)
+                _exit(1);
+            sy_server *cs = sy_server_new(wloop);
             if (!cs)
                 _exit(1);
             for (int i = 0; i < nl; i++)
@@ -252,7 +258,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "switchyard: %s\n", sy_server_error(cs));
                 _exit(1);
             }
-            int rc = serve(loop, cs);
+            int rc = serve(wloop, cs);
             sy_server_free(cs);
             _exit(rc);
         }
