@@ -25,11 +25,11 @@ TIMEOUT = 5.0  # seconds: bound for one wait
 class Server:
     """The switchyard binary on a free loopback port; stop() returns the exit code."""
 
-    def __init__(self, app):
+    def __init__(self, app, preexec_fn=None):
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", app],
                                      stdout=subprocess.PIPE, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
         self.port = None
         deadline = time.monotonic() + TIMEOUT
         buf = b""
