@@ -77,7 +77,9 @@ int sy_buf_reserve(sy_buf *b, size_t n, char **span)
     if (b->limit && (n > b->limit || b->len > b->limit - n))
         return SY_ELIMIT;
     if (b->start + b->len + n <= b->cap) {
-        *span = b->data + b->start + b->len;
+        /* With nothing allocated only n == 0 fits: an empty span, and no offset added to NULL
+         * (undefined in C even when it is 0). */
+        *span = b->data ? b->data + b->start + b->len : NULL;
         return 0;
     }
     /* Compact first when that alone makes room and the move is cheap relative to the gain. */

@@ -47,6 +47,11 @@ static void test_buf(void)
     CHECK(sy_buf_len(&b) == 0);
     sy_buf_trim(&b, 0);
     CHECK(b.data == NULL);
+    /* Nothing into nothing: an empty WebSocket fragment appends 0 bytes to an unallocated
+     * message buffer; no allocation and no arithmetic on its NULL data (clang UBSan). */
+    CHECK(sy_buf_append(&b, "", 0) == 0);
+    CHECK(sy_buf_reserve(&b, 0, &span) == 0 && span == NULL);
+    CHECK(sy_buf_len(&b) == 0 && b.data == NULL && sy_buf_data(&b) == NULL);
     sy_buf_dispose(&b);
 
     /* Every allocation of a growth scenario fails in turn: SY_ENOMEM, contents intact. */
