@@ -175,6 +175,7 @@ static void check_header_value(lua_State *L, int arg, const char *v, size_t n)
 /* sy.accept(token, handlers?, options?) */
 static int l_accept(lua_State *L)
 {
+    lua_settop(L, 3); /* absent arguments read as nil, never as what is pushed below */
     size_t n;
     luaL_checklstring(L, 1, &n);
     luaL_argcheck(L, n > 0, 1, "empty token");
@@ -201,6 +202,7 @@ static int l_ignore(lua_State *L)
 /* sy.upgrade_required(protocols, body?) */
 static int l_upgrade_required(lua_State *L)
 {
+    lua_settop(L, 2);
     size_t n;
     const char *p = luaL_checklstring(L, 1, &n);
     luaL_argcheck(L, n > 0, 1, "empty protocol list");
@@ -217,6 +219,7 @@ static int l_upgrade_required(lua_State *L)
 /* sy.reject(status, body?, headers?) */
 static int l_reject(lua_State *L)
 {
+    lua_settop(L, 3);
     lua_Integer status = luaL_checkinteger(L, 1);
     luaL_argcheck(L, status >= 200 && status <= 999, 1, "status must be 200..999");
     luaL_optstring(L, 2, NULL);

@@ -179,6 +179,7 @@ describe("Upgrade", function()
       assert.are.equal(403, res.status)
       std(res)
       assert.are.equal("no", res.body)
+      assert.is_nil(res.headers["kind"]) -- no decision fields leak into the answer
       assert.is_nil(res.headers["upgrade"])
       still_http(c)
     end)
