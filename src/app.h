@@ -40,7 +40,5 @@ void sy_app_ws_drain(void *handle);
 /* The connection is closing or closed (once): call the close handler, detach the handle. */
 void sy_app_ws_close(void *handle, int code, sy_str reason);
 
-/* The server is stopping: the app gets no more calls for it. */
-void sy_app_shutdown(struct sy_server *s);
 
 #endif

@@ -40,8 +40,6 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
                          const sy_upgrade_offer *offers, size_t n);
 /* Request helpers for the decision code: the header value (first), or p == NULL. */
 sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name);
-/* The offer at index i of the request at idx (for the 101's Upgrade value and its kind). */
-const sy_upgrade_offer *sy_lua_request_offers(lua_State *L, int idx, size_t *n);
 
 /* Response handle for the pending request of c. */
 void sy_lua_push_response(lua_State *L, sy_conn *c);

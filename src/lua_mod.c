@@ -518,7 +518,3 @@ void sy_app_close(sy_server *s)
     }
 }
 
-void sy_app_shutdown(sy_server *s)
-{
-    (void)s;
-}

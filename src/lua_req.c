@@ -97,13 +97,6 @@ sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name)
     return sy_str_make(NULL, 0);
 }
 
-const sy_upgrade_offer *sy_lua_request_offers(lua_State *L, int idx, size_t *n)
-{
-    lreq *r = check_req(L, idx);
-    *n = r->noffers;
-    return r->offers;
-}
-
 static void push_str(lua_State *L, sy_str s)
 {
     if (s.p)

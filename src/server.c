@@ -483,7 +483,6 @@ SY_API void sy_server_shutdown(sy_server *s, double grace,
         close(s->listeners[i].fd);
         s->listeners[i].fd = -1;
     }
-    sy_app_shutdown(s);
     /* Ask every connection to finish; each may close itself right here. */
     sy_conn *c = s->conns;
     while (c) {
