@@ -332,6 +332,17 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
     extra.p = lua_tolstring(L, -1, &extra.len);
 
     int websocket = o->kind == SY_UP_WEBSOCKET;
+    /* Everything that may raise (option checks) runs before the handle is anchored, so an
+     * app error here leaves no registry reference behind. */
+    sy_ws_options wo;
+    if (websocket) {
+        sy_ws_default_options(&wo);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE)
+            sy_lua_ws_options(L, -1, &wo);
+        if (options)
+            sy_lua_ws_options(L, options, &wo);
+    }
     lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
     int hidx = lua_gettop(L);
     sy_str path = sy_str_make(req->path.p, req->path.len);
@@ -351,13 +362,6 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
                                                              : o->name.len);
     void *state = h;
     if (websocket) {
-        sy_ws_options wo;
-        sy_ws_default_options(&wo);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
-        if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE)
-            sy_lua_ws_options(L, -1, &wo);
-        if (options)
-            sy_lua_ws_options(L, options, &wo);
         state = sy_ws_new(h, &wo);
         if (!state) {
             sy_lua_detach(h);
