@@ -75,6 +75,16 @@ handlers.quit = with_counts("quit", {
   end,
 })
 
+-- baddrain: fills the queue past the high-water mark, then its drain handler raises.
+handlers.baddrain = with_counts("baddrain", {
+  open = function(conn)
+    for _ = 1, 512 do
+      if conn:write(string.rep("d", BLOCK)) == false then break end
+    end
+  end,
+  drain = function(conn) error("boom in drain") end,
+})
+
 handlers.big = with_counts("big", {
   open = function(conn)
     local d = conn.data

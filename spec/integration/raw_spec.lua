@@ -129,6 +129,19 @@ describe("raw protocols", function()
                   "close handler not called after conn:close()")
   end)
 
+  it("a drain handler that raises closes the connection after its queue; nothing leaks", function()
+    local before = stats().closes_baddrain or 0
+    local c = upgrade("baddrain/1")
+    H.sleep(0.3) -- let the queue pass the high-water mark before reading
+    local data, how = c:read_all(20)
+    assert.are.equal("closed", how, "connection not closed after the drain error")
+    assert.is_true(#data > 0 and #data % 65536 == 0, "got " .. #data .. " bytes")
+    assert.is_nil(data:find("[^d]"), "only the queued blocks arrive")
+    assert.truthy(H.wait_for(function() return (stats().closes_baddrain or 0) == before + 1 end, 3),
+                  "close handler not called after the drain error")
+    assert.truthy(srv:log():find("boom in drain", 1, true))
+  end)
+
   it("conn:write returns false past the high-water mark, keeps the data, then calls drain", function()
     local c = upgrade("big/1")
     H.sleep(0.5) -- let the kernel buffers fill so the server's queue grows
