@@ -214,7 +214,6 @@ typedef struct head_state {
     int nhost;
     int te_seen;       /* a Transfer-Encoding field was present */
     int te_chunked;    /* times "chunked" was listed */
-    int te_last_chunk; /* the last listed coding is chunked */
 } head_state;
 
 /* RFC 9110 8.6: Content-Length = 1*DIGIT; a list of identical values ("42, 42") is accepted as
@@ -267,7 +266,6 @@ static int on_transfer_encoding(head_state *st, sy_str v, const char **why)
                 *why = "chunked transfer coding repeated";
                 return 400;
             }
-            st->te_last_chunk = 1;
         } else {
             /* The core decodes chunked only; a body under gzip etc. would reach the app still
              * encoded, so any other coding is refused (RFC 9112 6.1: 501). */
@@ -483,7 +481,7 @@ ssize_t sy_http1_parse_head(const char *buf, size_t len, const sy_http1_limits *
     const char *end = buf + (len < max_head ? len : max_head);
     const char *rl = NULL;
     int rl_done = 0;
-    head_state st = {0, 0, 0, 0};
+    head_state st = {0, 0, 0};
     int status = 400;
 
     /* RFC 9112 2.2: ignore empty lines before the request-line. */
@@ -650,11 +648,6 @@ ssize_t sy_http1_parse_head(const char *buf, size_t len, const sy_http1_limits *
         }
         if (req->version == 10) {
             *why = "transfer-encoding in HTTP/1.0";
-            goto fail;
-        }
-        if (!st.te_last_chunk) {
-            *why = "final transfer coding is not chunked";
-            status = 501;
             goto fail;
         }
         req->chunked = 1;
