@@ -16,6 +16,10 @@
 #   BUILD_DIR       build dir when building (default /tmp/build-bench-ws)
 #   APP             Lua app (default examples/echo.lua; a built-in echo app if that is missing)
 #   NODE_BIN        node binary (default: node on PATH)
+#   FLOOR           1 (default) = also measure bench/floor_echo.c (a minimal C echo: no Lua, no
+#                   checks, the same system calls per batch) in the 32-byte echo cases: the floor of
+#                   server CPU per small message that the kernel sets on this machine; 0 = skip it.
+#                   (Not for large messages: its byte-wise unmasking is no floor there.)
 #   CASES           subset of: text32_d1 text32_d16 bin16k_d4 upgrade idle (default all)
 #   DURATION        measured seconds per load run (default 5)
 #   WARMUP          unmeasured seconds at the start of each load run (default 1)
@@ -50,6 +54,7 @@ SETTLE=${SETTLE:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 NODE_BIN=${NODE_BIN:-$(command -v node || echo node)}
+FLOOR=${FLOOR:-1}
 BUILD_DIR=${BUILD_DIR:-/tmp/build-bench-ws}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1200}
 NPM_TIMEOUT=${NPM_TIMEOUT:-300}
@@ -110,6 +115,12 @@ if [ ! -f "$NODE_DIR/node_modules/ws/package.json" ]; then
   (cd "$NODE_DIR" && timeout "$NPM_TIMEOUT" npm ci --no-audit --no-fund) >"$TMP/npm.log" 2>&1 \
     || { tail -n 30 "$TMP/npm.log" >&2; die "npm ci failed"; }
 fi
+FLOOR_BIN=$TMP/floor_echo
+if [ "$FLOOR" = 1 ]; then
+  gcc -O2 -std=c11 -Wall -Wextra -o "$FLOOR_BIN" "$REPO/bench/floor_echo.c" -lcrypto \
+    2>"$TMP/floor-build.log" || { cat "$TMP/floor-build.log" >&2; die "building floor_echo failed"; }
+fi
+
 WS_VERSION=$(cd "$NODE_DIR" && "$NODE_BIN" -p 'require("ws/package.json").version')
 
 APP=${APP:-$REPO/examples/echo.lua}
@@ -131,7 +142,7 @@ fi
 
 # --- servers ------------------------------------------------------------------------------------
 
-# start_server NAME: starts NAME (node|switchyard) on a free port, pinned to SERVER_CPU; sets
+# start_server NAME: starts NAME (node|switchyard|floor) on a free port, pinned to SERVER_CPU; sets
 # SRV_PID and SRV_PORT. Waits (bounded) for its "listening on" line, then for one echoed message
 # through wsload. A server that exits during startup (its port taken meanwhile) is retried on a
 # fresh port, 3 tries in all.
@@ -141,6 +152,8 @@ start_server() {
     port=$(free_port); log="$TMP/$name-$port.log"
     if [ "$name" = node ]; then
       taskset -c "$SERVER_CPU" "$NODE_BIN" "$NODE_DIR/echo_server.js" "$port" 127.0.0.1 >"$log" 2>&1 &
+    elif [ "$name" = floor ]; then
+      taskset -c "$SERVER_CPU" "$FLOOR_BIN" "$port" >"$log" 2>&1 &
     else
       taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$port" "$APP" >"$log" 2>&1 &
     fi
@@ -164,6 +177,7 @@ start_server() {
 
 start_server node; NODE_PID=$SRV_PID; NODE_PORT=$SRV_PORT
 start_server switchyard; SY_PID=$SRV_PID; SY_PORT=$SRV_PORT
+[ "$FLOOR" = 1 ] && { start_server floor; FLOOR_PID=$SRV_PID; FLOOR_PORT=$SRV_PORT; }
 
 # --- cases --------------------------------------------------------------------------------------
 
@@ -189,7 +203,7 @@ load_cases=()
 for c in $CASES; do [ "$c" = idle ] || load_cases+=("$c"); done
 has_idle=0; [[ " $CASES " == *" idle "* ]] && has_idle=1
 per_run=$((WARMUP + DURATION + 2))
-est=$((ROUNDS * (2 * ${#load_cases[@]} * per_run + has_idle * 2 * (SETTLE + 8))))
+est=$((ROUNDS * ((2 + FLOOR) * ${#load_cases[@]} * per_run + has_idle * 2 * (SETTLE + 8))))
 
 # --- header -------------------------------------------------------------------------------------
 
@@ -287,6 +301,7 @@ if [ ${#load_cases[@]} -gt 0 ]; then
         measure "$r" "$cs" switchyard "$SY_PID" "$SY_PORT"
         measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
       fi
+      [ "$FLOOR" = 1 ] && [[ $cs == text32_* ]] && measure "$r" "$cs" floor "$FLOOR_PID" "$FLOOR_PORT"
     done
   done
 fi
@@ -347,6 +362,32 @@ awk -F'\t' -v noisy="$NOISY_PCT" -v labels="$(for c in $CASES; do printf '%s=%s;
       row("", "server cpu %", cs, 9, "%12.1f")
     }
   }' src=results "$RESULTS" src=idle "$TMP/idle.tsv"
+
+if [ "$FLOOR" = 1 ]; then
+  echo
+  echo "# floor: bench/floor_echo.c (no Lua, no protocol checks, same system calls per batch); medians."
+  echo "# sy - floor = server CPU per message above the floor: what switchyard's own code costs"
+  printf '%-48s %12s %12s %12s %12s\n' case "floor msg/s" "floor us/msg" "sy us/msg" "sy - floor"
+  awk -F'\t' -v labels="$(for c in $CASES; do printf '%s=%s;' "$c" "$(case_label "$c")"; done)" "$AWK_MEDIAN"'
+    function med(cs, srv, col,   i, n, a) {
+      n = 0
+      for (i = 1; i <= nr; i++) if (rc[i] == cs && rs[i] == srv) a[++n] = rv[i, col]
+      return n ? median(a, n) : 0
+    }
+    BEGIN {
+      n = split(labels, parts, ";")
+      for (i = 1; i <= n; i++) if (parts[i] != "") { split(parts[i], kv, "="); label[kv[1]] = kv[2]; order[++nc] = kv[1] }
+    }
+    { nr++; rc[nr] = $2; rs[nr] = $3; for (k = 4; k <= 12; k++) rv[nr, k] = $k }
+    END {
+      for (i = 1; i <= nc; i++) {
+        cs = order[i]
+        if (cs !~ /^text32_/) continue
+        f = med(cs, "floor", 8); y = med(cs, "switchyard", 8)
+        printf "%-48s %12.0f %12.2f %12.2f %12.2f\n", label[cs], med(cs, "floor", 4), f, y, y - f
+      }
+    }' "$RESULTS"
+fi
 
 if [ "$bad" -ne 0 ]; then
   note "some runs had errors (errors column, or idle connections that did not open); see $TMP"

@@ -1,0 +1,197 @@
+/* floor_echo: the cheapest WebSocket echo this machine can run, for bench/ws.sh's "floor" column.
+ *
+ * Not a server to use: one thread, epoll, no limits, no close handshake, no UTF-8 check, frames
+ * up to 64 KiB. It answers the opening handshake, then for every read unmasks each complete
+ * client frame into one output buffer and sends that buffer with one send(): the same system
+ * calls per batch as switchyard (one read, one send; a full socket is waited out with poll). Its CPU time per message is what the
+ * kernel and a minimal frame loop cost, with no Lua and no protocol checks: the part of
+ * switchyard's figure that no user-space work can remove.
+ *
+ * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto
+ * Run:   floor_echo PORT        (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BUF (256 * 1024)
+
+typedef struct peer {
+    int fd;
+    int open; /* handshake done */
+    size_t n; /* bytes in in[] */
+    uint8_t in[BUF];
+    uint8_t out[BUF + 1024];
+} peer;
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static int handshake(peer *p)
+{
+    p->in[p->n < BUF ? p->n : BUF - 1] = 0;
+    char *end = strstr((char *)p->in, "\r\n\r\n");
+    if (!end)
+        return 0;
+    char *k = strcasestr((char *)p->in, "\nSec-WebSocket-Key:");
+    if (!k)
+        return -1;
+    k += 19;
+    while (*k == ' ')
+        k++;
+    char key[128];
+    size_t kl = strcspn(k, "\r\n");
+    if (kl > 60)
+        return -1;
+    memcpy(key, k, kl);
+    memcpy(key + kl, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 36);
+    uint8_t sha[20];
+    SHA1((uint8_t *)key, kl + 36, sha);
+    char acc[32];
+    EVP_EncodeBlock((uint8_t *)acc, sha, 20);
+    char res[256];
+    int rl = snprintf(res, sizeof res,
+                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acc);
+    if (send(p->fd, res, (size_t)rl, MSG_NOSIGNAL) != rl)
+        return -1;
+    size_t used = (size_t)(end + 4 - (char *)p->in);
+    memmove(p->in, p->in + used, p->n - used);
+    p->n -= used;
+    p->open = 1;
+    return 1;
+}
+
+/* Echoes every complete frame in p->in with one send. Returns -1 to drop the peer. */
+static int echo(peer *p)
+{
+    size_t off = 0, o = 0;
+    while (p->n - off >= 6) {
+        uint8_t *f = p->in + off;
+        uint64_t len = f[1] & 0x7f;
+        size_t h = 2;
+        if (len == 126) {
+            if (p->n - off < 8)
+                break;
+            len = ((uint64_t)f[2] << 8) | f[3];
+            h = 4;
+        } else if (len == 127) {
+            return -1;
+        }
+        if ((f[0] & 0x0f) == 8)
+            return -1; /* close: just drop */
+        if (p->n - off < h + 4 + len)
+            break;
+        uint8_t *mask = f + h, *pl = f + h + 4;
+        uint8_t *d = p->out + o;
+        d[0] = f[0];
+        if (len < 126) {
+            d[1] = (uint8_t)len;
+            o += 2;
+        } else {
+            d[1] = 126;
+            d[2] = (uint8_t)(len >> 8);
+            d[3] = (uint8_t)len;
+            o += 4;
+        }
+        for (uint64_t i = 0; i < len; i++)
+            p->out[o + i] = pl[i] ^ mask[i & 3];
+        o += len;
+        off += h + 4 + len;
+    }
+    memmove(p->in, p->in + off, p->n - off);
+    p->n -= off;
+    /* A full socket is waited out in place (poll): simpler than a queue, and it costs no CPU. */
+    for (size_t done = 0; done < o;) {
+        ssize_t w = send(p->fd, p->out + done, o - done, MSG_NOSIGNAL);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w < 0 && errno == EAGAIN) {
+            struct pollfd pf = {.fd = p->fd, .events = POLLOUT};
+            if (poll(&pf, 1, 5000) != 1)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: floor_echo PORT\n");
+        return 2;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, 1024)) {
+        perror("floor_echo: listen");
+        return 1;
+    }
+    socklen_t al = sizeof a;
+    getsockname(ls, (struct sockaddr *)&a, &al);
+    printf("listening on http://127.0.0.1:%d\n", ntohs(a.sin_port));
+    fflush(stdout);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
+    struct epoll_event evs[256];
+    while (!stop) {
+        int k = epoll_wait(ep, evs, 256, 200);
+        for (int i = 0; i < k; i++) {
+            peer *p = evs[i].data.ptr;
+            if (!p) {
+                int fd;
+                while ((fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    peer *np = calloc(1, sizeof *np);
+                    if (!np) {
+                        close(fd);
+                        continue;
+                    }
+                    np->fd = fd;
+                    struct epoll_event e = {.events = EPOLLIN, .data.ptr = np};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+                }
+                continue;
+            }
+            ssize_t r = read(p->fd, p->in + p->n, BUF - 1 - p->n);
+            int bad = r <= 0 && !(r < 0 && errno == EAGAIN);
+            if (r > 0) {
+                p->n += (size_t)r;
+                if (!p->open && handshake(p) < 0)
+                    bad = 1;
+                if (!bad && p->open && echo(p) < 0)
+                    bad = 1;
+            }
+            if (bad) {
+                close(p->fd);
+                free(p);
+            }
+        }
+    }
+    return 0;
+}
