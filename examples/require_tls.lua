@@ -1,15 +1,18 @@
--- examples/require_tls.lua: insist on TLS with the mandatory advertisement of RFC 2817 §4.2.
+-- examples/require_tls.lua: insist on TLS with the mandatory advertisement of RFC 2817 §4.2,
+-- then accept the client's in-place upgrade (RFC 2817 §3).
 --   GET /         200 "public\n" (plain HTTP is fine here)
---   /secret       426 Upgrade Required, "Upgrade: TLS/1.3", "Connection: Upgrade"
+--   /secret       over cleartext: 426 Upgrade Required, "Upgrade: TLS/1.3", "Connection:
+--                 Upgrade"; over TLS (req.scheme == "https"): 200 "secret\n"
 --   any request offering an upgrade other than TLS/1.3: 426 the same way
---   a request offering TLS/1.3: accepted, the TLS handshake runs on the same socket and the
---   request is then answered over TLS by app.request (needs --cert and --key).
+--   a request offering TLS/1.3: accepted: 101 with "Upgrade: TLS/1.3, HTTP/1.1", the TLS
+--   handshake runs on the same socket (TLS 1.3 at least) and the request is then answered
+--   over TLS by app.request; the connection goes on as HTTP/1.1 over TLS.
 --
--- Run:   switchyard --listen 127.0.0.1:8080 examples/require_tls.lua
---        (to accept the TLS/1.3 upgrade as well: add --cert cert.pem --key key.pem)
+-- Run:   switchyard --listen 127.0.0.1:8080 --cert cert.pem --key key.pem examples/require_tls.lua
+--        (without --cert/--key accepting the upgrade is an app error: 500)
 -- Try:   curl -i http://127.0.0.1:8080/                 # 200
 --        curl -i http://127.0.0.1:8080/secret           # 426, Upgrade: TLS/1.3
---        curl -i -H 'Connection: Upgrade' -H 'Upgrade: websocket' http://127.0.0.1:8080/  # 426
+--        ipptool and tests/integration/test_tls.py speak the upgrade itself.
 --
 -- Never reuse a certificate that an HTTPS service also serves (see README, Opossum).
 local sy = require "switchyard"
@@ -18,7 +21,10 @@ local app = {}
 
 function app.request(req, res)
   if req.path == "/secret" then
-    res:upgrade_required("TLS/1.3", "this resource needs TLS/1.3\n")
+    if req.scheme ~= "https" then
+      return res:upgrade_required("TLS/1.3", "this resource needs TLS/1.3\n")
+    end
+    res:send(200, "secret\n", { ["content-type"] = "text/plain" })
   elseif req.path == "/" and (req.method == "GET" or req.method == "HEAD") then
     res:send(200, "public\n", { ["content-type"] = "text/plain" })
   else

@@ -1,4 +1,5 @@
-/* Connections: non-blocking socket I/O under one protocol, buffered output, two-step close. */
+/* Connections: non-blocking socket I/O under one protocol (optionally over TLS), buffered output,
+ * two-step close. */
 #include "conn.h"
 
 #include <arpa/inet.h>
@@ -12,10 +13,18 @@
 #define READ_CHUNK 16384
 #define FIRST_READ 2048
 #define LINGER_SECONDS 2.0
+/* Under TLS a write with nothing queued is encrypted at once up to this size; the rest waits
+ * in the queue as plaintext, so ciphertext held per connection stays bounded. */
+#define TLS_DIRECT_MAX (64 * 1024)
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void tls_readable(sy_conn *c);
+static void tls_pump(sy_conn *c, int force);
+static void tls_flush(sy_conn *c);
+static int tls_write2(sy_conn *c, const char *p1, size_t n1, const char *p2, size_t n2);
+static int tls_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len);
 
 void sy_peer_format(const sy_peer *p, char out[INET6_ADDRSTRLEN])
 {
@@ -86,6 +95,9 @@ void sy_conn_resume(sy_conn *c)
     c->read_paused = 0;
     if (!c->peer_eof)
         ev_io_start(c->server->loop, &c->rio);
+    /* Plaintext may wait inside the TLS layer, which only the socket's readiness would flush. */
+    if (c->tls && sy_tls_has_input(c->tls))
+        sy_conn_schedule(c);
 }
 
 void sy_conn_set_timeout(sy_conn *c, double seconds)
@@ -130,6 +142,17 @@ static void finish_close(sy_conn *c)
     c->refs--;
     c->proto = NULL;
     c->proto_state = NULL;
+    if (c->tls) {
+        /* close_notify (or the alert of a failed handshake), best effort: one send, no wait. */
+        if (c->fd >= 0 && !c->lingering) {
+            sy_tls_close_notify(c->tls);
+            sy_buf *o = sy_tls_out(c->tls);
+            if (sy_buf_len(o))
+                (void)!send(c->fd, sy_buf_data(o), sy_buf_len(o), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        sy_tls_free(c->tls);
+        c->tls = NULL;
+    }
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -167,11 +190,21 @@ void sy_conn_close_after_write(sy_conn *c)
 {
     if (c->closing || c->close_after_write)
         return;
+    if (c->tls && !c->tls_ready) {
+        /* Nothing can reach a peer that has not finished its handshake. */
+        sy_conn_close(c);
+        return;
+    }
     c->close_after_write = 1;
     ev_io_stop(c->server->loop, &c->rio);
     c->read_paused = 1;
     ev_timer_stop(c->server->loop, &c->timer);
-    if (c->out.bytes == 0)
+    if (c->tls) {
+        /* The queue, then close_notify, then the lingering close (tls_flush decides). */
+        c->timer.repeat = c->server->cfg.idle_timeout;
+        ev_timer_again(c->server->loop, &c->timer);
+        tls_flush(c);
+    } else if (c->out.bytes == 0)
         start_lingering(c);
     else {
         /* Bound the wait for a peer that never reads. */
@@ -228,6 +261,8 @@ int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t
     const char *p1 = v1, *p2 = v2;
     if (c->closing || c->lingering)
         return SY_ECLOSED;
+    if (c->tls)
+        return tls_write2(c, p1, n1, p2, n2);
     if (c->out.bytes == 0 && !c->corked) {
         struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
         ssize_t w = send_iov(c, iov, n2 ? 2 : 1);
@@ -257,6 +292,8 @@ int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
 {
     if (c->closing || c->lingering)
         return SY_ECLOSED;
+    if (c->tls)
+        return tls_write_shared(c, ch, off, len);
     if (c->out.bytes == 0 && !c->corked) {
         struct iovec iov = {ch->data + off, len};
         ssize_t w = send_iov(c, &iov, 1);
@@ -294,6 +331,10 @@ void sy_conn_uncork(sy_conn *c)
 static void flush(sy_conn *c)
 {
     struct ev_loop *loop = c->server->loop;
+    if (c->tls) {
+        tls_flush(c);
+        return;
+    }
     while (c->out.bytes) {
         struct iovec iov[64];
         int n = sy_outq_iov(&c->out, iov, 64);
@@ -341,6 +382,10 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         ssize_t n = read(c->fd, sink, sizeof sink);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             sy_conn_close(c);
+        return;
+    }
+    if (c->tls) {
+        tls_readable(c);
         return;
     }
     char *span;
@@ -409,5 +454,325 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     }
     c->refs++;
     c->proto->on_timeout(c);
+    c->refs--;
+}
+
+int sy_conn_input_waiting(const sy_conn *c)
+{
+    char b;
+    if (c->fd < 0)
+        return 0;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+void sy_conn_run_scheduled(sy_conn *c)
+{
+    if (c->closing || !c->proto)
+        return;
+    if (c->tls) {
+        c->refs++;
+        tls_pump(c, 1);
+        c->refs--;
+        return;
+    }
+    if (c->proto->on_bytes)
+        c->proto->on_bytes(c);
+}
+
+/* ---- TLS: ciphertext on the socket, plaintext in c->in and c->out ------------------------- */
+
+int sy_conn_start_tls(sy_conn *c, int min_version)
+{
+    if (c->closing)
+        return SY_ECLOSED;
+    if (!c->server->tls_ctx || c->tls)
+        return SY_EINVAL;
+    sy_tls *t = sy_tls_new(c->server->tls_ctx, min_version);
+    if (!t) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    /* What is queued was written before the switch (a 101): it leaves first, as it is. */
+    sy_buf *o = sy_tls_out(t);
+    while (c->out.bytes) {
+        struct iovec iov[16];
+        int n = sy_outq_iov(&c->out, iov, 16);
+        size_t sum = 0;
+        for (int i = 0; i < n; i++) {
+            if (sy_buf_append(o, iov[i].iov_base, iov[i].iov_len) != 0) {
+                sy_tls_free(t);
+                sy_conn_close(c);
+                return SY_ENOMEM;
+            }
+            sum += iov[i].iov_len;
+        }
+        sy_outq_consume(&c->out, sum);
+    }
+    sy_outq_dispose(&c->out);
+    c->tls = t;
+    c->tls_ready = 0;
+    if (sy_buf_len(o) && !c->corked)
+        tls_flush(c);
+    return c->closing ? SY_ECLOSED : 0;
+}
+
+/* Sends ciphertext, encrypting queued plaintext one batch at a time while the socket takes it.
+ * Returns 0, or SY_ECLOSED when the connection closed. */
+static int tls_send(sy_conn *c)
+{
+    sy_tls *t = c->tls;
+    sy_buf *o = sy_tls_out(t);
+    char stage[SY_TLS_RECORD];
+    for (;;) {
+        while (sy_buf_len(o)) {
+            ssize_t w = send(c->fd, sy_buf_data(o), sy_buf_len(o), MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return 0;
+                return write_failed(c);
+            }
+            sy_buf_consume(o, (size_t)w);
+        }
+        if (!c->tls_ready)
+            return 0;
+        if (c->out.bytes == 0) {
+            if (!c->close_after_write)
+                break;
+            sy_tls_close_notify(t); /* once; nothing more after it */
+            if (sy_buf_len(o))
+                continue;
+            break;
+        }
+        /* One record from many small pieces (pipelined responses, corked frames), or up to four
+         * records straight from one large piece. */
+        struct iovec iov[16];
+        int n = sy_outq_iov(&c->out, iov, 16);
+        const void *p = iov[0].iov_base;
+        size_t len = iov[0].iov_len;
+        if (n > 1 && len < SY_TLS_RECORD) {
+            len = 0;
+            for (int i = 0; i < n && len < sizeof stage; i++) {
+                size_t k = iov[i].iov_len;
+                if (k > sizeof stage - len)
+                    k = sizeof stage - len;
+                memcpy(stage + len, iov[i].iov_base, k);
+                len += k;
+            }
+            p = stage;
+        } else if (len > 4 * SY_TLS_RECORD) {
+            len = 4 * SY_TLS_RECORD;
+        }
+        if (sy_tls_write(t, p, len) != 0)
+            return write_failed(c);
+        sy_outq_consume(&c->out, len);
+    }
+    sy_buf_trim(o, 0); /* idle connections keep no ciphertext memory */
+    return 0;
+}
+
+/* Watches for writability while ciphertext waits, or plaintext waits for a finished handshake. */
+static void tls_watch(sy_conn *c)
+{
+    struct ev_loop *loop = c->server->loop;
+    if (sy_buf_len(sy_tls_out(c->tls)) || (c->tls_ready && c->out.bytes && !c->corked)) {
+        if (!ev_is_active(&c->wio))
+            ev_io_start(loop, &c->wio);
+    } else {
+        ev_io_stop(loop, &c->wio);
+        if (c->out.bytes == 0)
+            sy_outq_dispose(&c->out);
+    }
+}
+
+static void tls_flush(sy_conn *c)
+{
+    if (tls_send(c) != 0)
+        return;
+    tls_watch(c);
+    if (c->over_high_water && c->out.bytes <= c->server->cfg.high_water / 2) {
+        c->over_high_water = 0;
+        if (c->proto && c->proto->on_drain && !c->close_after_write) {
+            c->refs++;
+            c->proto->on_drain(c);
+            c->refs--;
+            if (c->closing)
+                return;
+        }
+    }
+    if (c->close_after_write && !c->lingering && c->out.bytes == 0 &&
+        sy_buf_len(sy_tls_out(c->tls)) == 0)
+        start_lingering(c);
+}
+
+static int tls_after_queue(sy_conn *c)
+{
+    if (!c->corked) {
+        if (tls_send(c) != 0)
+            return SY_ECLOSED;
+        tls_watch(c);
+    }
+    if (c->out.bytes > c->server->cfg.high_water) {
+        c->over_high_water = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Nothing queued in either form and the handshake done: encrypt straight from the caller. */
+static int tls_direct(const sy_conn *c, size_t n)
+{
+    return c->out.bytes == 0 && !c->corked && c->tls_ready && n <= TLS_DIRECT_MAX &&
+           sy_buf_len(sy_tls_out(c->tls)) == 0;
+}
+
+static int tls_write2(sy_conn *c, const char *p1, size_t n1, const char *p2, size_t n2)
+{
+    if (tls_direct(c, n1 + n2)) {
+        int rc;
+        if (n2 && n1 + n2 <= SY_TLS_RECORD) {
+            /* Head and body in one record. */
+            char stage[SY_TLS_RECORD];
+            memcpy(stage, p1, n1);
+            memcpy(stage + n1, p2, n2);
+            rc = sy_tls_write(c->tls, stage, n1 + n2);
+        } else {
+            rc = sy_tls_write(c->tls, p1, n1);
+            if (rc == 0 && n2)
+                rc = sy_tls_write(c->tls, p2, n2);
+        }
+        if (rc != 0)
+            return write_failed(c);
+        if (tls_send(c) != 0)
+            return SY_ECLOSED;
+        tls_watch(c);
+        return 0;
+    }
+    if (sy_outq_copy(&c->out, p1, n1) || sy_outq_copy(&c->out, p2, n2)) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    return tls_after_queue(c);
+}
+
+static int tls_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
+{
+    if (tls_direct(c, len)) {
+        if (sy_tls_write(c->tls, ch->data + off, len) != 0)
+            return write_failed(c);
+        if (tls_send(c) != 0)
+            return SY_ECLOSED;
+        tls_watch(c);
+        return 0;
+    }
+    if (sy_outq_share(&c->out, ch, off, len) != 0) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    return tls_after_queue(c);
+}
+
+/* Decrypts what the TLS layer holds into c->in, sends what the handshake produced, and tells the
+ * protocol: on_bytes for new plaintext, for a handshake that just completed, or when forced (a
+ * scheduled run); then on_eof when the peer is done (sock_eof or close_notify). */
+static void tls_run(sy_conn *c, int force, int sock_eof)
+{
+    sy_tls *t = c->tls;
+    size_t before = sy_buf_len(&c->in);
+    int notify_eof = 0;
+    for (;;) {
+        char *span;
+        int rc = sy_buf_reserve(&c->in, c->in.cap ? READ_CHUNK : FIRST_READ, &span);
+        if (rc == SY_ELIMIT) {
+            /* The protocol lets plaintext pile up: keep the rest encrypted, stop reading. */
+            size_t room = c->in.limit - sy_buf_len(&c->in);
+            if (room == 0 || sy_buf_reserve(&c->in, room, &span) != 0) {
+                sy_conn_pause(c);
+                break;
+            }
+            rc = 0;
+        }
+        if (rc) {
+            sy_conn_close(c);
+            return;
+        }
+        size_t room = c->in.cap - c->in.start - c->in.len;
+        if (c->in.limit && room > c->in.limit - c->in.len)
+            room = c->in.limit - c->in.len;
+        const char *why = NULL;
+        ssize_t r = sy_tls_read(t, span, room, &why);
+        if (r > 0) {
+            sy_buf_commit(&c->in, (size_t)r);
+            continue;
+        }
+        if (r == SY_EAGAIN)
+            break;
+        if (r == 0) {
+            notify_eof = 1; /* close_notify: nothing more will come */
+            break;
+        }
+        if (!c->tls_ready) {
+            char a[INET6_ADDRSTRLEN];
+            sy_peer_format(&c->peer, a);
+            sy_log("info", "tls: handshake with %s failed: %s", a[0] ? a : "peer", why);
+        }
+        sy_conn_close(c); /* sends the alert OpenSSL queued, if any */
+        return;
+    }
+    sy_tls_in_trim(t);
+    int became_ready = !c->tls_ready && sy_tls_ready(t);
+    if (became_ready)
+        c->tls_ready = 1;
+    if (sy_buf_len(sy_tls_out(t)) || (became_ready && c->out.bytes)) {
+        if (!c->corked) {
+            if (tls_send(c) != 0)
+                return;
+            tls_watch(c);
+        }
+    }
+    if (notify_eof || sock_eof) {
+        c->peer_eof = 1;
+        ev_io_stop(c->server->loop, &c->rio);
+    }
+    if ((sy_buf_len(&c->in) > before || became_ready || force) && c->proto && c->proto->on_bytes)
+        c->proto->on_bytes(c);
+    if ((notify_eof || sock_eof) && !c->closing) {
+        if (c->proto && c->proto->on_eof)
+            c->proto->on_eof(c);
+        else
+            sy_conn_close(c);
+    }
+}
+
+static void tls_pump(sy_conn *c, int force)
+{
+    tls_run(c, force, 0);
+}
+
+static void tls_readable(sy_conn *c)
+{
+    char *span;
+    int rc = sy_tls_in_reserve(c->tls, READ_CHUNK, &span);
+    if (rc == SY_ELIMIT) {
+        /* Ciphertext waits because the plaintext side is full: read again once it drains. */
+        sy_conn_pause(c);
+        return;
+    }
+    if (rc) {
+        sy_conn_close(c);
+        return;
+    }
+    ssize_t n = read(c->fd, span, READ_CHUNK);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        sy_conn_close(c);
+        return;
+    }
+    c->refs++;
+    if (n > 0)
+        sy_tls_in_commit(c->tls, (size_t)n);
+    tls_run(c, 0, n == 0);
     c->refs--;
 }

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "outq.h"
+#include "tls.h"
 
 typedef struct sy_conn sy_conn;
 
@@ -51,8 +52,11 @@ struct sy_conn {
                                   request) */
     int fd;                    /* owned; -1 once closed */
     struct sy_server *server;  /* borrowed; outlives all of its connections */
-    sy_buf in;                 /* bytes read and not yet used by the protocol */
-    sy_outq out;               /* bytes queued for the peer */
+    sy_buf in;                 /* bytes read (plaintext under TLS) not yet used by the protocol */
+    sy_outq out;               /* bytes queued for the peer (plaintext under TLS: encrypted as
+                                  the socket takes them) */
+    sy_tls *tls;               /* owned; NULL until a TLS listener or an in-place TLS upgrade
+                                  adds it */
     const sy_proto *proto;     /* borrowed static table */
     void *proto_state;         /* owned by the protocol; released in proto->on_close */
     int refs;                  /* > 0 while C or Lua code runs on behalf of this conn */
@@ -64,6 +68,7 @@ struct sy_conn {
     unsigned over_high_water : 1;
     unsigned pending : 1;      /* queued for sy_conn_schedule */
     unsigned corked : 1;       /* writes queue until sy_conn_uncork */
+    unsigned tls_ready : 1;    /* the TLS handshake completed (proto heard of it) */
     sy_peer peer;              /* the remote address, compact (formatted on demand) */
     sy_conn *prev, *next;      /* the server's list of live connections */
     sy_conn *next_queued;      /* the server's scheduled queue */
@@ -106,6 +111,32 @@ void sy_conn_close(sy_conn *c);
 /* Closes once the queued output is written; reading stops (input is discarded after a
  * shutdown of the write side so the peer sees the answer rather than a reset). */
 void sy_conn_close_after_write(sy_conn *c);
+
+/* Pushes a TLS layer under the current protocol: from now on bytes from the socket are
+ * ciphertext and c->in receives the plaintext; output already queued (a 101) still goes out as
+ * it is, ahead of the handshake. min_version is 12 or 13. The protocol gets on_bytes once the
+ * handshake completes (sy_conn_tls_ready() then answers 1), even without plaintext yet. A failed
+ * handshake closes the connection. Returns 0, SY_EINVAL when the server has no certificate, or
+ * SY_ENOMEM (the connection is closed then). */
+int sy_conn_start_tls(sy_conn *c, int min_version);
+
+/* 1 when the connection runs under TLS (a handshake may still be in progress). */
+static inline int sy_conn_is_tls(const sy_conn *c)
+{
+    return c->tls != NULL;
+}
+/* 1 once the TLS handshake completed. */
+static inline int sy_conn_tls_ready(const sy_conn *c)
+{
+    return c->tls_ready;
+}
+
+/* 1 when the socket already holds unread bytes (peeked, nothing consumed). */
+int sy_conn_input_waiting(const sy_conn *c);
+
+/* Called by the server's deferred work: runs proto->on_bytes (after decrypting what the TLS
+ * layer still holds). */
+void sy_conn_run_scheduled(sy_conn *c);
 
 /* Asks the server to call proto->on_bytes again from the loop (after a deferred response
  * unblocked pipelined input). */

@@ -284,7 +284,24 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
     lua_getfield(L, dec, "options");
     int options = lua_istable(L, -1) ? lua_gettop(L) : 0;
 
-    if (o->kind == SY_UP_H2C || o->kind == SY_UP_TLS) {
+    if (o->kind == SY_UP_TLS) {
+        /* RFC 2817: the token's version pins the lowest TLS version; TLS/1.0 and TLS/1.1 (and
+         * no version) still mean TLS 1.2 at least, the oldest this server speaks. */
+        int min_version = o->version.len == 3 && memcmp(o->version.p, "1.3", 3) == 0 ? 13 : 12;
+        if (!c->server->tls_ctx) {
+            char why[256];
+            snprintf(why, sizeof why,
+                     "app.upgrade accepted '%s', but the server has no certificate (--cert/--key)",
+                     tok);
+            app_error(c, why);
+            return 1;
+        }
+        sy_str value = sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
+                                                          : o->name.len);
+        sy_h1_start_tls(c, value, min_version);
+        return 1;
+    }
+    if (o->kind == SY_UP_H2C) {
         sy_log("error", "'%s' upgrades are not available in this build", tok);
         sy_h1_respond(c, NULL, 501, SY_STR("Content-Type: text/plain\r\n"),
                       SY_STR("not implemented\n"), 0);

@@ -1,8 +1,9 @@
 /* switchyard.Request: a self-contained copy of one request's head, body and upgrade offers. */
 #include "lua_int.h"
 
-/* User values: 1 headers table (lazy), 2 body string, 3 fields the app set, 4 upgrades (lazy). */
-enum { RQ_HEADERS = 1, RQ_BODY, RQ_EXTRA, RQ_UPGRADES, RQ_COUNT = RQ_UPGRADES };
+/* User values: 1 headers table (lazy), 2 body string, 3 fields the app set, 4 upgrades (lazy),
+ * 5 the TLS server name (SNI) the client asked for. */
+enum { RQ_HEADERS = 1, RQ_BODY, RQ_EXTRA, RQ_UPGRADES, RQ_SNI, RQ_COUNT = RQ_SNI };
 
 typedef struct lreq {
     sy_str method, target, path, query; /* query.p == NULL: none */
@@ -51,7 +52,7 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
     r->path = rebase(req->path, head, copy);
     r->query = rebase(req->query, head, copy);
     r->version = req->version;
-    r->https = 0;
+    r->https = sy_conn_is_tls(c);
     r->nheaders = req->nheaders;
     r->headers = hdrs;
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -71,6 +72,11 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
     if (body.p) {
         lua_pushlstring(L, body.p, body.len);
         lua_setiuservalue(L, -2, RQ_BODY);
+    }
+    const char *sni = c->tls ? sy_tls_sni(c->tls) : NULL;
+    if (sni) {
+        lua_pushstring(L, sni);
+        lua_setiuservalue(L, -2, RQ_SNI);
     }
 }
 
@@ -230,6 +236,10 @@ static int req_index(lua_State *L)
             lua_pushstring(L, r->https ? "https" : "http");
             return 1;
         }
+        if (strcmp(k, "sni") == 0) {
+            lua_getiuservalue(L, 1, RQ_SNI);
+            return 1;
+        }
         break;
     case 't':
         if (strcmp(k, "target") == 0) {
@@ -270,7 +280,7 @@ static int req_newindex(lua_State *L)
     luaL_checkany(L, 3);
     if (lua_type(L, 2) == LUA_TSTRING) {
         static const char *const fixed[] = {"method", "target", "path", "query", "version",
-                                            "scheme", "headers", "body", "remote_addr",
+                                            "scheme", "sni", "headers", "body", "remote_addr",
                                             "upgrades", "offers", NULL};
         const char *k = lua_tostring(L, 2);
         for (int i = 0; fixed[i]; i++)

@@ -174,8 +174,12 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (o.ntls || o.cert || o.key) {
-        fprintf(stderr, "switchyard: TLS listeners are not available in this build\n");
+    if (!o.check && (!o.cert) != (!o.key)) {
+        fprintf(stderr, "switchyard: --cert and --key go together\n");
+        return 1;
+    }
+    if (!o.check && o.ntls && !o.cert) {
+        fprintf(stderr, "switchyard: --tls-listen needs --cert FILE and --key FILE\n");
         return 1;
     }
     /* With workers the parent only binds and supervises: it must not own the default loop,
@@ -201,17 +205,28 @@ int main(int argc, char **argv)
         sy_server_free(s);
         return 0;
     }
-    if (o.nlisten == 0)
+    /* The certificate serves --tls-listen and the in-place upgrade on --listen (RFC 2817). */
+    if (o.cert && sy_server_set_tls(s, o.cert, o.key) != 0) {
+        fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
+        sy_server_free(s);
+        return 1;
+    }
+    if (o.nlisten == 0 && o.ntls == 0)
         o.listen[o.nlisten++] = "127.0.0.1:8080";
-    for (int i = 0; i < o.nlisten; i++) {
+    for (int i = 0; i < o.nlisten + o.ntls; i++) {
+        int tls = i >= o.nlisten;
+        const char *addr = tls ? o.tls_listen[i - o.nlisten] : o.listen[i];
         char host[256];
         int port;
-        if (split_hostport(o.listen[i], host, sizeof host, &port) != 0) {
-            fprintf(stderr, "switchyard: invalid --listen %s (want HOST:PORT)\n", o.listen[i]);
+        if (split_hostport(addr, host, sizeof host, &port) != 0) {
+            fprintf(stderr, "switchyard: invalid %s %s (want HOST:PORT)\n",
+                    tls ? "--tls-listen" : "--listen", addr);
             sy_server_free(s);
             return 1;
         }
-        if (sy_server_listen(s, host, port, o.workers > 1) != 0) {
+        int rc = tls ? sy_server_listen_tls(s, host, port, o.workers > 1)
+                     : sy_server_listen(s, host, port, o.workers > 1);
+        if (rc != 0) {
             fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
             sy_server_free(s);
             return 1;
@@ -232,9 +247,11 @@ int main(int argc, char **argv)
     /* Workers: each child inherits the listening sockets and builds its own server and Lua
      * state; the parent only supervises and forwards SIGINT/SIGTERM. */
     int nl = sy_server_listener_count(s);
-    int fds[MAX_LISTEN];
-    for (int i = 0; i < nl; i++)
+    int fds[2 * MAX_LISTEN], tls[2 * MAX_LISTEN];
+    for (int i = 0; i < nl; i++) {
         fds[i] = dup(sy_server_listener_fd(s, i));
+        tls[i] = sy_server_listener_is_tls(s, i) == 1;
+    }
     sy_server_free(s);
     ev_loop_destroy(loop);
     pid_t pids[256];
@@ -252,8 +269,16 @@ int main(int argc, char **argv)
             sy_server *cs = sy_server_new(wloop);
             if (!cs)
                 _exit(1);
-            for (int i = 0; i < nl; i++)
-                sy_server_listen_fd(cs, "127.0.0.1", fds[i]);
+            if (o.cert && sy_server_set_tls(cs, o.cert, o.key) != 0) {
+                fprintf(stderr, "switchyard: %s\n", sy_server_error(cs));
+                _exit(1);
+            }
+            for (int i = 0; i < nl; i++) {
+                if (tls[i])
+                    sy_server_listen_tls_fd(cs, "127.0.0.1", fds[i]);
+                else
+                    sy_server_listen_fd(cs, "127.0.0.1", fds[i]);
+            }
             if (sy_server_load_app(cs, o.app) != 0) {
                 fprintf(stderr, "switchyard: %s\n", sy_server_error(cs));
                 _exit(1);

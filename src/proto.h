@@ -33,6 +33,14 @@ void sy_h1_set_response_handle(sy_conn *c, void *res);
 int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_proto *proto,
                  void *state);
 
+/* Switches the connection to TLS in place (RFC 2817 3.3) for the pending request, whose TLS
+ * offer the app accepted: writes "101 Switching Protocols" with "Upgrade: <upgrade_value>,
+ * HTTP/1.1" and "Connection: Upgrade", starts the handshake on the same socket (min_version 12
+ * or 13), and once it completes hands that same request to app.request over TLS; the
+ * connection then goes on as HTTP/1.1 over TLS. Bytes the client sent behind the request
+ * refuse the switch with 400 and close. Returns 0, SY_EPROTO (refused and answered), SY_EINVAL
+ * (no certificate, or already TLS: nothing written) or SY_ECLOSED. */
+int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version);
 
 /* WebSocket settings for one connection (accept options over app.options over defaults). */
 typedef struct sy_ws_options {

@@ -11,6 +11,7 @@ enum {
     H1_BODY,   /* reading the body of the request whose head is at the front of c->in */
     H1_APP,    /* the app owes a response for the request at the front of c->in */
     H1_SWITCH, /* an upgrade was accepted during the hook: switch once it returns */
+    H1_TLS,    /* 101 sent for an in-place TLS upgrade: the request waits for the handshake */
     H1_DONE,   /* closing or switched: no more requests */
 };
 
@@ -28,6 +29,8 @@ typedef struct h1 {
     int version;
     int head_method;
     int timer_armed;          /* the header timer runs for a partly read head */
+    int has_body;             /* the request at the front of c->in has a body */
+    size_t body_len;          /* its decoded length, right after the head */
     void *res;                /* borrowed app handle of the pending response, or NULL */
     const sy_proto *next_proto; /* H1_SWITCH: the protocol to switch to */
     void *next_state;         /* H1_SWITCH: its state (owned until the switch) */
@@ -156,15 +159,29 @@ static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
     return sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
 }
 
-static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body)
+/* Drops TLS offers on a connection that already runs TLS: RFC 2817 only upgrades cleartext. */
+static size_t drop_tls_offers(sy_upgrade_offer *offers, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (offers[i].kind != SY_UP_TLS)
+            offers[k++] = offers[i];
+    return k;
+}
+
+/* Hands a complete request to the app; with_offers 0 skips app.upgrade (the request that an
+ * in-place TLS upgrade answers over TLS). */
+static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body, int with_offers)
 {
     h->phase = H1_APP;
     h->res = NULL;
+    h->has_body = body.p != NULL;
+    h->body_len = body.len;
     sy_conn_set_timeout(c, 0);
     h->in_app = 1;
     sy_upgrade_offer offers[SY_UPGRADE_MAX_OFFERS];
     size_t n = 0;
-    if (req->has_upgrade) {
+    if (req->has_upgrade && with_offers) {
         sy_upgrade_answer ans = {0, NULL, NULL};
         int rc = sy_upgrade_offers(req, offers, &n, &ans);
         if (rc < 0 || ans.status) {
@@ -177,6 +194,8 @@ static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body
                          ans.status == 426 ? SY_H1_CONN_UPGRADE : 0);
             return;
         }
+        if (sy_conn_is_tls(c))
+            n = drop_tls_offers(offers, n);
     }
     sy_app_dispatch(c, req, body, offers, n);
     if (c->closing) {
@@ -220,6 +239,8 @@ static void do_switch(sy_conn *c, h1 *h)
     sy_conn_switch(c, proto, state);
 }
 
+static void answer_upgraded(sy_conn *c, h1 *h);
+
 static void h1_on_bytes(sy_conn *c)
 {
     h1 *h = c->proto_state;
@@ -228,6 +249,12 @@ static void h1_on_bytes(sy_conn *c)
         if (h->phase == H1_SWITCH) {
             do_switch(c, h);
             return;
+        }
+        if (h->phase == H1_TLS) {
+            if (!sy_conn_tls_ready(c))
+                return;
+            answer_upgraded(c, h);
+            continue;
         }
         if (h->phase != H1_HEAD && h->phase != H1_BODY)
             return;
@@ -264,7 +291,7 @@ static void h1_on_bytes(sy_conn *c)
             h->content_length = req.chunked ? -1 : req.content_length;
             if (!h->chunked && h->content_length <= 0) {
                 h->req_len = h->head_len;
-                dispatch(c, h, &req, sy_str_make(NULL, 0));
+                dispatch(c, h, &req, sy_str_make(NULL, 0), 1);
                 continue;
             }
             if (h->content_length > 0 && (uint64_t)h->content_length > s->cfg.max_body) {
@@ -331,8 +358,24 @@ static void h1_on_bytes(sy_conn *c)
             return;
         }
         body.p = sy_buf_data(&c->in) + h->head_len;
-        dispatch(c, h, &req, body);
+        dispatch(c, h, &req, body, 1);
     }
+}
+
+/* The handshake of an in-place upgrade completed: answer the upgraded request over TLS (RFC
+ * 2817 3.3). It is still at the front of c->in; plaintext from the client follows it. */
+static void answer_upgraded(sy_conn *c, h1 *h)
+{
+    sy_http1_request req;
+    const char *why = NULL;
+    ssize_t n = parse_head(c, &req, &why);
+    if (n != (ssize_t)h->head_len) {
+        fail_request(c, h, 400, "request head changed", NULL, 0);
+        return;
+    }
+    sy_str body = h->has_body ? sy_str_make(sy_buf_data(&c->in) + h->head_len, h->body_len)
+                              : sy_str_make(NULL, 0);
+    dispatch(c, h, &req, body, 0);
 }
 
 int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body, int flags)
@@ -417,9 +460,55 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
     return 0;
 }
 
+int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version)
+{
+    if (c->closing || c->proto != &sy_proto_http1)
+        return SY_ECLOSED;
+    h1 *h = c->proto_state;
+    if (h->phase != H1_APP)
+        return SY_ECLOSED;
+    if (!c->server->tls_ctx || c->tls)
+        return SY_EINVAL;
+    /* Bytes behind the request were sent before the client could see a 101: they are neither
+     * TLS nor HTTP to us (RFC 2817 3.3 leaves no room for them; the Opossum attack relies on
+     * them). Those already read, or already waiting in the socket, refuse the switch. */
+    if (sy_buf_len(&c->in) > h->req_len || sy_conn_input_waiting(c)) {
+        fail_request(c, h, 400, "bytes after a TLS upgrade request", NULL, 0);
+        return SY_EPROTO;
+    }
+    if (upgrade_value.len > 128)
+        return SY_EINVAL;
+    char head[400];
+    char *p = head;
+    PUT_LIT(p, "HTTP/1.1 101 Switching Protocols\r\n");
+    const char *date = sy_server_date(c->server);
+    size_t dlen = strlen(date);
+    memcpy(p, date, dlen);
+    p += dlen;
+    PUT_LIT(p, "Upgrade: ");
+    memcpy(p, upgrade_value.p, upgrade_value.len);
+    p += upgrade_value.len;
+    /* RFC 2817 3.3: the 101 names TLS first, then the protocol spoken over it. */
+    PUT_LIT(p, ", HTTP/1.1\r\nConnection: Upgrade\r\n\r\n");
+    sy_conn_write(c, head, (size_t)(p - head));
+    if (c->closing)
+        return SY_ECLOSED;
+    h->phase = H1_TLS;
+    h->res = NULL;
+    if (sy_conn_start_tls(c, min_version) != 0)
+        return SY_ECLOSED;
+    /* The header timeout bounds the handshake too. */
+    sy_conn_set_timeout(c, c->server->cfg.header_timeout);
+    return 0;
+}
+
 static void h1_on_eof(sy_conn *c)
 {
     h1 *h = c->proto_state;
+    if (h->phase == H1_TLS && !sy_conn_tls_ready(c)) {
+        sy_conn_close(c); /* the client left during the handshake */
+        return;
+    }
     if (h->phase == H1_APP || h->phase == H1_SWITCH)
         return; /* answer first; finish_exchange closes once the queue is empty */
     h1_on_bytes(c);
@@ -438,7 +527,7 @@ static void h1_on_shutdown(sy_conn *c)
 {
     h1 *h = c->proto_state;
     /* Idle keep-alive connections go now; a request in progress is answered, then closed. */
-    if (h->phase == H1_HEAD && sy_buf_len(&c->in) == 0)
+    if ((h->phase == H1_HEAD && sy_buf_len(&c->in) == 0) || (c->tls && !sy_conn_tls_ready(c)))
         sy_conn_close(c);
 }
 

@@ -177,7 +177,7 @@ static int bind_listener(sy_server *s, const char *host, int port, int reuseport
     return 0;
 }
 
-static int add_listener_fd(sy_server *s, const char *host, int fd, int port)
+static int add_listener_fd(sy_server *s, const char *host, int fd, int port, int tls)
 {
     sy_listener *l = sy_realloc(s->listeners, (size_t)(s->nlisteners + 1) * sizeof *l);
     if (!l)
@@ -196,6 +196,7 @@ static int add_listener_fd(sy_server *s, const char *host, int fd, int port)
     memset(n, 0, sizeof *n);
     n->fd = fd;
     n->port = port;
+    n->tls = tls;
     n->server = s;
     snprintf(n->host, sizeof n->host, "%s", host);
     ev_io_init(&n->io, on_accept, fd, EV_READ);
@@ -204,22 +205,52 @@ static int add_listener_fd(sy_server *s, const char *host, int fd, int port)
     return 0;
 }
 
-SY_API int sy_server_listen(sy_server *s, const char *host, int port, int reuseport)
+static int listen_on(sy_server *s, const char *host, int port, int reuseport, int tls)
 {
     if (!host || port < 0 || port > 65535)
         return sy_server_fail(s, SY_EINVAL, "invalid listen address");
+    if (tls && !s->tls_ctx)
+        return sy_server_fail(s, SY_EINVAL, "a TLS listener needs a certificate and key first");
     int fd = -1, bound = 0;
     int rc = bind_listener(s, host, port, reuseport, &fd, &bound);
     if (rc)
         return rc;
-    rc = add_listener_fd(s, host, fd, bound);
+    rc = add_listener_fd(s, host, fd, bound, tls);
     if (rc)
         close(fd);
     return rc;
 }
 
-SY_API int sy_server_listen_fd(sy_server *s, const char *host, int fd)
+SY_API int sy_server_listen(sy_server *s, const char *host, int port, int reuseport)
 {
+    return listen_on(s, host, port, reuseport, 0);
+}
+
+SY_API int sy_server_listen_tls(sy_server *s, const char *host, int port, int reuseport)
+{
+    return listen_on(s, host, port, reuseport, 1);
+}
+
+SY_API int sy_server_set_tls(sy_server *s, const char *cert_file, const char *key_file)
+{
+    if (!cert_file || !key_file)
+        return sy_server_fail(s, SY_EINVAL, "TLS needs both a certificate and a key file");
+    sy_tls_ctx *ctx = NULL;
+    int rc = sy_tls_ctx_new(cert_file, key_file, 0, &ctx, s->err, sizeof s->err);
+    if (rc == SY_ENOMEM)
+        return sy_server_fail(s, rc, "out of memory");
+    if (rc)
+        return rc;
+    /* Live connections keep their sessions: OpenSSL counts references to the old context. */
+    sy_tls_ctx_free(s->tls_ctx);
+    s->tls_ctx = ctx;
+    return 0;
+}
+
+static int adopt_listener(sy_server *s, const char *host, int fd, int tls)
+{
+    if (tls && !s->tls_ctx)
+        return sy_server_fail(s, SY_EINVAL, "a TLS listener needs a certificate and key first");
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
@@ -227,7 +258,24 @@ SY_API int sy_server_listen_fd(sy_server *s, const char *host, int fd)
     int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                               : ((struct sockaddr_in *)&ss)->sin_port);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    return add_listener_fd(s, host, fd, port);
+    return add_listener_fd(s, host, fd, port, tls);
+}
+
+SY_API int sy_server_listen_fd(sy_server *s, const char *host, int fd)
+{
+    return adopt_listener(s, host, fd, 0);
+}
+
+SY_API int sy_server_listen_tls_fd(sy_server *s, const char *host, int fd)
+{
+    return adopt_listener(s, host, fd, 1);
+}
+
+SY_API int sy_server_listener_is_tls(const sy_server *s, int index)
+{
+    if (index < 0 || index >= s->nlisteners)
+        return SY_EINVAL;
+    return s->listeners[index].tls;
 }
 
 SY_API int sy_server_listener_count(const sy_server *s)
@@ -255,7 +303,8 @@ SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size
         return SY_EINVAL;
     const sy_listener *l = &s->listeners[index];
     int v6 = strchr(l->host, ':') != NULL;
-    int n = snprintf(buf, cap, "http://%s%s%s:%d", v6 ? "[" : "", l->host, v6 ? "]" : "", l->port);
+    int n = snprintf(buf, cap, "%s://%s%s%s:%d", l->tls ? "https" : "http", v6 ? "[" : "",
+                     l->host, v6 ? "]" : "", l->port);
     return n < 0 || (size_t)n >= cap ? SY_EINVAL : n;
 }
 
@@ -323,7 +372,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             sy_h1_state_free(st);
             continue;
         }
+        /* Under TLS the header timeout also bounds the handshake. */
         sy_conn_set_timeout(c, s->cfg.header_timeout);
+        if (l->tls)
+            sy_conn_start_tls(c, 12);
     }
 }
 
@@ -407,8 +459,7 @@ static void run_scheduled(sy_server *s)
         sy_conn *next = c->next_queued;
         c->next_queued = NULL;
         c->pending = 0;
-        if (!c->closing && c->proto && c->proto->on_bytes)
-            c->proto->on_bytes(c);
+        sy_conn_run_scheduled(c);
         c->refs--; /* taken by sy_conn_schedule */
         c = next;
     }
@@ -520,6 +571,7 @@ SY_API void sy_server_free(sy_server *s)
     ev_timer_stop(s->loop, &s->stop_timer);
     ev_timer_stop(s->loop, &s->accept_pause);
     sy_app_close(s);
+    sy_tls_ctx_free(s->tls_ctx);
     /* After the app is gone nothing holds refs: free every queued connection. */
     sy_conn *c = s->dead;
     while (c) {

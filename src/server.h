@@ -10,6 +10,7 @@ typedef struct sy_listener {
     int fd;                  /* owned */
     char host[64];
     int port;                /* the bound port (resolved when 0 was asked) */
+    int tls;                 /* 1: TLS from the first byte (--tls-listen) */
     struct sy_server *server; /* borrowed */
 } sy_listener;
 
@@ -35,6 +36,7 @@ struct sy_server {
     double lua_deadline;        /* monotonic time the running call must end by; 0: none */
     int lua_depth;              /* nesting of calls from the core into Lua */
     sy_config cfg;
+    sy_tls_ctx *tls_ctx;        /* owned; NULL until sy_server_set_tls */
     sy_listener *listeners;     /* owned array */
     int nlisteners;
     sy_conn *conns;             /* live connections (doubly linked) */

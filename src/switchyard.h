@@ -54,10 +54,23 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes);
 SY_API int sy_server_listen(sy_server *s, const char *host, int port, int reuseport);
 /* Adopts an already listening socket (takes ownership), e.g. one inherited by a worker. */
 SY_API int sy_server_listen_fd(sy_server *s, const char *host, int fd);
+
+/* TLS. sy_server_set_tls loads a PEM certificate chain and private key (TLS 1.2 and 1.3, ALPN
+ * "http/1.1"); it serves TLS listeners and the in-place upgrade of RFC 2817 on cleartext ones.
+ * Returns 0 or SY_EINVAL with a message naming the file (never the key's content) in
+ * sy_server_error. Calling it again replaces the certificate for new connections. */
+SY_API int sy_server_set_tls(sy_server *s, const char *cert_file, const char *key_file);
+/* Adds a listener where TLS starts on the first byte; needs sy_server_set_tls first (else
+ * SY_EINVAL). Same arguments and results as sy_server_listen. */
+SY_API int sy_server_listen_tls(sy_server *s, const char *host, int port, int reuseport);
+/* Adopts an already listening socket as a TLS listener (needs sy_server_set_tls first). */
+SY_API int sy_server_listen_tls_fd(sy_server *s, const char *host, int fd);
+/* 1 for a TLS listener, 0 for a cleartext one, SY_EINVAL for a bad index. */
+SY_API int sy_server_listener_is_tls(const sy_server *s, int index);
 SY_API int sy_server_listener_fd(const sy_server *s, int index);
 SY_API int sy_server_listener_count(const sy_server *s);
 SY_API int sy_server_listener_port(const sy_server *s, int index);
-/* Writes "http://HOST:PORT" for listener index into buf; returns its length or SY_EINVAL. */
+/* Writes "http://HOST:PORT" ("https://" for a TLS listener) for listener index into buf; returns its length or SY_EINVAL. */
 SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size_t cap);
 
 /* Serves an already connected stream socket (takes ownership of fd, also on failure) as a new

@@ -8,7 +8,8 @@ this file's directory on sys.path and imports what it needs from here:
     from sytest import BIN, TIMEOUT, Server, missing_bin, start_watchdog
 
 Server starts the real binary (SWITCHYARD_BIN) on 127.0.0.1 port 0 and reads the port from its
-"listening on" line; every wait is bounded by TIMEOUT.
+"listening on" line; every wait is bounded by TIMEOUT. Server(app, args=[...]) adds arguments
+(e.g. "--tls-listen", "127.0.0.1:0", "--cert", ...): then `tls_port` is the first https port.
 """
 import os
 import select
@@ -25,12 +26,15 @@ TIMEOUT = 5.0  # seconds: bound for one wait
 class Server:
     """The switchyard binary on a free loopback port; stop() returns the exit code."""
 
-    def __init__(self, app, preexec_fn=None):
+    def __init__(self, app, preexec_fn=None, args=(), listen=True):
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", app],
+        argv = [BIN] + (["--listen", "127.0.0.1:0"] if listen else []) + list(args) + [app]
+        want = int(listen) + sum(1 for a in args if a == "--tls-listen")
+        self.proc = subprocess.Popen(argv,
                                      stdout=subprocess.PIPE, stderr=self.log,
                                      stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
         self.port = None
+        self.tls_port = None
         deadline = time.monotonic() + TIMEOUT
         buf = b""
         while time.monotonic() < deadline:
@@ -40,10 +44,14 @@ class Server:
                 if not chunk:
                     break
                 buf += chunk
-                for line in buf.decode("utf-8", "replace").splitlines():
-                    if line.startswith("listening on http://127.0.0.1:"):
+                lines = [ln for ln in buf.decode("utf-8", "replace").split("\n")[:-1]
+                         if ln.startswith("listening on ")]
+                for line in lines:
+                    if line.startswith("listening on http://127.0.0.1:") and not self.port:
                         self.port = int(line.rsplit(":", 1)[1])
-                if self.port:
+                    if line.startswith("listening on https://127.0.0.1:") and not self.tls_port:
+                        self.tls_port = int(line.rsplit(":", 1)[1])
+                if len(lines) >= want:
                     return
             if self.proc.poll() is not None:
                 break

@@ -1,0 +1,377 @@
+/* TLS on OpenSSL 3 over a BIO of our own that reads and writes two byte buffers: no sockets. */
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+/* Ciphertext buffered per direction: a few records. Output may hold one direct write (see
+ * conn.c) plus the records of a flush. */
+#define IN_LIMIT (4 * 18432)
+#define OUT_LIMIT (1024 * 1024)
+
+struct sy_tls_ctx {
+    SSL_CTX *ssl;     /* owned (one reference per connection besides) */
+    BIO_METHOD *bio;  /* owned; the buffers BIO below */
+    int offer_h2;
+};
+
+struct sy_tls {
+    SSL *ssl;         /* owned */
+    sy_buf in;        /* ciphertext from the peer, not yet read by OpenSSL */
+    sy_buf out;       /* bytes for the peer */
+    unsigned ready : 1;
+    unsigned closed_notify : 1;
+    unsigned failed : 1;
+};
+
+/* ---- the BIO: OpenSSL reads t->in and appends to t->out ------------------------------------ */
+
+static int bio_write(BIO *b, const char *p, int n)
+{
+    sy_tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    if (sy_buf_append(&t->out, p, (size_t)n) != 0)
+        return -1; /* the peer does not read and we are far past every bound: fail */
+    return n;
+}
+
+static int bio_read(BIO *b, char *p, int n)
+{
+    sy_tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    size_t have = sy_buf_len(&t->in);
+    if (have == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t k = (size_t)n < have ? (size_t)n : have;
+    memcpy(p, sy_buf_data(&t->in), k);
+    sy_buf_consume(&t->in, k);
+    return (int)k;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+    case BIO_CTRL_WPENDING:
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* ---- context --------------------------------------------------------------------------------- */
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    const sy_tls_ctx *ctx = arg;
+    /* Our preference decides (h2 first when we speak it); the client's list is only a set. */
+    static const char *const prefs[] = {"h2", "http/1.1"};
+    for (size_t k = ctx->offer_h2 ? 0 : 1; k < SY_COUNTOF(prefs); k++) {
+        size_t plen = strlen(prefs[k]);
+        for (unsigned int i = 0; i < inlen;) {
+            unsigned int l = in[i];
+            if (i + 1 + l > inlen)
+                break;
+            if (l == plen && memcmp(in + i + 1, prefs[k], plen) == 0) {
+                *out = in + i + 1;
+                *outlen = (unsigned char)l;
+                return SSL_TLSEXT_ERR_OK;
+            }
+            i += 1 + l;
+        }
+    }
+    /* Nothing we speak: go on without ALPN (RFC 7301 allows it) and serve HTTP/1.1. */
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int fail_file(char *err, size_t cap, const char *what, const char *file)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(err, cap, "cannot load the %s from %s: %s", what, file,
+             reason ? reason : "unknown OpenSSL error");
+    ERR_clear_error();
+    return SY_EINVAL;
+}
+
+int sy_tls_ctx_new(const char *cert_file, const char *key_file, int offer_h2, sy_tls_ctx **out,
+                   char *err, size_t errcap)
+{
+    *out = NULL;
+    /* Readable at all? The system's reason reads better than OpenSSL's. */
+    const char *files[2] = {cert_file, key_file};
+    const char *whats[2] = {"certificate", "private key"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "rb");
+        if (!f) {
+            snprintf(err, errcap, "cannot read the %s %s: %s", whats[i], files[i],
+                     strerror(errno));
+            return SY_EINVAL;
+        }
+        fclose(f);
+    }
+    sy_tls_ctx *ctx = sy_calloc(1, sizeof *ctx);
+    if (!ctx)
+        return SY_ENOMEM;
+    ctx->offer_h2 = offer_h2;
+    ERR_clear_error();
+    ctx->ssl = SSL_CTX_new(TLS_server_method());
+    if (!ctx->ssl)
+        goto fail_ctx;
+    ctx->bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "switchyard buffers");
+    if (!ctx->bio)
+        goto fail_ssl;
+    BIO_meth_set_write(ctx->bio, bio_write);
+    BIO_meth_set_read(ctx->bio, bio_read);
+    BIO_meth_set_ctrl(ctx->bio, bio_ctrl);
+    BIO_meth_set_create(ctx->bio, bio_create);
+
+    SSL_CTX *s = ctx->ssl;
+    SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
+    SSL_CTX_set_options(s, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* TLS 1.2: ECDHE key exchange and AEAD ciphers only (forward secrecy, no CBC). TLS 1.3 keeps
+     * OpenSSL's suites (AES-GCM, ChaCha20-Poly1305). */
+    if (!SSL_CTX_set_cipher_list(s, "ECDHE+AESGCM:ECDHE+CHACHA20"))
+        goto fail_bio;
+    /* Writes pass partly filled buffers; idle connections drop their record buffers. */
+    SSL_CTX_set_mode(s, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+    static const unsigned char sid_ctx[] = "switchyard";
+    SSL_CTX_set_session_id_context(s, sid_ctx, sizeof sid_ctx - 1);
+    SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
+
+    if (SSL_CTX_use_certificate_chain_file(s, cert_file) != 1) {
+        fail_file(err, errcap, "certificate", cert_file);
+        goto fail_quiet;
+    }
+    if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+            snprintf(err, errcap, "the private key %s does not match the certificate %s",
+                     key_file, cert_file);
+        else
+            fail_file(err, errcap, "private key", key_file);
+        goto fail_quiet;
+    }
+    if (SSL_CTX_check_private_key(s) != 1) {
+        snprintf(err, errcap, "the private key %s does not match the certificate %s", key_file,
+                 cert_file);
+        ERR_clear_error();
+        goto fail_quiet;
+    }
+    *out = ctx;
+    return 0;
+
+fail_bio:
+    snprintf(err, errcap, "cannot set up TLS");
+fail_quiet:
+    ERR_clear_error();
+    BIO_meth_free(ctx->bio);
+    SSL_CTX_free(ctx->ssl);
+    sy_free(ctx);
+    return SY_EINVAL;
+fail_ssl:
+    SSL_CTX_free(ctx->ssl);
+fail_ctx:
+    ERR_clear_error();
+    sy_free(ctx);
+    return SY_ENOMEM;
+}
+
+void sy_tls_ctx_free(sy_tls_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    BIO_meth_free(ctx->bio);
+    SSL_CTX_free(ctx->ssl);
+    sy_free(ctx);
+}
+
+/* ---- sessions -------------------------------------------------------------------------------- */
+
+sy_tls *sy_tls_new(sy_tls_ctx *ctx, int min_version)
+{
+    sy_tls *t = sy_calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    sy_buf_init(&t->in, IN_LIMIT);
+    sy_buf_init(&t->out, OUT_LIMIT);
+    t->ssl = SSL_new(ctx->ssl);
+    if (!t->ssl)
+        goto fail_tls;
+    BIO *b = BIO_new(ctx->bio);
+    if (!b)
+        goto fail_ssl;
+    BIO_set_data(b, t);
+    SSL_set_bio(t->ssl, b, b); /* one reference, taken by the session */
+    if (min_version >= 13)
+        SSL_set_min_proto_version(t->ssl, TLS1_3_VERSION);
+    SSL_set_accept_state(t->ssl);
+    return t;
+
+fail_ssl:
+    SSL_free(t->ssl);
+fail_tls:
+    ERR_clear_error();
+    sy_free(t);
+    return NULL;
+}
+
+void sy_tls_free(sy_tls *t)
+{
+    if (!t)
+        return;
+    SSL_free(t->ssl);
+    sy_buf_dispose(&t->in);
+    sy_buf_dispose(&t->out);
+    sy_free(t);
+}
+
+int sy_tls_in_reserve(sy_tls *t, size_t n, char **span)
+{
+    return sy_buf_reserve(&t->in, n, span);
+}
+
+void sy_tls_in_commit(sy_tls *t, size_t n)
+{
+    sy_buf_commit(&t->in, n);
+}
+
+void sy_tls_in_trim(sy_tls *t)
+{
+    sy_buf_trim(&t->in, 0);
+}
+
+int sy_tls_has_input(const sy_tls *t)
+{
+    return sy_buf_len(&t->in) > 0 || (t->ready && SSL_pending(t->ssl) > 0);
+}
+
+static const char *last_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    return r ? r : "TLS failure";
+}
+
+ssize_t sy_tls_read(sy_tls *t, char *buf, size_t cap, const char **why)
+{
+    if (t->failed) {
+        *why = "TLS session failed";
+        return SY_EPROTO;
+    }
+    if (t->closed_notify)
+        return 0;
+    if (!t->ready) {
+        int r = SSL_do_handshake(t->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(t->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return SY_EAGAIN;
+            t->failed = 1;
+            *why = last_reason();
+            return SY_EPROTO;
+        }
+        t->ready = 1;
+    }
+    if (cap > INT32_MAX)
+        cap = INT32_MAX;
+    int r = SSL_read(t->ssl, buf, (int)cap);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return SY_EAGAIN;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        t->closed_notify = 1;
+        ERR_clear_error();
+        return 0;
+    }
+    t->failed = 1;
+    *why = last_reason();
+    return SY_EPROTO;
+}
+
+int sy_tls_ready(const sy_tls *t)
+{
+    return t->ready;
+}
+
+int sy_tls_write(sy_tls *t, const void *p, size_t n)
+{
+    if (!t->ready || t->failed)
+        return SY_EPROTO;
+    const char *c = p;
+    while (n) {
+        int k = n > INT32_MAX ? INT32_MAX : (int)n;
+        int w = SSL_write(t->ssl, c, k);
+        if (w <= 0) {
+            t->failed = 1;
+            ERR_clear_error();
+            return SY_EPROTO;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+void sy_tls_close_notify(sy_tls *t)
+{
+    if (!t->ready || t->failed || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
+        return;
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
+sy_buf *sy_tls_out(sy_tls *t)
+{
+    return &t->out;
+}
+
+const char *sy_tls_alpn(const sy_tls *t)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    if (!p || n == 0)
+        return "";
+    /* The selected name is one of ours: return our static copy (NUL-terminated). */
+    if (n == 2 && memcmp(p, "h2", 2) == 0)
+        return "h2";
+    if (n == 8 && memcmp(p, "http/1.1", 8) == 0)
+        return "http/1.1";
+    return "";
+}
+
+const char *sy_tls_sni(const sy_tls *t)
+{
+    return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+const char *sy_tls_version(const sy_tls *t)
+{
+    return SSL_get_version(t->ssl);
+}
