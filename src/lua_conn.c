@@ -298,7 +298,8 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
         }
         sy_str value = sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
                                                           : o->name.len);
-        sy_h1_start_tls(c, value, min_version);
+        if (sy_h1_start_tls(c, value, min_version) == SY_EINVAL)
+            app_error(c, "the TLS upgrade could not start");
         return 1;
     }
     if (o->kind == SY_UP_H2C) {
