@@ -75,11 +75,15 @@ handlers.quit = with_counts("quit", {
   end,
 })
 
--- baddrain: fills the queue past the high-water mark, then its drain handler raises.
+-- baddrain: fills the queue past the high-water mark (counted in /stats as full_baddrain), then
+-- its drain handler raises.
 handlers.baddrain = with_counts("baddrain", {
   open = function(conn)
     for _ = 1, 512 do
-      if conn:write(string.rep("d", BLOCK)) == false then break end
+      if conn:write(string.rep("d", BLOCK)) == false then
+        stats.full_baddrain = (stats.full_baddrain or 0) + 1 -- past the mark: /stats tells
+        break
+      end
     end
   end,
   drain = function(conn) error("boom in drain") end,
@@ -125,8 +129,8 @@ end
 
 function app.request(req, res)
   if req.path == "/stats" then
-    local out = { ("opens=%d\ncloses=%d\ndrains=%d\n"):format(stats.opens, stats.closes,
-                                                              stats.drains) }
+    local out = { ("opens=%d\ncloses=%d\ndrains=%d\nfull_baddrain=%d\n"):format(stats.opens,
+                  stats.closes, stats.drains, stats.full_baddrain or 0) }
     for n in pairs(handlers) do
       out[#out + 1] = ("closes_%s=%d\n"):format(n, closes_by[n] or 0)
     end

@@ -131,8 +131,12 @@ describe("raw protocols", function()
 
   it("a drain handler that raises closes the connection after its queue; nothing leaks", function()
     local before = stats().closes_baddrain or 0
+    local full = stats().full_baddrain
     local c = upgrade("baddrain/1")
-    H.sleep(0.3) -- let the queue pass the high-water mark before reading
+    -- Read only once the queue passed the high-water mark: a client reading meanwhile could
+    -- keep it below the mark on a slow server, and then no drain would ever run.
+    assert.truthy(H.wait_for(function() return stats().full_baddrain == full + 1 end, 10),
+                  "the queue never passed the high-water mark")
     local data, how = c:read_all(20)
     assert.are.equal("closed", how, "connection not closed after the drain error")
     assert.is_true(#data > 0 and #data % 65536 == 0, "got " .. #data .. " bytes")
