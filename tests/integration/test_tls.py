@@ -43,7 +43,7 @@ from sytest import BIN, TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E4
 
 ROOT = os.getcwd()
 APP = os.path.join(ROOT, "tests", "integration", "tls_app.lua")
-HANDSHAKE_TIMEOUT = 2.0  # tls_app.lua: app.http.header_timeout
+HANDSHAKE_TIMEOUT = 3.0  # tls_app.lua: app.http.header_timeout
 WATCHDOG = 200
 TMP = tempfile.mkdtemp(prefix="sy-tls.")
 CERT = os.path.join(TMP, "cert.pem")

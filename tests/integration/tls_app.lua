@@ -8,7 +8,7 @@
 --   "pub:X" publishes X to the other subscribers of "room".
 local sy = require "switchyard"
 
-local app = { http = { header_timeout = 2 } }
+local app = { http = { header_timeout = 3 } }
 
 local function ipp_response(body)
   local major, minor, _, reqid = string.unpack(">BBHI4", body)
