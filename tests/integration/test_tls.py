@@ -10,7 +10,8 @@ with --listen and --tls-listen on 127.0.0.1 port 0 and tests/integration/tls_app
   - Python websockets over wss://: echo, large messages, publish to another subscriber;
   - RFC 2817 with Python ssl wrapping the same socket after the 101: GET with TLS/1.2,
     OPTIONS * with TLS/1.0 (RFC 2817 3.2), TLS/1.3 pinning (a TLS 1.2-only client fails, a
-    TLS 1.3 one succeeds), TLS/1.2 with a TLS 1.2-only client, keep-alive afterwards;
+    TLS 1.3 one succeeds), TLS/1.2 with a TLS 1.2-only client, keep-alive afterwards, POST
+    bodies (Content-Length, chunked) answered over TLS, then a WebSocket on that connection;
   - CUPS' ipptool -E (an independent RFC 2817 client: OPTIONS * upgrade, then an IPP POST);
   - examples/require_tls.lua: 426 advertisement, then the client's TLS/1.3 upgrade;
   - negative cases: garbage and a stalled handshake on the TLS port (others served meanwhile,
@@ -279,6 +280,36 @@ def t_2817_get(srv):
            "a TLS offer inside TLS is dropped: app.request answers")
 
 
+def t_2817_post_body_and_websocket(srv):
+    # The upgraded request's body is kept for its answer over TLS (Content-Length and chunked).
+    first = (b"POST /form HTTP/1.1\r\nHost: localhost\r\nUpgrade: TLS/1.2\r\n"
+             b"Connection: Upgrade\r\nContent-Length: 11\r\n\r\nhello world")
+    head, s = upgrade_then_tls(srv.port, first)
+    with s:
+        check(head.startswith("HTTP/1.1 101 "), f"101: {head!r}")
+        eq(read_response(s)[2], b"POST /form https localhost 11\n", "body answered over TLS")
+    first = (b"POST /chunked HTTP/1.1\r\nHost: localhost\r\nUpgrade: TLS/1.2\r\n"
+             b"Connection: Upgrade\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    head, s = upgrade_then_tls(srv.port, first)
+    with s:
+        eq(read_response(s)[2], b"POST /chunked https localhost 11\n", "chunked body over TLS")
+        # Then a WebSocket upgrade on the same connection, now over TLS.
+        s.sendall(req("/ws", extra="Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n"))
+        head = recv_head(s)
+        check(head.startswith("HTTP/1.1 101 ") and
+              "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, f"ws 101: {head!r}")
+        mask = b"\x01\x02\x03\x04"
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"over tls"))
+        s.sendall(b"\x81\x88" + mask + payload)
+        frame = b""
+        while len(frame) < 10:
+            frame += s.recv(10 - len(frame))
+        eq(frame, b"\x81\x08over tls", "WebSocket echo over the upgraded connection")
+
+
 def t_2817_options(srv):
     head, s = upgrade_then_tls(srv.port, upgrade_req("*", "TLS/1.0", "OPTIONS"))
     with s:
@@ -512,6 +543,8 @@ TESTS = [
     ("wss:// with python websockets: echo, 1 MB, publish", t_wss),
     ("RFC 2817: GET with TLS/1.2, keep-alive over TLS", t_2817_get),
     ("RFC 2817: OPTIONS * with TLS/1.0", t_2817_options),
+    ("RFC 2817: POST bodies, then a WebSocket over the upgraded connection",
+     t_2817_post_body_and_websocket),
     ("RFC 2817: TLS/1.2 and TLS/1.3 pin the minimum version", t_2817_pin),
     ("RFC 2817: cleartext pipelined after the request -> 400, no 101", t_2817_pipelined_cleartext),
     ("RFC 2817: cleartext instead of a ClientHello -> closed", t_2817_cleartext_after_101),
