@@ -22,7 +22,12 @@ void sy_app_close(struct sy_server *s);
 void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
                      const sy_upgrade_offer *offers, size_t n);
 
-/* The HTTP/1.1 connection closed while a response was pending: the app's res handle goes dead. */
+/* A complete request on HTTP/2 stream stream_id of c (req->version 20): app.request answers
+ * through sy_http_respond, now or later. Slices and body are valid during the call only. */
+void sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id);
+
+/* The connection closed (or the HTTP/2 stream was reset) while a response was pending: the app's
+ * res handle goes dead. */
 void sy_app_response_dropped(void *res);
 
 /* Raw protocol events for the app's handle (the proto_state of a raw conn). */

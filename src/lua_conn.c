@@ -264,7 +264,7 @@ static int offered_subprotocol(sy_str list, const char *want, size_t wlen)
 
 /* Accept: the decision table is at the top of the stack, the request at req_idx. Returns 1. */
 static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
-                     const sy_upgrade_offer *offers, size_t n)
+                     sy_str body, const sy_upgrade_offer *offers, size_t n)
 {
     int dec = lua_gettop(L);
     lua_getfield(L, dec, "token");
@@ -303,9 +303,21 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
         return 1;
     }
     if (o->kind == SY_UP_H2C) {
-        sy_log("error", "'%s' upgrades are not available in this build", tok);
-        sy_h1_respond(c, NULL, 501, SY_STR("Content-Type: text/plain\r\n"),
-                      SY_STR("not implemented\n"), 0);
+        int flags = 0;
+        sy_str extra = {"", 0};
+        if (options && lua_getfield(L, options, "headers") != LUA_TNIL) {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            extra = sy_lua_push_headers(L, -1, &flags);
+        }
+        const sy_http1_header *hs = sy_http1_find(req, "http2-settings");
+        void *state = hs ? sy_h2_new_upgrade(c, req, body, hs->value) : NULL;
+        if (!state) {
+            app_error(c, "out of memory");
+            return 1;
+        }
+        /* RFC 7540 3.2: 101 with "Upgrade: h2c", then the server preface, then stream 1. */
+        if (sy_h1_accept(c, SY_STR("h2c"), extra, &sy_proto_h2, state) != 0)
+            sy_h2_free(state);
         return 1;
     }
     /* The 101's extra header lines, built as strings on the stack and joined at the end. */
@@ -411,7 +423,7 @@ static int is_decision(lua_State *L, int idx)
 
 /* Returns 1 when the upgrade hook decided, 0 to fall through to app.request. */
 static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
-                       const sy_upgrade_offer *offers, size_t n)
+                       sy_str req_body, const sy_upgrade_offer *offers, size_t n)
 {
     if (!sy_lua_push_hook(L, "upgrade"))
         return 0;
@@ -432,7 +444,7 @@ static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_req
     if (strcmp(kind, "ignore") == 0)
         return 0;
     if (strcmp(kind, "accept") == 0)
-        return do_accept(L, c, req_idx, req, offers, n);
+        return do_accept(L, c, req_idx, req, req_body, offers, n);
     int flags = 0;
     if (strcmp(kind, "upgrade_required") == 0) {
         lua_getfield(L, dec, "protocols");
@@ -466,6 +478,7 @@ typedef struct dispatch_args {
     sy_str body;
     const sy_upgrade_offer *offers;
     size_t n;
+    int32_t stream;    /* HTTP/2 stream, or 0 for HTTP/1.1 */
     const char *stage; /* what runs now, for the log line */
 } dispatch_args;
 
@@ -477,17 +490,17 @@ static int dispatch_protected(lua_State *L)
     int req_idx = lua_gettop(L);
     if (a->n > 0) {
         a->stage = "app.upgrade";
-        if (run_upgrade(L, c, req_idx, a->req, a->offers, a->n))
+        if (run_upgrade(L, c, req_idx, a->req, a->body, a->offers, a->n))
             return 0;
         lua_settop(L, req_idx);
         if (c->closing)
             return 0;
     }
     a->stage = "app.request";
-    sy_lua_push_response(L, c);             /* [ad, req, res] */
+    sy_lua_push_response(L, c, a->stream);  /* [ad, req, res] */
     if (!sy_lua_push_hook(L, "request")) {
-        sy_h1_respond(c, NULL, 404, SY_STR("Content-Type: text/plain\r\n"), SY_STR("not found\n"),
-                      0);
+        sy_http_respond(c, a->stream, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
+                        SY_STR("not found\n"), 0);
         return 0;
     }
     lua_pushvalue(L, req_idx);
@@ -498,20 +511,31 @@ static int dispatch_protected(lua_State *L)
     return 0;
 }
 
-void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
-                     const sy_upgrade_offer *offers, size_t n)
+static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str body,
+                             const sy_upgrade_offer *offers, size_t n, int32_t stream)
 {
     lua_State *L = c->server->L;
-    dispatch_args a = {c, req, body, offers, n, "request dispatch"};
+    dispatch_args a = {c, req, body, offers, n, stream, "request dispatch"};
     int top = lua_gettop(L);
     sy_conn_ref(c);
     lua_pushcfunction(L, dispatch_protected);
     lua_pushlightuserdata(L, &a);
     if (sy_lua_call_stage(L, 1, 0, &a.stage) != 0 && !c->closing) {
         /* The log line names the stage that failed (the traceback has the app's file:line). */
-        sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
-                      SY_STR("internal server error\n"), 0);
+        sy_http_respond(c, stream, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                        SY_STR("internal server error\n"), 0);
     }
     sy_conn_unref(c);
     lua_settop(L, top);
+}
+
+void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
+                     const sy_upgrade_offer *offers, size_t n)
+{
+    dispatch_request(c, req, body, offers, n, 0);
+}
+
+void sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id)
+{
+    dispatch_request(c, req, body, NULL, 0, stream_id);
 }

@@ -41,8 +41,8 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
 /* Request helpers for the decision code: the header value (first), or p == NULL. */
 sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name);
 
-/* Response handle for the pending request of c. */
-void sy_lua_push_response(lua_State *L, sy_conn *c);
+/* Response handle for the pending request of c (stream 0) or its HTTP/2 stream. */
+void sy_lua_push_response(lua_State *L, sy_conn *c, int32_t stream);
 /* Pushes the validated header lines ("Name: value\r\n"...) of the table at idx as one string and
  * returns it; raises on a bad name or value. *flags gets SY_H1_CLOSE when the app asked for
  * "connection: close". */

@@ -29,16 +29,29 @@ static sy_str rebase(sy_str s, const char *from, char *to)
 void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, sy_str body,
                          const sy_upgrade_offer *offers, size_t n)
 {
-    /* Every slice points into the head, from the method to the end of the last value. */
+    /* Every slice points into one block (the HTTP/1.1 head, or an HTTP/2 stream's header
+     * bytes in any order): copy the span from the lowest to the highest byte. */
     const char *head = req->method.p;
-    const char *end = req->target.p + req->target.len;
+    const char *end = req->method.p + req->method.len;
+#define SPAN(s)                                                                                    \
+    do {                                                                                           \
+        if ((s).p && (s).p < head)                                                                 \
+            head = (s).p;                                                                          \
+        if ((s).p && (s).p + (s).len > end)                                                        \
+            end = (s).p + (s).len;                                                                 \
+    } while (0)
+    SPAN(req->target);
+    SPAN(req->path);
+    SPAN(req->query);
     for (size_t i = 0; i < req->nheaders; i++) {
-        const sy_http1_header *h = &req->headers[i];
-        if (h->value.p && h->value.p + h->value.len > end)
-            end = h->value.p + h->value.len;
-        if (h->name.p + h->name.len > end)
-            end = h->name.p + h->name.len;
+        SPAN(req->headers[i].name);
+        SPAN(req->headers[i].value);
     }
+    for (size_t i = 0; i < n; i++) {
+        SPAN(offers[i].name);
+        SPAN(offers[i].version);
+    }
+#undef SPAN
     size_t head_len = (size_t)(end - head);
     size_t size = sizeof(lreq) + req->nheaders * sizeof(sy_http1_header) +
                   n * sizeof(sy_upgrade_offer) + head_len;

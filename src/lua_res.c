@@ -3,7 +3,8 @@
 #include "proto.h"
 
 typedef struct lres {
-    sy_conn *conn; /* borrowed; NULL once sent or once the connection is gone */
+    sy_conn *conn; /* borrowed; NULL once sent or once the connection (or stream) is gone */
+    int32_t stream; /* the HTTP/2 stream answered, or 0 for HTTP/1.1 */
     int ref;       /* registry anchor while the response is pending after its hook returned */
 } lres;
 
@@ -33,15 +34,16 @@ static void release(lua_State *L, lres *r)
     }
 }
 
-void sy_lua_push_response(lua_State *L, sy_conn *c)
+void sy_lua_push_response(lua_State *L, sy_conn *c, int32_t stream)
 {
     lres *r = lua_newuserdatauv(L, sizeof *r, 0);
     r->conn = NULL;
+    r->stream = stream;
     r->ref = LUA_NOREF;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &res_mt_key);
     lua_setmetatable(L, -2);
     r->conn = c;
-    sy_h1_set_response_handle(c, r);
+    sy_http_set_response_handle(c, stream, r);
 }
 
 /* Keeps a pending response alive after its hook returned (it may be sent from a timer). */
@@ -245,7 +247,10 @@ static int res_send(lua_State *L)
         return 2;
     }
     sy_conn *c = r->conn;
-    int rc = sy_h1_respond(c, r, (int)status, hdrs, sy_str_make(body ? body : "", blen), flags);
+    if (r->stream && status < 200)
+        return luaL_argerror(L, 2, "an HTTP/2 response needs a final status (200..999)");
+    int rc = sy_http_respond(c, r->stream, r, (int)status, hdrs,
+                             sy_str_make(body ? body : "", blen), flags);
     release(L, r);
     if (rc < 0) {
         lua_pushnil(L);
@@ -271,7 +276,8 @@ static int res_upgrade_required(lua_State *L)
         lua_pushliteral(L, "closed");
         return 2;
     }
-    int rc = sy_h1_respond(r->conn, r, 426, sy_str_make(hdrs, strlen(hdrs)),
+    /* Over HTTP/2 the Upgrade field is connection-specific and left out (RFC 9113 8.2.2). */
+    int rc = sy_http_respond(r->conn, r->stream, r, 426, sy_str_make(hdrs, strlen(hdrs)),
                            sy_str_make(body, blen), SY_H1_CONN_UPGRADE);
     release(L, r);
     if (rc < 0) {

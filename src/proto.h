@@ -8,6 +8,7 @@
 extern const sy_proto sy_proto_http1;
 extern const sy_proto sy_proto_raw;
 extern const sy_proto sy_proto_ws;
+extern const sy_proto sy_proto_h2;
 
 /* Starts HTTP/1.1 on a fresh connection: returns the protocol state or NULL (no memory). */
 void *sy_h1_state_new(void);
@@ -41,6 +42,33 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
  * refuse the switch with 400 and close. Returns 0, SY_EPROTO (refused and answered), SY_EINVAL
  * (no certificate, or already TLS: nothing written) or SY_ECLOSED. */
 int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version);
+
+/* Answers a request for the app: stream 0 is the pending request of an HTTP/1.1 connection
+ * (sy_h1_respond), any other id an HTTP/2 stream of c (sy_h2_respond; flags do not apply).
+ * Same results as sy_h1_respond. */
+int sy_http_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
+                    sy_str body, int flags);
+/* Records the app's handle for the pending response of that request (stream 0: HTTP/1.1). */
+void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res);
+
+/* Switches a fresh connection to HTTP/2 expecting the client connection preface (prior
+ * knowledge on a cleartext listener, or ALPN "h2"). A fresh HTTP/1.1 state of c is released
+ * here; any other protocol must have released its state. Bytes already in c->in are the
+ * start of the HTTP/2 stream. Returns 0, or SY_ENOMEM / SY_ECLOSED with the conn closed. */
+int sy_h2_start_direct(sy_conn *c);
+
+/* The HTTP/2 state for an h2c upgrade (RFC 7540 3.2) of req, to pass to sy_h1_accept: copies the
+ * request (head and its whole body) to be served as stream 1, and the decoded HTTP2-Settings
+ * value (base64url, validated by sy_upgrade_offers). Returns NULL when out of memory. */
+void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy_str settings);
+/* Frees a state from sy_h2_new_upgrade that never started. */
+void sy_h2_free(void *state);
+
+/* Submits the response of an HTTP/2 stream: status 200..999 (SY_EINVAL otherwise), header lines
+ * ("Name: value\r\n", names lower-cased here, connection-specific ones dropped), body (copied).
+ * Returns 0, SY_ECLOSED when the stream or connection is gone or already answered, SY_ENOMEM. */
+int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
+                  sy_str body);
 
 /* WebSocket settings for one connection (accept options over app.options over defaults). */
 typedef struct sy_ws_options {

@@ -31,6 +31,7 @@ typedef struct h1 {
     int timer_armed;          /* the header timer runs for a partly read head */
     int has_body;             /* the request at the front of c->in has a body */
     size_t body_len;          /* its decoded length, right after the head */
+    int seen_request;         /* a request was read: prior-knowledge HTTP/2 is over */
     void *res;                /* borrowed app handle of the pending response, or NULL */
     const sy_proto *next_proto; /* H1_SWITCH: the protocol to switch to */
     void *next_state;         /* H1_SWITCH: its state (owned until the switch) */
@@ -159,12 +160,30 @@ static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
     return sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
 }
 
-/* Drops TLS offers on a connection that already runs TLS: RFC 2817 only upgrades cleartext. */
+#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+/* The start of a connection against the HTTP/2 client preface: 1 it is there whole, 0 the bytes
+ * so far are a prefix of it, -2 it starts as the preface's request line but goes wrong later,
+ * -1 anything else (HTTP/1.1). */
+static int prior_knowledge(sy_conn *c)
+{
+    size_t len = sy_buf_len(&c->in), want = sizeof H2_PREFACE - 1;
+    const char *p = sy_buf_data(&c->in);
+    size_t k = len < want ? len : want;
+    if (memcmp(p, H2_PREFACE, k) == 0)
+        return len >= want ? 1 : 0;
+    return len >= 16 && memcmp(p, H2_PREFACE, 16) == 0 ? -2 : -1;
+}
+
+
+/* Drops TLS offers on a connection that already runs TLS: RFC 2817 only upgrades cleartext.
+ * h2c goes too: it names HTTP/2 over cleartext TCP, and over TLS HTTP/2 is ALPN "h2" (RFC 7540
+ * 3.3). */
 static size_t drop_tls_offers(sy_upgrade_offer *offers, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (offers[i].kind != SY_UP_TLS)
+        if (offers[i].kind != SY_UP_TLS && offers[i].kind != SY_UP_H2C)
             offers[k++] = offers[i];
     return k;
 }
@@ -173,6 +192,7 @@ static size_t drop_tls_offers(sy_upgrade_offer *offers, size_t n)
  * in-place TLS upgrade answers over TLS). */
 static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body, int with_offers)
 {
+    h->seen_request = 1;
     h->phase = H1_APP;
     h->res = NULL;
     h->has_body = body.p != NULL;
@@ -261,12 +281,45 @@ static void h1_on_bytes(sy_conn *c)
         sy_http1_request req;
         const char *why = NULL;
         if (h->phase == H1_HEAD) {
+            if (!h->seen_request && sy_conn_tls_ready(c) && strcmp(sy_tls_alpn(c->tls), "h2") == 0) {
+                /* ALPN chose HTTP/2 (RFC 9113 3.2): the server preface goes out at once. */
+                sy_free(h);
+                c->proto_state = NULL;
+                sy_h2_start_direct(c);
+                return;
+            }
             if (sy_buf_len(&c->in) == 0) {
                 if (c->peer_eof) {
                     h->phase = H1_DONE;
                     sy_conn_close_after_write(c);
                 }
                 return;
+            }
+            if (!h->seen_request) {
+                int pk = prior_knowledge(c);
+                if (pk > 0) {
+                    /* The client speaks HTTP/2 from its first byte (RFC 9113 3.3). */
+                    sy_free(h);
+                    c->proto_state = NULL;
+                    sy_h2_start_direct(c);
+                    return;
+                }
+                if (pk == 0) {
+                    if (!h->timer_armed) {
+                        h->timer_armed = 1;
+                        sy_conn_set_timeout(c, s->cfg.header_timeout);
+                    }
+                    if (c->peer_eof)
+                        fail_request(c, h, 400, "incomplete request", NULL, 0);
+                    return;
+                }
+                if (pk == -2) {
+                    /* The HTTP/2 preface went wrong after "PRI * HTTP/2.0": the client speaks
+                     * HTTP/2, which has no answer before a valid preface (RFC 9113 3.4). */
+                    h->phase = H1_DONE;
+                    sy_conn_close_after_write(c);
+                    return;
+                }
             }
             ssize_t n = parse_head(c, &req, &why);
             if (n == SY_EAGAIN) {

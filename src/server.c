@@ -236,7 +236,8 @@ SY_API int sy_server_set_tls(sy_server *s, const char *cert_file, const char *ke
     if (!cert_file || !key_file)
         return sy_server_fail(s, SY_EINVAL, "TLS needs both a certificate and a key file");
     sy_tls_ctx *ctx = NULL;
-    int rc = sy_tls_ctx_new(cert_file, key_file, 0, &ctx, s->err, sizeof s->err);
+    /* ALPN offers "h2" first: such connections start HTTP/2 (sy_h2_start_direct). */
+    int rc = sy_tls_ctx_new(cert_file, key_file, 1, &ctx, s->err, sizeof s->err);
     if (rc == SY_ENOMEM)
         return sy_server_fail(s, rc, "out of memory");
     if (rc)

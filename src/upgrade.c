@@ -154,8 +154,20 @@ static int h2c_settings_ok(const sy_http1_request *req)
     if (sy_http1_count(req, "http2-settings") != 1)
         return 0;
     const sy_http1_header *h = sy_http1_find(req, "http2-settings");
-    ssize_t n = b64_decode(h->value, 1, NULL, 0);
-    return n >= 0 && n % 6 == 0;
+    uint8_t p[1536];
+    ssize_t n = b64_decode(h->value, 1, p, sizeof p);
+    if (n < 0 || n % 6 != 0)
+        return 0;
+    /* RFC 9113 6.5.2: values a SETTINGS frame may not carry make the offer invalid too. */
+    for (ssize_t i = 0; i < n; i += 6) {
+        unsigned id = (unsigned)p[i] << 8 | p[i + 1];
+        uint32_t v = (uint32_t)p[i + 2] << 24 | (uint32_t)p[i + 3] << 16 |
+                     (uint32_t)p[i + 4] << 8 | p[i + 5];
+        if ((id == 2 && v > 1) || (id == 4 && v > 0x7fffffffu) ||
+            (id == 5 && (v < 16384 || v > 16777215)))
+            return 0;
+    }
+    return 1;
 }
 
 /* RFC 6455 4.2.1. Returns 0 with *answer untouched for an acceptable handshake, else fills

@@ -40,7 +40,9 @@ typedef struct sy_upgrade_answer {
  * checks answer->status before *n. Checks run as: syntax of the whole list (400) first, then
  * method, then Sec-WebSocket-Key (400), then Sec-WebSocket-Version (426). Offer names compare
  * case-insensitively ("WebSocket", "H2C", "tls/1.2"); "h2" is dropped only without a version.
- * h2c does not require the HTTP2-Settings Connection option. Past SY_UPGRADE_MAX_OFFERS valid
+ * h2c does not require the HTTP2-Settings Connection option; its SETTINGS payload holds at most
+ * 256 settings, each with a value a SETTINGS frame may carry (ENABLE_PUSH 0/1,
+ * INITIAL_WINDOW_SIZE <= 2^31-1, MAX_FRAME_SIZE 16384..2^24-1; RFC 9113 6.5.2). Past SY_UPGRADE_MAX_OFFERS valid
  * offers, the later ones are dropped but still syntax-checked. */
 int sy_upgrade_offers(const sy_http1_request *req, sy_upgrade_offer *offers, size_t *n,
                       sy_upgrade_answer *answer);

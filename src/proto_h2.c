@@ -1,0 +1,1005 @@
+/* HTTP/2 on a connection (RFC 9113, h2c per RFC 7540 3.2): nghttp2's memory API fed from c->in
+ * and drained into the conn's output queue; every stream is a request for the app. */
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+
+#include "app.h"
+#include "proto.h"
+#include "server.h"
+
+#define H2_MAX_STREAMS 100  /* SETTINGS_MAX_CONCURRENT_STREAMS we announce */
+#define H2_MAX_GAPS 8       /* skipped client stream id ranges remembered (RFC 9113 5.1.1) */
+#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define H2_PREFACE_LEN 24
+
+/* One request header field, as offsets into the stream's header bytes. */
+typedef struct h2_field {
+    uint32_t name, name_len, value, value_len;
+} h2_field;
+
+typedef struct h2_stream {
+    int32_t id;
+    struct h2_stream *prev, *next; /* the connection's streams that have our state */
+    char *hb;                      /* owned; every header byte of the request */
+    size_t hb_len, hb_cap;
+    h2_field *fields;              /* owned; regular fields in order */
+    size_t nfields, fields_cap;
+    h2_field method, path, authority, scheme; /* pseudo-headers; name_len 0 when absent */
+    size_t head_bytes;             /* RFC 9113 6.5.2 accounting (name + value + 32) */
+    char *body;                    /* owned; the request body so far */
+    size_t body_len, body_cap;
+    char *out;                     /* owned; the response body being sent */
+    size_t out_len, out_off;
+    void *res;                     /* borrowed app handle while the response is pending */
+    unsigned too_big : 1;          /* header fields over the limits: answered 431 */
+    unsigned refused : 1;          /* answered by the core (413/431): body is discarded */
+    unsigned req_done : 1;         /* END_STREAM received */
+    unsigned dispatched : 1;       /* handed to the app */
+    unsigned answered : 1;         /* a response was submitted */
+} h2_stream;
+
+typedef struct h2 {
+    nghttp2_session *session;      /* owned; NULL until the protocol starts */
+    h2_stream *streams;            /* owned list */
+    h2_stream *upgraded;           /* owned until on_start: stream 1 of an h2c upgrade */
+    uint8_t *settings;             /* owned; the HTTP2-Settings payload of an upgrade */
+    size_t settings_len;
+    int head_request;              /* the upgraded request was HEAD */
+    int in_recv, in_send;          /* inside nghttp2: no mem_send, no free */
+    int dead;                      /* the conn closed while inside nghttp2: free afterwards */
+    int drained;                   /* on_drain ran during produce */
+    sy_conn *conn;                 /* borrowed; the conn that owns this state */
+    /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
+    size_t preface_left;
+    uint8_t fh[9];
+    size_t fh_have;
+    uint32_t skip;
+    int32_t max_opened;
+    int32_t gap_lo[H2_MAX_GAPS], gap_hi[H2_MAX_GAPS];
+    int ngaps;
+} h2;
+
+static void stream_free(h2_stream *st)
+{
+    sy_free(st->hb);
+    sy_free(st->fields);
+    sy_free(st->body);
+    sy_free(st->out);
+    sy_free(st);
+}
+
+static h2_stream *stream_new(h2 *h, int32_t id)
+{
+    h2_stream *st = sy_calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->id = id;
+    st->next = h->streams;
+    if (h->streams)
+        h->streams->prev = st;
+    h->streams = st;
+    return st;
+}
+
+static void stream_unlink(h2 *h, h2_stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else if (h->streams == st)
+        h->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->prev = st->next = NULL;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *q = sy_realloc(*p, n * elem);
+    if (!q)
+        return SY_ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* Appends bytes to the stream's header block; returns the offset or -1 (no memory). */
+static int64_t hb_put(h2_stream *st, const void *p, size_t n)
+{
+    if (grow((void **)&st->hb, &st->hb_cap, st->hb_len + n + 1, 1) != 0)
+        return -1;
+    memcpy(st->hb + st->hb_len, p, n);
+    size_t off = st->hb_len;
+    st->hb_len += n;
+    return (int64_t)off;
+}
+
+static int put_field(h2_stream *st, h2_field *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen)
+{
+    int64_t no = hb_put(st, name, nlen);
+    int64_t vo = no < 0 ? -1 : hb_put(st, value, vlen);
+    if (vo < 0)
+        return SY_ENOMEM;
+    f->name = (uint32_t)no;
+    f->name_len = (uint32_t)nlen;
+    f->value = (uint32_t)vo;
+    f->value_len = (uint32_t)vlen;
+    return 0;
+}
+
+static sy_str fstr(const h2_stream *st, uint32_t off, uint32_t len)
+{
+    return sy_str_make(st->hb + off, len);
+}
+
+/* ---- output -------------------------------------------------------------------------------- */
+
+static void h2_release(h2 *h);
+
+/* Moves what nghttp2 has to send into the conn's queue until the queue is over the high-water
+ * mark (on_drain resumes), then closes the conn when the session is over. */
+static void produce(sy_conn *c, h2 *h)
+{
+    if (h->in_recv || h->in_send || c->closing || !h->session)
+        return;
+    h->in_send = 1;
+    for (;;) {
+        h->drained = 0;
+        sy_conn_cork(c);
+        while (!c->closing && !c->close_after_write) {
+            if (sy_conn_buffered(c) > c->server->cfg.high_water) {
+                /* Stop reading too: a client that does not read gets no more work done. */
+                sy_conn_pause(c);
+                break;
+            }
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(h->session, &data);
+            if (n < 0) {
+                sy_log("warn", "http2: %s", nghttp2_strerror((int)n));
+                sy_conn_close_after_write(c);
+                break;
+            }
+            if (n == 0)
+                break;
+            if (sy_conn_write(c, data, (size_t)n) < 0)
+                break;
+        }
+        if (!c->closing)
+            sy_conn_uncork(c);
+        if (c->closing || !h->drained)
+            break;
+    }
+    h->in_send = 0;
+    if (h->dead) {
+        h2_release(h);
+        return;
+    }
+    if (c->closing)
+        return;
+    if (!nghttp2_session_want_read(h->session) && !nghttp2_session_want_write(h->session))
+        sy_conn_close_after_write(c);
+}
+
+/* ---- the frame walker ---------------------------------------------------------------------- */
+
+/* RFC 9113 5.1.1: a new stream's id must exceed every id the client used before. nghttp2 keeps
+ * no record of skipped ids and ignores such HEADERS; this remembers the skipped ranges and
+ * reports the offset of a HEADERS frame opening one of them (-1: none in p[0..n)). */
+static ssize_t walk_frames(h2 *h, const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (h->preface_left) {
+            size_t k = n - i < h->preface_left ? n - i : h->preface_left;
+            h->preface_left -= k;
+            i += k;
+            continue;
+        }
+        if (h->skip) {
+            size_t k = n - i < h->skip ? n - i : h->skip;
+            h->skip -= (uint32_t)k;
+            i += k;
+            continue;
+        }
+        size_t start = i;
+        while (h->fh_have < 9 && i < n)
+            h->fh[h->fh_have++] = p[i++];
+        if (h->fh_have < 9)
+            break;
+        h->fh_have = 0;
+        uint32_t len = (uint32_t)h->fh[0] << 16 | (uint32_t)h->fh[1] << 8 | h->fh[2];
+        int32_t id = (int32_t)(((uint32_t)h->fh[5] << 24 | (uint32_t)h->fh[6] << 16 |
+                                (uint32_t)h->fh[7] << 8 | h->fh[8]) & 0x7fffffffu);
+        h->skip = len;
+        if (h->fh[3] != NGHTTP2_HEADERS || !(id & 1))
+            continue;
+        if (id > h->max_opened) {
+            if (id > h->max_opened + 2) {
+                if (h->ngaps == H2_MAX_GAPS) {
+                    /* Forget the oldest range: such ids are then left to nghttp2. */
+                    memmove(h->gap_lo, h->gap_lo + 1, (H2_MAX_GAPS - 1) * sizeof h->gap_lo[0]);
+                    memmove(h->gap_hi, h->gap_hi + 1, (H2_MAX_GAPS - 1) * sizeof h->gap_hi[0]);
+                    h->ngaps--;
+                }
+                h->gap_lo[h->ngaps] = h->max_opened + 2;
+                h->gap_hi[h->ngaps] = id - 2;
+                h->ngaps++;
+            }
+            h->max_opened = id;
+            continue;
+        }
+        for (int g = 0; g < h->ngaps; g++)
+            if (id >= h->gap_lo[g] && id <= h->gap_hi[g])
+                return (ssize_t)start;
+    }
+    return -1;
+}
+
+/* ---- requests to the app ------------------------------------------------------------------- */
+
+static void respond_core(sy_conn *c, h2 *h, h2_stream *st, int status, const char *why);
+
+static int is_name(const h2_field *f, const h2_stream *st, const char *lower)
+{
+    return sy_str_eq(fstr(st, f->name, f->name_len), lower);
+}
+
+/* Builds the request view of a complete stream and hands it to the app. */
+static void dispatch(sy_conn *c, h2 *h, h2_stream *st)
+{
+    st->dispatched = 1;
+    /* RFC 9113 8.2.3: cookie crumbs join with "; " into one field. */
+    size_t ncookies = 0;
+    for (size_t i = 0; i < st->nfields; i++)
+        ncookies += is_name(&st->fields[i], st, "cookie");
+    if (ncookies > 1) {
+        h2_field joined;
+        int64_t no = hb_put(st, "cookie", 6);
+        int64_t vo = no < 0 ? -1 : (int64_t)st->hb_len;
+        int first = 1;
+        size_t kept = 0;
+        for (size_t i = 0; i < st->nfields && vo >= 0; i++) {
+            h2_field f = st->fields[i];
+            if (!is_name(&f, st, "cookie")) {
+                st->fields[kept++] = f;
+                continue;
+            }
+            if ((!first && hb_put(st, "; ", 2) < 0) ||
+                hb_put(st, st->hb + f.value, f.value_len) < 0)
+                vo = -1;
+            first = 0;
+        }
+        if (vo < 0) {
+            respond_core(c, h, st, 500, "out of memory");
+            return;
+        }
+        joined.name = (uint32_t)no;
+        joined.name_len = 6;
+        joined.value = (uint32_t)vo;
+        joined.value_len = (uint32_t)(st->hb_len - (size_t)vo);
+        st->nfields = kept;
+        st->fields[st->nfields++] = joined;
+    }
+    int has_host = 0;
+    for (size_t i = 0; i < st->nfields && !has_host; i++)
+        has_host = is_name(&st->fields[i], st, "host");
+    int64_t host_name = -1;
+    if (!has_host && st->authority.value_len && (host_name = hb_put(st, "host", 4)) < 0) {
+        respond_core(c, h, st, 500, "out of memory");
+        return;
+    }
+    size_t n = st->nfields + (host_name >= 0 ? 1 : 0);
+    sy_http1_header *hdrs = n ? sy_calloc(n, sizeof *hdrs) : NULL;
+    if (n && !hdrs) {
+        respond_core(c, h, st, 500, "out of memory");
+        return;
+    }
+    sy_http1_request req;
+    memset(&req, 0, sizeof req);
+    req.headers = hdrs;
+    for (size_t i = 0; i < st->nfields; i++) {
+        hdrs[i].name = fstr(st, st->fields[i].name, st->fields[i].name_len);
+        hdrs[i].value = fstr(st, st->fields[i].value, st->fields[i].value_len);
+    }
+    if (n > st->nfields) {
+        /* :authority stands in for Host (RFC 9113 8.3.1). */
+        hdrs[n - 1].name = fstr(st, (uint32_t)host_name, 4);
+        hdrs[n - 1].value = fstr(st, st->authority.value, st->authority.value_len);
+    }
+    req.nheaders = n;
+    req.method = fstr(st, st->method.value, st->method.value_len);
+    if (st->path.name_len) {
+        req.target = fstr(st, st->path.value, st->path.value_len);
+        req.target_form = SY_TARGET_ORIGIN;
+        const char *q = memchr(req.target.p, '?', req.target.len);
+        req.path = q ? sy_str_make(req.target.p, (size_t)(q - req.target.p)) : req.target;
+        if (q)
+            req.query = sy_str_make(q + 1, req.target.len - req.path.len - 1);
+        if (sy_str_eq(req.target, "*"))
+            req.target_form = SY_TARGET_ASTERISK;
+    } else {
+        /* CONNECT carries only :authority (RFC 9113 8.5). */
+        req.target = req.path = fstr(st, st->authority.value, st->authority.value_len);
+        req.target_form = SY_TARGET_AUTHORITY;
+    }
+    req.version = 20;
+    req.content_length = -1;
+    req.keep_alive = 1;
+    sy_str body = sy_str_make(st->body, st->body_len);
+    sy_app_request(c, &req, body, st->id);
+    sy_free(hdrs);
+}
+
+/* ---- responses ----------------------------------------------------------------------------- */
+
+static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                         uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+    (void)session;
+    (void)stream_id;
+    (void)user_data;
+    h2_stream *st = source->ptr;
+    size_t left = st->out_len - st->out_off;
+    size_t n = left < length ? left : length;
+    if (n)
+        memcpy(buf, st->out + st->out_off, n);
+    st->out_off += n;
+    if (st->out_off == st->out_len) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        sy_free(st->out);
+        st->out = NULL;
+        st->out_len = st->out_off = 0;
+    }
+    return (ssize_t)n;
+}
+
+/* Connection-specific fields never travel in HTTP/2 (RFC 9113 8.2.2). */
+static int connection_specific(const char *name, size_t n)
+{
+    sy_str s = sy_str_make(name, n);
+    return sy_str_ieq(s, "connection") || sy_str_ieq(s, "keep-alive") ||
+           sy_str_ieq(s, "proxy-connection") || sy_str_ieq(s, "transfer-encoding") ||
+           sy_str_ieq(s, "upgrade") || sy_str_ieq(s, "te");
+}
+
+static int status_has_body(int status)
+{
+    return !(status == 204 || status == 304);
+}
+
+static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, sy_str body)
+{
+    /* Lines are "Name: value\r\n" (validated): count them, then point into a lower-cased copy. */
+    size_t lines = 0;
+    for (size_t i = 0; i + 1 < headers.len; i++)
+        if (headers.p[i] == '\r' && headers.p[i + 1] == '\n')
+            lines++;
+    nghttp2_nv stack_nv[24];
+    nghttp2_nv *nv = lines + 3 <= SY_COUNTOF(stack_nv) ? stack_nv
+                                                        : sy_malloc((lines + 3) * sizeof *nv);
+    char *copy = headers.len ? sy_malloc(headers.len) : NULL;
+    if (!nv || (headers.len && !copy)) {
+        if (nv != stack_nv)
+            sy_free(nv);
+        sy_free(copy);
+        return SY_ENOMEM;
+    }
+    char st_buf[4], cl_buf[24];
+    snprintf(st_buf, sizeof st_buf, "%03d", status);
+    size_t nnv = 0;
+#define NV(n, nl, v, vl)                                                                           \
+    (nv[nnv].name = (uint8_t *)(n), nv[nnv].namelen = (nl), nv[nnv].value = (uint8_t *)(v),       \
+     nv[nnv].valuelen = (vl), nv[nnv].flags = NGHTTP2_NV_FLAG_NONE, nnv++)
+    NV(":status", 7, st_buf, 3);
+    /* "Date: ...\r\n" from the per-second cache. */
+    const char *date = sy_server_date(c->server);
+    NV("date", 4, date + 6, strlen(date) - 8);
+    int with_body = status_has_body(status);
+    if (with_body) {
+        int cl = snprintf(cl_buf, sizeof cl_buf, "%zu", body.len);
+        NV("content-length", 14, cl_buf, (size_t)cl);
+    }
+    if (headers.len) {
+        memcpy(copy, headers.p, headers.len);
+        size_t i = 0;
+        while (i < headers.len) {
+            char *line = copy + i;
+            char *end = memchr(line, '\r', headers.len - i);
+            if (!end)
+                break;
+            char *colon = memchr(line, ':', (size_t)(end - line));
+            i = (size_t)(end - copy) + 2;
+            if (!colon)
+                continue;
+            size_t nlen = (size_t)(colon - line);
+            for (size_t k = 0; k < nlen; k++)
+                if (line[k] >= 'A' && line[k] <= 'Z')
+                    line[k] = (char)(line[k] + 32);
+            if (connection_specific(line, nlen))
+                continue;
+            char *v = colon + 1;
+            while (v < end && *v == ' ')
+                v++;
+            NV(line, nlen, v, (size_t)(end - v));
+        }
+    }
+#undef NV
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
+    int send_body = with_body && body.len && !sy_str_eq(fstr(st, st->method.value,
+                                                             st->method.value_len), "HEAD");
+    int rc = 0;
+    if (send_body) {
+        st->out = sy_malloc(body.len);
+        if (!st->out)
+            rc = SY_ENOMEM;
+        else {
+            memcpy(st->out, body.p, body.len);
+            st->out_len = body.len;
+            st->out_off = 0;
+        }
+    }
+    if (rc == 0 && nghttp2_submit_response(h->session, st->id, nv, nnv,
+                                           send_body ? &prd : NULL) != 0)
+        rc = SY_ECLOSED;
+    if (nv != stack_nv)
+        sy_free(nv);
+    sy_free(copy);
+    if (rc == 0) {
+        st->answered = 1;
+        st->res = NULL;
+    }
+    return rc;
+}
+
+/* The core's own answer on a stream: a status and a one-line reason. */
+static void respond_core(sy_conn *c, h2 *h, h2_stream *st, int status, const char *why)
+{
+    char body[160];
+    int n = snprintf(body, sizeof body, "%s\n", why);
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = (int)sizeof body - 1;
+    st->refused = 1;
+    if (st->answered)
+        return;
+    if (st->res) {
+        sy_app_response_dropped(st->res);
+        st->res = NULL;
+    }
+    if (submit(c, h, st, status, SY_STR("content-type: text/plain\r\n"),
+               sy_str_make(body, (size_t)n)) != 0)
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+}
+
+static h2 *state_of(sy_conn *c)
+{
+    if (c->closing || c->proto != &sy_proto_h2)
+        return NULL;
+    h2 *h = c->proto_state;
+    return h && h->session && !h->dead ? h : NULL;
+}
+
+int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
+                  sy_str body)
+{
+    h2 *h = state_of(c);
+    if (!h)
+        return SY_ECLOSED;
+    h2_stream *st = nghttp2_session_get_stream_user_data(h->session, stream_id);
+    if (!st || st->answered || st->refused || (res && st->res && st->res != res))
+        return SY_ECLOSED;
+    /* An HTTP/2 response has one final status; interim ones are not offered. */
+    if (status < 200 || status > 999)
+        return SY_EINVAL;
+    int rc = submit(c, h, st, status, headers, body);
+    if (rc == SY_ENOMEM) {
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        st->res = NULL;
+    }
+    produce(c, h);
+    return rc;
+}
+
+int sy_http_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
+                    sy_str body, int flags)
+{
+    if (stream_id == 0)
+        return sy_h1_respond(c, res, status, headers, body, flags);
+    return sy_h2_respond(c, stream_id, res, status, headers, body);
+}
+
+void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res)
+{
+    if (stream_id == 0) {
+        sy_h1_set_response_handle(c, res);
+        return;
+    }
+    h2 *h = state_of(c);
+    if (!h)
+        return;
+    h2_stream *st = nghttp2_session_get_stream_user_data(h->session, stream_id);
+    if (st && !st->answered && !st->refused)
+        st->res = res;
+}
+
+/* ---- nghttp2 callbacks --------------------------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+    h2 *h = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    h2_stream *st = stream_new(h, frame->hd.stream_id);
+    if (!st)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM INTERNAL_ERROR */
+    nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, st);
+    return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    (void)flags;
+    h2 *h = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* trailer fields are not passed on */
+    h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (!st)
+        return 0;
+    const sy_config *cfg = &h->conn->server->cfg;
+    st->head_bytes += namelen + valuelen + 32;
+    if (st->too_big || st->head_bytes > cfg->max_head) {
+        st->too_big = 1;
+        return 0;
+    }
+    h2_field *pseudo = NULL;
+    if (namelen && name[0] == ':') {
+        /* nghttp2 already checked which pseudo-headers may appear (RFC 9113 8.3.1). */
+        sy_str n = sy_str_make((const char *)name, namelen);
+        pseudo = sy_str_eq(n, ":method")      ? &st->method
+                 : sy_str_eq(n, ":path")      ? &st->path
+                 : sy_str_eq(n, ":authority") ? &st->authority
+                 : sy_str_eq(n, ":scheme")    ? &st->scheme
+                                              : NULL;
+        if (!pseudo)
+            return 0;
+    } else {
+        if (st->nfields >= cfg->max_headers) {
+            st->too_big = 1;
+            return 0;
+        }
+        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field)) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        pseudo = &st->fields[st->nfields++];
+    }
+    if (put_field(st, pseudo, name, namelen, value, valuelen) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                         const uint8_t *data, size_t len, void *ud)
+{
+    (void)flags;
+    h2 *h = ud;
+    h2_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (!st || st->refused || st->dispatched)
+        return 0;
+    if (st->body_len + len > h->conn->server->cfg.max_body) {
+        respond_core(h->conn, h, st, 413, "request body too large");
+        return 0;
+    }
+    if (grow((void **)&st->body, &st->body_cap, st->body_len + len + 1, 1) != 0) {
+        respond_core(h->conn, h, st, 500, "out of memory");
+        return 0;
+    }
+    memcpy(st->body + st->body_len, data, len);
+    st->body_len += len;
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+    h2 *h = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (!st)
+        return 0;
+    int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (st->too_big) {
+            respond_core(h->conn, h, st, 431, "request header fields too large");
+            st->req_done = end;
+            return 0;
+        }
+        /* A declared body over the limit is refused before it arrives. */
+        for (size_t i = 0; i < st->nfields; i++) {
+            if (!is_name(&st->fields[i], st, "content-length"))
+                continue;
+            sy_str v = fstr(st, st->fields[i].value, st->fields[i].value_len);
+            uint64_t cl = 0;
+            int big = 0;
+            for (size_t k = 0; k < v.len; k++) {
+                if (cl > (UINT64_MAX - 9) / 10)
+                    big = 1;
+                else
+                    cl = cl * 10 + (uint64_t)(v.p[k] - '0');
+            }
+            if (big || cl > h->conn->server->cfg.max_body)
+                respond_core(h->conn, h, st, 413, "request body too large");
+        }
+    }
+    if (!end)
+        return 0;
+    st->req_done = 1;
+    if (!st->refused && !st->dispatched)
+        dispatch(h->conn, h, st);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+    (void)ud;
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    /* Answered before the request ended (413, 431, or the app did not wait): RFC 9113 8.1
+     * lets the server stop the rest of the request with RST_STREAM NO_ERROR. */
+    if (st && !st->req_done)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *ud)
+{
+    (void)error_code;
+    h2 *h = ud;
+    h2_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (!st)
+        return 0;
+    nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    if (st->res) {
+        /* Reset or cut before the app answered: its res goes dead. */
+        void *res = st->res;
+        st->res = NULL;
+        sy_app_response_dropped(res);
+    }
+    stream_unlink(h, st);
+    stream_free(st);
+    return 0;
+}
+
+/* ---- the protocol -------------------------------------------------------------------------- */
+
+static h2 *h2_alloc(sy_conn *c)
+{
+    h2 *h = sy_calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->conn = c;
+    h->preface_left = H2_PREFACE_LEN;
+    return h;
+}
+
+static void h2_release(h2 *h)
+{
+    if (h->session)
+        nghttp2_session_del(h->session);
+    while (h->streams) {
+        h2_stream *st = h->streams;
+        stream_unlink(h, st);
+        stream_free(st);
+    }
+    if (h->upgraded)
+        stream_free(h->upgraded);
+    sy_free(h->settings);
+    sy_free(h);
+}
+
+static int make_session(h2 *h)
+{
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb) != 0)
+        return SY_ENOMEM;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cb);
+        return SY_ENOMEM;
+    }
+    /* HTTP messaging checks stay on (pseudo-headers, connection-specific fields,
+     * content-length against DATA: RFC 9113 8.1, 8.2). */
+    int rc = nghttp2_session_server_new2(&h->session, cb, h, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    if (rc != 0) {
+        h->session = NULL;
+        return SY_ENOMEM;
+    }
+    return 0;
+}
+
+static int submit_settings(h2 *h)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)h->conn->server->cfg.max_head},
+    };
+    return nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, SY_COUNTOF(iv)) == 0
+               ? 0
+               : SY_ENOMEM;
+}
+
+static void h2_on_start(sy_conn *c)
+{
+    h2 *h = c->proto_state;
+    if (!h->session && make_session(h) != 0) {
+        sy_conn_close(c);
+        return;
+    }
+    h2_stream *up = h->upgraded;
+    if (up) {
+        /* RFC 7540 3.2: the upgrading request is stream 1, half-closed (remote). */
+        h->upgraded = NULL;
+        up->next = h->streams;
+        if (h->streams)
+            h->streams->prev = up;
+        h->streams = up;
+        h->max_opened = 1;
+        if (nghttp2_session_upgrade2(h->session, h->settings, h->settings_len, h->head_request,
+                                     up) != 0) {
+            sy_log("warn", "http2: the upgrade's HTTP2-Settings were refused");
+            nghttp2_session_terminate_session(h->session, NGHTTP2_PROTOCOL_ERROR);
+            produce(c, h);
+            sy_conn_close_after_write(c);
+            return;
+        }
+        /* The server side of nghttp2 ignores upgrade2's user data argument. */
+        nghttp2_session_set_stream_user_data(h->session, 1, up);
+    }
+    if (submit_settings(h) != 0) {
+        sy_conn_close(c);
+        return;
+    }
+    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    if (up) {
+        up->req_done = 1;
+        sy_conn_ref(c);
+        h->in_recv = 1; /* responses given during the hook go out below, after the preface */
+        dispatch(c, h, up);
+        h->in_recv = 0;
+        sy_conn_unref(c);
+        if (h->dead) {
+            h2_release(h);
+            return;
+        }
+    }
+    if (c->server->stopping)
+        nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(h->session),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+    produce(c, h);
+}
+
+static void h2_on_bytes(sy_conn *c)
+{
+    h2 *h = c->proto_state;
+    if (!h->session)
+        return;
+    size_t len = sy_buf_len(&c->in);
+    if (len == 0)
+        return;
+    const uint8_t *p = (const uint8_t *)sy_buf_data(&c->in);
+    ssize_t bad = walk_frames(h, p, len);
+    size_t feed = bad >= 0 ? (size_t)bad : len;
+    sy_conn_ref(c);
+    h->in_recv = 1;
+    ssize_t n = feed ? nghttp2_session_mem_recv(h->session, p, feed) : 0;
+    h->in_recv = 0;
+    sy_conn_unref(c);
+    if (h->dead) {
+        h2_release(h);
+        return;
+    }
+    if (c->closing)
+        return;
+    sy_buf_consume(&c->in, len);
+    if (n < 0) {
+        if (n != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
+            sy_log("info", "http2: %s", nghttp2_strerror((int)n));
+        /* A bad client preface: nothing HTTP/2 was agreed, so the connection just ends. */
+        if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+            sy_conn_close_after_write(c);
+            return;
+        }
+        nghttp2_session_terminate_session(h->session, NGHTTP2_PROTOCOL_ERROR);
+    } else if (bad >= 0) {
+        nghttp2_session_terminate_session2(h->session,
+                                           nghttp2_session_get_last_proc_stream_id(h->session),
+                                           NGHTTP2_PROTOCOL_ERROR);
+    }
+    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    produce(c, h);
+}
+
+static void h2_on_eof(sy_conn *c)
+{
+    h2 *h = c->proto_state;
+    if (!h->session) {
+        sy_conn_close(c);
+        return;
+    }
+    /* The client sends nothing more: streams already complete are still answered (as with
+     * HTTP/1.1), then the session ends (GOAWAY); the idle timeout bounds the rest. */
+    nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+    produce(c, h);
+}
+
+static void h2_on_drain(sy_conn *c)
+{
+    h2 *h = c->proto_state;
+    if (h->in_send) {
+        h->drained = 1;
+        return;
+    }
+    sy_conn_resume(c);
+    produce(c, h);
+}
+
+static void h2_on_timeout(sy_conn *c)
+{
+    h2 *h = c->proto_state;
+    for (h2_stream *st = h->streams; st; st = st->next) {
+        if (st->dispatched && !st->answered) {
+            /* The app still owes an answer: as in HTTP/1.1, a pending response is not cut. */
+            sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+            return;
+        }
+    }
+    nghttp2_session_terminate_session(h->session, NGHTTP2_NO_ERROR);
+    produce(c, h);
+    sy_conn_close_after_write(c);
+}
+
+static void h2_on_shutdown(sy_conn *c)
+{
+    h2 *h = c->proto_state;
+    if (!h->session) {
+        sy_conn_close(c);
+        return;
+    }
+    /* RFC 9113 6.8: GOAWAY names the last stream that will be served; open streams finish. */
+    nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+    produce(c, h);
+}
+
+static void h2_on_close(sy_conn *c)
+{
+    h2 *h = c->proto_state;
+    if (!h)
+        return;
+    c->proto_state = NULL;
+    for (h2_stream *st = h->streams; st; st = st->next) {
+        if (st->res) {
+            void *res = st->res;
+            st->res = NULL;
+            sy_app_response_dropped(res);
+        }
+    }
+    if (h->in_recv || h->in_send) {
+        h->dead = 1; /* freed when nghttp2 returns */
+        return;
+    }
+    h2_release(h);
+}
+
+const sy_proto sy_proto_h2 = {
+    .name = "h2",
+    .on_bytes = h2_on_bytes,
+    .on_eof = h2_on_eof,
+    .on_drain = h2_on_drain,
+    .on_timeout = h2_on_timeout,
+    .on_shutdown = h2_on_shutdown,
+    .on_close = h2_on_close,
+    .on_start = h2_on_start,
+};
+
+int sy_h2_start_direct(sy_conn *c)
+{
+    if (c->closing)
+        return SY_ECLOSED;
+    if (c->proto == &sy_proto_http1 && c->proto_state) {
+        sy_h1_state_free(c->proto_state);
+        c->proto_state = NULL;
+    }
+    h2 *h = h2_alloc(c);
+    if (!h) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    sy_conn_switch(c, &sy_proto_h2, h);
+    return c->closing ? SY_ECLOSED : 0;
+}
+
+void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy_str settings)
+{
+    h2 *h = h2_alloc(c);
+    if (!h)
+        return NULL;
+    h2_stream *st = sy_calloc(1, sizeof *st);
+    h->upgraded = st;
+    if (!st)
+        goto fail;
+    st->id = 1;
+    h->head_request = sy_str_eq(req->method, "HEAD");
+    ssize_t n = sy_upgrade_base64url_decode(settings, NULL, 0);
+    if (n < 0)
+        goto fail;
+    h->settings = sy_malloc(n ? (size_t)n : 1);
+    if (!h->settings)
+        goto fail;
+    h->settings_len = (size_t)sy_upgrade_base64url_decode(settings, h->settings, (size_t)n);
+#define PUT(f, nm, v)                                                                              \
+    if (put_field(st, (f), (const uint8_t *)(nm), strlen(nm), (const uint8_t *)(v).p, (v).len))    \
+    goto fail
+    PUT(&st->method, ":method", req->method);
+    PUT(&st->path, ":path", req->target);
+    sy_str scheme = SY_STR("http");
+    PUT(&st->scheme, ":scheme", scheme);
+    /* The HTTP/1.1 fields carry over, less the connection-specific ones and the upgrade's own
+     * (RFC 9113 8.2.2), with lower-case names as HTTP/2 has them. */
+    for (size_t i = 0; i < req->nheaders; i++) {
+        sy_str name = req->headers[i].name;
+        if (connection_specific(name.p, name.len) || sy_str_ieq(name, "http2-settings"))
+            continue;
+        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field)) != 0)
+            goto fail;
+        h2_field *f = &st->fields[st->nfields];
+        if (put_field(st, f, (const uint8_t *)name.p, name.len,
+                      (const uint8_t *)req->headers[i].value.p, req->headers[i].value.len) != 0)
+            goto fail;
+        for (uint32_t k = 0; k < f->name_len; k++) {
+            char *ch = st->hb + f->name + k;
+            if (*ch >= 'A' && *ch <= 'Z')
+                *ch = (char)(*ch + 32);
+        }
+        st->nfields++;
+    }
+#undef PUT
+    if (body.len) {
+        st->body = sy_malloc(body.len);
+        if (!st->body)
+            goto fail;
+        memcpy(st->body, body.p, body.len);
+        st->body_len = body.len;
+    }
+    /* The client preface follows the 101; the walker starts counting there. */
+    return h;
+
+fail:
+    h2_release(h);
+    return NULL;
+}
+
+void sy_h2_free(void *state)
+{
+    if (state)
+        h2_release(state);
+}
