@@ -146,6 +146,13 @@ static const offer_case offer_cases[] = {
     {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP//\r\n" END, 0, "", 0, NULL, NULL},
     {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__A\r\n" END, 0, "", 0, NULL, NULL},
     {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAMAAA BkAAQAAP__\r\n" END, 0, "", 0, NULL, NULL},
+    /* RFC 9113 6.5.2: values a SETTINGS frame may not carry drop the offer too. */
+    {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAIAAAAC\r\n" END, 0, "", 0, NULL, NULL},
+    {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAIAAAAB\r\n" END, 0, "h2c=H", 0, NULL, NULL},
+    {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AASAAAAA\r\n" END, 0, "", 0, NULL, NULL},
+    {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAUAAD__\r\n" END, 0, "", 0, NULL, NULL},
+    {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAUAAEAA\r\n" END, 0, "h2c=H", 0, NULL, NULL},
+    {GET CONN "Upgrade: h2c\r\nHTTP2-Settings: AAUBAAAA\r\n" END, 0, "", 0, NULL, NULL},
     {GET CONN "Upgrade: h2c, websocket\r\n" WS END, 0, "websocket=W", 0, NULL, NULL},
     {GET CONN "Upgrade: h2c, foo, h2c\r\n" END, 0, "foo=O", 0, NULL, NULL},
     {POST CONN "Upgrade: h2c\r\n" SETTINGS END, 0, "h2c=H", 0, NULL, NULL},
