@@ -550,6 +550,7 @@ int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version)
     h->res = NULL;
     if (sy_conn_start_tls(c, min_version) != 0)
         return SY_ECLOSED;
+    sy_tls_refuse_h2(c->tls);
     /* The header timeout bounds the handshake too. */
     sy_conn_set_timeout(c, c->server->cfg.header_timeout);
     return 0;

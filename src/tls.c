@@ -25,6 +25,7 @@ struct sy_tls {
     unsigned ready : 1;
     unsigned closed_notify : 1;
     unsigned failed : 1;
+    unsigned no_h2 : 1; /* ALPN must not choose "h2" (an in-place upgrade stays HTTP/1.1) */
 };
 
 /* ---- the BIO: OpenSSL reads t->in and appends to t->out ------------------------------------ */
@@ -82,11 +83,11 @@ static int bio_create(BIO *b)
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    (void)ssl;
     const sy_tls_ctx *ctx = arg;
+    const sy_tls *t = SSL_get_app_data(ssl);
     /* Our preference decides (h2 first when we speak it); the client's list is only a set. */
     static const char *const prefs[] = {"h2", "http/1.1"};
-    for (size_t k = ctx->offer_h2 ? 0 : 1; k < SY_COUNTOF(prefs); k++) {
+    for (size_t k = ctx->offer_h2 && !(t && t->no_h2) ? 0 : 1; k < SY_COUNTOF(prefs); k++) {
         size_t plen = strlen(prefs[k]);
         for (unsigned int i = 0; i < inlen;) {
             unsigned int l = in[i];
@@ -225,6 +226,7 @@ sy_tls *sy_tls_new(sy_tls_ctx *ctx, int min_version)
         goto fail_ssl;
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b); /* one reference, taken by the session */
+    SSL_set_app_data(t->ssl, t);
     if (min_version >= 13)
         SSL_set_min_proto_version(t->ssl, TLS1_3_VERSION);
     SSL_set_accept_state(t->ssl);
@@ -236,6 +238,11 @@ fail_tls:
     ERR_clear_error();
     sy_free(t);
     return NULL;
+}
+
+void sy_tls_refuse_h2(sy_tls *t)
+{
+    t->no_h2 = 1;
 }
 
 void sy_tls_free(sy_tls *t)

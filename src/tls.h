@@ -26,6 +26,9 @@ void sy_tls_ctx_free(sy_tls_ctx *ctx);
 sy_tls *sy_tls_new(sy_tls_ctx *ctx, int min_version);
 /* NULL is accepted. */
 void sy_tls_free(sy_tls *t);
+/* Before the handshake: ALPN will not choose "h2" even when the context offers it (the RFC 2817
+ * in-place upgrade answers its request over HTTP/1.1). */
+void sy_tls_refuse_h2(sy_tls *t);
 
 /* Ciphertext from the peer: reserve a span of at least n bytes, then commit what was written. */
 int sy_tls_in_reserve(sy_tls *t, size_t n, char **span);

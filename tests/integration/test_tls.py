@@ -4,7 +4,7 @@ clients.
 
 Generates a throw-away certificate with `openssl req` (nothing is committed), starts switchyard
 with --listen and --tls-listen on 127.0.0.1 port 0 and tests/integration/tls_app.lua, then:
-  - curl and `openssl s_client` over https: ALPN choice (http/1.1), TLS 1.2 and 1.3, TLS 1.1
+  - curl and `openssl s_client` over https: ALPN choice (h2 first, http/1.1), TLS 1.2 and 1.3, TLS 1.1
     refused, req.scheme and req.sni, the modern cipher of TLS 1.2;
   - Python ssl: keep-alive, pipelining, 1 MiB answers, large bodies, close_notify at close;
   - Python websockets over wss://: echo, large messages, publish to another subscriber;
@@ -159,7 +159,8 @@ def t_curl_https(srv):
     eq(r.stdout, b"POST /hello?x=1 https localhost 3\n", "body")
     err = r.stderr.decode()
     check("ALPN: offers h2,http/1.1" in err, "curl offered h2 and http/1.1")
-    check("ALPN: server accepted http/1.1" in err, f"server chose http/1.1: {err[-800:]}")
+    check("ALPN: server accepted h2" in err, f"server chose h2: {err[-800:]}")
+    check("< HTTP/2 200" in err, f"answered over HTTP/2: {err[-800:]}")
     check(re.search(r"SSL connection using TLSv1\.3", err), "TLS 1.3 by default")
     # Without SNI (an IP address): req.sni is nil.
     r = run(["curl", "-sS", "-k", "--http1.1", f"https://127.0.0.1:{srv.tls_port}/ip"])
@@ -173,10 +174,15 @@ def s_client(port, *args, data=b"GET /s HTTP/1.1\r\nHost: localhost\r\nConnectio
 
 
 def t_s_client(srv):
-    r = s_client(srv.tls_port, "-alpn", "h2,http/1.1")
+    # Without -ign_eof: s_client quits at the end of its (empty) input.
+    r = run(["openssl", "s_client", "-connect", f"127.0.0.1:{srv.tls_port}", "-servername",
+             "localhost", "-CAfile", CERT, "-alpn", "h2,http/1.1"], input_=b"")
+    out = r.stdout.decode("latin-1")
+    check("ALPN protocol: h2" in out, f"ALPN h2 chosen over http/1.1: {out[-1500:]}")
+    r = s_client(srv.tls_port, "-alpn", "spdy/3,http/1.1")
     out = r.stdout.decode("latin-1")
     eq(r.returncode, 0, f"s_client exit ({r.stderr[-500:]!r})")
-    check("ALPN protocol: http/1.1" in out, f"ALPN http/1.1 chosen over h2: {out[-1500:]}")
+    check("ALPN protocol: http/1.1" in out, f"ALPN http/1.1: {out[-1500:]}")
     check("Verify return code: 0 (ok)" in out, "certificate verified")
     check("GET /s https localhost 0" in out, "request answered")
     r = s_client(srv.tls_port, "-tls1_2", "-alpn", "http/1.1")
@@ -221,11 +227,45 @@ def t_python_keepalive_pipelining(srv):
 
 def t_python_alpn(srv):
     ctx = client_ctx()
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    ctx.set_alpn_protocols(["http/1.1"])
     with tls_conn(srv.tls_port, ctx) as s:
         eq(s.selected_alpn_protocol(), "http/1.1", "ALPN")
         s.sendall(req("/alpn"))
         eq(read_response(s)[2], b"GET /alpn https localhost 0\n", "served")
+
+
+def t_python_alpn_h2(srv):
+    # ALPN h2: HTTP/2 from the first byte after the handshake, served by the same app.
+    import h2.config
+    import h2.connection
+    import h2.events
+    ctx = client_ctx()
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with tls_conn(srv.tls_port, ctx) as s:
+        eq(s.selected_alpn_protocol(), "h2", "ALPN")
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "https"),
+                              (":authority", "localhost"), (":path", "/alpn2")])
+        conn.send_data(1, b"abcd", end_stream=True)
+        s.sendall(conn.data_to_send())
+        status, body, done = None, b"", False
+        deadline = time.monotonic() + TIMEOUT
+        s.settimeout(TIMEOUT)
+        while not done and time.monotonic() < deadline:
+            data = s.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = dict(ev.headers).get(b":status")
+                elif isinstance(ev, h2.events.DataReceived):
+                    body += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    done = True
+            s.sendall(conn.data_to_send())
+        eq((status, body), (b"200", b"POST /alpn2 https localhost 4\n"), "HTTP/2 over TLS")
 
 
 def t_wss(srv):
@@ -262,8 +302,12 @@ def upgrade_then_tls(port, first, ctx=None):
 
 
 def t_2817_get(srv):
-    head, s = upgrade_then_tls(srv.port, upgrade_req("/up?q=1", "TLS/1.2"))
+    # A client that offers h2 by ALPN still gets HTTP/1.1: the upgraded request is HTTP/1.1.
+    ctx = client_ctx()
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    head, s = upgrade_then_tls(srv.port, upgrade_req("/up?q=1", "TLS/1.2"), ctx)
     with s:
+        eq(s.selected_alpn_protocol(), "http/1.1", "ALPN never h2 in place")
         lines = head.split("\r\n")
         eq(lines[0], "HTTP/1.1 101 Switching Protocols", "status line")
         check("Upgrade: TLS/1.2, HTTP/1.1" in lines, f"Upgrade field: {head!r}")
@@ -538,8 +582,9 @@ def t_workers(_srv):
 TESTS = [
     ("https with curl: ALPN http/1.1, scheme, SNI", t_curl_https),
     ("openssl s_client: ALPN, TLS 1.2 / 1.3, TLS 1.1 refused", t_s_client),
+    ("python3-h2 over TLS with ALPN h2: HTTP/2, scheme https", t_python_alpn_h2),
     ("python ssl: keep-alive, pipelining, 1 MiB, close_notify", t_python_keepalive_pipelining),
-    ("python ssl: ALPN h2,http/1.1 -> http/1.1", t_python_alpn),
+    ("python ssl: ALPN http/1.1", t_python_alpn),
     ("wss:// with python websockets: echo, 1 MB, publish", t_wss),
     ("RFC 2817: GET with TLS/1.2, keep-alive over TLS", t_2817_get),
     ("RFC 2817: OPTIONS * with TLS/1.0", t_2817_options),
