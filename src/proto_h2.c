@@ -141,6 +141,15 @@ static sy_str fstr(const h2_stream *st, uint32_t off, uint32_t len)
 
 static void h2_release(h2 *h);
 
+/* 1 while the app still owes the answer of a complete request. */
+static int owed(const h2 *h)
+{
+    for (const h2_stream *st = h->streams; st; st = st->next)
+        if (st->dispatched && !st->answered)
+            return 1;
+    return 0;
+}
+
 /* Moves what nghttp2 has to send into the conn's queue until the queue is over the high-water
  * mark (on_drain resumes), then closes the conn when the session is over. */
 static void produce(sy_conn *c, h2 *h)
@@ -181,7 +190,8 @@ static void produce(sy_conn *c, h2 *h)
     }
     if (c->closing)
         return;
-    if (!nghttp2_session_want_read(h->session) && !nghttp2_session_want_write(h->session))
+    int want_write = nghttp2_session_want_write(h->session);
+    if (!want_write && (!nghttp2_session_want_read(h->session) || (c->peer_eof && !owed(h))))
         sy_conn_close_after_write(c);
 }
 
@@ -843,7 +853,7 @@ static void h2_on_eof(sy_conn *c)
         return;
     }
     /* The client sends nothing more: streams already complete are still answered (as with
-     * HTTP/1.1), then the session ends (GOAWAY); the idle timeout bounds the rest. */
+     * HTTP/1.1), then the connection closes; incomplete ones can never finish. */
     nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
                           NULL, 0);
@@ -864,12 +874,10 @@ static void h2_on_drain(sy_conn *c)
 static void h2_on_timeout(sy_conn *c)
 {
     h2 *h = c->proto_state;
-    for (h2_stream *st = h->streams; st; st = st->next) {
-        if (st->dispatched && !st->answered) {
-            /* The app still owes an answer: as in HTTP/1.1, a pending response is not cut. */
-            sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
-            return;
-        }
+    if (owed(h)) {
+        /* The app still owes an answer: as in HTTP/1.1, a pending response is not cut. */
+        sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+        return;
     }
     nghttp2_session_terminate_session(h->session, NGHTTP2_NO_ERROR);
     produce(c, h);
