@@ -18,7 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * bits give the number of writes (1..4); the rest seeds where the stream is cut. */
 
 /* websocket (echo, small limits; "bye" makes the server close first), a raw "echo" token,
- * 426 for TLS, a reject on /reject, and plain requests answered with their body length. */
+ * 426 for TLS, h2c (then HTTP/2 streams, as with prior knowledge), a reject on /reject, and plain
+ * requests answered with their body length. */
 static const char APP[] =
     "local sy = require 'switchyard'\n"
     "return {\n"
@@ -35,6 +36,7 @@ static const char APP[] =
     "      return sy.accept('echo', { data = function(conn, bytes) conn:write(bytes) end }, {})\n"
     "    end\n"
     "    if req:offers('TLS') then return sy.upgrade_required('TLS/1.3') end\n"
+    "    if req:offers('h2c') then return sy.accept('h2c') end\n"
     "    if req.path == '/reject' then return sy.reject(403, 'no\\n', {}) end\n"
     "    return nil\n"
     "  end,\n"
