@@ -3,8 +3,9 @@
 
 Raw frames over a socket (h2frames.py, HPACK from python3-hpack), one case per requirement,
 grouped and numbered like h2spec's sections of RFC 7540/9113: 3.5 preface, 4 frame format,
-size and header compression, 5.1 stream states and identifiers, 5.1.2 concurrency, 5.3
-priority, 5.4 error handling, 5.5 extensions, 6.x each frame type, 8.1 HTTP messages. Every
+size and header compression, HPACK decoding errors (RFC 7541), 5.1 stream states and
+identifiers, 5.1.2 concurrency, 5.3 priority, 5.4 error handling, 5.5 extensions, 6.x each frame
+type, 8.1 HTTP messages. Every
 case checks the server's answer on the wire: a connection error is a GOAWAY with the expected
 code (or a close), a stream error an RST_STREAM or GOAWAY with the expected code (or a close),
 and "ignored" means the connection still answers a PING afterwards.
@@ -210,6 +211,32 @@ def _(c):
     c.send(frame(F.HEADERS, F.END_STREAM, 1, c.block(hdrs())))
     c.send(frame(F.HEADERS, F.END_STREAM | F.END_HEADERS, 3, c.block(hdrs())))
     connection_error(c, F.PROTOCOL_ERROR)
+
+
+# ---- HPACK (RFC 7541) --------------------------------------------------------------------------
+
+def hpack_error(block):
+    def run(c):
+        c.send(frame(F.HEADERS, F.END_STREAM | F.END_HEADERS, 1, block))
+        connection_error(c, F.COMPRESSION_ERROR)
+    return run
+
+
+REQ = bytes([0x82, 0x86, 0x84, 0x41, 0x09]) + b"127.0.0.1"  # :method GET, http, /, :authority
+HPACK = [
+    ("hpack/2.3.3/1", "an indexed field with an index past both tables", REQ + bytes([0xff, 0x7f])),
+    ("hpack/2.3.3/2", "a literal whose name index is past both tables", REQ + bytes([0x7f, 0x70, 0x01, 0x61])),
+    ("hpack/4.2/1", "a table size update above SETTINGS_HEADER_TABLE_SIZE",
+     bytes([0x3f, 0xe2, 0x1f]) + REQ),
+    ("hpack/5.2/1", "a Huffman string that contains EOS",
+     REQ + bytes([0x40, 0x85, 0xf2, 0xb2, 0x4a, 0x87, 0xff, 0x84, 0xff, 0xff, 0xff, 0xfd])),
+    ("hpack/5.2/2", "Huffman padding longer than 7 bits",
+     REQ + bytes([0x40, 0x85, 0xf2, 0xb2, 0x4a, 0x87, 0xff, 0x82, 0xff, 0xff])),
+    ("hpack/6.3/1", "a table size update after a field",
+     REQ + bytes([0x20])),
+]
+for _sec, _desc, _block in HPACK:
+    case(_sec, _desc + ": COMPRESSION_ERROR")(hpack_error(_block))
 
 
 # ---- 5.1 Stream States ----------------------------------------------------------------------------
