@@ -9,6 +9,7 @@
 
 #define H2_MAX_STREAMS 100  /* SETTINGS_MAX_CONCURRENT_STREAMS we announce */
 #define H2_MAX_GAPS 8       /* skipped client stream id ranges remembered (RFC 9113 5.1.1) */
+#define H2_HELD_BODIES 4    /* request bodies held at once per connection: this many max_body */
 #define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define H2_PREFACE_LEN 24
 
@@ -36,6 +37,7 @@ typedef struct h2_stream {
     unsigned req_done : 1;         /* END_STREAM received */
     unsigned dispatched : 1;       /* handed to the app */
     unsigned answered : 1;         /* a response was submitted */
+    unsigned upgraded_body : 1;    /* the body came with the h2c upgrade (not in h2->held) */
 } h2_stream;
 
 typedef struct h2 {
@@ -48,6 +50,7 @@ typedef struct h2 {
     int in_recv, in_send;          /* inside nghttp2: no mem_send, no free */
     int dead;                      /* the conn closed while inside nghttp2: free afterwards */
     int drained;                   /* on_drain ran during produce */
+    size_t held;                   /* bytes of request bodies held for streams not yet served */
     sy_conn *conn;                 /* borrowed; the conn that owns this state */
     /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
     size_t preface_left;
@@ -66,6 +69,16 @@ static void stream_free(h2_stream *st)
     sy_free(st->body);
     sy_free(st->out);
     sy_free(st);
+}
+
+/* Releases a request body that is no longer needed (served, refused or reset). */
+static void drop_body(h2 *h, h2_stream *st)
+{
+    if (!st->upgraded_body)
+        h->held -= st->body_len;
+    sy_free(st->body);
+    st->body = NULL;
+    st->body_len = st->body_cap = 0;
 }
 
 static h2_stream *stream_new(h2 *h, int32_t id)
@@ -343,6 +356,8 @@ static void dispatch(sy_conn *c, h2 *h, h2_stream *st)
     sy_str body = sy_str_make(st->body, st->body_len);
     sy_app_request(c, &req, body, st->id);
     sy_free(hdrs);
+    if (!h->dead)
+        drop_body(h, st); /* the app has its own copy */
 }
 
 /* ---- responses ----------------------------------------------------------------------------- */
@@ -600,16 +615,32 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     h2_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
     if (!st || st->refused || st->dispatched)
         return 0;
-    if (st->body_len + len > h->conn->server->cfg.max_body) {
+    size_t max_body = h->conn->server->cfg.max_body;
+    if (st->body_len + len > max_body) {
+        drop_body(h, st);
         respond_core(h->conn, h, st, 413, "request body too large");
         return 0;
     }
+    if (h->held + len > H2_HELD_BODIES * max_body) {
+        /* Many bodies arriving at once: this stream is refused before any processing, so the
+         * client may retry it (RFC 9113 8.7); memory per connection stays bounded. */
+        drop_body(h, st);
+        st->refused = 1;
+        if (st->res) {
+            sy_app_response_dropped(st->res);
+            st->res = NULL;
+        }
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
     if (grow((void **)&st->body, &st->body_cap, st->body_len + len + 1, 1) != 0) {
+        drop_body(h, st);
         respond_core(h->conn, h, st, 500, "out of memory");
         return 0;
     }
     memcpy(st->body + st->body_len, data, len);
     st->body_len += len;
+    h->held += len;
     return 0;
 }
 
@@ -682,6 +713,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         st->res = NULL;
         sy_app_response_dropped(res);
     }
+    drop_body(h, st);
     stream_unlink(h, st);
     stream_free(st);
     return 0;
@@ -997,6 +1029,7 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
             goto fail;
         memcpy(st->body, body.p, body.len);
         st->body_len = body.len;
+        st->upgraded_body = 1;
     }
     /* The client preface follows the 101; the walker starts counting there. */
     return h;

@@ -11,6 +11,7 @@ Prints "ok - NAME" / "not ok - NAME" per test and a final "N passed, N failed" l
 """
 import os
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -365,6 +366,68 @@ def test_body_limit(srv):
     c.send(F.frame(F.DATA, 0, 5, b"y" * 15000) + F.frame(F.DATA, F.END_STREAM, 5, b"y" * 15000))
     h, body, _ = c.response(5)
     assert h[":status"] == "200" and body == b"y" * 30000, (h, len(body))
+    c.close()
+
+
+def test_bodies_held_per_connection_are_bounded(srv):
+    # max_body is 64 KiB: a connection holds at most 4 x 64 KiB of bodies still arriving; the
+    # stream whose DATA would pass that is refused (REFUSED_STREAM), the others go on.
+    c = pk(srv.port)
+    conn_window = 65535
+    resets = []
+
+    def pump(need):
+        nonlocal conn_window
+        deadline = time.monotonic() + TIMEOUT
+        while conn_window < need and time.monotonic() < deadline:
+            f = c.frame(1)
+            if f is None:
+                break
+            if f.type == F.WINDOW_UPDATE and f.stream == 0:
+                conn_window += struct.unpack(">I", f.payload)[0] & 0x7FFFFFFF
+            elif f.type == F.RST_STREAM:
+                resets.append((f.stream, f.error_code()))
+            elif f.type == F.SETTINGS and not f.flags & F.ACK:
+                c.send(F.settings(ack=True))
+        assert conn_window >= need, "the server never opened its window"
+
+    def send_body(stream, n):
+        nonlocal conn_window
+        for _ in range(n // 15000):
+            pump(15000)
+            c.send(F.frame(F.DATA, 0, stream, b"z" * 15000))
+            conn_window -= 15000
+
+    for s in (1, 3, 5, 7, 9):
+        c.headers(s, F.request_headers("/echo", "POST"), end_stream=False)
+        send_body(s, 60000)
+    seen, f = c.frames_until(lambda f: f.type == F.RST_STREAM and f.stream == 9)
+    resets += [(g.stream, g.error_code()) for g in seen if g.type == F.RST_STREAM]
+    assert resets == [(9, F.REFUSED_STREAM)], (resets, seen)
+    bodies = {}
+    for s in (1, 3, 5, 7):
+        c.send(F.frame(F.DATA, F.END_STREAM, s, b""))
+    deadline = time.monotonic() + TIMEOUT
+    while len([s for s in bodies if bodies[s][1]]) < 4 and time.monotonic() < deadline:
+        f = c.frame(1)
+        if f is None:
+            break
+        if f.type == F.HEADERS:
+            c.decode(f)
+        if f.type == F.DATA:
+            got, _ = bodies.get(f.stream, (b"", False))
+            bodies[f.stream] = (got + f.payload, bool(f.flags & F.END_STREAM))
+            c.send(F.window_update(0, len(f.payload)) + F.window_update(f.stream, len(f.payload)))
+        if f.type == F.WINDOW_UPDATE and f.stream == 0:
+            conn_window += struct.unpack(">I", f.payload)[0] & 0x7FFFFFFF
+    assert sorted(bodies) == [1, 3, 5, 7], sorted(bodies)
+    assert all(b == b"z" * 60000 and end for b, end in bodies.values())
+    # The bodies were served and released: a new one fits again.
+    c.headers(11, F.request_headers("/echo", "POST"), end_stream=False)
+    send_body(11, 60000)
+    c.send(F.frame(F.DATA, F.END_STREAM, 11, b""))
+    h, body, _ = c.response(11)
+    assert h[":status"] == "200" and body == b"z" * 60000, (h, len(body))
     c.close()
 
 
