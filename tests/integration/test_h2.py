@@ -188,6 +188,40 @@ def test_http2_settings_are_applied(srv):
     c.close()
 
 
+def test_upgrade_then_an_invalid_client_preface_closes(srv):
+    good = F.settings_b64((0x3, 100))
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT)
+    s.sendall(upgrade_bytes("/x", settings=good))
+    status, _, rest = http1_head(s)
+    assert status == 101, status
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")   # HTTP/1.1 again, not the preface
+    data = rest
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    else:
+        raise AssertionError("still open")
+    s.close()
+    assert b"HTTP/1.1" not in data, data   # no HTTP/1.1 answer after the switch
+
+
+def test_upgrade_head_request(srv):
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = conn.initiate_upgrade_connection().decode()
+    c = F.Conn(srv.port)
+    c.send(upgrade_bytes("/bytes?100", "HEAD", settings=settings))
+    head = c.read_until(b"\r\n\r\n")
+    assert head and head.startswith(b"HTTP/1.1 101"), head
+    c.start()
+    seen, f = c.frames_until(lambda f: f.stream == 1 and f.flags & F.END_STREAM)
+    assert f and f.type == F.HEADERS, seen   # headers only: stream 1 was a HEAD
+    assert dict(c.decode(f))["content-length"] == "100"
+    c.close()
+
+
 def test_offers_that_do_not_upgrade(srv):
     good = F.settings_b64((0x3, 100))
     cases = {
