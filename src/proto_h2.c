@@ -105,11 +105,13 @@ static void stream_unlink(h2 *h, h2_stream *st)
     st->prev = st->next = NULL;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+/* Grows *p to hold need elements; a first allocation takes first elements (one allocation for
+ * a typical request's header bytes or fields). */
+static int grow(void **p, size_t *cap, size_t need, size_t elem, size_t first)
 {
     if (need <= *cap)
         return 0;
-    size_t n = *cap ? *cap : 16;
+    size_t n = *cap ? *cap : first;
     while (n < need)
         n *= 2;
     void *q = sy_realloc(*p, n * elem);
@@ -123,7 +125,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 /* Appends bytes to the stream's header block; returns the offset or -1 (no memory). */
 static int64_t hb_put(h2_stream *st, const void *p, size_t n)
 {
-    if (grow((void **)&st->hb, &st->hb_cap, st->hb_len + n + 1, 1) != 0)
+    if (grow((void **)&st->hb, &st->hb_cap, st->hb_len + n + 1, 1, 512) != 0)
         return -1;
     memcpy(st->hb + st->hb_len, p, n);
     size_t off = st->hb_len;
@@ -317,8 +319,9 @@ static void dispatch(sy_conn *c, h2 *h, h2_stream *st)
         return;
     }
     size_t n = st->nfields + (host_name >= 0 ? 1 : 0);
-    sy_http1_header *hdrs = n ? sy_calloc(n, sizeof *hdrs) : NULL;
-    if (n && !hdrs) {
+    sy_http1_header stack_hdrs[32];
+    sy_http1_header *hdrs = n <= SY_COUNTOF(stack_hdrs) ? stack_hdrs : sy_calloc(n, sizeof *hdrs);
+    if (!hdrs) {
         respond_core(c, h, st, 500, "out of memory");
         return;
     }
@@ -355,7 +358,8 @@ static void dispatch(sy_conn *c, h2 *h, h2_stream *st)
     req.keep_alive = 1;
     sy_str body = sy_str_make(st->body, st->body_len);
     sy_app_request(c, &req, body, st->id);
-    sy_free(hdrs);
+    if (hdrs != stack_hdrs)
+        sy_free(hdrs);
     if (!h->dead)
         drop_body(h, st); /* the app has its own copy */
 }
@@ -598,7 +602,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
             st->too_big = 1;
             return 0;
         }
-        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field)) != 0)
+        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         pseudo = &st->fields[st->nfields++];
     }
@@ -633,7 +637,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
-    if (grow((void **)&st->body, &st->body_cap, st->body_len + len + 1, 1) != 0) {
+    if (grow((void **)&st->body, &st->body_cap, st->body_len + len + 1, 1, 1024) != 0) {
         drop_body(h, st);
         respond_core(h->conn, h, st, 500, "out of memory");
         return 0;
@@ -1009,7 +1013,7 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
         sy_str name = req->headers[i].name;
         if (connection_specific(name.p, name.len) || sy_str_ieq(name, "http2-settings"))
             continue;
-        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field)) != 0)
+        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
             goto fail;
         h2_field *f = &st->fields[st->nfields];
         if (put_field(st, f, (const uint8_t *)name.p, name.len,
