@@ -16,6 +16,7 @@
 /* Under TLS a write with nothing queued is encrypted at once up to this size; the rest waits
  * in the queue as plaintext, so ciphertext held per connection stays bounded. */
 #define TLS_DIRECT_MAX (64 * 1024)
+#define TLS_FIRST_ROOM 1024
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
@@ -681,9 +682,12 @@ static void tls_run(sy_conn *c, int force, int sock_eof)
     sy_tls *t = c->tls;
     size_t before = sy_buf_len(&c->in);
     int notify_eof = 0;
+    /* Ask for a little room first: most plaintext (a request head, a frame) fits, and an idle
+     * connection keeps a small buffer. A read that fills its room asks for a record's worth. */
+    size_t want = TLS_FIRST_ROOM;
     for (;;) {
         char *span;
-        int rc = sy_buf_reserve(&c->in, c->in.cap ? READ_CHUNK : FIRST_READ, &span);
+        int rc = sy_buf_reserve(&c->in, want, &span);
         if (rc == SY_ELIMIT) {
             /* The protocol lets plaintext pile up: keep the rest encrypted, stop reading. */
             size_t room = c->in.limit - sy_buf_len(&c->in);
@@ -704,6 +708,8 @@ static void tls_run(sy_conn *c, int force, int sock_eof)
         ssize_t r = sy_tls_read(t, span, room, &why);
         if (r > 0) {
             sy_buf_commit(&c->in, (size_t)r);
+            if ((size_t)r == room)
+                want = READ_CHUNK;
             continue;
         }
         if (r == SY_EAGAIN)
