@@ -105,6 +105,16 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* SNI: any name is welcome (one certificate serves all). Acknowledging it also keeps the name
+ * in the session, so a resumed session still reports it. */
+static int servername_ok(SSL *ssl, int *alert, void *arg)
+{
+    (void)ssl;
+    (void)alert;
+    (void)arg;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 static int fail_file(char *err, size_t cap, const char *what, const char *file)
 {
     unsigned long e = ERR_peek_last_error();
@@ -161,6 +171,7 @@ int sy_tls_ctx_new(const char *cert_file, const char *key_file, int offer_h2, sy
     static const unsigned char sid_ctx[] = "switchyard";
     SSL_CTX_set_session_id_context(s, sid_ctx, sizeof sid_ctx - 1);
     SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
+    SSL_CTX_set_tlsext_servername_callback(s, servername_ok);
 
     if (SSL_CTX_use_certificate_chain_file(s, cert_file) != 1) {
         fail_file(err, errcap, "certificate", cert_file);

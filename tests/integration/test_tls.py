@@ -268,6 +268,22 @@ def t_python_alpn_h2(srv):
         eq((status, body), (b"200", b"POST /alpn2 https localhost 4\n"), "HTTP/2 over TLS")
 
 
+def t_resumption(srv):
+    # A second connection resumes the first one's session (TLS 1.2 cache and TLS 1.3 tickets).
+    for maxv in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = client_ctx(maxv=maxv)
+        with tls_conn(srv.tls_port, ctx) as s:
+            s.sendall(req("/first"))
+            read_response(s)  # TLS 1.3 tickets arrive after the handshake, with the data
+            session = s.session
+            check(not s.session_reused, "first connection: full handshake")
+        raw = socket.create_connection(("127.0.0.1", srv.tls_port), timeout=TIMEOUT)
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(req("/again"))
+            eq(read_response(s)[2], b"GET /again https localhost 0\n", "served")
+            check(s.session_reused, f"{maxv.name}: session resumed")
+
+
 def t_wss(srv):
     import websockets.client
 
@@ -585,6 +601,7 @@ TESTS = [
     ("python3-h2 over TLS with ALPN h2: HTTP/2, scheme https", t_python_alpn_h2),
     ("python ssl: keep-alive, pipelining, 1 MiB, close_notify", t_python_keepalive_pipelining),
     ("python ssl: ALPN http/1.1", t_python_alpn),
+    ("session resumption, TLS 1.2 and 1.3", t_resumption),
     ("wss:// with python websockets: echo, 1 MB, publish", t_wss),
     ("RFC 2817: GET with TLS/1.2, keep-alive over TLS", t_2817_get),
     ("RFC 2817: OPTIONS * with TLS/1.0", t_2817_options),
