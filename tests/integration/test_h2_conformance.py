@@ -347,6 +347,15 @@ def _(c):
     stream_error(c, F.PROTOCOL_ERROR, F.REFUSED_STREAM)
 
 
+@case("5.1.2/2", "past the limit with answers held by a zero window: REFUSED_STREAM")
+def _(c):
+    # As h2spec does it: complete requests whose answers cannot leave (window 0) stay open.
+    c.send(F.settings((4, 0)))
+    for i in range(101):
+        c.headers(1 + 2 * i, hdrs("/"))
+    stream_error(c, F.PROTOCOL_ERROR, F.REFUSED_STREAM)
+
+
 # ---- 5.3 Stream Priority, 5.4 Error Handling, 5.5 Extending HTTP/2 ------------------------------
 
 @case("5.3.1/1", "HEADERS depending on its own stream: PROTOCOL_ERROR")
