@@ -5,7 +5,8 @@
 --   closer  on open writes "bye\n" then conn:close()
 --   quit    echoes; "QUIT\n" in the data makes it write "bye\n" and conn:close()
 --   track1, track2, closer2   like echo, echo, closer (each used by one close test only)
---   big     writes 64 KiB blocks until conn:write returns false (at most 512 blocks), then on
+--   big     writes 64 KiB blocks until conn:write returns false (at most 512 blocks; counted
+--           in /stats as full_big), then on
 --           drain writes "\nEND blocks=N saw_false=B drains=D\n"; block i is 65536 times
 --           the letter ("A".."Z")[i % 26 + 1]
 -- app.request: /stats counters (opens, closes, drains, and closes_<token> per token name);
@@ -98,6 +99,7 @@ handlers.big = with_counts("big", {
       d.blocks = d.blocks + 1
       if conn:write(string.rep(letter, BLOCK)) == false then
         d.saw_false = true
+        stats.full_big = (stats.full_big or 0) + 1 -- past the mark: /stats tells
         break
       end
     end
@@ -129,8 +131,9 @@ end
 
 function app.request(req, res)
   if req.path == "/stats" then
-    local out = { ("opens=%d\ncloses=%d\ndrains=%d\nfull_baddrain=%d\n"):format(stats.opens,
-                  stats.closes, stats.drains, stats.full_baddrain or 0) }
+    local out = { ("opens=%d\ncloses=%d\ndrains=%d\nfull_baddrain=%d\nfull_big=%d\n"):format(
+                  stats.opens, stats.closes, stats.drains, stats.full_baddrain or 0,
+                  stats.full_big or 0) }
     for n in pairs(handlers) do
       out[#out + 1] = ("closes_%s=%d\n"):format(n, closes_by[n] or 0)
     end
