@@ -411,15 +411,19 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     nghttp2_nv stack_nv[24];
     nghttp2_nv *nv = lines + 3 <= SY_COUNTOF(stack_nv) ? stack_nv
                                                         : sy_malloc((lines + 3) * sizeof *nv);
-    char *copy = headers.len ? sy_malloc(headers.len) : NULL;
-    if (!nv || (headers.len && !copy)) {
+    char stack_copy[1024];
+    char *copy = headers.len <= sizeof stack_copy ? stack_copy : sy_malloc(headers.len);
+    if (!nv || !copy) {
         if (nv != stack_nv)
             sy_free(nv);
-        sy_free(copy);
+        if (copy != stack_copy)
+            sy_free(copy);
         return SY_ENOMEM;
     }
-    char st_buf[4], cl_buf[24];
-    snprintf(st_buf, sizeof st_buf, "%03d", status);
+    /* Formatted by hand: this runs once per response. */
+    char st_buf[3] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                      (char)('0' + status % 10)};
+    char cl_buf[24];
     size_t nnv = 0;
 #define NV(n, nl, v, vl)                                                                           \
     (nv[nnv].name = (uint8_t *)(n), nv[nnv].namelen = (nl), nv[nnv].value = (uint8_t *)(v),       \
@@ -430,8 +434,12 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     NV("date", 4, date + 6, strlen(date) - 8);
     int with_body = status_has_body(status);
     if (with_body) {
-        int cl = snprintf(cl_buf, sizeof cl_buf, "%zu", body.len);
-        NV("content-length", 14, cl_buf, (size_t)cl);
+        size_t k = sizeof cl_buf, v = body.len;
+        do {
+            cl_buf[--k] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        NV("content-length", 14, cl_buf + k, sizeof cl_buf - k);
     }
     if (headers.len) {
         memcpy(copy, headers.p, headers.len);
@@ -477,7 +485,8 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
         rc = SY_ECLOSED;
     if (nv != stack_nv)
         sy_free(nv);
-    sy_free(copy);
+    if (copy != stack_copy)
+        sy_free(copy);
     if (rc == 0) {
         st->answered = 1;
         st->res = NULL;
