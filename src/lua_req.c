@@ -13,7 +13,7 @@ typedef struct lreq {
     sy_http1_header *headers; /* into this block */
     size_t noffers;
     sy_upgrade_offer *offers; /* into this block */
-    char remote_addr[INET6_ADDRSTRLEN];
+    sy_peer peer; /* formatted when req.remote_addr is read (inet_ntop is not free) */
     /* then: headers[nheaders], offers[noffers], the head bytes */
 } lreq;
 
@@ -79,7 +79,7 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
         offs[i].version = rebase(offers[i].version, head, copy);
         offs[i].kind = offers[i].kind;
     }
-    sy_peer_format(&c->peer, r->remote_addr);
+    r->peer = c->peer;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key); /* no lookup by name per request */
     lua_setmetatable(L, -2);
     if (body.p) {
@@ -240,7 +240,9 @@ static int req_index(lua_State *L)
         break;
     case 'r':
         if (strcmp(k, "remote_addr") == 0) {
-            lua_pushstring(L, r->remote_addr);
+            char addr[INET6_ADDRSTRLEN];
+            sy_peer_format(&r->peer, addr);
+            lua_pushstring(L, addr);
             return 1;
         }
         break;
