@@ -309,3 +309,266 @@ int sy_ws_parse_close(const uint8_t *p, size_t n, int *code, sy_str *reason, con
     *reason = sy_str_make((const char *)p + 2, n - 2);
     return 0;
 }
+
+/* ---- permessage-deflate negotiation ----------------------------------------------------- */
+
+/* RFC 9110 5.6.2 tchar, as in upgrade.c (a codec keeps its own copy: no shared internals). */
+static int ext_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+typedef struct ext_scan {
+    const char *p;
+    size_t len, i;
+} ext_scan;
+
+static void ext_ows(ext_scan *s)
+{
+    while (s->i < s->len && (s->p[s->i] == ' ' || s->p[s->i] == '\t'))
+        s->i++;
+}
+
+static int ext_at(const ext_scan *s, char c)
+{
+    return s->i < s->len && s->p[s->i] == c;
+}
+
+/* A token into *t; 0 when there is none. */
+static int ext_token(ext_scan *s, sy_str *t)
+{
+    size_t start = s->i;
+    while (s->i < s->len && ext_tchar((unsigned char)s->p[s->i]))
+        s->i++;
+    *t = sy_str_make(s->p + start, s->i - start);
+    return s->i > start;
+}
+
+/* A quoted-string (RFC 9110 5.6.4), unescaped into out (cap bytes); *n is its length, which
+ * may exceed cap (then only cap bytes are kept). 0 on a syntax error. */
+static int ext_quoted(ext_scan *s, char *out, size_t cap, size_t *n)
+{
+    *n = 0;
+    s->i++; /* the opening quote */
+    while (s->i < s->len) {
+        unsigned char c = (unsigned char)s->p[s->i++];
+        if (c == '"')
+            return 1;
+        if (c == '\\') {
+            if (s->i >= s->len)
+                return 0;
+            c = (unsigned char)s->p[s->i++];
+            if (c != '\t' && (c < 0x20 || c == 0x7f))
+                return 0;
+        } else if (c != '\t' && (c < 0x20 || c == 0x7f)) {
+            return 0; /* qdtext: HTAB, SP, visible and obs-text bytes */
+        }
+        if (*n < cap)
+            out[*n] = (char)c;
+        (*n)++;
+    }
+    return 0; /* no closing quote */
+}
+
+/* Skips to the next comma outside a quoted string (or the end). */
+static void ext_skip_element(ext_scan *s)
+{
+    int quoted = 0;
+    while (s->i < s->len) {
+        char c = s->p[s->i];
+        if (quoted) {
+            if (c == '\\')
+                s->i++;
+            else if (c == '"')
+                quoted = 0;
+        } else if (c == '"') {
+            quoted = 1;
+        } else if (c == ',') {
+            return;
+        }
+        s->i++;
+    }
+    if (s->i > s->len)
+        s->i = s->len;
+}
+
+/* RFC 7692 7.1.2: 1*DIGIT in 8..15, no leading zero ("%x38-39 / %x31 %x30-35"). 0 if not. */
+static int window_bits(const char *v, size_t n)
+{
+    if (n == 1 && (v[0] == '8' || v[0] == '9'))
+        return v[0] - '0';
+    if (n == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
+        return 10 + v[1] - '0';
+    return 0;
+}
+
+typedef struct pmd_offer {
+    int snct, cnct; /* seen counts */
+    int smwb;       /* 0 absent, else the value */
+    int cmwb;       /* 0 absent, -1 without a value, else the value */
+    int smwb_seen, cmwb_seen;
+    int bad;
+} pmd_offer;
+
+/* One parameter of a permessage-deflate offer. value is NULL when there was no "=". */
+static void pmd_param(pmd_offer *o, sy_str name, const char *value, size_t vlen)
+{
+    if (sy_str_ieq(name, "server_no_context_takeover")) {
+        if (value || o->snct++)
+            o->bad = 1;
+    } else if (sy_str_ieq(name, "client_no_context_takeover")) {
+        if (value || o->cnct++)
+            o->bad = 1;
+    } else if (sy_str_ieq(name, "server_max_window_bits")) {
+        /* 7.1.2.1: the value is required. */
+        if (o->smwb_seen++ || !value || !(o->smwb = window_bits(value, vlen)))
+            o->bad = 1;
+    } else if (sy_str_ieq(name, "client_max_window_bits")) {
+        /* 7.1.2.2: the value is optional in an offer. */
+        if (o->cmwb_seen++)
+            o->bad = 1;
+        else if (!value)
+            o->cmwb = -1;
+        else if (!(o->cmwb = window_bits(value, vlen)))
+            o->bad = 1;
+    } else {
+        o->bad = 1; /* 7.1: an unknown parameter declines the offer */
+    }
+}
+
+static void pmd_accept(const pmd_offer *o, const sy_pmd_config *cfg, sy_pmd_params *p)
+{
+    memset(p, 0, sizeof *p);
+    /* 7.1.1.1: a server may always answer server_no_context_takeover, and must when asked. */
+    p->server_no_context_takeover = cfg->server_no_context_takeover || o->snct;
+    /* 7.1.2.1: the answer carries a value no larger than the offer's; the server may also
+     * name a smaller window of its own when the offer has none. */
+    p->server_window_bits = cfg->server_window_bits;
+    p->send_server_bits = cfg->server_window_bits < 15;
+    if (o->smwb) {
+        if (o->smwb < p->server_window_bits)
+            p->server_window_bits = o->smwb;
+        p->send_server_bits = 1;
+    }
+    /* 7.1.1.2: client_no_context_takeover may always be answered. */
+    p->client_no_context_takeover = cfg->client_no_context_takeover;
+    p->client_window_bits = 15;
+    if (o->cmwb && cfg->client_window_bits < 15) {
+        /* 7.1.2.2: only when offered, and no larger than an offered value. */
+        int bits = cfg->client_window_bits;
+        if (o->cmwb > 0 && o->cmwb < bits)
+            bits = o->cmwb;
+        p->client_window_bits = bits;
+        p->send_client_bits = 1;
+    } else if (!o->cmwb && cfg->client_window_bits < 15) {
+        /* The client's window cannot be limited: keep no context of it between messages. */
+        p->client_no_context_takeover = 1;
+    }
+}
+
+int sy_ws_pmd_negotiate(sy_str value, const sy_pmd_config *cfg, sy_pmd_params *out)
+{
+    ext_scan s = {value.p, value.p ? value.len : 0, 0};
+    while (s.i < s.len) {
+        ext_ows(&s);
+        if (ext_at(&s, ',')) { /* RFC 9110 5.6.1: empty list elements are ignored */
+            s.i++;
+            continue;
+        }
+        if (s.i >= s.len)
+            break;
+        sy_str name;
+        pmd_offer o;
+        memset(&o, 0, sizeof o);
+        int syntax_ok = ext_token(&s, &name);
+        int pmd = syntax_ok && sy_str_ieq(name, "permessage-deflate");
+        while (syntax_ok) {
+            ext_ows(&s);
+            if (s.i >= s.len || ext_at(&s, ','))
+                break;
+            if (!ext_at(&s, ';')) {
+                syntax_ok = 0;
+                break;
+            }
+            s.i++;
+            ext_ows(&s);
+            sy_str pname;
+            if (!ext_token(&s, &pname)) {
+                syntax_ok = 0;
+                break;
+            }
+            ext_ows(&s);
+            char vbuf[16];
+            const char *v = NULL;
+            size_t vlen = 0;
+            if (ext_at(&s, '=')) {
+                s.i++;
+                ext_ows(&s);
+                if (ext_at(&s, '"')) {
+                    /* RFC 6455 9.1: a quoted value must be a token once unquoted. */
+                    if (!ext_quoted(&s, vbuf, sizeof vbuf, &vlen)) {
+                        syntax_ok = 0;
+                        break;
+                    }
+                    size_t k = 0;
+                    while (k < vlen && k < sizeof vbuf && ext_tchar((unsigned char)vbuf[k]))
+                        k++;
+                    if (vlen == 0 || k < vlen || vlen > sizeof vbuf)
+                        o.bad = 1;
+                    v = vbuf;
+                    if (vlen > sizeof vbuf)
+                        vlen = sizeof vbuf;
+                } else {
+                    sy_str tv;
+                    if (!ext_token(&s, &tv)) {
+                        syntax_ok = 0;
+                        break;
+                    }
+                    v = tv.p;
+                    vlen = tv.len;
+                }
+            }
+            if (pmd)
+                pmd_param(&o, pname, v, vlen);
+        }
+        if (!syntax_ok) {
+            ext_skip_element(&s);
+            continue;
+        }
+        if (pmd && !o.bad) {
+            pmd_accept(&o, cfg, out);
+            return 1;
+        }
+        if (ext_at(&s, ','))
+            s.i++;
+    }
+    return 0;
+}
+
+size_t sy_ws_pmd_format(const sy_pmd_params *p, char out[SY_WS_PMD_ANSWER_MAX])
+{
+    size_t n = 0;
+#define PUT(lit) (memcpy(out + n, lit, sizeof(lit) - 1), n += sizeof(lit) - 1)
+    PUT("permessage-deflate");
+    if (p->server_no_context_takeover)
+        PUT("; server_no_context_takeover");
+    if (p->client_no_context_takeover)
+        PUT("; client_no_context_takeover");
+    if (p->send_server_bits) {
+        PUT("; server_max_window_bits=");
+        if (p->server_window_bits >= 10)
+            out[n++] = '1';
+        out[n++] = (char)('0' + p->server_window_bits % 10);
+    }
+    if (p->send_client_bits) {
+        PUT("; client_max_window_bits=");
+        if (p->client_window_bits >= 10)
+            out[n++] = '1';
+        out[n++] = (char)('0' + p->client_window_bits % 10);
+    }
+#undef PUT
+    out[n] = '\0';
+    return n;
+}

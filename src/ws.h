@@ -1,5 +1,6 @@
-/* WebSocket frame codec (RFC 6455 5.2), masking, incremental UTF-8 validation and close-code
- * rules: pure, no I/O, no allocation. Messages are built above this, under their own limits. */
+/* WebSocket frame codec (RFC 6455 5.2), masking, incremental UTF-8 validation, close-code
+ * rules and the permessage-deflate negotiation (RFC 7692): pure, no I/O, no allocation.
+ * Messages are built above this, under their own limits; the zlib streams live in pmd.c. */
 #ifndef SY_WS_H
 #define SY_WS_H
 
@@ -75,5 +76,45 @@ int sy_ws_close_code_valid(int code);
  * until p changes; empty when there is none); else SY_EPROTO with *why (may be NULL), *reason
  * empty and *code set to the close code to answer with (1002 protocol error, 1007 bad UTF-8). */
 int sy_ws_parse_close(const uint8_t *p, size_t n, int *code, sy_str *reason, const char **why);
+
+/* ---- permessage-deflate negotiation (RFC 7692 5, 7.1) ------------------------------------- */
+
+/* What the server asks for (a memory preset). */
+typedef struct sy_pmd_config {
+    int server_no_context_takeover; /* 1: always answer server_no_context_takeover */
+    int client_no_context_takeover; /* 1: always answer client_no_context_takeover */
+    int server_window_bits;         /* 9..15: the largest window our compressor uses */
+    int client_window_bits;         /* 9..15: the window asked of the client; below 15, a client
+                                     * that cannot be limited (no client_max_window_bits in its
+                                     * offer) is asked for client_no_context_takeover instead */
+} sy_pmd_config;
+
+/* What was agreed for one connection. */
+typedef struct sy_pmd_params {
+    int server_no_context_takeover; /* our compressor resets after every message */
+    int client_no_context_takeover; /* the client's compressor resets after every message */
+    int server_window_bits;         /* 8..15: our compressor stays within it; zlib's raw deflate
+                                     * has no 8-bit window, so at 8 we never compress */
+    int client_window_bits;         /* 8..15: the client's window; inflate with at least 9 */
+    int send_server_bits;           /* answer server_max_window_bits=server_window_bits */
+    int send_client_bits;           /* answer client_max_window_bits=client_window_bits */
+} sy_pmd_params;
+
+/* The longest answer sy_ws_pmd_format writes, NUL included. */
+#define SY_WS_PMD_ANSWER_MAX 160
+
+/* Reads a Sec-WebSocket-Extensions value (several fields joined with ", " form one list, RFC
+ * 6455 9.1) and picks the first acceptable permessage-deflate offer under cfg. An offer is
+ * declined (and the next one considered) when it has an unknown parameter, a parameter twice,
+ * a value where none belongs or a missing or invalid one (window bits are 8..15, written as in
+ * RFC 7692 7.1.2 without leading zeros, as a token or a quoted string), or broken syntax; a
+ * syntax error skips to the next comma outside a quoted string. Other extensions are ignored.
+ * Returns 1 and fills *out, or 0 when no offer is acceptable (the handshake goes on without the
+ * extension). Never reads past value.p[value.len - 1]. */
+int sy_ws_pmd_negotiate(sy_str value, const sy_pmd_config *cfg, sy_pmd_params *out);
+
+/* Writes the response extension ("permessage-deflate; ...") for p into out, NUL-terminated,
+ * and returns its length (< SY_WS_PMD_ANSWER_MAX). */
+size_t sy_ws_pmd_format(const sy_pmd_params *p, char out[SY_WS_PMD_ANSWER_MAX]);
 
 #endif

@@ -1037,6 +1037,162 @@ static void test_close_parse(void)
     }
 }
 
+/* ---- permessage-deflate negotiation --------------------------------------------------- */
+
+/* Negotiates from a guard-page copy (a read past the value crashes); returns the answer
+ * ("" when declined) in a static buffer. */
+static const char *negotiate(const char *value, int preset_snct, int preset_cnct, int sbits,
+                             int cbits, sy_pmd_params *out)
+{
+    static char answer[SY_WS_PMD_ANSWER_MAX];
+    sy_pmd_config cfg = {preset_snct, preset_cnct, sbits, cbits};
+    void *map;
+    size_t maplen, len = strlen(value);
+    char *p = t_guard_copy(value, len, &map, &maplen);
+    sy_pmd_params tmp;
+    if (!out)
+        out = &tmp;
+    memset(out, 0x55, sizeof *out);
+    int ok = sy_ws_pmd_negotiate(sy_str_make(p, len), &cfg, out);
+    t_guard_free(map, maplen);
+    answer[0] = '\0';
+    if (ok)
+        sy_ws_pmd_format(out, answer);
+    return answer;
+}
+
+static void test_pmd_negotiate(void)
+{
+    static const struct {
+        const char *offer;
+        const char *plain;  /* answer with a preset asking nothing (15/15, takeover on) */
+        const char *shared; /* answer with no context takeover both ways */
+        const char *small;  /* answer with 11-bit windows */
+    } cases[] = {
+        /* accepted */
+        {"permessage-deflate", "permessage-deflate",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+         "permessage-deflate; client_no_context_takeover; server_max_window_bits=11"},
+        {"permessage-deflate; client_max_window_bits", "permessage-deflate",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+         "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11"},
+        {"permessage-deflate; client_max_window_bits=9", "permessage-deflate",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+         "permessage-deflate; server_max_window_bits=11; client_max_window_bits=9"},
+        {"permessage-deflate; server_max_window_bits=10",
+         "permessage-deflate; server_max_window_bits=10",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+         "server_max_window_bits=10",
+         "permessage-deflate; client_no_context_takeover; server_max_window_bits=10"},
+        {"permessage-deflate; server_max_window_bits=13",
+         "permessage-deflate; server_max_window_bits=13",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+         "server_max_window_bits=13",
+         "permessage-deflate; client_no_context_takeover; server_max_window_bits=11"},
+        {"permessage-deflate; server_no_context_takeover",
+         "permessage-deflate; server_no_context_takeover",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+         "server_max_window_bits=11"},
+        {"permessage-deflate; client_no_context_takeover", "permessage-deflate",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+         "permessage-deflate; client_no_context_takeover; server_max_window_bits=11"},
+        /* quoted values, OWS, case, the second of several offers, other extensions */
+        {"permessage-deflate; server_max_window_bits=\"12\"",
+         "permessage-deflate; server_max_window_bits=12", NULL, NULL},
+        {"permessage-deflate ;server_max_window_bits = \"1\\2\" ; client_max_window_bits",
+         "permessage-deflate; server_max_window_bits=12", NULL, NULL},
+        {"Permessage-Deflate; Server_Max_Window_Bits=9", "permessage-deflate; server_max_window_bits=9",
+         NULL, NULL},
+        {"x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=9",
+         "permessage-deflate; server_max_window_bits=9", NULL, NULL},
+        {"permessage-deflate; foo, permessage-deflate; server_max_window_bits=9",
+         "permessage-deflate; server_max_window_bits=9", NULL, NULL},
+        {"permessage-deflate; server_max_window_bits=8, permessage-deflate",
+         "permessage-deflate; server_max_window_bits=8", NULL, NULL},
+        {" , ,permessage-deflate,", "permessage-deflate", NULL, NULL},
+        {"foo; a=\"x, permessage-deflate; client_max_window_bits=\\\"\", permessage-deflate; "
+         "client_max_window_bits=10",
+         "permessage-deflate", NULL,
+         "permessage-deflate; server_max_window_bits=11; client_max_window_bits=10"},
+        /* declined: unknown, duplicate, missing or bad values, values where none belong */
+        {"", "", "", ""},
+        {"foo, bar; baz=1", "", "", ""},
+        {"permessage-deflate; foo", "", "", ""},
+        {"permessage-deflate; server_no_context_takeover; server_no_context_takeover", "", "", ""},
+        {"permessage-deflate; client_no_context_takeover; client_no_context_takeover", "", "", ""},
+        {"permessage-deflate; server_no_context_takeover=1", "", "", ""},
+        {"permessage-deflate; client_no_context_takeover=\"\"", "", "", ""},
+        {"permessage-deflate; server_max_window_bits", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=7", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=16", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=010", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=+9", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=\"\"", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=\"1 0\"", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=10; server_max_window_bits=10", "", "", ""},
+        {"permessage-deflate; client_max_window_bits=1", "", "", ""},
+        {"permessage-deflate; client_max_window_bits; client_max_window_bits", "", "", ""},
+        /* syntax errors decline that offer only */
+        {"permessage-deflate;", "", "", ""},
+        {"permessage-deflate; =9", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=\"9", "", "", ""},
+        {"permessage-deflate server_no_context_takeover", "", "", ""},
+        {"permessage-deflate; a b, permessage-deflate; server_max_window_bits=9",
+         "permessage-deflate; server_max_window_bits=9", NULL, NULL},
+        {"\"permessage-deflate\"", "", "", ""},
+        {"permessage-deflate; server_max_window_bits=\"9\"x, permessage-deflate",
+         "permessage-deflate", NULL, NULL},
+    };
+    for (size_t i = 0; i < SY_COUNTOF(cases); i++) {
+        const char *got = negotiate(cases[i].offer, 0, 0, 15, 15, NULL);
+        CHECK_MSG(strcmp(got, cases[i].plain) == 0, "offer '%s': got '%s', want '%s'",
+                  cases[i].offer, got, cases[i].plain);
+        if (cases[i].shared) {
+            got = negotiate(cases[i].offer, 1, 1, 15, 15, NULL);
+            CHECK_MSG(strcmp(got, cases[i].shared) == 0, "shared, offer '%s': got '%s', want '%s'",
+                      cases[i].offer, got, cases[i].shared);
+        }
+        if (cases[i].small) {
+            got = negotiate(cases[i].offer, 0, 0, 11, 11, NULL);
+            CHECK_MSG(strcmp(got, cases[i].small) == 0, "small, offer '%s': got '%s', want '%s'",
+                      cases[i].offer, got, cases[i].small);
+        }
+    }
+
+    /* The agreed values behind the answers. */
+    sy_pmd_params p;
+    negotiate("permessage-deflate; server_max_window_bits=8; client_max_window_bits=8", 0, 0, 15,
+              11, &p);
+    CHECK(p.server_window_bits == 8 && p.send_server_bits); /* never compress then */
+    CHECK(p.client_window_bits == 8 && p.send_client_bits);
+    CHECK(!p.server_no_context_takeover && !p.client_no_context_takeover);
+    negotiate("permessage-deflate", 0, 0, 15, 15, &p);
+    CHECK(p.server_window_bits == 15 && p.client_window_bits == 15);
+    CHECK(!p.send_server_bits && !p.send_client_bits);
+
+    /* Every prefix of a valid offer parses without reading past it; the answer is stable. */
+    const char *full = "permessage-deflate; server_max_window_bits=\"10\"; client_max_window_bits";
+    for (size_t n = 0; n <= strlen(full); n++) {
+        char tmp[128];
+        memcpy(tmp, full, n);
+        tmp[n] = '\0';
+        negotiate(tmp, 0, 0, 15, 15, NULL);
+    }
+    CHECK(strcmp(negotiate(full, 0, 0, 15, 15, NULL),
+                 "permessage-deflate; server_max_window_bits=10") == 0);
+
+    /* The longest answer fits. */
+    sy_pmd_params big = {1, 1, 15, 15, 1, 1};
+    char out[SY_WS_PMD_ANSWER_MAX];
+    size_t n = sy_ws_pmd_format(&big, out);
+    CHECK(n < SY_WS_PMD_ANSWER_MAX && strlen(out) == n);
+    CHECK(strcmp(out, "permessage-deflate; server_no_context_takeover; "
+                      "client_no_context_takeover; server_max_window_bits=15; "
+                      "client_max_window_bits=15") == 0);
+}
+
 int main(void)
 {
     ref_init();
@@ -1055,6 +1211,7 @@ int main(void)
     test_utf8_random();
     test_close_codes();
     test_close_parse();
+    test_pmd_negotiate();
     free(ref_tab);
     return t_summary("test_ws");
 }
