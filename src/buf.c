@@ -92,6 +92,8 @@ int sy_buf_reserve(sy_buf *b, size_t n, char **span)
     size_t need = b->len + n, cap = b->cap ? b->cap : 1024;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (b->limit && cap > b->limit)
+        cap = b->limit; /* >= need: never allocate past the limit (a zip bomb gets no more) */
     if (b->start) {
         memmove(b->data, b->data + b->start, b->len);
         b->start = 0;
