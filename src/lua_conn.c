@@ -372,6 +372,15 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
             sy_lua_ws_options(L, -1, &wo);
         if (options)
             sy_lua_ws_options(L, options, &wo);
+        /* permessage-deflate (RFC 7692): its answer joins the 101's extra lines. */
+        int top = lua_gettop(L);
+        sy_lua_ws_negotiate(L, req_idx, &wo);
+        if (lua_gettop(L) > top) {
+            lua_pushlstring(L, extra.p, extra.len);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+            extra.p = lua_tolstring(L, -1, &extra.len);
+        }
     }
     lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
     int hidx = lua_gettop(L);

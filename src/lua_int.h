@@ -84,6 +84,10 @@ int sy_lua_publish_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);
  * raises on a bad value. */
 void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o);
+/* With o->compression on, answers the request's (at req_idx) permessage-deflate offers: sets
+ * o->pmd and o->pmd_params and pushes the "Sec-WebSocket-Extensions: ...\r\n" line when one
+ * is accepted; pushes nothing otherwise. */
+void sy_lua_ws_negotiate(lua_State *L, int req_idx, sy_ws_options *o);
 
 /* Connection handles (raw and WebSocket): creates one for c with the handlers table at
  * handlers_idx (may be 0 for none); leaves it on the stack and returns its C pointer. */

@@ -156,14 +156,17 @@ int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int bin
         lua_settop(L, top);
         return luaL_error(L, "out of memory");
     }
+    /* Compressed copies are made once per window size, for the receivers that need them. */
+    sy_ws_pub pub = {.opcode = binary ? SY_WS_BINARY : SY_WS_TEXT, .p = p, .n = n, .frame = frame};
     int sent = 0;
     for (lua_Integer i = 1; i <= k; i++) {
         lua_rawgeti(L, snap, i);
         lconn *h = lua_touserdata(L, -1);
-        if (h && h != except && h->conn && sy_ws_send_frame(h->conn, frame, 1) >= 0)
+        if (h && h != except && h->conn && sy_ws_send_pub(h->conn, &pub) >= 0)
             sent++;
         lua_pop(L, 1);
     }
+    sy_ws_pub_dispose(&pub);
     sy_chunk_release(frame);
     lua_settop(L, top);
     return sent;
@@ -393,6 +396,25 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
     o->max_backpressure = (size_t)opt_number(L, idx, "max_backpressure",
                                              (double)o->max_backpressure, 0, 1e15);
     o->close_timeout = opt_number(L, idx, "close_timeout", o->close_timeout, 0.01, 3600);
+    o->compression_threshold = (size_t)opt_number(L, idx, "compression_threshold",
+                                                  (double)o->compression_threshold, 0, 1e15);
+    int t = lua_getfield(L, idx, "compression");
+    if (t == LUA_TBOOLEAN) {
+        /* true: the preset that keeps memory flat however many connections there are. */
+        o->compression = lua_toboolean(L, -1) ? SY_PMD_SHARED : SY_PMD_OFF;
+    } else if (t != LUA_TNIL) {
+        const char *v = lua_tostring(L, -1);
+        if (t == LUA_TSTRING && strcmp(v, "shared") == 0)
+            o->compression = SY_PMD_SHARED;
+        else if (t == LUA_TSTRING && strcmp(v, "small") == 0)
+            o->compression = SY_PMD_SMALL;
+        else if (t == LUA_TSTRING && strcmp(v, "default") == 0)
+            o->compression = SY_PMD_DEFAULT;
+        else
+            luaL_error(L, "option compression must be false, true, \"shared\", \"small\" or "
+                          "\"default\"");
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "backpressure") != LUA_TNIL) {
         const char *v = lua_tostring(L, -1);
         if (v && strcmp(v, "drop") == 0)
@@ -403,6 +425,29 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
             luaL_error(L, "option backpressure must be \"close\" or \"drop\"");
     }
     lua_pop(L, 1);
+}
+
+void sy_lua_ws_negotiate(lua_State *L, int req_idx, sy_ws_options *o)
+{
+    o->pmd = 0;
+    if (o->compression == SY_PMD_OFF)
+        return;
+    /* req.headers joins repeated fields with ", ": one list (RFC 6455 9.1). */
+    int top = lua_gettop(L);
+    if (lua_getfield(L, req_idx, "headers") == LUA_TTABLE &&
+        lua_getfield(L, -1, "sec-websocket-extensions") == LUA_TSTRING) {
+        size_t n;
+        const char *v = lua_tolstring(L, -1, &n);
+        sy_pmd_config cfg;
+        sy_ws_pmd_config(o->compression, &cfg);
+        o->pmd = sy_ws_pmd_negotiate(sy_str_make(v, n), &cfg, &o->pmd_params);
+    }
+    lua_settop(L, top);
+    if (o->pmd) {
+        char ext[SY_WS_PMD_ANSWER_MAX];
+        sy_ws_pmd_format(&o->pmd_params, ext);
+        lua_pushfstring(L, "Sec-WebSocket-Extensions: %s\r\n", ext);
+    }
 }
 
 void sy_lua_open_ws(lua_State *L)

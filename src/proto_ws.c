@@ -1,8 +1,11 @@
 /* WebSocket after the 101 (RFC 6455): frames in, messages to the app, the closing handshake,
  * keepalive pings and backpressure. Frame bytes are unmasked and checked in place in c->in as
  * they arrive, so invalid UTF-8 fails at its first byte and a valid message ahead of a bad
- * frame is delivered before the connection fails. */
+ * frame is delivered before the connection fails. With permessage-deflate (RFC 7692), a
+ * compressed message is inflated frame by frame into the message buffer under the message
+ * limit, and validated as UTF-8 as it comes out. */
 #include "app.h"
+#include "pmd.h"
 #include "proto.h"
 #include "server.h"
 #include "ws.h"
@@ -23,7 +26,143 @@ typedef struct wsp {
     int failed;            /* a protocol error was answered: input is ignored */
     ev_tstamp last_rx;     /* last time a byte came from the peer */
     int ping_outstanding;
+    struct pmd_state *pmd; /* owned; NULL without permessage-deflate */
+    int msg_compressed;    /* the message in progress came with RSV1 */
+    uint64_t wire_len;     /* compressed bytes of the message in progress */
 } wsp;
+
+/* permessage-deflate for one connection. Streams exist only where a context outlives a
+ * message; without context takeover the server's shared streams do the work. */
+typedef struct pmd_state {
+    sy_pmd_params p;
+    size_t threshold;
+    int mem_level;         /* of our own compressor (context takeover only) */
+    sy_deflater *def;      /* owned; made on first use, with server context takeover only */
+    sy_inflater *inf;      /* owned; made on first use: with client context takeover, or for
+                            * a fragmented message (freed at its end) */
+} pmd_state;
+
+/* The server's shared streams (server->ws_pmd): compressors by window bits, all reset after
+ * each message, and one inflater with the largest window for single-frame messages. */
+typedef struct pmd_shared {
+    sy_deflater *def[16];
+    sy_inflater *inf;
+} pmd_shared;
+
+/* Compression level: zlib's default (6) balances ratio and speed for text. */
+#define PMD_LEVEL (-1)
+
+void sy_ws_pmd_config(int preset, sy_pmd_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->server_window_bits = 15;
+    cfg->client_window_bits = 15;
+    if (preset == SY_PMD_SHARED) {
+        cfg->server_no_context_takeover = 1;
+        cfg->client_no_context_takeover = 1;
+    } else if (preset == SY_PMD_SMALL) {
+        cfg->server_window_bits = 11;
+        cfg->client_window_bits = 11;
+    }
+}
+
+static pmd_shared *shared_of(sy_server *s)
+{
+    if (!s->ws_pmd)
+        s->ws_pmd = sy_calloc(1, sizeof(pmd_shared));
+    return s->ws_pmd;
+}
+
+void sy_ws_server_dispose(sy_server *s)
+{
+    pmd_shared *sh = s->ws_pmd;
+    if (!sh)
+        return;
+    for (int i = 0; i < 16; i++)
+        sy_deflater_free(sh->def[i]);
+    sy_inflater_free(sh->inf);
+    sy_free(sh);
+    s->ws_pmd = NULL;
+}
+
+static sy_deflater *shared_deflater(sy_server *s, int bits)
+{
+    pmd_shared *sh = shared_of(s);
+    if (!sh)
+        return NULL;
+    if (!sh->def[bits])
+        sh->def[bits] = sy_deflater_new(bits, 8, PMD_LEVEL);
+    return sh->def[bits];
+}
+
+static sy_inflater *shared_inflater(sy_server *s)
+{
+    pmd_shared *sh = shared_of(s);
+    if (!sh)
+        return NULL;
+    if (!sh->inf)
+        sh->inf = sy_inflater_new(15);
+    return sh->inf;
+}
+
+static void pmd_free(pmd_state *z)
+{
+    if (!z)
+        return;
+    sy_deflater_free(z->def);
+    sy_inflater_free(z->inf);
+    sy_free(z);
+}
+
+/* The compressor for a message on c: shared without server context takeover, else the
+ * connection's own. NULL when out of memory or when the agreed window is below zlib's. */
+static sy_deflater *deflater_for(sy_conn *c, pmd_state *z)
+{
+    int bits = z->p.server_window_bits;
+    if (bits < 9)
+        return NULL;
+    if (z->p.server_no_context_takeover)
+        return shared_deflater(c->server, bits);
+    if (!z->def)
+        z->def = sy_deflater_new(bits, z->mem_level, PMD_LEVEL);
+    return z->def;
+}
+
+/* Compresses one message into a new chunk holding one frame with RSV1 (RFC 7692 6), starting
+ * at *off. NULL when compression fails or does not make it smaller; the stream forgets the
+ * message then, so sending it uncompressed keeps both sides in step. */
+static sy_chunk *deflate_frame(sy_deflater *d, int reset, int opcode, const void *p, size_t n,
+                               size_t *off)
+{
+    size_t bound = sy_deflater_bound(d, n);
+    sy_chunk *ch = sy_chunk_new(SY_WS_MAX_HEADER + bound);
+    if (!ch) {
+        sy_deflater_reset(d);
+        return NULL;
+    }
+    uint8_t *body = (uint8_t *)ch->data + SY_WS_MAX_HEADER;
+    ssize_t len = sy_deflater_run(d, p, n, reset, body, bound);
+    if (len < 0 || (size_t)len >= n) {
+        if (len >= 0 && !reset)
+            sy_deflater_reset(d);
+        sy_chunk_release(ch);
+        return NULL;
+    }
+    uint8_t hdr[SY_WS_MAX_HEADER];
+    size_t hl = sy_ws_encode_header(hdr, 1, 4, opcode, (uint64_t)len);
+    *off = SY_WS_MAX_HEADER - hl;
+    memcpy(ch->data + *off, hdr, hl);
+    ch->len = SY_WS_MAX_HEADER + (size_t)len;
+    if (ch->cap - ch->len > 4096) {
+        /* The bound is generous; a queued frame should not hold on to it. */
+        sy_chunk *small = sy_realloc(ch, sizeof *ch + ch->len);
+        if (small) {
+            ch = small;
+            ch->cap = ch->len;
+        }
+    }
+    return ch;
+}
 
 void sy_ws_default_options(sy_ws_options *o)
 {
@@ -34,6 +173,10 @@ void sy_ws_default_options(sy_ws_options *o)
     o->max_backpressure = 16 * 1024 * 1024;
     o->drop_on_backpressure = 0;
     o->close_timeout = 5;
+    o->compression = SY_PMD_OFF;
+    o->compression_threshold = 64;
+    o->pmd = 0;
+    memset(&o->pmd_params, 0, sizeof o->pmd_params);
 }
 
 void *sy_ws_new(void *handle, const sy_ws_options *o)
@@ -44,6 +187,16 @@ void *sy_ws_new(void *handle, const sy_ws_options *o)
     w->handle = handle;
     w->o = *o;
     sy_buf_init(&w->msg, o->max_message);
+    if (o->pmd) {
+        w->pmd = sy_calloc(1, sizeof *w->pmd);
+        if (!w->pmd) {
+            sy_free(w);
+            return NULL;
+        }
+        w->pmd->p = o->pmd_params;
+        w->pmd->threshold = o->compression_threshold;
+        w->pmd->mem_level = o->compression == SY_PMD_SMALL ? 4 : 8;
+    }
     return w;
 }
 
@@ -53,6 +206,7 @@ void sy_ws_free(void *state)
     if (!w)
         return;
     sy_buf_dispose(&w->msg);
+    pmd_free(w->pmd);
     sy_free(w);
 }
 
@@ -135,6 +289,18 @@ int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
         fail(c, w, 1008, "backpressure limit exceeded");
         return SY_ECLOSED;
     }
+    if (w->pmd && !control && n >= w->pmd->threshold) {
+        pmd_state *z = w->pmd;
+        sy_deflater *d = deflater_for(c, z);
+        size_t off;
+        sy_chunk *ch = d ? deflate_frame(d, z->p.server_no_context_takeover, opcode, p, n, &off)
+                         : NULL;
+        if (ch) {
+            int rc = sy_conn_write_shared(c, ch, off, ch->len - off);
+            sy_chunk_release(ch);
+            return rc < 0 ? SY_ECLOSED : rc;
+        }
+    }
     int rc = write_frame(c, opcode, p, n);
     return rc < 0 ? SY_ECLOSED : rc;
 }
@@ -164,6 +330,42 @@ int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data)
     }
     int rc = sy_conn_write_shared(c, frame, 0, frame->len);
     return rc < 0 ? SY_ECLOSED : rc;
+}
+
+int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub)
+{
+    wsp *w = state_of(c);
+    pmd_state *z = w ? w->pmd : NULL;
+    if (!z || pub->n < z->threshold || c->closing || w->close_sent ||
+        sy_conn_buffered(c) > w->o.max_backpressure)
+        return sy_ws_send_frame(c, pub->frame, 1); /* also applies the backpressure policy */
+    if (!z->p.server_no_context_takeover)
+        return sy_ws_send(c, pub->opcode, pub->p, pub->n);
+    /* Every receiver with this window and no context takeover gets the same bytes. */
+    int bits = z->p.server_window_bits;
+    if (bits < 9)
+        return sy_ws_send_frame(c, pub->frame, 1);
+    if (!(pub->tried & (1u << bits))) {
+        pub->tried |= 1u << bits;
+        sy_deflater *d = shared_deflater(c->server, bits);
+        if (d)
+            pub->deflated[bits] =
+                deflate_frame(d, 1, pub->opcode, pub->p, pub->n, &pub->deflated_off[bits]);
+    }
+    sy_chunk *ch = pub->deflated[bits];
+    if (!ch)
+        return sy_ws_send_frame(c, pub->frame, 1);
+    size_t off = pub->deflated_off[bits];
+    int rc = sy_conn_write_shared(c, ch, off, ch->len - off);
+    return rc < 0 ? SY_ECLOSED : rc;
+}
+
+void sy_ws_pub_dispose(sy_ws_pub *pub)
+{
+    for (int i = 0; i < 16; i++) {
+        sy_chunk_release(pub->deflated[i]);
+        pub->deflated[i] = NULL;
+    }
 }
 
 int sy_ws_close(sy_conn *c, int code, sy_str reason)
@@ -232,6 +434,59 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
     }
 }
 
+/* A complete frame of a compressed message: inflated into w->msg, delivered after the last
+ * one. Returns 0, or -1 when the connection failed or closed. */
+static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen, size_t used)
+{
+    pmd_state *z = w->pmd;
+    int op = w->hdr.opcode, fin = w->hdr.fin;
+    if (op != SY_WS_CONT)
+        w->msg_opcode = op;
+    int mop = w->msg_opcode;
+    int reset = z->p.client_no_context_takeover;
+    sy_inflater *inf = z->inf;
+    if (!inf && reset && op != SY_WS_CONT && fin) {
+        /* No context survives this message: the server's inflater serves it whole. */
+        inf = shared_inflater(c->server);
+    } else if (!inf) {
+        int bits = z->p.client_window_bits < 9 ? 9 : z->p.client_window_bits;
+        inf = z->inf = sy_inflater_new(reset ? 15 : bits);
+    }
+    if (!inf) {
+        fail(c, w, 1011, "out of memory");
+        return -1;
+    }
+    const char *why = "message too big";
+    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->msg, w->o.max_message,
+                             mop == SY_WS_TEXT ? &w->utf8 : NULL, &why);
+    if (rc != 0) {
+        /* RFC 6455 7.4.1: 1009 too big; 1007 data inconsistent with the message (corrupt
+         * compressed data or invalid UTF-8 once inflated). */
+        fail(c, w, rc == SY_ELIMIT ? 1009 : rc == SY_ENOMEM ? 1011 : 1007, why);
+        return -1;
+    }
+    sy_buf_consume(&c->in, used);
+    if (!fin)
+        return 0;
+    w->msg_opcode = 0;
+    w->fragments = 0;
+    w->msg_compressed = 0;
+    if (reset && z->inf) {
+        sy_inflater_free(z->inf); /* a fragmented message's stream is not kept */
+        z->inf = NULL;
+    }
+    if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+        fail(c, w, 1007, "invalid UTF-8 in a text message");
+        return -1;
+    }
+    deliver(c, w, (const uint8_t *)sy_buf_data(&w->msg), sy_buf_len(&w->msg), mop);
+    if (c->closing)
+        return -1;
+    sy_buf_consume(&w->msg, sy_buf_len(&w->msg));
+    sy_buf_trim(&w->msg, 0);
+    return 0;
+}
+
 /* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
 static void ws_on_bytes(sy_conn *c)
 {
@@ -253,7 +508,11 @@ static void ws_on_bytes(sy_conn *c)
             ssize_t hl = sy_ws_decode_header(in, len, &w->hdr, &why);
             if (hl == SY_EAGAIN)
                 break;
-            if (hl < 0 || sy_ws_check_header(&w->hdr, 0, &why) != 0) {
+            /* RFC 7692 6: RSV1 marks a compressed message on its first frame only. */
+            int rsv_ok = w->pmd && (w->hdr.opcode == SY_WS_TEXT || w->hdr.opcode == SY_WS_BINARY)
+                             ? 4
+                             : 0;
+            if (hl < 0 || sy_ws_check_header(&w->hdr, rsv_ok, &why) != 0) {
                 fail(c, w, 1002, why ? why : "protocol error");
                 break;
             }
@@ -267,9 +526,22 @@ static void ws_on_bytes(sy_conn *c)
                     fail(c, w, 1002, "new message before the fragmented one finished");
                     break;
                 }
+                if (op != SY_WS_CONT)
+                    w->msg_compressed = (w->hdr.rsv & 4) != 0;
                 /* Sizes count as soon as a header announces them, not when bytes arrive. */
-                if (w->hdr.len > w->o.max_message ||
-                    sy_buf_len(&w->msg) + w->hdr.len > w->o.max_message) {
+                if (w->msg_compressed) {
+                    /* The limit is on the inflated size, checked while inflating; the wire
+                     * bytes get a little slack for incompressible data. */
+                    uint64_t cap = (uint64_t)w->o.max_message + (w->o.max_message >> 8) + 64;
+                    if (op != SY_WS_CONT)
+                        w->wire_len = 0;
+                    if (w->hdr.len > cap || w->wire_len + w->hdr.len > cap) {
+                        fail(c, w, 1009, "message too big");
+                        break;
+                    }
+                    w->wire_len += w->hdr.len;
+                } else if (w->hdr.len > w->o.max_message ||
+                           sy_buf_len(&w->msg) + w->hdr.len > w->o.max_message) {
                     fail(c, w, 1009, "message too big");
                     break;
                 }
@@ -281,7 +553,8 @@ static void ws_on_bytes(sy_conn *c)
                 }
                 if (op != SY_WS_CONT)
                     memset(&w->utf8, 0, sizeof w->utf8);
-                w->frame_text = op == SY_WS_TEXT || (op == SY_WS_CONT && w->msg_opcode == SY_WS_TEXT);
+                w->frame_text = !w->msg_compressed && (op == SY_WS_TEXT ||
+                                                       (op == SY_WS_CONT && w->msg_opcode == SY_WS_TEXT));
             } else {
                 w->frame_text = 0;
             }
@@ -316,6 +589,11 @@ static void ws_on_bytes(sy_conn *c)
             on_control(c, w, payload, plen);
             if (!c->closing && !w->close_received && !w->failed)
                 sy_buf_consume(&c->in, hl + plen);
+            continue;
+        }
+        if (w->msg_compressed) {
+            if (on_compressed(c, w, payload, plen, hl + plen) != 0)
+                break;
             continue;
         }
         if (w->hdr.fin && op != SY_WS_CONT) {
@@ -413,6 +691,7 @@ static void ws_on_close(sy_conn *c)
     c->proto_state = NULL;
     notify_close(c, w, 1006, sy_str_make("", 0));
     sy_buf_dispose(&w->msg);
+    pmd_free(w->pmd);
     sy_free(w);
 }
 

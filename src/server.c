@@ -573,6 +573,7 @@ SY_API void sy_server_free(sy_server *s)
     ev_timer_stop(s->loop, &s->accept_pause);
     sy_app_close(s);
     sy_tls_ctx_free(s->tls_ctx);
+    sy_ws_server_dispose(s);
     /* After the app is gone nothing holds refs: free every queued connection. */
     sy_conn *c = s->dead;
     while (c) {

@@ -54,6 +54,7 @@ struct sy_server {
     void *stop_ud;
     const char *ws_validated;   /* text message being handled by a ws handler (valid UTF-8) */
     size_t ws_validated_len;
+    void *ws_pmd;               /* owned; the shared permessage-deflate streams, made on use */
     char date[40];              /* "Date: ...\r\n" cache */
     ev_tstamp date_at;
     char err[1024];
