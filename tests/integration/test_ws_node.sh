@@ -6,6 +6,7 @@
 # runs tests/integration/ws_node_client.js against it, then stops the server with SIGTERM and
 # expects exit 0. Run from the repo root with SWITCHYARD_BIN set. Every wait is bounded; only
 # the server PID started here is signalled. Last line: "N passed, N failed"; exit 1 on failure.
+# SY_NODE_APP and SY_NODE_CLIENT name another app and client script (test_ws_deflate_node.sh).
 set -uo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -44,7 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$SWITCHYARD_BIN" --listen 127.0.0.1:0 "$here/ws_clients_app.lua" >"$tmp/out" 2>"$tmp/err" </dev/null &
+"$SWITCHYARD_BIN" --listen 127.0.0.1:0 "${SY_NODE_APP:-$here/ws_clients_app.lua}" >"$tmp/out" 2>"$tmp/err" </dev/null &
 pid=$!
 
 port=""
@@ -56,7 +57,7 @@ for _ in $(seq 1 250); do # 5 s
 done
 [ -n "$port" ] || fail "server did not start: $(cat "$tmp/out" "$tmp/err")"
 
-timeout -k 5 240 node "$here/ws_node_client.js" "$port" | tee "$tmp/node.out"
+timeout -k 5 240 node "${SY_NODE_CLIENT:-$here/ws_node_client.js}" "$port" | tee "$tmp/node.out"
 node_rc=${PIPESTATUS[0]}
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$tmp/node.out" | tail -n1)
 passed=$(echo "$summary" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
