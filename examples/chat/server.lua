@@ -1,6 +1,7 @@
 -- examples/chat/server.lua: a chat room. GET / serves the page (index.html beside this file);
 -- the page opens a WebSocket on /chat; every message is published to the "room" topic, framed
--- once for all members.
+-- once for all members. permessage-deflate is on with the "shared" preset: no compression state
+-- per member, and each published message is compressed once for the whole room.
 --
 -- Run:  switchyard --listen 127.0.0.1:8080 examples/chat/server.lua
 -- Then open http://127.0.0.1:8080/ in two browser tabs.
@@ -74,7 +75,7 @@ function app.upgrade(req)
       end,
       message = room.message,
       close = room.close,
-    }, { max_message_size = 64 * 1024 })
+    }, { max_message_size = 64 * 1024, compression = "shared" })
   end
   return sy.ignore()
 end

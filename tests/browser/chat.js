@@ -1,4 +1,5 @@
-// Two headless Chromium tabs on the chat example exchange messages over the real WebSocket.
+// Two headless Chromium tabs on the chat example exchange messages over the real WebSocket,
+// with permessage-deflate as Chromium offers it.
 // Usage: node chat.js http://127.0.0.1:PORT/ [screenshot.png]
 "use strict";
 const { chromium } = require("playwright-core");
@@ -39,6 +40,19 @@ function check(ok, what) {
     await bob.press("#text", "Enter");
     await alice.waitForFunction(() => document.getElementById("log").textContent.includes("bob: hi alice <b>not bold</b>"));
     check(await alice.locator("#log b:text('not bold')").count() === 0, "text is not interpreted as HTML");
+
+    // Chromium offers permessage-deflate and the example accepts it ("shared" preset).
+    for (const [who, p] of [["alice", alice], ["bob", bob]]) {
+      const ext = await p.evaluate(() => ws.extensions);
+      check(ext.startsWith("permessage-deflate") && ext.includes("server_no_context_takeover"),
+            `${who}: extension agreed (${JSON.stringify(ext)})`);
+    }
+    // A long message goes compressed both ways (the browser's and the server's compressor).
+    const long = "compressible chat text ✓ ".repeat(70).trim();
+    await alice.fill("#text", long);
+    await alice.click("#send");
+    await bob.waitForFunction((t) => document.getElementById("log").textContent.includes("alice: " + t), long);
+    check(true, "bob receives alice's long compressed message");
 
     // Each tab sees its own message too (sy.publish reaches everyone in the room).
     check((await alice.textContent("#log")).includes("alice: hello from alice ✓"), "alice sees her own message");
