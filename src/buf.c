@@ -72,7 +72,7 @@ void sy_buf_dispose(sy_buf *b)
     b->start = b->len = b->cap = 0;
 }
 
-int sy_buf_reserve(sy_buf *b, size_t n, char **span)
+static int reserve(sy_buf *b, size_t n, size_t max_cap, char **span)
 {
     if (b->limit && (n > b->limit || b->len > b->limit - n))
         return SY_ELIMIT;
@@ -92,8 +92,8 @@ int sy_buf_reserve(sy_buf *b, size_t n, char **span)
     size_t need = b->len + n, cap = b->cap ? b->cap : 1024;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (b->limit && cap > b->limit)
-        cap = b->limit; /* >= need: never allocate past the limit (a zip bomb gets no more) */
+    if (cap > max_cap)
+        cap = max_cap; /* >= need, checked by the caller */
     if (b->start) {
         memmove(b->data, b->data + b->start, b->len);
         b->start = 0;
@@ -107,6 +107,18 @@ int sy_buf_reserve(sy_buf *b, size_t n, char **span)
     }
     *span = b->data + b->len;
     return 0;
+}
+
+int sy_buf_reserve(sy_buf *b, size_t n, char **span)
+{
+    return reserve(b, n, SIZE_MAX, span);
+}
+
+int sy_buf_reserve_within(sy_buf *b, size_t n, size_t max_cap, char **span)
+{
+    if (n > max_cap || b->len > max_cap - n)
+        return SY_ELIMIT;
+    return reserve(b, n, max_cap, span);
 }
 
 void sy_buf_commit(sy_buf *b, size_t n)

@@ -22,6 +22,10 @@ void sy_buf_dispose(sy_buf *b);
  * len + n would pass the limit, or SY_ENOMEM. Pointers into the buffer may change. */
 int sy_buf_reserve(sy_buf *b, size_t n, char **span);
 
+/* Same, but the allocation never grows past max_cap bytes (SY_ELIMIT when len + n would):
+ * for output whose size an attacker chooses, such as an inflated message. */
+int sy_buf_reserve_within(sy_buf *b, size_t n, size_t max_cap, char **span);
+
 /* Publishes n bytes written into the last reserved span. */
 void sy_buf_commit(sy_buf *b, size_t n);
 
