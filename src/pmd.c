@@ -12,6 +12,7 @@ struct sy_deflater {
 struct sy_inflater {
     z_stream z;
     int ended; /* a final block was seen: the rest of this message is ignored */
+    int fed;   /* bytes of this message were fed */
 };
 
 /* zlib allocates through the core's allocator (sy_set_allocator, the out-of-memory tests). */
@@ -130,6 +131,7 @@ static int inflate_fail(sy_inflater *f, int rc, const char **why, const char *re
 {
     inflateReset(&f->z);
     f->ended = 0;
+    f->fed = 0;
     if (why)
         *why = reason;
     return rc;
@@ -153,7 +155,7 @@ static int inflate_some(sy_inflater *f, const uint8_t *in, size_t n, sy_buf *out
         char *span = NULL;
         uint8_t probe;
         if (want) {
-            int rc = sy_buf_reserve(out, want, &span);
+            int rc = sy_buf_reserve_within(out, want, limit, &span);
             if (rc != 0)
                 return inflate_fail(f, rc, why, "message too big");
             z->next_out = (Bytef *)span;
@@ -193,6 +195,7 @@ int sy_inflater_run(sy_inflater *f, const uint8_t *in, size_t n, int fin, int re
 {
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     int rc = 0;
+    f->fed |= n > 0;
     /* Frames are bounded far below 4 GiB by the message limit; feed in uInt-sized pieces. */
     while (n > 0 && rc == 0) {
         size_t part = n > (1u << 30) ? (1u << 30) : n;
@@ -200,8 +203,13 @@ int sy_inflater_run(sy_inflater *f, const uint8_t *in, size_t n, int fin, int re
         in += part;
         n -= part;
     }
-    if (rc == 0 && fin)
+    /* An empty payload is an empty message: the tail alone is no complete block, and would
+     * leave the stream inside a block header (some senders emit nothing for an empty message
+     * when nothing is pending, instead of the 0x00 RFC 7692 7.2.3.6 asks for). */
+    if (rc == 0 && fin && f->fed)
         rc = inflate_some(f, tail, sizeof tail, out, limit, u, why);
+    if (fin)
+        f->fed = 0;
     if (rc != 0)
         return rc;
     if (fin && (reset || f->ended)) {

@@ -164,7 +164,14 @@ static void test_zlib_peer(void)
     /* The empty message: one empty stored block, or nothing at all (the tail alone). */
     CHECK(sy_inflater_run(f, (const uint8_t *)"\x00", 1, 1, 0, &out, 10, NULL, NULL) == 0);
     CHECK(sy_inflater_run(f, NULL, 0, 1, 0, &out, 10, NULL, NULL) == 0);
+    CHECK(sy_inflater_run(f, NULL, 0, 0, 0, &out, 10, NULL, NULL) == 0);
+    CHECK(sy_inflater_run(f, NULL, 0, 1, 0, &out, 10, NULL, NULL) == 0);
     CHECK(sy_buf_len(&out) == 0);
+    /* ... and the context goes on in step after them. */
+    zl = zlib_deflate(msg, 100, 15, Z_SYNC_FLUSH, z, sizeof z);
+    CHECK(sy_inflater_run(f, z, zl - 4, 1, 0, &out, n, NULL, NULL) == 0);
+    CHECK(sy_buf_len(&out) == 100 && memcmp(sy_buf_data(&out), msg, 100) == 0);
+    sy_buf_consume(&out, sy_buf_len(&out));
     sy_inflater_free(f);
 
     /* Ours, inflated by zlib after putting the tail back. */
