@@ -6,16 +6,21 @@ python3-websockets, whose permessage-deflate is an independent implementation th
 server's answer and inflates what the server sends: each parameter combination the client can
 offer (client_max_window_bits with and without a value, server_max_window_bits 8..15, no
 context takeover either way) against each preset, messages from 0 B to 1 MiB, fragmented
-messages, many messages on one connection (context takeover), publish, and a zip bomb (the
-client compresses 16 MiB of zeros: the server closes 1009).
+messages, many messages on one connection (context takeover), publish, a zip bomb (the
+client compresses 16 MiB of zeros: the server closes 1009), and each preset over wss:// (a
+second server on --tls-listen with a throw-away certificate from `openssl req`).
 
 Run from the repo root with SWITCHYARD_BIN set, with /usr/bin/python3. Prints "ok - NAME" /
 "not ok - NAME" per test and a final "N passed, N failed" line; exits non-zero on failure.
 """
 import asyncio
 import os
+import shutil
 import signal
+import ssl
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -73,7 +78,7 @@ OFFERS = {
 }
 
 
-def run_all(port):
+def run_all(port, tls_port, cert):
     import websockets
     from websockets.exceptions import ConnectionClosed
     from websockets.extensions.permessage_deflate import (ClientPerMessageDeflateFactory,
@@ -160,6 +165,18 @@ def run_all(port):
         async with connect("/echo/default", {}) as ws:
             eq(await roundtrip(ws, "still serving"), "still serving", "echo")
 
+    @test("wss: each preset over TLS, with Chromium's offer")
+    async def _():
+        ctx = ssl.create_default_context(cafile=cert)
+        for preset in ("shared", "small", "default"):
+            async with websockets.connect(f"wss://localhost:{tls_port}/echo/{preset}", ssl=ctx,
+                                          max_size=None, open_timeout=TIMEOUT,
+                                          close_timeout=TIMEOUT) as ws:
+                deflate_of(ws)
+                for n in (10, 1000, 200000):
+                    msg = chat(n, n)
+                    eq(await roundtrip(ws, msg), msg, f"wss {preset} {n}")
+
     passed = failed = 0
     only = os.environ.get("WS_CASE")
     for name, fn in TESTS:
@@ -181,11 +198,19 @@ def run_all(port):
 def main():
     if missing_bin():
         return 1
-    srv = Server(APP)
+    tmp = tempfile.mkdtemp(prefix="sy-deflate.")
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=TIMEOUT * 4)
+    srv = Server(APP, args=["--tls-listen", "127.0.0.1:0", "--cert", cert, "--key", key])
     start_watchdog(srv, WATCHDOG)
     passed = failed = 0
     try:
-        passed, failed = run_all(srv.port)
+        passed, failed = run_all(srv.port, srv.tls_port, cert)
     except ImportError as e:
         failed += 1
         print(f"not ok - import websockets (Debian python3-websockets): {e}")
@@ -193,6 +218,7 @@ def main():
         alive = srv.alive()
         code = srv.stop()
         signal.alarm(0)
+        shutil.rmtree(tmp, ignore_errors=True)
     if not alive:
         failed += 1
         print(f"not ok - the server died during the run; stderr: {srv.stderr()[-2000:]}")
