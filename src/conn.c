@@ -373,6 +373,30 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
     flush(sy_container_of(w, sy_conn, wio));
 }
 
+/* Room in c->in for the next read: about want bytes, less when the protocol's input limit is
+ * near. Returns 0 with *span and *room set; 1 when the protocol let input pile up to its limit
+ * (reading is paused until it catches up); -1 when out of memory (the conn is closed). */
+static int input_room(sy_conn *c, size_t want, char **span, size_t *room)
+{
+    int rc = sy_buf_reserve(&c->in, want, span);
+    if (rc == SY_ELIMIT) {
+        size_t left = c->in.limit - sy_buf_len(&c->in);
+        if (left == 0 || sy_buf_reserve(&c->in, left, span) != 0) {
+            sy_conn_pause(c);
+            return 1;
+        }
+        rc = 0;
+    }
+    if (rc) {
+        sy_conn_close(c);
+        return -1;
+    }
+    *room = c->in.cap - c->in.start - c->in.len;
+    if (c->in.limit && *room > c->in.limit - c->in.len)
+        *room = c->in.limit - c->in.len;
+    return 0;
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -389,26 +413,12 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         tls_readable(c);
         return;
     }
-    char *span;
     /* A fresh or trimmed buffer starts small: most heads and frames fit, and a burst of new
      * or waking connections does not take 16 KiB each. */
-    int rc = sy_buf_reserve(&c->in, c->in.cap ? READ_CHUNK : FIRST_READ, &span);
-    if (rc == SY_ELIMIT) {
-        /* The protocol lets input pile up past every limit: stop reading until it catches up. */
-        size_t room = c->in.limit - sy_buf_len(&c->in);
-        if (room == 0 || sy_buf_reserve(&c->in, room, &span) != 0) {
-            sy_conn_pause(c);
-            return;
-        }
-        rc = 0;
-    }
-    if (rc) {
-        sy_conn_close(c);
+    char *span;
+    size_t room;
+    if (input_room(c, c->in.cap ? READ_CHUNK : FIRST_READ, &span, &room) != 0)
         return;
-    }
-    size_t room = c->in.cap - c->in.start - c->in.len;
-    if (c->in.limit && room > c->in.limit - c->in.len)
-        room = c->in.limit - c->in.len;
     ssize_t n = read(c->fd, span, room);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -687,23 +697,12 @@ static void tls_run(sy_conn *c, int force, int sock_eof)
     size_t want = TLS_FIRST_ROOM;
     for (;;) {
         char *span;
-        int rc = sy_buf_reserve(&c->in, want, &span);
-        if (rc == SY_ELIMIT) {
-            /* The protocol lets plaintext pile up: keep the rest encrypted, stop reading. */
-            size_t room = c->in.limit - sy_buf_len(&c->in);
-            if (room == 0 || sy_buf_reserve(&c->in, room, &span) != 0) {
-                sy_conn_pause(c);
-                break;
-            }
-            rc = 0;
-        }
-        if (rc) {
-            sy_conn_close(c);
+        size_t room;
+        int rc = input_room(c, want, &span, &room);
+        if (rc < 0)
             return;
-        }
-        size_t room = c->in.cap - c->in.start - c->in.len;
-        if (c->in.limit && room > c->in.limit - c->in.len)
-            room = c->in.limit - c->in.len;
+        if (rc > 0)
+            break; /* the rest stays encrypted until the protocol catches up */
         const char *why = NULL;
         ssize_t r = sy_tls_read(t, span, room, &why);
         if (r > 0) {

@@ -890,19 +890,26 @@ static void h2_on_bytes(sy_conn *c)
     produce(c, h);
 }
 
-static void h2_on_eof(sy_conn *c)
+/* GOAWAY naming the last stream that will be served (RFC 9113 6.8); open streams finish, then
+ * the connection closes. */
+static void goaway_gracefully(sy_conn *c)
 {
     h2 *h = c->proto_state;
     if (!h->session) {
         sy_conn_close(c);
         return;
     }
-    /* The client sends nothing more: streams already complete are still answered (as with
-     * HTTP/1.1), then the connection closes; incomplete ones can never finish. */
     nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
                           NULL, 0);
     produce(c, h);
+}
+
+/* The client sends nothing more: streams already complete are still answered (as with
+ * HTTP/1.1), then the connection closes; incomplete ones can never finish. */
+static void h2_on_eof(sy_conn *c)
+{
+    goaway_gracefully(c);
 }
 
 static void h2_on_drain(sy_conn *c)
@@ -929,18 +936,10 @@ static void h2_on_timeout(sy_conn *c)
     sy_conn_close_after_write(c);
 }
 
+/* The server is stopping. */
 static void h2_on_shutdown(sy_conn *c)
 {
-    h2 *h = c->proto_state;
-    if (!h->session) {
-        sy_conn_close(c);
-        return;
-    }
-    /* RFC 9113 6.8: GOAWAY names the last stream that will be served; open streams finish. */
-    nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
-                          NULL, 0);
-    produce(c, h);
+    goaway_gracefully(c);
 }
 
 static void h2_on_close(sy_conn *c)
