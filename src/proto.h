@@ -6,6 +6,9 @@
 #include "upgrade.h"
 #include "ws.h"
 
+/* The HTTP/2 client connection preface (RFC 9113 3.4). */
+#define SY_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 extern const sy_proto sy_proto_http1;
 extern const sy_proto sy_proto_raw;
 extern const sy_proto sy_proto_ws;

@@ -10,8 +10,6 @@
 #define H2_MAX_STREAMS 100  /* SETTINGS_MAX_CONCURRENT_STREAMS we announce */
 #define H2_MAX_GAPS 8       /* skipped client stream id ranges remembered (RFC 9113 5.1.1) */
 #define H2_HELD_BODIES 4    /* request bodies held at once per connection: this many max_body */
-#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-#define H2_PREFACE_LEN 24
 
 /* One request header field, as offsets into the stream's header bytes. */
 typedef struct h2_field {
@@ -489,6 +487,10 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
         sy_free(copy);
     if (rc == 0) {
         st->answered = 1;
+        /* Whoever answered (the app's res or the core's own 500), the app's handle is done:
+         * a copy kept in a timer then answers nil, "closed" instead of reaching a dead conn. */
+        if (st->res)
+            sy_app_response_dropped(st->res);
         st->res = NULL;
     }
     return rc;
@@ -534,9 +536,13 @@ int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str h
     if (status < 200 || status > 999)
         return SY_EINVAL;
     int rc = submit(c, h, st, status, headers, body);
-    if (rc == SY_ENOMEM) {
+    if (rc != 0) {
+        /* Nothing was sent: reset the stream so the client is told and nothing stays owed. */
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        if (st->res)
+            sy_app_response_dropped(st->res);
         st->res = NULL;
+        st->refused = 1;
     }
     produce(c, h);
     return rc;
@@ -740,7 +746,7 @@ static h2 *h2_alloc(sy_conn *c)
     if (!h)
         return NULL;
     h->conn = c;
-    h->preface_left = H2_PREFACE_LEN;
+    h->preface_left = sizeof SY_H2_PREFACE - 1;
     return h;
 }
 

@@ -160,19 +160,18 @@ static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
     return sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
 }
 
-#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 /* The start of a connection against the HTTP/2 client preface: 1 it is there whole, 0 the bytes
  * so far are a prefix of it, -2 it starts as the preface's request line but goes wrong later,
  * -1 anything else (HTTP/1.1). */
 static int prior_knowledge(sy_conn *c)
 {
-    size_t len = sy_buf_len(&c->in), want = sizeof H2_PREFACE - 1;
+    size_t len = sy_buf_len(&c->in), want = sizeof SY_H2_PREFACE - 1;
     const char *p = sy_buf_data(&c->in);
     size_t k = len < want ? len : want;
-    if (memcmp(p, H2_PREFACE, k) == 0)
+    if (memcmp(p, SY_H2_PREFACE, k) == 0)
         return len >= want ? 1 : 0;
-    return len >= 16 && memcmp(p, H2_PREFACE, 16) == 0 ? -2 : -1;
+    return len >= 16 && memcmp(p, SY_H2_PREFACE, 16) == 0 ? -2 : -1;
 }
 
 
@@ -231,6 +230,9 @@ static void finish_exchange(sy_conn *c, h1 *h)
 {
     sy_buf_consume(&c->in, h->req_len);
     h->req_len = 0;
+    /* The app's handle is done whoever answered (a core 500 after a hook error included). */
+    if (h->res)
+        sy_app_response_dropped(h->res);
     h->res = NULL;
     if (!h->keep_alive || c->server->stopping) {
         h->phase = H1_DONE;
@@ -283,9 +285,7 @@ static void h1_on_bytes(sy_conn *c)
         if (h->phase == H1_HEAD) {
             if (!h->seen_request && sy_conn_tls_ready(c) && strcmp(sy_tls_alpn(c->tls), "h2") == 0) {
                 /* ALPN chose HTTP/2 (RFC 9113 3.2): the server preface goes out at once. */
-                sy_free(h);
-                c->proto_state = NULL;
-                sy_h2_start_direct(c);
+                sy_h2_start_direct(c); /* releases the HTTP/1.1 state */
                 return;
             }
             if (sy_buf_len(&c->in) == 0) {
@@ -299,9 +299,7 @@ static void h1_on_bytes(sy_conn *c)
                 int pk = prior_knowledge(c);
                 if (pk > 0) {
                     /* The client speaks HTTP/2 from its first byte (RFC 9113 3.3). */
-                    sy_free(h);
-                    c->proto_state = NULL;
-                    sy_h2_start_direct(c);
+                    sy_h2_start_direct(c); /* releases the HTTP/1.1 state */
                     return;
                 }
                 if (pk == 0) {

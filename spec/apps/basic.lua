@@ -70,6 +70,13 @@ function app.request(req, res)
     res:send(200, "len=" .. (req.body and #req.body or "nil"))
   elseif p == "/error" then
     error("boom-request")
+  elseif p == "/error-later" then
+    -- keeps res in a timer, then raises: the core answers 500 and the kept res must go dead
+    sy.after(0.15, function()
+      local ok, why = res:send(200, "too late")
+      stats.kept_after_error = tostring(ok) .. "," .. tostring(why)
+    end)
+    error("boom-request")
   elseif p == "/later" then
     local ms = tonumber(qparam(req, "ms")) or 100
     sy.after(ms / 1000, function()
@@ -109,8 +116,8 @@ function app.request(req, res)
   elseif p == "/big" then
     res:send(200, string.rep("x", tonumber(qparam(req, "n")) or 0))
   elseif p == "/stats" then
-    res:send(200, ("requests=%d\nlate_sends=%d\nlate_errors=%d\n"):format(
-      stats.requests, stats.late_sends, stats.late_errors))
+    res:send(200, ("requests=%d\nlate_sends=%d\nlate_errors=%d\nkept_after_error=%s\n"):format(
+      stats.requests, stats.late_sends, stats.late_errors, stats.kept_after_error or "none"))
   else
     res:send(404, "not found\n")
   end

@@ -25,6 +25,19 @@ describe("Lua API", function()
                     "stderr: " .. srv:log())
     end)
 
+    it("a res kept by a hook that then raised answers nil, 'closed' after the 500", function()
+      local c = H.must_connect(srv.port)
+      c:send(H.get("/error-later"))
+      assert.are.equal(500, c:must_response().status)
+      c:close() -- the connection is gone before the kept res is used
+      local function kept()
+        return H.kv(H.must_roundtrip(srv.port, H.get("/stats")).body).kept_after_error
+      end
+      assert.truthy(H.wait_for(function() return kept() ~= "none" end, 3), "timer did not fire")
+      assert.are.equal("nil,closed", kept())
+      assert.is_true(srv:alive())
+    end)
+
     it("the server keeps serving after hook errors", function()
       for _ = 1, 5 do
         assert.are.equal(500, H.must_roundtrip(srv.port, H.get("/error")).status)
