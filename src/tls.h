@@ -47,8 +47,9 @@ ssize_t sy_tls_read(sy_tls *t, char *buf, size_t cap, const char **why);
 /* 1 once the handshake completed. */
 int sy_tls_ready(const sy_tls *t);
 
-/* Encrypts n plaintext bytes (the handshake must be done) into the output. Returns 0 or
- * SY_EPROTO / SY_ENOMEM. */
+/* Encrypts n plaintext bytes (the handshake must be done) into the output. Returns 0, or
+ * SY_EPROTO when the session failed (an OpenSSL error, or no memory or room for the output);
+ * the session is then unusable. */
 int sy_tls_write(sy_tls *t, const void *p, size_t n);
 
 /* Queues close_notify (once, after a completed handshake). */
