@@ -362,10 +362,13 @@ int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub)
 
 void sy_ws_pub_dispose(sy_ws_pub *pub)
 {
-    for (int i = 0; i < 16; i++) {
+    /* Only the window sizes that were tried hold a frame: none when nobody compresses. */
+    for (unsigned bits = pub->tried; bits; bits &= bits - 1) {
+        int i = __builtin_ctz(bits);
         sy_chunk_release(pub->deflated[i]);
         pub->deflated[i] = NULL;
     }
+    pub->tried = 0;
 }
 
 int sy_ws_close(sy_conn *c, int code, sy_str reason)
@@ -690,9 +693,7 @@ static void ws_on_close(sy_conn *c)
         return;
     c->proto_state = NULL;
     notify_close(c, w, 1006, sy_str_make("", 0));
-    sy_buf_dispose(&w->msg);
-    pmd_free(w->pmd);
-    sy_free(w);
+    sy_ws_free(w);
 }
 
 /* Right after the switch (bytes may follow at once). */
