@@ -308,19 +308,20 @@ static int panic(lua_State *L)
 }
 
 /* Lua's allocator: counts bytes in use and refuses growth past the cap (Lua then collects
- * garbage and retries before raising a memory error). */
+ * garbage and retries before raising a memory error). Small blocks come from the server's pool
+ * (Lua always says the size of the block it frees or resizes). */
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     sy_server *s = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        free(ptr);
+        sy_pool_put(&s->pool, ptr, old);
         s->lua_memory -= old;
         return NULL;
     }
     if (nsize > old && s->lua.max_memory && s->lua_memory - old + nsize > s->lua.max_memory)
         return NULL;
-    void *p = realloc(ptr, nsize);
+    void *p = sy_pool_resize(&s->pool, ptr, old, nsize);
     if (p)
         s->lua_memory = s->lua_memory - old + nsize;
     return p;

@@ -587,5 +587,6 @@ SY_API void sy_server_free(sy_server *s)
     ev_idle_stop(s->loop, &s->nudge);
     sy_free(s->listeners);
     sy_free(s->scratch_headers);
+    sy_pool_dispose(&s->pool);
     sy_free(s);
 }

@@ -4,6 +4,7 @@
 
 #include "conn.h"
 #include "http1.h"
+#include "pool.h"
 
 typedef struct sy_listener {
     ev_io io;
@@ -33,6 +34,7 @@ struct sy_server {
     struct lua_State *L;        /* owned */
     sy_lua_limits lua;          /* app.lua */
     size_t lua_memory;          /* bytes the Lua state holds now */
+    sy_pool pool;               /* small blocks of Lua and nghttp2; disposed last */
     double lua_deadline;        /* monotonic time the running call must end by; 0: none */
     int lua_depth;              /* nesting of calls from the core into Lua */
     sy_config cfg;
