@@ -18,6 +18,7 @@ typedef struct h2_field {
 
 typedef struct h2_stream {
     int32_t id;
+    sy_pool *pool;                 /* borrowed; the server's: this struct and its buffers */
     struct h2_stream *prev, *next; /* the connection's streams that have our state */
     char *hb;                      /* owned; every header byte of the request */
     size_t hb_len, hb_cap;
@@ -27,7 +28,7 @@ typedef struct h2_stream {
     size_t head_bytes;             /* RFC 9113 6.5.2 accounting (name + value + 32) */
     char *body;                    /* owned; the request body so far */
     size_t body_len, body_cap;
-    char *out;                     /* owned; the response body being sent */
+    char *out;                     /* owned (out_len bytes); the response body being sent */
     size_t out_len, out_off;
     void *res;                     /* borrowed app handle while the response is pending */
     unsigned too_big : 1;          /* header fields over the limits: answered 431 */
@@ -41,6 +42,7 @@ typedef struct h2_stream {
 typedef struct h2 {
     nghttp2_session *session;      /* owned; NULL until the protocol starts */
     h2_stream *streams;            /* owned list */
+    h2_stream *cur;                /* borrowed; the stream of the last HEADERS begun, or NULL */
     h2_stream *upgraded;           /* owned until on_start: stream 1 of an h2c upgrade */
     uint8_t *settings;             /* owned; the HTTP2-Settings payload of an upgrade */
     size_t settings_len;
@@ -62,11 +64,12 @@ typedef struct h2 {
 
 static void stream_free(h2_stream *st)
 {
-    sy_free(st->hb);
-    sy_free(st->fields);
-    sy_free(st->body);
-    sy_free(st->out);
-    sy_free(st);
+    sy_pool *pool = st->pool;
+    sy_pool_put(pool, st->hb, st->hb_cap);
+    sy_pool_put(pool, st->fields, st->fields_cap * sizeof(h2_field));
+    sy_pool_put(pool, st->body, st->body_cap);
+    sy_pool_put(pool, st->out, st->out_len);
+    sy_pool_put(pool, st, sizeof *st);
 }
 
 /* Releases a request body that is no longer needed (served, refused or reset). */
@@ -74,16 +77,19 @@ static void drop_body(h2 *h, h2_stream *st)
 {
     if (!st->upgraded_body)
         h->held -= st->body_len;
-    sy_free(st->body);
+    sy_pool_put(st->pool, st->body, st->body_cap);
     st->body = NULL;
     st->body_len = st->body_cap = 0;
 }
 
 static h2_stream *stream_new(h2 *h, int32_t id)
 {
-    h2_stream *st = sy_calloc(1, sizeof *st);
+    sy_pool *pool = &h->conn->server->pool;
+    h2_stream *st = sy_pool_get(pool, sizeof *st);
     if (!st)
         return NULL;
+    memset(st, 0, sizeof *st);
+    st->pool = pool;
     st->id = id;
     st->next = h->streams;
     if (h->streams)
@@ -94,6 +100,8 @@ static h2_stream *stream_new(h2 *h, int32_t id)
 
 static void stream_unlink(h2 *h, h2_stream *st)
 {
+    if (h->cur == st)
+        h->cur = NULL;
     if (st->prev)
         st->prev->next = st->next;
     else if (h->streams == st)
@@ -103,16 +111,16 @@ static void stream_unlink(h2 *h, h2_stream *st)
     st->prev = st->next = NULL;
 }
 
-/* Grows *p to hold need elements; a first allocation takes first elements (one allocation for
- * a typical request's header bytes or fields). */
-static int grow(void **p, size_t *cap, size_t need, size_t elem, size_t first)
+/* Grows the pool block *p to hold need elements; a first allocation takes first elements (one
+ * allocation for a typical request's header bytes or fields). */
+static int grow(sy_pool *pool, void **p, size_t *cap, size_t need, size_t elem, size_t first)
 {
     if (need <= *cap)
         return 0;
     size_t n = *cap ? *cap : first;
     while (n < need)
         n *= 2;
-    void *q = sy_realloc(*p, n * elem);
+    void *q = sy_pool_resize(pool, *p, *cap * elem, n * elem);
     if (!q)
         return SY_ENOMEM;
     *p = q;
@@ -123,7 +131,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, size_t first)
 /* Appends bytes to the stream's header block; returns the offset or -1 (no memory). */
 static int64_t hb_put(h2_stream *st, const void *p, size_t n)
 {
-    if (grow((void **)&st->hb, &st->hb_cap, st->hb_len + n + 1, 1, 512) != 0)
+    if (grow(st->pool, (void **)&st->hb, &st->hb_cap, st->hb_len + n + 1, 1, 512) != 0)
         return -1;
     memcpy(st->hb + st->hb_len, p, n);
     size_t off = st->hb_len;
@@ -378,7 +386,7 @@ static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *b
     st->out_off += n;
     if (st->out_off == st->out_len) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        sy_free(st->out);
+        sy_pool_put(st->pool, st->out, st->out_len);
         st->out = NULL;
         st->out_len = st->out_off = 0;
     }
@@ -469,7 +477,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
                                                              st->method.value_len), "HEAD");
     int rc = 0;
     if (send_body) {
-        st->out = sy_malloc(body.len);
+        st->out = sy_pool_get(st->pool, body.len);
         if (!st->out)
             rc = SY_ENOMEM;
         else {
@@ -581,6 +589,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     if (!st)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM INTERNAL_ERROR */
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, st);
+    h->cur = st;
     return 0;
 }
 
@@ -592,7 +601,10 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     h2 *h = ud;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* trailer fields are not passed on */
-    h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    /* A header block arrives in one piece (RFC 9113 4.3): its stream is the one just begun. */
+    h2_stream *st = h->cur && h->cur->id == frame->hd.stream_id
+                        ? h->cur
+                        : nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (!st)
         return 0;
     const sy_config *cfg = &h->conn->server->cfg;
@@ -617,7 +629,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
             st->too_big = 1;
             return 0;
         }
-        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
+        if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         pseudo = &st->fields[st->nfields++];
     }
@@ -652,7 +664,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
-    if (grow((void **)&st->body, &st->body_cap, st->body_len + len + 1, 1, 1024) != 0) {
+    if (grow(st->pool, (void **)&st->body, &st->body_cap, st->body_len + len + 1, 1, 1024) != 0) {
         drop_body(h, st);
         respond_core(h->conn, h, st, 500, "out of memory");
         return 0;
@@ -765,6 +777,27 @@ static void h2_release(h2 *h)
     sy_free(h);
 }
 
+/* nghttp2's blocks (streams, frames, header buffers) come from the server's pool. */
+static void *h2_malloc(size_t n, void *ud)
+{
+    return sy_pool_malloc(ud, n);
+}
+
+static void h2_mfree(void *p, void *ud)
+{
+    sy_pool_free(ud, p);
+}
+
+static void *h2_calloc(size_t n, size_t size, void *ud)
+{
+    return sy_pool_calloc(ud, n, size);
+}
+
+static void *h2_realloc(void *p, size_t n, void *ud)
+{
+    return sy_pool_realloc(ud, p, n);
+}
+
 static int make_session(h2 *h)
 {
     nghttp2_session_callbacks *cb;
@@ -783,7 +816,8 @@ static int make_session(h2 *h)
     }
     /* HTTP messaging checks stay on (pseudo-headers, connection-specific fields,
      * content-length against DATA: RFC 9113 8.1, 8.2). */
-    int rc = nghttp2_session_server_new2(&h->session, cb, h, opt);
+    nghttp2_mem mem = {&h->conn->server->pool, h2_malloc, h2_mfree, h2_calloc, h2_realloc};
+    int rc = nghttp2_session_server_new3(&h->session, cb, h, opt, &mem); /* copies mem */
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rc != 0) {
@@ -1001,10 +1035,13 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
     h2 *h = h2_alloc(c);
     if (!h)
         return NULL;
-    h2_stream *st = sy_calloc(1, sizeof *st);
+    sy_pool *pool = &c->server->pool;
+    h2_stream *st = sy_pool_get(pool, sizeof *st);
     h->upgraded = st;
     if (!st)
         goto fail;
+    memset(st, 0, sizeof *st);
+    st->pool = pool;
     st->id = 1;
     h->head_request = sy_str_eq(req->method, "HEAD");
     ssize_t n = sy_upgrade_base64url_decode(settings, NULL, 0);
@@ -1027,7 +1064,7 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
         sy_str name = req->headers[i].name;
         if (connection_specific(name.p, name.len) || sy_str_ieq(name, "http2-settings"))
             continue;
-        if (grow((void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
+        if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
             goto fail;
         h2_field *f = &st->fields[st->nfields];
         if (put_field(st, f, (const uint8_t *)name.p, name.len,
@@ -1042,11 +1079,11 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
     }
 #undef PUT
     if (body.len) {
-        st->body = sy_malloc(body.len);
+        st->body = sy_pool_get(pool, body.len);
         if (!st->body)
             goto fail;
         memcpy(st->body, body.p, body.len);
-        st->body_len = body.len;
+        st->body_len = st->body_cap = body.len;
         st->upgraded_body = 1;
     }
     /* The client preface follows the 101; the walker starts counting there. */
