@@ -217,7 +217,7 @@ header_load "$LOAD_CPU" wsload
 
 # --- runs -------------------------------------------------------------------------------------
 
-RESULTS=$TMP/results.tsv   # round case server rate mb_s p50_us p99_us cpu_us cpu_pct oth_pct load_pct errors
+RESULTS=$TMP/results.tsv   # round case server rate mb_s p50_us p99_us cpu_us cpu_pct oth_pct load_pct errors per_read
 : >"$RESULTS"
 bad=0
 
@@ -250,13 +250,13 @@ measure() { # measure ROUND CASE NAME PID PORT
   # or wsload on a machine with few CPUs. A noise gauge; tick rounding makes +-1 % noise.
   local oth; oth=$(awk -v o=$(((a1 - a0) - (s1 - s0))) -v hz="$HZ" -v ns=$((w1 - w0)) \
                    'BEGIN { printf "%.1f", (ns > 0 ? 100 * o / hz / (ns / 1e9) : 0) }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cs" "$name" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cs" "$name" \
     "$(field rate "$out")" "$(field mb_s "$out")" "$(field p50_us "$out")" "$(field p99_us "$out")" \
     "$(field srv_cpu_us "$out")" "$(field srv_cpu_pct "$out")" "$oth" "$(field load_cpu_pct "$out")" \
-    "$errs" >>"$RESULTS"
+    "$errs" "$(field srv_per_read "$out")" >>"$RESULTS"
   awk -F'\t' -v noisy="$NOISY_PCT" 'END {
-      printf "%-5s %-10s %-10s %11.0f %8.2f %9.1f %9.1f %9.2f %6.1f %6.1f %6.1f %6s%s\n", $1, $2, $3,
-             $4, $5, $6, $7, $8, $9, $10, $11, $12, ($10 > noisy ? "  noisy" : "") }' "$RESULTS"
+      printf "%-5s %-10s %-10s %11.0f %8.2f %9.1f %9.1f %9.2f %6.1f %6.1f %6.1f %6s %7.2f%s\n", $1, $2,
+             $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, ($10 > noisy ? "  noisy" : "") }' "$RESULTS"
 }
 
 # idle_run ROUND NAME: fresh server, VmRSS before and after IDLE_CONNS idle WebSockets.
@@ -290,8 +290,8 @@ if [ ${#load_cases[@]} -gt 0 ]; then
   echo "# rate = msg/s (echo) or upgrades/s; p50/p99 = round trip per message, or connect-to-101, in us;"
   echo "# cpu_us = server CPU per message/upgrade; cpu% = server CPU / window; oth% = CPU of all other"
   echo "# processes on the machine during the run, in % of one CPU (noise gauge); load% = wsload's own CPU"
-  printf '%-5s %-10s %-10s %11s %8s %9s %9s %9s %6s %6s %6s %6s\n' \
-    round case server rate MB/s p50_us p99_us cpu_us cpu% oth% load% errors
+  printf '%-5s %-10s %-10s %11s %8s %9s %9s %9s %6s %6s %6s %6s %7s\n' \
+    round case server rate MB/s p50_us p99_us cpu_us cpu% oth% load% errors per_rd
   for r in $(seq "$ROUNDS"); do
     for cs in "${load_cases[@]}"; do
       if [ $((r % 2)) -eq 1 ]; then
@@ -367,7 +367,9 @@ if [ "$FLOOR" = 1 ]; then
   echo
   echo "# floor: bench/floor_echo.c (no Lua, no protocol checks, same system calls per batch); medians."
   echo "# sy - floor = server CPU per message above the floor: what switchyard's own code costs"
-  printf '%-48s %12s %12s %12s %12s\n' case "floor msg/s" "floor us/msg" "sy us/msg" "sy - floor"
+  echo "# msg/read = messages per read system call of the server (/proc/PID/io): the batching both get"
+  printf '%-48s %12s %12s %12s %12s %10s %10s\n' case "floor msg/s" "floor us/msg" "sy us/msg" "sy - floor" \
+    "floor m/rd" "sy m/rd"
   awk -F'\t' -v labels="$(for c in $CASES; do printf '%s=%s;' "$c" "$(case_label "$c")"; done)" "$AWK_MEDIAN"'
     function med(cs, srv, col,   i, n, a) {
       n = 0
@@ -378,13 +380,14 @@ if [ "$FLOOR" = 1 ]; then
       n = split(labels, parts, ";")
       for (i = 1; i <= n; i++) if (parts[i] != "") { split(parts[i], kv, "="); label[kv[1]] = kv[2]; order[++nc] = kv[1] }
     }
-    { nr++; rc[nr] = $2; rs[nr] = $3; for (k = 4; k <= 12; k++) rv[nr, k] = $k }
+    { nr++; rc[nr] = $2; rs[nr] = $3; for (k = 4; k <= 13; k++) rv[nr, k] = $k }
     END {
       for (i = 1; i <= nc; i++) {
         cs = order[i]
         if (cs !~ /^text32_/) continue
         f = med(cs, "floor", 8); y = med(cs, "switchyard", 8)
-        printf "%-48s %12.0f %12.2f %12.2f %12.2f\n", label[cs], med(cs, "floor", 4), f, y, y - f
+        printf "%-48s %12.0f %12.2f %12.2f %12.2f %10.2f %10.2f\n", label[cs], med(cs, "floor", 4), f, y,
+               y - f, med(cs, "floor", 13), med(cs, "switchyard", 13)
       }
     }' "$RESULTS"
 fi

@@ -130,6 +130,7 @@ static struct run {
     hist lat;         /* echo: message round trip; upgrade: connect to 101 */
     hist cycle;       /* upgrade: connect to the server's FIN */
     long srv_ticks0, srv_ticks1;
+    long long srv_io0[2], srv_io1[2]; /* the server's read and write system calls (syscr, syscw) */
     double self_cpu0, self_cpu1;
 } R;
 
@@ -365,6 +366,25 @@ static long proc_ticks(long pid)
                &v[13]) != 14)
         return -1;
     return v[10] + v[11] + v[12] + v[13];
+}
+
+/* The read-type and write-type system calls pid has made (/proc/PID/io syscr, syscw): out[0],
+ * out[1]; -1 each when unreadable. epoll_wait is in neither. */
+static void proc_io(long pid, long long out[2])
+{
+    char path[64], line[128];
+    out[0] = out[1] = -1;
+    snprintf(path, sizeof path, "/proc/%ld/io", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "syscr: ", 7) == 0)
+            out[0] = atoll(line + 7);
+        else if (strncmp(line, "syscw: ", 7) == 0)
+            out[1] = atoll(line + 7);
+    }
+    fclose(f);
 }
 
 static double self_cpu(void)
@@ -972,6 +992,15 @@ static void report(uint64_t wall_ns)
         srv_us = R.count ? srv_s * 1e6 / (double)R.count : 0;
     }
     double load_pct = secs > 0 ? 100 * (R.self_cpu1 - R.self_cpu0) / secs : 0;
+    /* Messages (or upgrades) per server read and per server write: how well batched the
+     * server's system calls were. -1: unknown; the kernel counts read/readv and write/writev
+     * only, not recv or send/sendmsg. */
+    double per_read = -1, per_write = -1;
+    if (cfg.cpu_pid && R.srv_io0[0] >= 0 && R.srv_io1[0] >= 0) {
+        long long r = R.srv_io1[0] - R.srv_io0[0], w = R.srv_io1[1] - R.srv_io0[1];
+        per_read = r > 0 ? (double)R.count / (double)r : -1;
+        per_write = w > 0 ? (double)R.count / (double)w : -1;
+    }
     const hist *h = &R.lat;
 
     if (cfg.mode == MODE_ECHO) {
@@ -998,6 +1027,9 @@ static void report(uint64_t wall_ns)
     if (srv_s >= 0)
         printf("  server cpu   %.2f s (%.1f %%), %.2f us per %s\n", srv_s, srv_pct, srv_us,
                cfg.mode == MODE_UPGRADE ? "upgrade" : "message");
+    if (per_read >= 0 || per_write >= 0)
+        printf("  server i/o   %.2f %s per read, %.2f per write (system calls; -1: not counted)\n",
+               per_read, cfg.mode == MODE_UPGRADE ? "upgrades" : "messages", per_write);
     if (cfg.mode == MODE_ECHO)
         printf("  echoed       %d of %d connections got at least one echo\n", echoed_conns(),
                cfg.conns);
@@ -1011,12 +1043,13 @@ static void report(uint64_t wall_ns)
     printf("RESULT mode=%s conns=%d depth=%d size=%zu type=%s secs=%.3f count=%" PRIu64
            " rate=%.1f mb_s=%.3f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f"
            " cycle_p50_us=%.1f cycle_p99_us=%.1f opened=%d srv_cpu_s=%.2f srv_cpu_pct=%.1f"
-           " srv_cpu_us=%.3f load_cpu_pct=%.1f echoed=%d errors=%" PRIu64 "\n",
+           " srv_cpu_us=%.3f load_cpu_pct=%.1f echoed=%d errors=%" PRIu64
+           " srv_per_read=%.2f srv_per_write=%.2f\n",
            mname[cfg.mode], cfg.conns, cfg.depth, cfg.size, cfg.binary ? "binary" : "text", secs,
            R.count, rate, mbs, hist_pct_us(h, 50), hist_pct_us(h, 90), hist_pct_us(h, 99),
            hist_pct_us(h, 99.9), (double)h->max / 1e3, hist_pct_us(&R.cycle, 50),
            hist_pct_us(&R.cycle, 99), R.opened, srv_s, srv_pct, srv_us, load_pct,
-           cfg.mode == MODE_ECHO ? echoed_conns() : 0, R.errors_total);
+           cfg.mode == MODE_ECHO ? echoed_conns() : 0, R.errors_total, per_read, per_write);
     fflush(stdout);
 }
 
@@ -1109,6 +1142,7 @@ int main(int argc, char **argv)
     uint64_t now = now_ns(), last_scan = now;
     uint64_t ramp_deadline = now + (uint64_t)((cfg.timeout + 0.002 * R.ncl + 5) * 1e9);
     R.srv_ticks0 = R.srv_ticks1 = -1;
+    R.srv_io0[0] = R.srv_io0[1] = R.srv_io1[0] = R.srv_io1[1] = -1;
     int ramping = cfg.mode != MODE_UPGRADE;
     if (ramping) {
         open_more(now);
@@ -1179,8 +1213,10 @@ int main(int argc, char **argv)
         if (R.scheduled && !R.measuring && now >= R.wstart) {
             R.measuring = 1;
             R.wstart = now;
-            if (cfg.cpu_pid)
+            if (cfg.cpu_pid) {
                 R.srv_ticks0 = proc_ticks(cfg.cpu_pid);
+                proc_io(cfg.cpu_pid, R.srv_io0);
+            }
             R.self_cpu0 = self_cpu();
         }
         if (R.measuring && (now >= R.wend || stop_signal))
@@ -1211,8 +1247,10 @@ int main(int argc, char **argv)
     R.sending = 0;
     if (R.measuring) { /* the window ends here, on time or early */
         R.wend = now_ns();
-        if (cfg.cpu_pid)
+        if (cfg.cpu_pid) {
             R.srv_ticks1 = proc_ticks(cfg.cpu_pid);
+            proc_io(cfg.cpu_pid, R.srv_io1);
+        }
         R.self_cpu1 = self_cpu();
     }
     int measured = R.measuring;
