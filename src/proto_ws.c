@@ -10,25 +10,36 @@
 #include "server.h"
 #include "ws.h"
 
+/* The options a connection keeps (of sy_ws_options; the permessage-deflate ones go to pmd):
+ * compact, since every idle WebSocket holds a copy. Seconds as float: sub-microsecond
+ * precision is not needed for timeouts. */
+typedef struct ws_limits {
+    size_t max_message;
+    size_t max_fragments;
+    size_t max_backpressure;
+    float idle_timeout, ping_interval, close_timeout;
+    unsigned drop_on_backpressure : 1;
+} ws_limits;
+
 typedef struct wsp {
     void *handle;          /* app handle; NULL once the app was told of the close */
-    sy_ws_options o;
+    ws_limits o;
     sy_ws_header hdr;      /* the frame being read, valid when have_hdr */
-    int have_hdr;
     uint64_t frame_done;   /* payload bytes of this frame already unmasked and checked */
-    int msg_opcode;        /* TEXT/BINARY of a fragmented message in progress, else 0 */
-    int frame_text;        /* the current frame's payload is text to validate */
     sy_buf msg;            /* fragments of the message in progress */
     size_t fragments;
-    sy_utf8 utf8;          /* the text message in progress */
-    int close_sent;
-    int close_received;
-    int failed;            /* a protocol error was answered: input is ignored */
     ev_tstamp last_rx;     /* last time a byte came from the peer */
-    int ping_outstanding;
     struct pmd_state *pmd; /* owned; NULL without permessage-deflate */
-    int msg_compressed;    /* the message in progress came with RSV1 */
     uint64_t wire_len;     /* compressed bytes of the message in progress */
+    sy_utf8 utf8;          /* the text message in progress */
+    unsigned msg_opcode : 4;     /* TEXT/BINARY of a fragmented message in progress, else 0 */
+    unsigned have_hdr : 1;
+    unsigned frame_text : 1;     /* the current frame's payload is text to validate */
+    unsigned close_sent : 1;
+    unsigned close_received : 1;
+    unsigned failed : 1;         /* a protocol error was answered: input is ignored */
+    unsigned ping_outstanding : 1;
+    unsigned msg_compressed : 1; /* the message in progress came with RSV1 */
 } wsp;
 
 /* permessage-deflate for one connection. Streams exist only where a context outlives a
@@ -185,7 +196,13 @@ void *sy_ws_new(void *handle, const sy_ws_options *o)
     if (!w)
         return NULL;
     w->handle = handle;
-    w->o = *o;
+    w->o.max_message = o->max_message;
+    w->o.max_fragments = o->max_fragments;
+    w->o.max_backpressure = o->max_backpressure;
+    w->o.idle_timeout = (float)o->idle_timeout;
+    w->o.ping_interval = (float)o->ping_interval;
+    w->o.close_timeout = (float)o->close_timeout;
+    w->o.drop_on_backpressure = o->drop_on_backpressure != 0;
     sy_buf_init(&w->msg, o->max_message);
     if (o->pmd) {
         w->pmd = sy_calloc(1, sizeof *w->pmd);
