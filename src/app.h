@@ -40,6 +40,13 @@ void sy_app_raw_close(void *handle);
 /* WebSocket events for the app's handle. Any of them may close the connection. */
 void sy_app_ws_open(void *handle);
 void sy_app_ws_message(void *handle, const char *p, size_t n, int binary);
+/* Whole messages found in one read, in order, handed to the app in one protected call. */
+typedef struct sy_ws_msg {
+    const char *p; /* borrowed, valid during the call */
+    size_t n;
+    int binary;
+} sy_ws_msg;
+void sy_app_ws_messages(void *handle, const sy_ws_msg *m, size_t n);
 void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong);
 void sy_app_ws_drain(void *handle);
 /* The connection is closing or closed (once): call the close handler, detach the handle. */

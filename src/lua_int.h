@@ -73,6 +73,9 @@ int sy_lua_handler_end(lconn *h, const char *name, int base, int nargs);
 /* Low-level: lua_pcall of the function at base + 1 with the traceback handler at base. */
 int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name);
 void sy_lua_push_traceback(lua_State *L);
+/* Within one protected call from the core that runs several handlers in turn: the next one
+ * gets a whole time budget (app.lua.max_time) of its own. */
+void sy_lua_budget_restart(lua_State *L);
 /* Drops the registry anchor and the conn pointer. */
 void sy_lua_detach(lconn *h);
 /* Publishes data to every open WebSocket subscribed to the topic at topic_idx except

@@ -117,6 +117,13 @@ int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const c
     return protected_call_at(L, base, nargs, 0, &what, name);
 }
 
+void sy_lua_budget_restart(lua_State *L)
+{
+    sy_server *s = state_server(L);
+    if (s && s->lua_depth == 1 && s->lua.max_time > 0)
+        s->lua_deadline = mono_now() + s->lua.max_time;
+}
+
 void sy_lua_push_traceback(lua_State *L)
 {
     lua_pushcfunction(L, traceback);

@@ -34,28 +34,76 @@ void sy_app_ws_open(void *handle)
         handler_failed(h);
 }
 
-void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
+/* The messages of one read, for deliver_batch (argument 1, a light userdata). */
+typedef struct msg_batch {
+    lconn *h;
+    const sy_ws_msg *m; /* borrowed, valid during the call */
+    size_t n;
+} msg_batch;
+
+/* [batch, handle, handlers]: the message handler for each message in turn, under the one
+ * protected call of sy_app_ws_messages. Stops when the connection stops taking messages (a
+ * handler closed it); an error ends the batch, and the connection fails with 1011. The handler
+ * is looked up for each message, so replacing it takes effect at the next one. */
+static int deliver_batch(lua_State *L)
+{
+    const msg_batch *b = lua_touserdata(L, 1);
+    lconn *h = b->h;
+    sy_server *srv = h->conn->server;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!h->conn || !sy_ws_open(h->conn))
+            break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
+        if (lua_getfield(L, 3, "message") != LUA_TFUNCTION) {
+            lua_pop(L, 1);
+            continue; /* no handler: the payload is not even copied */
+        }
+        const sy_ws_msg *m = &b->m[i];
+        lua_pushvalue(L, 2);
+        const char *s = lua_pushlstring(L, m->p, m->n);
+        lua_pushboolean(L, m->binary);
+        /* The text is valid UTF-8 already, so ws:send of this very string skips the check. A
+         * copy stays in slot 4, so the string outlives the handler even if it drops its
+         * argument: its address cannot be reused by another string meanwhile. */
+        lua_pushvalue(L, -2);
+        lua_replace(L, 4);
+        srv->ws_validated = m->binary ? NULL : s;
+        srv->ws_validated_len = m->binary ? 0 : m->n;
+        if (i > 0)
+            sy_lua_budget_restart(L); /* the time budget is per handler call */
+        lua_call(L, 3, 0);
+    }
+    return 0;
+}
+
+void sy_app_ws_messages(void *handle, const sy_ws_msg *m, size_t n)
 {
     lconn *h = handle;
     lua_State *L = h->L;
-    int base = sy_lua_handler_begin(h, "message");
-    if (!base)
-        return; /* no handler: the payload is not even copied */
-    const char *s = lua_pushlstring(L, p, n);
-    lua_pushboolean(L, binary);
-    /* One handler runs at a time per server: the text it got is already valid UTF-8. */
-    sy_server *srv = h->conn ? h->conn->server : NULL;
-    if (srv && !binary) {
-        srv->ws_validated = s;
-        srv->ws_validated_len = n;
-    }
-    int rc = sy_lua_handler_end(h, "message", base, 2);
-    if (srv) {
-        srv->ws_validated = NULL;
-        srv->ws_validated_len = 0;
-    }
+    sy_conn *c = h->conn;
+    if (h->ref == LUA_NOREF || !c || n == 0)
+        return;
+    msg_batch b = {h, m, n};
+    int base = lua_gettop(L) + 1;
+    sy_lua_push_traceback(L);                  /* [tb] */
+    lua_pushcfunction(L, deliver_batch);       /* [tb, fn] */
+    lua_pushlightuserdata(L, &b);              /* [tb, fn, batch] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [tb, fn, batch, handle] */
+    lua_getiuservalue(L, -1, UV_HANDLERS);     /* [tb, fn, batch, handle, handlers] */
+    lua_pushnil(L);                            /* [..., slot for the current text] */
+    sy_server *srv = c->server;
+    sy_conn_ref(c);
+    int rc = sy_lua_pcall_at(L, base, 4, "websocket handler", "message");
+    srv->ws_validated = NULL;
+    srv->ws_validated_len = 0;
+    sy_conn_unref(c);
     if (rc != 0)
         handler_failed(h);
+}
+
+void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
+{
+    sy_ws_msg m = {p, n, binary};
+    sy_app_ws_messages(handle, &m, 1);
 }
 
 void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong)

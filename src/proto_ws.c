@@ -507,6 +507,33 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
     return 0;
 }
 
+/* Whole single-frame messages of one read, handed to the app together: one protected Lua call
+ * for the lot instead of one per message. Their payloads stay where they are in c->in:
+ * consuming only moves its start, and nothing reads into c->in before the batch is flushed. */
+#define WS_BATCH 64
+
+typedef struct ws_batch {
+    size_t n;
+    sy_ws_msg m[WS_BATCH];
+} ws_batch;
+
+/* Delivers what is pending, before anything else happens on the connection: a control frame,
+ * a failure, the end of the read. */
+static void flush(wsp *w, ws_batch *b)
+{
+    size_t n = b->n;
+    b->n = 0;
+    if (n && w->handle && !w->close_sent)
+        sy_app_ws_messages(w->handle, b->m, n);
+}
+
+/* fail, after the messages that came before the bad frame. */
+static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *why)
+{
+    flush(w, b);
+    fail(c, w, code, why);
+}
+
 /* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
 static void ws_on_bytes(sy_conn *c)
 {
@@ -517,6 +544,8 @@ static void ws_on_bytes(sy_conn *c)
     }
     w->last_rx = ev_now(c->server->loop);
     w->ping_outstanding = 0;
+    ws_batch b;
+    b.n = 0;
     sy_conn_cork(c);
     while (!c->closing && c->proto == &sy_proto_ws && !w->failed && !w->close_received) {
         uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
@@ -533,17 +562,17 @@ static void ws_on_bytes(sy_conn *c)
                              ? 4
                              : 0;
             if (hl < 0 || sy_ws_check_header(&w->hdr, rsv_ok, &why) != 0) {
-                fail(c, w, 1002, why ? why : "protocol error");
+                fail_after(c, w, &b, 1002, why ? why : "protocol error");
                 break;
             }
             int op = w->hdr.opcode;
             if (op < SY_WS_CLOSE) {
                 if (op == SY_WS_CONT && !w->msg_opcode) {
-                    fail(c, w, 1002, "continuation frame without a message to continue");
+                    fail_after(c, w, &b, 1002, "continuation frame without a message to continue");
                     break;
                 }
                 if (op != SY_WS_CONT && w->msg_opcode) {
-                    fail(c, w, 1002, "new message before the fragmented one finished");
+                    fail_after(c, w, &b, 1002, "new message before the fragmented one finished");
                     break;
                 }
                 if (op != SY_WS_CONT)
@@ -556,18 +585,18 @@ static void ws_on_bytes(sy_conn *c)
                     if (op != SY_WS_CONT)
                         w->wire_len = 0;
                     if (w->hdr.len > cap || w->wire_len + w->hdr.len > cap) {
-                        fail(c, w, 1009, "message too big");
+                        fail_after(c, w, &b, 1009, "message too big");
                         break;
                     }
                     w->wire_len += w->hdr.len;
                 } else if (w->hdr.len > w->o.max_message ||
                            sy_buf_len(&w->msg) + w->hdr.len > w->o.max_message) {
-                    fail(c, w, 1009, "message too big");
+                    fail_after(c, w, &b, 1009, "message too big");
                     break;
                 }
                 if (!w->hdr.fin || op == SY_WS_CONT) {
                     if (++w->fragments > w->o.max_fragments) {
-                        fail(c, w, 1009, "too many fragments");
+                        fail_after(c, w, &b, 1009, "too many fragments");
                         break;
                     }
                 }
@@ -593,7 +622,7 @@ static void ws_on_bytes(sy_conn *c)
             size_t n = (size_t)(avail - w->frame_done);
             sy_ws_unmask(p, n, w->hdr.mask, w->frame_done);
             if (w->frame_text && sy_utf8_feed(&w->utf8, p, n) != 0) {
-                fail(c, w, 1007, "invalid UTF-8 in a text message");
+                fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
             w->frame_done = avail;
@@ -605,6 +634,24 @@ static void ws_on_bytes(sy_conn *c)
         size_t plen = (size_t)w->hdr.len;
         int op = w->hdr.opcode;
         w->have_hdr = 0;
+        if (w->hdr.fin && (op == SY_WS_TEXT || op == SY_WS_BINARY) && !w->msg_compressed) {
+            /* A whole message in one frame: handed over straight from the input buffer. */
+            if (op == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+                fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
+                break;
+            }
+            b.m[b.n].p = (const char *)payload;
+            b.m[b.n].n = plen;
+            b.m[b.n].binary = op == SY_WS_BINARY;
+            b.n++;
+            sy_buf_consume(&c->in, hl + plen);
+            if (b.n == WS_BATCH)
+                flush(w, &b);
+            continue;
+        }
+        flush(w, &b);
+        if (c->closing)
+            break;
         if (op >= SY_WS_CLOSE) {
             on_control(c, w, payload, plen);
             if (!c->closing && !w->close_received && !w->failed)
@@ -616,21 +663,10 @@ static void ws_on_bytes(sy_conn *c)
                 break;
             continue;
         }
-        if (w->hdr.fin && op != SY_WS_CONT) {
-            /* A whole message in one frame: handed over straight from the input buffer. */
-            if (op == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
-                fail(c, w, 1007, "invalid UTF-8 in a text message");
-                break;
-            }
-            deliver(c, w, payload, plen, op);
-            if (!c->closing && !w->failed)
-                sy_buf_consume(&c->in, hl + plen);
-            continue;
-        }
         if (op != SY_WS_CONT)
             w->msg_opcode = op;
         if (sy_buf_append(&w->msg, payload, plen) != 0) {
-            fail(c, w, 1009, "message too big");
+            fail_after(c, w, &b, 1009, "message too big");
             break;
         }
         sy_buf_consume(&c->in, hl + plen);
@@ -639,7 +675,7 @@ static void ws_on_bytes(sy_conn *c)
             w->msg_opcode = 0;
             w->fragments = 0;
             if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
-                fail(c, w, 1007, "invalid UTF-8 in a text message");
+                fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
             deliver(c, w, (const uint8_t *)sy_buf_data(&w->msg), sy_buf_len(&w->msg), mop);
@@ -649,6 +685,7 @@ static void ws_on_bytes(sy_conn *c)
             sy_buf_trim(&w->msg, 0);
         }
     }
+    flush(w, &b);
     if (!c->closing) {
         sy_conn_uncork(c);
         if (!c->closing && sy_buf_len(&c->in) == 0)

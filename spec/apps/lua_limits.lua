@@ -1,7 +1,23 @@
 -- spec/apps/lua_limits.lua: app.lua bounds each hook's run time and the state's memory.
+local sy = require "switchyard"
+local socket = require "socket"
+
+-- WebSocket /spin: each message "S" spins S seconds of wall time, then answers "done S".
+local spin = {
+  message = function(ws, data)
+    local t0 = socket.gettime()
+    while socket.gettime() - t0 < tonumber(data) do end
+    ws:send("done " .. data)
+  end,
+}
+
 return {
   -- max_memory small enough that passing it is quick under sanitizers and a loaded machine.
   lua = { max_time = 0.3, max_memory = 8 * 1024 * 1024 },
+  upgrade = function(req)
+    if req.path == "/spin" and req:offers("websocket") then return sy.accept("websocket", spin) end
+    return sy.ignore()
+  end,
   request = function(req, res)
     if req.path == "/loop" then while true do end end
     if req.path == "/coroutine" then coroutine.wrap(function() while true do end end)() end

@@ -14,6 +14,12 @@
 --                    timer 0.1 s later logs ws:send's answer again
 --   /error           "boom" raises in message; "ok" -> "fine"; ping handler raises
 --   /error-open      open raises
+--   /batch           for messages that arrive in one read: each is logged "msg D", then
+--                    "close" -> ws:close(4001, "batch"); "boom" raises; "swap" replaces the
+--                    message handler (the new one answers "swapped D"; "unswap" restores);
+--                    else echo
+--   /validated       drops the message, collects garbage, then ws:send of invalid UTF-8 of
+--                    the same length as text: answers "refused" (raised) or "sent"
 --   /error-close     close handler raises; "ok" -> "fine"
 --   /cmd             "badtext" -> ws:send of invalid UTF-8 as text (answers "error ..." or
 --                    "sent ..."); "badbin" -> the same bytes as binary; "close C R" ->
@@ -139,6 +145,37 @@ H["/error"] = {
   end,
   ping = function(ws) error("boom in ping") end,
   close = function(ws, code) note("error-close", code) end,
+}
+
+local batch_message
+batch_message = function(ws, data)
+  note("msg", data)
+  if data == "close" then
+    ws:close(4001, "batch")
+  elseif data == "boom" then
+    error("boom in batch")
+  elseif data == "swap" then
+    H["/batch"].message = function(ws2, d)
+      note("msg", d)
+      if d == "unswap" then H["/batch"].message = batch_message end
+      ws2:send("swapped " .. d)
+    end
+    ws:send("swap")
+  else
+    ws:send(data)
+  end
+end
+H["/batch"] = { message = batch_message }
+
+H["/validated"] = {
+  message = function(ws, data)
+    local n = #data
+    data = nil -- luacheck: ignore (the string may now be collected)
+    collectgarbage()
+    collectgarbage()
+    local ok = pcall(ws.send, ws, string.rep("\xff", n))
+    ws:send(ok and "sent" or "refused")
+  end,
 }
 
 H["/error-open"] = {

@@ -2,6 +2,7 @@
 -- and answered 500; the server keeps serving; bad app.lua settings stop the load.
 local H = require "helpers.server"
 local socket = require "socket"
+local W = require "helpers.ws"
 
 describe("app.lua limits", function()
   after_each(H.close_all)
@@ -18,6 +19,18 @@ describe("app.lua limits", function()
       assert.are.equal(200, H.must_roundtrip(srv.port, H.get("/")).status)
     end)
   end
+
+  it("gives each WebSocket message of one read a whole time budget of its own", function()
+    local c = W.open(srv.port, "/spin")
+    -- Four handlers of 0.12 s, sent in one write: 0.48 s in all, each well under 0.3 s.
+    local s = W.frame(W.TEXT, "0.12")
+    assert(c:send(s .. s .. s .. s))
+    for _ = 1, 4 do assert.are.same({ "text", "done 0.12" }, { W.read(c, 5) }) end
+    W.text(c, "10")
+    local kind, code = W.read(c, 5)
+    assert.are.same({ "close", 1011 }, { kind, code })
+    assert.truthy(srv:log():find("time budget", 1, true), srv:log())
+  end)
 
   it("stops a hook that passes max_memory with 500 and a clear log line", function()
     local res = H.must_roundtrip(srv.port, H.get("/memory"))

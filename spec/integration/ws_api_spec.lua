@@ -275,6 +275,86 @@ describe("websocket Lua API", function()
     end)
   end)
 
+  -- Frames sent in one write reach the server in one read: their messages are handed to Lua
+  -- together, and each must still behave as if it came alone.
+  describe("messages of one read", function()
+    local function burst(c, frames)
+      local t = {}
+      for i, f in ipairs(frames) do
+        t[i] = type(f) == "string" and W.frame(W.TEXT, f) or W.frame(f[1], f[2])
+      end
+      assert(c:send(table.concat(t)))
+    end
+
+    local function logged()
+      local t = {}
+      for _, l in ipairs(log_lines()) do
+        local m = l:match("^msg (.*)$")
+        if m then t[#t + 1] = m end
+      end
+      return t
+    end
+
+    it("are answered in order, a ping among them in its place", function()
+      local c = W.open(srv.port, "/batch")
+      local frames, want = {}, {}
+      for i = 1, 40 do
+        frames[#frames + 1] = "m" .. i
+        want[#want + 1] = { "text", "m" .. i }
+        if i == 20 then
+          frames[#frames + 1] = { W.PING, "p" }
+          want[#want + 1] = { "pong", "p" }
+        end
+      end
+      burst(c, frames)
+      for _, w in ipairs(want) do assert.are.same(w, { W.read(c) }) end
+      finish(c)
+    end)
+
+    it("stop at a ws:close from a handler: later messages are not delivered", function()
+      local c = W.open(srv.port, "/batch")
+      burst(c, { "a", "close", "b", "c" })
+      assert.are.same({ "text", "a" }, { W.read(c) })
+      expect_close(c, 4001, { reason = "batch" })
+      assert.are.same({ "a", "close" }, logged())
+    end)
+
+    it("stop at a handler error: 1011 after the answers before it", function()
+      local c = W.open(srv.port, "/batch")
+      burst(c, { "a", "boom", "b" })
+      assert.are.same({ "text", "a" }, { W.read(c) })
+      expect_close(c, 1011)
+      assert.are.same({ "a", "boom" }, logged())
+      assert.is_truthy(srv:log():find("boom in batch", 1, true), srv:log())
+    end)
+
+    it("see a handler replaced by an earlier one of the same read", function()
+      local c = W.open(srv.port, "/batch")
+      burst(c, { "a", "swap", "b", "unswap", "c" })
+      for _, want in ipairs({ "a", "swap", "swapped b", "swapped unswap", "c" }) do
+        assert.are.same({ "text", want }, { W.read(c) })
+      end
+      finish(c)
+    end)
+
+    it("are answered before a bad frame behind them fails the connection", function()
+      local c = W.open(srv.port, "/batch")
+      burst(c, { "a", "b", { W.TEXT, "\xff" }, "c" })
+      assert.are.same({ "text", "a" }, { W.read(c) })
+      assert.are.same({ "text", "b" }, { W.read(c) })
+      expect_close(c, 1007)
+      assert.are.same({ "a", "b" }, logged())
+    end)
+  end)
+
+  it("ws:send checks text that only looks like the message being handled", function()
+    local c = W.open(srv.port, "/validated")
+    for _, n in ipairs({ 1, 8, 32, 40, 300 }) do
+      assert.are.equal("refused", W.call(c, string.rep("a", n)))
+    end
+    finish(c)
+  end)
+
   describe("pub/sub", function()
     local function sub(c, topic)
       assert.are.equal("subscribed " .. topic .. " true", W.call(c, "sub " .. topic))
