@@ -7,8 +7,15 @@
  * kernel and a minimal frame loop cost, with no Lua and no protocol checks: the part of
  * switchyard's figure that no user-space work can remove.
  *
- * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto
- * Run:   floor_echo PORT        (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
+ * With "lua" it is the floor for a server with Lua in the path: every message goes through the
+ * least a Lua handler `function(ws, data, binary) ws:send(data, binary) end` needs, done the
+ * way switchyard does it: the messages of one read in one lua_pcall, for each a handler lookup,
+ * the payload pushed as a Lua string, lua_call, `ws:send` found through an __index function
+ * (a handle with fields needs one) and a C send that only frames the bytes into the output
+ * buffer. Still no checks, no limits, no queue, and Lua's own allocator.
+ *
+ * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto -llua5.4 -I/usr/include/lua5.4
+ * Run:   floor_echo PORT [lua]  (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -28,17 +35,121 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #define BUF (256 * 1024)
 
 typedef struct peer {
     int fd;
     int open; /* handshake done */
+    int ref;  /* Lua mode: registry reference of the ws handle */
     size_t n; /* bytes in in[] */
+    size_t o; /* bytes in out[] */
     uint8_t in[BUF];
     uint8_t out[BUF + 1024];
 } peer;
 
 static volatile sig_atomic_t stop;
+static lua_State *L; /* Lua mode only */
+
+typedef struct msg {
+    const char *p;
+    size_t n;
+    int binary;
+} msg;
+
+static size_t put_header(uint8_t *d, int opcode, size_t len)
+{
+    d[0] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        d[1] = (uint8_t)len;
+        return 2;
+    }
+    d[1] = 126;
+    d[2] = (uint8_t)(len >> 8);
+    d[3] = (uint8_t)len;
+    return 4;
+}
+
+/* ws:send(data, binary): frames data into the peer's output buffer. */
+static int ws_send(lua_State *l)
+{
+    peer *p = *(peer **)lua_touserdata(l, 1);
+    size_t n;
+    const char *d = luaL_checklstring(l, 2, &n);
+    p->o += put_header(p->out + p->o, lua_toboolean(l, 3) ? 2 : 1, n);
+    memcpy(p->out + p->o, d, n);
+    p->o += n;
+    lua_pushboolean(l, 1);
+    return 1;
+}
+
+/* __index: methods first (upvalue 1); a real handle would look up its fields after. */
+static int ws_index(lua_State *l)
+{
+    lua_pushvalue(l, 2);
+    lua_rawget(l, lua_upvalueindex(1));
+    return 1;
+}
+
+/* [msgs, count, handle, handlers]: the handler for each message, under one lua_pcall. */
+static int deliver(lua_State *l)
+{
+    const msg *m = lua_touserdata(l, 1);
+    lua_Integer k = lua_tointeger(l, 2);
+    for (lua_Integer i = 0; i < k; i++) {
+        lua_getfield(l, 4, "message");
+        lua_pushvalue(l, 3);
+        lua_pushlstring(l, m[i].p, m[i].n);
+        lua_pushboolean(l, m[i].binary);
+        lua_call(l, 3, 0);
+    }
+    return 0;
+}
+
+static void lua_setup(void)
+{
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    luaL_newmetatable(L, "ws");
+    lua_newtable(L);
+    lua_pushcfunction(L, ws_send);
+    lua_setfield(L, -2, "send");
+    lua_pushcclosure(L, ws_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    if (luaL_dostring(L, "return { message = function(ws, data, binary) "
+                         "ws:send(data, binary) end }") != LUA_OK) {
+        fprintf(stderr, "floor_echo: %s\n", lua_tostring(L, -1));
+        exit(1);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, "handlers");
+}
+
+static void lua_new_handle(peer *p)
+{
+    peer **u = lua_newuserdatauv(L, sizeof *u, 1);
+    *u = p;
+    luaL_setmetatable(L, "ws");
+    p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static int lua_deliver(peer *p, const msg *m, size_t k)
+{
+    lua_pushcfunction(L, deliver);
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushinteger(L, (lua_Integer)k);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
+    lua_getfield(L, LUA_REGISTRYINDEX, "handlers");
+    if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+        fprintf(stderr, "floor_echo: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 0;
+}
 static void on_signal(int sig)
 {
     (void)sig;
@@ -83,7 +194,8 @@ static int handshake(peer *p)
 /* Echoes every complete frame in p->in with one send. Returns -1 to drop the peer. */
 static int echo(peer *p)
 {
-    size_t off = 0, o = 0;
+    size_t off = 0, o = 0, k = 0;
+    static msg m[BUF / 6]; /* at most one message per 6 bytes read */
     while (p->n - off >= 6) {
         uint8_t *f = p->in + off;
         uint64_t len = f[1] & 0x7f;
@@ -101,21 +213,26 @@ static int echo(peer *p)
         if (p->n - off < h + 4 + len)
             break;
         uint8_t *mask = f + h, *pl = f + h + 4;
-        uint8_t *d = p->out + o;
-        d[0] = f[0];
-        if (len < 126) {
-            d[1] = (uint8_t)len;
-            o += 2;
+        if (L) {
+            for (uint64_t i = 0; i < len; i++)
+                pl[i] ^= mask[i & 3];
+            m[k].p = (const char *)pl;
+            m[k].n = (size_t)len;
+            m[k].binary = (f[0] & 0x0f) == 2;
+            k++;
         } else {
-            d[1] = 126;
-            d[2] = (uint8_t)(len >> 8);
-            d[3] = (uint8_t)len;
-            o += 4;
+            o += put_header(p->out + o, f[0] & 0x0f, (size_t)len);
+            for (uint64_t i = 0; i < len; i++)
+                p->out[o + i] = pl[i] ^ mask[i & 3];
+            o += len;
         }
-        for (uint64_t i = 0; i < len; i++)
-            p->out[o + i] = pl[i] ^ mask[i & 3];
-        o += len;
         off += h + 4 + len;
+    }
+    if (L) {
+        p->o = 0;
+        if (k && lua_deliver(p, m, k) != 0)
+            return -1;
+        o = p->o;
     }
     memmove(p->in, p->in + off, p->n - off);
     p->n -= off;
@@ -137,10 +254,12 @@ static int echo(peer *p)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: floor_echo PORT\n");
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "lua") != 0)) {
+        fprintf(stderr, "usage: floor_echo PORT [lua]\n");
         return 2;
     }
+    if (argc == 3)
+        lua_setup();
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
@@ -184,10 +303,14 @@ int main(int argc, char **argv)
                 p->n += (size_t)r;
                 if (!p->open && handshake(p) < 0)
                     bad = 1;
+                else if (p->open && L && p->ref == 0)
+                    lua_new_handle(p);
                 if (!bad && p->open && echo(p) < 0)
                     bad = 1;
             }
             if (bad) {
+                if (L && p->ref)
+                    luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
                 close(p->fd);
                 free(p);
             }

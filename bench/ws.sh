@@ -17,7 +17,8 @@
 #   APP             Lua app (default examples/echo.lua; a built-in echo app if that is missing)
 #   NODE_BIN        node binary (default: node on PATH)
 #   FLOOR           1 (default) = also measure bench/floor_echo.c (a minimal C echo: no Lua, no
-#                   checks, the same system calls per batch) in the 32-byte echo cases: the floor of
+#                   checks, the same system calls per batch) in the 32-byte echo cases, alone and with
+#                   the least Lua a handler needs ("floor+lua"): the floor of
 #                   server CPU per small message that the kernel sets on this machine; 0 = skip it.
 #                   (Not for large messages: its byte-wise unmasking is no floor there.)
 #   CASES           subset of: text32_d1 text32_d16 bin16k_d4 upgrade idle (default all)
@@ -117,7 +118,8 @@ if [ ! -f "$NODE_DIR/node_modules/ws/package.json" ]; then
 fi
 FLOOR_BIN=$TMP/floor_echo
 if [ "$FLOOR" = 1 ]; then
-  gcc -O2 -std=c11 -Wall -Wextra -o "$FLOOR_BIN" "$REPO/bench/floor_echo.c" -lcrypto \
+  gcc -O2 -std=c11 -Wall -Wextra -I/usr/include/lua5.4 -o "$FLOOR_BIN" "$REPO/bench/floor_echo.c" \
+    -lcrypto -llua5.4 \
     2>"$TMP/floor-build.log" || { cat "$TMP/floor-build.log" >&2; die "building floor_echo failed"; }
 fi
 
@@ -142,7 +144,7 @@ fi
 
 # --- servers ------------------------------------------------------------------------------------
 
-# start_server NAME: starts NAME (node|switchyard|floor) on a free port, pinned to SERVER_CPU; sets
+# start_server NAME: starts NAME (node|switchyard|floor|floorlua) on a free port, pinned to SERVER_CPU; sets
 # SRV_PID and SRV_PORT. Waits (bounded) for its "listening on" line, then for one echoed message
 # through wsload. A server that exits during startup (its port taken meanwhile) is retried on a
 # fresh port, 3 tries in all.
@@ -154,6 +156,8 @@ start_server() {
       taskset -c "$SERVER_CPU" "$NODE_BIN" "$NODE_DIR/echo_server.js" "$port" 127.0.0.1 >"$log" 2>&1 &
     elif [ "$name" = floor ]; then
       taskset -c "$SERVER_CPU" "$FLOOR_BIN" "$port" >"$log" 2>&1 &
+    elif [ "$name" = floorlua ]; then
+      taskset -c "$SERVER_CPU" "$FLOOR_BIN" "$port" lua >"$log" 2>&1 &
     else
       taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$port" "$APP" >"$log" 2>&1 &
     fi
@@ -178,6 +182,7 @@ start_server() {
 start_server node; NODE_PID=$SRV_PID; NODE_PORT=$SRV_PORT
 start_server switchyard; SY_PID=$SRV_PID; SY_PORT=$SRV_PORT
 [ "$FLOOR" = 1 ] && { start_server floor; FLOOR_PID=$SRV_PID; FLOOR_PORT=$SRV_PORT; }
+[ "$FLOOR" = 1 ] && { start_server floorlua; FLOOR_LUA_PID=$SRV_PID; FLOOR_LUA_PORT=$SRV_PORT; }
 
 # --- cases --------------------------------------------------------------------------------------
 
@@ -203,7 +208,7 @@ load_cases=()
 for c in $CASES; do [ "$c" = idle ] || load_cases+=("$c"); done
 has_idle=0; [[ " $CASES " == *" idle "* ]] && has_idle=1
 per_run=$((WARMUP + DURATION + 2))
-est=$((ROUNDS * ((2 + FLOOR) * ${#load_cases[@]} * per_run + has_idle * 2 * (SETTLE + 8))))
+est=$((ROUNDS * ((2 + 2 * FLOOR) * ${#load_cases[@]} * per_run + has_idle * 2 * (SETTLE + 8))))
 
 # --- header -------------------------------------------------------------------------------------
 
@@ -301,7 +306,10 @@ if [ ${#load_cases[@]} -gt 0 ]; then
         measure "$r" "$cs" switchyard "$SY_PID" "$SY_PORT"
         measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
       fi
-      [ "$FLOOR" = 1 ] && [[ $cs == text32_* ]] && measure "$r" "$cs" floor "$FLOOR_PID" "$FLOOR_PORT"
+      if [ "$FLOOR" = 1 ] && [[ $cs == text32_* ]]; then
+        measure "$r" "$cs" floor "$FLOOR_PID" "$FLOOR_PORT"
+        measure "$r" "$cs" floorlua "$FLOOR_LUA_PID" "$FLOOR_LUA_PORT"
+      fi
     done
   done
 fi
@@ -366,10 +374,12 @@ awk -F'\t' -v noisy="$NOISY_PCT" -v labels="$(for c in $CASES; do printf '%s=%s;
 if [ "$FLOOR" = 1 ]; then
   echo
   echo "# floor: bench/floor_echo.c (no Lua, no protocol checks, same system calls per batch); medians."
+  echo "# +lua: the same with the least Lua an echo handler needs (bench/floor_echo.c, \"lua\" mode)"
   echo "# sy - floor = server CPU per message above the floor: what switchyard's own code costs"
-  echo "# msg/read = messages per read system call of the server (/proc/PID/io): the batching both get"
-  printf '%-48s %12s %12s %12s %12s %10s %10s\n' case "floor msg/s" "floor us/msg" "sy us/msg" "sy - floor" \
-    "floor m/rd" "sy m/rd"
+  echo "# x node = msg/s over Node's: the most a server with (+lua) or without Lua can reach here"
+  echo "# m/rd = messages per read system call of the server (/proc/PID/io): the batching both get"
+  printf '%-32s %10s %9s %10s %9s %9s %9s %9s %9s %9s %6s %6s\n' case "floor m/s" "floor us" \
+    "+lua m/s" "+lua us" "sy us" "sy-floor" "floor x" "+lua x" "sy x" "fl m/rd" "sy m/rd"
   awk -F'\t' -v labels="$(for c in $CASES; do printf '%s=%s;' "$c" "$(case_label "$c")"; done)" "$AWK_MEDIAN"'
     function med(cs, srv, col,   i, n, a) {
       n = 0
@@ -385,9 +395,12 @@ if [ "$FLOOR" = 1 ]; then
       for (i = 1; i <= nc; i++) {
         cs = order[i]
         if (cs !~ /^text32_/) continue
-        f = med(cs, "floor", 8); y = med(cs, "switchyard", 8)
-        printf "%-48s %12.0f %12.2f %12.2f %12.2f %10.2f %10.2f\n", label[cs], med(cs, "floor", 4), f, y,
-               y - f, med(cs, "floor", 13), med(cs, "switchyard", 13)
+        f = med(cs, "floor", 8); fl = med(cs, "floorlua", 8); y = med(cs, "switchyard", 8)
+        nd = med(cs, "node", 4)
+        printf "%-32s %10.0f %9.2f %10.0f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %6.2f %6.2f\n", label[cs],
+               med(cs, "floor", 4), f, med(cs, "floorlua", 4), fl, y, y - f,
+               nd ? med(cs, "floor", 4) / nd : 0, nd ? med(cs, "floorlua", 4) / nd : 0,
+               nd ? med(cs, "switchyard", 4) / nd : 0, med(cs, "floor", 13), med(cs, "switchyard", 13)
       }
     }' "$RESULTS"
 fi

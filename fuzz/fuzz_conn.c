@@ -19,10 +19,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Input layout: one control byte, then the bytes the client sends. The control byte's low two
  * bits give the number of writes (1..4); the rest seeds where the stream is cut. */
 
-/* websocket (echo, small limits; "bye" makes the server close first; permessage-deflate on
- * /z with context takeover and on /zs with the shared preset), a raw "echo" token, 426 for
- * TLS, h2c (then HTTP/2 streams, as with prior knowledge), a reject on /reject, and plain
- * requests answered with their body length. */
+/* websocket (echo, small limits; "bye" makes the server close first, "boom" raises;
+ * permessage-deflate on /z with context takeover and on /zs with the shared preset), a raw
+ * "echo" token, 426 for TLS, h2c (then HTTP/2 streams, as with prior knowledge), a reject on
+ * /reject, and plain requests answered with their body length. */
 static const char APP[] =
     "local sy = require 'switchyard'\n"
     "return {\n"
@@ -31,7 +31,9 @@ static const char APP[] =
     "    if req:offers('websocket') then\n"
     "      return sy.accept('websocket', {\n"
     "        message = function(ws, data, binary)\n"
-    "          if data == 'bye' then ws:close(1000, 'bye') else ws:send(data, binary) end\n"
+    "          if data == 'bye' then ws:close(1000, 'bye')\n"
+    "          elseif data == 'boom' then error('boom')\n"
+    "          else ws:send(data, binary) end\n"
     "        end,\n"
     "      }, { max_message_size = 4096, max_fragments = 16,\n"
     "           compression = (req.path == '/z' and 'default') or (req.path == '/zs' and 'shared'),\n"
