@@ -386,15 +386,14 @@ static int ws_buffered(lua_State *L)
 
 static int ws_index(lua_State *L)
 {
-    lconn *h = lua_touserdata(L, 1); /* __index of this metatable: always a WebSocket */
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 0;
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first: the hot path */
         return 1;
     lua_pop(L, 1);
-    return sy_lua_handle_field(L, h, k);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    /* __index of this metatable: argument 1 is always a WebSocket. */
+    return sy_lua_handle_field(L, lua_touserdata(L, 1), lua_tostring(L, 2));
 }
 
 static int ws_tostring(lua_State *L)
