@@ -1,5 +1,7 @@
 /* The switchyard Lua module, the server's Lua state, app loading and the one C->Lua call helper. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,9 +53,129 @@ static sy_server *state_server(lua_State *L)
     return *(sy_server **)lua_getextraspace(L);
 }
 
-/* Runs every LUA_BUDGET_COUNT instructions in every thread: a call from C that runs past its
- * time budget raises, so an endless loop in a hook becomes an error (500 / 1011). */
+/* ---- the time budget (app.lua.max_time) -----------------------------------------------------
+ *
+ * A count hook stops a call that runs past its deadline, but while any count hook is set Lua
+ * traps on every instruction (10-20% of the run time of Lua code). So the main thread runs
+ * with no hook, and the hook is set only when a call is late: a timer on the thread's CPU
+ * time sends BUDGET_SIGNAL to the thread every BUDGET_TICK of CPU it uses, and the handler
+ * sets the hook (lua_sethook may be called from a signal handler) when the running call is
+ * past its deadline. A loop burns CPU, so it is caught within a tick of its deadline; an idle
+ * thread gets no signal. Coroutines keep a count hook from their first instruction (see
+ * arm_coroutine): the handler cannot reach the coroutine that is running. Where the timer
+ * cannot be made, or the signal has a handler of someone else's, every thread keeps the hook
+ * as before ("hooked" mode). */
 #define LUA_BUDGET_COUNT 10000
+#define BUDGET_SIGNAL (SIGRTMIN + 3)
+#define BUDGET_TICK_NS 20000000L /* 20 ms of the thread's CPU time */
+
+enum { BUDGET_UNSET, BUDGET_TIMED, BUDGET_HOOKED };
+
+/* Per thread; initial-exec so the signal handler's access cannot allocate. */
+static __thread struct {
+    int mode;
+    sy_server *running; /* the server whose call from the core is running on this thread */
+    timer_t timer;
+} bt __attribute__((tls_model("initial-exec")));
+
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+static pthread_key_t budget_key; /* its destructor deletes the thread's timer */
+static int budget_signal_ok;     /* the handler is ours */
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+static void on_budget_signal(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)si, (void)uc;
+    int saved = errno;
+    sy_server *s = bt.running;
+    if (s && s->L && s->lua_deadline > 0 && mono_now() > s->lua_deadline)
+        lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, 1);
+    errno = saved;
+}
+
+static void budget_thread_exit(void *timer)
+{
+    (void)timer;
+    if (bt.mode == BUDGET_TIMED)
+        timer_delete(bt.timer);
+    bt.mode = BUDGET_UNSET;
+}
+
+static void budget_after_fork(void)
+{
+    bt.mode = BUDGET_UNSET; /* timers are not inherited: the child makes its own */
+}
+
+static void budget_setup(void)
+{
+    struct sigaction old;
+    if (sigaction(BUDGET_SIGNAL, NULL, &old) != 0 ||
+        (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
+        return; /* taken by the host: hooked mode */
+    if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction != on_budget_signal)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_budget_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(BUDGET_SIGNAL, &sa, NULL) != 0)
+        return;
+    if (pthread_key_create(&budget_key, budget_thread_exit) != 0)
+        return;
+    pthread_atfork(NULL, NULL, budget_after_fork);
+    budget_signal_ok = 1;
+}
+
+/* The first call on a thread picks its mode. Returns 1 when the main thread needs the hook. */
+static int budget_hooked(void)
+{
+    if (bt.mode != BUDGET_UNSET)
+        return bt.mode == BUDGET_HOOKED;
+    bt.mode = BUDGET_HOOKED;
+    pthread_once(&budget_once, budget_setup);
+    if (!budget_signal_ok)
+        return 1;
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = BUDGET_SIGNAL;
+    sev._sigev_un._tid = gettid();
+    if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &bt.timer) != 0)
+        return 1;
+    struct itimerspec its = {{0, BUDGET_TICK_NS}, {0, BUDGET_TICK_NS}};
+    if (timer_settime(bt.timer, 0, &its, NULL) != 0) {
+        timer_delete(bt.timer);
+        return 1;
+    }
+    pthread_setspecific(budget_key, &bt); /* non-NULL: the destructor runs at thread exit */
+    bt.mode = BUDGET_TIMED;
+    return 0;
+}
+
+/* A call from the core into s's state starts on this thread. Returns the server whose call
+ * it interrupts (nested calls into another server's state), for budget_leave. */
+static sy_server *budget_enter(sy_server *s, lua_State *L)
+{
+    sy_server *prev = bt.running;
+    bt.running = s;
+    if (budget_hooked() && lua_gethook(L) != budget_hook)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
+    return prev;
+}
+
+static void budget_leave(lua_State *L, sy_server *prev)
+{
+    bt.running = prev;
+    if (bt.mode == BUDGET_TIMED) {
+        if (lua_gethook(L) == budget_hook)
+            lua_sethook(L, NULL, 0, 0); /* set by a late call (or a late signal): off again */
+    } else if (lua_gethookcount(L) != LUA_BUDGET_COUNT) {
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
+    }
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -63,25 +185,50 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
          * gets it again at its next instruction, until the call unwinds to the core. */
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "the hook ran longer than its time budget (%f s)", s->lua.max_time);
-    } else if (lua_gethookcount(L) != LUA_BUDGET_COUNT) {
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT); /* back to normal */
     }
+    int main_thread = lua_pushthread(L);
+    lua_pop(L, 1);
+    if (main_thread && bt.mode == BUDGET_TIMED)
+        lua_sethook(L, NULL, 0, 0); /* a signal that came late: nothing to stop */
+    else if (lua_gethookcount(L) != LUA_BUDGET_COUNT)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT); /* back to normal */
 }
+
+/* Runs first in every coroutine (coroutine.create and wrap are wrapped): the count hook for
+ * this thread, which the signal handler cannot reach. */
+static int arm_coroutine(lua_State *L)
+{
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
+    return 0;
+}
+
+static const char COROUTINE_ARMING[] =
+    "local arm, create, wrap = ...\n"
+    "coroutine.create = function(f)\n"
+    "  if type(f) ~= 'function' then return create(f) end\n"
+    "  return create(function(...) arm() return f(...) end)\n"
+    "end\n"
+    "coroutine.wrap = function(f)\n"
+    "  if type(f) ~= 'function' then return wrap(f) end\n"
+    "  return wrap(function(...) arm() return f(...) end)\n"
+    "end\n";
 
 /* The one entry from C into Lua. *what (read after the call, so it may name a stage that
  * changed during it) and name label the log line. */
 static int protected_call_at(lua_State *L, int base, int nargs, int nres,
                              const char *const *what, const char *name)
 {
-    sy_server *s = state_server(L);
+    sy_server *s = state_server(L), *prev = NULL;
     int outer = s && s->lua_depth++ == 0;
-    if (outer && s->lua.max_time > 0)
-        s->lua_deadline = mono_now() + s->lua.max_time;
+    if (outer) {
+        prev = budget_enter(s, L);
+        if (s->lua.max_time > 0)
+            s->lua_deadline = mono_now() + s->lua.max_time;
+    }
     int rc = lua_pcall(L, nargs, nres, base);
     if (s && --s->lua_depth == 0) {
         s->lua_deadline = 0;
-        if (lua_gethookcount(L) != LUA_BUDGET_COUNT)
-            lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
+        budget_leave(L, prev);
     }
     if (rc != LUA_OK) {
         /* The label is only formatted here: the success path does no string work. */
@@ -341,11 +488,23 @@ int sy_app_open(sy_server *s)
         return SY_ENOMEM;
     *(sy_server **)lua_getextraspace(L) = s;
     lua_atpanic(L, panic);
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
     /* Generational GC: a server makes many short-lived strings (messages, requests) and keeps
      * few long-lived objects; incremental cycles over large payloads cost ~10% per message. */
     lua_gc(L, LUA_GCGEN, 0, 0);
     luaL_openlibs(L);
+    if (luaL_loadstring(L, COROUTINE_ARMING) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    lua_pushcfunction(L, arm_coroutine);
+    lua_getglobal(L, "coroutine");
+    lua_getfield(L, -1, "create");
+    lua_getfield(L, -2, "wrap");
+    lua_remove(L, -3);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
     lua_pushlightuserdata(L, s);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &server_key);
     /* package.preload.switchyard, and lua/?.lua for switchyard.<name> helpers. */
@@ -481,9 +640,13 @@ int sy_app_load(sy_server *s, const char *path)
         lua_settop(L, 0);
         return rc;
     }
+    sy_server *prev = budget_enter(s, L);
     s->lua_deadline = s->lua.max_time > 0 ? mono_now() + s->lua.max_time : 0;
+    s->lua_depth++;
     int lrc = lua_pcall(L, 0, 1, 1);
+    s->lua_depth--;
     s->lua_deadline = 0;
+    budget_leave(L, prev);
     if (lrc != LUA_OK) {
         int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);
