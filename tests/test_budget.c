@@ -78,9 +78,12 @@ static void check_server(int hooked)
         CHECK_MSG(run(L, loops[i], &took) == SY_ELUA, "loop %zu not stopped", i);
         CHECK_MSG(took >= 0.19 && took < 1.5, "loop %zu stopped after %.3f s", i, took);
         /* The next call is not hit by the hook that stopped the loop. */
-        CHECK(run(L, "local x = 0 for i = 1, 1e6 do x = x + i end return x", &took) == 0);
-        CHECK(lua_tointeger(L, -1) == 500000500000);
-        lua_pop(L, 1);
+        if (run(L, "local x = 0 for i = 1, 1e4 do x = x + i end return x", &took) == 0) {
+            CHECK(lua_tointeger(L, -1) == 50005000);
+            lua_pop(L, 1);
+        } else {
+            CHECK_MSG(0, "the call after loop %zu failed", i);
+        }
     }
     CHECK(run(L, "return debug.gethook() ~= nil", &took) == 0);
     CHECK(lua_toboolean(L, -1) == hooked);
@@ -100,8 +103,7 @@ static void check_server(int hooked)
 
 static void *server_thread(void *arg)
 {
-    (void)arg;
-    check_server(0);
+    check_server(*(int *)arg);
     return NULL;
 }
 
@@ -122,10 +124,10 @@ int main(void)
     /* A host that handles the signal first: a fresh process, so the choice is made anew. */
     pid_t pid = fork();
     if (pid == 0) {
-        signal(SIGRTMIN + 3, host_handler);
+        signal(SIGVTALRM, host_handler);
         check_server(1);
         struct sigaction sa;
-        sigaction(SIGRTMIN + 3, NULL, &sa);
+        sigaction(SIGVTALRM, NULL, &sa);
         CHECK(sa.sa_handler == host_handler);
         int rc = t_summary("test_budget (host owns the signal)");
         fflush(stdout);
@@ -135,13 +137,16 @@ int main(void)
     CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
           WEXITSTATUS(status) == 0);
 
+    /* Under valgrind the budget keeps its hook (see lua_mod.c). */
+    const char *preload = getenv("LD_PRELOAD");
+    int vg = preload && strstr(preload, "vgpreload");
     int before = timer_count();
-    check_server(0);
+    check_server(vg);
     int main_timers = timer_count();
-    CHECK(before < 0 || main_timers == before + 1);
+    CHECK(before < 0 || main_timers == before + !vg);
 
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, server_thread, NULL) == 0);
+    CHECK(pthread_create(&t, NULL, server_thread, &vg) == 0);
     pthread_join(t, NULL);
     CHECK(main_timers < 0 || timer_count() == main_timers); /* the thread's went with it */
 
