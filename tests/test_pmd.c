@@ -70,7 +70,7 @@ static void test_round_trips(void)
                 for (int i = 0; len < n; i++)
                     len += chat(msg + len, n + 200 - len, i);
                 for (size_t parts = 1; parts <= 7; parts += 3) {
-                    size_t wire;
+                    size_t wire = 0;
                     int rc = round_trip(d, f, !takeover, !takeover, msg, n, parts, 1, &wire);
                     CHECK_MSG(rc == 0, "window %d takeover %d size %zu parts %zu: %d",
                               windows[w], takeover, n, parts, rc);
@@ -92,7 +92,7 @@ static void test_round_trips(void)
         x = x * 1103515245 + 12345;
         noise[i] = (uint8_t)(x >> 16);
     }
-    size_t wire;
+    size_t wire = 0;
     CHECK(round_trip(d, f, 0, 0, noise, sizeof noise, 3, 0, &wire) == 0);
     CHECK(wire >= sizeof noise);
     sy_deflater_free(d);
