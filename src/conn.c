@@ -234,7 +234,7 @@ static int after_queue(sy_conn *c)
 
 static int queue_rest(sy_conn *c, const char *p1, size_t n1, const char *p2, size_t n2)
 {
-    if (sy_outq_copy(&c->out, p1, n1) || sy_outq_copy(&c->out, p2, n2)) {
+    if (sy_outq_copy2(&c->out, p1, n1, p2, n2) != 0) {
         sy_conn_close(c);
         return SY_ENOMEM;
     }
@@ -663,7 +663,7 @@ static int tls_write2(sy_conn *c, const char *p1, size_t n1, const char *p2, siz
         tls_watch(c);
         return 0;
     }
-    if (sy_outq_copy(&c->out, p1, n1) || sy_outq_copy(&c->out, p2, n2)) {
+    if (sy_outq_copy2(&c->out, p1, n1, p2, n2) != 0) {
         sy_conn_close(c);
         return SY_ENOMEM;
     }

@@ -41,10 +41,11 @@ typedef struct msg_batch {
     size_t n;
 } msg_batch;
 
-/* [batch, handle, handlers]: the message handler for each message in turn, under the one
- * protected call of sy_app_ws_messages. Stops when the connection stops taking messages (a
- * handler closed it); an error ends the batch, and the connection fails with 1011. The handler
- * is looked up for each message, so replacing it takes effect at the next one. */
+/* [batch, handle, handlers, text slot, "message"]: the message handler for each message in
+ * turn, under the one protected call of sy_app_ws_messages. Stops when the connection stops
+ * taking messages (a handler closed it); an error ends the batch, and the connection fails
+ * with 1011. The handler is looked up for each message, so replacing it takes effect at the
+ * next one. */
 static int deliver_batch(lua_State *L)
 {
     const msg_batch *b = lua_touserdata(L, 1);
@@ -53,7 +54,8 @@ static int deliver_batch(lua_State *L)
     for (size_t i = 0; i < b->n; i++) {
         if (!h->conn || !sy_ws_open(h->conn))
             break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
-        if (lua_getfield(L, 3, "message") != LUA_TFUNCTION) {
+        lua_pushvalue(L, 5); /* the key, interned once: no lookup of a C string per message */
+        if (lua_gettable(L, 3) != LUA_TFUNCTION) {
             lua_pop(L, 1);
             continue; /* no handler: the payload is not even copied */
         }
@@ -64,8 +66,7 @@ static int deliver_batch(lua_State *L)
         /* The text is valid UTF-8 already, so ws:send of this very string skips the check. A
          * copy stays in slot 4, so the string outlives the handler even if it drops its
          * argument: its address cannot be reused by another string meanwhile. */
-        lua_pushvalue(L, -2);
-        lua_replace(L, 4);
+        lua_copy(L, -2, 4);
         srv->ws_validated = m->binary ? NULL : s;
         srv->ws_validated_len = m->binary ? 0 : m->n;
         if (i > 0)
@@ -90,9 +91,10 @@ void sy_app_ws_messages(void *handle, const sy_ws_msg *m, size_t n)
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [tb, fn, batch, handle] */
     lua_getiuservalue(L, -1, UV_HANDLERS);     /* [tb, fn, batch, handle, handlers] */
     lua_pushnil(L);                            /* [..., slot for the current text] */
+    lua_pushliteral(L, "message");             /* [..., text slot, "message"] */
     sy_server *srv = c->server;
     sy_conn_ref(c);
-    int rc = sy_lua_pcall_at(L, base, 4, "websocket handler", "message");
+    int rc = sy_lua_pcall_at(L, base, 5, "websocket handler", "message");
     srv->ws_validated = NULL;
     srv->ws_validated_len = 0;
     sy_conn_unref(c);

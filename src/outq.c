@@ -85,6 +85,25 @@ int sy_outq_copy(sy_outq *q, const void *p, size_t n)
     return 0;
 }
 
+int sy_outq_copy2(sy_outq *q, const void *p1, size_t n1, const void *p2, size_t n2)
+{
+    sy_outseg *t = tail(q);
+    size_t n = n1 + n2;
+    if (t && n && !t->chunk->sealed && t->off + t->len == t->chunk->len &&
+        t->chunk->cap - t->chunk->len >= n) {
+        char *d = t->chunk->data + t->chunk->len;
+        if (n1)
+            memcpy(d, p1, n1);
+        if (n2)
+            memcpy(d + n1, p2, n2);
+        t->chunk->len += n;
+        t->len += n;
+        q->bytes += n;
+        return 0;
+    }
+    return sy_outq_copy(q, p1, n1) || sy_outq_copy(q, p2, n2) ? SY_ENOMEM : 0;
+}
+
 int sy_outq_share(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
 {
     if (len == 0)

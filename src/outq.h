@@ -36,6 +36,9 @@ void sy_outq_dispose(sy_outq *q);
 
 /* Copies n bytes to the tail. Returns 0 or SY_ENOMEM (nothing queued then). */
 int sy_outq_copy(sy_outq *q, const void *p, size_t n);
+/* Copies p1[0..n1) then p2[0..n2) (a frame header and its payload): one tail check when both
+ * fit. Returns 0 or SY_ENOMEM (then p1 may have been queued without p2). */
+int sy_outq_copy2(sy_outq *q, const void *p1, size_t n1, const void *p2, size_t n2);
 
 /* Queues chunk[off, off + len) by reference (takes a new ref; seals the chunk). */
 int sy_outq_share(sy_outq *q, sy_chunk *ch, size_t off, size_t len);

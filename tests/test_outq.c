@@ -68,5 +68,24 @@ int main(void)
     CHECK(left == 1000 - 143);
     sy_outq_dispose(&q);
     CHECK(q.bytes == 0);
+    /* Two pieces (a frame header and its payload) append to the tail as one. */
+    sy_outq q3 = {0};
+    CHECK(sy_outq_copy2(&q3, "\x81\x03", 2, "abc", 3) == 0);
+    CHECK(sy_outq_copy2(&q3, "\x82\x00", 2, NULL, 0) == 0); /* empty payload */
+    CHECK(sy_outq_copy2(&q3, NULL, 0, "z", 1) == 0);
+    CHECK(sy_outq_copy2(&q3, NULL, 0, NULL, 0) == 0 && q3.bytes == 8);
+    CHECK(q3.count == 1);
+    n = gather(&q3, buf);
+    CHECK(n == 8 && memcmp(buf, "\x81\x03" "abc\x82\x00z", 8) == 0);
+    /* Not fitting in the tail: the rest goes to new chunks, in order, nothing lost. */
+    static char big[6000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('A' + i % 26);
+    CHECK(sy_outq_copy2(&q3, "hd", 2, big, sizeof big) == 0);
+    CHECK(q3.bytes == 8 + 2 + sizeof big && q3.count >= 2);
+    n = gather(&q3, buf);
+    CHECK(n == q3.bytes && memcmp(buf + 8, "hd", 2) == 0 && memcmp(buf + 10, big, sizeof big) == 0);
+    sy_outq_dispose(&q3);
+
     return t_summary("test_outq");
 }
