@@ -111,9 +111,14 @@ static void budget_after_fork(void)
 
 static void budget_setup(void)
 {
+    /* SWITCHYARD_LUA_BUDGET=hook or =signal chooses; by default valgrind gets the hook (a
+     * profile under callgrind of a server that sends nothing large may want the signal). */
+    const char *choice = getenv("SWITCHYARD_LUA_BUDGET");
     const char *preload = getenv("LD_PRELOAD");
-    if (preload && strstr(preload, "vgpreload"))
-        return; /* valgrind: hooked mode */
+    if (choice && strcmp(choice, "hook") == 0)
+        return;
+    if (!(choice && strcmp(choice, "signal") == 0) && preload && strstr(preload, "vgpreload"))
+        return;
     struct sigaction old;
     if (sigaction(BUDGET_SIGNAL, NULL, &old) != 0 ||
         (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))

@@ -2,7 +2,8 @@
  * coroutine and under pcall; normal calls run with no debug hook (the budget's timer and
  * signal set one only for a late call); a server on another thread gets a timer of its own,
  * deleted when the thread ends; and a host that handles the budget's signal itself keeps its
- * handler while loops are still stopped (the hook stays on instead). */
+ * handler while loops are still stopped (the hook stays on instead), as with
+ * SWITCHYARD_LUA_BUDGET=hook. */
 #include "lua_int.h"
 #include "switchyard.h"
 #include "test.h"
@@ -121,25 +122,32 @@ int main(void)
     close(fd);
     app_path = path;
 
-    /* A host that handles the signal first: a fresh process, so the choice is made anew. */
-    pid_t pid = fork();
-    if (pid == 0) {
-        signal(SIGVTALRM, host_handler);
-        check_server(1);
-        struct sigaction sa;
-        sigaction(SIGVTALRM, NULL, &sa);
-        CHECK(sa.sa_handler == host_handler);
-        int rc = t_summary("test_budget (host owns the signal)");
-        fflush(stdout);
-        _exit(rc);
+    /* A host that handles the signal first, and SWITCHYARD_LUA_BUDGET=hook: each in a fresh
+     * process, so the choice is made anew. */
+    for (int child = 0; child < 2; child++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (child == 0)
+                signal(SIGVTALRM, host_handler);
+            else
+                setenv("SWITCHYARD_LUA_BUDGET", "hook", 1);
+            check_server(1);
+            struct sigaction sa;
+            sigaction(SIGVTALRM, NULL, &sa);
+            CHECK(child == 1 || sa.sa_handler == host_handler);
+            int rc = t_summary(child == 0 ? "test_budget (host owns the signal)"
+                                          : "test_budget (SWITCHYARD_LUA_BUDGET=hook)");
+            fflush(stdout);
+            _exit(rc);
+        }
+        int status = 0;
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0);
     }
-    int status = 0;
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
-          WEXITSTATUS(status) == 0);
 
     /* Under valgrind the budget keeps its hook (see lua_mod.c). */
-    const char *preload = getenv("LD_PRELOAD");
-    int vg = preload && strstr(preload, "vgpreload");
+    const char *preload = getenv("LD_PRELOAD"), *choice = getenv("SWITCHYARD_LUA_BUDGET");
+    int vg = preload && strstr(preload, "vgpreload") && !(choice && !strcmp(choice, "signal"));
     int before = timer_count();
     check_server(vg);
     int main_timers = timer_count();
