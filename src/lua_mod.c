@@ -164,19 +164,28 @@ static int budget_hooked(void)
     return 0;
 }
 
-/* A call from the core into s's state starts on this thread. Returns the server whose call
- * it interrupts (nested calls into another server's state), for budget_leave. */
+/* The running call may take max_time from now (0: no deadline). */
+static void budget_arm(sy_server *s)
+{
+    s->lua_deadline = s->lua.max_time > 0 ? mono_now() + s->lua.max_time : 0;
+}
+
+/* The outermost call from the core into s's state starts on this thread: its deadline, and
+ * the hook where this thread needs one. Returns the server whose call it interrupts (nested
+ * calls into another server's state), for budget_leave. */
 static sy_server *budget_enter(sy_server *s, lua_State *L)
 {
     sy_server *prev = bt.running;
     bt.running = s;
     if (budget_hooked() && lua_gethook(L) != budget_hook)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
+    budget_arm(s);
     return prev;
 }
 
-static void budget_leave(lua_State *L, sy_server *prev)
+static void budget_leave(sy_server *s, lua_State *L, sy_server *prev)
 {
+    s->lua_deadline = 0;
     bt.running = prev;
     if (bt.mode == BUDGET_TIMED) {
         if (lua_gethook(L) == budget_hook)
@@ -205,7 +214,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 }
 
 /* Runs first in every coroutine (coroutine.create and wrap are wrapped): the count hook for
- * this thread, which the signal handler cannot reach. */
+ * this thread, which the signal handler cannot reach. A thread the core makes itself with
+ * lua_newthread must get the same hook before it runs. */
 static int arm_coroutine(lua_State *L)
 {
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
@@ -230,16 +240,11 @@ static int protected_call_at(lua_State *L, int base, int nargs, int nres,
 {
     sy_server *s = state_server(L), *prev = NULL;
     int outer = s && s->lua_depth++ == 0;
-    if (outer) {
+    if (outer)
         prev = budget_enter(s, L);
-        if (s->lua.max_time > 0)
-            s->lua_deadline = mono_now() + s->lua.max_time;
-    }
     int rc = lua_pcall(L, nargs, nres, base);
-    if (s && --s->lua_depth == 0) {
-        s->lua_deadline = 0;
-        budget_leave(L, prev);
-    }
+    if (s && --s->lua_depth == 0)
+        budget_leave(s, L, prev);
     if (rc != LUA_OK) {
         /* The label is only formatted here: the success path does no string work. */
         const char *msg = lua_tostring(L, -1);
@@ -277,8 +282,8 @@ int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const c
 void sy_lua_budget_restart(lua_State *L)
 {
     sy_server *s = state_server(L);
-    if (s && s->lua_depth == 1 && s->lua.max_time > 0)
-        s->lua_deadline = mono_now() + s->lua.max_time;
+    if (s && s->lua_depth == 1)
+        budget_arm(s);
 }
 
 void sy_lua_push_traceback(lua_State *L)
@@ -650,13 +655,11 @@ int sy_app_load(sy_server *s, const char *path)
         lua_settop(L, 0);
         return rc;
     }
-    sy_server *prev = budget_enter(s, L);
-    s->lua_deadline = s->lua.max_time > 0 ? mono_now() + s->lua.max_time : 0;
     s->lua_depth++;
+    sy_server *prev = budget_enter(s, L);
     int lrc = lua_pcall(L, 0, 1, 1);
+    budget_leave(s, L, prev);
     s->lua_depth--;
-    s->lua_deadline = 0;
-    budget_leave(L, prev);
     if (lrc != LUA_OK) {
         int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);

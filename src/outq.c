@@ -59,18 +59,28 @@ static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
     return 0;
 }
 
+/* Where n more bytes go in place: after the tail's bytes when the tail is our own, unshared
+ * chunk with room; else NULL. On success the bytes are counted as queued. */
+static char *append_in_place(sy_outq *q, size_t n)
+{
+    sy_outseg *t = tail(q);
+    if (!t || t->chunk->sealed || t->off + t->len != t->chunk->len ||
+        t->chunk->cap - t->chunk->len < n)
+        return NULL;
+    char *d = t->chunk->data + t->chunk->len;
+    t->chunk->len += n;
+    t->len += n;
+    q->bytes += n;
+    return d;
+}
+
 int sy_outq_copy(sy_outq *q, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
-    sy_outseg *t = tail(q);
-    /* Append in place when the tail is our own, unshared chunk with room after its bytes. */
-    if (t && !t->chunk->sealed && t->off + t->len == t->chunk->len &&
-        t->chunk->cap - t->chunk->len >= n) {
-        memcpy(t->chunk->data + t->chunk->len, p, n);
-        t->chunk->len += n;
-        t->len += n;
-        q->bytes += n;
+    char *d = append_in_place(q, n);
+    if (d) {
+        memcpy(d, p, n);
         return 0;
     }
     sy_chunk *ch = sy_chunk_new(n > MIN_CHUNK ? n : MIN_CHUNK);
@@ -87,18 +97,10 @@ int sy_outq_copy(sy_outq *q, const void *p, size_t n)
 
 int sy_outq_copy2(sy_outq *q, const void *p1, size_t n1, const void *p2, size_t n2)
 {
-    sy_outseg *t = tail(q);
-    size_t n = n1 + n2;
-    if (t && n && !t->chunk->sealed && t->off + t->len == t->chunk->len &&
-        t->chunk->cap - t->chunk->len >= n) {
-        char *d = t->chunk->data + t->chunk->len;
-        if (n1)
-            memcpy(d, p1, n1);
-        if (n2)
-            memcpy(d + n1, p2, n2);
-        t->chunk->len += n;
-        t->len += n;
-        q->bytes += n;
+    char *d = n1 && n2 ? append_in_place(q, n1 + n2) : NULL;
+    if (d) {
+        memcpy(d, p1, n1);
+        memcpy(d + n1, p2, n2);
         return 0;
     }
     return sy_outq_copy(q, p1, n1) || sy_outq_copy(q, p2, n2) ? SY_ENOMEM : 0;
