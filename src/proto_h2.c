@@ -955,11 +955,13 @@ static void h2_on_eof(sy_conn *c)
 static void h2_on_drain(sy_conn *c)
 {
     h2 *h = c->proto_state;
+    /* Reading resumes here also when the queue drained inside produce (while flushing): the
+     * client's WINDOW_UPDATEs must be read for the rest of the body to go out. */
+    sy_conn_resume(c);
     if (h->in_send) {
         h->drained = 1;
         return;
     }
-    sy_conn_resume(c);
     produce(c, h);
 }
 
