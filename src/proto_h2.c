@@ -50,6 +50,7 @@ typedef struct h2 {
     int in_recv, in_send;          /* inside nghttp2: no mem_send, no free */
     int dead;                      /* the conn closed while inside nghttp2: free afterwards */
     int drained;                   /* on_drain ran during produce */
+    int hold_up;                   /* h2c: stream 1's DATA waits for the client preface */
     size_t held;                   /* bytes of request bodies held for streams not yet served */
     sy_conn *conn;                 /* borrowed; the conn that owns this state */
     /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
@@ -376,9 +377,13 @@ static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *b
                          uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     (void)session;
-    (void)stream_id;
-    (void)user_data;
+    h2 *h = user_data;
     h2_stream *st = source->ptr;
+    /* After the 101 the server may send at once (RFC 7540 3.2), but Debian's curl 7.88 keeps
+     * at most 32 KiB behind a 101: stream 1's body waits for the client preface
+     * (on_frame_recv resumes it). */
+    if (h->hold_up && stream_id == 1)
+        return NGHTTP2_ERR_DEFERRED;
     size_t left = st->out_len - st->out_off;
     size_t n = left < length ? left : length;
     if (n)
@@ -678,6 +683,13 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
     h2 *h = ud;
+    if (frame->hd.type == NGHTTP2_SETTINGS && h->hold_up) {
+        /* The client preface is complete (nghttp2 checked that SETTINGS comes first). */
+        h->hold_up = 0;
+        if (nghttp2_session_find_stream(session, 1))
+            (void)nghttp2_session_resume_data(session, 1); /* fails when nothing was deferred */
+        return 0;
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -864,6 +876,7 @@ static void h2_on_start(sy_conn *c)
         }
         /* The server side of nghttp2 ignores upgrade2's user data argument. */
         nghttp2_session_set_stream_user_data(h->session, 1, up);
+        h->hold_up = 1;
     }
     if (submit_settings(h) != 0) {
         sy_conn_close(c);

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""tests/integration/test_h2_flow.py: HTTP/2 flow control with real clients.
+"""tests/integration/test_h2_flow.py: HTTP/2 flow control and the h2c upgrade with real clients.
 
 Starts the server on 127.0.0.1 port 0 (cleartext and TLS) with tests/integration/h2_flow_app.lua
-(keep-alive timeout 120 s) and drives it with Debian's nghttp and h2load:
+(keep-alive timeout 120 s) and drives it with Debian's nghttp, h2load and curl:
   - large client windows (1 MiB and more) and bodies larger than them: the output queue passes
     its high-water mark, drains, and the client's WINDOW_UPDATEs must still be read; a
     connection that stops reading them stalls until the idle timeout, so every client call here
     is capped far below that timeout (a stall fails the test instead of finishing late);
+  - curl --http2 (the h2c upgrade) with a response over 32 KiB, repeated: Debian's curl keeps
+    at most 32 KiB behind the 101 response, so stream 1's DATA must wait for the client preface.
 Run from the repo root with SWITCHYARD_BIN set. Prints "ok - NAME" / "not ok - NAME" per test
 and a final "N passed, N failed" line.
 """
@@ -107,10 +109,26 @@ def test_h2load_over_tls(srv):
     assert "16 total, 16 started, 16 done, 16 succeeded, 0 failed, 0 errored" in line, out[-800:]
 
 
+def test_curl_h2c_upgrade_with_bodies_over_32kib(srv):
+    # Debian's curl 7.88 fails (exit 16, "connection buffer size is too small to store data
+    # following HTTP Upgrade response header") when more than 32 KiB follow the 101 before it
+    # has sent its preface. Every run must succeed.
+    for i, n in enumerate([40000, 200000, 1024 * 1024] * 4):
+        path = os.path.join(TMP, "curl-body")
+        r = run(["curl", "--noproxy", "*", "-sS", "--http2", "--max-time", str(CAP - 5),
+                 "-o", path, "-w", "%{http_version} %{http_code}",
+                 f"http://127.0.0.1:{srv.port}/bytes?{n}"])
+        assert r.returncode == 0, (i, n, r.returncode, r.stderr.decode())
+        assert r.stdout == b"2 200", (i, n, r.stdout)
+        with open(path, "rb") as f:
+            assert f.read() == pattern(n), (i, n, "body differs")
+        os.unlink(path)
+
+
 def main():
     if missing_bin():
         return 1
-    for tool in ("nghttp", "h2load", "openssl"):
+    for tool in ("nghttp", "h2load", "curl", "openssl"):
         if not shutil.which(tool):
             print(f"not ok - {tool} is not installed (Debian: nghttp2-client, curl, openssl)")
             print("0 passed, 1 failed")
