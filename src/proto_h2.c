@@ -37,6 +37,7 @@ typedef struct h2_stream {
     unsigned dispatched : 1;       /* handed to the app */
     unsigned answered : 1;         /* a response was submitted */
     unsigned upgraded_body : 1;    /* the body came with the h2c upgrade (not in h2->held) */
+    unsigned waiting : 1;          /* complete, not yet handed to the app (h2->out_held full) */
 } h2_stream;
 
 typedef struct h2 {
@@ -52,6 +53,11 @@ typedef struct h2 {
     int drained;                   /* on_drain ran during produce */
     int hold_up;                   /* h2c: stream 1's DATA waits for the client preface */
     size_t held;                   /* bytes of request bodies held for streams not yet served */
+    size_t out_held;               /* bytes of response bodies held for the client's windows */
+    size_t waiting;                /* streams with st->waiting set */
+    ev_tstamp idle_at;             /* when the connection is idle for keepalive_timeout */
+    ev_tstamp stall_at;            /* when held response bodies made no progress for too long;
+                                      0: nothing held, or progress since the last produce */
     sy_conn *conn;                 /* borrowed; the conn that owns this state */
     /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
     size_t preface_left;
@@ -81,6 +87,15 @@ static void drop_body(h2 *h, h2_stream *st)
     sy_pool_put(st->pool, st->body, st->body_cap);
     st->body = NULL;
     st->body_len = st->body_cap = 0;
+}
+
+/* Releases a response body that is sent or no longer wanted. */
+static void drop_out(h2 *h, h2_stream *st)
+{
+    h->out_held -= st->out_len;
+    sy_pool_put(st->pool, st->out, st->out_len);
+    st->out = NULL;
+    st->out_len = st->out_off = 0;
 }
 
 static h2_stream *stream_new(h2 *h, int32_t id)
@@ -162,14 +177,69 @@ static sy_str fstr(const h2_stream *st, uint32_t off, uint32_t len)
 /* ---- output -------------------------------------------------------------------------------- */
 
 static void h2_release(h2 *h);
+static void dispatch(sy_conn *c, h2 *h, h2_stream *st);
 
-/* 1 while the app still owes the answer of a complete request. */
+/* Response bodies a connection holds for the client's windows before further complete
+ * requests wait to reach the app: the output high-water mark. */
+static size_t out_cap(const sy_conn *c)
+{
+    return c->server->cfg.high_water;
+}
+
+/* How long held response bodies may make no progress (the client's windows stay shut, PINGs
+ * or not) before the connection ends with GOAWAY: keepalive_timeout, set in this one place. */
+static double stall_timeout(const sy_conn *c)
+{
+    return c->server->cfg.idle_timeout;
+}
+
+/* Arms the conn's timer for the earlier of the idle and the stall deadlines. */
+static void arm_timer(sy_conn *c, h2 *h)
+{
+    ev_tstamp at = h->idle_at;
+    if (h->stall_at && h->stall_at < at)
+        at = h->stall_at;
+    double left = at - ev_now(c->server->loop);
+    sy_conn_set_timeout(c, left > 0.001 ? left : 0.001);
+}
+
+/* Something came from the client: the idle deadline moves (the stall deadline does not). */
+static void touch_idle(sy_conn *c, h2 *h)
+{
+    h->idle_at = ev_now(c->server->loop) + c->server->cfg.idle_timeout;
+    arm_timer(c, h);
+}
+
+/* 1 while the app still owes the answer of a complete request (or has yet to get it). */
 static int owed(const h2 *h)
 {
+    if (h->waiting)
+        return 1;
     for (const h2_stream *st = h->streams; st; st = st->next)
         if (st->dispatched && !st->answered)
             return 1;
     return 0;
+}
+
+/* Hands waiting requests to the app, oldest first, while the held response bodies are under
+ * the cap. The caller checks h->dead afterwards (the app may close the connection). */
+static void dispatch_waiting(sy_conn *c, h2 *h)
+{
+    sy_conn_ref(c);
+    h->in_recv = 1; /* responses given now go out in the caller's produce round */
+    while (h->waiting && h->out_held < out_cap(c) && !h->dead && !c->closing) {
+        h2_stream *first = NULL;
+        for (h2_stream *st = h->streams; st; st = st->next)
+            if (st->waiting && (!first || st->id < first->id))
+                first = st;
+        if (!first)
+            break;
+        first->waiting = 0;
+        h->waiting--;
+        dispatch(c, h, first);
+    }
+    h->in_recv = 0;
+    sy_conn_unref(c);
 }
 
 /* Moves what nghttp2 has to send into the conn's queue until the queue is over the high-water
@@ -202,7 +272,18 @@ static void produce(sy_conn *c, h2 *h)
         }
         if (!c->closing)
             sy_conn_uncork(c);
-        if (c->closing || !h->drained)
+        if (c->closing)
+            break;
+        if (!h->drained && h->waiting && h->out_held < out_cap(c)) {
+            /* Room again: requests that waited reach the app, and their answers go out. */
+            h->in_send = 0;
+            dispatch_waiting(c, h);
+            h->in_send = 1;
+            if (h->dead || c->closing)
+                break;
+            continue;
+        }
+        if (!h->drained)
             break;
     }
     h->in_send = 0;
@@ -212,6 +293,17 @@ static void produce(sy_conn *c, h2 *h)
     }
     if (c->closing)
         return;
+    /* The stall clock runs while response bodies are held and none of them moved since the
+     * last round (read_body clears it on progress); PINGs and WINDOW_UPDATEs of 0 do not count. */
+    if (!h->out_held && !h->waiting) {
+        if (h->stall_at) {
+            h->stall_at = 0;
+            arm_timer(c, h);
+        }
+    } else if (!h->stall_at) {
+        h->stall_at = ev_now(c->server->loop) + stall_timeout(c);
+        arm_timer(c, h);
+    }
     int want_write = nghttp2_session_want_write(h->session);
     if (!want_write && (!nghttp2_session_want_read(h->session) || (c->peer_eof && !owed(h))))
         sy_conn_close_after_write(c);
@@ -386,14 +478,14 @@ static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *b
         return NGHTTP2_ERR_DEFERRED;
     size_t left = st->out_len - st->out_off;
     size_t n = left < length ? left : length;
-    if (n)
+    if (n) {
         memcpy(buf, st->out + st->out_off, n);
+        h->stall_at = 0; /* progress */
+    }
     st->out_off += n;
     if (st->out_off == st->out_len) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        sy_pool_put(st->pool, st->out, st->out_len);
-        st->out = NULL;
-        st->out_len = st->out_off = 0;
+        drop_out(h, st);
     }
     return (ssize_t)n;
 }
@@ -489,6 +581,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
             memcpy(st->out, body.p, body.len);
             st->out_len = body.len;
             st->out_off = 0;
+            h->out_held += body.len;
         }
     }
     if (rc == 0 && nghttp2_submit_response(h->session, st->id, nv, nnv,
@@ -722,8 +815,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (!end)
         return 0;
     st->req_done = 1;
-    if (!st->refused && !st->dispatched)
-        dispatch(h->conn, h, st);
+    if (st->refused || st->dispatched || st->waiting)
+        return 0;
+    if (h->out_held >= out_cap(h->conn)) {
+        /* The client's windows hold enough of our answers: this request waits (produce hands
+         * it over as they drain), so a client that never opens its window cannot make the
+         * server copy one body after another. */
+        st->waiting = 1;
+        h->waiting++;
+        return 0;
+    }
+    dispatch(h->conn, h, st);
     return 0;
 }
 
@@ -756,7 +858,12 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         st->res = NULL;
         sy_app_response_dropped(res);
     }
+    if (st->waiting) {
+        st->waiting = 0;
+        h->waiting--;
+    }
     drop_body(h, st);
+    drop_out(h, st);
     stream_unlink(h, st);
     stream_free(st);
     return 0;
@@ -882,7 +989,7 @@ static void h2_on_start(sy_conn *c)
         sy_conn_close(c);
         return;
     }
-    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    touch_idle(c, h);
     if (up) {
         up->req_done = 1;
         sy_conn_ref(c);
@@ -939,7 +1046,7 @@ static void h2_on_bytes(sy_conn *c)
                                            nghttp2_session_get_last_proc_stream_id(h->session),
                                            NGHTTP2_PROTOCOL_ERROR);
     }
-    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    touch_idle(c, h);
     produce(c, h);
 }
 
@@ -981,9 +1088,17 @@ static void h2_on_drain(sy_conn *c)
 static void h2_on_timeout(sy_conn *c)
 {
     h2 *h = c->proto_state;
-    if (owed(h)) {
-        /* The app still owes an answer: as in HTTP/1.1, a pending response is not cut. */
-        sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    ev_tstamp now = ev_now(c->server->loop);
+    if (h->stall_at && now >= h->stall_at) {
+        sy_log("info", "http2: response bodies made no progress for %g s (the client's windows "
+                       "stay shut, or it does not read): closing", stall_timeout(c));
+    } else if (now < h->idle_at) {
+        arm_timer(c, h); /* the stall deadline passed away, the idle one is still ahead */
+        return;
+    } else if (owed(h) || h->out_held) {
+        /* The app still owes an answer, or one is still going out (and moving, else the stall
+         * deadline would have passed): as in HTTP/1.1, a pending response is not cut. */
+        touch_idle(c, h);
         return;
     }
     nghttp2_session_terminate_session(h->session, NGHTTP2_NO_ERROR);
