@@ -25,14 +25,12 @@ typedef struct h2_stream {
     h2_field *fields;              /* owned; regular fields in order */
     size_t nfields, fields_cap;
     h2_field method, path, authority, scheme; /* pseudo-headers; name_len 0 when absent */
-    size_t head_bytes;             /* RFC 9113 6.5.2 accounting (name + value + 32) */
     char *body;                    /* owned; the request body so far */
     size_t body_len, body_cap;
     char *out;                     /* owned (out_len bytes); the response body being sent */
     size_t out_len, out_off;
     void *res;                     /* borrowed app handle while the response is pending */
-    unsigned too_big : 1;          /* header fields over the limits: answered 431 */
-    unsigned refused : 1;          /* answered by the core (413/431): body is discarded */
+    unsigned refused : 1;          /* answered by the core (413, 431): body is discarded */
     unsigned req_done : 1;         /* END_STREAM received */
     unsigned dispatched : 1;       /* handed to the app */
     unsigned answered : 1;         /* a response was submitted */
@@ -52,6 +50,9 @@ typedef struct h2 {
     int dead;                      /* the conn closed while inside nghttp2: free afterwards */
     int drained;                   /* on_drain ran during produce */
     int hold_up;                   /* h2c: stream 1's DATA waits for the client preface */
+    int calm;                      /* a header block passed the limits: input is over */
+    size_t block_bytes;            /* the header block being decoded: RFC 9113 6.5.2 size */
+    size_t block_fields;           /* and its regular fields */
     size_t held;                   /* bytes of request bodies held for streams not yet served */
     size_t out_held;               /* bytes of response bodies held for the client's windows */
     size_t waiting;                /* streams with st->waiting set */
@@ -305,7 +306,8 @@ static void produce(sy_conn *c, h2 *h)
         arm_timer(c, h);
     }
     int want_write = nghttp2_session_want_write(h->session);
-    if (!want_write && (!nghttp2_session_want_read(h->session) || (c->peer_eof && !owed(h))))
+    if (!want_write &&
+        (h->calm || !nghttp2_session_want_read(h->session) || (c->peer_eof && !owed(h))))
         sy_conn_close_after_write(c);
 }
 
@@ -681,7 +683,10 @@ void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res)
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
     h2 *h = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    h->block_bytes = h->block_fields = 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     h2_stream *st = stream_new(h, frame->hd.stream_id);
     if (!st)
@@ -691,13 +696,34 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
 }
 
+/* A header block (request or trailers) over max_head or max_headers: decoding stops at once,
+ * so a block that inflates to far more than it weighs (an HPACK bomb) costs no more than the
+ * limit; its stream is answered 431 and, since the rest of the block can no longer be decoded,
+ * the connection ends (h2_on_bytes sends GOAWAY ENHANCE_YOUR_CALM). */
+static int too_large(h2 *h, int32_t stream_id)
+{
+    h2_stream *st = nghttp2_session_get_stream_user_data(h->session, stream_id);
+    if (st && !st->answered && !st->refused)
+        respond_core(h->conn, h, st, 431, "request header fields too large");
+    h->calm = 1;
+    return NGHTTP2_ERR_CALLBACK_FAILURE; /* nghttp2_session_mem_recv returns at once */
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *ud)
 {
     (void)flags;
     h2 *h = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    const sy_config *cfg = &h->conn->server->cfg;
+    h->block_bytes += namelen + valuelen + 32;
+    if (!namelen || name[0] != ':')
+        h->block_fields++;
+    if (h->block_bytes > cfg->max_head || h->block_fields > cfg->max_headers)
+        return too_large(h, frame->hd.stream_id);
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* trailer fields are not passed on */
     /* A header block arrives in one piece (RFC 9113 4.3): its stream is the one just begun. */
     h2_stream *st = h->cur && h->cur->id == frame->hd.stream_id
@@ -705,12 +731,6 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                         : nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (!st)
         return 0;
-    const sy_config *cfg = &h->conn->server->cfg;
-    st->head_bytes += namelen + valuelen + 32;
-    if (st->too_big || st->head_bytes > cfg->max_head) {
-        st->too_big = 1;
-        return 0;
-    }
     h2_field *pseudo = NULL;
     if (namelen && name[0] == ':') {
         /* nghttp2 already checked which pseudo-headers may appear (RFC 9113 8.3.1). */
@@ -723,10 +743,6 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (!pseudo)
             return 0;
     } else {
-        if (st->nfields >= cfg->max_headers) {
-            st->too_big = 1;
-            return 0;
-        }
         if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         pseudo = &st->fields[st->nfields++];
@@ -790,11 +806,6 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         return 0;
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        if (st->too_big) {
-            respond_core(h->conn, h, st, 431, "request header fields too large");
-            st->req_done = end;
-            return 0;
-        }
         /* A declared body over the limit is refused before it arrives. */
         for (size_t i = 0; i < st->nfields; i++) {
             if (!is_name(&st->fields[i], st, "content-length"))
@@ -1017,6 +1028,11 @@ static void h2_on_bytes(sy_conn *c)
     size_t len = sy_buf_len(&c->in);
     if (len == 0)
         return;
+    if (h->calm) {
+        /* After a header block over the limits nothing more is decoded. */
+        sy_buf_consume(&c->in, len);
+        return;
+    }
     const uint8_t *p = (const uint8_t *)sy_buf_data(&c->in);
     ssize_t bad = walk_frames(h, p, len);
     size_t feed = bad >= 0 ? (size_t)bad : len;
@@ -1032,7 +1048,14 @@ static void h2_on_bytes(sy_conn *c)
     if (c->closing)
         return;
     sy_buf_consume(&c->in, len);
-    if (n < 0) {
+    if (n < 0 && h->calm) {
+        /* RFC 9113 11.4 (denial of service): the 431 and what was answered before go out,
+         * then the connection closes (produce); streams after this one were not processed. */
+        sy_log("info", "http2: a header block over max_head or max_headers: GOAWAY");
+        nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(h->session),
+                              NGHTTP2_ENHANCE_YOUR_CALM, NULL, 0);
+    } else if (n < 0) {
         if (n != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
             sy_log("info", "http2: %s", nghttp2_strerror((int)n));
         /* A bad client preface: nothing HTTP/2 was agreed, so the connection just ends. */

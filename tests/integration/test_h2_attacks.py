@@ -28,6 +28,7 @@ import h2frames as F  # noqa: E402
 
 APP = os.path.join("tests", "integration", "h2_attack_app.lua")
 STALL = 2.0                # h2_attack_app.lua: keepalive_timeout
+ENHANCE_YOUR_CALM = 11
 CONNS = 4                  # attacking connections
 STREAMS = 50               # requests for 1 MiB on each (the server allows 100 at once)
 RSS_BOUND_KIB = 64 * 1024  # growth allowed: a few MiB per connection; unbounded it is 200 MiB
@@ -39,6 +40,13 @@ def status_kib(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid, in seconds (reported, never asserted: it depends on the machine)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fds(pid):
@@ -59,6 +67,52 @@ def settle(pid, want, seconds=30):
         time.sleep(0.05)
         n = fds(pid)
     return n
+
+
+# ---- HPACK by hand (RFC 7541) ------------------------------------------------------------------
+
+def hpack_int(value, prefix_bits, first=0):
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)
+
+
+def literal_indexed(name, value):
+    """Literal header field with incremental indexing, new name, no Huffman (6.2.1)."""
+    return (hpack_int(0, 6, 0x40) + hpack_int(len(name), 7) + name +
+            hpack_int(len(value), 7) + value)
+
+
+def literal_plain(name, value):
+    """Literal header field without indexing, new name (6.2.2): leaves the table alone."""
+    return hpack_int(0, 4) + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
+
+
+def plain_request(path):
+    return b"".join(literal_plain(k.encode(), v.encode())
+                    for k, v in F.request_headers(path))
+
+
+def bomb(refs=16000):
+    """A 4000-byte field into the dynamic table (index 62), then refs references to it."""
+    return literal_indexed(b"x-bomb", b"b" * 4000) + hpack_int(62, 7, 0x80) * refs
+
+
+def header_frames(stream, block, end_stream):
+    """HEADERS + CONTINUATION frames of at most 16384 bytes carrying block."""
+    parts = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+    es = F.END_STREAM if end_stream else 0
+    out = F.frame(F.HEADERS, es | (F.END_HEADERS if len(parts) == 1 else 0), stream, parts[0])
+    for i, p in enumerate(parts[1:], 1):
+        out += F.frame(F.CONTINUATION, F.END_HEADERS if i == len(parts) - 1 else 0, stream, p)
+    return out
 
 
 # ---- tests -------------------------------------------------------------------------------------
@@ -200,6 +254,52 @@ def test_requests_held_back_are_served_when_the_window_opens():
         finish(srv)
     finally:
         srv.stop()
+
+
+def bomb_case(send):
+    srv = Server(APP)
+    try:
+        c = F.Conn(srv.port)
+        c.start()
+        cpu0 = cpu_seconds(srv.proc.pid)
+        send(c)
+        seen, g = c.frames_until(lambda f: f.type == F.GOAWAY, timeout=30)
+        status = {f.stream: dict(c.decode(f)).get(":status") for f in seen
+                  if f.type == F.HEADERS}
+        answered = list(status)
+        print(f"# server CPU for the bomb: {cpu_seconds(srv.proc.pid) - cpu0:.3f} s; "
+              f"answers {status}; then {g}")
+        assert g is not None, f"no GOAWAY; saw {seen}"
+        assert g.error_code() == ENHANCE_YOUR_CALM, g
+        assert status.get(1) == "431", status
+        # Nothing after the bomb was taken: GOAWAY names no later stream and none is answered.
+        assert g.last_stream() <= 1, g
+        assert 3 not in answered, seen
+        rest, _ = c.frames_until(lambda f: False, timeout=15)
+        assert c.closed, f"still open after GOAWAY; then saw {rest}"
+        assert all(f.stream != 3 for f in rest), rest
+        assert srv.alive(), srv.stderr()
+        c.close()
+        finish(srv)
+    finally:
+        srv.stop()
+
+
+def test_hpack_bomb_in_a_request_ends_the_connection():
+    def send(c):
+        # The bomb on stream 1 and a plain request on stream 3 in one write.
+        c.send(header_frames(1, plain_request("/") + bomb(), True) +
+               header_frames(3, plain_request("/after"), True))
+    bomb_case(send)
+
+
+def test_hpack_bomb_in_trailers_ends_the_connection():
+    def send(c):
+        c.send(header_frames(1, plain_request("/"), False) +
+               F.frame(F.DATA, 0, 1, b"body") +
+               header_frames(1, bomb(), True) +
+               header_frames(3, plain_request("/after"), True))
+    bomb_case(send)
 
 
 def main():
