@@ -25,18 +25,17 @@ typedef struct h2_stream {
     h2_field *fields;              /* owned; regular fields in order */
     size_t nfields, fields_cap;
     h2_field method, path, authority, scheme; /* pseudo-headers; name_len 0 when absent */
-    size_t head_bytes;             /* RFC 9113 6.5.2 accounting (name + value + 32) */
     char *body;                    /* owned; the request body so far */
     size_t body_len, body_cap;
     char *out;                     /* owned (out_len bytes); the response body being sent */
     size_t out_len, out_off;
     void *res;                     /* borrowed app handle while the response is pending */
-    unsigned too_big : 1;          /* header fields over the limits: answered 431 */
-    unsigned refused : 1;          /* answered by the core (413/431): body is discarded */
+    unsigned refused : 1;          /* answered by the core (413, 431): body is discarded */
     unsigned req_done : 1;         /* END_STREAM received */
     unsigned dispatched : 1;       /* handed to the app */
     unsigned answered : 1;         /* a response was submitted */
     unsigned upgraded_body : 1;    /* the body came with the h2c upgrade (not in h2->held) */
+    unsigned waiting : 1;          /* complete, not yet handed to the app (h2->out_held full) */
 } h2_stream;
 
 typedef struct h2 {
@@ -50,7 +49,16 @@ typedef struct h2 {
     int in_recv, in_send;          /* inside nghttp2: no mem_send, no free */
     int dead;                      /* the conn closed while inside nghttp2: free afterwards */
     int drained;                   /* on_drain ran during produce */
+    int hold_up;                   /* h2c: stream 1's DATA waits for the client preface */
+    int calm;                      /* a header block passed the limits: input is over */
+    size_t block_bytes;            /* the header block being decoded: RFC 9113 6.5.2 size */
+    size_t block_fields;           /* and its regular fields */
     size_t held;                   /* bytes of request bodies held for streams not yet served */
+    size_t out_held;               /* bytes of response bodies held for the client's windows */
+    size_t waiting;                /* streams with st->waiting set */
+    ev_tstamp idle_at;             /* when the connection is idle for keepalive_timeout */
+    ev_tstamp stall_at;            /* when held response bodies made no progress for too long;
+                                      0: nothing held, or progress since the last produce */
     sy_conn *conn;                 /* borrowed; the conn that owns this state */
     /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
     size_t preface_left;
@@ -80,6 +88,15 @@ static void drop_body(h2 *h, h2_stream *st)
     sy_pool_put(st->pool, st->body, st->body_cap);
     st->body = NULL;
     st->body_len = st->body_cap = 0;
+}
+
+/* Releases a response body that is sent or no longer wanted. */
+static void drop_out(h2 *h, h2_stream *st)
+{
+    h->out_held -= st->out_len;
+    sy_pool_put(st->pool, st->out, st->out_len);
+    st->out = NULL;
+    st->out_len = st->out_off = 0;
 }
 
 static h2_stream *stream_new(h2 *h, int32_t id)
@@ -161,14 +178,69 @@ static sy_str fstr(const h2_stream *st, uint32_t off, uint32_t len)
 /* ---- output -------------------------------------------------------------------------------- */
 
 static void h2_release(h2 *h);
+static void dispatch(sy_conn *c, h2 *h, h2_stream *st);
 
-/* 1 while the app still owes the answer of a complete request. */
+/* Response bodies a connection holds for the client's windows before further complete
+ * requests wait to reach the app: the output high-water mark. */
+static size_t out_cap(const sy_conn *c)
+{
+    return c->server->cfg.high_water;
+}
+
+/* How long held response bodies may make no progress (the client's windows stay shut, PINGs
+ * or not) before the connection ends with GOAWAY: keepalive_timeout, set in this one place. */
+static double stall_timeout(const sy_conn *c)
+{
+    return c->server->cfg.idle_timeout;
+}
+
+/* Arms the conn's timer for the earlier of the idle and the stall deadlines. */
+static void arm_timer(sy_conn *c, h2 *h)
+{
+    ev_tstamp at = h->idle_at;
+    if (h->stall_at && h->stall_at < at)
+        at = h->stall_at;
+    double left = at - ev_now(c->server->loop);
+    sy_conn_set_timeout(c, left > 0.001 ? left : 0.001);
+}
+
+/* Something came from the client: the idle deadline moves (the stall deadline does not). */
+static void touch_idle(sy_conn *c, h2 *h)
+{
+    h->idle_at = ev_now(c->server->loop) + c->server->cfg.idle_timeout;
+    arm_timer(c, h);
+}
+
+/* 1 while the app still owes the answer of a complete request (or has yet to get it). */
 static int owed(const h2 *h)
 {
+    if (h->waiting)
+        return 1;
     for (const h2_stream *st = h->streams; st; st = st->next)
         if (st->dispatched && !st->answered)
             return 1;
     return 0;
+}
+
+/* Hands waiting requests to the app, oldest first, while the held response bodies are under
+ * the cap. The caller checks h->dead afterwards (the app may close the connection). */
+static void dispatch_waiting(sy_conn *c, h2 *h)
+{
+    sy_conn_ref(c);
+    h->in_recv = 1; /* responses given now go out in the caller's produce round */
+    while (h->waiting && h->out_held < out_cap(c) && !h->dead && !c->closing) {
+        h2_stream *first = NULL;
+        for (h2_stream *st = h->streams; st; st = st->next)
+            if (st->waiting && (!first || st->id < first->id))
+                first = st;
+        if (!first)
+            break;
+        first->waiting = 0;
+        h->waiting--;
+        dispatch(c, h, first);
+    }
+    h->in_recv = 0;
+    sy_conn_unref(c);
 }
 
 /* Moves what nghttp2 has to send into the conn's queue until the queue is over the high-water
@@ -201,7 +273,18 @@ static void produce(sy_conn *c, h2 *h)
         }
         if (!c->closing)
             sy_conn_uncork(c);
-        if (c->closing || !h->drained)
+        if (c->closing)
+            break;
+        if (!h->drained && h->waiting && h->out_held < out_cap(c)) {
+            /* Room again: requests that waited reach the app, and their answers go out. */
+            h->in_send = 0;
+            dispatch_waiting(c, h);
+            h->in_send = 1;
+            if (h->dead || c->closing)
+                break;
+            continue;
+        }
+        if (!h->drained)
             break;
     }
     h->in_send = 0;
@@ -211,8 +294,20 @@ static void produce(sy_conn *c, h2 *h)
     }
     if (c->closing)
         return;
+    /* The stall clock runs while response bodies are held and none of them moved since the
+     * last round (read_body clears it on progress); PINGs and WINDOW_UPDATEs of 0 do not count. */
+    if (!h->out_held && !h->waiting) {
+        if (h->stall_at) {
+            h->stall_at = 0;
+            arm_timer(c, h);
+        }
+    } else if (!h->stall_at) {
+        h->stall_at = ev_now(c->server->loop) + stall_timeout(c);
+        arm_timer(c, h);
+    }
     int want_write = nghttp2_session_want_write(h->session);
-    if (!want_write && (!nghttp2_session_want_read(h->session) || (c->peer_eof && !owed(h))))
+    if (!want_write &&
+        (h->calm || !nghttp2_session_want_read(h->session) || (c->peer_eof && !owed(h))))
         sy_conn_close_after_write(c);
 }
 
@@ -376,19 +471,23 @@ static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *b
                          uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     (void)session;
-    (void)stream_id;
-    (void)user_data;
+    h2 *h = user_data;
     h2_stream *st = source->ptr;
+    /* After the 101 the server may send at once (RFC 7540 3.2), but Debian's curl 7.88 keeps
+     * at most 32 KiB behind a 101: stream 1's body waits for the client preface
+     * (on_frame_recv resumes it). */
+    if (h->hold_up && stream_id == 1)
+        return NGHTTP2_ERR_DEFERRED;
     size_t left = st->out_len - st->out_off;
     size_t n = left < length ? left : length;
-    if (n)
+    if (n) {
         memcpy(buf, st->out + st->out_off, n);
+        h->stall_at = 0; /* progress */
+    }
     st->out_off += n;
     if (st->out_off == st->out_len) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        sy_pool_put(st->pool, st->out, st->out_len);
-        st->out = NULL;
-        st->out_len = st->out_off = 0;
+        drop_out(h, st);
     }
     return (ssize_t)n;
 }
@@ -484,6 +583,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
             memcpy(st->out, body.p, body.len);
             st->out_len = body.len;
             st->out_off = 0;
+            h->out_held += body.len;
         }
     }
     if (rc == 0 && nghttp2_submit_response(h->session, st->id, nv, nnv,
@@ -583,7 +683,10 @@ void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res)
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
     h2 *h = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    h->block_bytes = h->block_fields = 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     h2_stream *st = stream_new(h, frame->hd.stream_id);
     if (!st)
@@ -593,13 +696,34 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
 }
 
+/* A header block (request or trailers) over max_head or max_headers: decoding stops at once,
+ * so a block that inflates to far more than it weighs (an HPACK bomb) costs no more than the
+ * limit; its stream is answered 431 and, since the rest of the block can no longer be decoded,
+ * the connection ends (h2_on_bytes sends GOAWAY ENHANCE_YOUR_CALM). */
+static int too_large(h2 *h, int32_t stream_id)
+{
+    h2_stream *st = nghttp2_session_get_stream_user_data(h->session, stream_id);
+    if (st && !st->answered && !st->refused)
+        respond_core(h->conn, h, st, 431, "request header fields too large");
+    h->calm = 1;
+    return NGHTTP2_ERR_CALLBACK_FAILURE; /* nghttp2_session_mem_recv returns at once */
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *ud)
 {
     (void)flags;
     h2 *h = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    const sy_config *cfg = &h->conn->server->cfg;
+    h->block_bytes += namelen + valuelen + 32;
+    if (!namelen || name[0] != ':')
+        h->block_fields++;
+    if (h->block_bytes > cfg->max_head || h->block_fields > cfg->max_headers)
+        return too_large(h, frame->hd.stream_id);
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* trailer fields are not passed on */
     /* A header block arrives in one piece (RFC 9113 4.3): its stream is the one just begun. */
     h2_stream *st = h->cur && h->cur->id == frame->hd.stream_id
@@ -607,12 +731,6 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                         : nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (!st)
         return 0;
-    const sy_config *cfg = &h->conn->server->cfg;
-    st->head_bytes += namelen + valuelen + 32;
-    if (st->too_big || st->head_bytes > cfg->max_head) {
-        st->too_big = 1;
-        return 0;
-    }
     h2_field *pseudo = NULL;
     if (namelen && name[0] == ':') {
         /* nghttp2 already checked which pseudo-headers may appear (RFC 9113 8.3.1). */
@@ -625,10 +743,6 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (!pseudo)
             return 0;
     } else {
-        if (st->nfields >= cfg->max_headers) {
-            st->too_big = 1;
-            return 0;
-        }
         if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         pseudo = &st->fields[st->nfields++];
@@ -678,6 +792,13 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
     h2 *h = ud;
+    if (frame->hd.type == NGHTTP2_SETTINGS && h->hold_up) {
+        /* The client preface is complete (nghttp2 checked that SETTINGS comes first). */
+        h->hold_up = 0;
+        if (nghttp2_session_find_stream(session, 1))
+            (void)nghttp2_session_resume_data(session, 1); /* fails when nothing was deferred */
+        return 0;
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -685,11 +806,6 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         return 0;
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        if (st->too_big) {
-            respond_core(h->conn, h, st, 431, "request header fields too large");
-            st->req_done = end;
-            return 0;
-        }
         /* A declared body over the limit is refused before it arrives. */
         for (size_t i = 0; i < st->nfields; i++) {
             if (!is_name(&st->fields[i], st, "content-length"))
@@ -710,8 +826,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (!end)
         return 0;
     st->req_done = 1;
-    if (!st->refused && !st->dispatched)
-        dispatch(h->conn, h, st);
+    if (st->refused || st->dispatched || st->waiting)
+        return 0;
+    if (h->out_held >= out_cap(h->conn)) {
+        /* The client's windows hold enough of our answers: this request waits (produce hands
+         * it over as they drain), so a client that never opens its window cannot make the
+         * server copy one body after another. */
+        st->waiting = 1;
+        h->waiting++;
+        return 0;
+    }
+    dispatch(h->conn, h, st);
     return 0;
 }
 
@@ -744,7 +869,12 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         st->res = NULL;
         sy_app_response_dropped(res);
     }
+    if (st->waiting) {
+        st->waiting = 0;
+        h->waiting--;
+    }
     drop_body(h, st);
+    drop_out(h, st);
     stream_unlink(h, st);
     stream_free(st);
     return 0;
@@ -864,12 +994,13 @@ static void h2_on_start(sy_conn *c)
         }
         /* The server side of nghttp2 ignores upgrade2's user data argument. */
         nghttp2_session_set_stream_user_data(h->session, 1, up);
+        h->hold_up = 1;
     }
     if (submit_settings(h) != 0) {
         sy_conn_close(c);
         return;
     }
-    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    touch_idle(c, h);
     if (up) {
         up->req_done = 1;
         sy_conn_ref(c);
@@ -897,6 +1028,11 @@ static void h2_on_bytes(sy_conn *c)
     size_t len = sy_buf_len(&c->in);
     if (len == 0)
         return;
+    if (h->calm) {
+        /* After a header block over the limits nothing more is decoded. */
+        sy_buf_consume(&c->in, len);
+        return;
+    }
     const uint8_t *p = (const uint8_t *)sy_buf_data(&c->in);
     ssize_t bad = walk_frames(h, p, len);
     size_t feed = bad >= 0 ? (size_t)bad : len;
@@ -912,7 +1048,14 @@ static void h2_on_bytes(sy_conn *c)
     if (c->closing)
         return;
     sy_buf_consume(&c->in, len);
-    if (n < 0) {
+    if (n < 0 && h->calm) {
+        /* RFC 9113 11.4 (denial of service): the 431 and what was answered before go out,
+         * then the connection closes (produce); streams after this one were not processed. */
+        sy_log("info", "http2: a header block over max_head or max_headers: GOAWAY");
+        nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(h->session),
+                              NGHTTP2_ENHANCE_YOUR_CALM, NULL, 0);
+    } else if (n < 0) {
         if (n != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
             sy_log("info", "http2: %s", nghttp2_strerror((int)n));
         /* A bad client preface: nothing HTTP/2 was agreed, so the connection just ends. */
@@ -926,7 +1069,7 @@ static void h2_on_bytes(sy_conn *c)
                                            nghttp2_session_get_last_proc_stream_id(h->session),
                                            NGHTTP2_PROTOCOL_ERROR);
     }
-    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    touch_idle(c, h);
     produce(c, h);
 }
 
@@ -955,20 +1098,30 @@ static void h2_on_eof(sy_conn *c)
 static void h2_on_drain(sy_conn *c)
 {
     h2 *h = c->proto_state;
+    /* Reading resumes here also when the queue drained inside produce (while flushing): the
+     * client's WINDOW_UPDATEs must be read for the rest of the body to go out. */
+    sy_conn_resume(c);
     if (h->in_send) {
         h->drained = 1;
         return;
     }
-    sy_conn_resume(c);
     produce(c, h);
 }
 
 static void h2_on_timeout(sy_conn *c)
 {
     h2 *h = c->proto_state;
-    if (owed(h)) {
-        /* The app still owes an answer: as in HTTP/1.1, a pending response is not cut. */
-        sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    ev_tstamp now = ev_now(c->server->loop);
+    if (h->stall_at && now >= h->stall_at) {
+        sy_log("info", "http2: response bodies made no progress for %g s (the client's windows "
+                       "stay shut, or it does not read): closing", stall_timeout(c));
+    } else if (now < h->idle_at) {
+        arm_timer(c, h); /* the stall deadline passed away, the idle one is still ahead */
+        return;
+    } else if (owed(h) || h->out_held) {
+        /* The app still owes an answer, or one is still going out (and moving, else the stall
+         * deadline would have passed): as in HTTP/1.1, a pending response is not cut. */
+        touch_idle(c, h);
         return;
     }
     nghttp2_session_terminate_session(h->session, NGHTTP2_NO_ERROR);

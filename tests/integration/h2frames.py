@@ -181,12 +181,12 @@ class Conn:
         """Reads until stream ends: returns (headers dict, body bytes, frames seen). Sends
         WINDOW_UPDATEs for the data it reads when window is true; ACKs SETTINGS."""
         deadline = time.monotonic() + (timeout or self.timeout)
-        hdrs, body, seen = None, b"", []
+        hdrs, body, seen = None, bytearray(), []  # bytearray: appending stays linear
         while True:
             left = deadline - time.monotonic()
             f = self.frame(left) if left > 0 else None
             if f is None:
-                return hdrs, body, seen
+                return hdrs, bytes(body), seen
             seen.append(f)
             if f.type == SETTINGS and not f.flags & ACK:
                 self.send(settings(ack=True))
@@ -205,9 +205,22 @@ class Conn:
                     self.send(window_update(0, len(f.payload)) +
                               window_update(stream, len(f.payload)))
             elif f.type == RST_STREAM:
-                return hdrs, body, seen
+                return hdrs, bytes(body), seen
             if f.flags & END_STREAM:
-                return hdrs, body, seen
+                return hdrs, bytes(body), seen
+
+    def ping(self, payload=b"syncsync", timeout=None):
+        """A PING round trip: once its ACK is back, the server has processed every frame sent
+        before it. Returns the frames seen meanwhile (HEADERS decoded to keep HPACK in step);
+        raises AssertionError when no ACK comes."""
+        self.send(frame(PING, 0, 0, payload))
+        seen, f = self.frames_until(lambda f: f.type == PING and f.flags & ACK and
+                                    f.payload == payload, timeout)
+        for g in seen:
+            if g.type == HEADERS:
+                self.decode(g)
+        assert f is not None, f"no PING ACK; saw {seen}"
+        return seen[:-1]
 
     def goaway_or_close(self, timeout=None):
         """Reads until GOAWAY or close: returns the GOAWAY frame, "closed" or None (timeout)."""

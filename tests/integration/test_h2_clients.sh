@@ -56,7 +56,7 @@ if [ -z "$port" ]; then
   exit 1
 fi
 base="http://127.0.0.1:$port"
-c() { curl --noproxy '*' --max-time 10 -sS "$@"; }
+c() { curl --noproxy '*' --max-time 30 -sS "$@"; }
 
 # curl --http2: HTTP/1.1 with Upgrade: h2c, then the answer over HTTP/2 on stream 1.
 c --http2 -v -o "$tmp/body" "$base/up" 2>"$tmp/v"
@@ -84,19 +84,19 @@ out=$(c --http1.1 "$base/h1")
 check "curl --http1.1 on the same port" $? "$out"
 
 # nghttp -u: exit status says nothing about the upgrade; the verbose log does.
-timeout 10 nghttp -uv "$base/nghttp" >"$tmp/ng" 2>&1
+timeout 30 nghttp -uv "$base/nghttp" >"$tmp/ng" 2>&1
 grep -q 'HTTP Upgrade success' "$tmp/ng" && grep -q 'hello over HTTP/2 (GET /nghttp)' "$tmp/ng" &&
   grep -q 'recv SETTINGS frame' "$tmp/ng"
 check "nghttp -u: HTTP Upgrade success, stream 1 answered" $? "$(head -40 "$tmp/ng")"
 
 # nghttp with prior knowledge: 50 requests in parallel on one connection, /slow among them.
-timeout 20 nghttp -ns -m 50 "$base/slow" >"$tmp/ng" 2>&1
+timeout 40 nghttp -ns -m 50 "$base/slow" >"$tmp/ng" 2>&1
 n=$(grep -c ' 200 ' "$tmp/ng")
 [ "$n" -eq 50 ]
 check "nghttp -m 50: 50 concurrent deferred streams answered 200" $? "$(tail -5 "$tmp/ng")"
 
 # h2load (prior knowledge): a short run, every request must succeed.
-timeout 30 h2load -n 2000 -c 4 -m 20 "$base/" >"$tmp/h2l" 2>&1
+timeout 60 h2load -n 2000 -c 4 -m 20 "$base/" >"$tmp/h2l" 2>&1
 grep -q 'requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed' "$tmp/h2l" &&
   grep -q 'status codes: 2000 2xx' "$tmp/h2l"
 check "h2load prior knowledge: 2000 of 2000 succeeded" $? "$(grep -E 'requests|status|Application' "$tmp/h2l")"
