@@ -64,6 +64,40 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
         lua_getiuservalue(L, 1, UV_SUBPROTOCOL);
         return 1;
     }
+    /* The app's own field, or nil. */
+    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE)
+        return 1;
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+int sy_lua_handle_newindex(lua_State *L)
+{
+    lconn *h = lua_touserdata(L, 1); /* __newindex of this metatable: always a handle */
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        static const char *const fixed[] = {"data", "remote_addr", "path", "subprotocol", NULL};
+        const char *k = lua_tostring(L, 2);
+        int builtin = lua_rawget(L, (lua_pushvalue(L, 2), lua_upvalueindex(1))) != LUA_TNIL;
+        lua_pop(L, 1);
+        for (int i = 0; !builtin && fixed[i]; i++)
+            builtin = strcmp(k, fixed[i]) == 0;
+        if (builtin) {
+            luaL_where(L, 2); /* the app's line that assigned */
+            lua_pushfstring(L, "%s.%s is read-only", h->websocket ? "ws" : "conn", k);
+            lua_concat(L, 2);
+            return lua_error(L);
+        }
+    }
+    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, UV_EXTRA);
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, -3);
     return 0;
 }
 
@@ -199,14 +233,11 @@ static int conn_buffered(lua_State *L)
 static int conn_index(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 0;
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first */
         return 1;
     lua_pop(L, 1);
-    return sy_lua_handle_field(L, h, k);
+    return sy_lua_handle_field(L, h, lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "");
 }
 
 static int conn_tostring(lua_State *L)
@@ -231,7 +262,10 @@ void sy_lua_open_conn(lua_State *L)
     const char *names[] = {SY_CONN_MT};
     for (int i = 0; i < 1; i++) {
         if (luaL_newmetatable(L, names[i])) {
-            luaL_newlib(L, conn_methods);
+            luaL_newlib(L, conn_methods);  /* [mt, methods] */
+            lua_pushvalue(L, -1);
+            lua_pushcclosure(L, sy_lua_handle_newindex, 1);
+            lua_setfield(L, -3, "__newindex");
             lua_pushcclosure(L, conn_index, 1);
             lua_setfield(L, -2, "__index");
             lua_pushcfunction(L, conn_tostring);
