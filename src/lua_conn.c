@@ -296,6 +296,29 @@ static int offered_subprotocol(sy_str list, const char *want, size_t wlen)
     return 0;
 }
 
+/* Raw protocol options (idle_timeout) from app.options, then the accept options at idx (0:
+ * none), over the defaults; raises on a bad value. */
+static void raw_options(lua_State *L, int idx, sy_raw_options *o)
+{
+    sy_raw_default_options(o);
+    int top = lua_gettop(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+    int app_opts = lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE
+                       ? lua_gettop(L) : 0;
+    int from[2] = {app_opts, idx};
+    for (int i = 0; i < 2; i++) {
+        if (!from[i] || lua_getfield(L, from[i], "idle_timeout") == LUA_TNIL)
+            continue;
+        int isnum;
+        double v = lua_tonumberx(L, -1, &isnum);
+        if (!isnum || !(v >= 0 && v <= 1e7))
+            luaL_error(L, "option idle_timeout must be a number of seconds in [0, 1e7] (0: none)");
+        o->idle_timeout = v;
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
+}
+
 /* Accept: the decision table is at the top of the stack, the request at req_idx. Returns 1. */
 static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
                      sy_str body, const sy_upgrade_offer *offers, size_t n)
@@ -416,6 +439,9 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
             extra.p = lua_tolstring(L, -1, &extra.len);
         }
     }
+    sy_raw_options ro;
+    if (!websocket)
+        raw_options(L, options, &ro);
     lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
     int hidx = lua_gettop(L);
     sy_str path = sy_str_make(req->path.p, req->path.len);
@@ -433,20 +459,19 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
     sy_str value = upv ? sy_str_make(upv, strlen(upv))
                        : sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
                                                              : o->name.len);
-    void *state = h;
-    if (websocket) {
-        state = sy_ws_new(h, &wo);
-        if (!state) {
-            sy_lua_detach(h);
-            app_error(c, "out of memory");
-            return 1;
-        }
+    void *state = websocket ? sy_ws_new(h, &wo) : sy_raw_new(h, &ro);
+    if (!state) {
+        sy_lua_detach(h);
+        app_error(c, "out of memory");
+        return 1;
     }
     int rc = sy_h1_accept(c, value, extra, websocket ? &sy_proto_ws : &sy_proto_raw, state);
     if (rc != 0) {
         /* The connection went away before the switch: the state was not handed over. */
         if (websocket)
             sy_ws_free(state);
+        else
+            sy_raw_free(state);
         sy_lua_detach(h);
         return 1;
     }
