@@ -37,6 +37,10 @@ void sy_app_raw_drain(void *handle);
 /* The connection closed: call the close handler, detach and release the handle. */
 void sy_app_raw_close(void *handle);
 
+/* The connection closed before its new protocol started (between the accept and the switch):
+ * release the handle without running any handler; open never ran, so close does not either. */
+void sy_app_conn_discard(void *handle);
+
 /* WebSocket events for the app's handle. Any of them may close the connection. */
 void sy_app_ws_open(void *handle);
 void sy_app_ws_message(void *handle, const char *p, size_t n, int binary);

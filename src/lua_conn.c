@@ -172,6 +172,11 @@ void sy_app_raw_drain(void *handle)
         handler_failed(h);
 }
 
+void sy_app_conn_discard(void *handle)
+{
+    sy_lua_detach(handle);
+}
+
 void sy_lua_detach(lconn *h)
 {
     h->conn = NULL;

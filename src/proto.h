@@ -82,7 +82,8 @@ typedef struct sy_raw_options {
 void sy_raw_default_options(sy_raw_options *o);
 
 /* Creates the raw protocol state for the app's handle (borrowed; the app releases it in
- * sy_app_raw_close). Returns NULL when out of memory. */
+ * sy_app_raw_close, or in sy_app_conn_discard when the protocol never started). Returns NULL
+ * when out of memory. */
 void *sy_raw_new(void *handle, const sy_raw_options *o);
 /* Frees a state that never started (the app is not told). */
 void sy_raw_free(void *state);

@@ -8,6 +8,7 @@ typedef struct rawp {
     void *handle;         /* the app's handle; NULL once the app was told of the close */
     double idle_timeout;  /* seconds; 0: none */
     ev_tstamp last_rx;    /* when bytes last came from the peer */
+    unsigned started : 1; /* on_start ran: the app heard open, so it hears close */
 } rawp;
 
 void sy_raw_default_options(sy_raw_options *o)
@@ -79,14 +80,20 @@ static void raw_on_close(sy_conn *c)
     if (!r)
         return;
     void *handle = r->handle;
+    int started = r->started;
     sy_free(r);
-    if (handle)
+    if (!handle)
+        return;
+    if (started)
         sy_app_raw_close(handle);
+    else
+        sy_app_conn_discard(handle); /* open never ran: neither does close */
 }
 
 static void raw_on_start(sy_conn *c)
 {
     rawp *r = c->proto_state;
+    r->started = 1;
     r->last_rx = ev_now(c->server->loop);
     if (r->idle_timeout > 0)
         sy_conn_set_timeout(c, r->idle_timeout);
