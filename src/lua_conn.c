@@ -172,6 +172,28 @@ void sy_app_raw_drain(void *handle)
         handler_failed(h);
 }
 
+int sy_app_raw_eof(void *handle)
+{
+    lconn *h = handle;
+    int base = h->conn ? sy_lua_handler_begin(h, "eof") : 0;
+    if (!base)
+        return 0;
+    if (sy_lua_handler_end(h, "eof", base, 0) != 0)
+        handler_failed(h);
+    return 1;
+}
+
+int sy_app_raw_shutdown(void *handle)
+{
+    lconn *h = handle;
+    int base = h->conn ? sy_lua_handler_begin(h, "shutdown") : 0;
+    if (!base)
+        return 0;
+    if (sy_lua_handler_end(h, "shutdown", base, 0) != 0)
+        handler_failed(h);
+    return 1;
+}
+
 void sy_app_conn_discard(void *handle)
 {
     sy_lua_detach(handle);
@@ -228,6 +250,20 @@ static int conn_close(lua_State *L)
     return 0;
 }
 
+/* conn:shutdown(): no more writes; our FIN follows what is queued, and reading goes on (eof
+ * and close follow the peer's side). true | nil, "closed" */
+static int conn_shutdown(lua_State *L)
+{
+    lconn *h = sy_lua_check_handle(L, 1);
+    if (!h->conn || sy_conn_shutdown_write(h->conn) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int conn_buffered(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
@@ -258,6 +294,7 @@ static int conn_tostring(lua_State *L)
 static const luaL_Reg conn_methods[] = {
     {"write", conn_write},
     {"close", conn_close},
+    {"shutdown", conn_shutdown},
     {"buffered", conn_buffered},
     {NULL, NULL},
 };

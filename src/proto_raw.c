@@ -1,5 +1,6 @@
 /* Raw byte-stream protocols (any upgrade token the core does not know): bytes to the app's
- * data handler, writes buffered with a high-water mark, and an idle timeout. */
+ * data handler, writes buffered with a high-water mark, an idle timeout, the peer's
+ * half-close (eof) and ours (conn:shutdown), and the server's stop. */
 #include "app.h"
 #include "proto.h"
 #include "server.h"
@@ -55,7 +56,15 @@ static void raw_on_drain(sy_conn *c)
 
 static void raw_on_eof(sy_conn *c)
 {
-    sy_conn_close_after_write(c);
+    rawp *r = c->proto_state;
+    /* Without an eof handler the peer's EOF ends the connection (after what is queued). */
+    if (!sy_app_raw_eof(r->handle)) {
+        sy_conn_close_after_write(c);
+        return;
+    }
+    /* Our FIN went out already: nothing can flow either way. */
+    if (!c->closing && c->fin_sent)
+        sy_conn_close(c);
 }
 
 static void raw_on_timeout(sy_conn *c)
@@ -71,6 +80,14 @@ static void raw_on_timeout(sy_conn *c)
     /* Bytes came meanwhile: wait for the rest of the limit from the last of them. */
     double left = r->idle_timeout - quiet;
     sy_conn_set_timeout(c, left > 0.05 ? left : 0.05);
+}
+
+static void raw_on_shutdown(sy_conn *c)
+{
+    rawp *r = c->proto_state;
+    /* With a shutdown handler the app closes in its own time; the grace period bounds it. */
+    if (!sy_app_raw_shutdown(r->handle))
+        sy_conn_close_after_write(c);
 }
 
 static void raw_on_close(sy_conn *c)
@@ -106,7 +123,7 @@ const sy_proto sy_proto_raw = {
     .on_eof = raw_on_eof,
     .on_drain = raw_on_drain,
     .on_timeout = raw_on_timeout,
-    .on_shutdown = NULL,
+    .on_shutdown = raw_on_shutdown,
     .on_close = raw_on_close,
     .on_start = raw_on_start,
 };

@@ -1,8 +1,16 @@
--- spec/apps/raw_events.lua: fixture for spec/integration/raw_idle_spec.lua. Raw tokens:
+-- spec/apps/raw_events.lua: fixture for spec/integration/raw_idle_spec.lua and
+-- spec/integration/raw_halfclose_spec.lua. Raw tokens:
 --   idle/1      echo, accept option idle_timeout = 1 (s)
 --   idlelive/1  echo, idle_timeout = 3
 --   idleoff/1   echo, idle_timeout = 0 (none)
 --   badidle/1   idle_timeout = "soon": an app error (500)
+--   half/1      counts bytes; eof(conn) writes "got N bytes\n" and closes
+--   halflater/1 eof(conn) answers 0.2 s later from a timer ("late N\n"), then closes
+--   noeof/1     echo without an eof handler (the peer's EOF closes, as before)
+--   shut/1      open writes "hello\n" and calls conn:shutdown(); data is counted in /stats
+--               (shut_got), the result of a write after the shutdown too (shut_write)
+--   stop/1      shutdown(conn) at server stop writes "bye\n" and closes
+--   linger/1    echo; shutdown(conn) writes "stopping\n" and leaves the connection open
 -- app.request: /stats (opens_<name>, closes_<name>, eofs_<name> and the values above).
 local sy = require "switchyard"
 
@@ -32,11 +40,52 @@ end
 
 local function echo(conn, bytes) conn:write(bytes) end
 
+local function add(conn, bytes) conn.data.n = (conn.data.n or 0) + #bytes end
+
 local raw = {
   idle = { counted("idle", { data = echo }), { idle_timeout = 1 } },
   idlelive = { counted("idlelive", { data = echo }), { idle_timeout = 3 } },
   idleoff = { counted("idleoff", { data = echo }), { idle_timeout = 0 } },
   badidle = { counted("badidle", { data = echo }), { idle_timeout = "soon" } },
+  half = { counted("half", {
+    data = add,
+    eof = function(conn)
+      conn:write(("got %d bytes\n"):format(conn.data.n or 0))
+      conn:close()
+    end,
+  }) },
+  halflater = { counted("halflater", {
+    data = add,
+    eof = function(conn)
+      sy.after(0.2, function()
+        stats.halflater_write = tostring(conn:write(("late %d\n"):format(conn.data.n or 0)))
+        conn:close()
+      end)
+    end,
+  }) },
+  noeof = { counted("noeof", { data = echo }) },
+  shut = { counted("shut", {
+    open = function(conn)
+      conn:write("hello\n")
+      conn:shutdown()
+      local ok, err = conn:write("more\n")
+      stats.shut_write = tostring(ok) .. " " .. tostring(err)
+    end,
+    data = function(conn, bytes) stats.shut_got = (stats.shut_got or "") .. bytes end,
+    eof = function(conn) end,
+  }) },
+  stop = { counted("stop", {
+    data = echo,
+    shutdown = function(conn)
+      bump("shutdowns_stop")
+      conn:write("bye\n")
+      conn:close()
+    end,
+  }) },
+  linger = { counted("linger", {
+    data = echo,
+    shutdown = function(conn) conn:write("stopping\n") end,
+  }) },
 }
 
 function app.upgrade(req)
