@@ -82,12 +82,8 @@ int sy_lua_handle_newindex(lua_State *L)
         lua_pop(L, 1);
         for (int i = 0; !builtin && fixed[i]; i++)
             builtin = strcmp(k, fixed[i]) == 0;
-        if (builtin) {
-            luaL_where(L, 2); /* the app's line that assigned */
-            lua_pushfstring(L, "%s.%s is read-only", h->websocket ? "ws" : "conn", k);
-            lua_concat(L, 2);
-            return lua_error(L);
-        }
+        if (builtin) /* level 1, the app's line that assigned, leads the message */
+            return luaL_error(L, "%s.%s is read-only", h->websocket ? "ws" : "conn", k);
     }
     if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE) {
         lua_pop(L, 1);

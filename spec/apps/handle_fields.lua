@@ -3,7 +3,8 @@
 --     "user=<conn.user> seen=<n> <errors>\n"
 --   WebSocket /fields: open sets ws.user; each message answers
 --     "user=<ws.user> count=<n> send=<type(ws.send)> <errors>"
--- <errors>: what assigning each of a few built-in names raised, "name:<message>|...".
+-- <errors>: what assigning each of a few built-in names raised, "name:<message>|...", each
+-- message with the file:line of the assignment.
 local sy = require "switchyard"
 
 local app = {}
@@ -12,7 +13,7 @@ local function write_errors(h, names)
   local out = {}
   for _, k in ipairs(names) do
     local ok, err = pcall(function() h[k] = 1 end)
-    out[#out + 1] = k .. ":" .. (ok and "allowed" or tostring(err):gsub("^.-:%d+: ", ""))
+    out[#out + 1] = k .. ":" .. (ok and "allowed" or tostring(err))
   end
   return table.concat(out, "|")
 end

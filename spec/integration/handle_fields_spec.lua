@@ -14,10 +14,11 @@ describe("fields on handles", function()
     c:send("a")
     local line = c:line()
     assert.truthy(line:find("^user=alice seen=1 "), line)
-    assert.truthy(line:find("path:conn.path is read-only", 1, true), line)
-    assert.truthy(line:find("write:conn.write is read-only", 1, true), line)
-    assert.truthy(line:find("data:conn.data is read-only", 1, true), line)
-    assert.truthy(line:find("remote_addr:conn.remote_addr is read-only", 1, true), line)
+    for _, k in ipairs({ "path", "write", "data", "remote_addr" }) do
+      -- The message leads with the app's file:line of the assignment.
+      assert.truthy(line:find(k .. ":[^|]*handle_fields%.lua:%d+: conn%." .. k .. " is read%-only"),
+                    line)
+    end
     c:send("b")
     assert.truthy(c:line():find("^user=alice seen=2 "))
   end)
@@ -26,10 +27,10 @@ describe("fields on handles", function()
     local c = W.open(srv.port, "/fields")
     local msg = W.call(c, "one")
     assert.truthy(msg:find("^user=bob count=1 send=function "), msg)
-    assert.truthy(msg:find("path:ws.path is read-only", 1, true), msg)
-    assert.truthy(msg:find("send:ws.send is read-only", 1, true), msg)
-    assert.truthy(msg:find("data:ws.data is read-only", 1, true), msg)
-    assert.truthy(msg:find("subprotocol:ws.subprotocol is read-only", 1, true), msg)
+    for _, k in ipairs({ "path", "send", "data", "subprotocol" }) do
+      assert.truthy(msg:find(k .. ":[^|]*handle_fields%.lua:%d+: ws%." .. k .. " is read%-only"),
+                    msg)
+    end
     assert.truthy(W.call(c, "two"):find("^user=bob count=2 "))
     assert.is_nil(srv:log():find("attempt to index", 1, true))
   end)
