@@ -85,6 +85,8 @@ static void raw_on_timeout(sy_conn *c)
 static void raw_on_shutdown(sy_conn *c)
 {
     rawp *r = c->proto_state;
+    if (c->close_after_write)
+        return; /* closing already: nothing for the app to finish */
     /* With a shutdown handler the app closes in its own time; the grace period bounds it. */
     if (!sy_app_raw_shutdown(r->handle))
         sy_conn_close_after_write(c);
