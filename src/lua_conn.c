@@ -74,11 +74,12 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
 
 int sy_lua_handle_newindex(lua_State *L)
 {
-    lconn *h = lua_touserdata(L, 1); /* __newindex of this metatable: always a handle */
+    lconn *h = sy_lua_check_handle(L, 1);
     if (lua_type(L, 2) == LUA_TSTRING) {
         static const char *const fixed[] = {"data", "remote_addr", "path", "subprotocol", NULL};
         const char *k = lua_tostring(L, 2);
-        int builtin = lua_rawget(L, (lua_pushvalue(L, 2), lua_upvalueindex(1))) != LUA_TNIL;
+        lua_pushvalue(L, 2);
+        int builtin = lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL; /* a method */
         lua_pop(L, 1);
         for (int i = 0; !builtin && fixed[i]; i++)
             builtin = strcmp(k, fixed[i]) == 0;
