@@ -11,6 +11,7 @@
 --               (shut_got), the result of a write after the shutdown too (shut_write)
 --   stop/1      shutdown(conn) at server stop writes "bye\n" and closes
 --   linger/1    echo; shutdown(conn) writes "stopping\n" and leaves the connection open
+--   abrupt/1    echo (open and close counted); WebSocket /abrupt likewise (as wsabrupt)
 -- app.request: /stats (opens_<name>, closes_<name>, eofs_<name> and the values above).
 local sy = require "switchyard"
 
@@ -82,13 +83,19 @@ local raw = {
       conn:close()
     end,
   }) },
+  abrupt = { counted("abrupt", { data = echo }) },
   linger = { counted("linger", {
     data = echo,
     shutdown = function(conn) conn:write("stopping\n") end,
   }) },
 }
 
+local ws_abrupt = counted("wsabrupt", {})
+
 function app.upgrade(req)
+  if req:offers("websocket") and req.path == "/abrupt" then
+    return sy.accept("websocket", ws_abrupt)
+  end
   for _, o in ipairs(req.upgrades) do
     local r = raw[o.name:lower()]
     if r then
