@@ -13,8 +13,9 @@
 #include "test.h"
 
 /* accept_then_close(handlers, websocket): what do_accept does for a raw or WebSocket token, up
- * to the switch being pending, then the connection closes before the switch runs (as a failed
- * write or a server stop would close it). */
+ * to the switch being pending (sy_h1_accept inside app.upgrade), then a close of the connection
+ * before the switch runs. The core reaches that window in one call chain, so no client can
+ * hit it from outside; any close there must still follow the rule. */
 static int accept_then_close(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
