@@ -34,8 +34,18 @@ void sy_app_response_dropped(void *res);
 void sy_app_raw_open(void *handle);
 void sy_app_raw_data(void *handle, const char *p, size_t n);
 void sy_app_raw_drain(void *handle);
+/* The peer shut its side (EOF): runs the app's eof handler and returns 1, or returns 0 when
+ * the app has none (the connection then closes as before). */
+int sy_app_raw_eof(void *handle);
+/* The server is stopping: runs the app's shutdown handler and returns 1, or returns 0 when the
+ * app has none. */
+int sy_app_raw_shutdown(void *handle);
 /* The connection closed: call the close handler, detach and release the handle. */
 void sy_app_raw_close(void *handle);
+
+/* The connection closed before its new protocol started (between the accept and the switch):
+ * release the handle without running any handler; open never ran, so close does not either. */
+void sy_app_conn_discard(void *handle);
 
 /* WebSocket events for the app's handle. Any of them may close the connection. */
 void sy_app_ws_open(void *handle);

@@ -214,6 +214,27 @@ void sy_conn_close_after_write(sy_conn *c)
     }
 }
 
+/* Our side is done writing: FIN, and a close when the peer's side is done too. */
+static void send_fin(sy_conn *c)
+{
+    c->fin_sent = 1;
+    shutdown(c->fd, SHUT_WR);
+    if (c->peer_eof)
+        sy_conn_close(c);
+}
+
+int sy_conn_shutdown_write(sy_conn *c)
+{
+    if (c->closing || c->close_after_write || c->shut_wr)
+        return SY_ECLOSED;
+    c->shut_wr = 1;
+    if (c->tls)
+        tls_flush(c);
+    else if (c->out.bytes == 0)
+        send_fin(c);
+    return 0;
+}
+
 static int write_failed(sy_conn *c)
 {
     /* The peer is gone; nothing more can reach it. */
@@ -260,7 +281,7 @@ static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
 int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t n2)
 {
     const char *p1 = v1, *p2 = v2;
-    if (c->closing || c->lingering)
+    if (c->closing || c->lingering || c->shut_wr)
         return SY_ECLOSED;
     if (c->tls)
         return tls_write2(c, p1, n1, p2, n2);
@@ -291,7 +312,7 @@ int sy_conn_write(sy_conn *c, const void *p, size_t n)
 
 int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
 {
-    if (c->closing || c->lingering)
+    if (c->closing || c->lingering || c->shut_wr)
         return SY_ECLOSED;
     if (c->tls)
         return tls_write_shared(c, ch, off, len);
@@ -364,6 +385,8 @@ static void flush(sy_conn *c)
     }
     if (c->close_after_write && c->out.bytes == 0 && !c->lingering)
         start_lingering(c);
+    else if (c->shut_wr && !c->fin_sent && c->out.bytes == 0 && !c->close_after_write)
+        send_fin(c);
 }
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -549,7 +572,7 @@ static int tls_send(sy_conn *c)
         if (!c->tls_ready)
             return 0;
         if (c->out.bytes == 0) {
-            if (!c->close_after_write)
+            if (!c->close_after_write && !c->shut_wr)
                 break;
             sy_tls_close_notify(t); /* once; nothing more after it */
             if (sy_buf_len(o))
@@ -615,9 +638,12 @@ static void tls_flush(sy_conn *c)
                 return;
         }
     }
-    if (c->close_after_write && !c->lingering && c->out.bytes == 0 &&
-        sy_buf_len(sy_tls_out(c->tls)) == 0)
-        start_lingering(c);
+    if (c->out.bytes == 0 && sy_buf_len(sy_tls_out(c->tls)) == 0) {
+        if (c->close_after_write && !c->lingering)
+            start_lingering(c);
+        else if (c->shut_wr && !c->fin_sent && !c->close_after_write)
+            send_fin(c); /* after close_notify (tls_send) */
+    }
 }
 
 static int tls_after_queue(sy_conn *c)

@@ -69,6 +69,8 @@ struct sy_conn {
     unsigned pending : 1;      /* queued for sy_conn_schedule */
     unsigned corked : 1;       /* writes queue until sy_conn_uncork */
     unsigned tls_ready : 1;    /* the TLS handshake completed (proto heard of it) */
+    unsigned shut_wr : 1;      /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
+    unsigned fin_sent : 1;     /* our write side is shut; reading goes on */
     sy_peer peer;              /* the remote address, compact (formatted on demand) */
     sy_conn *prev, *next;      /* the server's list of live connections */
     sy_conn *next_queued;      /* the server's scheduled queue */
@@ -111,6 +113,12 @@ void sy_conn_close(sy_conn *c);
 /* Closes once the queued output is written; reading stops (input is discarded after a
  * shutdown of the write side so the peer sees the answer rather than a reset). */
 void sy_conn_close_after_write(sy_conn *c);
+
+/* Half-closes: no more writes; once the queued output is sent (and close_notify under TLS)
+ * the write side is shut (FIN) while reading goes on. When the peer's EOF came already, or
+ * comes later, nothing can flow either way and the protocol closes the connection. Returns 0
+ * or SY_ECLOSED (closed, closing, or shut already). */
+int sy_conn_shutdown_write(sy_conn *c);
 
 /* Pushes a TLS layer under the current protocol: from now on bytes from the socket are
  * ciphertext and c->in receives the plaintext; output already queued (a 101) still goes out as

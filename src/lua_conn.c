@@ -64,6 +64,37 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
         lua_getiuservalue(L, 1, UV_SUBPROTOCOL);
         return 1;
     }
+    /* The app's own field, or nil. */
+    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE)
+        return 1;
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+int sy_lua_handle_newindex(lua_State *L)
+{
+    lconn *h = sy_lua_check_handle(L, 1);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        static const char *const fixed[] = {"data", "remote_addr", "path", "subprotocol", NULL};
+        const char *k = lua_tostring(L, 2);
+        lua_pushvalue(L, 2);
+        int builtin = lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL; /* a method */
+        lua_pop(L, 1);
+        for (int i = 0; !builtin && fixed[i]; i++)
+            builtin = strcmp(k, fixed[i]) == 0;
+        if (builtin) /* level 1, the app's line that assigned, leads the message */
+            return luaL_error(L, "%s.%s is read-only", h->websocket ? "ws" : "conn", k);
+    }
+    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, UV_EXTRA);
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, -3);
     return 0;
 }
 
@@ -138,6 +169,33 @@ void sy_app_raw_drain(void *handle)
         handler_failed(h);
 }
 
+int sy_app_raw_eof(void *handle)
+{
+    lconn *h = handle;
+    int base = h->conn ? sy_lua_handler_begin(h, "eof") : 0;
+    if (!base)
+        return 0;
+    if (sy_lua_handler_end(h, "eof", base, 0) != 0)
+        handler_failed(h);
+    return 1;
+}
+
+int sy_app_raw_shutdown(void *handle)
+{
+    lconn *h = handle;
+    int base = h->conn ? sy_lua_handler_begin(h, "shutdown") : 0;
+    if (!base)
+        return 0;
+    if (sy_lua_handler_end(h, "shutdown", base, 0) != 0)
+        handler_failed(h);
+    return 1;
+}
+
+void sy_app_conn_discard(void *handle)
+{
+    sy_lua_detach(handle);
+}
+
 void sy_lua_detach(lconn *h)
 {
     h->conn = NULL;
@@ -189,6 +247,20 @@ static int conn_close(lua_State *L)
     return 0;
 }
 
+/* conn:shutdown(): no more writes; our FIN follows what is queued, and reading goes on (eof
+ * and close follow the peer's side). true | nil, "closed" */
+static int conn_shutdown(lua_State *L)
+{
+    lconn *h = sy_lua_check_handle(L, 1);
+    if (!h->conn || sy_conn_shutdown_write(h->conn) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int conn_buffered(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
@@ -199,14 +271,11 @@ static int conn_buffered(lua_State *L)
 static int conn_index(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 0;
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first */
         return 1;
     lua_pop(L, 1);
-    return sy_lua_handle_field(L, h, k);
+    return sy_lua_handle_field(L, h, lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "");
 }
 
 static int conn_tostring(lua_State *L)
@@ -222,6 +291,7 @@ static int conn_tostring(lua_State *L)
 static const luaL_Reg conn_methods[] = {
     {"write", conn_write},
     {"close", conn_close},
+    {"shutdown", conn_shutdown},
     {"buffered", conn_buffered},
     {NULL, NULL},
 };
@@ -231,7 +301,10 @@ void sy_lua_open_conn(lua_State *L)
     const char *names[] = {SY_CONN_MT};
     for (int i = 0; i < 1; i++) {
         if (luaL_newmetatable(L, names[i])) {
-            luaL_newlib(L, conn_methods);
+            luaL_newlib(L, conn_methods);  /* [mt, methods] */
+            lua_pushvalue(L, -1);
+            lua_pushcclosure(L, sy_lua_handle_newindex, 1);
+            lua_setfield(L, -3, "__newindex");
             lua_pushcclosure(L, conn_index, 1);
             lua_setfield(L, -2, "__index");
             lua_pushcfunction(L, conn_tostring);
@@ -260,6 +333,29 @@ static int offered_subprotocol(sy_str list, const char *want, size_t wlen)
         if (tok.len == wlen && memcmp(tok.p, want, wlen) == 0)
             return 1;
     return 0;
+}
+
+/* Raw protocol options (idle_timeout) from app.options, then the accept options at idx (0:
+ * none), over the defaults; raises on a bad value. */
+static void raw_options(lua_State *L, int idx, sy_raw_options *o)
+{
+    sy_raw_default_options(o);
+    int top = lua_gettop(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+    int app_opts = lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE
+                       ? lua_gettop(L) : 0;
+    int from[2] = {app_opts, idx};
+    for (int i = 0; i < 2; i++) {
+        if (!from[i] || lua_getfield(L, from[i], "idle_timeout") == LUA_TNIL)
+            continue;
+        int isnum;
+        double v = lua_tonumberx(L, -1, &isnum);
+        if (!isnum || !(v >= 0 && v <= 1e7))
+            luaL_error(L, "option idle_timeout must be a number of seconds in [0, 1e7] (0: none)");
+        o->idle_timeout = v;
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
 }
 
 /* Accept: the decision table is at the top of the stack, the request at req_idx. Returns 1. */
@@ -382,6 +478,9 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
             extra.p = lua_tolstring(L, -1, &extra.len);
         }
     }
+    sy_raw_options ro;
+    if (!websocket)
+        raw_options(L, options, &ro);
     lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
     int hidx = lua_gettop(L);
     sy_str path = sy_str_make(req->path.p, req->path.len);
@@ -399,20 +498,19 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
     sy_str value = upv ? sy_str_make(upv, strlen(upv))
                        : sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
                                                              : o->name.len);
-    void *state = h;
-    if (websocket) {
-        state = sy_ws_new(h, &wo);
-        if (!state) {
-            sy_lua_detach(h);
-            app_error(c, "out of memory");
-            return 1;
-        }
+    void *state = websocket ? sy_ws_new(h, &wo) : sy_raw_new(h, &ro);
+    if (!state) {
+        sy_lua_detach(h);
+        app_error(c, "out of memory");
+        return 1;
     }
     int rc = sy_h1_accept(c, value, extra, websocket ? &sy_proto_ws : &sy_proto_raw, state);
     if (rc != 0) {
         /* The connection went away before the switch: the state was not handed over. */
         if (websocket)
             sy_ws_free(state);
+        else
+            sy_raw_free(state);
         sy_lua_detach(h);
         return 1;
     }

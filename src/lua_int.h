@@ -51,9 +51,11 @@ sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags);
 void sy_lua_anchor_response(lua_State *L, int idx);
 
 /* User values of connection handles: 1 handlers, 2 data (the app's table, made on first use),
- * 3 path, 4 subprotocol, 5 subscribed topics (WebSocket). Nothing per connection is created
- * before it is needed: an idle WebSocket costs a few hundred bytes. */
-enum { UV_HANDLERS = 1, UV_DATA, UV_PATH, UV_SUBPROTOCOL, UV_TOPICS, UV_COUNT = UV_TOPICS };
+ * 3 path, 4 subprotocol, 5 subscribed topics (WebSocket), 6 the app's own fields (ws.user =
+ * ...; made on first assignment). Nothing per connection is created before it is needed: an
+ * idle WebSocket costs a few hundred bytes. */
+enum { UV_HANDLERS = 1, UV_DATA, UV_PATH, UV_SUBPROTOCOL, UV_TOPICS, UV_EXTRA,
+       UV_COUNT = UV_EXTRA };
 
 typedef struct lconn {
     sy_conn *conn;  /* borrowed; NULL once closed */
@@ -97,8 +99,13 @@ void sy_lua_ws_negotiate(lua_State *L, int req_idx, sy_ws_options *o);
 void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handlers_idx);
 /* Sets a string user value of the handle at idx (UV_PATH, UV_SUBPROTOCOL). */
 void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value);
-/* __index helpers shared by Conn and WebSocket: pushes the field named k and returns 1, or 0. */
+/* __index helpers shared by Conn and WebSocket: pushes the field named k and returns 1; for
+ * a name that is not built in, the app's own field of that name (or nil). */
 int sy_lua_handle_field(lua_State *L, lconn *h, const char *k);
+/* __newindex of Conn and WebSocket, a closure with the method table as upvalue 1: the app's
+ * own fields go to UV_EXTRA; built-in names (methods and fields) raise "<what>.<k> is
+ * read-only" at the app's line. */
+int sy_lua_handle_newindex(lua_State *L);
 
 /* Module parts. */
 void sy_lua_open_request(lua_State *L);

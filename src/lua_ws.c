@@ -392,10 +392,10 @@ static int ws_index(lua_State *L)
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first: the hot path */
         return 1;
     lua_pop(L, 1);
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return 0;
-    /* __index of this metatable: argument 1 is always a WebSocket. */
-    return sy_lua_handle_field(L, lua_touserdata(L, 1), lua_tostring(L, 2));
+    /* __index of this metatable: argument 1 is always a WebSocket. Built-in fields, then the
+     * app's own. */
+    return sy_lua_handle_field(L, lua_touserdata(L, 1),
+                               lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "");
 }
 
 static int ws_tostring(lua_State *L)
@@ -506,6 +506,9 @@ void sy_lua_open_ws(lua_State *L)
         luaL_newlibtable(L, ws_methods);
         lua_pushvalue(L, -2);
         luaL_setfuncs(L, ws_methods, 1);     /* [mt, methods], each with mt as upvalue */
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, sy_lua_handle_newindex, 1);
+        lua_setfield(L, -3, "__newindex");   /* [mt, methods] */
         lua_pushcclosure(L, ws_index, 1);    /* [mt, __index] */
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);

@@ -591,7 +591,8 @@ static void h1_on_close(sy_conn *c)
     if (h->res)
         sy_app_response_dropped(h->res);
     if (h->phase == H1_SWITCH && h->next_proto && h->next_proto->on_close) {
-        /* The new protocol never started: let it release its state. */
+        /* The new protocol never started: it releases its state and the app's handle without
+         * running a handler (open never ran, so close does not either). */
         c->proto_state = h->next_state;
         h->next_proto->on_close(c);
         h->next_proto = NULL;

@@ -1,15 +1,45 @@
 /* Raw byte-stream protocols (any upgrade token the core does not know): bytes to the app's
- * data handler, writes buffered with a high-water mark. */
+ * data handler, writes buffered with a high-water mark, an idle timeout, the peer's
+ * half-close (eof) and ours (conn:shutdown), and the server's stop. */
 #include "app.h"
 #include "proto.h"
 #include "server.h"
 
+typedef struct rawp {
+    void *handle;         /* the app's handle; NULL once the app was told of the close */
+    double idle_timeout;  /* seconds; 0: none */
+    ev_tstamp last_rx;    /* when bytes last came from the peer */
+    unsigned started : 1; /* on_start ran: the app heard open, so it hears close */
+} rawp;
+
+void sy_raw_default_options(sy_raw_options *o)
+{
+    o->idle_timeout = 120;
+}
+
+void *sy_raw_new(void *handle, const sy_raw_options *o)
+{
+    rawp *r = sy_calloc(1, sizeof *r);
+    if (r) {
+        r->handle = handle;
+        r->idle_timeout = o->idle_timeout;
+    }
+    return r;
+}
+
+void sy_raw_free(void *state)
+{
+    sy_free(state);
+}
+
 static void raw_on_bytes(sy_conn *c)
 {
+    rawp *r = c->proto_state;
+    r->last_rx = ev_now(c->server->loop);
     while (!c->closing && sy_buf_len(&c->in)) {
         /* The handler may write, close, or pause: take the bytes out of the buffer first. */
         size_t n = sy_buf_len(&c->in);
-        sy_app_raw_data(c->proto_state, sy_buf_data(&c->in), n);
+        sy_app_raw_data(r->handle, sy_buf_data(&c->in), n);
         if (c->closing)
             return;
         sy_buf_consume(&c->in, n);
@@ -20,25 +50,73 @@ static void raw_on_bytes(sy_conn *c)
 
 static void raw_on_drain(sy_conn *c)
 {
-    sy_app_raw_drain(c->proto_state);
+    rawp *r = c->proto_state;
+    sy_app_raw_drain(r->handle);
 }
 
 static void raw_on_eof(sy_conn *c)
 {
-    sy_conn_close_after_write(c);
+    rawp *r = c->proto_state;
+    /* Without an eof handler the peer's EOF ends the connection (after what is queued). */
+    if (!sy_app_raw_eof(r->handle)) {
+        sy_conn_close_after_write(c);
+        return;
+    }
+    /* Our FIN went out already: nothing can flow either way. */
+    if (!c->closing && c->fin_sent)
+        sy_conn_close(c);
+}
+
+static void raw_on_timeout(sy_conn *c)
+{
+    rawp *r = c->proto_state;
+    if (r->idle_timeout <= 0)
+        return;
+    double quiet = ev_now(c->server->loop) - r->last_rx;
+    if (quiet >= r->idle_timeout) {
+        sy_conn_close_after_write(c);
+        return;
+    }
+    /* Bytes came meanwhile: wait for the rest of the limit from the last of them. */
+    double left = r->idle_timeout - quiet;
+    sy_conn_set_timeout(c, left > 0.05 ? left : 0.05);
+}
+
+static void raw_on_shutdown(sy_conn *c)
+{
+    rawp *r = c->proto_state;
+    if (c->close_after_write)
+        return; /* closing already: nothing for the app to finish */
+    /* With a shutdown handler the app closes in its own time; the grace period bounds it. */
+    if (!sy_app_raw_shutdown(r->handle))
+        sy_conn_close_after_write(c);
 }
 
 static void raw_on_close(sy_conn *c)
 {
-    void *handle = c->proto_state;
+    rawp *r = c->proto_state;
     c->proto_state = NULL;
-    if (handle)
+    if (!r)
+        return;
+    void *handle = r->handle;
+    int started = r->started;
+    sy_free(r);
+    if (!handle)
+        return;
+    if (started)
         sy_app_raw_close(handle);
+    else
+        sy_app_conn_discard(handle); /* open never ran: neither does close */
 }
 
 static void raw_on_start(sy_conn *c)
 {
-    sy_app_raw_open(c->proto_state);
+    rawp *r = c->proto_state;
+    r->started = 1;
+    r->last_rx = ev_now(c->server->loop);
+    if (r->idle_timeout > 0)
+        sy_conn_set_timeout(c, r->idle_timeout);
+    sy_app_raw_open(r->handle);
 }
 
 const sy_proto sy_proto_raw = {
@@ -46,8 +124,8 @@ const sy_proto sy_proto_raw = {
     .on_bytes = raw_on_bytes,
     .on_eof = raw_on_eof,
     .on_drain = raw_on_drain,
-    .on_timeout = NULL,
-    .on_shutdown = NULL,
+    .on_timeout = raw_on_timeout,
+    .on_shutdown = raw_on_shutdown,
     .on_close = raw_on_close,
     .on_start = raw_on_start,
 };

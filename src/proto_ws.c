@@ -40,6 +40,7 @@ typedef struct wsp {
     unsigned failed : 1;         /* a protocol error was answered: input is ignored */
     unsigned ping_outstanding : 1;
     unsigned msg_compressed : 1; /* the message in progress came with RSV1 */
+    unsigned started : 1;        /* on_start ran: the app heard open, so it hears close */
 } wsp;
 
 /* permessage-deflate for one connection. Streams exist only where a context outlives a
@@ -746,7 +747,14 @@ static void ws_on_close(sy_conn *c)
     if (!w)
         return;
     c->proto_state = NULL;
-    notify_close(c, w, 1006, sy_str_make("", 0));
+    if (w->started) {
+        notify_close(c, w, 1006, sy_str_make("", 0));
+    } else if (w->handle) {
+        /* Closed between the accept and the switch: open never ran, so close does not. */
+        void *h = w->handle;
+        w->handle = NULL;
+        sy_app_conn_discard(h);
+    }
     sy_ws_free(w);
 }
 
@@ -754,6 +762,7 @@ static void ws_on_close(sy_conn *c)
 static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
+    w->started = 1;
     w->last_rx = ev_now(c->server->loop);
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
