@@ -86,7 +86,9 @@ SY_API int sy_server_load_app(sy_server *s, const char *path);
 SY_API int sy_server_start(sy_server *s);
 
 /* Begins a graceful stop: listeners close, WebSockets get 1001, connections drain. done_cb
- * (may be NULL) runs once when no connection is left or after grace seconds. */
+ * (may be NULL) runs once when no connection is left or after grace seconds, always from the
+ * loop (never inside sy_server_shutdown or a connection's close), so it may free the server
+ * with sy_server_free. It does not run if the server is freed first. */
 SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_server *, void *),
                                void *ud);
 

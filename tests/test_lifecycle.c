@@ -1,0 +1,230 @@
+/* The server's lifecycle as a host sees it: a host may free the server in its shutdown
+ * callback; a graceful stop reaches every WebSocket even when closing one closes another. */
+#include <errno.h>
+#include <ev.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "switchyard.h"
+#include "test.h"
+
+static char dir[] = "/tmp/sy_test_lifecycle_XXXXXX";
+
+static const char *write_app(const char *name, const char *text)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(2);
+    }
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Every WebSocket is accepted; the close handler of /a closes /b (its peer may be gone). */
+static const char WS_APP[] =
+    "local sy = require 'switchyard'\n"
+    "local socks = {}\n"
+    "return { upgrade = function(req)\n"
+    "  return sy.accept('websocket', {\n"
+    "    open = function(ws) socks[ws.path] = ws end,\n"
+    "    close = function(ws)\n"
+    "      socks[ws.path] = nil\n"
+    "      if ws.path == '/a' and socks['/b'] then socks['/b']:close() end\n"
+    "    end,\n"
+    "  })\n"
+    "end }\n";
+
+/* Reads what is there now (after running the loop a little) into buf; returns the length. */
+static size_t drain(struct ev_loop *loop, int fd, char *buf, size_t cap, const char *until)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < 2000; i++) {
+        if (loop)
+            ev_run(loop, EVRUN_NOWAIT);
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
+        if (n > 0) {
+            len += (size_t)n;
+            buf[len] = 0;
+        }
+        if (until && memmem(buf, len, until, strlen(until)))
+            break;
+        if (!until && n <= 0)
+            break;
+        usleep(1000);
+    }
+    return len;
+}
+
+/* Adopts one end of a socketpair and upgrades it to a WebSocket on path; returns the client's
+ * end, or -1. */
+static int ws_client(struct ev_loop *loop, sy_server *s, const char *path)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || sy_server_adopt(s, sv[0]) != 0)
+        return -1;
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     path);
+    if (write(sv[1], req, (size_t)n) != n)
+        return -1;
+    char reply[1024];
+    drain(loop, sv[1], reply, sizeof reply, "\r\n\r\n");
+    if (strncmp(reply, "HTTP/1.1 101", 12) != 0) {
+        fprintf(stderr, "no 101 on %s: %s\n", path, reply);
+        close(sv[1]);
+        return -1;
+    }
+    return sv[1];
+}
+
+/* A server close frame with code 1001 (unmasked: 0x88, length, 0x03 0xE9). */
+static int is_close_1001(const char *p, size_t n)
+{
+    return n >= 4 && (uint8_t)p[0] == 0x88 && (uint8_t)p[2] == 0x03 && (uint8_t)p[3] == 0xE9;
+}
+
+/* ---- the host frees the server in done_cb ---------------------------------------------------- */
+
+typedef struct stop_state {
+    int called;
+    int free_it;
+} stop_state;
+
+static void on_stopped(sy_server *s, void *ud)
+{
+    stop_state *st = ud;
+    st->called++;
+    if (st->free_it)
+        sy_server_free(s); /* allowed: the header says so */
+}
+
+static void run_until(struct ev_loop *loop, const int *flag)
+{
+    for (int i = 0; i < 5000 && !*flag; i++)
+        ev_run(loop, EVRUN_ONCE);
+}
+
+static void test_free_in_done_cb(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *app = write_app("ws.lua", WS_APP);
+
+    /* No connection: the callback still runs from the loop, not inside sy_server_shutdown. */
+    sy_server *s = sy_server_new(loop);
+    CHECK(s && sy_server_load_app(s, app) == 0);
+    stop_state st = {0, 1};
+    sy_server_shutdown(s, 30, on_stopped, &st);
+    CHECK_MSG(st.called == 0, "done_cb ran inside sy_server_shutdown");
+    run_until(loop, &st.called);
+    CHECK(st.called == 1);
+
+    /* Idle keep-alive connections close inside the shutdown walk: the last close used to call
+     * back (and the host free the server) while the walk still held the connection. */
+    s = sy_server_new(loop);
+    CHECK(s && sy_server_load_app(s, app) == 0);
+    int peers[3];
+    for (int i = 0; i < 3; i++) {
+        int sv[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+        CHECK(sy_server_adopt(s, sv[0]) == 0);
+        peers[i] = sv[1];
+    }
+    st = (stop_state){0, 1};
+    sy_server_shutdown(s, 30, on_stopped, &st);
+    CHECK_MSG(st.called == 0, "done_cb ran inside sy_server_shutdown");
+    run_until(loop, &st.called);
+    CHECK(st.called == 1);
+    for (int i = 0; i < 3; i++)
+        close(peers[i]);
+
+    /* A WebSocket answers the 1001: the last connection closes inside its read callback. */
+    s = sy_server_new(loop);
+    CHECK(s && sy_server_load_app(s, app) == 0);
+    int fd = ws_client(loop, s, "/x");
+    CHECK(fd >= 0);
+    st = (stop_state){0, 1};
+    sy_server_shutdown(s, 30, on_stopped, &st);
+    char buf[256];
+    size_t n = drain(NULL, fd, buf, sizeof buf, NULL);
+    CHECK_MSG(is_close_1001(buf, n), "no close 1001 (%zu bytes)", n);
+    /* The client's close frame: masked, code 1000. */
+    static const uint8_t reply[] = {0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xE8 ^ 2};
+    CHECK(write(fd, reply, sizeof reply) == (ssize_t)sizeof reply);
+    run_until(loop, &st.called);
+    CHECK(st.called == 1);
+    close(fd);
+
+    /* Freed before the callback was due: it never runs. */
+    st = (stop_state){0, 0};
+    s = sy_server_new(loop);
+    CHECK(s && sy_server_load_app(s, app) == 0);
+    fd = ws_client(loop, s, "/z");
+    CHECK(fd >= 0);
+    sy_server_shutdown(s, 30, on_stopped, &st);
+    close(fd);
+    sy_server_free(s);
+    for (int i = 0; i < 20; i++)
+        ev_run(loop, EVRUN_NOWAIT);
+    CHECK(st.called == 0);
+    ev_loop_destroy(loop);
+}
+
+/* ---- the shutdown walk reaches every connection ---------------------------------------------- */
+
+static void test_shutdown_reaches_everyone(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *app = write_app("ws.lua", WS_APP);
+    sy_server *s = sy_server_new(loop);
+    CHECK(s && sy_server_load_app(s, app) == 0);
+    /* Newest first in the server's list: /a, then /b, then the healthy ones. */
+    int healthy[4];
+    for (int i = 0; i < 4; i++) {
+        healthy[i] = ws_client(loop, s, "/h");
+        CHECK(healthy[i] >= 0);
+    }
+    int b = ws_client(loop, s, "/b"), a = ws_client(loop, s, "/a");
+    CHECK(a >= 0 && b >= 0);
+    CHECK(sy_server_connection_count(s) == 6);
+    /* Both peers leave without a word; the loop does not see it before the stop: sending 1001
+     * to /a fails, /a closes, and its close handler closes /b, whose send fails too. */
+    close(a);
+    close(b);
+    stop_state st = {0, 0};
+    sy_server_shutdown(s, 30, on_stopped, &st);
+    for (int i = 0; i < 4; i++) {
+        char buf[256];
+        size_t n = drain(NULL, healthy[i], buf, sizeof buf, NULL);
+        CHECK_MSG(is_close_1001(buf, n), "healthy WebSocket %d got no 1001 (%zu bytes)", i, n);
+        close(healthy[i]);
+    }
+    run_until(loop, &st.called);
+    CHECK(st.called == 1);
+    CHECK(sy_server_connection_count(s) == 0);
+    sy_server_free(s);
+    ev_loop_destroy(loop);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    test_free_in_done_cb();
+    test_shutdown_reaches_everyone();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    (void)!system(cmd);
+    return t_summary("test_lifecycle");
+}
