@@ -101,7 +101,9 @@ SY_API struct lua_State *sy_server_lua(sy_server *s);
 /* The last error message (borrowed; valid until the next call on s). Never NULL. */
 SY_API const char *sy_server_error(const sy_server *s);
 
-/* Closes every connection and listener at once and frees the server. NULL is accepted. */
+/* Closes every connection and listener at once and frees the server. NULL is accepted. Free a
+ * server on the thread that made it: the Lua time budget's CPU timer (SIGVTALRM, one per
+ * thread) is deleted when the thread's last server is freed. */
 SY_API void sy_server_free(sy_server *s);
 
 /* Opens the switchyard Lua module (for package.preload or a loadable module). */

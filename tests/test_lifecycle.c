@@ -1,10 +1,12 @@
 /* The server's lifecycle as a host sees it: a host may free the server in its shutdown
- * callback; a graceful stop reaches every WebSocket even when closing one closes another. */
+ * callback; a graceful stop reaches every WebSocket even when closing one closes another; and
+ * the Lua time budget's CPU timer goes away with the thread's last server. */
 #include <errno.h>
 #include <ev.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "switchyard.h"
 #include "test.h"
@@ -214,6 +216,70 @@ static void test_shutdown_reaches_everyone(void)
     ev_loop_destroy(loop);
 }
 
+/* ---- the budget's CPU timer ends with the thread's last server -------------------------------- */
+
+static volatile sig_atomic_t ticks;
+
+static void count_tick(int sig)
+{
+    (void)sig;
+    ticks++;
+}
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Burns seconds of this thread's CPU time (not wall time: a busy machine only stretches it). */
+static void burn(double seconds)
+{
+    volatile unsigned long x = 0;
+    double t0 = thread_cpu();
+    while (thread_cpu() - t0 < seconds)
+        for (int i = 0; i < 100000; i++)
+            x += (unsigned long)i;
+}
+
+static void test_budget_timer_freed(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *app = write_app("hello.lua", "local n = 0\nfor i = 1, 1000 do n = n + i end\n"
+                                             "return { request = function(req, res) end }\n");
+    /* Two servers: the timer stays while one is left. */
+    sy_server *s1 = sy_server_new(loop), *s2 = sy_server_new(loop);
+    CHECK(s1 && s2 && sy_server_load_app(s1, app) == 0 && sy_server_load_app(s2, app) == 0);
+    sy_server_free(s1);
+    sy_server_free(s2);
+
+    /* The host takes the signal over after its last server is gone and keeps working. */
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = count_tick;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGVTALRM, &sa, &old) == 0);
+    ticks = 0;
+    burn(0.3);
+    CHECK_MSG(ticks == 0, "%d SIGVTALRM after the last server was freed", (int)ticks);
+    CHECK(sigaction(SIGVTALRM, &old, NULL) == 0);
+
+    /* A new server afterwards still has its budget: a loop in the app's load is stopped. */
+    const char *loop_app = write_app("loop.lua", "while true do end\n");
+    sy_server *s3 = sy_server_new(loop);
+    CHECK(s3 != NULL);
+    CHECK(sy_server_load_app(s3, loop_app) == SY_ELUA);
+    CHECK_MSG(strstr(sy_server_error(s3), "time budget") != NULL, "%s", sy_server_error(s3));
+    sy_server_free(s3);
+    ticks = 0;
+    CHECK(sigaction(SIGVTALRM, &sa, &old) == 0);
+    burn(0.3);
+    CHECK_MSG(ticks == 0, "%d SIGVTALRM after the server was freed again", (int)ticks);
+    CHECK(sigaction(SIGVTALRM, &old, NULL) == 0);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -223,6 +289,7 @@ int main(void)
     }
     test_free_in_done_cb();
     test_shutdown_reaches_everyone();
+    test_budget_timer_freed();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     (void)!system(cmd);
