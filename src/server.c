@@ -137,6 +137,11 @@ SY_API struct lua_State *sy_server_lua(sy_server *s)
     return s->L;
 }
 
+SY_API double sy_server_lua_max_time(const sy_server *s)
+{
+    return s->lua.max_time;
+}
+
 SY_API size_t sy_server_connection_count(const sy_server *s)
 {
     return s->nconns;

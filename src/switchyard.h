@@ -95,6 +95,11 @@ SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_se
 /* Number of open connections. */
 SY_API size_t sy_server_connection_count(const sy_server *s);
 
+/* The time one call into the app may take (app.lua.max_time, seconds; 0: no limit), as set
+ * by the loaded app. A call stuck inside one C function (a Lua pattern that backtracks) is
+ * not stopped by it: a host's watchdog may use a multiple of it as its own limit. */
+SY_API double sy_server_lua_max_time(const sy_server *s);
+
 /* The server's Lua state (borrowed; valid until sy_server_free). */
 SY_API struct lua_State *sy_server_lua(sy_server *s);
 
