@@ -216,7 +216,7 @@ static void test_shutdown_reaches_everyone(void)
     ev_loop_destroy(loop);
 }
 
-/* ---- the budget's CPU timer ends with the thread's last server -------------------------------- */
+/* ---- the budget's CPU timer ends with the thread's last server ------------------------------ */
 
 static volatile sig_atomic_t ticks;
 
