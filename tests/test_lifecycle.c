@@ -182,7 +182,29 @@ static void test_free_in_done_cb(void)
 
 /* ---- the shutdown walk reaches every connection ---------------------------------------------- */
 
-static void test_shutdown_reaches_everyone(void)
+/* The allocator of this test: malloc, but the next call fails when fail_next is set. */
+static int fail_next;
+
+static void *test_malloc(size_t n)
+{
+    if (fail_next) {
+        fail_next = 0;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+static void *test_realloc(void *p, size_t n)
+{
+    if (fail_next) {
+        fail_next = 0;
+        return NULL;
+    }
+    return realloc(p, n);
+}
+
+/* fail_copy: the walk's copy of the list cannot be allocated (it walks the list itself). */
+static void test_shutdown_reaches_everyone(int fail_copy)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     const char *app = write_app("ws.lua", WS_APP);
@@ -202,11 +224,14 @@ static void test_shutdown_reaches_everyone(void)
     close(a);
     close(b);
     stop_state st = {0, 0};
+    fail_next = fail_copy; /* the first allocation of sy_server_shutdown is the copy */
     sy_server_shutdown(s, 30, on_stopped, &st);
+    CHECK(fail_next == 0);
     for (int i = 0; i < 4; i++) {
         char buf[256];
         size_t n = drain(NULL, healthy[i], buf, sizeof buf, NULL);
-        CHECK_MSG(is_close_1001(buf, n), "healthy WebSocket %d got no 1001 (%zu bytes)", i, n);
+        CHECK_MSG(is_close_1001(buf, n), "healthy WebSocket %d got no 1001 (%zu bytes%s)", i, n,
+                  fail_copy ? ", no memory for the copy" : "");
         close(healthy[i]);
     }
     run_until(loop, &st.called);
@@ -283,12 +308,14 @@ static void test_budget_timer_freed(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    sy_set_allocator(test_malloc, test_realloc, free);
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 2;
     }
     test_free_in_done_cb();
-    test_shutdown_reaches_everyone();
+    test_shutdown_reaches_everyone(0);
+    test_shutdown_reaches_everyone(1);
     test_budget_timer_freed();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
