@@ -3,9 +3,9 @@
 SIGHUP stops the server gracefully like SIGTERM (WebSockets get close 1001, exit 0), alone and
 with --workers; workers serve listeners on any address ([::1], 127.0.0.2); a signal that
 arrives right after start-up stops every worker (none is left orphaned); a worker killed with
-SIGKILL is replaced and the service goes on answering; a worker stuck inside one C call (a
-backtracking Lua pattern) past the hard limit (SWITCHYARD_WORKER_HARD_LIMIT=3 here) is killed
-and replaced. Every wait is bounded; the test stops every process it started, by PID.
+SIGKILL is replaced and the service goes on answering; one that cannot start is retried after
+a doubling wait while the others serve; a worker stuck inside one C call (a backtracking Lua
+pattern) past the hard limit (SWITCHYARD_WORKER_HARD_LIMIT=3 here) is killed and replaced. Every wait is bounded; the test stops every process it started, by PID.
 Prints "ok - NAME" / "not ok - NAME" and "N passed, N failed"; exits non-zero on failure.
 """
 import asyncio
@@ -273,6 +273,47 @@ def restart_killed():
         del second
     finally:
         rc = stop(p)
+    assert rc == 0, f"exit {rc}"
+
+
+@test("a worker that cannot start is retried with a doubling wait; the others serve on")
+def restart_backoff():
+    tmp = tempfile.mkdtemp(prefix="sy_backoff_")
+    flag = os.path.join(tmp, "refuse")
+    app = os.path.join(tmp, "app.lua")
+    with open(APP) as f:
+        text = f.read()
+    # The copy refuses to load while the flag file exists, and marks each load that got past
+    # that check with a file ready.PID.
+    with open(app, "w") as f:
+        f.write(f"if io.open({flag!r}) then error('the flag file exists') end\n"
+                "do local f = io.open('/proc/self/stat') local pid = f:read('l'):match('^(%d+)') "
+                f"f:close() io.open({tmp!r} .. '/ready.' .. pid, 'w'):close() end\n" + text)
+    p, urls = start(["--workers", "2", "--listen", "127.0.0.1:0"], app=app)
+    port = urls[0][2]
+    try:
+        first = wait_workers(p, 2)
+        deadline = time.monotonic() + WAIT
+        while not all(os.path.exists(os.path.join(tmp, f"ready.{k}")) for k in first):
+            assert time.monotonic() < deadline, f"workers {first} never loaded the app"
+            time.sleep(0.05)
+        open(flag, "w").close()
+        os.kill(first[0], signal.SIGKILL)
+        waits = []
+        deadline = time.monotonic() + WAIT
+        while len(waits) < 5 and time.monotonic() < deadline:
+            waits = [float(line.rsplit("restarting in ", 1)[1].split()[0])
+                     for line in stderr(p).splitlines() if "restarting in " in line]
+            r = get("127.0.0.1", port)
+            assert r.startswith(b"HTTP/1.1 200"), r
+            time.sleep(0.1)
+        assert waits[:5] == [0.1, 0.2, 0.4, 0.8, 1.6], (waits, stderr(p))
+        assert "the flag file exists" in stderr(p), stderr(p)
+        os.unlink(flag)
+        wait_workers(p, 2, exclude=[first[0]])
+    finally:
+        rc = stop(p)
+        shutil.rmtree(tmp)
     assert rc == 0, f"exit {rc}"
 
 
