@@ -331,7 +331,7 @@ static int spawn(supervisor *sv, int i)
     return 0;
 }
 
-static void schedule_restart(supervisor *sv, worker *w, double now)
+static void schedule_restart(worker *w, double now)
 {
     if (now - w->started >= BACKOFF_RESET)
         w->backoff = BACKOFF_MIN;
@@ -340,7 +340,6 @@ static void schedule_restart(supervisor *sv, worker *w, double now)
                      : w->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX
                                                     : w->backoff * 2;
     w->restart_at = now + w->backoff;
-    (void)sv;
 }
 
 static void reap(supervisor *sv)
@@ -368,7 +367,7 @@ static void reap(supervisor *sv)
                 fprintf(stderr, "switchyard: worker %d %s while stopping\n", (int)pid, how);
             continue;
         }
-        schedule_restart(sv, w, now);
+        schedule_restart(w, now);
         fprintf(stderr, "switchyard: worker %d %s%s; restarting in %.1f s\n", (int)pid, how,
                 w->killed ? " (hard limit)" : "", w->backoff);
     }
@@ -418,7 +417,7 @@ static int supervise(supervisor *sv)
     for (int i = 0; i < n; i++) {
         if (spawn(sv, i) != 0) {
             fprintf(stderr, "switchyard: cannot start a worker: %s; retrying\n", strerror(errno));
-            schedule_restart(sv, &sv->w[i], mono_now());
+            schedule_restart(&sv->w[i], mono_now());
         }
     }
     struct pollfd pfd[1 + 256];
@@ -437,7 +436,7 @@ static int supervise(supervisor *sv)
                     } else {
                         fprintf(stderr, "switchyard: cannot start a worker: %s\n",
                                 strerror(errno));
-                        schedule_restart(sv, w, now);
+                        schedule_restart(w, now);
                     }
                 } else if (w->restart_at - now < wait) {
                     wait = w->restart_at - now;
