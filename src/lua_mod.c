@@ -78,6 +78,7 @@ static __thread struct {
     int mode;
     sy_server *running; /* the server whose call from the core is running on this thread */
     timer_t timer;
+    int servers;        /* servers whose Lua state was made on this thread */
 } bt __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
@@ -147,6 +148,11 @@ static int budget_hooked(void)
     pthread_once(&budget_once, budget_setup);
     if (!budget_signal_ok)
         return 1;
+    /* The host may have taken the signal over since (after its last server went away). */
+    struct sigaction cur;
+    if (sigaction(BUDGET_SIGNAL, NULL, &cur) != 0 || !(cur.sa_flags & SA_SIGINFO) ||
+        cur.sa_sigaction != on_budget_signal)
+        return 1;
     struct sigevent sev;
     memset(&sev, 0, sizeof sev);
     sev.sigev_notify = SIGEV_THREAD_ID;
@@ -162,6 +168,17 @@ static int budget_hooked(void)
     pthread_setspecific(budget_key, &bt); /* non-NULL: the destructor runs at thread exit */
     bt.mode = BUDGET_TIMED;
     return 0;
+}
+
+/* The thread's last server is gone: so is its timer, and a host that goes on working gets no
+ * more of our signals. The next server on this thread picks a mode again. */
+static void budget_server_gone(void)
+{
+    if (bt.servers > 0 && --bt.servers > 0)
+        return;
+    if (bt.mode == BUDGET_TIMED)
+        timer_delete(bt.timer);
+    bt.mode = BUDGET_UNSET;
 }
 
 /* The running call may take max_time from now (0: no deadline). */
@@ -536,6 +553,7 @@ int sy_app_open(sy_server *s)
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
     s->L = L;
+    bt.servers++;
     return 0;
 }
 
@@ -699,6 +717,7 @@ void sy_app_close(sy_server *s)
     if (s->L) {
         lua_close(s->L);
         s->L = NULL;
+        budget_server_gone();
     }
 }
 

@@ -1,10 +1,16 @@
-/* switchyard command line: parse options, listen, load the app, run until SIGINT/SIGTERM. */
+/* switchyard command line: parse options, listen, load the app, run until SIGINT, SIGTERM or
+ * SIGHUP; with --workers, supervise the worker processes. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -13,6 +19,7 @@
 
 #define MAX_LISTEN 32
 #define GRACE_SECONDS 5.0
+#define HEARTBEAT_SECONDS 1.0 /* a worker's heartbeat to the supervisor */
 
 typedef struct options {
     const char *listen[MAX_LISTEN];
@@ -119,10 +126,24 @@ static int split_hostport(const char *s, char *host, size_t cap, int *port)
     return 0;
 }
 
+/* Signals that stop the server gracefully. SIGHUP is one of them until the app can be reloaded:
+ * a terminal that hangs up, or a reload asked too early, gets a clean stop, not a dead server. */
+static void stop_signal_set(sigset_t *set, int with_chld)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    if (with_chld)
+        sigaddset(set, SIGCHLD);
+}
+
 typedef struct run_state {
     struct ev_loop *loop;
     sy_server *server;
-    ev_signal sigint, sigterm;
+    ev_signal sig[3];
+    ev_timer beat;
+    int beat_fd; /* borrowed; the write end of the heartbeat pipe, -1 without a supervisor */
 } run_state;
 
 static void on_stopped(sy_server *s, void *ud)
@@ -137,33 +158,331 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     run_state *r = w->data;
-    ev_signal_stop(r->loop, &r->sigint);
-    ev_signal_stop(r->loop, &r->sigterm);
+    /* A second signal meets the default action: a stop that takes too long can be forced. */
+    for (int i = 0; i < 3; i++)
+        ev_signal_stop(r->loop, &r->sig[i]);
     sy_server_shutdown(r->server, GRACE_SECONDS, on_stopped, r);
 }
 
-/* Serves until a signal: returns the exit status. */
-static int serve(struct ev_loop *loop, sy_server *s)
+/* The supervisor's sign that this worker's loop turns. */
+static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    run_state r = {loop, s, {0}, {0}};
-    ev_signal_init(&r.sigint, on_signal, SIGINT);
-    ev_signal_init(&r.sigterm, on_signal, SIGTERM);
-    r.sigint.data = r.sigterm.data = &r;
-    ev_signal_start(loop, &r.sigint);
-    ev_signal_start(loop, &r.sigterm);
+    (void)loop;
+    (void)revents;
+    run_state *r = w->data;
+    (void)!write(r->beat_fd, ".", 1); /* non-blocking; a full pipe already says enough */
+}
+
+/* Serves until a stop signal: returns the exit status. The stop signals are blocked on entry
+ * (since before the listeners were announced) and unblocked once their watchers run. */
+static int serve(struct ev_loop *loop, sy_server *s, int beat_fd)
+{
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    run_state r;
+    memset(&r, 0, sizeof r);
+    r.loop = loop;
+    r.server = s;
+    r.beat_fd = beat_fd;
+    for (int i = 0; i < 3; i++) {
+        ev_signal_init(&r.sig[i], on_signal, sigs[i]);
+        r.sig[i].data = &r;
+        ev_signal_start(loop, &r.sig[i]);
+    }
+    if (beat_fd >= 0) {
+        ev_timer_init(&r.beat, on_beat, 0., HEARTBEAT_SECONDS);
+        r.beat.data = &r;
+        ev_timer_start(loop, &r.beat);
+    }
+    sigset_t set;
+    stop_signal_set(&set, 1);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
     sy_server_start(s);
     ev_run(loop, 0);
-    ev_signal_stop(loop, &r.sigint);
-    ev_signal_stop(loop, &r.sigterm);
+    for (int i = 0; i < 3; i++)
+        ev_signal_stop(loop, &r.sig[i]);
+    ev_timer_stop(loop, &r.beat);
     return 0;
 }
 
-static volatile sig_atomic_t parent_stop;
+/* ---- workers and their supervisor -----------------------------------------------------------
+ *
+ * The supervisor binds the listeners, forks the workers (each builds its own server and Lua
+ * state on the inherited sockets) and watches them: a worker that dies is started again, after
+ * a pause that doubles while workers keep dying young; a worker whose loop has not turned for
+ * the hard limit (it sends a heartbeat each second from a timer of its loop) is stuck inside one
+ * call, such as a Lua pattern that backtracks on client input, and gets SIGKILL, then a
+ * successor. Stop signals go to every worker. The supervisor reads its signals from a signalfd,
+ * blocked since start-up, so one that arrives while workers are being forked is not lost. */
 
-static void parent_on_signal(int sig)
+#define HEARTBEAT_LIMIT_MIN 10.0 /* default hard limit: max(this, 5 x app.lua.max_time) */
+#define BACKOFF_MIN 0.1          /* first wait before a restart */
+#define BACKOFF_MAX 10.0         /* longest wait */
+#define BACKOFF_RESET 10.0       /* a worker that ran this long was healthy: wait BACKOFF_MIN */
+
+typedef struct listener_set {
+    int n;
+    int fds[2 * MAX_LISTEN]; /* owned; the listening sockets the workers share */
+    int tls[2 * MAX_LISTEN];
+    char hosts[2 * MAX_LISTEN][256];
+} listener_set;
+
+typedef struct worker {
+    pid_t pid;          /* 0 while not running */
+    int beat_fd;        /* owned; read end of its heartbeat pipe, -1 while not running */
+    double started;     /* monotonic seconds */
+    double last_beat;   /* 0 until the first heartbeat */
+    double restart_at;  /* while not running: when to start again */
+    double backoff;     /* the last wait before a restart */
+    int killed;         /* SIGKILL sent for the hard limit */
+} worker;
+
+typedef struct supervisor {
+    const options *o;
+    const listener_set *ls;
+    worker *w;              /* borrowed; o->workers entries */
+    int sigfd;              /* owned */
+    pid_t self;
+    double hard_limit;      /* seconds without a heartbeat before SIGKILL; 0: never */
+    double startup_extra;   /* added before the first heartbeat: loading the app */
+    int stopping;
+} supervisor;
+
+static double mono_now(void)
 {
-    (void)sig;
-    parent_stop = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The child side of a fork: one worker serving the inherited listeners. Never returns. */
+static void run_worker(const supervisor *sv, int beat_fd)
+{
+    const options *o = sv->o;
+    const listener_set *ls = sv->ls;
+    /* Orphaned (the supervisor was killed): stop like on SIGTERM rather than serve on alone. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != sv->self)
+        _exit(0);
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        fprintf(stderr, "switchyard: worker %d: cannot create the event loop\n", (int)getpid());
+        _exit(1);
+    }
+    sy_server *s = sy_server_new(loop);
+    if (!s) {
+        fprintf(stderr, "switchyard: worker %d: out of memory\n", (int)getpid());
+        _exit(1);
+    }
+    if (o->cert && sy_server_set_tls(s, o->cert, o->key) != 0) {
+        fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
+        _exit(1);
+    }
+    for (int i = 0; i < ls->n; i++) {
+        /* Each worker adopts a duplicate: the supervisor keeps the sockets for successors. */
+        int fd = dup(ls->fds[i]);
+        int rc = fd < 0 ? SY_ESYS
+                 : ls->tls[i] ? sy_server_listen_tls_fd(s, ls->hosts[i], fd)
+                              : sy_server_listen_fd(s, ls->hosts[i], fd);
+        if (rc != 0) {
+            fprintf(stderr, "switchyard: worker %d: cannot serve %s: %s\n", (int)getpid(),
+                    ls->hosts[i], fd < 0 ? strerror(errno) : sy_server_error(s));
+            _exit(1);
+        }
+    }
+    for (int i = 0; i < ls->n; i++)
+        close(ls->fds[i]);
+    if (sy_server_load_app(s, o->app) != 0) {
+        fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
+        _exit(1);
+    }
+    int rc = serve(loop, s, beat_fd);
+    sy_server_free(s);
+    _exit(rc);
+}
+
+static int spawn(supervisor *sv, int i)
+{
+    worker *w = &sv->w[i];
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv->sigfd);
+        close(p[0]);
+        for (int k = 0; k < sv->o->workers; k++)
+            if (sv->w[k].beat_fd >= 0)
+                close(sv->w[k].beat_fd);
+        run_worker(sv, p[1]);
+    }
+    close(p[1]);
+    w->pid = pid;
+    w->beat_fd = p[0];
+    w->started = mono_now();
+    w->last_beat = 0;
+    w->killed = 0;
+    return 0;
+}
+
+static void schedule_restart(worker *w, double now)
+{
+    if (now - w->started >= BACKOFF_RESET)
+        w->backoff = BACKOFF_MIN;
+    else
+        w->backoff = w->backoff < BACKOFF_MIN ? BACKOFF_MIN
+                     : w->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX
+                                                    : w->backoff * 2;
+    w->restart_at = now + w->backoff;
+}
+
+static void reap(supervisor *sv)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        worker *w = NULL;
+        for (int i = 0; i < sv->o->workers; i++)
+            if (sv->w[i].pid == pid)
+                w = &sv->w[i];
+        if (!w)
+            continue;
+        double now = mono_now();
+        w->pid = 0;
+        close(w->beat_fd);
+        w->beat_fd = -1;
+        char how[64];
+        if (WIFEXITED(st))
+            snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(st));
+        else
+            snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(st));
+        if (sv->stopping) {
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                fprintf(stderr, "switchyard: worker %d %s while stopping\n", (int)pid, how);
+            continue;
+        }
+        schedule_restart(w, now);
+        fprintf(stderr, "switchyard: worker %d %s%s; restarting in %.1f s\n", (int)pid, how,
+                w->killed ? " (hard limit)" : "", w->backoff);
+    }
+}
+
+static void forward_stop(supervisor *sv)
+{
+    sv->stopping = 1;
+    for (int i = 0; i < sv->o->workers; i++)
+        if (sv->w[i].pid > 0)
+            kill(sv->w[i].pid, SIGTERM);
+}
+
+/* Reads the heartbeats that arrived and kills workers past the hard limit. */
+static void watch(supervisor *sv, const struct pollfd *pfd, double now)
+{
+    for (int i = 0; i < sv->o->workers; i++) {
+        worker *w = &sv->w[i];
+        if (w->pid <= 0)
+            continue;
+        if (pfd[1 + i].revents) {
+            char buf[256];
+            ssize_t n;
+            while ((n = read(w->beat_fd, buf, sizeof buf)) > 0)
+                w->last_beat = now;
+        }
+        if (sv->hard_limit <= 0 || w->killed)
+            continue;
+        double since = w->last_beat > 0 ? w->last_beat : w->started;
+        double limit = sv->hard_limit + (w->last_beat > 0 ? 0 : sv->startup_extra);
+        if (now - since > limit) {
+            fprintf(stderr, "switchyard: worker %d: its loop has not turned for %.0f s (hard "
+                    "limit %.0f s, see README \"Workers\"); killing it\n",
+                    (int)w->pid, now - since, sv->hard_limit);
+            kill(w->pid, SIGKILL);
+            w->killed = 1;
+        }
+    }
+}
+
+/* Runs the workers until a stop signal and every worker is gone. Returns the exit status. */
+static int supervise(supervisor *sv)
+{
+    int n = sv->o->workers;
+    for (int i = 0; i < n; i++)
+        sv->w[i].beat_fd = -1;
+    for (int i = 0; i < n; i++) {
+        if (spawn(sv, i) != 0) {
+            fprintf(stderr, "switchyard: cannot start a worker: %s; retrying\n", strerror(errno));
+            schedule_restart(&sv->w[i], mono_now());
+        }
+    }
+    struct pollfd pfd[1 + 256];
+    for (;;) {
+        double now = mono_now();
+        int live = 0;
+        double wait = 1.0;
+        for (int i = 0; i < n; i++) {
+            worker *w = &sv->w[i];
+            if (w->pid > 0) {
+                live++;
+            } else if (!sv->stopping) {
+                if (w->restart_at <= now) {
+                    if (spawn(sv, i) == 0) {
+                        live++;
+                    } else {
+                        fprintf(stderr, "switchyard: cannot start a worker: %s\n",
+                                strerror(errno));
+                        schedule_restart(w, now);
+                    }
+                } else if (w->restart_at - now < wait) {
+                    wait = w->restart_at - now;
+                }
+            }
+        }
+        if (sv->stopping && live == 0)
+            return 0;
+        pfd[0] = (struct pollfd){.fd = sv->sigfd, .events = POLLIN};
+        for (int i = 0; i < n; i++)
+            pfd[1 + i] = (struct pollfd){.fd = sv->w[i].beat_fd, .events = POLLIN};
+        int r = poll(pfd, (nfds_t)(1 + n), (int)(wait * 1000) + 1);
+        if (r < 0 && errno != EINTR) {
+            perror("switchyard: poll");
+            forward_stop(sv);
+            return 1;
+        }
+        if (r > 0 && pfd[0].revents) {
+            struct signalfd_siginfo si;
+            while (read(sv->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo == SIGCHLD)
+                    continue;
+                /* Each stop signal is passed on: a second one stops workers at once. */
+                forward_stop(sv);
+            }
+        }
+        reap(sv);
+        watch(sv, pfd, mono_now());
+    }
+}
+
+/* The hard limit: SWITCHYARD_WORKER_HARD_LIMIT seconds (0: none), else max(10 s, 5 x
+ * app.lua.max_time), none when the app has no time budget. Returns -1 for a bad value. */
+static double hard_limit(double max_time)
+{
+    const char *v = getenv("SWITCHYARD_WORKER_HARD_LIMIT");
+    if (v && *v) {
+        char *end;
+        double d = strtod(v, &end);
+        if (*end || !(d == 0 || (d >= 2 && d <= 86400)))
+            return -1;
+        return d;
+    }
+    if (max_time <= 0)
+        return 0;
+    return 5 * max_time > HEARTBEAT_LIMIT_MIN ? 5 * max_time : HEARTBEAT_LIMIT_MIN;
 }
 
 int main(int argc, char **argv)
@@ -182,6 +501,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyard: --tls-listen needs --cert FILE and --key FILE\n");
         return 1;
     }
+    /* Stop signals wait (blocked) until a loop or the supervisor handles them: one that comes
+     * while the app loads or workers are forked stops the server cleanly. */
+    sigset_t stops;
+    stop_signal_set(&stops, o.workers > 1);
+    if (!o.check)
+        sigprocmask(SIG_BLOCK, &stops, NULL);
     /* With workers the parent only binds and supervises: it must not own the default loop,
      * whose SIGCHLD handling would reap the workers behind its back. Each worker makes the
      * default loop of its own process after the fork. */
@@ -195,15 +520,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyard: out of memory\n");
         return 1;
     }
+    double load_started = mono_now();
     if (sy_server_load_app(s, o.app) != 0) {
         fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
         sy_server_free(s);
         return 1;
     }
+    double load_took = mono_now() - load_started;
     if (o.check) {
         printf("ok: %s\n", o.app);
         sy_server_free(s);
         return 0;
+    }
+    double limit = o.workers > 1 ? hard_limit(sy_server_lua_max_time(s)) : 0;
+    if (limit < 0) {
+        fprintf(stderr, "switchyard: SWITCHYARD_WORKER_HARD_LIMIT must be 0 or 2..86400 s\n");
+        sy_server_free(s);
+        return 1;
     }
     /* The certificate serves --tls-listen and the in-place upgrade on --listen (RFC 2817). */
     if (o.cert && sy_server_set_tls(s, o.cert, o.key) != 0) {
@@ -213,12 +546,13 @@ int main(int argc, char **argv)
     }
     if (o.nlisten == 0 && o.ntls == 0)
         o.listen[o.nlisten++] = "127.0.0.1:8080";
+    static listener_set ls;
     for (int i = 0; i < o.nlisten + o.ntls; i++) {
         int tls = i >= o.nlisten;
         const char *addr = tls ? o.tls_listen[i - o.nlisten] : o.listen[i];
-        char host[256];
+        char *host = ls.hosts[i];
         int port;
-        if (split_hostport(addr, host, sizeof host, &port) != 0) {
+        if (split_hostport(addr, host, sizeof ls.hosts[i], &port) != 0) {
             fprintf(stderr, "switchyard: invalid %s %s (want HOST:PORT)\n",
                     tls ? "--tls-listen" : "--listen", addr);
             sy_server_free(s);
@@ -239,89 +573,31 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
     if (o.workers <= 1) {
-        int rc = serve(loop, s);
+        int rc = serve(loop, s, -1);
         sy_server_free(s);
         return rc;
     }
 
-    /* Workers: each child inherits the listening sockets and builds its own server and Lua
-     * state; the parent only supervises and forwards SIGINT/SIGTERM. */
-    int nl = sy_server_listener_count(s);
-    int fds[2 * MAX_LISTEN], tls[2 * MAX_LISTEN];
-    for (int i = 0; i < nl; i++) {
-        fds[i] = dup(sy_server_listener_fd(s, i));
-        tls[i] = sy_server_listener_is_tls(s, i) == 1;
+    /* Workers: the supervisor keeps the listening sockets (for the workers it restarts) and
+     * its own server goes away. */
+    ls.n = sy_server_listener_count(s);
+    for (int i = 0; i < ls.n; i++) {
+        ls.fds[i] = dup(sy_server_listener_fd(s, i));
+        ls.tls[i] = sy_server_listener_is_tls(s, i) == 1;
+        if (ls.fds[i] < 0) {
+            perror("switchyard: dup");
+            sy_server_free(s);
+            return 1;
+        }
     }
     sy_server_free(s);
     ev_loop_destroy(loop);
-    pid_t pids[256];
-    for (int w = 0; w < o.workers; w++) {
-        pid_t pid = fork();
-        if (pid < 0) {
-            perror("switchyard: fork");
-            o.workers = w;
-            break;
-        }
-        if (pid == 0) {
-            struct ev_loop *wloop = ev_default_loop(EVFLAG_AUTO);
-            if (!wloop)
-                _exit(1);
-            sy_server *cs = sy_server_new(wloop);
-            if (!cs)
-                _exit(1);
-            if (o.cert && sy_server_set_tls(cs, o.cert, o.key) != 0) {
-                fprintf(stderr, "switchyard: %s\n", sy_server_error(cs));
-                _exit(1);
-            }
-            for (int i = 0; i < nl; i++) {
-                if (tls[i])
-                    sy_server_listen_tls_fd(cs, "127.0.0.1", fds[i]);
-                else
-                    sy_server_listen_fd(cs, "127.0.0.1", fds[i]);
-            }
-            if (sy_server_load_app(cs, o.app) != 0) {
-                fprintf(stderr, "switchyard: %s\n", sy_server_error(cs));
-                _exit(1);
-            }
-            int rc = serve(wloop, cs);
-            sy_server_free(cs);
-            _exit(rc);
-        }
-        pids[w] = pid;
+    static worker workers[256];
+    supervisor sv = {&o, &ls, workers, -1, getpid(), limit, 5 + 3 * load_took, 0};
+    sv.sigfd = signalfd(-1, &stops, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sv.sigfd < 0) {
+        perror("switchyard: signalfd");
+        return 1;
     }
-    for (int i = 0; i < nl; i++)
-        close(fds[i]);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = parent_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    int alive = o.workers, status = 0, forwarded = 0;
-    while (alive > 0) {
-        int st;
-        pid_t p = waitpid(-1, &st, 0);
-        if (p < 0) {
-            if (errno == EINTR) {
-                if (parent_stop && !forwarded) {
-                    forwarded = 1;
-                    for (int w = 0; w < o.workers; w++)
-                        kill(pids[w], SIGTERM);
-                }
-                continue;
-            }
-            break;
-        }
-        alive--;
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            status = 1;
-        if (!parent_stop && !forwarded) {
-            /* A worker died on its own: stop the others rather than serve at reduced size. */
-            fprintf(stderr, "switchyard: worker %d exited; stopping\n", (int)p);
-            forwarded = 1;
-            for (int w = 0; w < o.workers; w++)
-                if (pids[w] != p)
-                    kill(pids[w], SIGTERM);
-        }
-    }
-    return parent_stop ? 0 : status;
+    return supervise(&sv);
 }

@@ -19,6 +19,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_stop_done(struct ev_loop *loop, ev_timer *w, int revents);
 
 void sy_log(const char *level, const char *fmt, ...)
 {
@@ -69,6 +70,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     ev_unref(loop); /* the reaper alone must not keep the loop running */
     ev_idle_init(&s->nudge, on_nudge);
     ev_timer_init(&s->accept_pause, on_accept_pause, 0.1, 0.);
+    ev_timer_init(&s->stop_done, on_stop_done, 0., 0.);
     return s;
 
 fail_headers:
@@ -133,6 +135,11 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes)
 SY_API struct lua_State *sy_server_lua(sy_server *s)
 {
     return s->L;
+}
+
+SY_API double sy_server_lua_max_time(const sy_server *s)
+{
+    return s->lua.max_time;
 }
 
 SY_API size_t sy_server_connection_count(const sy_server *s)
@@ -418,6 +425,26 @@ void sy_server_conn_added(sy_server *s, sy_conn *c)
     s->nconns++;
 }
 
+/* The stop is complete: the host hears of it from the loop, never from inside the close chain
+ * (or sy_server_shutdown) that got here, so done_cb may free the server. */
+static void stop_completed(sy_server *s)
+{
+    ev_timer_stop(s->loop, &s->stop_timer);
+    if (s->stop_cb && !ev_is_active(&s->stop_done))
+        ev_timer_start(s->loop, &s->stop_done);
+}
+
+static void on_stop_done(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sy_server *s = sy_container_of(w, sy_server, stop_done);
+    void (*cb)(sy_server *, void *) = s->stop_cb;
+    s->stop_cb = NULL;
+    if (cb)
+        cb(s, s->stop_ud); /* last: the host may have freed s */
+}
+
 void sy_server_conn_closed(sy_server *s, sy_conn *c)
 {
     if (c->prev)
@@ -431,12 +458,8 @@ void sy_server_conn_closed(sy_server *s, sy_conn *c)
     c->next_dead = s->dead;
     s->dead = c;
     sy_server_kick(s);
-    if (s->stopping && s->nconns == 0 && s->stop_cb) {
-        ev_timer_stop(s->loop, &s->stop_timer);
-        void (*cb)(sy_server *, void *) = s->stop_cb;
-        s->stop_cb = NULL;
-        cb(s, s->stop_ud);
-    }
+    if (s->stopping && s->nconns == 0)
+        stop_completed(s);
 }
 
 void sy_server_kick(sy_server *s)
@@ -514,11 +537,56 @@ static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
     /* Grace is over: close whoever is left. */
     while (s->conns)
         sy_conn_close(s->conns);
-    if (s->stop_cb) {
-        void (*cb)(sy_server *, void *) = s->stop_cb;
-        s->stop_cb = NULL;
-        cb(s, s->stop_ud);
+    stop_completed(s);
+}
+
+static void shutdown_one(sy_conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->proto && c->proto->on_shutdown)
+        c->proto->on_shutdown(c);
+    else
+        sy_conn_close_after_write(c);
+}
+
+/* Asks every connection to finish. Any of them may close itself, or others (a write fails, a
+ * close handler of the app closes another connection), while it is told: the list is copied
+ * first, each entry holding a ref so that it stays readable while the walk goes on. */
+static void tell_shutdown(sy_server *s)
+{
+    size_t n = s->nconns, i = 0;
+    sy_conn **all = n ? sy_malloc(n * sizeof *all) : NULL;
+    if (!all) {
+        /* Out of memory: walk the list itself, starting over whenever the next entry was
+         * closed meanwhile (telling a connection twice is harmless: each step is idempotent,
+         * and the list only shrinks while stopping). */
+        sy_conn *c = s->conns;
+        while (c) {
+            sy_conn *next = c->next;
+            if (next)
+                next->refs++;
+            c->refs++;
+            shutdown_one(c);
+            c->refs--;
+            if (next) {
+                next->refs--;
+                if (next->closing)
+                    next = s->conns;
+            }
+            c = next;
+        }
+        return;
     }
+    for (sy_conn *c = s->conns; c && i < n; c = c->next) {
+        c->refs++;
+        all[i++] = c;
+    }
+    for (size_t k = 0; k < i; k++)
+        shutdown_one(all[k]);
+    for (size_t k = 0; k < i; k++)
+        all[k]->refs--;
+    sy_free(all);
 }
 
 SY_API void sy_server_shutdown(sy_server *s, double grace,
@@ -535,23 +603,9 @@ SY_API void sy_server_shutdown(sy_server *s, double grace,
         close(s->listeners[i].fd);
         s->listeners[i].fd = -1;
     }
-    /* Ask every connection to finish; each may close itself right here. */
-    sy_conn *c = s->conns;
-    while (c) {
-        sy_conn *next = c->next;
-        c->refs++;
-        if (c->proto && c->proto->on_shutdown)
-            c->proto->on_shutdown(c);
-        else
-            sy_conn_close_after_write(c);
-        c->refs--;
-        c = next;
-    }
+    tell_shutdown(s);
     if (s->nconns == 0) {
-        if (s->stop_cb) {
-            s->stop_cb = NULL;
-            done_cb(s, ud);
-        }
+        stop_completed(s);
         return;
     }
     ev_timer_init(&s->stop_timer, on_stop_timer, grace > 0 ? grace : 0.001, 0);
@@ -570,6 +624,8 @@ SY_API void sy_server_free(sy_server *s)
             close(s->listeners[i].fd);
     }
     ev_timer_stop(s->loop, &s->stop_timer);
+    ev_timer_stop(s->loop, &s->stop_done); /* freed first: done_cb never runs */
+    s->stop_cb = NULL;
     ev_timer_stop(s->loop, &s->accept_pause);
     sy_app_close(s);
     sy_tls_ctx_free(s->tls_ctx);

@@ -50,7 +50,9 @@ struct sy_server {
     sy_http1_header *scratch_headers; /* owned; cfg.max_headers entries for the parser */
     int started;
     int stopping;
-    ev_timer stop_timer;
+    ev_timer stop_timer;        /* the grace period */
+    ev_timer stop_done;         /* zero delay: calls stop_cb from the loop, after the close
+                                   chain that ended the last connection has returned */
     ev_timer accept_pause;      /* accepting resumes when it fires (after EMFILE and the like) */
     void (*stop_cb)(struct sy_server *, void *);
     void *stop_ud;

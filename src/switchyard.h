@@ -86,12 +86,19 @@ SY_API int sy_server_load_app(sy_server *s, const char *path);
 SY_API int sy_server_start(sy_server *s);
 
 /* Begins a graceful stop: listeners close, WebSockets get 1001, connections drain. done_cb
- * (may be NULL) runs once when no connection is left or after grace seconds. */
+ * (may be NULL) runs once when no connection is left or after grace seconds, always from the
+ * loop (never inside sy_server_shutdown or a connection's close), so it may free the server
+ * with sy_server_free. It does not run if the server is freed first. */
 SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_server *, void *),
                                void *ud);
 
 /* Number of open connections. */
 SY_API size_t sy_server_connection_count(const sy_server *s);
+
+/* The time one call into the app may take (app.lua.max_time, seconds; 0: no limit), as set
+ * by the loaded app. A call stuck inside one C function (a Lua pattern that backtracks) is
+ * not stopped by it: a host's watchdog may use a multiple of it as its own limit. */
+SY_API double sy_server_lua_max_time(const sy_server *s);
 
 /* The server's Lua state (borrowed; valid until sy_server_free). */
 SY_API struct lua_State *sy_server_lua(sy_server *s);
@@ -99,7 +106,9 @@ SY_API struct lua_State *sy_server_lua(sy_server *s);
 /* The last error message (borrowed; valid until the next call on s). Never NULL. */
 SY_API const char *sy_server_error(const sy_server *s);
 
-/* Closes every connection and listener at once and frees the server. NULL is accepted. */
+/* Closes every connection and listener at once and frees the server. NULL is accepted. Free a
+ * server on the thread that made it: the Lua time budget's CPU timer (SIGVTALRM, one per
+ * thread) is deleted when the thread's last server is freed. */
 SY_API void sy_server_free(sy_server *s);
 
 /* Opens the switchyard Lua module (for package.preload or a loadable module). */

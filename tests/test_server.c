@@ -190,8 +190,8 @@ static void test_two_servers(void)
     CHECK_MSG(strncmp(jb.reply, "HTTP/1.1 201 Created\r\n", 22) == 0, "%s", jb.reply);
     CHECK_MSG(strstr(jb.reply, "\r\n\r\nB1 POST") != NULL, "%s", jb.reply);
 
-    /* Shutdown with nothing open calls back at once; freeing is clean under ASan. */
-    /* Graceful stop: the callback runs once the (lingering) connections are gone. */
+    /* Graceful stop: the callback runs from the loop once the (lingering) connections are
+     * gone; freeing is clean under ASan. */
     int stopped = 0;
     sy_server_shutdown(a, 1.0, on_stopped, &stopped);
     for (int i = 0; i < 300 && !stopped; i++)
