@@ -31,6 +31,7 @@ typedef struct wsp {
     ev_tstamp last_rx;     /* last time a byte came from the peer */
     struct pmd_state *pmd; /* owned; NULL without permessage-deflate */
     uint64_t wire_len;     /* compressed bytes of the message in progress */
+    struct ws_pong *pong;  /* owned; the pong held while the queue is over the mark, or NULL */
     sy_utf8 utf8;          /* the text message in progress */
     unsigned msg_opcode : 4;     /* TEXT/BINARY of a fragmented message in progress, else 0 */
     unsigned have_hdr : 1;
@@ -40,7 +41,14 @@ typedef struct wsp {
     unsigned failed : 1;         /* a protocol error was answered: input is ignored */
     unsigned ping_outstanding : 1;
     unsigned msg_compressed : 1; /* the message in progress came with RSV1 */
+    unsigned pong_paused : 1;    /* reading stopped until the held pong can be queued */
 } wsp;
+
+/* The payload of the most recent ping, answered once the output queue drains. */
+typedef struct ws_pong {
+    size_t len;
+    uint8_t data[125];
+} ws_pong;
 
 /* permessage-deflate for one connection. Streams exist only where a context outlives a
  * message; without context takeover the server's shared streams do the work. */
@@ -224,6 +232,7 @@ void sy_ws_free(void *state)
         return;
     sy_buf_dispose(&w->msg);
     pmd_free(w->pmd);
+    sy_free(w->pong);
     sy_free(w);
 }
 
@@ -413,13 +422,37 @@ static void deliver(sy_conn *c, wsp *w, const uint8_t *p, size_t n, int opcode)
     (void)c;
 }
 
+/* Answers a ping. Over the high-water mark the pong is held instead, replacing any held
+ * before (RFC 6455 5.5.3 lets an endpoint answer only the most recent ping), and reading
+ * stops until the queue drains, as a peer that does not read gets no more work done. Returns
+ * 0, or -1 when the connection failed. */
+static int answer_ping(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
+{
+    if (w->close_sent)
+        return 0;
+    if (!c->over_high_water && !w->pong) {
+        write_frame(c, SY_WS_PONG, p, n);
+        return 0;
+    }
+    if (!w->pong && !(w->pong = sy_malloc(sizeof *w->pong))) {
+        fail(c, w, 1011, "out of memory");
+        return -1;
+    }
+    w->pong->len = n;
+    if (n)
+        memcpy(w->pong->data, p, n);
+    w->pong_paused = 1;
+    sy_conn_pause(c);
+    return 0;
+}
+
 /* A complete control frame. */
 static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
 {
     switch (w->hdr.opcode) {
     case SY_WS_PING:
-        if (!w->close_sent)
-            write_frame(c, SY_WS_PONG, p, n);
+        if (answer_ping(c, w, p, n) != 0)
+            return;
         if (!c->closing && w->handle)
             sy_app_ws_ping(w->handle, (const char *)p, n, 0);
         break;
@@ -702,6 +735,19 @@ static void ws_on_eof(sy_conn *c)
 static void ws_on_drain(sy_conn *c)
 {
     wsp *w = c->proto_state;
+    ws_pong *pong = w->pong;
+    if (pong) {
+        w->pong = NULL;
+        if (!w->close_sent)
+            write_frame(c, SY_WS_PONG, pong->data, pong->len);
+        sy_free(pong);
+        if (c->closing)
+            return;
+    }
+    if (w->pong_paused && !c->over_high_water) {
+        w->pong_paused = 0;
+        sy_conn_resume(c);
+    }
     if (w->handle && !w->close_sent)
         sy_app_ws_drain(w->handle);
 }
