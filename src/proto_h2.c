@@ -31,6 +31,7 @@ typedef struct h2_stream {
     char *out;                     /* owned (out_len bytes); the response body being sent */
     size_t out_len, out_off;
     void *res;                     /* borrowed app handle while the response is pending */
+    ev_tstamp last_data;           /* when the request last made progress (HEADERS, DATA) */
     unsigned too_big : 1;          /* header fields over the limits: answered 431 */
     unsigned refused : 1;          /* answered by the core (413/431): body is discarded */
     unsigned req_done : 1;         /* END_STREAM received */
@@ -51,6 +52,8 @@ typedef struct h2 {
     int dead;                      /* the conn closed while inside nghttp2: free afterwards */
     int drained;                   /* on_drain ran during produce */
     size_t held;                   /* bytes of request bodies held for streams not yet served */
+    size_t input_held;             /* held, as charged to the server's input budget */
+    ev_tstamp last_rx;             /* when the client last sent anything */
     sy_conn *conn;                 /* borrowed; the conn that owns this state */
     /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
     size_t preface_left;
@@ -75,8 +78,10 @@ static void stream_free(h2_stream *st)
 /* Releases a request body that is no longer needed (served, refused or reset). */
 static void drop_body(h2 *h, h2_stream *st)
 {
-    if (!st->upgraded_body)
+    if (!st->upgraded_body) {
         h->held -= st->body_len;
+        sy_server_hold_input(h->conn->server, &h->input_held, h->held); /* a decrease */
+    }
     sy_pool_put(st->pool, st->body, st->body_cap);
     st->body = NULL;
     st->body_len = st->body_cap = 0;
@@ -91,6 +96,7 @@ static h2_stream *stream_new(h2 *h, int32_t id)
     memset(st, 0, sizeof *st);
     st->pool = pool;
     st->id = id;
+    st->last_data = ev_now(h->conn->server->loop);
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
@@ -664,6 +670,12 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
+    if (sy_server_hold_input(h->conn->server, &h->input_held, h->held + len) != 0) {
+        drop_body(h, st);
+        respond_core(h->conn, h, st, 503, "server busy: too much request data buffered");
+        return 0;
+    }
+    st->last_data = ev_now(h->conn->server->loop);
     if (grow(st->pool, (void **)&st->body, &st->body_cap, st->body_len + len + 1, 1, 1024) != 0) {
         drop_body(h, st);
         respond_core(h->conn, h, st, 500, "out of memory");
@@ -671,7 +683,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     }
     memcpy(st->body + st->body_len, data, len);
     st->body_len += len;
-    h->held += len;
+    h->held += len; /* as charged above */
     return 0;
 }
 
@@ -764,6 +776,8 @@ static h2 *h2_alloc(sy_conn *c)
 
 static void h2_release(h2 *h)
 {
+    if (h->input_held)
+        sy_server_release_input(h->conn->server, &h->input_held);
     if (h->session)
         nghttp2_session_del(h->session);
     while (h->streams) {
@@ -869,6 +883,7 @@ static void h2_on_start(sy_conn *c)
         sy_conn_close(c);
         return;
     }
+    h->last_rx = ev_now(c->server->loop);
     sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
     if (up) {
         up->req_done = 1;
@@ -887,6 +902,38 @@ static void h2_on_start(sy_conn *c)
                               nghttp2_session_get_last_proc_stream_id(h->session),
                               NGHTTP2_NO_ERROR, NULL, 0);
     produce(c, h);
+}
+
+/* Request bodies that made no progress for body_timeout are answered 408 (the rest of the
+ * stream is then reset, on_frame_send); PINGs and other streams do not count as progress.
+ * Sets *expired when one was. Returns the seconds until the next such deadline, 0: none. */
+static double expire_bodies(sy_conn *c, h2 *h, int *expired)
+{
+    double limit = c->server->cfg.body_timeout, next = 0;
+    ev_tstamp now = ev_now(c->server->loop);
+    for (h2_stream *st = h->streams; st; st = st->next) {
+        if (st->req_done || st->refused || st->dispatched)
+            continue;
+        double left = st->last_data + limit - now;
+        if (left <= 0) {
+            drop_body(h, st);
+            respond_core(c, h, st, 408, "request body timeout");
+            *expired = 1;
+        } else if (next == 0 || left < next) {
+            next = left;
+        }
+    }
+    return next;
+}
+
+/* The connection's timer: the idle limit, or sooner the next body deadline. */
+static void arm_timer(sy_conn *c, h2 *h, double idle_left)
+{
+    int expired = 0;
+    double next = expire_bodies(c, h, &expired);
+    if (next > 0 && next < idle_left)
+        idle_left = next;
+    sy_conn_set_timeout(c, idle_left > 0.05 ? idle_left : 0.05);
 }
 
 static void h2_on_bytes(sy_conn *c)
@@ -912,6 +959,7 @@ static void h2_on_bytes(sy_conn *c)
     if (c->closing)
         return;
     sy_buf_consume(&c->in, len);
+    h->last_rx = ev_now(c->server->loop);
     if (n < 0) {
         if (n != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
             sy_log("info", "http2: %s", nghttp2_strerror((int)n));
@@ -926,7 +974,7 @@ static void h2_on_bytes(sy_conn *c)
                                            nghttp2_session_get_last_proc_stream_id(h->session),
                                            NGHTTP2_PROTOCOL_ERROR);
     }
-    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    arm_timer(c, h, c->server->cfg.idle_timeout);
     produce(c, h);
 }
 
@@ -966,6 +1014,15 @@ static void h2_on_drain(sy_conn *c)
 static void h2_on_timeout(sy_conn *c)
 {
     h2 *h = c->proto_state;
+    int expired = 0;
+    expire_bodies(c, h, &expired);
+    double idle_left = h->last_rx + c->server->cfg.idle_timeout - ev_now(c->server->loop);
+    if (expired || idle_left > 0.001) {
+        /* A body deadline came first. */
+        arm_timer(c, h, idle_left);
+        produce(c, h);
+        return;
+    }
     if (owed(h)) {
         /* The app still owes an answer: as in HTTP/1.1, a pending response is not cut. */
         sy_conn_set_timeout(c, c->server->cfg.idle_timeout);

@@ -29,6 +29,9 @@ typedef struct wsp {
     sy_buf msg;            /* fragments of the message in progress */
     size_t fragments;
     ev_tstamp last_rx;     /* last time a byte came from the peer */
+    ev_tstamp data_rx;     /* last time the message in progress grew (or the last message
+                            * began): pings do not keep a stalled message alive */
+    size_t input_held;     /* the partial message, as charged to the server's input budget */
     struct pmd_state *pmd; /* owned; NULL without permessage-deflate */
     uint64_t wire_len;     /* compressed bytes of the message in progress */
     struct ws_pong *pong;  /* owned; the pong held while the queue is over the mark, or NULL */
@@ -291,6 +294,9 @@ static void fail(sy_conn *c, wsp *w, int code, const char *why)
     if (c->closing)
         return;
     w->failed = 1;
+    /* No message will complete now: its budget goes back at once (the memory once no code
+     * can still be reading it, at the end of the read or at the close). */
+    sy_server_release_input(c->server, &w->input_held);
     send_close_frame(c, w, code, sy_str_make(why, strlen(why)));
     if (c->closing)
         return;
@@ -567,6 +573,29 @@ static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *wh
     fail(c, w, code, why);
 }
 
+/* 1 while a data message has begun and not ended (a fragment or part of a frame is in). */
+static int in_message(const wsp *w)
+{
+    return w->msg_opcode || (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE);
+}
+
+/* Charges what the message in progress holds (its fragments so far and the part of its
+ * current frame in c->in) to the server's input budget. Past the budget the connection closes
+ * with 1013, try again later (RFC 6455 7.4.1, registered by IANA). After a failure, frees the
+ * fragments. */
+static void hold_partial(sy_conn *c, wsp *w)
+{
+    if (!w->failed) {
+        size_t want = sy_buf_len(&w->msg);
+        if (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE)
+            want += (size_t)w->frame_done;
+        if (want != w->input_held && sy_server_hold_input(c->server, &w->input_held, want) != 0)
+            fail(c, w, 1013, "server busy: too much message data buffered");
+    }
+    if (w->failed && !c->closing)
+        sy_buf_dispose(&w->msg);
+}
+
 /* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
 static void ws_on_bytes(sy_conn *c)
 {
@@ -633,8 +662,10 @@ static void ws_on_bytes(sy_conn *c)
                         break;
                     }
                 }
-                if (op != SY_WS_CONT)
+                if (op != SY_WS_CONT) {
                     memset(&w->utf8, 0, sizeof w->utf8);
+                    w->data_rx = w->last_rx;
+                }
                 w->frame_text = !w->msg_compressed && (op == SY_WS_TEXT ||
                                                        (op == SY_WS_CONT && w->msg_opcode == SY_WS_TEXT));
             } else {
@@ -654,6 +685,8 @@ static void ws_on_bytes(sy_conn *c)
             uint8_t *p = in + hl + w->frame_done;
             size_t n = (size_t)(avail - w->frame_done);
             sy_ws_unmask(p, n, w->hdr.mask, w->frame_done);
+            if (w->hdr.opcode < SY_WS_CLOSE)
+                w->data_rx = w->last_rx;
             if (w->frame_text && sy_utf8_feed(&w->utf8, p, n) != 0) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
@@ -719,6 +752,8 @@ static void ws_on_bytes(sy_conn *c)
         }
     }
     flush(w, &b);
+    if (!c->closing)
+        hold_partial(c, w);
     if (!c->closing) {
         sy_conn_uncork(c);
         if (!c->closing && sy_buf_len(&c->in) == 0)
@@ -762,8 +797,10 @@ static void ws_on_timeout(sy_conn *c)
     }
     ev_tstamp now = ev_now(c->server->loop);
     double quiet = now - w->last_rx;
-    if (quiet >= w->o.idle_timeout) {
-        fail(c, w, 1001, "idle timeout");
+    /* A message in progress must grow: control frames alone do not keep it open. */
+    double stalled = in_message(w) ? now - w->data_rx : quiet;
+    if (stalled >= w->o.idle_timeout) {
+        fail(c, w, 1001, in_message(w) ? "message timeout" : "idle timeout");
         return;
     }
     if (w->o.ping_interval > 0 && quiet >= w->o.ping_interval && !w->ping_outstanding) {
@@ -772,7 +809,7 @@ static void ws_on_timeout(sy_conn *c)
         if (c->closing)
             return;
     }
-    double next = w->o.idle_timeout - quiet;
+    double next = w->o.idle_timeout - stalled;
     if (w->o.ping_interval > 0 && !w->ping_outstanding && w->o.ping_interval - quiet < next)
         next = w->o.ping_interval - quiet;
     sy_conn_set_timeout(c, next > 0.05 ? next : 0.05);
@@ -792,6 +829,7 @@ static void ws_on_close(sy_conn *c)
     if (!w)
         return;
     c->proto_state = NULL;
+    sy_server_release_input(c->server, &w->input_held);
     notify_close(c, w, 1006, sy_str_make("", 0));
     sy_ws_free(w);
 }
@@ -800,7 +838,7 @@ static void ws_on_close(sy_conn *c)
 static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
-    w->last_rx = ev_now(c->server->loop);
+    w->last_rx = w->data_rx = ev_now(c->server->loop);
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);
