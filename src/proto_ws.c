@@ -58,6 +58,8 @@ typedef struct ws_pong {
 typedef struct pmd_state {
     sy_pmd_params p;
     size_t threshold;
+    double ratio;          /* max_inflate_ratio; 0: no limit */
+    uint64_t credit;       /* bytes this connection may still inflate */
     int mem_level;         /* of our own compressor (context takeover only) */
     sy_deflater *def;      /* owned; made on first use, with server context takeover only */
     sy_inflater *inf;      /* owned; made on first use: with client context takeover, or for
@@ -197,6 +199,7 @@ void sy_ws_default_options(sy_ws_options *o)
     o->close_timeout = 5;
     o->compression = SY_PMD_OFF;
     o->compression_threshold = 64;
+    o->max_inflate_ratio = 100;
     o->pmd = 0;
     memset(&o->pmd_params, 0, sizeof o->pmd_params);
 }
@@ -223,6 +226,8 @@ void *sy_ws_new(void *handle, const sy_ws_options *o)
         }
         w->pmd->p = o->pmd_params;
         w->pmd->threshold = o->compression_threshold;
+        w->pmd->ratio = o->max_inflate_ratio;
+        w->pmd->credit = SY_WS_INFLATE_FLOOR;
         w->pmd->mem_level = o->compression == SY_PMD_SMALL ? 4 : 8;
     }
     return w;
@@ -515,15 +520,37 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
         fail(c, w, 1011, "out of memory");
         return -1;
     }
+    /* Inflating is work an attacker chooses: about 1000 times the bytes sent for zeros. A
+     * connection earns ratio bytes of inflation per compressed byte it sends, on top of a
+     * floor, so the server's work stays in proportion to the client's. */
+    size_t have = sy_buf_len(&w->msg), limit = w->o.max_message;
+    int by_ratio = 0;
+    if (z->ratio > 0) {
+        double earned = z->ratio * (double)plen;
+        z->credit = earned >= (double)(UINT64_MAX / 2) - (double)z->credit
+                        ? UINT64_MAX / 2
+                        : z->credit + (uint64_t)earned;
+        if (z->credit < (uint64_t)(limit - have)) {
+            limit = have + (size_t)z->credit;
+            by_ratio = 1;
+        }
+    }
     const char *why = "message too big";
-    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->msg, w->o.max_message,
+    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->msg, limit,
                              mop == SY_WS_TEXT ? &w->utf8 : NULL, &why);
+    if (rc == SY_ELIMIT && by_ratio) {
+        /* RFC 6455 7.4.1: 1008, a policy violation. */
+        fail(c, w, 1008, "compressed data inflates too far");
+        return -1;
+    }
     if (rc != 0) {
         /* RFC 6455 7.4.1: 1009 too big; 1007 data inconsistent with the message (corrupt
          * compressed data or invalid UTF-8 once inflated). */
         fail(c, w, rc == SY_ELIMIT ? 1009 : rc == SY_ENOMEM ? 1011 : 1007, why);
         return -1;
     }
+    if (z->ratio > 0)
+        z->credit -= sy_buf_len(&w->msg) - have;
     sy_buf_consume(&c->in, used);
     if (!fin)
         return 0;
