@@ -134,11 +134,13 @@ static void fail_request(sy_conn *c, h1 *h, int status, const char *why, const c
         n = (int)sizeof body - 1;
     if (c->closing)
         return;
-    /* The request is over: its input is dropped and its budget given back now, not when a
-     * peer that does not read lets the connection go. */
+    /* The request is over: its budget goes back now, not when a peer that does not read lets
+     * the connection go, and so does its input unless a hook still reads the request. */
     sy_server_release_input(c->server, &h->input_held);
-    sy_buf_consume(&c->in, sy_buf_len(&c->in));
-    sy_buf_trim(&c->in, 0);
+    if (!h->in_app) {
+        sy_buf_consume(&c->in, sy_buf_len(&c->in));
+        sy_buf_trim(&c->in, 0);
+    }
     char hdrs[512];
     int hn = snprintf(hdrs, sizeof hdrs, "Content-Type: text/plain\r\n%s", headers ? headers : "");
     if (hn < 0 || (size_t)hn >= sizeof hdrs)
