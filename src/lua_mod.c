@@ -540,7 +540,8 @@ int sy_app_open(sy_server *s)
 }
 
 /* app.http = { max_head =, max_headers =, max_body =, header_timeout =, keepalive_timeout =,
- * high_water =, max_buffered_total =, body_timeout = }: the server's HTTP limits, set when the app loads (app table at the top). */
+ * high_water =, max_buffered_total =, body_timeout = }: the server's HTTP limits, set when the
+ * app loads (app table at the top). */
 static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
 {
     int t = lua_getfield(L, -1, "http");

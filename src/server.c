@@ -135,7 +135,8 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes)
 SY_API int sy_server_set_max_buffered_total(sy_server *s, size_t bytes)
 {
     if (bytes != 0 && bytes < 64 * 1024)
-        return sy_server_fail(s, SY_EINVAL, "max buffered total must be 0 (none) or at least 64 KiB");
+        return sy_server_fail(s, SY_EINVAL,
+                              "max buffered total must be 0 (none) or at least 64 KiB");
     s->cfg.max_buffered_total = bytes;
     return 0;
 }
