@@ -558,7 +558,8 @@ int sy_app_open(sy_server *s)
 }
 
 /* app.http = { max_head =, max_headers =, max_body =, header_timeout =, keepalive_timeout =,
- * high_water = }: the server's HTTP limits, set when the app loads (app table at the top). */
+ * high_water =, max_buffered_total =, body_timeout = }: the server's HTTP limits, set when the
+ * app loads (app table at the top). */
 static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
 {
     int t = lua_getfield(L, -1, "http");
@@ -572,7 +573,8 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
                               lua_typename(L, t));
     }
     static const char *const keys[] = {"max_head", "max_headers", "max_body", "header_timeout",
-                                       "keepalive_timeout", "high_water", NULL};
+                                       "keepalive_timeout", "high_water", "max_buffered_total",
+                                       "body_timeout", NULL};
     int rc = 0;
     lua_pushnil(L);
     while (rc == 0 && lua_next(L, -2)) {
@@ -595,7 +597,9 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
             case 2: rc = sy_server_set_max_body(s, (size_t)v); break;
             case 3: rc = sy_server_set_header_timeout(s, v); break;
             case 4: rc = sy_server_set_idle_timeout(s, v); break;
-            default: rc = sy_server_set_high_water(s, (size_t)v); break;
+            case 5: rc = sy_server_set_high_water(s, (size_t)v); break;
+            case 6: rc = sy_server_set_max_buffered_total(s, (size_t)v); break;
+            default: rc = sy_server_set_body_timeout(s, v); break;
             }
             if (rc != 0) {
                 char why[256];

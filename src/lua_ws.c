@@ -447,6 +447,7 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
     o->close_timeout = opt_number(L, idx, "close_timeout", o->close_timeout, 0.01, 3600);
     o->compression_threshold = (size_t)opt_number(L, idx, "compression_threshold",
                                                   (double)o->compression_threshold, 0, 1e15);
+    o->max_inflate_ratio = opt_number(L, idx, "max_inflate_ratio", o->max_inflate_ratio, 0, 1e6);
     int t = lua_getfield(L, idx, "compression");
     if (t == LUA_TBOOLEAN) {
         /* true: the preset that keeps memory flat however many connections there are. */

@@ -99,6 +99,9 @@ typedef struct sy_ws_options {
     double close_timeout;    /* seconds to wait for the peer's close frame (5) */
     int compression;         /* permessage-deflate preset, SY_PMD_* (default SY_PMD_OFF) */
     size_t compression_threshold; /* shorter data messages are sent uncompressed (64) */
+    double max_inflate_ratio; /* a connection inflates at most SY_WS_INFLATE_FLOOR bytes plus
+                               * this many times the compressed bytes it sent; past it: close
+                               * 1008 (default 100; 0: no limit) */
     int pmd;                 /* 1 when permessage-deflate was agreed: pmd_params holds it */
     sy_pmd_params pmd_params;
 } sy_ws_options;
@@ -110,6 +113,9 @@ enum {
     SY_PMD_SMALL,   /* context takeover with 2 KiB windows (or none kept for the client's) */
     SY_PMD_DEFAULT, /* context takeover with zlib's default 32 KiB windows */
 };
+
+/* What every connection may inflate beyond max_inflate_ratio times what it sent. */
+#define SY_WS_INFLATE_FLOOR (64 * 1024)
 
 void sy_ws_default_options(sy_ws_options *o);
 

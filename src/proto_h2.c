@@ -30,7 +30,8 @@ typedef struct h2_stream {
     char *out;                     /* owned (out_len bytes); the response body being sent */
     size_t out_len, out_off;
     void *res;                     /* borrowed app handle while the response is pending */
-    unsigned refused : 1;          /* answered by the core (413, 431): body is discarded */
+    ev_tstamp last_data;           /* when the request last made progress (HEADERS, DATA) */
+    unsigned refused : 1;          /* answered by the core (413, 431, 408, 503): body discarded */
     unsigned req_done : 1;         /* END_STREAM received */
     unsigned dispatched : 1;       /* handed to the app */
     unsigned answered : 1;         /* a response was submitted */
@@ -54,6 +55,7 @@ typedef struct h2 {
     size_t block_bytes;            /* the header block being decoded: RFC 9113 6.5.2 size */
     size_t block_fields;           /* and its regular fields */
     size_t held;                   /* bytes of request bodies held for streams not yet served */
+    size_t input_held;             /* held, as charged to the server's input budget */
     size_t out_held;               /* bytes of response bodies held for the client's windows */
     size_t waiting;                /* streams with st->waiting set */
     ev_tstamp idle_at;             /* when the connection is idle for keepalive_timeout */
@@ -83,8 +85,10 @@ static void stream_free(h2_stream *st)
 /* Releases a request body that is no longer needed (served, refused or reset). */
 static void drop_body(h2 *h, h2_stream *st)
 {
-    if (!st->upgraded_body)
+    if (!st->upgraded_body) {
         h->held -= st->body_len;
+        sy_server_hold_input(h->conn->server, &h->input_held, h->held); /* a decrease */
+    }
     sy_pool_put(st->pool, st->body, st->body_cap);
     st->body = NULL;
     st->body_len = st->body_cap = 0;
@@ -108,6 +112,7 @@ static h2_stream *stream_new(h2 *h, int32_t id)
     memset(st, 0, sizeof *st);
     st->pool = pool;
     st->id = id;
+    st->last_data = ev_now(h->conn->server->loop);
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
@@ -194,12 +199,30 @@ static double stall_timeout(const sy_conn *c)
     return c->server->cfg.idle_timeout;
 }
 
-/* Arms the conn's timer for the earlier of the idle and the stall deadlines. */
+/* When the earliest request body still arriving reaches body_timeout without progress
+ * (expire_bodies answers it then); 0: no body is arriving. */
+static ev_tstamp body_deadline(const sy_conn *c, const h2 *h)
+{
+    ev_tstamp at = 0;
+    for (const h2_stream *st = h->streams; st; st = st->next) {
+        if (st->req_done || st->refused || st->dispatched)
+            continue;
+        ev_tstamp t = st->last_data + c->server->cfg.body_timeout;
+        if (at == 0 || t < at)
+            at = t;
+    }
+    return at;
+}
+
+/* Arms the conn's timer for the earliest of the idle, the stall and the body deadlines. */
 static void arm_timer(sy_conn *c, h2 *h)
 {
     ev_tstamp at = h->idle_at;
     if (h->stall_at && h->stall_at < at)
         at = h->stall_at;
+    ev_tstamp body_at = body_deadline(c, h);
+    if (body_at && body_at < at)
+        at = body_at;
     double left = at - ev_now(c->server->loop);
     sy_conn_set_timeout(c, left > 0.001 ? left : 0.001);
 }
@@ -778,6 +801,12 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
+    if (sy_server_hold_input(h->conn->server, &h->input_held, h->held + len) != 0) {
+        drop_body(h, st);
+        respond_core(h->conn, h, st, 503, "server busy: too much request data buffered");
+        return 0;
+    }
+    st->last_data = ev_now(h->conn->server->loop);
     if (grow(st->pool, (void **)&st->body, &st->body_cap, st->body_len + len + 1, 1, 1024) != 0) {
         drop_body(h, st);
         respond_core(h->conn, h, st, 500, "out of memory");
@@ -785,7 +814,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     }
     memcpy(st->body + st->body_len, data, len);
     st->body_len += len;
-    h->held += len;
+    h->held += len; /* as charged above */
     return 0;
 }
 
@@ -894,6 +923,8 @@ static h2 *h2_alloc(sy_conn *c)
 
 static void h2_release(h2 *h)
 {
+    if (h->input_held)
+        sy_server_release_input(h->conn->server, &h->input_held);
     if (h->session)
         nghttp2_session_del(h->session);
     while (h->streams) {
@@ -1020,6 +1051,28 @@ static void h2_on_start(sy_conn *c)
     produce(c, h);
 }
 
+/* Request bodies that made no progress for body_timeout are answered 408 (the rest of the
+ * stream is then reset, on_frame_send); PINGs and other streams do not count as progress.
+ * Sets *expired when one was. Returns the seconds until the next such deadline, 0: none. */
+static double expire_bodies(sy_conn *c, h2 *h, int *expired)
+{
+    double limit = c->server->cfg.body_timeout, next = 0;
+    ev_tstamp now = ev_now(c->server->loop);
+    for (h2_stream *st = h->streams; st; st = st->next) {
+        if (st->req_done || st->refused || st->dispatched)
+            continue;
+        double left = st->last_data + limit - now;
+        if (left <= 0) {
+            drop_body(h, st);
+            respond_core(c, h, st, 408, "request body timeout");
+            *expired = 1;
+        } else if (next == 0 || left < next) {
+            next = left;
+        }
+    }
+    return next;
+}
+
 static void h2_on_bytes(sy_conn *c)
 {
     h2 *h = c->proto_state;
@@ -1112,11 +1165,15 @@ static void h2_on_timeout(sy_conn *c)
 {
     h2 *h = c->proto_state;
     ev_tstamp now = ev_now(c->server->loop);
+    int expired = 0;
+    expire_bodies(c, h, &expired);
     if (h->stall_at && now >= h->stall_at) {
         sy_log("info", "http2: response bodies made no progress for %g s (the client's windows "
                        "stay shut, or it does not read): closing", stall_timeout(c));
-    } else if (now < h->idle_at) {
-        arm_timer(c, h); /* the stall deadline passed away, the idle one is still ahead */
+    } else if (expired || now < h->idle_at) {
+        /* A body or stall deadline came first; the idle one is still ahead. */
+        arm_timer(c, h);
+        produce(c, h);
         return;
     } else if (owed(h) || h->out_held) {
         /* The app still owes an answer, or one is still going out (and moving, else the stall

@@ -32,6 +32,7 @@ typedef struct h1 {
     int has_body;             /* the request at the front of c->in has a body */
     size_t body_len;          /* its decoded length, right after the head */
     int seen_request;         /* a request was read: prior-knowledge HTTP/2 is over */
+    size_t input_held;        /* input after the head charged to the server's budget */
     void *res;                /* borrowed app handle of the pending response, or NULL */
     const sy_proto *next_proto; /* H1_SWITCH: the protocol to switch to */
     void *next_state;         /* H1_SWITCH: its state (owned until the switch) */
@@ -133,6 +134,13 @@ static void fail_request(sy_conn *c, h1 *h, int status, const char *why, const c
         n = (int)sizeof body - 1;
     if (c->closing)
         return;
+    /* The request is over: its budget goes back now, not when a peer that does not read lets
+     * the connection go, and so does its input unless a hook still reads the request. */
+    sy_server_release_input(c->server, &h->input_held);
+    if (!h->in_app) {
+        sy_buf_consume(&c->in, sy_buf_len(&c->in));
+        sy_buf_trim(&c->in, 0);
+    }
     char hdrs[512];
     int hn = snprintf(hdrs, sizeof hdrs, "Content-Type: text/plain\r\n%s", headers ? headers : "");
     if (hn < 0 || (size_t)hn >= sizeof hdrs)
@@ -230,6 +238,7 @@ static void finish_exchange(sy_conn *c, h1 *h)
 {
     sy_buf_consume(&c->in, h->req_len);
     h->req_len = 0;
+    sy_server_release_input(c->server, &h->input_held);
     /* The app's handle is done whoever answered (a core 500 after a hook error included). */
     if (h->res)
         sy_app_response_dropped(h->res);
@@ -354,17 +363,21 @@ static void h1_on_bytes(sy_conn *c)
             h->body_raw = h->body_end = h->head_len;
             if (req.expect_continue && req.version == 11 && sy_buf_len(&c->in) == h->head_len)
                 sy_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-            sy_conn_set_timeout(c, s->cfg.idle_timeout);
+            sy_conn_set_timeout(c, s->cfg.body_timeout);
         }
         /* H1_BODY */
         size_t len = sy_buf_len(&c->in);
+        if (sy_server_hold_input(s, &h->input_held, len - h->head_len) != 0) {
+            fail_request(c, h, 503, "server busy: too much request data buffered", NULL, 0);
+            return;
+        }
         sy_str body;
         if (!h->chunked) {
             if (len - h->head_len < (uint64_t)h->content_length) {
                 if (c->peer_eof)
                     fail_request(c, h, 400, "incomplete request body", NULL, 0);
                 else
-                    sy_conn_set_timeout(c, s->cfg.idle_timeout);
+                    sy_conn_set_timeout(c, s->cfg.body_timeout);
                 return;
             }
             h->req_len = h->head_len + (size_t)h->content_length;
@@ -396,7 +409,7 @@ static void h1_on_bytes(sy_conn *c)
                 if (c->peer_eof)
                     fail_request(c, h, 400, "incomplete request body", NULL, 0);
                 else
-                    sy_conn_set_timeout(c, s->cfg.idle_timeout);
+                    sy_conn_set_timeout(c, s->cfg.body_timeout);
                 return;
             }
             h->req_len = h->body_raw;
@@ -498,6 +511,7 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
     /* Bytes behind the request belong to the new protocol. */
     sy_buf_consume(&c->in, h->req_len);
     h->req_len = 0;
+    sy_server_release_input(c->server, &h->input_held);
     h->res = NULL;
     sy_conn_set_timeout(c, 0);
     sy_conn_resume(c);
@@ -588,6 +602,7 @@ static void h1_on_close(sy_conn *c)
     h1 *h = c->proto_state;
     if (!h)
         return;
+    sy_server_release_input(c->server, &h->input_held);
     if (h->res)
         sy_app_response_dropped(h->res);
     if (h->phase == H1_SWITCH && h->next_proto && h->next_proto->on_close) {

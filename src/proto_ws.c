@@ -29,8 +29,12 @@ typedef struct wsp {
     sy_buf msg;            /* fragments of the message in progress */
     size_t fragments;
     ev_tstamp last_rx;     /* last time a byte came from the peer */
+    ev_tstamp data_rx;     /* last time the message in progress grew (or the last message
+                            * began): pings do not keep a stalled message alive */
+    size_t input_held;     /* the partial message, as charged to the server's input budget */
     struct pmd_state *pmd; /* owned; NULL without permessage-deflate */
     uint64_t wire_len;     /* compressed bytes of the message in progress */
+    struct ws_pong *pong;  /* owned; the pong held while the queue is over the mark, or NULL */
     sy_utf8 utf8;          /* the text message in progress */
     unsigned msg_opcode : 4;     /* TEXT/BINARY of a fragmented message in progress, else 0 */
     unsigned have_hdr : 1;
@@ -41,13 +45,22 @@ typedef struct wsp {
     unsigned ping_outstanding : 1;
     unsigned msg_compressed : 1; /* the message in progress came with RSV1 */
     unsigned started : 1;        /* on_start ran: the app heard open, so it hears close */
+    unsigned pong_paused : 1;    /* reading stopped until the held pong can be queued */
 } wsp;
+
+/* The payload of the most recent ping, answered once the output queue drains. */
+typedef struct ws_pong {
+    size_t len;
+    uint8_t data[125];
+} ws_pong;
 
 /* permessage-deflate for one connection. Streams exist only where a context outlives a
  * message; without context takeover the server's shared streams do the work. */
 typedef struct pmd_state {
     sy_pmd_params p;
     size_t threshold;
+    double ratio;          /* max_inflate_ratio; 0: no limit */
+    uint64_t credit;       /* bytes this connection may still inflate */
     int mem_level;         /* of our own compressor (context takeover only) */
     sy_deflater *def;      /* owned; made on first use, with server context takeover only */
     sy_inflater *inf;      /* owned; made on first use: with client context takeover, or for
@@ -187,6 +200,7 @@ void sy_ws_default_options(sy_ws_options *o)
     o->close_timeout = 5;
     o->compression = SY_PMD_OFF;
     o->compression_threshold = 64;
+    o->max_inflate_ratio = 100;
     o->pmd = 0;
     memset(&o->pmd_params, 0, sizeof o->pmd_params);
 }
@@ -213,6 +227,8 @@ void *sy_ws_new(void *handle, const sy_ws_options *o)
         }
         w->pmd->p = o->pmd_params;
         w->pmd->threshold = o->compression_threshold;
+        w->pmd->ratio = o->max_inflate_ratio;
+        w->pmd->credit = SY_WS_INFLATE_FLOOR;
         w->pmd->mem_level = o->compression == SY_PMD_SMALL ? 4 : 8;
     }
     return w;
@@ -225,6 +241,7 @@ void sy_ws_free(void *state)
         return;
     sy_buf_dispose(&w->msg);
     pmd_free(w->pmd);
+    sy_free(w->pong);
     sy_free(w);
 }
 
@@ -283,6 +300,9 @@ static void fail(sy_conn *c, wsp *w, int code, const char *why)
     if (c->closing)
         return;
     w->failed = 1;
+    /* No message will complete now: its budget goes back at once (the memory once no code
+     * can still be reading it, at the end of the read or at the close). */
+    sy_server_release_input(c->server, &w->input_held);
     send_close_frame(c, w, code, sy_str_make(why, strlen(why)));
     if (c->closing)
         return;
@@ -414,13 +434,37 @@ static void deliver(sy_conn *c, wsp *w, const uint8_t *p, size_t n, int opcode)
     (void)c;
 }
 
+/* Answers a ping. Over the high-water mark the pong is held instead, replacing any held
+ * before (RFC 6455 5.5.3 lets an endpoint answer only the most recent ping), and reading
+ * stops until the queue drains, as a peer that does not read gets no more work done. Returns
+ * 0, or -1 when the connection failed. */
+static int answer_ping(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
+{
+    if (w->close_sent)
+        return 0;
+    if (!c->over_high_water && !w->pong) {
+        write_frame(c, SY_WS_PONG, p, n);
+        return 0;
+    }
+    if (!w->pong && !(w->pong = sy_malloc(sizeof *w->pong))) {
+        fail(c, w, 1011, "out of memory");
+        return -1;
+    }
+    w->pong->len = n;
+    if (n)
+        memcpy(w->pong->data, p, n);
+    w->pong_paused = 1;
+    sy_conn_pause(c);
+    return 0;
+}
+
 /* A complete control frame. */
 static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
 {
     switch (w->hdr.opcode) {
     case SY_WS_PING:
-        if (!w->close_sent)
-            write_frame(c, SY_WS_PONG, p, n);
+        if (answer_ping(c, w, p, n) != 0)
+            return;
         if (!c->closing && w->handle)
             sy_app_ws_ping(w->handle, (const char *)p, n, 0);
         break;
@@ -477,15 +521,37 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
         fail(c, w, 1011, "out of memory");
         return -1;
     }
+    /* Inflating is work an attacker chooses: about 1000 times the bytes sent for zeros. A
+     * connection earns ratio bytes of inflation per compressed byte it sends, on top of a
+     * floor, so the server's work stays in proportion to the client's. */
+    size_t have = sy_buf_len(&w->msg), limit = w->o.max_message;
+    int by_ratio = 0;
+    if (z->ratio > 0) {
+        double earned = z->ratio * (double)plen;
+        z->credit = earned >= (double)(UINT64_MAX / 2) - (double)z->credit
+                        ? UINT64_MAX / 2
+                        : z->credit + (uint64_t)earned;
+        if (z->credit < (uint64_t)(limit - have)) {
+            limit = have + (size_t)z->credit;
+            by_ratio = 1;
+        }
+    }
     const char *why = "message too big";
-    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->msg, w->o.max_message,
+    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->msg, limit,
                              mop == SY_WS_TEXT ? &w->utf8 : NULL, &why);
+    if (rc == SY_ELIMIT && by_ratio) {
+        /* RFC 6455 7.4.1: 1008, a policy violation. */
+        fail(c, w, 1008, "compressed data inflates too far");
+        return -1;
+    }
     if (rc != 0) {
         /* RFC 6455 7.4.1: 1009 too big; 1007 data inconsistent with the message (corrupt
          * compressed data or invalid UTF-8 once inflated). */
         fail(c, w, rc == SY_ELIMIT ? 1009 : rc == SY_ENOMEM ? 1011 : 1007, why);
         return -1;
     }
+    if (z->ratio > 0)
+        z->credit -= sy_buf_len(&w->msg) - have;
     sy_buf_consume(&c->in, used);
     if (!fin)
         return 0;
@@ -533,6 +599,29 @@ static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *wh
 {
     flush(w, b);
     fail(c, w, code, why);
+}
+
+/* 1 while a data message has begun and not ended (a fragment or part of a frame is in). */
+static int in_message(const wsp *w)
+{
+    return w->msg_opcode || (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE);
+}
+
+/* Charges what the message in progress holds (its fragments so far and the part of its
+ * current frame in c->in) to the server's input budget. Past the budget the connection closes
+ * with 1013, try again later (RFC 6455 7.4.1, registered by IANA). After a failure, frees the
+ * fragments. */
+static void hold_partial(sy_conn *c, wsp *w)
+{
+    if (!w->failed) {
+        size_t want = sy_buf_len(&w->msg);
+        if (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE)
+            want += (size_t)w->frame_done;
+        if (want != w->input_held && sy_server_hold_input(c->server, &w->input_held, want) != 0)
+            fail(c, w, 1013, "server busy: too much message data buffered");
+    }
+    if (w->failed && !c->closing)
+        sy_buf_dispose(&w->msg);
 }
 
 /* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
@@ -601,8 +690,10 @@ static void ws_on_bytes(sy_conn *c)
                         break;
                     }
                 }
-                if (op != SY_WS_CONT)
+                if (op != SY_WS_CONT) {
                     memset(&w->utf8, 0, sizeof w->utf8);
+                    w->data_rx = w->last_rx;
+                }
                 w->frame_text = !w->msg_compressed && (op == SY_WS_TEXT ||
                                                        (op == SY_WS_CONT && w->msg_opcode == SY_WS_TEXT));
             } else {
@@ -622,6 +713,8 @@ static void ws_on_bytes(sy_conn *c)
             uint8_t *p = in + hl + w->frame_done;
             size_t n = (size_t)(avail - w->frame_done);
             sy_ws_unmask(p, n, w->hdr.mask, w->frame_done);
+            if (w->hdr.opcode < SY_WS_CLOSE)
+                w->data_rx = w->last_rx;
             if (w->frame_text && sy_utf8_feed(&w->utf8, p, n) != 0) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
@@ -687,6 +780,8 @@ static void ws_on_bytes(sy_conn *c)
         }
     }
     flush(w, &b);
+    if (!c->closing)
+        hold_partial(c, w);
     if (!c->closing) {
         sy_conn_uncork(c);
         if (!c->closing && sy_buf_len(&c->in) == 0)
@@ -703,6 +798,19 @@ static void ws_on_eof(sy_conn *c)
 static void ws_on_drain(sy_conn *c)
 {
     wsp *w = c->proto_state;
+    ws_pong *pong = w->pong;
+    if (pong) {
+        w->pong = NULL;
+        if (!w->close_sent)
+            write_frame(c, SY_WS_PONG, pong->data, pong->len);
+        sy_free(pong);
+        if (c->closing)
+            return;
+    }
+    if (w->pong_paused && !c->over_high_water) {
+        w->pong_paused = 0;
+        sy_conn_resume(c);
+    }
     if (w->handle && !w->close_sent)
         sy_app_ws_drain(w->handle);
 }
@@ -717,8 +825,10 @@ static void ws_on_timeout(sy_conn *c)
     }
     ev_tstamp now = ev_now(c->server->loop);
     double quiet = now - w->last_rx;
-    if (quiet >= w->o.idle_timeout) {
-        fail(c, w, 1001, "idle timeout");
+    /* A message in progress must grow: control frames alone do not keep it open. */
+    double stalled = in_message(w) ? now - w->data_rx : quiet;
+    if (stalled >= w->o.idle_timeout) {
+        fail(c, w, 1001, in_message(w) ? "message timeout" : "idle timeout");
         return;
     }
     if (w->o.ping_interval > 0 && quiet >= w->o.ping_interval && !w->ping_outstanding) {
@@ -727,7 +837,7 @@ static void ws_on_timeout(sy_conn *c)
         if (c->closing)
             return;
     }
-    double next = w->o.idle_timeout - quiet;
+    double next = w->o.idle_timeout - stalled;
     if (w->o.ping_interval > 0 && !w->ping_outstanding && w->o.ping_interval - quiet < next)
         next = w->o.ping_interval - quiet;
     sy_conn_set_timeout(c, next > 0.05 ? next : 0.05);
@@ -747,6 +857,7 @@ static void ws_on_close(sy_conn *c)
     if (!w)
         return;
     c->proto_state = NULL;
+    sy_server_release_input(c->server, &w->input_held);
     if (w->started) {
         notify_close(c, w, 1006, sy_str_make("", 0));
     } else if (w->handle) {
@@ -763,7 +874,7 @@ static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
     w->started = 1;
-    w->last_rx = ev_now(c->server->loop);
+    w->last_rx = w->data_rx = ev_now(c->server->loop);
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);

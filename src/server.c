@@ -58,6 +58,8 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     s->cfg.header_timeout = 10;
     s->cfg.idle_timeout = 60;
     s->cfg.high_water = 1024 * 1024;
+    s->cfg.max_buffered_total = (size_t)256 * 1024 * 1024;
+    s->cfg.body_timeout = 60;
     s->lua.max_time = 2;
     s->lua.max_memory = (size_t)1 << 30;
     s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
@@ -129,6 +131,39 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes)
     if (bytes < 1024)
         return sy_server_fail(s, SY_EINVAL, "high-water mark must be at least 1 KiB");
     s->cfg.high_water = bytes;
+    return 0;
+}
+
+SY_API int sy_server_set_max_buffered_total(sy_server *s, size_t bytes)
+{
+    if (bytes != 0 && bytes < 64 * 1024)
+        return sy_server_fail(s, SY_EINVAL,
+                              "max buffered total must be 0 (none) or at least 64 KiB");
+    s->cfg.max_buffered_total = bytes;
+    return 0;
+}
+
+SY_API int sy_server_set_body_timeout(sy_server *s, double seconds)
+{
+    if (!(seconds > 0 && seconds <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "body timeout must be in (0, 86400] s");
+    s->cfg.body_timeout = seconds;
+    return 0;
+}
+
+int sy_server_hold_input(sy_server *s, size_t *held, size_t want)
+{
+    if (want <= *held) {
+        s->input_held -= *held - want;
+        *held = want;
+        return 0;
+    }
+    size_t more = want - *held;
+    size_t max = s->cfg.max_buffered_total;
+    if (max && (s->input_held > max || more > max - s->input_held))
+        return SY_ELIMIT;
+    s->input_held += more;
+    *held = want;
     return 0;
 }
 

@@ -25,8 +25,11 @@ typedef struct sy_config {
     size_t max_headers;    /* 100 */
     size_t max_body;       /* 1 MiB */
     double header_timeout; /* 10 s: from a request's first byte to its complete head */
-    double idle_timeout;   /* 60 s: keep-alive idle, and body progress */
+    double idle_timeout;   /* 60 s: keep-alive idle */
     size_t high_water;     /* 1 MiB of queued output */
+    size_t max_buffered_total; /* 256 MiB: request bodies and partial WebSocket messages held
+                                  by the whole server at once (0: no limit) */
+    double body_timeout;   /* 60 s: a request body that makes no progress for this long */
 } sy_config;
 
 struct sy_server {
@@ -38,6 +41,7 @@ struct sy_server {
     double lua_deadline;        /* monotonic time the running call must end by; 0: none */
     int lua_depth;              /* nesting of calls from the core into Lua */
     sy_config cfg;
+    size_t input_held;          /* bytes charged against cfg.max_buffered_total */
     sy_tls_ctx *tls_ctx;        /* owned; NULL until sy_server_set_tls */
     sy_listener *listeners;     /* owned array */
     int nlisteners;
@@ -73,6 +77,19 @@ int sy_server_fail(struct sy_server *s, int code, const char *fmt, ...)
 
 /* "Date: <IMF-fixdate>\r\n", cached per second. Borrowed; valid until the next call. */
 const char *sy_server_date(struct sy_server *s);
+
+/* The server-wide budget for buffered input (cfg.max_buffered_total): HTTP/1.1 request
+ * bodies, HTTP/2 stream bodies and partial WebSocket messages. Each holder keeps in *held the
+ * bytes it has charged. sy_server_hold_input moves that charge to want bytes: a decrease
+ * always succeeds, an increase only while the server's total stays within the budget. Returns
+ * 0, or SY_ELIMIT with *held unchanged. sy_server_release_input gives the whole charge back
+ * and zeroes *held, so a second call is harmless. */
+int sy_server_hold_input(struct sy_server *s, size_t *held, size_t want);
+static inline void sy_server_release_input(struct sy_server *s, size_t *held)
+{
+    if (*held)
+        (void)sy_server_hold_input(s, held, 0);
+}
 
 /* Connection bookkeeping used by conn.c. */
 void sy_server_conn_added(struct sy_server *s, sy_conn *c);

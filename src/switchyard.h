@@ -47,6 +47,13 @@ SY_API int sy_server_set_max_body(sy_server *s, size_t bytes);
 SY_API int sy_server_set_header_timeout(sy_server *s, double seconds);
 SY_API int sy_server_set_idle_timeout(sy_server *s, double seconds);
 SY_API int sy_server_set_high_water(sy_server *s, size_t bytes);
+/* Request bodies (HTTP/1.1 and HTTP/2) and partial WebSocket messages held by the whole server
+ * at once; past it a new body gets 503 and a message closes its WebSocket with 1013. 0: no
+ * limit; else at least 64 KiB. */
+SY_API int sy_server_set_max_buffered_total(sy_server *s, size_t bytes);
+/* A request body that makes no progress for this long gets 408 (HTTP/1.1) or its stream is
+ * answered 408 and reset (HTTP/2); HTTP/2 PINGs and other frames do not count as progress. */
+SY_API int sy_server_set_body_timeout(sy_server *s, double seconds);
 
 /* Adds a cleartext HTTP/1.1 listener on host:port (port 0 picks one). reuseport sets
  * SO_REUSEPORT. Returns 0 and starts accepting once the app is loaded; the actual port is
