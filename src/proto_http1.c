@@ -249,7 +249,9 @@ static void finish_exchange(sy_conn *c, h1 *h)
         sy_buf_trim(&c->in, 65536);
         arm_idle(c, h);
     }
-    sy_conn_resume(c);
+    /* Answers waiting for the client hold further requests back (h1_on_drain resumes). */
+    if (!c->over_high_water)
+        sy_conn_resume(c);
 }
 
 static void do_switch(sy_conn *c, h1 *h)
@@ -283,6 +285,12 @@ static void h1_on_bytes(sy_conn *c)
         sy_http1_request req;
         const char *why = NULL;
         if (h->phase == H1_HEAD) {
+            if (c->over_high_water) {
+                /* The client is not reading its answers: take no more requests (and read no
+                 * more) until the queue drains below the mark (h1_on_drain). */
+                sy_conn_pause(c);
+                return;
+            }
             if (!h->seen_request && sy_conn_tls_ready(c) && strcmp(sy_tls_alpn(c->tls), "h2") == 0) {
                 /* ALPN chose HTTP/2 (RFC 9113 3.2): the server preface goes out at once. */
                 sy_h2_start_direct(c); /* releases the HTTP/1.1 state */
@@ -566,6 +574,17 @@ static void h1_on_eof(sy_conn *c)
     h1_on_bytes(c);
 }
 
+static void h1_on_drain(sy_conn *c)
+{
+    h1 *h = c->proto_state;
+    if (!h || h->phase != H1_HEAD)
+        return;
+    /* Answers drained below the mark: take the pipelined requests that wait. */
+    sy_conn_resume(c);
+    if (sy_buf_len(&c->in) || c->peer_eof)
+        sy_conn_schedule(c);
+}
+
 static void h1_on_timeout(sy_conn *c)
 {
     h1 *h = c->proto_state;
@@ -606,7 +625,7 @@ const sy_proto sy_proto_http1 = {
     .name = "http1",
     .on_bytes = h1_on_bytes,
     .on_eof = h1_on_eof,
-    .on_drain = NULL,
+    .on_drain = h1_on_drain,
     .on_timeout = h1_on_timeout,
     .on_shutdown = h1_on_shutdown,
     .on_close = h1_on_close,

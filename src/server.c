@@ -57,6 +57,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     s->cfg.header_timeout = 10;
     s->cfg.idle_timeout = 60;
     s->cfg.high_water = 1024 * 1024;
+    s->cfg.send_timeout = 60;
     s->lua.max_time = 2;
     s->lua.max_memory = (size_t)1 << 30;
     s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
@@ -127,6 +128,14 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes)
     if (bytes < 1024)
         return sy_server_fail(s, SY_EINVAL, "high-water mark must be at least 1 KiB");
     s->cfg.high_water = bytes;
+    return 0;
+}
+
+SY_API int sy_server_set_send_timeout(sy_server *s, double seconds)
+{
+    if (!(seconds >= 0 && seconds <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "send timeout must be in [0, 86400] s");
+    s->cfg.send_timeout = seconds;
     return 0;
 }
 

@@ -27,6 +27,7 @@ typedef struct sy_config {
     double header_timeout; /* 10 s: from a request's first byte to its complete head */
     double idle_timeout;   /* 60 s: keep-alive idle, and body progress */
     size_t high_water;     /* 1 MiB of queued output */
+    double send_timeout;   /* 60 s: queued output that makes no progress closes; 0: none */
 } sy_config;
 
 struct sy_server {

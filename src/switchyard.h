@@ -47,6 +47,9 @@ SY_API int sy_server_set_max_body(sy_server *s, size_t bytes);
 SY_API int sy_server_set_header_timeout(sy_server *s, double seconds);
 SY_API int sy_server_set_idle_timeout(sy_server *s, double seconds);
 SY_API int sy_server_set_high_water(sy_server *s, size_t bytes);
+/* Output that waits this long without the peer taking a byte closes the connection, whatever
+ * its protocol (default 60 s; 0: never). Applies to connections' next wait. */
+SY_API int sy_server_set_send_timeout(sy_server *s, double seconds);
 
 /* Adds a cleartext HTTP/1.1 listener on host:port (port 0 picks one). reuseport sets
  * SO_REUSEPORT. Returns 0 and starts accepting once the app is loaded; the actual port is
