@@ -360,6 +360,7 @@ static void h1_on_bytes(sy_conn *c)
             h->phase = H1_BODY;
             memset(&h->ck, 0, sizeof h->ck);
             h->body_raw = h->body_end = h->head_len;
+            h->framing = 0;
             if (req.expect_continue && req.version == 11 && sy_buf_len(&c->in) == h->head_len)
                 sy_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             sy_conn_set_timeout(c, s->cfg.idle_timeout);
@@ -399,6 +400,20 @@ static void h1_on_bytes(sy_conn *c)
                 h->body_raw += (size_t)r;
                 if (r == 0)
                     break;
+            }
+            /* Drop the framing just decoded: c->in keeps the head, the decoded body and what
+             * is not decoded yet, so the input limit bounds the body, not its framing. */
+            size_t framing = h->body_raw - h->body_end;
+            if (framing) {
+                sy_buf_cut(&c->in, h->body_end, framing);
+                h->body_raw = h->body_end;
+                h->framing += framing;
+                uint64_t decoded = h->body_end - h->head_len;
+                if (h->framing > FRAMING_SLACK + FRAMING_RATIO * decoded) {
+                    fail_request(c, h, 400, "chunked framing out of proportion to the body", NULL,
+                                 0);
+                    return;
+                }
             }
             if (!h->ck.done) {
                 if (c->peer_eof)

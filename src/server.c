@@ -11,6 +11,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "app.h"
 #include "proto.h"
@@ -19,6 +22,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Seconds between checks for memory to give back while connections live. */
+#define GIVE_BACK_EVERY 10.0
+/* Free heap bytes worth a malloc_trim while connections live (when the last one closes, any
+ * amount over GIVE_BACK_IDLE is). */
+#define GIVE_BACK_BUSY (32u << 20)
+#define GIVE_BACK_IDLE (1u << 20)
 
 void sy_log(const char *level, const char *fmt, ...)
 {
@@ -70,6 +81,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     ev_unref(loop); /* the reaper alone must not keep the loop running */
     ev_idle_init(&s->nudge, on_nudge);
     ev_timer_init(&s->accept_pause, on_accept_pause, 0.1, 0.);
+    ev_timer_init(&s->give_back, on_give_back, GIVE_BACK_EVERY, GIVE_BACK_EVERY);
     return s;
 
 fail_headers:
@@ -425,6 +437,8 @@ void sy_server_conn_added(sy_server *s, sy_conn *c)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    if (!ev_is_active(&s->give_back))
+        ev_timer_start(s->loop, &s->give_back);
 }
 
 void sy_server_conn_closed(sy_server *s, sy_conn *c)
@@ -437,6 +451,10 @@ void sy_server_conn_closed(sy_server *s, sy_conn *c)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->nconns--;
+    if (s->nconns == 0) {
+        ev_timer_stop(s->loop, &s->give_back);
+        s->went_idle = 1;
+    }
     c->next_dead = s->dead;
     s->dead = c;
     sy_server_kick(s);
@@ -489,6 +507,27 @@ static void reap(sy_server *s)
     }
 }
 
+/* Returns memory held after a spike to the system: the pool's empty slabs, then glibc's free
+ * heap pages (malloc_trim). idle: the last connection just closed; otherwise a periodic check,
+ * which acts only on a large amount so a busy server does not give back what it reuses. */
+static void give_back(sy_server *s, int idle)
+{
+    if (s->pool.slab_bytes > s->pool_after_release + (idle ? 0 : s->pool_after_release))
+        s->pool_after_release = s->pool.slab_bytes - sy_pool_release_empty(&s->pool);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks > (idle ? GIVE_BACK_IDLE : GIVE_BACK_BUSY))
+        malloc_trim(0);
+#endif
+}
+
+static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    give_back(sy_container_of(w, sy_server, give_back), 0);
+}
+
 static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
@@ -497,6 +536,10 @@ static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents)
     if (s->scheduled)
         run_scheduled(s);
     reap(s);
+    if (s->went_idle && s->nconns == 0 && !s->dead) {
+        s->went_idle = 0;
+        give_back(s, 1);
+    }
     if (s->scheduled)
         sy_server_kick(s);
 }
@@ -580,6 +623,7 @@ SY_API void sy_server_free(sy_server *s)
     }
     ev_timer_stop(s->loop, &s->stop_timer);
     ev_timer_stop(s->loop, &s->accept_pause);
+    ev_timer_stop(s->loop, &s->give_back);
     sy_app_close(s);
     sy_tls_ctx_free(s->tls_ctx);
     sy_ws_server_dispose(s);

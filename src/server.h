@@ -53,6 +53,9 @@ struct sy_server {
     int stopping;
     ev_timer stop_timer;
     ev_timer accept_pause;      /* accepting resumes when it fires (after EMFILE and the like) */
+    ev_timer give_back;         /* while connections live: memory held after a spike goes back */
+    int went_idle;              /* the last connection closed: give memory back once reaped */
+    size_t pool_after_release;  /* pool bytes after the last sy_pool_release_empty */
     void (*stop_cb)(struct sy_server *, void *);
     void *stop_ud;
     const char *ws_validated;   /* text message being handled by a ws handler (valid UTF-8) */

@@ -340,6 +340,7 @@ def t_status_range(srv):
 
 CASES = [
     ("pipelining to a client that never reads", t_pipelining_never_reads),
+    ("memory given back after a spike", t_spike_given_back),
     ("pipelining over TLS", t_pipelining_tls),
     ("send timeout: websocket", t_send_timeout_websocket),
     ("send timeout: raw", t_send_timeout_raw),
