@@ -223,6 +223,8 @@ static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body
         return;
     }
     h->in_app = 0;
+    if (h->phase == H1_APP && c->peer_eof)
+        sy_conn_close(c); /* the client left before this request: see h1_on_eof */
 }
 
 /* After a response: drop the request's bytes and get ready for the next one. */
@@ -584,8 +586,17 @@ static void h1_on_eof(sy_conn *c)
         sy_conn_close(c); /* the client left during the handshake */
         return;
     }
+    if (h->phase == H1_APP && !h->in_app) {
+        /* The client left while the app owes its answer: release the connection now, and the
+         * app's kept res answers nil, "closed". A half-close (shutdown of the client's write
+         * side) counts as leaving too, as nginx treats it: nothing distinguishes it from a
+         * close until a write fails, and waiting would hold the descriptor for as long as the
+         * app takes. */
+        sy_conn_close(c);
+        return;
+    }
     if (h->phase == H1_APP || h->phase == H1_SWITCH)
-        return; /* answer first; finish_exchange closes once the queue is empty */
+        return; /* a hook is running: dispatch() checks peer_eof when it returns */
     h1_on_bytes(c);
 }
 

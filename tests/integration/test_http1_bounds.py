@@ -345,6 +345,7 @@ CASES = [
     ("send timeout: websocket", t_send_timeout_websocket),
     ("send timeout: raw", t_send_timeout_raw),
     ("send timeout: HTTP/2", t_send_timeout_h2),
+    ("clients that leave before the answer", t_client_leaves),
 ]
 
 
