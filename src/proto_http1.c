@@ -6,6 +6,12 @@
 #include "proto.h"
 #include "server.h"
 
+/* A chunked body's framing (size lines, extensions, CRLFs, trailers) may take this much plus
+ * FRAMING_RATIO bytes per decoded byte: 1-byte chunks need 5, so valid bodies always pass,
+ * while a client cannot make the server parse megabytes of extensions per byte of body. */
+#define FRAMING_SLACK (64 * 1024)
+#define FRAMING_RATIO 8
+
 enum {
     H1_HEAD,   /* reading a request head (possibly none started yet) */
     H1_BODY,   /* reading the body of the request whose head is at the front of c->in */
@@ -25,6 +31,7 @@ typedef struct h1 {
     sy_http1_chunked ck;
     size_t body_raw;          /* chunked: offset of the next undecoded byte in c->in */
     size_t body_end;          /* chunked: end of the decoded body in c->in */
+    uint64_t framing;         /* chunked: framing bytes decoded and dropped so far */
     int keep_alive;
     int version;
     int head_method;

@@ -346,6 +346,7 @@ CASES = [
     ("send timeout: raw", t_send_timeout_raw),
     ("send timeout: HTTP/2", t_send_timeout_h2),
     ("clients that leave before the answer", t_client_leaves),
+    ("chunked bodies with heavy framing", t_chunked_heavy_framing),
 ]
 
 
