@@ -164,7 +164,16 @@ static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
     sy_http1_limits lim = {s->cfg.max_head, s->cfg.max_headers};
     memset(req, 0, sizeof *req);
     req->headers = s->scratch_headers;
-    return sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
+    ssize_t n = sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
+    if (n > 0 && req->target_form == SY_TARGET_ABSOLUTE) {
+        /* RFC 9112 3.2.2: with an absolute-form target the server ignores the Host field and
+         * uses the target's authority, so the app sees that as the host. */
+        req->host = req->authority;
+        for (size_t i = 0; i < req->nheaders; i++)
+            if (sy_str_ieq(req->headers[i].name, "host"))
+                req->headers[i].value = req->authority;
+    }
+    return n;
 }
 
 

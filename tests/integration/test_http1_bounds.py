@@ -347,6 +347,7 @@ CASES = [
     ("send timeout: HTTP/2", t_send_timeout_h2),
     ("clients that leave before the answer", t_client_leaves),
     ("chunked bodies with heavy framing", t_chunked_heavy_framing),
+    ("absolute-form target and Host", t_absolute_form_host),
 ]
 
 
