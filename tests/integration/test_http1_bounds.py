@@ -348,6 +348,7 @@ CASES = [
     ("clients that leave before the answer", t_client_leaves),
     ("chunked bodies with heavy framing", t_chunked_heavy_framing),
     ("absolute-form target and Host", t_absolute_form_host),
+    ("res:send status range", t_status_range),
 ]
 
 
