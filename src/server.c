@@ -26,10 +26,12 @@ static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Seconds between checks for memory to give back while connections live. */
 #define GIVE_BACK_EVERY 10.0
-/* Free heap bytes worth a malloc_trim while connections live (when the last one closes, any
- * amount over GIVE_BACK_IDLE is). */
-#define GIVE_BACK_BUSY (32u << 20)
-#define GIVE_BACK_IDLE (1u << 20)
+/* Growth of free memory (the pool's slabs since it last gave back, glibc's free heap since
+ * its low point) worth giving back when the last connection closes, and while connections
+ * live (then at least as much as the pool kept). Below it, a server that closes its last
+ * connection after every request does no work for it. */
+#define GIVE_BACK_IDLE ((size_t)1 << 20)
+#define GIVE_BACK_BUSY ((size_t)32 << 20)
 
 void sy_log(const char *level, const char *fmt, ...)
 {
@@ -512,12 +514,27 @@ static void reap(sy_server *s)
  * which acts only on a large amount so a busy server does not give back what it reuses. */
 static void give_back(sy_server *s, int idle)
 {
-    if (s->pool.slab_bytes > s->pool_after_release + (idle ? 0 : s->pool_after_release))
+    size_t pool_grown = s->pool.slab_bytes > s->pool_after_release
+                            ? s->pool.slab_bytes - s->pool_after_release
+                            : 0;
+    size_t pool_worth = idle ? GIVE_BACK_IDLE
+                             : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release
+                                                                       : GIVE_BACK_IDLE);
+    if (pool_grown >= pool_worth)
         s->pool_after_release = s->pool.slab_bytes - sy_pool_release_empty(&s->pool);
+    else if (s->pool.slab_bytes < s->pool_after_release)
+        s->pool_after_release = s->pool.slab_bytes;
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-    struct mallinfo2 mi = mallinfo2();
-    if (mi.fordblks > (idle ? GIVE_BACK_IDLE : GIVE_BACK_BUSY))
+    /* Free chunks stay counted in fordblks after malloc_trim returns their pages, so growth
+     * from the low point is memory freed since the last trim. */
+    size_t heap_free = mallinfo2().fordblks;
+    if (heap_free >= s->heap_free_low + (idle ? GIVE_BACK_IDLE : GIVE_BACK_BUSY)) {
         malloc_trim(0);
+        heap_free = mallinfo2().fordblks;
+        s->heap_free_low = heap_free;
+    } else if (heap_free < s->heap_free_low) {
+        s->heap_free_low = heap_free;
+    }
 #endif
 }
 

@@ -55,7 +55,8 @@ struct sy_server {
     ev_timer accept_pause;      /* accepting resumes when it fires (after EMFILE and the like) */
     ev_timer give_back;         /* while connections live: memory held after a spike goes back */
     int went_idle;              /* the last connection closed: give memory back once reaped */
-    size_t pool_after_release;  /* pool bytes after the last sy_pool_release_empty */
+    size_t pool_after_release;  /* pool bytes after the last sy_pool_release_empty (or less) */
+    size_t heap_free_low;       /* glibc's free heap bytes after the last trim (or less) */
     void (*stop_cb)(struct sy_server *, void *);
     void *stop_ud;
     const char *ws_validated;   /* text message being handled by a ws handler (valid UTF-8) */
