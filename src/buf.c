@@ -136,6 +136,17 @@ void sy_buf_consume(sy_buf *b, size_t n)
     b->len -= n;
 }
 
+void sy_buf_cut(sy_buf *b, size_t off, size_t n)
+{
+    if (off >= b->len || n == 0)
+        return;
+    if (n > b->len - off)
+        n = b->len - off;
+    char *p = b->data + b->start + off;
+    memmove(p, p + n, b->len - off - n);
+    b->len -= n;
+}
+
 int sy_buf_append(sy_buf *b, const void *p, size_t n)
 {
     char *span;

@@ -32,6 +32,10 @@ void sy_buf_commit(sy_buf *b, size_t n);
 /* Drops n bytes from the front (n <= len). */
 void sy_buf_consume(sy_buf *b, size_t n);
 
+/* Drops the n bytes at offset off (clamped to the readable bytes); what follows them moves
+ * down. */
+void sy_buf_cut(sy_buf *b, size_t off, size_t n);
+
 /* Appends n bytes: reserve + copy + commit. Returns 0, SY_ELIMIT or SY_ENOMEM. */
 int sy_buf_append(sy_buf *b, const void *p, size_t n);
 

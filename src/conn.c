@@ -21,6 +21,7 @@
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_send_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void tls_readable(sy_conn *c);
 static void tls_run(sy_conn *c, int force, int sock_eof);
 static void tls_flush(sy_conn *c);
@@ -62,6 +63,7 @@ sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, c
     ev_io_init(&c->rio, on_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
     ev_init(&c->timer, on_timer);
+    ev_init(&c->send_timer, on_send_timer);
     ev_io_start(s->loop, &c->rio);
     sy_server_conn_added(s, c);
     return c;
@@ -137,6 +139,7 @@ static void finish_close(sy_conn *c)
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
+    ev_timer_stop(loop, &c->send_timer);
     c->refs++;
     if (c->proto && c->proto->on_close)
         c->proto->on_close(c);
@@ -235,6 +238,48 @@ int sy_conn_shutdown_write(sy_conn *c)
     return 0;
 }
 
+/* Output waits for the socket: watch for writability, and start the send timeout unless it
+ * runs already. Progress only moves sent_at; the timer reads it when it fires, so a client
+ * that reads steadily costs no timer work per write. */
+static void watch_output(sy_conn *c)
+{
+    struct ev_loop *loop = c->server->loop;
+    if (!ev_is_active(&c->wio))
+        ev_io_start(loop, &c->wio);
+    double t = c->server->cfg.send_timeout;
+    if (t > 0 && !ev_is_active(&c->send_timer)) {
+        c->sent_at = ev_now(loop);
+        c->send_timer.repeat = t;
+        ev_timer_again(loop, &c->send_timer);
+    }
+}
+
+/* Nothing waits for the socket any more. */
+static void unwatch_output(sy_conn *c)
+{
+    struct ev_loop *loop = c->server->loop;
+    ev_io_stop(loop, &c->wio);
+    ev_timer_stop(loop, &c->send_timer);
+}
+
+/* The send timeout: output has waited send_timeout seconds since the socket last took a byte
+ * (the peer stopped reading, or its window never opens). Every protocol gets it here. */
+static void on_send_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    sy_conn *c = sy_container_of(w, sy_conn, send_timer);
+    ev_timer_stop(loop, w);
+    if (c->closing || !ev_is_active(&c->wio))
+        return;
+    ev_tstamp left = c->sent_at + c->server->cfg.send_timeout - ev_now(loop);
+    if (left > 0.0005) {
+        w->repeat = left;
+        ev_timer_again(loop, w);
+        return;
+    }
+    sy_conn_close(c);
+}
+
 static int write_failed(sy_conn *c)
 {
     /* The peer is gone; nothing more can reach it. */
@@ -244,8 +289,8 @@ static int write_failed(sy_conn *c)
 
 static int after_queue(sy_conn *c)
 {
-    if (!c->corked && !ev_is_active(&c->wio))
-        ev_io_start(c->server->loop, &c->wio);
+    if (!c->corked)
+        watch_output(c);
     if (c->out.bytes > c->server->cfg.high_water) {
         c->over_high_water = 1;
         return 1;
@@ -274,6 +319,8 @@ static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return write_failed(c);
         w = 0;
+    } else if (w > 0) {
+        c->sent_at = ev_now(c->server->loop); /* progress: the send timeout starts over */
     }
     return w;
 }
@@ -352,7 +399,6 @@ void sy_conn_uncork(sy_conn *c)
 /* Sends the queue in batches of iovecs until the socket is full or the queue empty. */
 static void flush(sy_conn *c)
 {
-    struct ev_loop *loop = c->server->loop;
     if (c->tls) {
         tls_flush(c);
         return;
@@ -368,10 +414,10 @@ static void flush(sy_conn *c)
         sy_outq_consume(&c->out, (size_t)w);
     }
     if (c->out.bytes == 0) {
-        ev_io_stop(loop, &c->wio);
+        unwatch_output(c);
         sy_outq_dispose(&c->out); /* idle connections keep no output memory */
-    } else if (!ev_is_active(&c->wio)) {
-        ev_io_start(loop, &c->wio);
+    } else {
+        watch_output(c);
     }
     if (c->over_high_water && c->out.bytes <= c->server->cfg.high_water / 2) {
         c->over_high_water = 0;
@@ -567,6 +613,8 @@ static int tls_send(sy_conn *c)
                     return 0;
                 return write_failed(c);
             }
+            if (w > 0)
+                c->sent_at = ev_now(c->server->loop);
             sy_buf_consume(o, (size_t)w);
         }
         if (!c->tls_ready)
@@ -612,12 +660,10 @@ static int tls_send(sy_conn *c)
 /* Watches for writability while ciphertext waits, or plaintext waits for a finished handshake. */
 static void tls_watch(sy_conn *c)
 {
-    struct ev_loop *loop = c->server->loop;
     if (sy_buf_len(sy_tls_out(c->tls)) || (c->tls_ready && c->out.bytes && !c->corked)) {
-        if (!ev_is_active(&c->wio))
-            ev_io_start(loop, &c->wio);
+        watch_output(c);
     } else {
-        ev_io_stop(loop, &c->wio);
+        unwatch_output(c);
         if (c->out.bytes == 0)
             sy_outq_dispose(&c->out);
     }

@@ -47,6 +47,8 @@ struct sy_conn {
     ev_io rio;                 /* readable watcher */
     ev_io wio;                 /* writable watcher, active while out is non-empty */
     ev_timer timer;            /* the protocol's timeout (header, idle, close) */
+    ev_timer send_timer;       /* the send timeout: runs while output waits for the socket */
+    ev_tstamp sent_at;         /* when the socket last took bytes (or output started waiting) */
     ev_tstamp deadline;        /* when the protocol's timeout is due; 0: none. The timer may
                                   fire earlier and re-arms itself (lazy, no heap work per
                                   request) */

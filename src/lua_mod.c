@@ -574,7 +574,7 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
     }
     static const char *const keys[] = {"max_head", "max_headers", "max_body", "header_timeout",
                                        "keepalive_timeout", "high_water", "max_buffered_total",
-                                       "body_timeout", NULL};
+                                       "body_timeout", "send_timeout", NULL};
     int rc = 0;
     lua_pushnil(L);
     while (rc == 0 && lua_next(L, -2)) {
@@ -599,7 +599,8 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
             case 4: rc = sy_server_set_idle_timeout(s, v); break;
             case 5: rc = sy_server_set_high_water(s, (size_t)v); break;
             case 6: rc = sy_server_set_max_buffered_total(s, (size_t)v); break;
-            default: rc = sy_server_set_body_timeout(s, v); break;
+            case 7: rc = sy_server_set_body_timeout(s, v); break;
+            default: rc = sy_server_set_send_timeout(s, v); break;
             }
             if (rc != 0) {
                 char why[256];

@@ -234,8 +234,10 @@ static int res_send(lua_State *L)
 {
     lres *r = check_res(L, 1);
     lua_Integer status = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, status >= 100 && status <= 999 && status != 101, 2,
-                  "status must be 100..999 (101 comes from sy.accept)");
+    /* RFC 9110 15: a final status is 200..599 here; an interim one (1xx) cannot be the
+     * answer, and 101 comes from sy.accept. */
+    luaL_argcheck(L, status >= 200 && status <= 599, 2,
+                  "status must be 200..599 (1xx are not final; 101 comes from sy.accept)");
     size_t blen = 0;
     const char *body = luaL_optlstring(L, 3, NULL, &blen);
     int flags = 0;
@@ -247,8 +249,6 @@ static int res_send(lua_State *L)
         return 2;
     }
     sy_conn *c = r->conn;
-    if (r->stream && status < 200)
-        return luaL_argerror(L, 2, "an HTTP/2 response needs a final status (200..999)");
     int rc = sy_http_respond(c, r->stream, r, (int)status, hdrs,
                              sy_str_make(body ? body : "", blen), flags);
     release(L, r);

@@ -4,10 +4,10 @@
  * a closed stream) overflows its per-size caches; here a free is a push and a malloc a pop.
  *
  * One pool per server, used from the server's thread only. Freed blocks return to their class
- * list and are reused, never returned to the system before sy_pool_dispose: the pool keeps the
- * peak of small-block use, as glibc's arenas usually do. Blocks over SY_POOL_MAX bytes go to
- * sy_malloc/sy_realloc/sy_free directly. Under AddressSanitizer a block on a free list is
- * poisoned, so a use after free is still reported. */
+ * list and are reused; a slab whose blocks are all free goes back to the system only when
+ * sy_pool_release_empty runs (the server calls it once a spike is over). Blocks over
+ * SY_POOL_MAX bytes go to sy_malloc/sy_realloc/sy_free directly. Under AddressSanitizer a
+ * block on a free list is poisoned, so a use after free is still reported. */
 #ifndef SY_POOL_H
 #define SY_POOL_H
 
@@ -25,6 +25,11 @@ typedef struct sy_pool {
 
 /* Valid when zeroed. Frees every slab: every block of the pool is gone afterwards. */
 void sy_pool_dispose(sy_pool *p);
+
+/* Frees every slab whose carved blocks are all on the free lists (their blocks leave the
+ * lists). Walks every free block once: for idle moments, not per request. Returns the bytes
+ * freed (0 also when the walk's small index cannot be allocated). */
+size_t sy_pool_release_empty(sy_pool *p);
 
 /* Sized interface (the caller remembers each block's size, as Lua does). */
 

@@ -193,10 +193,11 @@ static size_t out_cap(const sy_conn *c)
 }
 
 /* How long held response bodies may make no progress (the client's windows stay shut, PINGs
- * or not) before the connection ends with GOAWAY: keepalive_timeout, set in this one place. */
+ * or not) before the connection ends with GOAWAY: the send timeout, as for output that waits
+ * for the socket (conn.c). 0: never. */
 static double stall_timeout(const sy_conn *c)
 {
-    return c->server->cfg.idle_timeout;
+    return c->server->cfg.send_timeout;
 }
 
 /* When the earliest request body still arriving reaches body_timeout without progress
@@ -324,7 +325,7 @@ static void produce(sy_conn *c, h2 *h)
             h->stall_at = 0;
             arm_timer(c, h);
         }
-    } else if (!h->stall_at) {
+    } else if (!h->stall_at && stall_timeout(c) > 0) {
         h->stall_at = ev_now(c->server->loop) + stall_timeout(c);
         arm_timer(c, h);
     }

@@ -6,6 +6,12 @@
 #include "proto.h"
 #include "server.h"
 
+/* A chunked body's framing (size lines, extensions, CRLFs, trailers) may take this much plus
+ * FRAMING_RATIO bytes per decoded byte: 1-byte chunks need 5, so valid bodies always pass,
+ * while a client cannot make the server parse megabytes of extensions per byte of body. */
+#define FRAMING_SLACK (64 * 1024)
+#define FRAMING_RATIO 8
+
 enum {
     H1_HEAD,   /* reading a request head (possibly none started yet) */
     H1_BODY,   /* reading the body of the request whose head is at the front of c->in */
@@ -25,6 +31,7 @@ typedef struct h1 {
     sy_http1_chunked ck;
     size_t body_raw;          /* chunked: offset of the next undecoded byte in c->in */
     size_t body_end;          /* chunked: end of the decoded body in c->in */
+    uint64_t framing;         /* chunked: framing bytes decoded and dropped so far */
     int keep_alive;
     int version;
     int head_method;
@@ -165,7 +172,16 @@ static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
     sy_http1_limits lim = {s->cfg.max_head, s->cfg.max_headers};
     memset(req, 0, sizeof *req);
     req->headers = s->scratch_headers;
-    return sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
+    ssize_t n = sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
+    if (n > 0 && req->target_form == SY_TARGET_ABSOLUTE) {
+        /* RFC 9112 3.2.2: with an absolute-form target the server ignores the Host field and
+         * uses the target's authority, so the app sees that as the host. */
+        req->host = req->authority;
+        for (size_t i = 0; i < req->nheaders; i++)
+            if (sy_str_ieq(req->headers[i].name, "host"))
+                req->headers[i].value = req->authority;
+    }
+    return n;
 }
 
 
@@ -231,6 +247,8 @@ static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body
         return;
     }
     h->in_app = 0;
+    if (h->phase == H1_APP && c->peer_eof)
+        sy_conn_close(c); /* the client left before this request: see h1_on_eof */
 }
 
 /* After a response: drop the request's bytes and get ready for the next one. */
@@ -258,7 +276,9 @@ static void finish_exchange(sy_conn *c, h1 *h)
         sy_buf_trim(&c->in, 65536);
         arm_idle(c, h);
     }
-    sy_conn_resume(c);
+    /* Answers waiting for the client hold further requests back (h1_on_drain resumes). */
+    if (!c->over_high_water)
+        sy_conn_resume(c);
 }
 
 static void do_switch(sy_conn *c, h1 *h)
@@ -292,6 +312,12 @@ static void h1_on_bytes(sy_conn *c)
         sy_http1_request req;
         const char *why = NULL;
         if (h->phase == H1_HEAD) {
+            if (c->over_high_water) {
+                /* The client is not reading its answers: take no more requests (and read no
+                 * more) until the queue drains below the mark (h1_on_drain). */
+                sy_conn_pause(c);
+                return;
+            }
             if (!h->seen_request && sy_conn_tls_ready(c) && strcmp(sy_tls_alpn(c->tls), "h2") == 0) {
                 /* ALPN chose HTTP/2 (RFC 9113 3.2): the server preface goes out at once. */
                 sy_h2_start_direct(c); /* releases the HTTP/1.1 state */
@@ -361,6 +387,7 @@ static void h1_on_bytes(sy_conn *c)
             h->phase = H1_BODY;
             memset(&h->ck, 0, sizeof h->ck);
             h->body_raw = h->body_end = h->head_len;
+            h->framing = 0;
             if (req.expect_continue && req.version == 11 && sy_buf_len(&c->in) == h->head_len)
                 sy_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             sy_conn_set_timeout(c, s->cfg.body_timeout);
@@ -404,6 +431,20 @@ static void h1_on_bytes(sy_conn *c)
                 h->body_raw += (size_t)r;
                 if (r == 0)
                     break;
+            }
+            /* Drop the framing just decoded: c->in keeps the head, the decoded body and what
+             * is not decoded yet, so the input limit bounds the body, not its framing. */
+            size_t framing = h->body_raw - h->body_end;
+            if (framing) {
+                sy_buf_cut(&c->in, h->body_end, framing);
+                h->body_raw = h->body_end;
+                h->framing += framing;
+                uint64_t decoded = h->body_end - h->head_len;
+                if (h->framing > FRAMING_SLACK + FRAMING_RATIO * decoded) {
+                    fail_request(c, h, 400, "chunked framing out of proportion to the body", NULL,
+                                 0);
+                    return;
+                }
             }
             if (!h->ck.done) {
                 if (c->peer_eof)
@@ -575,9 +616,29 @@ static void h1_on_eof(sy_conn *c)
         sy_conn_close(c); /* the client left during the handshake */
         return;
     }
+    if (h->phase == H1_APP && !h->in_app) {
+        /* The client left while the app owes its answer: release the connection now, and the
+         * app's kept res answers nil, "closed". A half-close (shutdown of the client's write
+         * side) counts as leaving too, as nginx treats it: nothing distinguishes it from a
+         * close until a write fails, and waiting would hold the descriptor for as long as the
+         * app takes. */
+        sy_conn_close(c);
+        return;
+    }
     if (h->phase == H1_APP || h->phase == H1_SWITCH)
-        return; /* answer first; finish_exchange closes once the queue is empty */
+        return; /* a hook is running: dispatch() checks peer_eof when it returns */
     h1_on_bytes(c);
+}
+
+static void h1_on_drain(sy_conn *c)
+{
+    h1 *h = c->proto_state;
+    if (!h || h->phase != H1_HEAD)
+        return;
+    /* Answers drained below the mark: take the pipelined requests that wait. */
+    sy_conn_resume(c);
+    if (sy_buf_len(&c->in) || c->peer_eof)
+        sy_conn_schedule(c);
 }
 
 static void h1_on_timeout(sy_conn *c)
@@ -622,7 +683,7 @@ const sy_proto sy_proto_http1 = {
     .name = "http1",
     .on_bytes = h1_on_bytes,
     .on_eof = h1_on_eof,
-    .on_drain = NULL,
+    .on_drain = h1_on_drain,
     .on_timeout = h1_on_timeout,
     .on_shutdown = h1_on_shutdown,
     .on_close = h1_on_close,

@@ -11,6 +11,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "app.h"
 #include "proto.h"
@@ -20,6 +23,16 @@ static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_stop_done(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Seconds between checks for memory to give back while connections live. */
+#define GIVE_BACK_EVERY 10.0
+/* Growth of free memory (the pool's slabs since it last gave back, glibc's free heap since
+ * its low point) worth giving back when the last connection closes, and while connections
+ * live (then at least as much as the pool kept). Below it, a server that closes its last
+ * connection after every request does no work for it. */
+#define GIVE_BACK_IDLE ((size_t)1 << 20)
+#define GIVE_BACK_BUSY ((size_t)32 << 20)
 
 void sy_log(const char *level, const char *fmt, ...)
 {
@@ -60,6 +73,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     s->cfg.high_water = 1024 * 1024;
     s->cfg.max_buffered_total = (size_t)256 * 1024 * 1024;
     s->cfg.body_timeout = 60;
+    s->cfg.send_timeout = 60;
     s->lua.max_time = 2;
     s->lua.max_memory = (size_t)1 << 30;
     s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
@@ -73,6 +87,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     ev_idle_init(&s->nudge, on_nudge);
     ev_timer_init(&s->accept_pause, on_accept_pause, 0.1, 0.);
     ev_timer_init(&s->stop_done, on_stop_done, 0., 0.);
+    ev_timer_init(&s->give_back, on_give_back, GIVE_BACK_EVERY, GIVE_BACK_EVERY);
     return s;
 
 fail_headers:
@@ -164,6 +179,14 @@ int sy_server_hold_input(sy_server *s, size_t *held, size_t want)
         return SY_ELIMIT;
     s->input_held += more;
     *held = want;
+    return 0;
+}
+
+SY_API int sy_server_set_send_timeout(sy_server *s, double seconds)
+{
+    if (!(seconds >= 0 && seconds <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "send timeout must be in [0, 86400] s");
+    s->cfg.send_timeout = seconds;
     return 0;
 }
 
@@ -458,6 +481,8 @@ void sy_server_conn_added(sy_server *s, sy_conn *c)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    if (!ev_is_active(&s->give_back))
+        ev_timer_start(s->loop, &s->give_back);
 }
 
 /* The stop is complete: the host hears of it from the loop, never from inside the close chain
@@ -490,6 +515,10 @@ void sy_server_conn_closed(sy_server *s, sy_conn *c)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->nconns--;
+    if (s->nconns == 0) {
+        ev_timer_stop(s->loop, &s->give_back);
+        s->went_idle = 1;
+    }
     c->next_dead = s->dead;
     s->dead = c;
     sy_server_kick(s);
@@ -538,6 +567,42 @@ static void reap(sy_server *s)
     }
 }
 
+/* Returns memory held after a spike to the system: the pool's empty slabs, then glibc's free
+ * heap pages (malloc_trim). idle: the last connection just closed; otherwise a periodic check,
+ * which acts only on a large amount so a busy server does not give back what it reuses. */
+static void give_back(sy_server *s, int idle)
+{
+    size_t pool_grown = s->pool.slab_bytes > s->pool_after_release
+                            ? s->pool.slab_bytes - s->pool_after_release
+                            : 0;
+    size_t pool_worth = idle ? GIVE_BACK_IDLE
+                             : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release
+                                                                       : GIVE_BACK_IDLE);
+    if (pool_grown >= pool_worth)
+        s->pool_after_release = s->pool.slab_bytes - sy_pool_release_empty(&s->pool);
+    else if (s->pool.slab_bytes < s->pool_after_release)
+        s->pool_after_release = s->pool.slab_bytes;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    /* Free chunks stay counted in fordblks after malloc_trim returns their pages, so growth
+     * from the low point is memory freed since the last trim. */
+    size_t heap_free = mallinfo2().fordblks;
+    if (heap_free >= s->heap_free_low + (idle ? GIVE_BACK_IDLE : GIVE_BACK_BUSY)) {
+        malloc_trim(0);
+        heap_free = mallinfo2().fordblks;
+        s->heap_free_low = heap_free;
+    } else if (heap_free < s->heap_free_low) {
+        s->heap_free_low = heap_free;
+    }
+#endif
+}
+
+static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    give_back(sy_container_of(w, sy_server, give_back), 0);
+}
+
 static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
@@ -546,6 +611,10 @@ static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents)
     if (s->scheduled)
         run_scheduled(s);
     reap(s);
+    if (s->went_idle && s->nconns == 0 && !s->dead) {
+        s->went_idle = 0;
+        give_back(s, 1);
+    }
     if (s->scheduled)
         sy_server_kick(s);
 }
@@ -662,6 +731,7 @@ SY_API void sy_server_free(sy_server *s)
     ev_timer_stop(s->loop, &s->stop_done); /* freed first: done_cb never runs */
     s->stop_cb = NULL;
     ev_timer_stop(s->loop, &s->accept_pause);
+    ev_timer_stop(s->loop, &s->give_back);
     sy_app_close(s);
     sy_tls_ctx_free(s->tls_ctx);
     sy_ws_server_dispose(s);

@@ -30,6 +30,7 @@ typedef struct sy_config {
     size_t max_buffered_total; /* 256 MiB: request bodies and partial WebSocket messages held
                                   by the whole server at once (0: no limit) */
     double body_timeout;   /* 60 s: a request body that makes no progress for this long */
+    double send_timeout;   /* 60 s: queued output that makes no progress closes; 0: none */
 } sy_config;
 
 struct sy_server {
@@ -58,6 +59,10 @@ struct sy_server {
     ev_timer stop_done;         /* zero delay: calls stop_cb from the loop, after the close
                                    chain that ended the last connection has returned */
     ev_timer accept_pause;      /* accepting resumes when it fires (after EMFILE and the like) */
+    ev_timer give_back;         /* while connections live: memory held after a spike goes back */
+    int went_idle;              /* the last connection closed: give memory back once reaped */
+    size_t pool_after_release;  /* pool bytes after the last sy_pool_release_empty (or less) */
+    size_t heap_free_low;       /* glibc's free heap bytes after the last trim (or less) */
     void (*stop_cb)(struct sy_server *, void *);
     void *stop_ud;
     const char *ws_validated;   /* text message being handled by a ws handler (valid UTF-8) */

@@ -54,6 +54,9 @@ SY_API int sy_server_set_max_buffered_total(sy_server *s, size_t bytes);
 /* A request body that makes no progress for this long gets 408 (HTTP/1.1) or its stream is
  * answered 408 and reset (HTTP/2); HTTP/2 PINGs and other frames do not count as progress. */
 SY_API int sy_server_set_body_timeout(sy_server *s, double seconds);
+/* Output that waits this long without the peer taking a byte closes the connection, whatever
+ * its protocol (default 60 s; 0: never). Applies to connections' next wait. */
+SY_API int sy_server_set_send_timeout(sy_server *s, double seconds);
 
 /* Adds a cleartext HTTP/1.1 listener on host:port (port 0 picks one). reuseport sets
  * SO_REUSEPORT. Returns 0 and starts accepting once the app is loaded; the actual port is

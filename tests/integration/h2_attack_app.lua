@@ -4,7 +4,7 @@
 local big = ("0123456789abcdef"):rep(65536)   -- 1 MiB, made once
 
 return {
-  http = { keepalive_timeout = 2 },
+  http = { keepalive_timeout = 2, send_timeout = 2 },
   request = function(req, res)
     if req.path == "/big" then return res:send(200, big) end
     res:send(200, "ok " .. req.path .. "\n", { ["content-type"] = "text/plain" })

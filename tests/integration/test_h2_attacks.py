@@ -27,7 +27,7 @@ from sytest import Server, missing_bin, start_watchdog  # noqa: E402
 import h2frames as F  # noqa: E402
 
 APP = os.path.join("tests", "integration", "h2_attack_app.lua")
-STALL = 2.0                # h2_attack_app.lua: keepalive_timeout
+STALL = 2.0                # h2_attack_app.lua: send_timeout
 ENHANCE_YOUR_CALM = 11
 CONNS = 4                  # attacking connections
 STREAMS = 50               # requests for 1 MiB on each (the server allows 100 at once)
