@@ -324,12 +324,30 @@ int sy_lua_push_hook(lua_State *L, const char *name)
 
 /* ---- decisions ---------------------------------------------------------------------------- */
 
-static void new_decision(lua_State *L, const char *kind, int nrec)
+static const char *const decision_kinds[] = {"", "accept", "ignore", "upgrade_required",
+                                             "reject"};
+
+sy_decision *sy_lua_test_decision(lua_State *L, int idx)
 {
-    lua_createtable(L, 0, nrec + 1);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
+    return luaL_testudata(L, idx, SY_DECISION_MT);
+}
+
+/* Pushes a new decision of kind with every user value nil. */
+static sy_decision *new_decision(lua_State *L, int kind)
+{
+    sy_decision *d = lua_newuserdatauv(L, sizeof *d, DV_COUNT);
+    d->kind = kind;
+    d->status = 0;
+    d->flags = 0;
     luaL_setmetatable(L, SY_DECISION_MT);
+    return d;
+}
+
+/* Sets user value uv of the decision at the top to the value at idx. */
+static void decision_set(lua_State *L, int uv, int idx)
+{
+    lua_pushvalue(L, idx);
+    lua_setiuservalue(L, -2, uv);
 }
 
 static void check_header_value(lua_State *L, int arg, const char *v, size_t n)
@@ -341,30 +359,69 @@ static void check_header_value(lua_State *L, int arg, const char *v, size_t n)
     }
 }
 
-/* sy.accept(token, handlers?, options?) */
+/* t[k] without metamethods; t at an absolute index. */
+static int rawfield(lua_State *L, int t, const char *k)
+{
+    lua_pushstring(L, k);
+    return lua_rawget(L, t);
+}
+
+/* sy.accept(token, handlers?, options?): everything is checked here, where the app's line is
+ * in the traceback; options are copied, so a later change to the app's table cannot reach the
+ * decision. */
 static int l_accept(lua_State *L)
 {
     lua_settop(L, 3); /* absent arguments read as nil, never as what is pushed below */
     size_t n;
-    luaL_checklstring(L, 1, &n);
+    const char *tok = luaL_checklstring(L, 1, &n);
     luaL_argcheck(L, n > 0, 1, "empty token");
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
-    new_decision(L, "accept", 3);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "token");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "handlers");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "options");
+    int copy = 0, headers = 0;
+    if (lua_istable(L, 3)) {
+        lua_newtable(L); /* [token, handlers, options, copy] */
+        copy = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, copy);
+        }
+        int t = rawfield(L, copy, "subprotocol");
+        luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING, 3, "subprotocol must be a string");
+        lua_pop(L, 1);
+        t = rawfield(L, copy, "data");
+        luaL_argcheck(L, t == LUA_TNIL || t == LUA_TTABLE, 3, "data must be a table");
+        lua_pop(L, 1);
+        if (rawfield(L, copy, "headers") != LUA_TNIL) {
+            luaL_argcheck(L, lua_istable(L, -1), 3, "headers must be a table");
+            int flags = 0;
+            sy_lua_push_headers(L, -1, &flags);
+            headers = lua_gettop(L);
+        } else {
+            lua_pop(L, 1);
+        }
+        if (n == 9 && sy_str_ieq(sy_str_make(tok, n), "websocket")) {
+            sy_ws_options wo;
+            sy_ws_default_options(&wo);
+            sy_lua_ws_options(L, copy, &wo); /* raises on a bad value */
+        }
+    }
+    new_decision(L, SY_DECIDE_ACCEPT);
+    decision_set(L, DV_TOKEN, 1);
+    decision_set(L, DV_HANDLERS, 2);
+    if (copy)
+        decision_set(L, DV_OPTIONS, copy);
+    if (headers)
+        decision_set(L, DV_HEADERS, headers);
     return 1;
 }
 
 static int l_ignore(lua_State *L)
 {
-    new_decision(L, "ignore", 0);
+    new_decision(L, SY_DECIDE_IGNORE);
     return 1;
 }
 
@@ -377,11 +434,12 @@ static int l_upgrade_required(lua_State *L)
     luaL_argcheck(L, n > 0, 1, "empty protocol list");
     check_header_value(L, 1, p, n);
     luaL_optstring(L, 2, NULL);
-    new_decision(L, "upgrade_required", 2);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "protocols");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "body");
+    lua_tostring(L, 1); /* numbers become the strings C reads */
+    if (!lua_isnil(L, 2))
+        lua_tostring(L, 2);
+    new_decision(L, SY_DECIDE_UPGRADE_REQUIRED);
+    decision_set(L, DV_TOKEN, 1);
+    decision_set(L, DV_BODY, 2);
     return 1;
 }
 
@@ -390,17 +448,69 @@ static int l_reject(lua_State *L)
 {
     lua_settop(L, 3);
     lua_Integer status = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, status >= 200 && status <= 999, 1, "status must be 200..999");
+    luaL_argcheck(L, status >= 200 && status <= 599, 1, "status must be 200..599");
     luaL_optstring(L, 2, NULL);
-    if (!lua_isnoneornil(L, 3))
+    if (!lua_isnil(L, 2))
+        lua_tostring(L, 2);
+    int flags = 0, headers = 0;
+    if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-    new_decision(L, "reject", 3);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "status");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "body");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "headers");
+        sy_lua_push_headers(L, 3, &flags); /* raises on a bad name or value */
+        headers = lua_gettop(L);
+    }
+    sy_decision *d = new_decision(L, SY_DECIDE_REJECT);
+    d->status = (int)status;
+    d->flags = flags;
+    decision_set(L, DV_BODY, 2);
+    if (headers)
+        decision_set(L, DV_HEADERS, headers);
+    return 1;
+}
+
+/* Decisions read like the calls that made them (d.kind, d.token, d.status, d.body,
+ * d.protocols, d.handlers); they cannot be changed. */
+static int decision_index(lua_State *L)
+{
+    sy_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 0;
+    if (strcmp(k, "kind") == 0) {
+        lua_pushstring(L, decision_kinds[d->kind]);
+    } else if (strcmp(k, "status") == 0 && d->kind == SY_DECIDE_REJECT) {
+        lua_pushinteger(L, d->status);
+    } else if ((strcmp(k, "token") == 0 && d->kind == SY_DECIDE_ACCEPT) ||
+               (strcmp(k, "protocols") == 0 && d->kind == SY_DECIDE_UPGRADE_REQUIRED)) {
+        lua_getiuservalue(L, 1, DV_TOKEN);
+    } else if (strcmp(k, "handlers") == 0) {
+        lua_getiuservalue(L, 1, DV_HANDLERS);
+    } else if (strcmp(k, "body") == 0) {
+        lua_getiuservalue(L, 1, DV_BODY);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int decision_newindex(lua_State *L)
+{
+    return luaL_error(L, "a decision cannot be changed (field '%s'): make a new one with "
+                         "sy.accept, sy.ignore, sy.upgrade_required or sy.reject",
+                      luaL_tolstring(L, 2, NULL));
+}
+
+static int decision_tostring(lua_State *L)
+{
+    sy_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
+    if (d->kind == SY_DECIDE_REJECT) {
+        lua_pushfstring(L, SY_DECISION_MT "(reject %d)", d->status);
+    } else if (d->kind == SY_DECIDE_ACCEPT || d->kind == SY_DECIDE_UPGRADE_REQUIRED) {
+        lua_getiuservalue(L, 1, DV_TOKEN);
+        lua_pushfstring(L, SY_DECISION_MT "(%s %s)", decision_kinds[d->kind],
+                        lua_tostring(L, -1));
+    } else {
+        lua_pushfstring(L, SY_DECISION_MT "(%s)", decision_kinds[d->kind]);
+    }
     return 1;
 }
 
@@ -454,8 +564,12 @@ SY_API int luaopen_switchyard(lua_State *L)
     luaL_newlib(L, module_fns);
     /* [..., module] */
     if (luaL_newmetatable(L, SY_DECISION_MT)) {
-        lua_pushstring(L, "switchyard.Decision");
-        lua_setfield(L, -2, "__name");
+        lua_pushcfunction(L, decision_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, decision_newindex);
+        lua_setfield(L, -2, "__newindex");
+        lua_pushcfunction(L, decision_tostring);
+        lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
     sy_lua_open_request(L);
