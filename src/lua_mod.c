@@ -1,5 +1,6 @@
 /* The switchyard Lua module, the server's Lua state, app loading and the one C->Lua call helper. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -654,7 +655,22 @@ int sy_app_open(sy_server *s)
 }
 
 /* app.http = { max_head =, max_headers =, max_body =, header_timeout =, keepalive_timeout =,
- * high_water = }: the server's HTTP limits, set when the app loads (app table at the top). */
+ * high_water = }: the server's HTTP limits, set when the app loads (app table at the top).
+ * Each value is checked as a Lua number (range, NaN, integral for sizes and counts) before it
+ * is converted: a double out of a size_t's range has no defined conversion. */
+static const struct http_limit {
+    const char *key;
+    double lo, hi;  /* inclusive, except lo for times (> lo) */
+    int integer;    /* a size or count: integral values only */
+} http_limits[] = {
+    {"max_head", 256, 1024 * 1024, 1},
+    {"max_headers", 1, 10000, 1},
+    {"max_body", 0, 1099511627776.0, 1}, /* 1 TiB */
+    {"header_timeout", 0, 3600, 0},
+    {"keepalive_timeout", 0, 86400, 0},
+    {"high_water", 1024, 1099511627776.0, 1},
+};
+
 static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
 {
     int t = lua_getfield(L, -1, "http");
@@ -667,25 +683,32 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
         return sy_server_fail(s, SY_ELUA, "%s: app.http must be a table (got %s)", path,
                               lua_typename(L, t));
     }
-    static const char *const keys[] = {"max_head", "max_headers", "max_body", "header_timeout",
-                                       "keepalive_timeout", "high_water", NULL};
+    const size_t nlimits = sizeof http_limits / sizeof http_limits[0];
     int rc = 0;
     lua_pushnil(L);
     while (rc == 0 && lua_next(L, -2)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-        int which = -1;
-        for (int i = 0; k && keys[i]; i++)
-            if (strcmp(k, keys[i]) == 0)
-                which = i;
-        if (which < 0) {
+        const struct http_limit *lim = NULL;
+        for (size_t i = 0; k && i < nlimits; i++)
+            if (strcmp(k, http_limits[i].key) == 0)
+                lim = &http_limits[i];
+        double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
+        int pushed = 0; /* the value as a string, for a message */
+        int ok = lim && v <= lim->hi && (lim->integer ? v >= lim->lo && v == floor(v) : v > lim->lo);
+        if (!lim) {
             rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path,
                                 k ? k : "?");
-        } else if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0) {
-            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be a non-negative number", path,
-                                k);
+        } else if (!ok && lim->integer) {
+            pushed = 1;
+            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be an integer in %.0f .. %.0f "
+                                "(got %s)", path, k, lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
+        } else if (!ok) {
+            pushed = 1;
+            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be a number of seconds in "
+                                "(%g, %g] (got %s)", path, k, lim->lo, lim->hi,
+                                luaL_tolstring(L, -1, NULL));
         } else {
-            double v = lua_tonumber(L, -1);
-            switch (which) {
+            switch (lim - http_limits) {
             case 0: rc = sy_server_set_max_head(s, (size_t)v); break;
             case 1: rc = sy_server_set_max_headers(s, (size_t)v); break;
             case 2: rc = sy_server_set_max_body(s, (size_t)v); break;
@@ -699,7 +722,7 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
                 rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s: %s", path, k, why);
             }
         }
-        lua_pop(L, 1);
+        lua_pop(L, 1 + pushed);
     }
     if (rc != 0)
         lua_pop(L, 1); /* the key lua_next left */
