@@ -234,6 +234,45 @@ static const char COROUTINE_ARMING[] =
     "  return wrap(function(...) arm() return f(...) end)\n"
     "end\n";
 
+/* Lua runs __gc finalizers with debug hooks off, so app.lua.max_time cannot stop one: a loop in
+ * a finalizer would stall the server for good. Apps may not install finalizers: setmetatable
+ * (and debug.setmetatable) refuse a metatable with a __gc field, and the metatables of
+ * userdata (the core's handles, io files, C libraries' objects), whose objects C marks for
+ * finalization, are handed to the app as read-only views, so no __gc can be put in one.
+ * Objects are marked when their metatable is set (Lua 5.4 manual 2.5.3): a __gc added to an
+ * app's metatable later never runs, and a second setmetatable with it is refused. */
+static const char GC_GUARD[] =
+    "local setmetatable, getmetatable, rawget, type, error, next, debug = ...\n"
+    "local msg = '__gc is not allowed in switchyard apps: Lua runs finalizers outside '\n"
+    "  .. 'app.lua.max_time (release resources explicitly, or with a <close> variable)'\n"
+    "local function check(mt)\n"
+    "  if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then error(msg, 3) end\n"
+    "end\n"
+    "local function readonly()\n"
+    "  error('the metatable of a userdata cannot be changed in switchyard apps (a __gc put '\n"
+    "        .. 'there would run outside app.lua.max_time)', 2)\n"
+    "end\n"
+    "local views = setmetatable({}, { __mode = 'k' })\n"
+    "local function view(v, mt)\n"
+    "  if type(v) ~= 'userdata' or type(mt) ~= 'table' then return mt end\n"
+    "  local p = views[mt]\n"
+    "  if not p then\n"
+    "    p = setmetatable({}, { __index = mt, __newindex = readonly, __metatable = false,\n"
+    "                           __pairs = function() return next, mt, nil end })\n"
+    "    views[mt] = p\n"
+    "  end\n"
+    "  return p\n"
+    "end\n"
+    "_G.setmetatable = function(t, mt) check(mt) return setmetatable(t, mt) end\n"
+    "_G.getmetatable = function(v) return view(v, getmetatable(v)) end\n"
+    "local dset, dget = debug.setmetatable, debug.getmetatable\n"
+    "debug.setmetatable = function(v, mt)\n"
+    "  check(mt)\n"
+    "  if type(v) == 'userdata' then readonly() end\n"
+    "  return dset(v, mt)\n"
+    "end\n"
+    "debug.getmetatable = function(v) return view(v, dget(v)) end\n";
+
 /* The one entry from C into Lua. *what (read after the call, so it may name a stage that
  * changed during it) and name label the log line. */
 static int protected_call_at(lua_State *L, int base, int nargs, int nres,
@@ -632,6 +671,18 @@ int sy_app_open(sy_server *s)
     lua_getfield(L, -2, "wrap");
     lua_remove(L, -3);
     if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    if (luaL_loadstring(L, GC_GUARD) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    static const char *const guard_args[] = {"setmetatable", "getmetatable", "rawget", "type",
+                                             "error", "next", "debug"};
+    for (size_t i = 0; i < sizeof guard_args / sizeof guard_args[0]; i++)
+        lua_getglobal(L, guard_args[i]);
+    if (lua_pcall(L, 7, 0, 0) != LUA_OK) {
         lua_close(L);
         return SY_ENOMEM;
     }
