@@ -818,6 +818,23 @@ static int apply_lua_limits(sy_server *s, lua_State *L, const char *path)
     return rc;
 }
 
+/* The time budget of loading the app: the embedder's setting, else SWITCHYARD_LOAD_TIMEOUT,
+ * else the default (10 s). Returns 0, or SY_EINVAL with the message for a bad variable. */
+static int load_budget(sy_server *s, double *budget)
+{
+    *budget = s->lua.load_time;
+    const char *env = s->lua.load_time_set ? NULL : getenv("SWITCHYARD_LOAD_TIMEOUT");
+    if (!env || !*env)
+        return 0;
+    char *end;
+    double v = strtod(env, &end);
+    if (*end || !(v >= 0 && v <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "SWITCHYARD_LOAD_TIMEOUT must be seconds in "
+                              "0 .. 86400 (got '%s')", env);
+    *budget = v;
+    return 0;
+}
+
 int sy_app_load(sy_server *s, const char *path)
 {
     lua_State *L = s->L;
@@ -843,13 +860,28 @@ int sy_app_load(sy_server *s, const char *path)
         lua_settop(L, 0);
         return rc;
     }
+    /* The load has a budget of its own: app.lua.max_time is only known once it has run. */
+    double budget = 0;
+    if (load_budget(s, &budget) != 0) {
+        lua_settop(L, 0);
+        return SY_EINVAL;
+    }
+    double max_time = s->lua.max_time, t0 = mono_now();
+    s->lua.max_time = budget;
     s->lua_depth++;
     sy_server *prev = budget_enter(s, L);
     int lrc = lua_pcall(L, 0, 1, 1);
     budget_leave(s, L, prev);
     s->lua_depth--;
+    s->lua.max_time = max_time;
     if (lrc != LUA_OK) {
-        int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
+        int rc;
+        if (budget > 0 && mono_now() - t0 >= budget)
+            rc = sy_server_fail(s, SY_ELUA, "%s: loading the app ran past its time budget for "
+                                "loading (%g s; SWITCHYARD_LOAD_TIMEOUT sets it): %s", path,
+                                budget, lua_tostring(L, -1));
+        else
+            rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);
         return rc;
     }

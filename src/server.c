@@ -59,6 +59,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     s->cfg.high_water = 1024 * 1024;
     s->lua.max_time = 2;
     s->lua.max_memory = (size_t)1 << 30;
+    s->lua.load_time = 10;
     s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
     if (!s->scratch_headers)
         goto fail_server;
@@ -127,6 +128,15 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes)
     if (bytes < 1024)
         return sy_server_fail(s, SY_EINVAL, "high-water mark must be at least 1 KiB");
     s->cfg.high_water = bytes;
+    return 0;
+}
+
+SY_API int sy_server_set_load_timeout(sy_server *s, double seconds)
+{
+    if (!(seconds >= 0 && seconds <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "load timeout must be in [0, 86400] s");
+    s->lua.load_time = seconds;
+    s->lua.load_time_set = 1;
     return 0;
 }
 
