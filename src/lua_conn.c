@@ -432,9 +432,9 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, int dec, const sy_ht
             lua_pop(L, 1);
     }
     /* The 101 names the protocol as the client offered it (RFC 9110 7.8). */
-    sy_str value = websocket ? SY_STR("websocket")
-                             : sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
-                                                                   : o->name.len);
+    size_t offer_len = o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
+                                    : o->name.len;
+    sy_str value = websocket ? SY_STR("websocket") : sy_str_make(o->name.p, offer_len);
     sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
     void *state = h;
     if (websocket) {

@@ -745,7 +745,8 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
                 lim = &http_limits[i];
         double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
         int pushed = 0; /* the value as a string, for a message */
-        int ok = lim && v <= lim->hi && (lim->integer ? v >= lim->lo && v == floor(v) : v > lim->lo);
+        int ok = lim && v <= lim->hi &&
+                 (lim->integer ? v >= lim->lo && v == floor(v) : v > lim->lo);
         if (!lim) {
             rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path,
                                 k ? k : "?");
