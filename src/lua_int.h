@@ -70,9 +70,10 @@ sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags);
 /* Keeps a pending response alive after its hook returned (it may be sent from a timer). */
 void sy_lua_anchor_response(lua_State *L, int idx);
 
-/* User values of connection handles: 1 handlers, 2 data (the app's table, made on first use),
- * 3 path, 4 subprotocol, 5 subscribed topics (WebSocket). Nothing per connection is created
- * before it is needed: an idle WebSocket costs a few hundred bytes. */
+/* User values of connection handles: 1 handlers, 2 data (options.data of sy.accept, else the
+ * app's table made on first use), 3 path, 4 subprotocol, 5 subscribed topics (WebSocket).
+ * Nothing per connection is created before it is needed: an idle WebSocket costs a few hundred
+ * bytes. */
 enum { UV_HANDLERS = 1, UV_DATA, UV_PATH, UV_SUBPROTOCOL, UV_TOPICS, UV_COUNT = UV_TOPICS };
 
 typedef struct lconn {
