@@ -5,6 +5,10 @@ local H = require "helpers.server"
 
 local APP = "spec/apps/gc_attack.lua"
 
+-- Eight servers start here, one per attack: give each start a generous bound (under valgrind
+-- on a busy machine one can take more than the default 5 s).
+H.TIMEOUT = 30
+
 describe("__gc finalizers in apps", function()
   after_each(H.close_all)
 
