@@ -26,10 +26,14 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     else
         lua_newtable(L);
     lua_setiuservalue(L, -2, UV_HANDLERS);
-    lua_pushvalue(L, -1);
-    h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    h->conn = c;
     return h;
+}
+
+void sy_lua_attach(lua_State *L, int idx, lconn *h, sy_conn *c)
+{
+    lua_pushvalue(L, idx);
+    h->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the one step here that may raise */
+    h->conn = c;
 }
 
 void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value)
@@ -316,13 +320,36 @@ void sy_lua_open_conn(lua_State *L)
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
+/* The request must not be left unanswered: when an answer could not be written (rc other
+ * than 0 or SY_ECLOSED, which means the connection or the request is gone already), the
+ * connection closes. */
+static void answered_or_close(sy_conn *c, int rc)
+{
+    if (rc != 0 && rc != SY_ECLOSED && !c->closing)
+        sy_conn_close(c);
+}
+
 /* The core's answer when the app itself failed: 500 and a log line. */
 static void app_error(sy_conn *c, const char *why)
 {
     sy_log("error", "%s", why);
     static const char body[] = "internal server error\n";
-    sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
-                  sy_str_make(body, sizeof body - 1), 0);
+    int rc = sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                           sy_str_make(body, sizeof body - 1), 0);
+    answered_or_close(c, rc);
+}
+
+/* Answers the upgrade request with the app's status; a failure to write it becomes a 500, and
+ * a failure of that a close. */
+static void app_answer(sy_conn *c, int status, sy_str headers, sy_str body, int flags)
+{
+    int rc = sy_h1_respond(c, NULL, status, headers, body, flags);
+    if (rc != 0 && rc != SY_ECLOSED && !c->closing) {
+        char why[128];
+        snprintf(why, sizeof why, "the answer of app.upgrade (status %d) could not be sent: %s",
+                 status, sy_strerror(rc));
+        app_error(c, why);
+    }
 }
 
 static int offered_subprotocol(sy_str list, const char *want, size_t wlen)
@@ -358,14 +385,30 @@ static void raw_options(lua_State *L, int idx, sy_raw_options *o)
     lua_settop(L, top);
 }
 
-/* Accept: the decision table is at the top of the stack, the request at req_idx. Returns 1. */
-static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
+/* Pushes user value uv of the decision at dec and returns its index when it has type want;
+ * else pushes nothing and returns 0. */
+static int decision_get(lua_State *L, int dec, int uv, int want)
+{
+    if (lua_getiuservalue(L, dec, uv) == want)
+        return lua_gettop(L);
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Accept: the decision at dec, the request at req_idx. Every step that may raise (a Lua
+ * allocation, the app's options) runs before the handle is anchored and before any C state is
+ * made for the connection; from the anchor on, only calls that cannot raise. Returns 1. */
+static int do_accept(lua_State *L, sy_conn *c, int req_idx, int dec, const sy_http1_request *req,
                      sy_str body, const sy_upgrade_offer *offers, size_t n)
 {
-    int dec = lua_gettop(L);
-    lua_getfield(L, dec, "token");
-    size_t tlen;
-    const char *tok = lua_tolstring(L, -1, &tlen);
+    size_t tlen = 0;
+    const char *tok = NULL;
+    if (decision_get(L, dec, DV_TOKEN, LUA_TSTRING))
+        tok = lua_tolstring(L, -1, &tlen);
+    if (!tok) {
+        app_error(c, "app.upgrade returned an accept decision without a token");
+        return 1;
+    }
     int i = sy_upgrade_match(offers, n, sy_str_make(tok, tlen));
     if (i < 0) {
         char why[256];
@@ -375,10 +418,11 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
         return 1;
     }
     const sy_upgrade_offer *o = &offers[i];
-    lua_getfield(L, dec, "handlers");
-    int handlers = lua_istable(L, -1) ? lua_gettop(L) : 0;
-    lua_getfield(L, dec, "options");
-    int options = lua_istable(L, -1) ? lua_gettop(L) : 0;
+    int handlers = decision_get(L, dec, DV_HANDLERS, LUA_TTABLE);
+    int options = decision_get(L, dec, DV_OPTIONS, LUA_TTABLE);
+    sy_str headers = {"", 0};
+    if (decision_get(L, dec, DV_HEADERS, LUA_TSTRING))
+        headers.p = lua_tolstring(L, -1, &headers.len);
 
     if (o->kind == SY_UP_TLS) {
         /* RFC 2817: the token's version pins the lowest TLS version; TLS/1.0 and TLS/1.1 (and
@@ -394,17 +438,14 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
         }
         sy_str value = sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
                                                           : o->name.len);
-        if (sy_h1_start_tls(c, value, min_version) == SY_EINVAL)
+        int rc = sy_h1_start_tls(c, value, min_version);
+        if (rc == SY_EINVAL)
             app_error(c, "the TLS upgrade could not start");
+        else if (rc != SY_EPROTO)
+            answered_or_close(c, rc);
         return 1;
     }
     if (o->kind == SY_UP_H2C) {
-        int flags = 0;
-        sy_str extra = {"", 0};
-        if (options && lua_getfield(L, options, "headers") != LUA_TNIL) {
-            luaL_checktype(L, -1, LUA_TTABLE);
-            extra = sy_lua_push_headers(L, -1, &flags);
-        }
         const sy_http1_header *hs = sy_http1_find(req, "http2-settings");
         void *state = hs ? sy_h2_new_upgrade(c, req, body, hs->value) : NULL;
         if (!state) {
@@ -412,13 +453,26 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
             return 1;
         }
         /* RFC 7540 3.2: 101 with "Upgrade: h2c", then the server preface, then stream 1. */
-        if (sy_h1_accept(c, SY_STR("h2c"), extra, &sy_proto_h2, state) != 0)
+        int rc = sy_h1_accept(c, SY_STR("h2c"), headers, &sy_proto_h2, state);
+        if (rc != 0) {
             sy_h2_free(state);
+            answered_or_close(c, rc);
+        }
         return 1;
+    }
+    int websocket = o->kind == SY_UP_WEBSOCKET;
+    const char *sp = NULL; /* the subprotocol chosen (a string on the stack), or NULL */
+    size_t sl = 0;
+    if (websocket && options) {
+        lua_pushliteral(L, "subprotocol");
+        if (lua_rawget(L, options) == LUA_TSTRING)
+            sp = lua_tolstring(L, -1, &sl);
+        else
+            lua_pop(L, 1);
     }
     /* The 101's extra header lines, built as strings on the stack and joined at the end. */
     int first = lua_gettop(L) + 1;
-    if (o->kind == SY_UP_WEBSOCKET) {
+    if (websocket) {
         sy_str key = sy_lua_request_header(L, req_idx, "sec-websocket-key");
         char accept[29];
         if (sy_upgrade_ws_accept(key, accept) != 0) {
@@ -426,40 +480,23 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
             return 1;
         }
         lua_pushfstring(L, "Sec-WebSocket-Accept: %s\r\n", accept);
-        if (options && lua_getfield(L, options, "subprotocol") != LUA_TNIL) {
-            size_t sl;
-            const char *sp = lua_tolstring(L, -1, &sl);
+        if (sp) {
             sy_str offered = sy_lua_request_header(L, req_idx, "sec-websocket-protocol");
-            if (!sp || !offered.p || !offered_subprotocol(offered, sp, sl)) {
+            if (!offered.p || !offered_subprotocol(offered, sp, sl)) {
                 char why[256];
                 snprintf(why, sizeof why,
                          "app.upgrade chose subprotocol '%s', which the client did not offer",
-                         sp ? sp : "?");
+                         sp);
                 app_error(c, why);
                 return 1;
             }
             lua_pushfstring(L, "Sec-WebSocket-Protocol: %s\r\n", sp);
-            lua_remove(L, -2);
-        } else if (options) {
-            lua_pop(L, 1);
         }
     }
-    int flags = 0;
-    if (options && lua_getfield(L, options, "headers") != LUA_TNIL) {
-        luaL_checktype(L, -1, LUA_TTABLE);
-        sy_lua_push_headers(L, -1, &flags);
-        lua_remove(L, -2);
-    } else if (options) {
-        lua_pop(L, 1);
-    }
-    lua_pushliteral(L, "");
+    lua_pushlstring(L, headers.p, headers.len);
     lua_concat(L, lua_gettop(L) - first + 1);
-    sy_str extra;
-    extra.p = lua_tolstring(L, -1, &extra.len);
+    int extra_idx = lua_gettop(L);
 
-    int websocket = o->kind == SY_UP_WEBSOCKET;
-    /* Everything that may raise (option checks) runs before the handle is anchored, so an
-     * app error here leaves no registry reference behind. */
     sy_ws_options wo;
     if (websocket) {
         sy_ws_default_options(&wo);
@@ -468,36 +505,36 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
             sy_lua_ws_options(L, -1, &wo);
         if (options)
             sy_lua_ws_options(L, options, &wo);
+        lua_settop(L, extra_idx);
         /* permessage-deflate (RFC 7692): its answer joins the 101's extra lines. */
-        int top = lua_gettop(L);
         sy_lua_ws_negotiate(L, req_idx, &wo);
-        if (lua_gettop(L) > top) {
-            lua_pushlstring(L, extra.p, extra.len);
-            lua_insert(L, -2);
+        if (lua_gettop(L) > extra_idx)
             lua_concat(L, 2);
-            extra.p = lua_tolstring(L, -1, &extra.len);
-        }
     }
     sy_raw_options ro;
     if (!websocket)
-        raw_options(L, options, &ro);
+        raw_options(L, options, &ro); /* may raise: before the handle exists */
+    sy_str extra;
+    extra.p = lua_tolstring(L, -1, &extra.len);
+
     lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
     int hidx = lua_gettop(L);
-    sy_str path = sy_str_make(req->path.p, req->path.len);
-    sy_lua_handle_set_info(L, hidx, UV_PATH, path);
-    if (websocket && options && lua_getfield(L, options, "subprotocol") == LUA_TSTRING) {
-        size_t sl;
-        const char *sp = lua_tolstring(L, -1, &sl);
+    sy_lua_handle_set_info(L, hidx, UV_PATH, sy_str_make(req->path.p, req->path.len));
+    if (sp)
         sy_lua_handle_set_info(L, hidx, UV_SUBPROTOCOL, sy_str_make(sp, sl));
-        lua_pop(L, 1);
-    } else if (websocket && options) {
-        lua_pop(L, 1);
+    if (options) {
+        /* options.data becomes ws.data / conn.data. */
+        lua_pushliteral(L, "data");
+        if (lua_rawget(L, options) == LUA_TTABLE)
+            lua_setiuservalue(L, hidx, UV_DATA);
+        else
+            lua_pop(L, 1);
     }
     /* The 101 names the protocol as the client offered it (RFC 9110 7.8). */
-    const char *upv = websocket ? "websocket" : NULL;
-    sy_str value = upv ? sy_str_make(upv, strlen(upv))
-                       : sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
-                                                             : o->name.len);
+    size_t offer_len = o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
+                                    : o->name.len;
+    sy_str value = websocket ? SY_STR("websocket") : sy_str_make(o->name.p, offer_len);
+    sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
     void *state = websocket ? sy_ws_new(h, &wo) : sy_raw_new(h, &ro);
     if (!state) {
         sy_lua_detach(h);
@@ -512,69 +549,81 @@ static int do_accept(lua_State *L, sy_conn *c, int req_idx, const sy_http1_reque
         else
             sy_raw_free(state);
         sy_lua_detach(h);
+        answered_or_close(c, rc);
         return 1;
     }
     /* open runs from the protocol's start, once the connection speaks it. */
     return 1;
 }
 
-static int is_decision(lua_State *L, int idx)
+/* The log line for a wrong return value of app.upgrade names what it returned and where the
+ * hook is defined. fn: the hook's index; the value is at the top. */
+static void bad_return(lua_State *L, sy_conn *c, int fn)
 {
-    if (!lua_getmetatable(L, idx))
-        return 0;
-    luaL_getmetatable(L, SY_DECISION_MT);
-    int eq = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return eq;
+    const char *type = luaL_typename(L, -1);
+    if (luaL_getmetafield(L, -1, "__name") == LUA_TSTRING)
+        type = lua_tostring(L, -1); /* kept on the stack while used */
+    lua_Debug ar;
+    lua_pushvalue(L, fn);
+    lua_getinfo(L, ">S", &ar);
+    char why[512];
+    snprintf(why, sizeof why,
+             "app.upgrade (%s:%d) returned a %s; it must return sy.accept(), sy.ignore(), "
+             "sy.upgrade_required(), sy.reject() or nil",
+             ar.short_src, ar.linedefined, type);
+    app_error(c, why);
 }
 
-/* Returns 1 when the upgrade hook decided, 0 to fall through to app.request. */
+/* Returns 1 when the upgrade hook decided (and the request is answered, switched or its
+ * connection closed), 0 to fall through to app.request. */
 static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
                        sy_str req_body, const sy_upgrade_offer *offers, size_t n)
 {
     if (!sy_lua_push_hook(L, "upgrade"))
         return 0;
+    int fn = lua_gettop(L);
+    lua_pushvalue(L, fn);
     lua_pushvalue(L, req_idx);
     lua_call(L, 1, 1); /* an error unwinds to sy_app_dispatch: 500 */
     if (c->closing)
         return 1;
     if (lua_isnil(L, -1))
         return 0;
-    if (!is_decision(L, -1)) {
-        app_error(c, "app.upgrade must return sy.accept/ignore/upgrade_required/reject or nil");
-        return 1;
-    }
     int dec = lua_gettop(L);
-    lua_getfield(L, dec, "kind");
-    const char *kind = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    if (strcmp(kind, "ignore") == 0)
-        return 0;
-    if (strcmp(kind, "accept") == 0)
-        return do_accept(L, c, req_idx, req, req_body, offers, n);
-    int flags = 0;
-    if (strcmp(kind, "upgrade_required") == 0) {
-        lua_getfield(L, dec, "protocols");
-        const char *hdrs = lua_pushfstring(L, "Upgrade: %s\r\n", lua_tostring(L, -1));
-        size_t blen;
-        lua_getfield(L, dec, "body");
-        const char *body = lua_isstring(L, -1) ? lua_tolstring(L, -1, &blen) : (blen = 17, "Upgrade Required\n");
-        sy_h1_respond(c, NULL, 426, sy_str_make(hdrs, strlen(hdrs)), sy_str_make(body, blen),
-                      SY_H1_CONN_UPGRADE);
+    sy_decision *d = sy_lua_test_decision(L, dec);
+    if (!d) {
+        bad_return(L, c, fn);
         return 1;
     }
-    /* reject */
-    lua_getfield(L, dec, "status");
-    int status = (int)lua_tointeger(L, -1);
-    lua_getfield(L, dec, "body");
-    size_t blen = 0;
-    const char *body = lua_isstring(L, -1) ? lua_tolstring(L, -1, &blen) : "";
-    lua_getfield(L, dec, "headers");
-    sy_str hdrs = {"", 0};
-    if (lua_istable(L, -1))
-        hdrs = sy_lua_push_headers(L, -1, &flags);
-    sy_h1_respond(c, NULL, status, hdrs, sy_str_make(body, blen), flags);
-    return 1;
+    switch (d->kind) {
+    case SY_DECIDE_IGNORE:
+        return 0;
+    case SY_DECIDE_ACCEPT:
+        return do_accept(L, c, req_idx, dec, req, req_body, offers, n);
+    case SY_DECIDE_UPGRADE_REQUIRED: {
+        const char *protocols = "";
+        if (decision_get(L, dec, DV_TOKEN, LUA_TSTRING))
+            protocols = lua_tostring(L, -1);
+        const char *hdrs = lua_pushfstring(L, "Upgrade: %s\r\n", protocols);
+        sy_str body = SY_STR("Upgrade Required\n");
+        if (decision_get(L, dec, DV_BODY, LUA_TSTRING))
+            body.p = lua_tolstring(L, -1, &body.len);
+        app_answer(c, 426, sy_str_make(hdrs, strlen(hdrs)), body, SY_H1_CONN_UPGRADE);
+        return 1;
+    }
+    case SY_DECIDE_REJECT: {
+        sy_str body = {"", 0}, hdrs = {"", 0};
+        if (decision_get(L, dec, DV_BODY, LUA_TSTRING))
+            body.p = lua_tolstring(L, -1, &body.len);
+        if (decision_get(L, dec, DV_HEADERS, LUA_TSTRING))
+            hdrs.p = lua_tolstring(L, -1, &hdrs.len);
+        app_answer(c, d->status, hdrs, body, d->flags);
+        return 1;
+    }
+    default:
+        bad_return(L, c, fn);
+        return 1;
+    }
 }
 
 /* Protected part of dispatch: hooks run with lua_call inside this one protected call, so an
@@ -606,8 +655,9 @@ static int dispatch_protected(lua_State *L)
     a->stage = "app.request";
     sy_lua_push_response(L, c, a->stream);  /* [ad, req, res] */
     if (!sy_lua_push_hook(L, "request")) {
-        sy_http_respond(c, a->stream, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
-                        SY_STR("not found\n"), 0);
+        int rc = sy_http_respond(c, a->stream, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
+                                 SY_STR("not found\n"), 0);
+        answered_or_close(c, rc);
         return 0;
     }
     lua_pushvalue(L, req_idx);
@@ -628,9 +678,11 @@ static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str bod
     lua_pushcfunction(L, dispatch_protected);
     lua_pushlightuserdata(L, &a);
     if (sy_lua_call_stage(L, 1, 0, &a.stage) != 0 && !c->closing) {
-        /* The log line names the stage that failed (the traceback has the app's file:line). */
-        sy_http_respond(c, stream, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
-                        SY_STR("internal server error\n"), 0);
+        /* The log line names the stage that failed (the traceback has the app's file:line).
+         * SY_ECLOSED: answered already (the hook sent its response, then raised). */
+        int rc = sy_http_respond(c, stream, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                                 SY_STR("internal server error\n"), 0);
+        answered_or_close(c, rc);
     }
     sy_conn_unref(c);
     lua_settop(L, top);

@@ -32,6 +32,26 @@ int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stag
 int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name);
 
 
+/* A decision returned by app.upgrade: made whole and checked by its constructor (sy.accept,
+ * sy.ignore, sy.upgrade_required, sy.reject), then read only by C (lua_conn.c); the app can
+ * neither edit nor forge one. Strings and tables live in its user values (DV_*). */
+enum { SY_DECIDE_ACCEPT = 1, SY_DECIDE_IGNORE, SY_DECIDE_UPGRADE_REQUIRED, SY_DECIDE_REJECT };
+enum {
+    DV_TOKEN = 1, /* accept: the token; upgrade_required: the protocols (string) */
+    DV_HANDLERS,  /* accept: the handlers table, or nil */
+    DV_OPTIONS,   /* accept: a private shallow copy of the options table, or nil */
+    DV_BODY,      /* reject, upgrade_required: the body string, or nil */
+    DV_HEADERS,   /* reject: validated header lines; accept: options.headers as lines; or nil */
+    DV_COUNT = DV_HEADERS
+};
+typedef struct sy_decision {
+    int kind;   /* SY_DECIDE_* */
+    int status; /* reject: 200..599 */
+    int flags;  /* reject: SY_H1_CLOSE when its headers ask for "connection: close" */
+} sy_decision;
+/* The decision at idx, or NULL when the value is not one. Never raises. */
+sy_decision *sy_lua_test_decision(lua_State *L, int idx);
+
 /* Pushes the app's hook (app[name]) or returns 0 with nothing pushed when it is not a function. */
 int sy_lua_push_hook(lua_State *L, const char *name);
 
@@ -50,10 +70,10 @@ sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags);
 /* Keeps a pending response alive after its hook returned (it may be sent from a timer). */
 void sy_lua_anchor_response(lua_State *L, int idx);
 
-/* User values of connection handles: 1 handlers, 2 data (the app's table, made on first use),
- * 3 path, 4 subprotocol, 5 subscribed topics (WebSocket), 6 the app's own fields (ws.user =
- * ...; made on first assignment). Nothing per connection is created before it is needed: an
- * idle WebSocket costs a few hundred bytes. */
+/* User values of connection handles: 1 handlers, 2 data (options.data of sy.accept, else the
+ * app's table made on first use), 3 path, 4 subprotocol, 5 subscribed topics (WebSocket), 6 the
+ * app's own fields (ws.user = ...; made on first assignment). Nothing per connection is created
+ * before it is needed: an idle WebSocket costs a few hundred bytes. */
 enum { UV_HANDLERS = 1, UV_DATA, UV_PATH, UV_SUBPROTOCOL, UV_TOPICS, UV_EXTRA,
        UV_COUNT = UV_EXTRA };
 
@@ -95,8 +115,12 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o);
 void sy_lua_ws_negotiate(lua_State *L, int req_idx, sy_ws_options *o);
 
 /* Connection handles (raw and WebSocket): creates one for c with the handlers table at
- * handlers_idx (may be 0 for none); leaves it on the stack and returns its C pointer. */
+ * handlers_idx (may be 0 for none); leaves it on the stack and returns its C pointer. The
+ * handle is created closed (no anchor, no conn): sy_lua_attach opens it. May raise. */
 void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handlers_idx);
+/* Anchors the handle at idx in the registry, then points it at c. May raise (out of memory)
+ * before anything is attached; the caller holds no C resource for it yet. */
+void sy_lua_attach(lua_State *L, int idx, lconn *h, sy_conn *c);
 /* Sets a string user value of the handle at idx (UV_PATH, UV_SUBPROTOCOL). */
 void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value);
 /* __index helpers shared by Conn and WebSocket: pushes the field named k and returns 1; for

@@ -1,5 +1,6 @@
 /* The switchyard Lua module, the server's Lua state, app loading and the one C->Lua call helper. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -250,6 +251,45 @@ static const char COROUTINE_ARMING[] =
     "  return wrap(function(...) arm() return f(...) end)\n"
     "end\n";
 
+/* Lua runs __gc finalizers with debug hooks off, so app.lua.max_time cannot stop one: a loop in
+ * a finalizer would stall the server for good. Apps may not install finalizers: setmetatable
+ * (and debug.setmetatable) refuse a metatable with a __gc field, and the metatables of
+ * userdata (the core's handles, io files, C libraries' objects), whose objects C marks for
+ * finalization, are handed to the app as read-only views, so no __gc can be put in one.
+ * Objects are marked when their metatable is set (Lua 5.4 manual 2.5.3): a __gc added to an
+ * app's metatable later never runs, and a second setmetatable with it is refused. */
+static const char GC_GUARD[] =
+    "local setmetatable, getmetatable, rawget, type, error, next, debug = ...\n"
+    "local msg = '__gc is not allowed in switchyard apps: Lua runs finalizers outside '\n"
+    "  .. 'app.lua.max_time (release resources explicitly, or with a <close> variable)'\n"
+    "local function check(mt)\n"
+    "  if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then error(msg, 3) end\n"
+    "end\n"
+    "local function readonly()\n"
+    "  error('the metatable of a userdata cannot be changed in switchyard apps (a __gc put '\n"
+    "        .. 'there would run outside app.lua.max_time)', 2)\n"
+    "end\n"
+    "local views = setmetatable({}, { __mode = 'k' })\n"
+    "local function view(v, mt)\n"
+    "  if type(v) ~= 'userdata' or type(mt) ~= 'table' then return mt end\n"
+    "  local p = views[mt]\n"
+    "  if not p then\n"
+    "    p = setmetatable({}, { __index = mt, __newindex = readonly, __metatable = false,\n"
+    "                           __pairs = function() return next, mt, nil end })\n"
+    "    views[mt] = p\n"
+    "  end\n"
+    "  return p\n"
+    "end\n"
+    "_G.setmetatable = function(t, mt) check(mt) return setmetatable(t, mt) end\n"
+    "_G.getmetatable = function(v) return view(v, getmetatable(v)) end\n"
+    "local dset, dget = debug.setmetatable, debug.getmetatable\n"
+    "debug.setmetatable = function(v, mt)\n"
+    "  check(mt)\n"
+    "  if type(v) == 'userdata' then readonly() end\n"
+    "  return dset(v, mt)\n"
+    "end\n"
+    "debug.getmetatable = function(v) return view(v, dget(v)) end\n";
+
 /* The one entry from C into Lua. *what (read after the call, so it may name a stage that
  * changed during it) and name label the log line. */
 static int protected_call_at(lua_State *L, int base, int nargs, int nres,
@@ -341,12 +381,30 @@ int sy_lua_push_hook(lua_State *L, const char *name)
 
 /* ---- decisions ---------------------------------------------------------------------------- */
 
-static void new_decision(lua_State *L, const char *kind, int nrec)
+static const char *const decision_kinds[] = {"", "accept", "ignore", "upgrade_required",
+                                             "reject"};
+
+sy_decision *sy_lua_test_decision(lua_State *L, int idx)
 {
-    lua_createtable(L, 0, nrec + 1);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
+    return luaL_testudata(L, idx, SY_DECISION_MT);
+}
+
+/* Pushes a new decision of kind with every user value nil. */
+static sy_decision *new_decision(lua_State *L, int kind)
+{
+    sy_decision *d = lua_newuserdatauv(L, sizeof *d, DV_COUNT);
+    d->kind = kind;
+    d->status = 0;
+    d->flags = 0;
     luaL_setmetatable(L, SY_DECISION_MT);
+    return d;
+}
+
+/* Sets user value uv of the decision at the top to the value at idx. */
+static void decision_set(lua_State *L, int uv, int idx)
+{
+    lua_pushvalue(L, idx);
+    lua_setiuservalue(L, -2, uv);
 }
 
 static void check_header_value(lua_State *L, int arg, const char *v, size_t n)
@@ -358,30 +416,69 @@ static void check_header_value(lua_State *L, int arg, const char *v, size_t n)
     }
 }
 
-/* sy.accept(token, handlers?, options?) */
+/* t[k] without metamethods; t at an absolute index. */
+static int rawfield(lua_State *L, int t, const char *k)
+{
+    lua_pushstring(L, k);
+    return lua_rawget(L, t);
+}
+
+/* sy.accept(token, handlers?, options?): everything is checked here, where the app's line is
+ * in the traceback; options are copied, so a later change to the app's table cannot reach the
+ * decision. */
 static int l_accept(lua_State *L)
 {
     lua_settop(L, 3); /* absent arguments read as nil, never as what is pushed below */
     size_t n;
-    luaL_checklstring(L, 1, &n);
+    const char *tok = luaL_checklstring(L, 1, &n);
     luaL_argcheck(L, n > 0, 1, "empty token");
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
-    new_decision(L, "accept", 3);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "token");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "handlers");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "options");
+    int copy = 0, headers = 0;
+    if (lua_istable(L, 3)) {
+        lua_newtable(L); /* [token, handlers, options, copy] */
+        copy = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, copy);
+        }
+        int t = rawfield(L, copy, "subprotocol");
+        luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING, 3, "subprotocol must be a string");
+        lua_pop(L, 1);
+        t = rawfield(L, copy, "data");
+        luaL_argcheck(L, t == LUA_TNIL || t == LUA_TTABLE, 3, "data must be a table");
+        lua_pop(L, 1);
+        if (rawfield(L, copy, "headers") != LUA_TNIL) {
+            luaL_argcheck(L, lua_istable(L, -1), 3, "headers must be a table");
+            int flags = 0;
+            sy_lua_push_headers(L, -1, &flags);
+            headers = lua_gettop(L);
+        } else {
+            lua_pop(L, 1);
+        }
+        if (n == 9 && sy_str_ieq(sy_str_make(tok, n), "websocket")) {
+            sy_ws_options wo;
+            sy_ws_default_options(&wo);
+            sy_lua_ws_options(L, copy, &wo); /* raises on a bad value */
+        }
+    }
+    new_decision(L, SY_DECIDE_ACCEPT);
+    decision_set(L, DV_TOKEN, 1);
+    decision_set(L, DV_HANDLERS, 2);
+    if (copy)
+        decision_set(L, DV_OPTIONS, copy);
+    if (headers)
+        decision_set(L, DV_HEADERS, headers);
     return 1;
 }
 
 static int l_ignore(lua_State *L)
 {
-    new_decision(L, "ignore", 0);
+    new_decision(L, SY_DECIDE_IGNORE);
     return 1;
 }
 
@@ -394,11 +491,12 @@ static int l_upgrade_required(lua_State *L)
     luaL_argcheck(L, n > 0, 1, "empty protocol list");
     check_header_value(L, 1, p, n);
     luaL_optstring(L, 2, NULL);
-    new_decision(L, "upgrade_required", 2);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "protocols");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "body");
+    lua_tostring(L, 1); /* numbers become the strings C reads */
+    if (!lua_isnil(L, 2))
+        lua_tostring(L, 2);
+    new_decision(L, SY_DECIDE_UPGRADE_REQUIRED);
+    decision_set(L, DV_TOKEN, 1);
+    decision_set(L, DV_BODY, 2);
     return 1;
 }
 
@@ -407,17 +505,69 @@ static int l_reject(lua_State *L)
 {
     lua_settop(L, 3);
     lua_Integer status = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, status >= 200 && status <= 999, 1, "status must be 200..999");
+    luaL_argcheck(L, status >= 200 && status <= 599, 1, "status must be 200..599");
     luaL_optstring(L, 2, NULL);
-    if (!lua_isnoneornil(L, 3))
+    if (!lua_isnil(L, 2))
+        lua_tostring(L, 2);
+    int flags = 0, headers = 0;
+    if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-    new_decision(L, "reject", 3);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "status");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "body");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "headers");
+        sy_lua_push_headers(L, 3, &flags); /* raises on a bad name or value */
+        headers = lua_gettop(L);
+    }
+    sy_decision *d = new_decision(L, SY_DECIDE_REJECT);
+    d->status = (int)status;
+    d->flags = flags;
+    decision_set(L, DV_BODY, 2);
+    if (headers)
+        decision_set(L, DV_HEADERS, headers);
+    return 1;
+}
+
+/* Decisions read like the calls that made them (d.kind, d.token, d.status, d.body,
+ * d.protocols, d.handlers); they cannot be changed. */
+static int decision_index(lua_State *L)
+{
+    sy_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 0;
+    if (strcmp(k, "kind") == 0) {
+        lua_pushstring(L, decision_kinds[d->kind]);
+    } else if (strcmp(k, "status") == 0 && d->kind == SY_DECIDE_REJECT) {
+        lua_pushinteger(L, d->status);
+    } else if ((strcmp(k, "token") == 0 && d->kind == SY_DECIDE_ACCEPT) ||
+               (strcmp(k, "protocols") == 0 && d->kind == SY_DECIDE_UPGRADE_REQUIRED)) {
+        lua_getiuservalue(L, 1, DV_TOKEN);
+    } else if (strcmp(k, "handlers") == 0) {
+        lua_getiuservalue(L, 1, DV_HANDLERS);
+    } else if (strcmp(k, "body") == 0) {
+        lua_getiuservalue(L, 1, DV_BODY);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int decision_newindex(lua_State *L)
+{
+    return luaL_error(L, "a decision cannot be changed (field '%s'): make a new one with "
+                         "sy.accept, sy.ignore, sy.upgrade_required or sy.reject",
+                      luaL_tolstring(L, 2, NULL));
+}
+
+static int decision_tostring(lua_State *L)
+{
+    sy_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
+    if (d->kind == SY_DECIDE_REJECT) {
+        lua_pushfstring(L, SY_DECISION_MT "(reject %d)", d->status);
+    } else if (d->kind == SY_DECIDE_ACCEPT || d->kind == SY_DECIDE_UPGRADE_REQUIRED) {
+        lua_getiuservalue(L, 1, DV_TOKEN);
+        lua_pushfstring(L, SY_DECISION_MT "(%s %s)", decision_kinds[d->kind],
+                        lua_tostring(L, -1));
+    } else {
+        lua_pushfstring(L, SY_DECISION_MT "(%s)", decision_kinds[d->kind]);
+    }
     return 1;
 }
 
@@ -471,8 +621,12 @@ SY_API int luaopen_switchyard(lua_State *L)
     luaL_newlib(L, module_fns);
     /* [..., module] */
     if (luaL_newmetatable(L, SY_DECISION_MT)) {
-        lua_pushstring(L, "switchyard.Decision");
-        lua_setfield(L, -2, "__name");
+        lua_pushcfunction(L, decision_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, decision_newindex);
+        lua_setfield(L, -2, "__newindex");
+        lua_pushcfunction(L, decision_tostring);
+        lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
     sy_lua_open_request(L);
@@ -537,6 +691,18 @@ int sy_app_open(sy_server *s)
         lua_close(L);
         return SY_ENOMEM;
     }
+    if (luaL_loadstring(L, GC_GUARD) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    static const char *const guard_args[] = {"setmetatable", "getmetatable", "rawget", "type",
+                                             "error", "next", "debug"};
+    for (size_t i = 0; i < sizeof guard_args / sizeof guard_args[0]; i++)
+        lua_getglobal(L, guard_args[i]);
+    if (lua_pcall(L, 7, 0, 0) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
     lua_pushlightuserdata(L, s);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &server_key);
     /* package.preload.switchyard, and lua/?.lua for switchyard.<name> helpers. */
@@ -558,8 +724,27 @@ int sy_app_open(sy_server *s)
 }
 
 /* app.http = { max_head =, max_headers =, max_body =, header_timeout =, keepalive_timeout =,
- * high_water =, max_buffered_total =, body_timeout = }: the server's HTTP limits, set when the
- * app loads (app table at the top). */
+ * high_water =, max_buffered_total =, body_timeout =, send_timeout = }: the server's HTTP
+ * limits, set when the app loads (app table at the top). Each value is checked as a Lua number
+ * (range, NaN, integral for sizes and counts) before it is converted: a double out of a
+ * size_t's range has no defined conversion. */
+static const struct http_limit {
+    const char *key;
+    double lo, hi;  /* inclusive, except lo for times (> lo) */
+    int integer;    /* a size or count: integral values only */
+    int zero;       /* a time that may also be 0 (none) */
+} http_limits[] = {
+    {"max_head", 256, 1024 * 1024, 1, 0},
+    {"max_headers", 1, 10000, 1, 0},
+    {"max_body", 0, 1099511627776.0, 1, 0}, /* 1 TiB */
+    {"header_timeout", 0, 3600, 0, 0},
+    {"keepalive_timeout", 0, 86400, 0, 0},
+    {"high_water", 1024, 1099511627776.0, 1, 0},
+    {"max_buffered_total", 0, 1099511627776.0, 1, 0}, /* the setter: 0 or >= 64 KiB */
+    {"body_timeout", 0, 86400, 0, 0},
+    {"send_timeout", 0, 86400, 0, 1},
+};
+
 static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
 {
     int t = lua_getfield(L, -1, "http");
@@ -572,26 +757,34 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
         return sy_server_fail(s, SY_ELUA, "%s: app.http must be a table (got %s)", path,
                               lua_typename(L, t));
     }
-    static const char *const keys[] = {"max_head", "max_headers", "max_body", "header_timeout",
-                                       "keepalive_timeout", "high_water", "max_buffered_total",
-                                       "body_timeout", "send_timeout", NULL};
+    const size_t nlimits = sizeof http_limits / sizeof http_limits[0];
     int rc = 0;
     lua_pushnil(L);
     while (rc == 0 && lua_next(L, -2)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-        int which = -1;
-        for (int i = 0; k && keys[i]; i++)
-            if (strcmp(k, keys[i]) == 0)
-                which = i;
-        if (which < 0) {
+        const struct http_limit *lim = NULL;
+        for (size_t i = 0; k && i < nlimits; i++)
+            if (strcmp(k, http_limits[i].key) == 0)
+                lim = &http_limits[i];
+        double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
+        int pushed = 0; /* the value as a string, for a message */
+        int ok = lim && v <= lim->hi &&
+                 (lim->integer ? v >= lim->lo && v == floor(v)
+                               : v > lim->lo || (lim->zero && v == 0));
+        if (!lim) {
             rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path,
                                 k ? k : "?");
-        } else if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0) {
-            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be a non-negative number", path,
-                                k);
+        } else if (!ok && lim->integer) {
+            pushed = 1;
+            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be an integer in %.0f .. %.0f "
+                                "(got %s)", path, k, lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
+        } else if (!ok) {
+            pushed = 1;
+            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be %sa number of seconds in "
+                                "(%g, %g] (got %s)", path, k, lim->zero ? "0 (none) or " : "",
+                                lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
         } else {
-            double v = lua_tonumber(L, -1);
-            switch (which) {
+            switch (lim - http_limits) {
             case 0: rc = sy_server_set_max_head(s, (size_t)v); break;
             case 1: rc = sy_server_set_max_headers(s, (size_t)v); break;
             case 2: rc = sy_server_set_max_body(s, (size_t)v); break;
@@ -608,7 +801,7 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
                 rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s: %s", path, k, why);
             }
         }
-        lua_pop(L, 1);
+        lua_pop(L, 1 + pushed);
     }
     if (rc != 0)
         lua_pop(L, 1); /* the key lua_next left */
@@ -653,6 +846,23 @@ static int apply_lua_limits(sy_server *s, lua_State *L, const char *path)
     return rc;
 }
 
+/* The time budget of loading the app: the embedder's setting, else SWITCHYARD_LOAD_TIMEOUT,
+ * else the default (10 s). Returns 0, or SY_EINVAL with the message for a bad variable. */
+static int load_budget(sy_server *s, double *budget)
+{
+    *budget = s->lua.load_time;
+    const char *env = s->lua.load_time_set ? NULL : getenv("SWITCHYARD_LOAD_TIMEOUT");
+    if (!env || !*env)
+        return 0;
+    char *end;
+    double v = strtod(env, &end);
+    if (*end || !(v >= 0 && v <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "SWITCHYARD_LOAD_TIMEOUT must be seconds in "
+                              "0 .. 86400 (got '%s')", env);
+    *budget = v;
+    return 0;
+}
+
 int sy_app_load(sy_server *s, const char *path)
 {
     lua_State *L = s->L;
@@ -678,13 +888,28 @@ int sy_app_load(sy_server *s, const char *path)
         lua_settop(L, 0);
         return rc;
     }
+    /* The load has a budget of its own: app.lua.max_time is only known once it has run. */
+    double budget = 0;
+    if (load_budget(s, &budget) != 0) {
+        lua_settop(L, 0);
+        return SY_EINVAL;
+    }
+    double max_time = s->lua.max_time, t0 = mono_now();
+    s->lua.max_time = budget;
     s->lua_depth++;
     sy_server *prev = budget_enter(s, L);
     int lrc = lua_pcall(L, 0, 1, 1);
     budget_leave(s, L, prev);
     s->lua_depth--;
+    s->lua.max_time = max_time;
     if (lrc != LUA_OK) {
-        int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
+        int rc;
+        if (budget > 0 && mono_now() - t0 >= budget)
+            rc = sy_server_fail(s, SY_ELUA, "%s: loading the app ran past its time budget for "
+                                "loading (%g s; SWITCHYARD_LOAD_TIMEOUT sets it): %s", path,
+                                budget, lua_tostring(L, -1));
+        else
+            rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);
         return rc;
     }

@@ -76,6 +76,7 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     s->cfg.send_timeout = 60;
     s->lua.max_time = 2;
     s->lua.max_memory = (size_t)1 << 30;
+    s->lua.load_time = 10;
     s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
     if (!s->scratch_headers)
         goto fail_server;
@@ -187,6 +188,15 @@ SY_API int sy_server_set_send_timeout(sy_server *s, double seconds)
     if (!(seconds >= 0 && seconds <= 86400))
         return sy_server_fail(s, SY_EINVAL, "send timeout must be in [0, 86400] s");
     s->cfg.send_timeout = seconds;
+    return 0;
+}
+
+SY_API int sy_server_set_load_timeout(sy_server *s, double seconds)
+{
+    if (!(seconds >= 0 && seconds <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "load timeout must be in [0, 86400] s");
+    s->lua.load_time = seconds;
+    s->lua.load_time_set = 1;
     return 0;
 }
 

@@ -18,6 +18,8 @@ typedef struct sy_listener {
 typedef struct sy_lua_limits {
     double max_time;   /* seconds one call from the core may run (2 s; 0: no limit) */
     size_t max_memory; /* bytes the Lua state may hold (1 GiB; 0: no limit) */
+    double load_time;  /* seconds loading the app file may run (10 s; 0: no limit) */
+    int load_time_set; /* 1 after sy_server_set_load_timeout: SWITCHYARD_LOAD_TIMEOUT is not read */
 } sy_lua_limits;
 
 typedef struct sy_config {

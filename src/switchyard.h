@@ -88,8 +88,15 @@ SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size
  * connection through a socketpair. Returns 0, SY_ENOMEM, SY_EINVAL or SY_ECLOSED (stopping). */
 SY_API int sy_server_adopt(sy_server *s, int fd);
 
-/* Loads APP.lua (the file must return a table). Returns 0, or SY_ELUA with the message
- * (file:line) in sy_server_error. */
+/* How long loading the app file (running its main chunk) may take, in seconds: 10 by default,
+ * 0 for no limit; app.lua.max_time applies to calls after the load. Without this call the
+ * environment variable SWITCHYARD_LOAD_TIMEOUT (seconds) is read at each load. Returns 0 or
+ * SY_EINVAL (outside 0 .. 86400). */
+SY_API int sy_server_set_load_timeout(sy_server *s, double seconds);
+
+/* Loads APP.lua (the file must return a table) within the load timeout. Returns 0, or SY_ELUA
+ * with the message (file:line) in sy_server_error; SY_EINVAL for a bad
+ * SWITCHYARD_LOAD_TIMEOUT. */
 SY_API int sy_server_load_app(sy_server *s, const char *path);
 
 /* Starts the listeners' watchers. */
