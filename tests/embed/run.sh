@@ -20,7 +20,8 @@ unset LUA_PATH LUA_PATH_5_4 LUA_CPATH LUA_CPATH_5_4
 
 prefix=$work/prefix
 step "cmake --install $build --prefix $prefix"
-cmake --install "$build" --prefix "$prefix" >"$work/install.log" || { cat "$work/install.log"; fail "install"; }
+cmake --install "$build" --prefix "$prefix" >"$work/install.log" ||
+  { cat "$work/install.log"; fail "install"; }
 
 step "installed tree"
 libdir=$(cd "$prefix" && ls -d lib*/pkgconfig | head -1 | xargs dirname)
@@ -55,7 +56,7 @@ printf 'require "no_such_module"\nreturn {}\n' >"$work/app/app.lua"
 grep -q "no file '$work/app/no_such_module.lua'" "$work/installed.txt" ||
   { cat "$work/installed.txt"; fail "installed binary does not search the app's directory"; }
 grep -q "no file '$configured_prefix/share/lua/5.4/no_such_module.lua'" "$work/installed.txt" ||
-  { cat "$work/installed.txt"; fail "installed binary does not search $configured_prefix/share/lua/5.4"; }
+  { cat "$work/installed.txt"; fail "installed binary skips $configured_prefix/share/lua/5.4"; }
 if grep -qE "'($src|$build)/" "$work/installed.txt"; then
   cat "$work/installed.txt"; fail "installed binary searches the source or build tree"
 fi
@@ -84,7 +85,8 @@ export PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig
 pkg-config --cflags switchyard | grep -q -- "-I$(pkg-config --variable=includedir lua5.4)" ||
   fail "pkg-config --cflags lacks Lua's include directory: $(pkg-config --cflags switchyard)"
 # shellcheck disable=SC2046
-"$CC" "${flags[@]}" -o "$work/pc_shared" "$here/consumer.c" $(pkg-config --cflags --libs switchyard) \
+"$CC" "${flags[@]}" -o "$work/pc_shared" "$here/consumer.c" \
+  $(pkg-config --cflags --libs switchyard) \
   -Wl,-rpath,"$(pkg-config --variable=libdir switchyard)" || fail "pkg-config consumer: build"
 "$work/pc_shared" "$here/app.lua" || fail "pkg-config consumer (shared)"
 # --static gives every library libswitchyard.a needs; -l:libswitchyard.a picks the archive.
@@ -97,7 +99,8 @@ pkg-config --cflags switchyard | grep -q -- "-I$(pkg-config --variable=includedi
 step "add_subdirectory() on the source tree (configure only)"
 cmake -S "$here" -B "$work/sub" -DSY_EMBED_SOURCE="$src" -DCMAKE_C_COMPILER="$CC" \
   >"$work/sub.log" 2>&1 || { cat "$work/sub.log"; fail "add_subdirectory: configure"; }
-grep -q '^SY_BUILD_TESTS:BOOL=OFF$' "$work/sub/CMakeCache.txt" || fail "tests on under add_subdirectory"
+grep -q '^SY_BUILD_TESTS:BOOL=OFF$' "$work/sub/CMakeCache.txt" ||
+  fail "tests on under add_subdirectory"
 if grep -qE '^(BUSTED|LUA54):' "$work/sub/CMakeCache.txt"; then
   fail "add_subdirectory looked for busted/lua5.4 with tests off"
 fi

@@ -31,7 +31,8 @@ grep -qx 'scripts/install-deps' scripts/test || fail "scripts/test does not inst
 # With the tests off, configuring needs nothing beyond the --run set: no busted, no lua5.4.
 work=$(mktemp -d /tmp/sy-deps.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cmake -S . -B "$work/b" -DSY_BUILD_TESTS=OFF >"$work/log" 2>&1 || { cat "$work/log"; fail "configure"; }
+cmake -S . -B "$work/b" -DSY_BUILD_TESTS=OFF >"$work/log" 2>&1 ||
+  { cat "$work/log"; fail "configure"; }
 if grep -qE '^(BUSTED|LUA54):' "$work/b/CMakeCache.txt"; then
   fail "a configure with SY_BUILD_TESTS=OFF looked for busted/lua5.4"
 fi
