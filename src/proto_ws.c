@@ -824,6 +824,12 @@ static void ws_on_timeout(sy_conn *c)
         return;
     }
     ev_tstamp now = ev_now(c->server->loop);
+    if (w->pong_paused && c->server->cfg.send_timeout > 0) {
+        /* Reading waits for the peer to read our output down (a held pong): its frames wait
+         * unread, so its silence cannot be told. The send timeout bounds a peer that reads
+         * nothing. */
+        w->last_rx = w->data_rx = now;
+    }
     double quiet = now - w->last_rx;
     /* A message in progress must grow: control frames alone do not keep it open. Without an
      * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
