@@ -203,18 +203,17 @@ void sy_conn_close_after_write(sy_conn *c)
     ev_io_stop(c->server->loop, &c->rio);
     c->read_paused = 1;
     ev_timer_stop(c->server->loop, &c->timer);
-    if (c->tls) {
-        /* The queue, then close_notify, then the lingering close (tls_flush decides). */
-        c->timer.repeat = c->server->cfg.idle_timeout;
-        ev_timer_again(c->server->loop, &c->timer);
-        tls_flush(c);
-    } else if (c->out.bytes == 0)
-        start_lingering(c);
-    else {
-        /* Bound the wait for a peer that never reads. */
+    /* A peer that never reads meets the send timeout (output that waits for the socket
+     * without progress); one that reads slowly gets all of it. Without a send timeout the
+     * keep-alive timeout bounds the wait instead. */
+    if (c->server->cfg.send_timeout <= 0 && (c->tls || c->out.bytes)) {
         c->timer.repeat = c->server->cfg.idle_timeout;
         ev_timer_again(c->server->loop, &c->timer);
     }
+    if (c->tls)
+        tls_flush(c); /* the queue, then close_notify, then the lingering close */
+    else if (c->out.bytes == 0)
+        start_lingering(c);
 }
 
 /* Our side is done writing: FIN, and a close when the peer's side is done too. */

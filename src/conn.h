@@ -152,6 +152,12 @@ void sy_conn_run_scheduled(sy_conn *c);
  * unblocked pipelined input). */
 void sy_conn_schedule(sy_conn *c);
 
+/* 1 while output (plaintext or, under TLS, ciphertext) waits for the socket to take it. */
+static inline int sy_conn_sending(const sy_conn *c)
+{
+    return ev_is_active(&c->wio);
+}
+
 /* Bytes queued for output. */
 static inline size_t sy_conn_buffered(const sy_conn *c)
 {

@@ -440,7 +440,7 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
                                         (double)((size_t)1 << 40));
     o->max_fragments = (size_t)opt_number(L, idx, "max_fragments", (double)o->max_fragments, 1,
                                           1e12);
-    o->idle_timeout = opt_number(L, idx, "idle_timeout", o->idle_timeout, 0.01, 1e7);
+    o->idle_timeout = opt_number(L, idx, "idle_timeout", o->idle_timeout, 0, 1e7);
     o->ping_interval = opt_number(L, idx, "ping_interval", o->ping_interval, 0, 1e7);
     o->max_backpressure = (size_t)opt_number(L, idx, "max_backpressure",
                                              (double)o->max_backpressure, 0, 1e15);

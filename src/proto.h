@@ -92,7 +92,7 @@ void sy_raw_free(void *state);
 typedef struct sy_ws_options {
     size_t max_message;      /* bytes; larger messages close with 1009 (default 1 MiB) */
     size_t max_fragments;    /* fragments per message; more close with 1009 (default 100000) */
-    double idle_timeout;     /* seconds without any frame from the peer: close 1001 (120) */
+    double idle_timeout;     /* seconds without any frame from the peer: close 1001 (120; 0 none) */
     double ping_interval;    /* seconds of silence before the server pings (30; 0 = never) */
     size_t max_backpressure; /* queued bytes past which the policy applies (default 16 MiB) */
     int drop_on_backpressure;/* 1: drop data messages past it; 0: close with 1008 (default) */

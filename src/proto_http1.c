@@ -646,6 +646,9 @@ static void h1_on_timeout(sy_conn *c)
     h1 *h = c->proto_state;
     if ((h->phase == H1_HEAD && sy_buf_len(&c->in)) || h->phase == H1_BODY)
         fail_request(c, h, 408, "request timeout", NULL, 0);
+    else if (h->phase == H1_HEAD && sy_conn_sending(c) && c->server->cfg.send_timeout > 0)
+        arm_idle(c, h); /* the last answer still goes out (the send timeout bounds it): the
+                           keep-alive wait starts over */
     else
         sy_conn_close(c);
 }

@@ -72,7 +72,15 @@ static void raw_on_timeout(sy_conn *c)
     rawp *r = c->proto_state;
     if (r->idle_timeout <= 0)
         return;
-    double quiet = ev_now(c->server->loop) - r->last_rx;
+    ev_tstamp now = ev_now(c->server->loop);
+    if (c->read_paused && !c->peer_eof && c->server->cfg.send_timeout > 0) {
+        /* Reading waits for the peer to take our output: its bytes wait unread, so its silence
+         * cannot be told. The send timeout bounds a peer that takes nothing. */
+        r->last_rx = now;
+        sy_conn_set_timeout(c, r->idle_timeout);
+        return;
+    }
+    double quiet = now - r->last_rx;
     if (quiet >= r->idle_timeout) {
         sy_conn_close_after_write(c);
         return;

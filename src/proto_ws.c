@@ -824,11 +824,21 @@ static void ws_on_timeout(sy_conn *c)
         return;
     }
     ev_tstamp now = ev_now(c->server->loop);
+    if (w->pong_paused && c->server->cfg.send_timeout > 0) {
+        /* Reading waits for the peer to read our output down (a held pong): its frames wait
+         * unread, so its silence cannot be told. The send timeout bounds a peer that reads
+         * nothing. */
+        w->last_rx = w->data_rx = now;
+    }
     double quiet = now - w->last_rx;
-    /* A message in progress must grow: control frames alone do not keep it open. */
-    double stalled = in_message(w) ? now - w->data_rx : quiet;
-    if (stalled >= w->o.idle_timeout) {
-        fail(c, w, 1001, in_message(w) ? "message timeout" : "idle timeout");
+    /* A message in progress must grow: control frames alone do not keep it open. Without an
+     * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
+    int in_msg = in_message(w);
+    double stalled = in_msg ? now - w->data_rx : quiet;
+    double limit = in_msg && w->o.idle_timeout <= 0 ? c->server->cfg.body_timeout
+                                                     : w->o.idle_timeout;
+    if (limit > 0 && stalled >= limit) {
+        fail(c, w, 1001, in_msg ? "message timeout" : "idle timeout");
         return;
     }
     if (w->o.ping_interval > 0 && quiet >= w->o.ping_interval && !w->ping_outstanding) {
@@ -837,7 +847,8 @@ static void ws_on_timeout(sy_conn *c)
         if (c->closing)
             return;
     }
-    double next = w->o.idle_timeout - stalled;
+    /* Without an idle limit the timer still looks every body_timeout for a stalled message. */
+    double next = limit > 0 ? limit - stalled : c->server->cfg.body_timeout;
     if (w->o.ping_interval > 0 && !w->ping_outstanding && w->o.ping_interval - quiet < next)
         next = w->o.ping_interval - quiet;
     sy_conn_set_timeout(c, next > 0.05 ? next : 0.05);
@@ -878,7 +889,7 @@ static void ws_on_start(sy_conn *c)
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);
-    double first = w->o.idle_timeout;
+    double first = w->o.idle_timeout > 0 ? w->o.idle_timeout : c->server->cfg.body_timeout;
     if (w->o.ping_interval > 0 && w->o.ping_interval < first)
         first = w->o.ping_interval;
     sy_conn_set_timeout(c, first);

@@ -1,6 +1,8 @@
 -- tests/integration/h2_flow_app.lua: the app behind test_h2_flow.py: bodies of any size by
 -- upgrade, prior knowledge or TLS, with a keep-alive timeout far longer than any of the tests,
--- so a connection that stalls shows as a client timing out, not as an idle close.
+-- so a connection that stalls shows as a client timing out, not as an idle close. Building a
+-- 16 MiB body takes well under a second, but the time budget counts wall-clock time: on a
+-- loaded machine under sanitizers it passed the default 2 s, so the budget here is generous.
 local sy = require "switchyard"
 
 local cache = {}
@@ -18,6 +20,7 @@ end
 
 return {
   http = { keepalive_timeout = 120 },
+  lua = { max_time = 60 },
   request = function(req, res)
     if req.path == "/bytes" then
       return res:send(200, pattern(tonumber(req.query) or 0),
