@@ -384,15 +384,15 @@ int sy_lua_push_hook(lua_State *L, const char *name)
 static const char *const decision_kinds[] = {"", "accept", "ignore", "upgrade_required",
                                              "reject"};
 
-sy_decision *sy_lua_test_decision(lua_State *L, int idx)
+sy_lua_decision *sy_lua_test_decision(lua_State *L, int idx)
 {
     return luaL_testudata(L, idx, SY_DECISION_MT);
 }
 
 /* Pushes a new decision of kind with every user value nil. */
-static sy_decision *new_decision(lua_State *L, int kind)
+static sy_lua_decision *new_decision(lua_State *L, int kind)
 {
-    sy_decision *d = lua_newuserdatauv(L, sizeof *d, DV_COUNT);
+    sy_lua_decision *d = lua_newuserdatauv(L, sizeof *d, DV_COUNT);
     d->kind = kind;
     d->status = 0;
     d->flags = 0;
@@ -515,7 +515,7 @@ static int l_reject(lua_State *L)
         sy_lua_push_headers(L, 3, &flags); /* raises on a bad name or value */
         headers = lua_gettop(L);
     }
-    sy_decision *d = new_decision(L, SY_DECIDE_REJECT);
+    sy_lua_decision *d = new_decision(L, SY_DECIDE_REJECT);
     d->status = (int)status;
     d->flags = flags;
     decision_set(L, DV_BODY, 2);
@@ -528,7 +528,7 @@ static int l_reject(lua_State *L)
  * d.protocols, d.handlers); they cannot be changed. */
 static int decision_index(lua_State *L)
 {
-    sy_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
+    sy_lua_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
@@ -558,7 +558,7 @@ static int decision_newindex(lua_State *L)
 
 static int decision_tostring(lua_State *L)
 {
-    sy_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
+    sy_lua_decision *d = luaL_checkudata(L, 1, SY_DECISION_MT);
     if (d->kind == SY_DECIDE_REJECT) {
         lua_pushfstring(L, SY_DECISION_MT "(reject %d)", d->status);
     } else if (d->kind == SY_DECIDE_ACCEPT || d->kind == SY_DECIDE_UPGRADE_REQUIRED) {

@@ -477,29 +477,6 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
     lua_pop(L, 1);
 }
 
-void sy_lua_ws_negotiate(lua_State *L, int req_idx, sy_ws_options *o)
-{
-    o->pmd = 0;
-    if (o->compression == SY_PMD_OFF)
-        return;
-    /* req.headers joins repeated fields with ", ": one list (RFC 6455 9.1). */
-    int top = lua_gettop(L);
-    if (lua_getfield(L, req_idx, "headers") == LUA_TTABLE &&
-        lua_getfield(L, -1, "sec-websocket-extensions") == LUA_TSTRING) {
-        size_t n;
-        const char *v = lua_tolstring(L, -1, &n);
-        sy_pmd_config cfg;
-        sy_ws_pmd_config(o->compression, &cfg);
-        o->pmd = sy_ws_pmd_negotiate(sy_str_make(v, n), &cfg, &o->pmd_params);
-    }
-    lua_settop(L, top);
-    if (o->pmd) {
-        char ext[SY_WS_PMD_ANSWER_MAX];
-        sy_ws_pmd_format(&o->pmd_params, ext);
-        lua_pushfstring(L, "Sec-WebSocket-Extensions: %s\r\n", ext);
-    }
-}
-
 void sy_lua_open_ws(lua_State *L)
 {
     if (luaL_newmetatable(L, SY_WEBSOCKET_MT)) {
