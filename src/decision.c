@@ -156,12 +156,12 @@ static size_t put(char *out, size_t at, sy_str s)
 }
 
 /* Releases the app's handle of a switch that did not happen: no handler runs. */
-static void drop_handle(sy_decision *d)
+static void drop_handle(sy_decision *d, sy_conn *c)
 {
     if (d->handle) {
         void *h = d->handle;
         d->handle = NULL;
-        sy_app_conn_discard(h);
+        sy_app_conn_discard(c, h);
     }
 }
 
@@ -210,7 +210,7 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
 {
     int websocket = d->offer->kind == SY_UP_WEBSOCKET;
     if (websocket && negotiate_pmd(req, &d->ws) != 0) {
-        drop_handle(d);
+        drop_handle(d, c);
         sy_decision_error(c, "out of memory");
         return 1;
     }
@@ -225,7 +225,7 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
         state = websocket ? sy_ws_new(d->handle, &d->ws) : sy_raw_new(d->handle, &d->raw);
     if (!state) {
         sy_free(lines);
-        drop_handle(d);
+        drop_handle(d, c);
         sy_decision_error(c, "out of memory");
         return 1;
     }
@@ -257,7 +257,7 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
             sy_ws_free(state);
         else
             sy_raw_free(state);
-        drop_handle(d);
+        drop_handle(d, c);
         sy_answered_or_close(c, rc);
         return 1;
     }
@@ -294,22 +294,22 @@ int sy_decision_apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, s
     case SY_DECIDE_ACCEPT:
         break;
     default:
-        drop_handle(d);
+        drop_handle(d, c);
         sy_decision_error(c, "app.upgrade returned an unknown decision");
         return 1;
     }
     if (!d->offer && sy_decision_check(d, c, req, offers, n) != 0) {
-        drop_handle(d);
+        drop_handle(d, c);
         return 1;
     }
     if (!d->headers.p)
         d->headers = SY_STR("");
     switch (d->offer->kind) {
     case SY_UP_TLS:
-        drop_handle(d);
+        drop_handle(d, c);
         return apply_tls(d, c);
     case SY_UP_H2C:
-        drop_handle(d);
+        drop_handle(d, c);
         return apply_h2c(d, c, req, body);
     default:
         return apply_switch(d, c, req);

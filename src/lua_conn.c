@@ -147,15 +147,17 @@ static void handler_failed(lconn *h)
         sy_conn_close_after_write(h->conn);
 }
 
-void sy_app_raw_open(void *handle)
+void sy_lua_raw_open(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     if (h->conn && call0(h, "open") != 0)
         handler_failed(h);
 }
 
-void sy_app_raw_data(void *handle, const char *p, size_t n)
+void sy_lua_raw_data(void *ud, void *handle, const char *p, size_t n)
 {
+    (void)ud;
     lconn *h = handle;
     int base = sy_lua_handler_begin(h, "data");
     if (!base)
@@ -165,8 +167,9 @@ void sy_app_raw_data(void *handle, const char *p, size_t n)
         handler_failed(h);
 }
 
-void sy_app_raw_drain(void *handle)
+void sy_lua_raw_drain(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     if (h->conn)
         sy_conn_resume(h->conn);
@@ -174,8 +177,9 @@ void sy_app_raw_drain(void *handle)
         handler_failed(h);
 }
 
-int sy_app_raw_eof(void *handle)
+int sy_lua_raw_eof(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     int base = h->conn ? sy_lua_handler_begin(h, "eof") : 0;
     if (!base)
@@ -185,8 +189,9 @@ int sy_app_raw_eof(void *handle)
     return 1;
 }
 
-int sy_app_raw_shutdown(void *handle)
+int sy_lua_raw_shutdown(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     int base = h->conn ? sy_lua_handler_begin(h, "shutdown") : 0;
     if (!base)
@@ -196,8 +201,9 @@ int sy_app_raw_shutdown(void *handle)
     return 1;
 }
 
-void sy_app_conn_discard(void *handle)
+void sy_lua_conn_discard(void *ud, void *handle)
 {
+    (void)ud;
     sy_lua_detach(handle);
 }
 
@@ -211,8 +217,9 @@ void sy_lua_detach(lconn *h)
     }
 }
 
-void sy_app_raw_close(void *handle)
+void sy_lua_raw_close(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     h->conn = NULL; /* the handler sees a closed conn: writes answer nil, "closed" */
     call0(h, "close");
@@ -443,7 +450,7 @@ static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_req
     int fn = lua_gettop(L);
     lua_pushvalue(L, fn);
     lua_pushvalue(L, req_idx);
-    lua_call(L, 1, 1); /* an error unwinds to sy_app_dispatch: 500 */
+    lua_call(L, 1, 1); /* an error unwinds to sy_lua_dispatch: 500 */
     if (c->closing)
         return 1;
     if (lua_isnil(L, -1))
@@ -470,7 +477,7 @@ static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_req
 }
 
 /* Protected part of dispatch: hooks run with lua_call inside this one protected call, so an
- * error anywhere (a hook, a bad decision) unwinds to sy_app_dispatch, which answers 500. */
+ * error anywhere (a hook, a bad decision) unwinds to sy_lua_dispatch, which answers 500. */
 typedef struct dispatch_args {
     sy_conn *c;
     const sy_http1_request *req;
@@ -531,13 +538,16 @@ static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str bod
     lua_settop(L, top);
 }
 
-void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
+void sy_lua_dispatch(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
                      const sy_upgrade_offer *offers, size_t n)
 {
+    (void)ud;
     dispatch_request(c, req, body, offers, n, 0);
 }
 
-void sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id)
+void sy_lua_request(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                    int32_t stream_id)
 {
+    (void)ud;
     dispatch_request(c, req, body, NULL, 0, stream_id);
 }

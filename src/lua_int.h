@@ -127,6 +127,26 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k);
  * read-only" at the app's line. */
 int sy_lua_handle_newindex(lua_State *L);
 
+/* The binding's side of the app interface (app.h; ud is the server), installed by
+ * sy_server_new. */
+void sy_lua_dispatch(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                     const sy_upgrade_offer *offers, size_t n);
+void sy_lua_request(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                    int32_t stream_id);
+void sy_lua_response_dropped(void *ud, void *res);
+void sy_lua_raw_open(void *ud, void *handle);
+void sy_lua_raw_data(void *ud, void *handle, const char *p, size_t n);
+void sy_lua_raw_drain(void *ud, void *handle);
+int sy_lua_raw_eof(void *ud, void *handle);
+int sy_lua_raw_shutdown(void *ud, void *handle);
+void sy_lua_raw_close(void *ud, void *handle);
+void sy_lua_conn_discard(void *ud, void *handle);
+void sy_lua_ws_open(void *ud, void *handle);
+void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n);
+void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong);
+void sy_lua_ws_drain(void *ud, void *handle);
+void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason);
+
 /* Module parts. */
 void sy_lua_open_request(lua_State *L);
 void sy_lua_open_response(lua_State *L);

@@ -48,7 +48,7 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The server of a state made by sy_app_open, from the state's extra space (no lookup). */
+/* The server of a state made by lua_app_open, from the state's extra space (no lookup). */
 static sy_server *state_server(lua_State *L)
 {
     return *(sy_server **)lua_getextraspace(L);
@@ -667,7 +667,7 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
-int sy_app_open(sy_server *s)
+static int lua_app_open(sy_server *s)
 {
     lua_State *L = lua_newstate(lua_alloc, s);
     if (!L)
@@ -863,8 +863,9 @@ static int load_budget(sy_server *s, double *budget)
     return 0;
 }
 
-int sy_app_load(sy_server *s, const char *path)
+static int lua_app_load(void *ud, const char *path)
 {
+    sy_server *s = ud;
     lua_State *L = s->L;
     FILE *f = fopen(path, "r");
     if (!f)
@@ -942,8 +943,9 @@ int sy_app_load(sy_server *s, const char *path)
     return 0;
 }
 
-void sy_app_close(sy_server *s)
+static void lua_app_close(void *ud)
 {
+    sy_server *s = ud;
     if (s->L) {
         lua_close(s->L);
         s->L = NULL;
@@ -951,3 +953,36 @@ void sy_app_close(sy_server *s)
     }
 }
 
+/* The Lua binding as the server's app (app.h); ud is the server. */
+static const sy_app_ops lua_app_ops = {
+    .load = lua_app_load,
+    .close = lua_app_close,
+    .dispatch = sy_lua_dispatch,
+    .request = sy_lua_request,
+    .response_dropped = sy_lua_response_dropped,
+    .raw_open = sy_lua_raw_open,
+    .raw_data = sy_lua_raw_data,
+    .raw_drain = sy_lua_raw_drain,
+    .raw_eof = sy_lua_raw_eof,
+    .raw_shutdown = sy_lua_raw_shutdown,
+    .raw_close = sy_lua_raw_close,
+    .conn_discard = sy_lua_conn_discard,
+    .ws_open = sy_lua_ws_open,
+    .ws_messages = sy_lua_ws_messages,
+    .ws_ping = sy_lua_ws_ping,
+    .ws_drain = sy_lua_ws_drain,
+    .ws_close = sy_lua_ws_close,
+};
+
+SY_API sy_server *sy_server_new(struct ev_loop *loop)
+{
+    sy_server *s = sy_server_create(loop);
+    if (!s)
+        return NULL;
+    if (lua_app_open(s) != 0) {
+        sy_server_free(s);
+        return NULL;
+    }
+    sy_server_set_app(s, &lua_app_ops, s);
+    return s;
+}
