@@ -147,6 +147,22 @@ void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong);
 void sy_lua_ws_drain(void *ud, void *handle);
 void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason);
 
+/* The time budget (lua_budget.c). sy_lua_budget_enter starts the outermost call from the
+ * core into s's state on this thread (deadline, and the hook where this thread needs one) and
+ * returns the server whose call it interrupts, for sy_lua_budget_leave. */
+double sy_lua_mono_now(void);
+/* The server of a state made by the binding, from the state's extra space (no lookup). */
+sy_server *sy_lua_state_server(lua_State *L);
+sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L);
+void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
+/* A state was made on this thread / its server is gone (the thread's timer goes with the last
+ * one). */
+void sy_lua_budget_server_added(void);
+void sy_lua_budget_server_gone(void);
+/* Wraps coroutine.create and wrap so each coroutine runs with the count hook. Returns 0 or
+ * SY_ENOMEM. */
+int sy_lua_budget_install(lua_State *L);
+
 /* Module parts. */
 void sy_lua_open_request(lua_State *L);
 void sy_lua_open_response(lua_State *L);
