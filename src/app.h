@@ -1,66 +1,99 @@
-/* What the core asks of the application; implemented by the Lua binding (lua_*.c). No Lua types
- * here, so protocols and the server stay free of <lua.h>. */
+/* What the core asks of the application: a table of callbacks plus a user pointer, held by the
+ * server (s->app) and called only through the sy_app_* functions below. The Lua binding
+ * (lua_*.c) is one implementation and installs itself when the server opens its Lua state; a
+ * C host may install its own. No Lua types here, so protocols and the server stay free of
+ * <lua.h> and link to no binding symbol. */
 #ifndef SY_APP_H
 #define SY_APP_H
 
 #include "conn.h"
+#include "http1.h"
 #include "upgrade.h"
 
 struct sy_server;
 
-/* Creates the server's Lua state with the switchyard module preloaded. Returns 0 or SY_ENOMEM. */
-int sy_app_open(struct sy_server *s);
-/* Loads the app file; SY_ELUA with the message (file:line) in the server's error. */
-int sy_app_load(struct sy_server *s, const char *path);
-/* Closes the Lua state (runs finalizers; no app code). */
-void sy_app_close(struct sy_server *s);
-
-/* A complete request on an HTTP/1.1 connection; req's slices and body are valid during the call
- * only (body.p == NULL when there was none). With n >= 1 valid upgrade offers app.upgrade
- * decides first (answer, switch with sy_h1_accept, or fall through to app.request); otherwise
- * app.request answers through sy_h1_respond, now or later. */
-void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
-                     const sy_upgrade_offer *offers, size_t n);
-
-/* A complete request on HTTP/2 stream stream_id of c (req->version 20): app.request answers
- * through sy_http_respond, now or later. Slices and body are valid during the call only. */
-void sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id);
-
-/* The connection closed (or the HTTP/2 stream was reset) while a response was pending: the app's
- * res handle goes dead. */
-void sy_app_response_dropped(void *res);
-
-/* Raw protocol events for the app's handle (the proto_state of a raw conn). */
-void sy_app_raw_open(void *handle);
-void sy_app_raw_data(void *handle, const char *p, size_t n);
-void sy_app_raw_drain(void *handle);
-/* The peer shut its side (EOF): runs the app's eof handler and returns 1, or returns 0 when
- * the app has none (the connection then closes as before). */
-int sy_app_raw_eof(void *handle);
-/* The server is stopping: runs the app's shutdown handler and returns 1, or returns 0 when the
- * app has none. */
-int sy_app_raw_shutdown(void *handle);
-/* The connection closed: call the close handler, detach and release the handle. */
-void sy_app_raw_close(void *handle);
-
-/* The connection closed before its new protocol started (between the accept and the switch):
- * release the handle without running any handler; open never ran, so close does not either. */
-void sy_app_conn_discard(void *handle);
-
-/* WebSocket events for the app's handle. Any of them may close the connection. */
-void sy_app_ws_open(void *handle);
-void sy_app_ws_message(void *handle, const char *p, size_t n, int binary);
-/* Whole messages found in one read, in order, handed to the app in one protected call. */
+/* Whole messages found in one read, in order, handed to the app in one call. */
 typedef struct sy_ws_msg {
     const char *p; /* borrowed, valid during the call */
     size_t n;
     int binary;
 } sy_ws_msg;
-void sy_app_ws_messages(void *handle, const sy_ws_msg *m, size_t n);
-void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong);
-void sy_app_ws_drain(void *handle);
-/* The connection is closing or closed (once): call the close handler, detach the handle. */
-void sy_app_ws_close(void *handle, int code, sy_str reason);
 
+/* Every callback gets the ud given with the table. A NULL entry means: the core's default
+ * (written next to each). "handle" is the app's own pointer for one connection, handed to the
+ * core with an accept decision (decision.h); the core never looks inside it. */
+typedef struct sy_app_ops {
+    /* Loads the app file; SY_ELUA (or another SY_E*) with the message in the server's error.
+     * NULL: SY_EINVAL. */
+    int (*load)(void *ud, const char *path);
+    /* The server is being freed: release everything (no app code runs). NULL: nothing. */
+    void (*close)(void *ud);
+
+    /* A complete request on an HTTP/1.1 connection; req's slices and body are valid during the
+     * call only (body.p == NULL when there was none). With n >= 1 valid upgrade offers the app
+     * may decide the upgrade (sy_decision_apply); otherwise it answers through sy_h1_respond /
+     * sy_http_respond, now or later. NULL: 404. */
+    void (*dispatch)(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                     const sy_upgrade_offer *offers, size_t n);
+    /* A complete request on HTTP/2 stream stream_id of c (req->version 20): answered through
+     * sy_http_respond, now or later. Slices and body are valid during the call only. NULL:
+     * 404. */
+    void (*request)(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                    int32_t stream_id);
+    /* The connection closed (or the HTTP/2 stream was reset) while a response was pending, or
+     * it was answered: the app's res handle (sy_http_set_response_handle) goes dead. */
+    void (*response_dropped)(void *ud, void *res);
+
+    /* Raw protocol events. eof and shutdown return 1 when the app handled them, 0 when it
+     * has no handler (the connection then closes as before). close: the connection closed;
+     * release the handle. */
+    void (*raw_open)(void *ud, void *handle);
+    void (*raw_data)(void *ud, void *handle, const char *p, size_t n);
+    void (*raw_drain)(void *ud, void *handle);
+    int (*raw_eof)(void *ud, void *handle);
+    int (*raw_shutdown)(void *ud, void *handle);
+    void (*raw_close)(void *ud, void *handle);
+
+    /* The connection closed before its new protocol started (between the accept and the
+     * switch): release the handle without running any handler. */
+    void (*conn_discard)(void *ud, void *handle);
+
+    /* WebSocket events; any of them may close the connection. close runs once, when the
+     * connection is closing or closed: release the handle. */
+    void (*ws_open)(void *ud, void *handle);
+    void (*ws_messages)(void *ud, void *handle, const sy_ws_msg *m, size_t n);
+    void (*ws_ping)(void *ud, void *handle, const char *p, size_t n, int pong);
+    void (*ws_drain)(void *ud, void *handle);
+    void (*ws_close)(void *ud, void *handle, int code, sy_str reason);
+} sy_app_ops;
+
+typedef struct sy_app {
+    const sy_app_ops *ops; /* borrowed; outlives the server; NULL: every default */
+    void *ud;              /* the implementation's, passed to every callback */
+} sy_app;
+
+/* Installs the app of s (ops may be NULL for none). The previous one is not closed. */
+void sy_server_set_app(struct sy_server *s, const sy_app_ops *ops, void *ud);
+
+/* The calls of the core, each through s->app of the connection's server. */
+int sy_app_load(struct sy_server *s, const char *path);
+void sy_app_close(struct sy_server *s);
+void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
+                     const sy_upgrade_offer *offers, size_t n);
+void sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id);
+void sy_app_response_dropped(sy_conn *c, void *res);
+void sy_app_raw_open(sy_conn *c, void *handle);
+void sy_app_raw_data(sy_conn *c, void *handle, const char *p, size_t n);
+void sy_app_raw_drain(sy_conn *c, void *handle);
+int sy_app_raw_eof(sy_conn *c, void *handle);
+int sy_app_raw_shutdown(sy_conn *c, void *handle);
+void sy_app_raw_close(sy_conn *c, void *handle);
+void sy_app_conn_discard(sy_conn *c, void *handle);
+void sy_app_ws_open(sy_conn *c, void *handle);
+void sy_app_ws_message(sy_conn *c, void *handle, const char *p, size_t n, int binary);
+void sy_app_ws_messages(sy_conn *c, void *handle, const sy_ws_msg *m, size_t n);
+void sy_app_ws_ping(sy_conn *c, void *handle, const char *p, size_t n, int pong);
+void sy_app_ws_drain(sy_conn *c, void *handle);
+void sy_app_ws_close(sy_conn *c, void *handle, int code, sy_str reason);
 
 #endif

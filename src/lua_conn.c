@@ -2,6 +2,7 @@
  * dispatch of each request to app.upgrade / app.request. */
 #include "lua_int.h"
 #include "proto.h"
+#include "decision.h"
 
 lconn *sy_lua_check_handle(lua_State *L, int idx)
 {
@@ -146,15 +147,17 @@ static void handler_failed(lconn *h)
         sy_conn_close_after_write(h->conn);
 }
 
-void sy_app_raw_open(void *handle)
+void sy_lua_raw_open(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     if (h->conn && call0(h, "open") != 0)
         handler_failed(h);
 }
 
-void sy_app_raw_data(void *handle, const char *p, size_t n)
+void sy_lua_raw_data(void *ud, void *handle, const char *p, size_t n)
 {
+    (void)ud;
     lconn *h = handle;
     int base = sy_lua_handler_begin(h, "data");
     if (!base)
@@ -164,8 +167,9 @@ void sy_app_raw_data(void *handle, const char *p, size_t n)
         handler_failed(h);
 }
 
-void sy_app_raw_drain(void *handle)
+void sy_lua_raw_drain(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     if (h->conn)
         sy_conn_resume(h->conn);
@@ -173,8 +177,9 @@ void sy_app_raw_drain(void *handle)
         handler_failed(h);
 }
 
-int sy_app_raw_eof(void *handle)
+int sy_lua_raw_eof(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     int base = h->conn ? sy_lua_handler_begin(h, "eof") : 0;
     if (!base)
@@ -184,8 +189,9 @@ int sy_app_raw_eof(void *handle)
     return 1;
 }
 
-int sy_app_raw_shutdown(void *handle)
+int sy_lua_raw_shutdown(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     int base = h->conn ? sy_lua_handler_begin(h, "shutdown") : 0;
     if (!base)
@@ -195,8 +201,9 @@ int sy_app_raw_shutdown(void *handle)
     return 1;
 }
 
-void sy_app_conn_discard(void *handle)
+void sy_lua_conn_discard(void *ud, void *handle)
 {
+    (void)ud;
     sy_lua_detach(handle);
 }
 
@@ -210,8 +217,9 @@ void sy_lua_detach(lconn *h)
     }
 }
 
-void sy_app_raw_close(void *handle)
+void sy_lua_raw_close(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     h->conn = NULL; /* the handler sees a closed conn: writes answer nil, "closed" */
     call0(h, "close");
@@ -320,53 +328,10 @@ void sy_lua_open_conn(lua_State *L)
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
-/* The request must not be left unanswered: when an answer could not be written (rc other
- * than 0 or SY_ECLOSED, which means the connection or the request is gone already), the
- * connection closes. */
-static void answered_or_close(sy_conn *c, int rc)
-{
-    if (rc != 0 && rc != SY_ECLOSED && !c->closing)
-        sy_conn_close(c);
-}
-
-/* The core's answer when the app itself failed: 500 and a log line. */
-static void app_error(sy_conn *c, const char *why)
-{
-    sy_log("error", "%s", why);
-    static const char body[] = "internal server error\n";
-    int rc = sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
-                           sy_str_make(body, sizeof body - 1), 0);
-    answered_or_close(c, rc);
-}
-
-/* Answers the upgrade request with the app's status; a failure to write it becomes a 500, and
- * a failure of that a close. */
-static void app_answer(sy_conn *c, int status, sy_str headers, sy_str body, int flags)
-{
-    int rc = sy_h1_respond(c, NULL, status, headers, body, flags);
-    if (rc != 0 && rc != SY_ECLOSED && !c->closing) {
-        char why[128];
-        snprintf(why, sizeof why, "the answer of app.upgrade (status %d) could not be sent: %s",
-                 status, sy_strerror(rc));
-        app_error(c, why);
-    }
-}
-
-static int offered_subprotocol(sy_str list, const char *want, size_t wlen)
-{
-    size_t pos = 0;
-    sy_str tok;
-    while (sy_http1_next_token(list, &pos, &tok))
-        if (tok.len == wlen && memcmp(tok.p, want, wlen) == 0)
-            return 1;
-    return 0;
-}
-
 /* Raw protocol options (idle_timeout) from app.options, then the accept options at idx (0:
- * none), over the defaults; raises on a bad value. */
+ * none), over *o; raises on a bad value. */
 static void raw_options(lua_State *L, int idx, sy_raw_options *o)
 {
-    sy_raw_default_options(o);
     int top = lua_gettop(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
     int app_opts = lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE
@@ -395,165 +360,66 @@ static int decision_get(lua_State *L, int dec, int uv, int want)
     return 0;
 }
 
-/* Accept: the decision at dec, the request at req_idx. Every step that may raise (a Lua
- * allocation, the app's options) runs before the handle is anchored and before any C state is
- * made for the connection; from the anchor on, only calls that cannot raise. Returns 1. */
-static int do_accept(lua_State *L, sy_conn *c, int req_idx, int dec, const sy_http1_request *req,
-                     sy_str body, const sy_upgrade_offer *offers, size_t n)
+/* The string user value uv of the decision at dec, pushed (kept on the stack while d is
+ * used), or p == NULL. */
+static sy_str decision_str(lua_State *L, int dec, int uv)
 {
-    size_t tlen = 0;
-    const char *tok = NULL;
-    if (decision_get(L, dec, DV_TOKEN, LUA_TSTRING))
-        tok = lua_tolstring(L, -1, &tlen);
-    if (!tok) {
-        app_error(c, "app.upgrade returned an accept decision without a token");
-        return 1;
-    }
-    int i = sy_upgrade_match(offers, n, sy_str_make(tok, tlen));
-    if (i < 0) {
-        char why[256];
-        snprintf(why, sizeof why, "app.upgrade accepted '%s', which the client did not offer",
-                 tok);
-        app_error(c, why);
-        return 1;
-    }
-    const sy_upgrade_offer *o = &offers[i];
+    sy_str s = {NULL, 0};
+    if (decision_get(L, dec, uv, LUA_TSTRING))
+        s.p = lua_tolstring(L, -1, &s.len);
+    return s;
+}
+
+/* Accept: turns the decision at dec into d and hands it to the core, which checks and
+ * applies it (decision.c). Every step that may raise (a Lua allocation, the app's options)
+ * runs before the handle is anchored; from the anchor on, only calls that cannot raise. */
+static void do_accept(lua_State *L, sy_conn *c, int dec, sy_decision *d,
+                      const sy_http1_request *req, sy_str body, const sy_upgrade_offer *offers,
+                      size_t n)
+{
+    d->token = decision_str(L, dec, DV_TOKEN);
     int handlers = decision_get(L, dec, DV_HANDLERS, LUA_TTABLE);
     int options = decision_get(L, dec, DV_OPTIONS, LUA_TTABLE);
-    sy_str headers = {"", 0};
-    if (decision_get(L, dec, DV_HEADERS, LUA_TSTRING))
-        headers.p = lua_tolstring(L, -1, &headers.len);
-
-    if (o->kind == SY_UP_TLS) {
-        /* RFC 2817: the token's version pins the lowest TLS version; TLS/1.0 and TLS/1.1 (and
-         * no version) still mean TLS 1.2 at least, the oldest this server speaks. */
-        int min_version = o->version.len == 3 && memcmp(o->version.p, "1.3", 3) == 0 ? 13 : 12;
-        if (!c->server->tls_ctx) {
-            char why[256];
-            snprintf(why, sizeof why,
-                     "app.upgrade accepted '%s', but the server has no certificate (--cert/--key)",
-                     tok);
-            app_error(c, why);
-            return 1;
-        }
-        sy_str value = sy_str_make(o->name.p, o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
-                                                          : o->name.len);
-        int rc = sy_h1_start_tls(c, value, min_version);
-        if (rc == SY_EINVAL)
-            app_error(c, "the TLS upgrade could not start");
-        else if (rc != SY_EPROTO)
-            answered_or_close(c, rc);
-        return 1;
-    }
-    if (o->kind == SY_UP_H2C) {
-        const sy_http1_header *hs = sy_http1_find(req, "http2-settings");
-        void *state = hs ? sy_h2_new_upgrade(c, req, body, hs->value) : NULL;
-        if (!state) {
-            app_error(c, "out of memory");
-            return 1;
-        }
-        /* RFC 7540 3.2: 101 with "Upgrade: h2c", then the server preface, then stream 1. */
-        int rc = sy_h1_accept(c, SY_STR("h2c"), headers, &sy_proto_h2, state);
-        if (rc != 0) {
-            sy_h2_free(state);
-            answered_or_close(c, rc);
-        }
-        return 1;
-    }
-    int websocket = o->kind == SY_UP_WEBSOCKET;
-    const char *sp = NULL; /* the subprotocol chosen (a string on the stack), or NULL */
-    size_t sl = 0;
-    if (websocket && options) {
+    d->headers = decision_str(L, dec, DV_HEADERS);
+    if (options) {
         lua_pushliteral(L, "subprotocol");
         if (lua_rawget(L, options) == LUA_TSTRING)
-            sp = lua_tolstring(L, -1, &sl);
+            d->subprotocol.p = lua_tolstring(L, -1, &d->subprotocol.len);
         else
             lua_pop(L, 1);
     }
-    /* The 101's extra header lines, built as strings on the stack and joined at the end. */
-    int first = lua_gettop(L) + 1;
-    if (websocket) {
-        sy_str key = sy_lua_request_header(L, req_idx, "sec-websocket-key");
-        char accept[29];
-        if (sy_upgrade_ws_accept(key, accept) != 0) {
-            app_error(c, "websocket accept key could not be computed");
-            return 1;
+    if (sy_decision_check(d, c, req, offers, n) != 0)
+        return;
+    if (sy_decision_wants_handle(d)) {
+        int websocket = d->offer->kind == SY_UP_WEBSOCKET;
+        if (websocket) {
+            int top = lua_gettop(L);
+            lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+            if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE)
+                sy_lua_ws_options(L, -1, &d->ws);
+            if (options)
+                sy_lua_ws_options(L, options, &d->ws);
+            lua_settop(L, top);
+        } else {
+            raw_options(L, options, &d->raw); /* may raise: before the handle exists */
         }
-        lua_pushfstring(L, "Sec-WebSocket-Accept: %s\r\n", accept);
-        if (sp) {
-            sy_str offered = sy_lua_request_header(L, req_idx, "sec-websocket-protocol");
-            if (!offered.p || !offered_subprotocol(offered, sp, sl)) {
-                char why[256];
-                snprintf(why, sizeof why,
-                         "app.upgrade chose subprotocol '%s', which the client did not offer",
-                         sp);
-                app_error(c, why);
-                return 1;
-            }
-            lua_pushfstring(L, "Sec-WebSocket-Protocol: %s\r\n", sp);
+        lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
+        int hidx = lua_gettop(L);
+        sy_lua_handle_set_info(L, hidx, UV_PATH, sy_str_make(req->path.p, req->path.len));
+        if (websocket && d->subprotocol.p)
+            sy_lua_handle_set_info(L, hidx, UV_SUBPROTOCOL, d->subprotocol);
+        if (options) {
+            /* options.data becomes ws.data / conn.data. */
+            lua_pushliteral(L, "data");
+            if (lua_rawget(L, options) == LUA_TTABLE)
+                lua_setiuservalue(L, hidx, UV_DATA);
+            else
+                lua_pop(L, 1);
         }
+        sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
+        d->handle = h;                /* from here on the core owns it */
     }
-    lua_pushlstring(L, headers.p, headers.len);
-    lua_concat(L, lua_gettop(L) - first + 1);
-    int extra_idx = lua_gettop(L);
-
-    sy_ws_options wo;
-    if (websocket) {
-        sy_ws_default_options(&wo);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
-        if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE)
-            sy_lua_ws_options(L, -1, &wo);
-        if (options)
-            sy_lua_ws_options(L, options, &wo);
-        lua_settop(L, extra_idx);
-        /* permessage-deflate (RFC 7692): its answer joins the 101's extra lines. */
-        sy_lua_ws_negotiate(L, req_idx, &wo);
-        if (lua_gettop(L) > extra_idx)
-            lua_concat(L, 2);
-    }
-    sy_raw_options ro;
-    if (!websocket)
-        raw_options(L, options, &ro); /* may raise: before the handle exists */
-    sy_str extra;
-    extra.p = lua_tolstring(L, -1, &extra.len);
-
-    lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
-    int hidx = lua_gettop(L);
-    sy_lua_handle_set_info(L, hidx, UV_PATH, sy_str_make(req->path.p, req->path.len));
-    if (sp)
-        sy_lua_handle_set_info(L, hidx, UV_SUBPROTOCOL, sy_str_make(sp, sl));
-    if (options) {
-        /* options.data becomes ws.data / conn.data. */
-        lua_pushliteral(L, "data");
-        if (lua_rawget(L, options) == LUA_TTABLE)
-            lua_setiuservalue(L, hidx, UV_DATA);
-        else
-            lua_pop(L, 1);
-    }
-    /* The 101 names the protocol as the client offered it (RFC 9110 7.8). */
-    size_t offer_len = o->version.p ? (size_t)(o->version.p + o->version.len - o->name.p)
-                                    : o->name.len;
-    sy_str value = websocket ? SY_STR("websocket") : sy_str_make(o->name.p, offer_len);
-    sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
-    void *state = websocket ? sy_ws_new(h, &wo) : sy_raw_new(h, &ro);
-    if (!state) {
-        sy_lua_detach(h);
-        app_error(c, "out of memory");
-        return 1;
-    }
-    int rc = sy_h1_accept(c, value, extra, websocket ? &sy_proto_ws : &sy_proto_raw, state);
-    if (rc != 0) {
-        /* The connection went away before the switch: the state was not handed over. */
-        if (websocket)
-            sy_ws_free(state);
-        else
-            sy_raw_free(state);
-        sy_lua_detach(h);
-        answered_or_close(c, rc);
-        return 1;
-    }
-    /* open runs from the protocol's start, once the connection speaks it. */
-    return 1;
+    sy_decision_apply(d, c, req, body, offers, n);
 }
 
 /* The log line for a wrong return value of app.upgrade names what it returned and where the
@@ -571,7 +437,7 @@ static void bad_return(lua_State *L, sy_conn *c, int fn)
              "app.upgrade (%s:%d) returned a %s; it must return sy.accept(), sy.ignore(), "
              "sy.upgrade_required(), sy.reject() or nil",
              ar.short_src, ar.linedefined, type);
-    app_error(c, why);
+    sy_decision_error(c, why);
 }
 
 /* Returns 1 when the upgrade hook decided (and the request is answered, switched or its
@@ -584,50 +450,34 @@ static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_req
     int fn = lua_gettop(L);
     lua_pushvalue(L, fn);
     lua_pushvalue(L, req_idx);
-    lua_call(L, 1, 1); /* an error unwinds to sy_app_dispatch: 500 */
+    lua_call(L, 1, 1); /* an error unwinds to sy_lua_dispatch: 500 */
     if (c->closing)
         return 1;
     if (lua_isnil(L, -1))
         return 0;
     int dec = lua_gettop(L);
-    sy_decision *d = sy_lua_test_decision(L, dec);
-    if (!d) {
+    sy_lua_decision *ld = sy_lua_test_decision(L, dec);
+    if (!ld || ld->kind < SY_DECIDE_ACCEPT || ld->kind > SY_DECIDE_REJECT) {
         bad_return(L, c, fn);
         return 1;
     }
-    switch (d->kind) {
-    case SY_DECIDE_IGNORE:
-        return 0;
-    case SY_DECIDE_ACCEPT:
-        return do_accept(L, c, req_idx, dec, req, req_body, offers, n);
-    case SY_DECIDE_UPGRADE_REQUIRED: {
-        const char *protocols = "";
-        if (decision_get(L, dec, DV_TOKEN, LUA_TSTRING))
-            protocols = lua_tostring(L, -1);
-        const char *hdrs = lua_pushfstring(L, "Upgrade: %s\r\n", protocols);
-        sy_str body = SY_STR("Upgrade Required\n");
-        if (decision_get(L, dec, DV_BODY, LUA_TSTRING))
-            body.p = lua_tolstring(L, -1, &body.len);
-        app_answer(c, 426, sy_str_make(hdrs, strlen(hdrs)), body, SY_H1_CONN_UPGRADE);
+    sy_decision d;
+    sy_decision_init(&d, ld->kind);
+    if (ld->kind == SY_DECIDE_ACCEPT) {
+        do_accept(L, c, dec, &d, req, req_body, offers, n);
         return 1;
     }
-    case SY_DECIDE_REJECT: {
-        sy_str body = {"", 0}, hdrs = {"", 0};
-        if (decision_get(L, dec, DV_BODY, LUA_TSTRING))
-            body.p = lua_tolstring(L, -1, &body.len);
-        if (decision_get(L, dec, DV_HEADERS, LUA_TSTRING))
-            hdrs.p = lua_tolstring(L, -1, &hdrs.len);
-        app_answer(c, d->status, hdrs, body, d->flags);
-        return 1;
-    }
-    default:
-        bad_return(L, c, fn);
-        return 1;
-    }
+    d.status = ld->status;
+    d.flags = ld->flags;
+    d.token = decision_str(L, dec, DV_TOKEN);
+    d.body = decision_str(L, dec, DV_BODY);
+    if (ld->kind == SY_DECIDE_REJECT)
+        d.headers = decision_str(L, dec, DV_HEADERS);
+    return sy_decision_apply(&d, c, req, req_body, offers, n);
 }
 
 /* Protected part of dispatch: hooks run with lua_call inside this one protected call, so an
- * error anywhere (a hook, a bad decision) unwinds to sy_app_dispatch, which answers 500. */
+ * error anywhere (a hook, a bad decision) unwinds to sy_lua_dispatch, which answers 500. */
 typedef struct dispatch_args {
     sy_conn *c;
     const sy_http1_request *req;
@@ -657,7 +507,7 @@ static int dispatch_protected(lua_State *L)
     if (!sy_lua_push_hook(L, "request")) {
         int rc = sy_http_respond(c, a->stream, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
                                  SY_STR("not found\n"), 0);
-        answered_or_close(c, rc);
+        sy_answered_or_close(c, rc);
         return 0;
     }
     lua_pushvalue(L, req_idx);
@@ -682,19 +532,22 @@ static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str bod
          * SY_ECLOSED: answered already (the hook sent its response, then raised). */
         int rc = sy_http_respond(c, stream, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
                                  SY_STR("internal server error\n"), 0);
-        answered_or_close(c, rc);
+        sy_answered_or_close(c, rc);
     }
     sy_conn_unref(c);
     lua_settop(L, top);
 }
 
-void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
+void sy_lua_dispatch(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
                      const sy_upgrade_offer *offers, size_t n)
 {
+    (void)ud;
     dispatch_request(c, req, body, offers, n, 0);
 }
 
-void sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id)
+void sy_lua_request(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                    int32_t stream_id)
 {
+    (void)ud;
     dispatch_request(c, req, body, NULL, 0, stream_id);
 }

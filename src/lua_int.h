@@ -6,6 +6,7 @@
 #include <lua.h>
 
 #include "app.h"
+#include "decision.h"
 #include "proto.h"
 #include "server.h"
 
@@ -35,7 +36,6 @@ int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char
 /* A decision returned by app.upgrade: made whole and checked by its constructor (sy.accept,
  * sy.ignore, sy.upgrade_required, sy.reject), then read only by C (lua_conn.c); the app can
  * neither edit nor forge one. Strings and tables live in its user values (DV_*). */
-enum { SY_DECIDE_ACCEPT = 1, SY_DECIDE_IGNORE, SY_DECIDE_UPGRADE_REQUIRED, SY_DECIDE_REJECT };
 enum {
     DV_TOKEN = 1, /* accept: the token; upgrade_required: the protocols (string) */
     DV_HANDLERS,  /* accept: the handlers table, or nil */
@@ -44,13 +44,13 @@ enum {
     DV_HEADERS,   /* reject: validated header lines; accept: options.headers as lines; or nil */
     DV_COUNT = DV_HEADERS
 };
-typedef struct sy_decision {
-    int kind;   /* SY_DECIDE_* */
+typedef struct sy_lua_decision {
+    int kind;   /* SY_DECIDE_* (decision.h) */
     int status; /* reject: 200..599 */
     int flags;  /* reject: SY_H1_CLOSE when its headers ask for "connection: close" */
-} sy_decision;
+} sy_lua_decision;
 /* The decision at idx, or NULL when the value is not one. Never raises. */
-sy_decision *sy_lua_test_decision(lua_State *L, int idx);
+sy_lua_decision *sy_lua_test_decision(lua_State *L, int idx);
 
 /* Pushes the app's hook (app[name]) or returns 0 with nothing pushed when it is not a function. */
 int sy_lua_push_hook(lua_State *L, const char *name);
@@ -109,10 +109,6 @@ int sy_lua_publish_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);
  * raises on a bad value. */
 void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o);
-/* With o->compression on, answers the request's (at req_idx) permessage-deflate offers: sets
- * o->pmd and o->pmd_params and pushes the "Sec-WebSocket-Extensions: ...\r\n" line when one
- * is accepted; pushes nothing otherwise. */
-void sy_lua_ws_negotiate(lua_State *L, int req_idx, sy_ws_options *o);
 
 /* Connection handles (raw and WebSocket): creates one for c with the handlers table at
  * handlers_idx (may be 0 for none); leaves it on the stack and returns its C pointer. The
@@ -130,6 +126,42 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k);
  * own fields go to UV_EXTRA; built-in names (methods and fields) raise "<what>.<k> is
  * read-only" at the app's line. */
 int sy_lua_handle_newindex(lua_State *L);
+
+/* The binding's side of the app interface (app.h; ud is the server), installed by
+ * sy_server_new. */
+void sy_lua_dispatch(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                     const sy_upgrade_offer *offers, size_t n);
+void sy_lua_request(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
+                    int32_t stream_id);
+void sy_lua_response_dropped(void *ud, void *res);
+void sy_lua_raw_open(void *ud, void *handle);
+void sy_lua_raw_data(void *ud, void *handle, const char *p, size_t n);
+void sy_lua_raw_drain(void *ud, void *handle);
+int sy_lua_raw_eof(void *ud, void *handle);
+int sy_lua_raw_shutdown(void *ud, void *handle);
+void sy_lua_raw_close(void *ud, void *handle);
+void sy_lua_conn_discard(void *ud, void *handle);
+void sy_lua_ws_open(void *ud, void *handle);
+void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n);
+void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong);
+void sy_lua_ws_drain(void *ud, void *handle);
+void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason);
+
+/* The time budget (lua_budget.c). sy_lua_budget_enter starts the outermost call from the
+ * core into s's state on this thread (deadline, and the hook where this thread needs one) and
+ * returns the server whose call it interrupts, for sy_lua_budget_leave. */
+double sy_lua_mono_now(void);
+/* The server of a state made by the binding, from the state's extra space (no lookup). */
+sy_server *sy_lua_state_server(lua_State *L);
+sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L);
+void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
+/* A state was made on this thread / its server is gone (the thread's timer goes with the last
+ * one). */
+void sy_lua_budget_server_added(void);
+void sy_lua_budget_server_gone(void);
+/* Wraps coroutine.create and wrap so each coroutine runs with the count hook. Returns 0 or
+ * SY_ENOMEM. */
+int sy_lua_budget_install(lua_State *L);
 
 /* Module parts. */
 void sy_lua_open_request(lua_State *L);

@@ -56,8 +56,9 @@ void sy_lua_anchor_response(lua_State *L, int idx)
     }
 }
 
-void sy_app_response_dropped(void *res)
+void sy_lua_response_dropped(void *ud, void *res)
 {
+    (void)ud;
     lres *r = res;
     if (!r->conn)
         return;

@@ -26,8 +26,9 @@ static void handler_failed(lconn *h)
         sy_ws_close(h->conn, 1011, SY_STR("internal error"));
 }
 
-void sy_app_ws_open(void *handle)
+void sy_lua_ws_open(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     int base = h->conn ? sy_lua_handler_begin(h, "open") : 0;
     if (base && sy_lua_handler_end(h, "open", base, 0) != 0)
@@ -42,7 +43,7 @@ typedef struct msg_batch {
 } msg_batch;
 
 /* [batch, handle, handlers, text slot, "message"]: the message handler for each message in
- * turn, under the one protected call of sy_app_ws_messages. Stops when the connection stops
+ * turn, under the one protected call of sy_lua_ws_messages. Stops when the connection stops
  * taking messages (a handler closed it); an error ends the batch, and the connection fails
  * with 1011. The handler is looked up for each message, so replacing it takes effect at the
  * next one. */
@@ -76,8 +77,9 @@ static int deliver_batch(lua_State *L)
     return 0;
 }
 
-void sy_app_ws_messages(void *handle, const sy_ws_msg *m, size_t n)
+void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
 {
+    (void)ud;
     lconn *h = handle;
     lua_State *L = h->L;
     sy_conn *c = h->conn;
@@ -102,14 +104,9 @@ void sy_app_ws_messages(void *handle, const sy_ws_msg *m, size_t n)
         handler_failed(h);
 }
 
-void sy_app_ws_message(void *handle, const char *p, size_t n, int binary)
+void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong)
 {
-    sy_ws_msg m = {p, n, binary};
-    sy_app_ws_messages(handle, &m, 1);
-}
-
-void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong)
-{
+    (void)ud;
     lconn *h = handle;
     const char *name = pong ? "pong" : "ping";
     int base = sy_lua_handler_begin(h, name);
@@ -120,8 +117,9 @@ void sy_app_ws_ping(void *handle, const char *p, size_t n, int pong)
         handler_failed(h);
 }
 
-void sy_app_ws_drain(void *handle)
+void sy_lua_ws_drain(void *ud, void *handle)
 {
+    (void)ud;
     lconn *h = handle;
     int base = sy_lua_handler_begin(h, "drain");
     if (base && sy_lua_handler_end(h, "drain", base, 0) != 0)
@@ -160,8 +158,9 @@ static void unsubscribe_all(lua_State *L, int idx)
     lua_setiuservalue(L, idx, UV_TOPICS);
 }
 
-void sy_app_ws_close(void *handle, int code, sy_str reason)
+void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
 {
+    (void)ud;
     lconn *h = handle;
     lua_State *L = h->L;
     h->conn = NULL; /* the close handler sees a closed ws: sends answer nil, "closed" */
@@ -475,29 +474,6 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
             luaL_error(L, "option backpressure must be \"close\" or \"drop\"");
     }
     lua_pop(L, 1);
-}
-
-void sy_lua_ws_negotiate(lua_State *L, int req_idx, sy_ws_options *o)
-{
-    o->pmd = 0;
-    if (o->compression == SY_PMD_OFF)
-        return;
-    /* req.headers joins repeated fields with ", ": one list (RFC 6455 9.1). */
-    int top = lua_gettop(L);
-    if (lua_getfield(L, req_idx, "headers") == LUA_TTABLE &&
-        lua_getfield(L, -1, "sec-websocket-extensions") == LUA_TSTRING) {
-        size_t n;
-        const char *v = lua_tolstring(L, -1, &n);
-        sy_pmd_config cfg;
-        sy_ws_pmd_config(o->compression, &cfg);
-        o->pmd = sy_ws_pmd_negotiate(sy_str_make(v, n), &cfg, &o->pmd_params);
-    }
-    lua_settop(L, top);
-    if (o->pmd) {
-        char ext[SY_WS_PMD_ANSWER_MAX];
-        sy_ws_pmd_format(&o->pmd_params, ext);
-        lua_pushfstring(L, "Sec-WebSocket-Extensions: %s\r\n", ext);
-    }
 }
 
 void sy_lua_open_ws(lua_State *L)

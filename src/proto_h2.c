@@ -622,7 +622,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
         /* Whoever answered (the app's res or the core's own 500), the app's handle is done:
          * a copy kept in a timer then answers nil, "closed" instead of reaching a dead conn. */
         if (st->res)
-            sy_app_response_dropped(st->res);
+            sy_app_response_dropped(c, st->res);
         st->res = NULL;
     }
     return rc;
@@ -639,7 +639,7 @@ static void respond_core(sy_conn *c, h2 *h, h2_stream *st, int status, const cha
     if (st->answered)
         return;
     if (st->res) {
-        sy_app_response_dropped(st->res);
+        sy_app_response_dropped(c, st->res);
         st->res = NULL;
     }
     if (submit(c, h, st, status, SY_STR("content-type: text/plain\r\n"),
@@ -672,7 +672,7 @@ int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str h
         /* Nothing was sent: reset the stream so the client is told and nothing stays owed. */
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         if (st->res)
-            sy_app_response_dropped(st->res);
+            sy_app_response_dropped(c, st->res);
         st->res = NULL;
         st->refused = 1;
     }
@@ -796,7 +796,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         drop_body(h, st);
         st->refused = 1;
         if (st->res) {
-            sy_app_response_dropped(st->res);
+            sy_app_response_dropped(h->conn, st->res);
             st->res = NULL;
         }
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
@@ -897,7 +897,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         /* Reset or cut before the app answered: its res goes dead. */
         void *res = st->res;
         st->res = NULL;
-        sy_app_response_dropped(res);
+        sy_app_response_dropped(h->conn, res);
     }
     if (st->waiting) {
         st->waiting = 0;
@@ -1203,7 +1203,7 @@ static void h2_on_close(sy_conn *c)
         if (st->res) {
             void *res = st->res;
             st->res = NULL;
-            sy_app_response_dropped(res);
+            sy_app_response_dropped(c, res);
         }
     }
     if (h->in_recv || h->in_send) {

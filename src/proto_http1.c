@@ -259,7 +259,7 @@ static void finish_exchange(sy_conn *c, h1 *h)
     sy_server_release_input(c->server, &h->input_held);
     /* The app's handle is done whoever answered (a core 500 after a hook error included). */
     if (h->res)
-        sy_app_response_dropped(h->res);
+        sy_app_response_dropped(c, h->res);
     h->res = NULL;
     if (!h->keep_alive || c->server->stopping) {
         h->phase = H1_DONE;
@@ -668,7 +668,7 @@ static void h1_on_close(sy_conn *c)
         return;
     sy_server_release_input(c->server, &h->input_held);
     if (h->res)
-        sy_app_response_dropped(h->res);
+        sy_app_response_dropped(c, h->res);
     if (h->phase == H1_SWITCH && h->next_proto && h->next_proto->on_close) {
         /* The new protocol never started: it releases its state and the app's handle without
          * running a handler (open never ran, so close does not either). */

@@ -39,7 +39,7 @@ static void raw_on_bytes(sy_conn *c)
     while (!c->closing && sy_buf_len(&c->in)) {
         /* The handler may write, close, or pause: take the bytes out of the buffer first. */
         size_t n = sy_buf_len(&c->in);
-        sy_app_raw_data(r->handle, sy_buf_data(&c->in), n);
+        sy_app_raw_data(c, r->handle, sy_buf_data(&c->in), n);
         if (c->closing)
             return;
         sy_buf_consume(&c->in, n);
@@ -51,14 +51,14 @@ static void raw_on_bytes(sy_conn *c)
 static void raw_on_drain(sy_conn *c)
 {
     rawp *r = c->proto_state;
-    sy_app_raw_drain(r->handle);
+    sy_app_raw_drain(c, r->handle);
 }
 
 static void raw_on_eof(sy_conn *c)
 {
     rawp *r = c->proto_state;
     /* Without an eof handler the peer's EOF ends the connection (after what is queued). */
-    if (!sy_app_raw_eof(r->handle)) {
+    if (!sy_app_raw_eof(c, r->handle)) {
         sy_conn_close_after_write(c);
         return;
     }
@@ -96,7 +96,7 @@ static void raw_on_shutdown(sy_conn *c)
     if (c->close_after_write)
         return; /* closing already: nothing for the app to finish */
     /* With a shutdown handler the app closes in its own time; the grace period bounds it. */
-    if (!sy_app_raw_shutdown(r->handle))
+    if (!sy_app_raw_shutdown(c, r->handle))
         sy_conn_close_after_write(c);
 }
 
@@ -112,9 +112,9 @@ static void raw_on_close(sy_conn *c)
     if (!handle)
         return;
     if (started)
-        sy_app_raw_close(handle);
+        sy_app_raw_close(c, handle);
     else
-        sy_app_conn_discard(handle); /* open never ran: neither does close */
+        sy_app_conn_discard(c, handle); /* open never ran: neither does close */
 }
 
 static void raw_on_start(sy_conn *c)
@@ -124,7 +124,7 @@ static void raw_on_start(sy_conn *c)
     r->last_rx = ev_now(c->server->loop);
     if (r->idle_timeout > 0)
         sy_conn_set_timeout(c, r->idle_timeout);
-    sy_app_raw_open(r->handle);
+    sy_app_raw_open(c, r->handle);
 }
 
 const sy_proto sy_proto_raw = {

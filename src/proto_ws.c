@@ -264,7 +264,7 @@ static void notify_close(sy_conn *c, wsp *w, int code, sy_str reason)
     if (!h)
         return;
     w->handle = NULL;
-    sy_app_ws_close(h, code, reason);
+    sy_app_ws_close(c, h, code, reason);
 }
 
 static int write_frame(sy_conn *c, int opcode, const void *p, size_t n)
@@ -430,7 +430,7 @@ static void deliver(sy_conn *c, wsp *w, const uint8_t *p, size_t n, int opcode)
 {
     if (!w->handle || w->close_sent)
         return; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
-    sy_app_ws_message(w->handle, (const char *)p, n, opcode == SY_WS_BINARY);
+    sy_app_ws_message(c, w->handle, (const char *)p, n, opcode == SY_WS_BINARY);
     (void)c;
 }
 
@@ -466,12 +466,12 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
         if (answer_ping(c, w, p, n) != 0)
             return;
         if (!c->closing && w->handle)
-            sy_app_ws_ping(w->handle, (const char *)p, n, 0);
+            sy_app_ws_ping(c, w->handle, (const char *)p, n, 0);
         break;
     case SY_WS_PONG:
         w->ping_outstanding = 0;
         if (w->handle)
-            sy_app_ws_ping(w->handle, (const char *)p, n, 1);
+            sy_app_ws_ping(c, w->handle, (const char *)p, n, 1);
         break;
     case SY_WS_CLOSE: {
         int code;
@@ -586,18 +586,18 @@ typedef struct ws_batch {
 
 /* Delivers what is pending, before anything else happens on the connection: a control frame,
  * a failure, the end of the read. */
-static void flush(wsp *w, ws_batch *b)
+static void flush(sy_conn *c, wsp *w, ws_batch *b)
 {
     size_t n = b->n;
     b->n = 0;
     if (n && w->handle && !w->close_sent)
-        sy_app_ws_messages(w->handle, b->m, n);
+        sy_app_ws_messages(c, w->handle, b->m, n);
 }
 
 /* fail, after the messages that came before the bad frame. */
 static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *why)
 {
-    flush(w, b);
+    flush(c, w, b);
     fail(c, w, code, why);
 }
 
@@ -740,10 +740,10 @@ static void ws_on_bytes(sy_conn *c)
             b.n++;
             sy_buf_consume(&c->in, hl + plen);
             if (b.n == WS_BATCH)
-                flush(w, &b);
+                flush(c, w, &b);
             continue;
         }
-        flush(w, &b);
+        flush(c, w, &b);
         if (c->closing)
             break;
         if (op >= SY_WS_CLOSE) {
@@ -779,7 +779,7 @@ static void ws_on_bytes(sy_conn *c)
             sy_buf_trim(&w->msg, 0);
         }
     }
-    flush(w, &b);
+    flush(c, w, &b);
     if (!c->closing)
         hold_partial(c, w);
     if (!c->closing) {
@@ -812,7 +812,7 @@ static void ws_on_drain(sy_conn *c)
         sy_conn_resume(c);
     }
     if (w->handle && !w->close_sent)
-        sy_app_ws_drain(w->handle);
+        sy_app_ws_drain(c, w->handle);
 }
 
 /* One timer per connection: keepalive pings, the idle limit, and the close handshake's wait. */
@@ -875,7 +875,7 @@ static void ws_on_close(sy_conn *c)
         /* Closed between the accept and the switch: open never ran, so close does not. */
         void *h = w->handle;
         w->handle = NULL;
-        sy_app_conn_discard(h);
+        sy_app_conn_discard(c, h);
     }
     sy_ws_free(w);
 }
@@ -894,7 +894,7 @@ static void ws_on_start(sy_conn *c)
         first = w->o.ping_interval;
     sy_conn_set_timeout(c, first);
     if (w->handle)
-        sy_app_ws_open(w->handle);
+        sy_app_ws_open(c, w->handle);
 }
 
 const sy_proto sy_proto_ws = {

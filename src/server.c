@@ -59,7 +59,7 @@ SY_API const char *sy_server_error(const sy_server *s)
     return s->err;
 }
 
-SY_API sy_server *sy_server_new(struct ev_loop *loop)
+sy_server *sy_server_create(struct ev_loop *loop)
 {
     sy_server *s = sy_calloc(1, sizeof *s);
     if (!s)
@@ -78,10 +78,10 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     s->lua.max_memory = (size_t)1 << 30;
     s->lua.load_time = 10;
     s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
-    if (!s->scratch_headers)
-        goto fail_server;
-    if (sy_app_open(s) != 0)
-        goto fail_headers;
+    if (!s->scratch_headers) {
+        sy_free(s);
+        return NULL;
+    }
     ev_prepare_init(&s->reaper, on_reaper);
     ev_prepare_start(loop, &s->reaper);
     ev_unref(loop); /* the reaper alone must not keep the loop running */
@@ -90,12 +90,6 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     ev_timer_init(&s->stop_done, on_stop_done, 0., 0.);
     ev_timer_init(&s->give_back, on_give_back, GIVE_BACK_EVERY, GIVE_BACK_EVERY);
     return s;
-
-fail_headers:
-    sy_free(s->scratch_headers);
-fail_server:
-    sy_free(s);
-    return NULL;
 }
 
 SY_API int sy_server_set_max_head(sy_server *s, size_t bytes)

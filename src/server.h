@@ -2,6 +2,7 @@
 #ifndef SY_SERVER_H
 #define SY_SERVER_H
 
+#include "app.h"
 #include "conn.h"
 #include "http1.h"
 #include "pool.h"
@@ -37,6 +38,8 @@ typedef struct sy_config {
 
 struct sy_server {
     struct ev_loop *loop;       /* borrowed; outlives the server */
+    sy_app app;                 /* the application's callbacks (app.h): installed by the Lua
+                                   binding when sy_server_new opens its state */
     struct lua_State *L;        /* owned */
     sy_lua_limits lua;          /* app.lua */
     size_t lua_memory;          /* bytes the Lua state holds now */
@@ -74,6 +77,10 @@ struct sy_server {
     ev_tstamp date_at;
     char err[1024];
 };
+
+/* A server with its defaults and no app (s->app empty); sy_server_new adds the Lua app.
+ * NULL when out of memory. */
+struct sy_server *sy_server_create(struct ev_loop *loop);
 
 /* Logs one line on stderr: "[level] message". */
 void sy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

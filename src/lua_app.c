@@ -1,0 +1,404 @@
+/* The Lua binding as the server's app: the server's Lua state, loading the app file, its
+ * configuration (app.http, app.lua), and the table of callbacks (app.h) it installs. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#include "lua_int.h"
+#include "lua_path.h"
+
+static const char server_key = 's'; /* registry[&server_key] = lightuserdata(sy_server) */
+static const char app_key = 'a';    /* registry[&app_key] = the app table */
+
+const void *sy_lua_app_key(void)
+{
+    return &app_key;
+}
+
+sy_server *sy_lua_server(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &server_key);
+    sy_server *s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+/* Lua runs __gc finalizers with debug hooks off, so app.lua.max_time cannot stop one: a loop in
+ * a finalizer would stall the server for good. Apps may not install finalizers: setmetatable
+ * (and debug.setmetatable) refuse a metatable with a __gc field, and the metatables of
+ * userdata (the core's handles, io files, C libraries' objects), whose objects C marks for
+ * finalization, are handed to the app as read-only views, so no __gc can be put in one.
+ * Objects are marked when their metatable is set (Lua 5.4 manual 2.5.3): a __gc added to an
+ * app's metatable later never runs, and a second setmetatable with it is refused. */
+static const char GC_GUARD[] =
+    "local setmetatable, getmetatable, rawget, type, error, next, debug = ...\n"
+    "local msg = '__gc is not allowed in switchyard apps: Lua runs finalizers outside '\n"
+    "  .. 'app.lua.max_time (release resources explicitly, or with a <close> variable)'\n"
+    "local function check(mt)\n"
+    "  if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then error(msg, 3) end\n"
+    "end\n"
+    "local function readonly()\n"
+    "  error('the metatable of a userdata cannot be changed in switchyard apps (a __gc put '\n"
+    "        .. 'there would run outside app.lua.max_time)', 2)\n"
+    "end\n"
+    "local views = setmetatable({}, { __mode = 'k' })\n"
+    "local function view(v, mt)\n"
+    "  if type(v) ~= 'userdata' or type(mt) ~= 'table' then return mt end\n"
+    "  local p = views[mt]\n"
+    "  if not p then\n"
+    "    p = setmetatable({}, { __index = mt, __newindex = readonly, __metatable = false,\n"
+    "                           __pairs = function() return next, mt, nil end })\n"
+    "    views[mt] = p\n"
+    "  end\n"
+    "  return p\n"
+    "end\n"
+    "_G.setmetatable = function(t, mt) check(mt) return setmetatable(t, mt) end\n"
+    "_G.getmetatable = function(v) return view(v, getmetatable(v)) end\n"
+    "local dset, dget = debug.setmetatable, debug.getmetatable\n"
+    "debug.setmetatable = function(v, mt)\n"
+    "  check(mt)\n"
+    "  if type(v) == 'userdata' then readonly() end\n"
+    "  return dset(v, mt)\n"
+    "end\n"
+    "debug.getmetatable = function(v) return view(v, dget(v)) end\n";
+
+static int panic(lua_State *L)
+{
+    sy_log("fatal", "unprotected Lua error: %s", lua_tostring(L, -1));
+    return 0; /* abort() follows */
+}
+
+/* Lua's allocator: counts bytes in use and refuses growth past the cap (Lua then collects
+ * garbage and retries before raising a memory error). Small blocks come from the server's pool
+ * (Lua always says the size of the block it frees or resizes). */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    sy_server *s = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        sy_pool_put(&s->pool, ptr, old);
+        s->lua_memory -= old;
+        return NULL;
+    }
+    if (nsize > old && s->lua.max_memory && s->lua_memory - old + nsize > s->lua.max_memory)
+        return NULL;
+    void *p = sy_pool_resize(&s->pool, ptr, old, nsize);
+    if (p)
+        s->lua_memory = s->lua_memory - old + nsize;
+    return p;
+}
+
+static int lua_app_open(sy_server *s)
+{
+    lua_State *L = lua_newstate(lua_alloc, s);
+    if (!L)
+        return SY_ENOMEM;
+    *(sy_server **)lua_getextraspace(L) = s;
+    lua_atpanic(L, panic);
+    /* Generational GC: a server makes many short-lived strings (messages, requests) and keeps
+     * few long-lived objects; incremental cycles over large payloads cost ~10% per message. */
+    lua_gc(L, LUA_GCGEN, 0, 0);
+    luaL_openlibs(L);
+    if (sy_lua_budget_install(L) != 0) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    if (luaL_loadstring(L, GC_GUARD) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    static const char *const guard_args[] = {"setmetatable", "getmetatable", "rawget", "type",
+                                             "error", "next", "debug"};
+    for (size_t i = 0; i < sizeof guard_args / sizeof guard_args[0]; i++)
+        lua_getglobal(L, guard_args[i]);
+    if (lua_pcall(L, 7, 0, 0) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    lua_pushlightuserdata(L, s);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &server_key);
+    /* package.preload.switchyard, and lua/?.lua for switchyard.<name> helpers. */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_switchyard);
+    lua_setfield(L, -2, "switchyard");
+    lua_pop(L, 1);
+    /* Open it now: the metatables of req/res must exist even if the app never requires it. */
+    luaL_requiref(L, "switchyard", luaopen_switchyard, 0);
+    lua_pop(L, 1);
+    lua_pushcfunction(L, sy_lua_path_init);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
+    s->L = L;
+    sy_lua_budget_server_added();
+    return 0;
+}
+
+/* app.http = { max_head =, max_headers =, max_body =, header_timeout =, keepalive_timeout =,
+ * high_water =, max_buffered_total =, body_timeout =, send_timeout = }: the server's HTTP
+ * limits, set when the app loads (app table at the top). Each value is checked as a Lua number
+ * (range, NaN, integral for sizes and counts) before it is converted: a double out of a
+ * size_t's range has no defined conversion. */
+static const struct http_limit {
+    const char *key;
+    double lo, hi;  /* inclusive, except lo for times (> lo) */
+    int integer;    /* a size or count: integral values only */
+    int zero;       /* a time that may also be 0 (none) */
+} http_limits[] = {
+    {"max_head", 256, 1024 * 1024, 1, 0},
+    {"max_headers", 1, 10000, 1, 0},
+    {"max_body", 0, 1099511627776.0, 1, 0}, /* 1 TiB */
+    {"header_timeout", 0, 3600, 0, 0},
+    {"keepalive_timeout", 0, 86400, 0, 0},
+    {"high_water", 1024, 1099511627776.0, 1, 0},
+    {"max_buffered_total", 0, 1099511627776.0, 1, 0}, /* the setter: 0 or >= 64 KiB */
+    {"body_timeout", 0, 86400, 0, 0},
+    {"send_timeout", 0, 86400, 0, 1},
+};
+
+static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
+{
+    int t = lua_getfield(L, -1, "http");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (t != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return sy_server_fail(s, SY_ELUA, "%s: app.http must be a table (got %s)", path,
+                              lua_typename(L, t));
+    }
+    const size_t nlimits = sizeof http_limits / sizeof http_limits[0];
+    int rc = 0;
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const struct http_limit *lim = NULL;
+        for (size_t i = 0; k && i < nlimits; i++)
+            if (strcmp(k, http_limits[i].key) == 0)
+                lim = &http_limits[i];
+        double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
+        int pushed = 0; /* the value as a string, for a message */
+        int ok = lim && v <= lim->hi &&
+                 (lim->integer ? v >= lim->lo && v == floor(v)
+                               : v > lim->lo || (lim->zero && v == 0));
+        if (!lim) {
+            rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path,
+                                k ? k : "?");
+        } else if (!ok && lim->integer) {
+            pushed = 1;
+            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be an integer in %.0f .. %.0f "
+                                "(got %s)", path, k, lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
+        } else if (!ok) {
+            pushed = 1;
+            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be %sa number of seconds in "
+                                "(%g, %g] (got %s)", path, k, lim->zero ? "0 (none) or " : "",
+                                lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
+        } else {
+            switch (lim - http_limits) {
+            case 0: rc = sy_server_set_max_head(s, (size_t)v); break;
+            case 1: rc = sy_server_set_max_headers(s, (size_t)v); break;
+            case 2: rc = sy_server_set_max_body(s, (size_t)v); break;
+            case 3: rc = sy_server_set_header_timeout(s, v); break;
+            case 4: rc = sy_server_set_idle_timeout(s, v); break;
+            case 5: rc = sy_server_set_high_water(s, (size_t)v); break;
+            case 6: rc = sy_server_set_max_buffered_total(s, (size_t)v); break;
+            case 7: rc = sy_server_set_body_timeout(s, v); break;
+            default: rc = sy_server_set_send_timeout(s, v); break;
+            }
+            if (rc != 0) {
+                char why[256];
+                snprintf(why, sizeof why, "%s", sy_server_error(s));
+                rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s: %s", path, k, why);
+            }
+        }
+        lua_pop(L, 1 + pushed);
+    }
+    if (rc != 0)
+        lua_pop(L, 1); /* the key lua_next left */
+    lua_pop(L, 1);     /* the http table */
+    return rc;
+}
+
+/* app.lua = { max_time = seconds per call from the core (0: none), max_memory = bytes (0:
+ * none) }. */
+static int apply_lua_limits(sy_server *s, lua_State *L, const char *path)
+{
+    int t = lua_getfield(L, -1, "lua");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int rc = 0;
+    if (t != LUA_TTABLE) {
+        rc = sy_server_fail(s, SY_ELUA, "%s: app.lua must be a table (got %s)", path,
+                            lua_typename(L, t));
+    } else {
+        lua_pushnil(L);
+        while (rc == 0 && lua_next(L, -2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
+            if (strcmp(k, "max_time") == 0 && v >= 0 && v <= 3600)
+                s->lua.max_time = v;
+            else if (strcmp(k, "max_memory") == 0 && (v == 0 || (v >= 1024 * 1024 && v <= 1e15)))
+                s->lua.max_memory = (size_t)v;
+            else if (strcmp(k, "max_time") == 0 || strcmp(k, "max_memory") == 0)
+                rc = sy_server_fail(s, SY_ELUA,
+                                    "%s: app.lua.%s out of range (max_time 0..3600 s, max_memory "
+                                    "0 or >= 1 MiB)", path, k);
+            else
+                rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.lua option '%s'", path, k);
+            lua_pop(L, 1);
+        }
+        if (rc != 0)
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+/* The time budget of loading the app: the embedder's setting, else SWITCHYARD_LOAD_TIMEOUT,
+ * else the default (10 s). Returns 0, or SY_EINVAL with the message for a bad variable. */
+static int load_budget(sy_server *s, double *budget)
+{
+    *budget = s->lua.load_time;
+    const char *env = s->lua.load_time_set ? NULL : getenv("SWITCHYARD_LOAD_TIMEOUT");
+    if (!env || !*env)
+        return 0;
+    char *end;
+    double v = strtod(env, &end);
+    if (*end || !(v >= 0 && v <= 86400))
+        return sy_server_fail(s, SY_EINVAL, "SWITCHYARD_LOAD_TIMEOUT must be seconds in "
+                              "0 .. 86400 (got '%s')", env);
+    *budget = v;
+    return 0;
+}
+
+static int lua_app_load(void *ud, const char *path)
+{
+    sy_server *s = ud;
+    lua_State *L = s->L;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return sy_server_fail(s, SY_ELUA, "cannot open app %s: %s", path, strerror(errno));
+    fclose(f);
+    /* The app's own directory comes first on package.path, so it can require its modules. */
+    const char *slash = strrchr(path, '/');
+    lua_getglobal(L, "package"); /* [package] */
+    if (slash)
+        lua_pushlstring(L, path, (size_t)(slash - path));
+    else
+        lua_pushliteral(L, ".");
+    lua_getfield(L, -2, "path"); /* [package, dir, oldpath] */
+    lua_pushfstring(L, "%s/?.lua;%s", lua_tostring(L, -2), lua_tostring(L, -1));
+    lua_setfield(L, -4, "path");
+    lua_settop(L, 0);
+
+    sy_lua_push_traceback(L);
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    /* The load has a budget of its own: app.lua.max_time is only known once it has run. */
+    double budget = 0;
+    if (load_budget(s, &budget) != 0) {
+        lua_settop(L, 0);
+        return SY_EINVAL;
+    }
+    double max_time = s->lua.max_time, t0 = sy_lua_mono_now();
+    s->lua.max_time = budget;
+    s->lua_depth++;
+    sy_server *prev = sy_lua_budget_enter(s, L);
+    int lrc = lua_pcall(L, 0, 1, 1);
+    sy_lua_budget_leave(s, L, prev);
+    s->lua_depth--;
+    s->lua.max_time = max_time;
+    if (lrc != LUA_OK) {
+        int rc;
+        if (budget > 0 && sy_lua_mono_now() - t0 >= budget)
+            rc = sy_server_fail(s, SY_ELUA, "%s: loading the app ran past its time budget for "
+                                "loading (%g s; SWITCHYARD_LOAD_TIMEOUT sets it): %s", path,
+                                budget, lua_tostring(L, -1));
+        else
+            rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        int rc = sy_server_fail(s, SY_ELUA, "%s: the app must return a table of hooks (got %s)",
+                                path, luaL_typename(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    static const char *const hooks[] = {"request", "upgrade", NULL};
+    for (int i = 0; hooks[i]; i++) {
+        int t = lua_getfield(L, -1, hooks[i]);
+        lua_pop(L, 1);
+        if (t != LUA_TNIL && t != LUA_TFUNCTION) {
+            int rc = sy_server_fail(s, SY_ELUA, "%s: app.%s must be a function (got %s)", path,
+                                    hooks[i], lua_typename(L, t));
+            lua_settop(L, 0);
+            return rc;
+        }
+    }
+    int rc = apply_http_limits(s, L, path);
+    if (rc == 0)
+        rc = apply_lua_limits(s, L, path);
+    if (rc != 0) {
+        lua_settop(L, 0);
+        return rc;
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &app_key);
+    lua_settop(L, 0);
+    return 0;
+}
+
+static void lua_app_close(void *ud)
+{
+    sy_server *s = ud;
+    if (s->L) {
+        lua_close(s->L);
+        s->L = NULL;
+        sy_lua_budget_server_gone();
+    }
+}
+
+/* The Lua binding as the server's app (app.h); ud is the server. */
+static const sy_app_ops lua_app_ops = {
+    .load = lua_app_load,
+    .close = lua_app_close,
+    .dispatch = sy_lua_dispatch,
+    .request = sy_lua_request,
+    .response_dropped = sy_lua_response_dropped,
+    .raw_open = sy_lua_raw_open,
+    .raw_data = sy_lua_raw_data,
+    .raw_drain = sy_lua_raw_drain,
+    .raw_eof = sy_lua_raw_eof,
+    .raw_shutdown = sy_lua_raw_shutdown,
+    .raw_close = sy_lua_raw_close,
+    .conn_discard = sy_lua_conn_discard,
+    .ws_open = sy_lua_ws_open,
+    .ws_messages = sy_lua_ws_messages,
+    .ws_ping = sy_lua_ws_ping,
+    .ws_drain = sy_lua_ws_drain,
+    .ws_close = sy_lua_ws_close,
+};
+
+SY_API sy_server *sy_server_new(struct ev_loop *loop)
+{
+    sy_server *s = sy_server_create(loop);
+    if (!s)
+        return NULL;
+    if (lua_app_open(s) != 0) {
+        sy_server_free(s);
+        return NULL;
+    }
+    sy_server_set_app(s, &lua_app_ops, s);
+    return s;
+}

@@ -1,0 +1,53 @@
+/* HTTP/1.1 after the accept: answers, the upgrade switch, TLS in place (proto_http1.c), and
+ * answers for either HTTP version (proto_h2.c). */
+#ifndef SY_PROTO_HTTP1_H
+#define SY_PROTO_HTTP1_H
+
+#include <stdint.h>
+
+#include "conn.h"
+
+extern const sy_proto sy_proto_http1;
+
+/* Starts HTTP/1.1 on a fresh connection: returns the protocol state or NULL (no memory). */
+void *sy_h1_state_new(void);
+void sy_h1_state_free(void *state);
+
+/* Answers the connection's pending request: status, extra header lines (already validated,
+ * each "Name: value\r\n"), body. Returns 0, SY_ECLOSED when the connection is gone or the
+ * response was sent already, or SY_EINVAL for a status out of range. keep_alive 0 forces
+ * "Connection: close". The next pipelined request is processed from the loop, not from here. */
+enum {
+    SY_H1_CONN_UPGRADE = 1, /* add "Upgrade" to the Connection field (426, RFC 9110 15.5.22) */
+    SY_H1_CLOSE = 2,        /* close the connection after this response */
+};
+int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body, int flags);
+
+/* Records the app's handle for the pending response, so the conn can tell it when it dies. */
+void sy_h1_set_response_handle(sy_conn *c, void *res);
+
+/* Switches the connection after the pending upgrade request: writes "101 Switching Protocols"
+ * with "Upgrade: upgrade_value", "Connection: Upgrade" and extra header lines, then hands the
+ * conn (and any bytes after the request) to proto with state (ownership passes to the conn).
+ * Returns 0 or SY_ECLOSED. */
+int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_proto *proto,
+                 void *state);
+
+/* Switches the connection to TLS in place (RFC 2817 3.3) for the pending request, whose TLS
+ * offer the app accepted: writes "101 Switching Protocols" with "Upgrade: <upgrade_value>,
+ * HTTP/1.1" and "Connection: Upgrade", starts the handshake on the same socket (min_version 12
+ * or 13), and once it completes hands that same request to app.request over TLS; the
+ * connection then goes on as HTTP/1.1 over TLS. Bytes the client sent behind the request
+ * refuse the switch with 400 and close. Returns 0, SY_EPROTO (refused and answered), SY_EINVAL
+ * (no certificate, or already TLS: nothing written) or SY_ECLOSED. */
+int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version);
+
+/* Answers a request for the app: stream 0 is the pending request of an HTTP/1.1 connection
+ * (sy_h1_respond), any other id an HTTP/2 stream of c (sy_h2_respond; flags do not apply).
+ * Same results as sy_h1_respond. */
+int sy_http_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
+                    sy_str body, int flags);
+/* Records the app's handle for the pending response of that request (stream 0: HTTP/1.1). */
+void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res);
+
+#endif
