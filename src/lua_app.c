@@ -9,6 +9,7 @@
 #include <lualib.h>
 
 #include "lua_int.h"
+#include "lua_path.h"
 
 static const char server_key = 's'; /* registry[&server_key] = lightuserdata(sy_server) */
 static const char app_key = 'a';    /* registry[&app_key] = the app table */
@@ -128,11 +129,11 @@ static int lua_app_open(sy_server *s)
     /* Open it now: the metatables of req/res must exist even if the app never requires it. */
     luaL_requiref(L, "switchyard", luaopen_switchyard, 0);
     lua_pop(L, 1);
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", SY_LUA_DIR, SY_LUA_DIR, lua_tostring(L, -1));
-    lua_setfield(L, -3, "path");
-    lua_pop(L, 2);
+    lua_pushcfunction(L, sy_lua_path_init);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        lua_close(L);
+        return SY_ENOMEM;
+    }
     s->L = L;
     sy_lua_budget_server_added();
     return 0;

@@ -8,7 +8,23 @@
 extern "C" {
 #endif
 
+/* The library's version. CMakeLists.txt reads the project version from these three lines, so
+ * the SONAME, switchyard.pc and the CMake package follow them; sy_version() reports the
+ * version of the library actually linked. */
+#define SY_VERSION_MAJOR 0
+#define SY_VERSION_MINOR 1
+#define SY_VERSION_PATCH 0
+
+/* Marks the functions the library exports. The library's own build defines SY_BUILDING (and
+ * compiles with -fvisibility=hidden); for a host SY_API expands to nothing, so including this
+ * header exports nothing from the host. A host may define SY_API itself before the include. */
+#ifndef SY_API
+#if defined(SY_BUILDING) && defined(__GNUC__)
 #define SY_API __attribute__((visibility("default")))
+#else
+#define SY_API
+#endif
+#endif
 
 struct ev_loop;
 struct lua_State;
@@ -26,6 +42,10 @@ enum {
     SY_ECLOSED = -5, /* the object is closed */
     SY_EFATAL = -50,
 };
+
+/* Returns the version of the linked library as "MAJOR.MINOR.PATCH" (static; never NULL). A
+ * host can compare it with the SY_VERSION_* it was compiled against. Any thread, any time. */
+SY_API const char *sy_version(void);
 
 /* Returns a static English description of a code; never NULL. */
 SY_API const char *sy_strerror(int code);

@@ -1,0 +1,14 @@
+/* Where a server's Lua state looks for Lua modules (package.path). */
+#ifndef SY_LUA_PATH_H
+#define SY_LUA_PATH_H
+
+struct lua_State;
+
+/* Puts the installed Lua helpers (SY_LUA_DIR, the install prefix's share/lua/5.4, compiled in)
+ * in front of package.path unless Lua's defaults already list them, and, for a program that
+ * runs from the build tree it was built in (SY_BUILD_DIR), the source tree's lua/ in front of
+ * those. The app's own directory is added later, by sy_app_load, in front of all. A
+ * lua_CFunction for lua_pcall: it raises only a memory error and leaves the stack as it was. */
+int sy_lua_path_init(struct lua_State *L);
+
+#endif
