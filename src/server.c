@@ -43,7 +43,7 @@ SY_API void sy_set_log(sy_log_fn fn, void *ud)
     log_ud = ud;
 }
 
-static const char *const level_names[] = {"fatal", "error", "warn", "info"};
+static const char *const level_names[] = {"fatal", "error", "warn", "info", "debug"};
 
 SY_API const char *sy_log_level_name(int level)
 {

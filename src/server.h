@@ -99,7 +99,7 @@ struct sy_server {
 struct sy_server *sy_server_create(struct ev_loop *loop);
 
 /* Logs one line through the host's sy_set_log function (default: "[level] message" on
- * stderr). level is "fatal", "error", "warn" or "info". */
+ * stderr). level is "fatal", "error", "warn", "info" or "debug" (another name: "error"). */
 void sy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Formats the error message of s (printf-style) and returns code. */

@@ -158,6 +158,7 @@ enum {
     SY_LOG_ERROR = 1, /* a handler raised, a connection failed in a way worth seeing */
     SY_LOG_WARN = 2,
     SY_LOG_INFO = 3,
+    SY_LOG_DEBUG = 4, /* sy.log("debug", ...) of the app */
 };
 
 /* Receives one log line: level (SY_LOG_*), msg (borrowed, NUL-terminated, no newline; valid
@@ -170,7 +171,7 @@ typedef void (*sy_log_fn)(int level, const char *msg, void *ud);
  * it before servers run, or make sure no server logs on another thread meanwhile. */
 SY_API void sy_set_log(sy_log_fn fn, void *ud);
 
-/* "fatal", "error", "warn", "info" (static; "?" for an unknown level). */
+/* "fatal", "error", "warn", "info", "debug" (static; "?" for an unknown level). */
 SY_API const char *sy_log_level_name(int level);
 
 /* ---- Host calls ---------------------------------------------------------------------------

@@ -276,6 +276,10 @@ static void test_host_calls(void)
     sy_set_log(NULL, NULL);
     CHECK(strcmp(sy_log_level_name(SY_LOG_WARN), "warn") == 0);
     CHECK(strcmp(sy_log_level_name(99), "?") == 0);
+    sy_set_log(capture_log, &logged_level);
+    luaL_dostring(sy_server_lua(s), "require('switchyard').log('debug', 'from', 'lua')");
+    CHECK(logged_level == SY_LOG_DEBUG && strcmp(logged, "from lua") == 0);
+    sy_set_log(NULL, NULL);
     /* Still usable after each failure. */
     CHECK(sy_server_call_lua(s, "record", (sy_lua_arg[]){SY_LUA_STR("again"), SY_LUA_NUM(1)},
                              1 + 1) == 0);
