@@ -100,14 +100,50 @@ void sy_app_conn_discard(sy_conn *c, void *handle)
         OP(c->server, conn_discard)(UD(c->server), handle);
 }
 
+SY_API void sy_server_set_ws_handler(sy_server *s, const sy_ws_handler *h, void *ud)
+{
+    if (h) {
+        s->host_ws = *h;
+        s->host_ws_ud = ud;
+        s->has_host_ws = 1;
+    } else {
+        memset(&s->host_ws, 0, sizeof s->host_ws);
+        s->host_ws_ud = NULL;
+        s->has_host_ws = 0;
+    }
+}
+
+/* The host's callbacks run first: it hears of a WebSocket before any Lua code can name it. */
 void sy_app_ws_open(sy_conn *c, void *handle)
 {
+    sy_server *s = c->server;
+    if (s->has_host_ws && c->id) {
+        c->host_open = 1;
+        if (s->host_ws.on_open)
+            s->host_ws.on_open(s, c->id, s->host_ws_ud);
+        if (c->closing)
+            return;
+    }
     if (OP(c->server, ws_open))
         OP(c->server, ws_open)(UD(c->server), handle);
 }
 
+/* With a host message callback, each message goes to it first and, when it passes it on, to
+ * the app on its own, so the order holds across the two. */
 void sy_app_ws_messages(sy_conn *c, void *handle, const sy_ws_msg *m, size_t n)
 {
+    sy_server *s = c->server;
+    if (c->host_open && s->host_ws.on_message) {
+        sy_conn_ref(c);
+        for (size_t i = 0; i < n && sy_ws_open(c); i++) {
+            if (s->host_ws.on_message(s, c->id, m[i].p, m[i].n, m[i].binary, s->host_ws_ud))
+                continue;
+            if (sy_ws_open(c) && OP(s, ws_messages))
+                OP(s, ws_messages)(UD(s), handle, &m[i], 1);
+        }
+        sy_conn_unref(c);
+        return;
+    }
     if (OP(c->server, ws_messages))
         OP(c->server, ws_messages)(UD(c->server), handle, m, n);
 }
@@ -132,6 +168,13 @@ void sy_app_ws_drain(sy_conn *c, void *handle)
 
 void sy_app_ws_close(sy_conn *c, void *handle, int code, sy_str reason)
 {
+    sy_server *s = c->server;
+    if (c->host_open) {
+        c->host_open = 0;
+        if (s->host_ws.on_close)
+            s->host_ws.on_close(s, c->id, code, reason.p ? reason.p : "", reason.len,
+                                s->host_ws_ud);
+    }
     if (OP(c->server, ws_close))
         OP(c->server, ws_close)(UD(c->server), handle, code, reason);
 }

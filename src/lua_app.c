@@ -243,10 +243,15 @@ static int apply_lua_limits(sy_server *s, lua_State *L, const char *path)
         while (rc == 0 && lua_next(L, -2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
             double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
-            if (strcmp(k, "max_time") == 0 && v >= 0 && v <= 3600)
-                s->lua.max_time = v;
-            else if (strcmp(k, "max_memory") == 0 && (v == 0 || (v >= 1024 * 1024 && v <= 1e15)))
-                s->lua.max_memory = (size_t)v;
+            /* The host's own setting (sy_server_set_lua_max_*) wins over the app's. */
+            if (strcmp(k, "max_time") == 0 && v >= 0 && v <= 3600) {
+                if (!s->lua.max_time_set)
+                    s->lua.max_time = v;
+            } else if (strcmp(k, "max_memory") == 0 &&
+                       (v == 0 || (v >= 1024 * 1024 && v <= 1e15))) {
+                if (!s->lua.max_memory_set)
+                    s->lua.max_memory = (size_t)v;
+            }
             else if (strcmp(k, "max_time") == 0 || strcmp(k, "max_memory") == 0)
                 rc = sy_server_fail(s, SY_ELUA,
                                     "%s: app.lua.%s out of range (max_time 0..3600 s, max_memory "

@@ -1,5 +1,7 @@
 /* The one entry from C into Lua: lua_pcall with a traceback handler, under the time
  * budget, and a log line that names what failed. */
+#include <stdio.h>
+
 #include "lua_int.h"
 
 static int traceback(lua_State *L)
@@ -18,7 +20,7 @@ static int traceback(lua_State *L)
 /* The one entry from C into Lua. *what (read after the call, so it may name a stage that
  * changed during it) and name label the log line. */
 static int protected_call_at(lua_State *L, int base, int nargs, int nres,
-                             const char *const *what, const char *name)
+                             const char *const *what, const char *name, char *err, size_t cap)
 {
     sy_server *s = sy_lua_state_server(L), *prev = NULL;
     int outer = s && s->lua_depth++ == 0;
@@ -30,6 +32,8 @@ static int protected_call_at(lua_State *L, int base, int nargs, int nres,
     if (rc != LUA_OK) {
         /* The label is only formatted here: the success path does no string work. */
         const char *msg = lua_tostring(L, -1);
+        if (err && cap)
+            snprintf(err, cap, "%s", msg ? msg : "(error object is not a string)");
         if (rc == LUA_ERRMEM && s && s->lua.max_memory)
             sy_log("error", "%s%s%s%s: Lua memory limit reached (%zu bytes in use, cap %zu)",
                    *what, name ? " '" : "", name ? name : "", name ? "'" : "", s->lua_memory,
@@ -48,17 +52,17 @@ static int protected_call_at(lua_State *L, int base, int nargs, int nres,
 /* The one entry from C into Lua. *what (read after the call, so it may name a stage that
  * changed during it) and name label the log line. */
 static int protected_call(lua_State *L, int nargs, int nres, const char *const *what,
-                          const char *name)
+                          const char *name, char *err, size_t cap)
 {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
-    return protected_call_at(L, base, nargs, nres, what, name);
+    return protected_call_at(L, base, nargs, nres, what, name, err, cap);
 }
 
 int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name)
 {
-    return protected_call_at(L, base, nargs, 0, &what, name);
+    return protected_call_at(L, base, nargs, 0, &what, name, NULL, 0);
 }
 
 void sy_lua_push_traceback(lua_State *L)
@@ -68,17 +72,23 @@ void sy_lua_push_traceback(lua_State *L)
 
 int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name)
 {
-    return protected_call(L, nargs, nres, &what, name);
+    return protected_call(L, nargs, nres, &what, name, NULL, 0);
 }
 
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
 {
-    return protected_call(L, nargs, nres, &what, NULL);
+    return protected_call(L, nargs, nres, &what, NULL, NULL, 0);
 }
 
 int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage)
 {
-    return protected_call(L, nargs, nres, stage, NULL);
+    return protected_call(L, nargs, nres, stage, NULL, NULL, 0);
+}
+
+int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
+                    char *err, size_t cap)
+{
+    return protected_call(L, nargs, nres, &what, name, err, cap);
 }
 
 int sy_lua_push_hook(lua_State *L, const char *name)

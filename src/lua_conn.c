@@ -21,6 +21,7 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     h->ref = LUA_NOREF;
     h->websocket = websocket;
     h->peer = c->peer;
+    h->id = c->id;
     luaL_setmetatable(L, websocket ? SY_WEBSOCKET_MT : SY_CONN_MT);
     if (handlers_idx)
         lua_pushvalue(L, handlers_idx);
@@ -35,6 +36,7 @@ void sy_lua_attach(lua_State *L, int idx, lconn *h, sy_conn *c)
     lua_pushvalue(L, idx);
     h->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the one step here that may raise */
     h->conn = c;
+    h->id = c->id;
 }
 
 void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value)
@@ -61,6 +63,10 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
         lua_pushstring(L, a);
         return 1;
     }
+    if (strcmp(k, "id") == 0) {
+        lua_pushinteger(L, (lua_Integer)h->id);
+        return 1;
+    }
     if (strcmp(k, "path") == 0) {
         lua_getiuservalue(L, 1, UV_PATH);
         return 1;
@@ -81,7 +87,8 @@ int sy_lua_handle_newindex(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
     if (lua_type(L, 2) == LUA_TSTRING) {
-        static const char *const fixed[] = {"data", "remote_addr", "path", "subprotocol", NULL};
+        static const char *const fixed[] = {"data", "remote_addr", "id", "path", "subprotocol",
+                                            NULL};
         const char *k = lua_tostring(L, 2);
         lua_pushvalue(L, 2);
         int builtin = lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL; /* a method */

@@ -31,6 +31,9 @@ int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
 int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage);
 /* Same, logging "what 'name': ..." on error. */
 int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name);
+/* Same, also copying the message (with its traceback) into err (cap bytes). */
+int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
+                    char *err, size_t cap);
 
 
 /* A decision returned by app.upgrade: made whole and checked by its constructor (sy.accept,
@@ -82,6 +85,7 @@ typedef struct lconn {
     lua_State *L;   /* borrowed; the server's state */
     int ref;        /* registry anchor while the connection is open */
     int websocket;
+    uint64_t id;    /* the connection's id (ws.id), kept after close */
     sy_peer peer;   /* kept after close for ws.remote_addr */
 } lconn;
 

@@ -34,6 +34,22 @@ static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents);
 #define GIVE_BACK_IDLE ((size_t)1 << 20)
 #define GIVE_BACK_BUSY ((size_t)32 << 20)
 
+static sy_log_fn log_fn;
+static void *log_ud;
+
+SY_API void sy_set_log(sy_log_fn fn, void *ud)
+{
+    log_fn = fn;
+    log_ud = ud;
+}
+
+static const char *const level_names[] = {"fatal", "error", "warn", "info", "debug"};
+
+SY_API const char *sy_log_level_name(int level)
+{
+    return level >= 0 && level < (int)SY_COUNTOF(level_names) ? level_names[level] : "?";
+}
+
 void sy_log(const char *level, const char *fmt, ...)
 {
     char line[4096];
@@ -41,9 +57,117 @@ void sy_log(const char *level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[%s] %s\n", level, line);
+    int lv = SY_LOG_ERROR;
+    for (int i = 0; i < (int)SY_COUNTOF(level_names); i++)
+        if (strcmp(level, level_names[i]) == 0)
+            lv = i;
+    sy_log_fn fn = log_fn;
+    if (fn) {
+        fn(lv, line, log_ud);
+        return;
+    }
+    fprintf(stderr, "[%s] %s\n", level_names[lv], line);
     fflush(stderr);
 }
+
+SY_API void sy_server_set_user_data(sy_server *s, void *ud)
+{
+    s->user = ud;
+}
+
+SY_API void *sy_server_user_data(const sy_server *s)
+{
+    return s->user;
+}
+
+SY_API int sy_server_set_lua_max_time(sy_server *s, double seconds)
+{
+    if (!(seconds >= 0 && seconds <= 3600))
+        return sy_server_fail(s, SY_EINVAL, "Lua max time must be 0 .. 3600 s");
+    s->lua.max_time = seconds;
+    s->lua.max_time_set = 1;
+    return 0;
+}
+
+SY_API int sy_server_set_lua_max_memory(sy_server *s, size_t bytes)
+{
+    if (bytes != 0 && bytes < 1024 * 1024)
+        return sy_server_fail(s, SY_EINVAL, "Lua max memory must be 0 or at least 1 MiB");
+    s->lua.max_memory = bytes;
+    s->lua.max_memory_set = 1;
+    return 0;
+}
+
+/* ---- connection ids ------------------------------------------------------------------------ */
+
+/* Gives c an id from a free slot (growing the table by half when none is free). */
+static void conn_id_assign(sy_server *s, sy_conn *c)
+{
+    if (!s->free_slot) {
+        uint32_t n = s->nslots ? s->nslots + s->nslots / 2 : 16;
+        if (n > UINT32_MAX / 2)
+            return;
+        sy_conn_slot *t = sy_realloc(s->slots, (size_t)n * sizeof *t);
+        if (!t)
+            return; /* the connection works without an id */
+        memset(t + s->nslots, 0, (size_t)(n - s->nslots) * sizeof *t);
+        for (uint32_t i = s->nslots; i < n; i++)
+            t[i].next_free = i + 1 < n ? i + 2 : 0;
+        s->free_slot = s->nslots + 1;
+        s->slots = t;
+        s->nslots = n;
+    }
+    uint32_t i = s->free_slot - 1;
+    sy_conn_slot *sl = &s->slots[i];
+    s->free_slot = sl->next_free;
+    sl->conn = c;
+    sl->ud = NULL;
+    c->id = ((uint64_t)sl->gen << 32) | (uint64_t)(i + 1);
+}
+
+static sy_conn_slot *conn_slot(const sy_server *s, sy_conn_id id)
+{
+    uint32_t i = (uint32_t)(id & 0xffffffffu), gen = (uint32_t)(id >> 32);
+    if (i == 0 || i > s->nslots)
+        return NULL;
+    sy_conn_slot *sl = &s->slots[i - 1];
+    return sl->conn && sl->gen == gen ? sl : NULL;
+}
+
+static void conn_id_release(sy_server *s, sy_conn *c)
+{
+    sy_conn_slot *sl = c->id ? conn_slot(s, c->id) : NULL;
+    if (!sl)
+        return;
+    sl->conn = NULL;
+    sl->ud = NULL;
+    sl->gen++;
+    sl->next_free = s->free_slot;
+    s->free_slot = (uint32_t)(sl - s->slots) + 1;
+}
+
+sy_conn *sy_server_conn_find(const sy_server *s, sy_conn_id id)
+{
+    sy_conn_slot *sl = conn_slot(s, id);
+    return sl && !sl->conn->closing ? sl->conn : NULL;
+}
+
+SY_API int sy_server_conn_set_user_data(sy_server *s, sy_conn_id id, void *ud)
+{
+    sy_conn_slot *sl = conn_slot(s, id);
+    if (!sl)
+        return SY_ECLOSED;
+    sl->ud = ud;
+    return 0;
+}
+
+SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id)
+{
+    sy_conn_slot *sl = conn_slot(s, id);
+    return sl ? sl->ud : NULL;
+}
+
+
 
 int sy_server_fail(sy_server *s, int code, const char *fmt, ...)
 {
@@ -479,6 +603,7 @@ SY_API int sy_server_adopt(sy_server *s, int fd)
 
 void sy_server_conn_added(sy_server *s, sy_conn *c)
 {
+    conn_id_assign(s, c);
     c->next = s->conns;
     c->prev = NULL;
     if (s->conns)
@@ -511,6 +636,7 @@ static void on_stop_done(struct ev_loop *loop, ev_timer *w, int revents)
 
 void sy_server_conn_closed(sy_server *s, sy_conn *c)
 {
+    conn_id_release(s, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -752,6 +878,7 @@ SY_API void sy_server_free(sy_server *s)
     ev_idle_stop(s->loop, &s->nudge);
     sy_free(s->listeners);
     sy_free(s->scratch_headers);
+    sy_free(s->slots);
     sy_pool_dispose(&s->pool);
     sy_free(s);
 }

@@ -21,6 +21,8 @@ typedef struct sy_lua_limits {
     size_t max_memory; /* bytes the Lua state may hold (1 GiB; 0: no limit) */
     double load_time;  /* seconds loading the app file may run (10 s; 0: no limit) */
     int load_time_set; /* 1 after sy_server_set_load_timeout: SWITCHYARD_LOAD_TIMEOUT is not read */
+    int max_time_set;  /* 1 after sy_server_set_lua_max_time: app.lua.max_time is not applied */
+    int max_memory_set; /* same for sy_server_set_lua_max_memory and app.lua.max_memory */
 } sy_lua_limits;
 
 typedef struct sy_config {
@@ -35,6 +37,14 @@ typedef struct sy_config {
     double body_timeout;   /* 60 s: a request body that makes no progress for this long */
     double send_timeout;   /* 60 s: queued output that makes no progress closes; 0: none */
 } sy_config;
+
+/* One entry of the connection id table: an id is (gen << 32) | (index + 1). */
+typedef struct sy_conn_slot {
+    sy_conn *conn;  /* NULL while free */
+    void *ud;       /* the host's (sy_server_conn_set_user_data) */
+    uint32_t gen;   /* bumped when the slot is freed: old ids stop matching */
+    uint32_t next_free;
+} sy_conn_slot;
 
 struct sy_server {
     struct ev_loop *loop;       /* borrowed; outlives the server */
@@ -75,6 +85,12 @@ struct sy_server {
     void *ws_pmd;               /* owned; the shared permessage-deflate streams, made on use */
     char date[40];              /* "Date: ...\r\n" cache */
     ev_tstamp date_at;
+    void *user;                 /* the host's (sy_server_set_user_data) */
+    sy_conn_slot *slots;        /* owned: connection ids (sy_server_conn_find) */
+    uint32_t nslots, free_slot; /* free_slot: index + 1 of the first free one; 0: none */
+    sy_ws_handler host_ws;      /* the host's WebSocket callbacks (sy_server_set_ws_handler) */
+    void *host_ws_ud;
+    int has_host_ws;
     char err[1024];
 };
 
@@ -82,7 +98,8 @@ struct sy_server {
  * NULL when out of memory. */
 struct sy_server *sy_server_create(struct ev_loop *loop);
 
-/* Logs one line on stderr: "[level] message". */
+/* Logs one line through the host's sy_set_log function (default: "[level] message" on
+ * stderr). level is "fatal", "error", "warn", "info" or "debug" (another name: "error"). */
 void sy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Formats the error message of s (printf-style) and returns code. */
@@ -104,6 +121,9 @@ static inline void sy_server_release_input(struct sy_server *s, size_t *held)
     if (*held)
         (void)sy_server_hold_input(s, held, 0);
 }
+
+/* The open connection with that id, or NULL. */
+sy_conn *sy_server_conn_find(const struct sy_server *s, sy_conn_id id);
 
 /* Connection bookkeeping used by conn.c. */
 void sy_server_conn_added(struct sy_server *s, sy_conn *c);

@@ -3,6 +3,7 @@
 #define SWITCHYARD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +148,142 @@ SY_API const char *sy_server_error(const sy_server *s);
  * server on the thread that made it: the Lua time budget's CPU timer (SIGVTALRM, one per
  * thread) is deleted when the thread's last server is freed. */
 SY_API void sy_server_free(sy_server *s);
+
+/* ---- Logging ----------------------------------------------------------------------------
+ *
+ * Every line the library logs (errors of the app's handlers, warnings, the server's notices)
+ * goes through one function. By default it is written to stderr as "[level] message\n". */
+enum {
+    SY_LOG_FATAL = 0, /* the process cannot go on (the switchyard program exits after it) */
+    SY_LOG_ERROR = 1, /* a handler raised, a connection failed in a way worth seeing */
+    SY_LOG_WARN = 2,
+    SY_LOG_INFO = 3,
+    SY_LOG_DEBUG = 4, /* sy.log("debug", ...) of the app */
+};
+
+/* Receives one log line: level (SY_LOG_*), msg (borrowed, NUL-terminated, no newline; valid
+ * during the call only) and the ud given to sy_set_log. It runs on the thread that logs, from
+ * inside whatever the library was doing (a loop callback, a Lua handler's failure): it must
+ * not call back into the library, except sy_log_level_name. */
+typedef void (*sy_log_fn)(int level, const char *msg, void *ud);
+
+/* Routes the library's log lines to fn (NULL: back to the default, stderr). Process-wide; set
+ * it before servers run, or make sure no server logs on another thread meanwhile. */
+SY_API void sy_set_log(sy_log_fn fn, void *ud);
+
+/* "fatal", "error", "warn", "info", "debug" (static; "?" for an unknown level). */
+SY_API const char *sy_log_level_name(int level);
+
+/* ---- Host calls ---------------------------------------------------------------------------
+ *
+ * Unless said otherwise, the calls below run on the thread of the server's loop: from any of
+ * the loop's callbacks (the host's own timers too), from the callbacks of sy_ws_handler, and
+ * from C functions the host registered in the server's Lua state while Lua calls them. None of
+ * them frees the server; sy_server_free must not be called from inside the server's callbacks
+ * (use sy_server_shutdown's done_cb). */
+
+/* The host's pointer for the server (NULL until set); the library never looks inside it. */
+SY_API void sy_server_set_user_data(sy_server *s, void *ud);
+SY_API void *sy_server_user_data(const sy_server *s);
+
+/* Connections are named by ids, never by pointers: an id is a nonzero number given to each
+ * connection when it is accepted or adopted, never given again by the same server. A call with
+ * the id of a connection that has closed answers SY_ECLOSED (or NULL), so a host may keep ids
+ * as long as it likes. The id of a WebSocket is also its Lua handle's ws.id. */
+typedef uint64_t sy_conn_id;
+
+/* The host's pointer for one connection (NULL until set). It is forgotten (not freed) when
+ * the connection is gone, after sy_ws_handler.on_close has run (on_close can still read it).
+ * Returns 0 or SY_ECLOSED. */
+SY_API int sy_server_conn_set_user_data(sy_server *s, sy_conn_id id, void *ud);
+/* The connection's pointer, or NULL (none set, or the connection is gone). */
+SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id);
+/* 1 while the connection is open (for a WebSocket: until its closing handshake starts), 0
+ * after. */
+SY_API int sy_server_conn_alive(const sy_server *s, sy_conn_id id);
+
+/* Sends one message to the WebSocket id: text (binary 0: must be valid UTF-8) or binary. The
+ * data is copied or sent before the call returns. Returns 0; 1 when the connection's queue is
+ * now over the high-water mark (the message is queued; slow down); 2 when the connection's
+ * backpressure policy dropped it; SY_ECLOSED when the connection is gone or closing;
+ * SY_EINVAL when id is not a WebSocket or text is not UTF-8. */
+SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t len,
+                          int binary);
+
+/* Closes connection id: a WebSocket starts its closing handshake with code (1000, 1001 or
+ * 3000..4999) and reason (UTF-8, at most 123 bytes; NULL for none); any other connection
+ * closes once its queued output is written (code and reason unused). The close callbacks
+ * (sy_ws_handler.on_close, the Lua close handler) run later, from the loop, when the peer
+ * answers or the close timeout passes. Returns 0, SY_ECLOSED (gone, or closing already) or
+ * SY_EINVAL (bad code or reason). */
+SY_API int sy_server_close_conn(sy_server *s, sy_conn_id id, int code, const char *reason);
+
+/* Sends data to every WebSocket subscribed to topic (ws:subscribe in Lua): the frame is built
+ * once and queued by reference to each receiver (compressed once per window size for those that
+ * agreed on permessage-deflate). Returns the number of receivers (0 for an unknown topic),
+ * SY_EINVAL for text that is not UTF-8 or a NULL topic, SY_ENOMEM. Receivers whose queue is
+ * past their backpressure bound drop or close as for ws:publish. May run the Lua close handler
+ * of a receiver that fails (out of memory) before it returns. */
+SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, size_t len,
+                             int binary);
+
+/* WebSocket events in C. The Lua app still decides each upgrade (app.upgrade or the default
+ * routes); once a WebSocket is open, these callbacks run beside the Lua handlers:
+ * - on_open(s, id, ud): the WebSocket opened; runs before the Lua open handler.
+ * - on_message(s, id, data, len, binary, ud): one whole message (text is valid UTF-8; data
+ *   borrowed, valid during the call only). Return 1 when the host handled it (the Lua message
+ *   handler is then not called for it), 0 to pass it on to Lua.
+ * - on_close(s, id, code, reason, reason_len, ud): the connection is closing or closed; runs
+ *   at most once for every on_open, before the Lua close handler; sends to the id answer
+ *   SY_ECLOSED from here on, its user data still answers. code and reason are those the Lua
+ *   close handler gets (1006 when the peer sent no close frame).
+ * Any entry may be NULL. The callbacks may call the host calls above (send, publish, close,
+ * call_lua); sy_server_close_conn from on_message stops the delivery of the messages that
+ * arrived behind it. */
+typedef struct sy_ws_handler {
+    void (*on_open)(sy_server *s, sy_conn_id id, void *ud);
+    int (*on_message)(sy_server *s, sy_conn_id id, const char *data, size_t len, int binary,
+                      void *ud);
+    void (*on_close)(sy_server *s, sy_conn_id id, int code, const char *reason,
+                     size_t reason_len, void *ud);
+} sy_ws_handler;
+
+/* Installs h (copied; NULL removes it) with ud passed to its callbacks; takes effect at once.
+ * on_close runs for each WebSocket whose on_open ran (with the callbacks installed when it
+ * closes; none after a removal), also from sy_server_free, where only the user-data calls
+ * still answer. */
+SY_API void sy_server_set_ws_handler(sy_server *s, const sy_ws_handler *h, void *ud);
+
+/* An argument for sy_server_call_lua: a string (s, len bytes; len SIZE_MAX: NUL-terminated)
+ * or a number. */
+typedef struct sy_lua_arg {
+    int type; /* SY_LUA_STRING or SY_LUA_NUMBER */
+    const char *s;
+    size_t len;
+    double n;
+} sy_lua_arg;
+enum { SY_LUA_STRING = 1, SY_LUA_NUMBER = 2 };
+#define SY_LUA_STR(str) ((sy_lua_arg){SY_LUA_STRING, (str), (size_t)-1, 0})
+#define SY_LUA_NUM(num) ((sy_lua_arg){SY_LUA_NUMBER, NULL, 0, (double)(num)})
+
+/* Calls the app's function name (the field of the table the app file returned, else a global
+ * of that name) with nargs arguments, under the app's time budget (sy_server_lua_max_time:
+ * a call still running past it raises) and memory bound, as the core calls handlers. Results
+ * are dropped. Returns 0; SY_ELUA when the function raised or ran out of time or memory (the
+ * message with its traceback in sy_server_error, also logged); SY_EINVAL when there is no
+ * such function or an argument is bad. May be called from inside a Lua handler (for example
+ * by a C function the app calls): the time budget of the outermost call then applies. */
+SY_API int sy_server_call_lua(sy_server *s, const char *name, const sy_lua_arg *args,
+                              size_t nargs);
+
+/* The Lua bounds, set by the host: each overrides app.lua.max_time / app.lua.max_memory of
+ * the app file (which is then still checked, but not applied). max_time: seconds one call from
+ * the core or the host into Lua may run (0: no limit; at most 3600; default 2). max_memory:
+ * bytes the Lua state may hold (0: no limit, else at least 1 MiB; default 1 GiB); lowering it
+ * below what the state holds fails the allocations that would grow it. Return 0 or
+ * SY_EINVAL. */
+SY_API int sy_server_set_lua_max_time(sy_server *s, double seconds);
+SY_API int sy_server_set_lua_max_memory(sy_server *s, size_t bytes);
 
 /* Opens the switchyard Lua module (for package.preload or a loadable module). */
 SY_API int luaopen_switchyard(struct lua_State *L);

@@ -72,10 +72,13 @@ cmake -S "$here" -B "$work/cm" -DCMAKE_PREFIX_PATH="$prefix" -DSY_EMBED_VERSION=
 cmake --build "$work/cm" >"$work/cm-build.log" 2>&1 ||
   { cat "$work/cm-build.log"; fail "find_package consumer: build"; }
 "$work/cm/consumer_shared" "$here/app.lua" || fail "find_package consumer (shared)"
-ldd "$work/cm/consumer_shared" | grep -q "$soname => $prefix/" ||
-  fail "consumer_shared does not use the installed $soname"
+# ldd's output is read whole: grep -q stopping early would fail the pipe (pipefail, SIGPIPE).
+deps=$(ldd "$work/cm/consumer_shared")
+grep -q "$soname => $prefix/" <<<"$deps" ||
+  { echo "$deps" >&2; fail "consumer_shared does not use the installed $soname"; }
 "$work/cm/consumer_static" "$here/app.lua" || fail "find_package consumer (static)"
-if ldd "$work/cm/consumer_static" | grep -q libswitchyard; then
+deps=$(ldd "$work/cm/consumer_static")
+if grep -q libswitchyard <<<"$deps"; then
   fail "consumer_static links libswitchyard.so"
 fi
 
