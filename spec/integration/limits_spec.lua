@@ -29,9 +29,9 @@ describe("app.http limits", function()
     c:send(H.get("/"))
     assert.are.equal(200, c:must_response().status)
     local t0 = socket.gettime()
-    assert(c:expect_closed(3))
+    assert(c:expect_closed(20))
     local waited = socket.gettime() - t0
-    assert.is_true(waited > 0.3 and waited < 2.5, "closed after " .. waited .. " s")
+    assert.is_true(waited > 0.3 and waited < 15, "closed after " .. waited .. " s")
   end)
 
   it("refuses to load an unknown or out-of-range limit", function()

