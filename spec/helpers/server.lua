@@ -514,4 +514,18 @@ function M.std_headers(res)
   return true
 end
 
+-- Sends an upgrade request for token and asserts the 101; returns the connection.
+function M.must_upgrade(port, token)
+  local c = M.must_connect(port)
+  c:send(M.request("GET", "/", { "Upgrade: " .. token, "Connection: Upgrade" }))
+  local res = c:must_response()
+  require("luassert").are.equal(101, res.status, "upgrade to " .. token .. " refused")
+  return c
+end
+
+-- The app's GET /stats ("key value" lines) as a table of strings; M.stat reads one as a
+-- number (a missing one reads 0).
+function M.stats(port) return M.kv(M.must_roundtrip(port, M.get("/stats")).body) end
+function M.stat(port, key) return tonumber(M.stats(port)[key]) or 0 end
+
 return M

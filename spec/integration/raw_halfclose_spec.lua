@@ -5,19 +5,7 @@ local H = require "helpers.server"
 
 local APP = "spec/apps/raw_events.lua"
 
-local function upgrade(port, token)
-  local c = H.must_connect(port)
-  c:send(H.request("GET", "/", { "Upgrade: " .. token, "Connection: Upgrade" }))
-  local res = c:must_response()
-  assert.are.equal(101, res.status, "upgrade to " .. token .. " refused")
-  return c
-end
-
-local function stats(port)
-  return H.kv(H.must_roundtrip(port, H.get("/stats")).body)
-end
-
-local function stat(port, k) return tonumber(stats(port)[k]) or 0 end
+local upgrade, stats, stat = H.must_upgrade, H.stats, H.stat
 
 describe("raw half-close", function()
   after_each(H.close_all)
