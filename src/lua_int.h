@@ -61,8 +61,6 @@ int sy_lua_push_hook(lua_State *L, const char *name);
 /* Request handle: a self-contained copy of the head, body and offers. */
 void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, sy_str body,
                          const sy_upgrade_offer *offers, size_t n);
-/* Request helpers for the decision code: the header value (first), or p == NULL. */
-sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name);
 
 /* Response handle for the pending request of c (stream 0) or its HTTP/2 stream. */
 void sy_lua_push_response(lua_State *L, sy_conn *c, int32_t stream);
