@@ -29,9 +29,8 @@ sy_server *sy_lua_server(lua_State *L);
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
 /* Same, logging "*stage: ..." with the stage as it is when the call fails. */
 int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage);
-/* Same, logging "what 'name': ..." on error. */
-int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name);
-/* Same, also copying the message (with its traceback) into err (cap bytes). */
+/* Same, logging "what 'name': ..." on error and copying the message (with its traceback)
+ * into err (cap bytes; err may be NULL). */
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
                     char *err, size_t cap);
 
