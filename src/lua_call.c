@@ -70,11 +70,6 @@ void sy_lua_push_traceback(lua_State *L)
     lua_pushcfunction(L, traceback);
 }
 
-int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name)
-{
-    return protected_call(L, nargs, nres, &what, name, NULL, 0);
-}
-
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
 {
     return protected_call(L, nargs, nres, &what, NULL, NULL, 0);

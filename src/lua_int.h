@@ -29,9 +29,8 @@ sy_server *sy_lua_server(lua_State *L);
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
 /* Same, logging "*stage: ..." with the stage as it is when the call fails. */
 int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage);
-/* Same, logging "what 'name': ..." on error. */
-int sy_lua_call2(lua_State *L, int nargs, int nres, const char *what, const char *name);
-/* Same, also copying the message (with its traceback) into err (cap bytes). */
+/* Same, logging "what 'name': ..." on error and copying the message (with its traceback)
+ * into err (cap bytes; err may be NULL). */
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
                     char *err, size_t cap);
 
@@ -61,8 +60,6 @@ int sy_lua_push_hook(lua_State *L, const char *name);
 /* Request handle: a self-contained copy of the head, body and offers. */
 void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, sy_str body,
                          const sy_upgrade_offer *offers, size_t n);
-/* Request helpers for the decision code: the header value (first), or p == NULL. */
-sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name);
 
 /* Response handle for the pending request of c (stream 0) or its HTTP/2 stream. */
 void sy_lua_push_response(lua_State *L, sy_conn *c, int32_t stream);

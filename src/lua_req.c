@@ -107,15 +107,6 @@ static lreq *check_req(lua_State *L, int idx)
     return NULL;
 }
 
-sy_str sy_lua_request_header(lua_State *L, int idx, const char *lower_name)
-{
-    lreq *r = check_req(L, idx);
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (sy_str_ieq(r->headers[i].name, lower_name))
-            return r->headers[i].value;
-    return sy_str_make(NULL, 0);
-}
-
 static void push_str(lua_State *L, sy_str s)
 {
     if (s.p)
