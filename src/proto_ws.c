@@ -259,7 +259,6 @@ int sy_ws_open(const sy_conn *c)
 /* Tells the app once; the handle is detached afterwards. */
 static void notify_close(sy_conn *c, wsp *w, int code, sy_str reason)
 {
-    (void)c;
     void *h = w->handle;
     if (!h)
         return;
@@ -431,7 +430,6 @@ static void deliver(sy_conn *c, wsp *w, const uint8_t *p, size_t n, int opcode)
     if (!w->handle || w->close_sent)
         return; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
     sy_app_ws_message(c, w->handle, (const char *)p, n, opcode == SY_WS_BINARY);
-    (void)c;
 }
 
 /* Answers a ping. Over the high-water mark the pong is held instead, replacing any held
