@@ -708,9 +708,10 @@ static void give_back(sy_server *s, int idle)
     size_t pool_worth = idle ? GIVE_BACK_IDLE
                              : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release
                                                                        : GIVE_BACK_IDLE);
-    if (pool_grown >= pool_worth)
-        s->pool_after_release = s->pool.slab_bytes - sy_pool_release_empty(&s->pool);
-    else if (s->pool.slab_bytes < s->pool_after_release)
+    if (pool_grown >= pool_worth) {
+        (void)sy_pool_release_empty(&s->pool); /* lowers slab_bytes by what it frees */
+        s->pool_after_release = s->pool.slab_bytes;
+    } else if (s->pool.slab_bytes < s->pool_after_release)
         s->pool_after_release = s->pool.slab_bytes;
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
     /* Free chunks stay counted in fordblks after malloc_trim returns their pages, so growth
