@@ -1,5 +1,6 @@
 /* What the core asks of the application: a table of callbacks plus a user pointer, held by the
- * server (s->app) and called only through the sy_app_* functions below. The Lua binding
+ * server (s->app, reached by connections through their env) and called only through the
+ * sy_app_* functions below. The Lua binding
  * (lua_*.c) is one implementation and installs itself when the server opens its Lua state; a
  * C host may install its own. No Lua types here, so protocols and the server stay free of
  * <lua.h> and link to no binding symbol. */
@@ -9,8 +10,6 @@
 #include "conn.h"
 #include "http1.h"
 #include "upgrade.h"
-
-struct sy_server;
 
 /* Whole messages found in one read, in order, handed to the app in one call. */
 typedef struct sy_ws_msg {
@@ -70,17 +69,26 @@ typedef struct sy_app_ops {
 typedef struct sy_app {
     const sy_app_ops *ops; /* borrowed; outlives the server; NULL: every default */
     void *ud;              /* the implementation's, passed to every callback */
+    /* The host's WebSocket callbacks (sy_server_set_ws_handler), which run before the app's;
+     * server is what they are handed. */
+    sy_ws_handler host_ws;
+    void *host_ws_ud;
+    int has_host_ws;
+    sy_server *server; /* borrowed; the server that holds this app */
 } sy_app;
 
-/* Installs the app of s (ops may be NULL for none). The previous one is not closed. */
-void sy_server_set_app(struct sy_server *s, const sy_app_ops *ops, void *ud);
+/* Loads the app file through ops->load. Returns its result, or SY_EINVAL when the app has no
+ * load (the caller words the error). */
+int sy_app_load(sy_app *a, const char *path);
+/* Releases the app (ops->close), once, when the server is freed. */
+void sy_app_close(sy_app *a);
 
-/* The calls of the core, each through s->app of the connection's server. */
-int sy_app_load(struct sy_server *s, const char *path);
-void sy_app_close(struct sy_server *s);
-void sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
-                     const sy_upgrade_offer *offers, size_t n);
-void sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id);
+/* The calls of the protocols, each through the app of the connection's env. dispatch and
+ * request return 1 when the app took the request, 0 when it has no such callback (the protocol
+ * answers 404). */
+int sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
+                    const sy_upgrade_offer *offers, size_t n);
+int sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id);
 void sy_app_response_dropped(sy_conn *c, void *res);
 void sy_app_raw_open(sy_conn *c, void *handle);
 void sy_app_raw_data(sy_conn *c, void *handle, const char *p, size_t n);
@@ -90,7 +98,11 @@ int sy_app_raw_shutdown(sy_conn *c, void *handle);
 void sy_app_raw_close(sy_conn *c, void *handle);
 void sy_app_conn_discard(sy_conn *c, void *handle);
 void sy_app_ws_open(sy_conn *c, void *handle);
-void sy_app_ws_message(sy_conn *c, void *handle, const char *p, size_t n, int binary);
+/* With the host's message callback (sy_server_set_ws_handler), each message goes to the host
+ * first, one at a time: host_listens says whether it listens on c; host_message returns 1 when
+ * the host took the message, 0 when the app is to have it. */
+int sy_app_ws_host_listens(const sy_conn *c);
+int sy_app_ws_host_message(sy_conn *c, const sy_ws_msg *m);
 void sy_app_ws_messages(sy_conn *c, void *handle, const sy_ws_msg *m, size_t n);
 void sy_app_ws_ping(sy_conn *c, void *handle, const char *p, size_t n, int pong);
 void sy_app_ws_drain(sy_conn *c, void *handle);

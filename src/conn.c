@@ -8,7 +8,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "server.h"
 
 #define READ_CHUNK 16384
 #define FIRST_READ 2048
@@ -35,7 +34,7 @@ void sy_peer_format(const sy_peer *p, char out[INET6_ADDRSTRLEN])
         inet_ntop(p->family, p->addr, out, INET6_ADDRSTRLEN);
 }
 
-sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, const sy_proto *proto,
+sy_conn *sy_conn_new(sy_env *env, int fd, const struct sockaddr *peer, const sy_proto *proto,
                      void *proto_state)
 {
     sy_conn *c = sy_calloc(1, sizeof *c);
@@ -44,11 +43,11 @@ sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, c
         return NULL;
     }
     c->fd = fd;
-    c->server = s;
+    c->env = env;
     c->proto = proto;
     c->proto_state = proto_state;
     /* Input holds at most one head plus one body (and a little framing slack). */
-    sy_buf_init(&c->in, s->cfg.max_head + s->cfg.max_body + 65536);
+    sy_buf_init(&c->in, env->cfg.max_head + env->cfg.max_body + 65536);
     if (peer && peer->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)peer;
         c->peer.family = AF_INET;
@@ -64,8 +63,8 @@ sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, c
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
     ev_init(&c->timer, on_timer);
     ev_init(&c->send_timer, on_send_timer);
-    ev_io_start(s->loop, &c->rio);
-    sy_server_conn_added(s, c);
+    ev_io_start(env->loop, &c->rio);
+    env->conn_added(env, c);
     return c;
 }
 
@@ -74,7 +73,7 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
     c->proto = proto;
     c->proto_state = proto_state;
     if (!c->close_after_write) {
-        ev_timer_stop(c->server->loop, &c->timer);
+        ev_timer_stop(c->env->loop, &c->timer);
         c->deadline = 0;
     }
     if (proto->on_start && !c->closing)
@@ -88,7 +87,7 @@ void sy_conn_pause(sy_conn *c)
     if (c->closing || c->read_paused)
         return;
     c->read_paused = 1;
-    ev_io_stop(c->server->loop, &c->rio);
+    ev_io_stop(c->env->loop, &c->rio);
 }
 
 void sy_conn_resume(sy_conn *c)
@@ -97,7 +96,7 @@ void sy_conn_resume(sy_conn *c)
         return;
     c->read_paused = 0;
     if (!c->peer_eof)
-        ev_io_start(c->server->loop, &c->rio);
+        ev_io_start(c->env->loop, &c->rio);
     /* Plaintext may wait inside the TLS layer, which only the socket's readiness would flush. */
     if (c->tls && sy_tls_has_input(c->tls))
         sy_conn_schedule(c);
@@ -108,7 +107,7 @@ void sy_conn_set_timeout(sy_conn *c, double seconds)
     /* Once closing after output, the flush/linger deadline owns the timer. */
     if (c->closing || c->close_after_write)
         return;
-    struct ev_loop *loop = c->server->loop;
+    struct ev_loop *loop = c->env->loop;
     if (seconds <= 0) {
         c->deadline = 0; /* a running timer finds nothing due and stops */
         return;
@@ -127,15 +126,15 @@ void sy_conn_schedule(sy_conn *c)
         return;
     c->pending = 1;
     c->refs++;
-    c->next_queued = c->server->scheduled;
-    c->server->scheduled = c;
-    sy_server_kick(c->server);
+    c->next_queued = c->env->scheduled;
+    c->env->scheduled = c;
+    c->env->kick(c->env);
 }
 
 static void finish_close(sy_conn *c)
 {
     c->closing = 1;
-    struct ev_loop *loop = c->server->loop;
+    struct ev_loop *loop = c->env->loop;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
@@ -163,7 +162,7 @@ static void finish_close(sy_conn *c)
     }
     sy_buf_dispose(&c->in);
     sy_outq_dispose(&c->out);
-    sy_server_conn_closed(c->server, c);
+    c->env->conn_closed(c->env, c);
 }
 
 void sy_conn_close(sy_conn *c)
@@ -177,7 +176,7 @@ void sy_conn_close(sy_conn *c)
  * (a body we refused) reads our answer instead of a reset. */
 static void start_lingering(sy_conn *c)
 {
-    struct ev_loop *loop = c->server->loop;
+    struct ev_loop *loop = c->env->loop;
     c->lingering = 1;
     shutdown(c->fd, SHUT_WR);
     if (c->peer_eof) {
@@ -200,15 +199,15 @@ void sy_conn_close_after_write(sy_conn *c)
         return;
     }
     c->close_after_write = 1;
-    ev_io_stop(c->server->loop, &c->rio);
+    ev_io_stop(c->env->loop, &c->rio);
     c->read_paused = 1;
-    ev_timer_stop(c->server->loop, &c->timer);
+    ev_timer_stop(c->env->loop, &c->timer);
     /* A peer that never reads meets the send timeout (output that waits for the socket
      * without progress); one that reads slowly gets all of it. Without a send timeout the
      * keep-alive timeout bounds the wait instead. */
-    if (c->server->cfg.send_timeout <= 0 && (c->tls || c->out.bytes)) {
-        c->timer.repeat = c->server->cfg.idle_timeout;
-        ev_timer_again(c->server->loop, &c->timer);
+    if (c->env->cfg.send_timeout <= 0 && (c->tls || c->out.bytes)) {
+        c->timer.repeat = c->env->cfg.idle_timeout;
+        ev_timer_again(c->env->loop, &c->timer);
     }
     if (c->tls)
         tls_flush(c); /* the queue, then close_notify, then the lingering close */
@@ -242,10 +241,10 @@ int sy_conn_shutdown_write(sy_conn *c)
  * that reads steadily costs no timer work per write. */
 static void watch_output(sy_conn *c)
 {
-    struct ev_loop *loop = c->server->loop;
+    struct ev_loop *loop = c->env->loop;
     if (!ev_is_active(&c->wio))
         ev_io_start(loop, &c->wio);
-    double t = c->server->cfg.send_timeout;
+    double t = c->env->cfg.send_timeout;
     if (t > 0 && !ev_is_active(&c->send_timer)) {
         c->sent_at = ev_now(loop);
         c->send_timer.repeat = t;
@@ -256,7 +255,7 @@ static void watch_output(sy_conn *c)
 /* Nothing waits for the socket any more. */
 static void unwatch_output(sy_conn *c)
 {
-    struct ev_loop *loop = c->server->loop;
+    struct ev_loop *loop = c->env->loop;
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->send_timer);
 }
@@ -270,7 +269,7 @@ static void on_send_timer(struct ev_loop *loop, ev_timer *w, int revents)
     ev_timer_stop(loop, w);
     if (c->closing || !ev_is_active(&c->wio))
         return;
-    ev_tstamp left = c->sent_at + c->server->cfg.send_timeout - ev_now(loop);
+    ev_tstamp left = c->sent_at + c->env->cfg.send_timeout - ev_now(loop);
     if (left > 0.0005) {
         w->repeat = left;
         ev_timer_again(loop, w);
@@ -290,7 +289,7 @@ static int after_queue(sy_conn *c)
 {
     if (!c->corked)
         watch_output(c);
-    if (c->out.bytes > c->server->cfg.high_water) {
+    if (c->out.bytes > c->env->cfg.high_water) {
         c->over_high_water = 1;
         return 1;
     }
@@ -319,7 +318,7 @@ static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
             return write_failed(c);
         w = 0;
     } else if (w > 0) {
-        c->sent_at = ev_now(c->server->loop); /* progress: the send timeout starts over */
+        c->sent_at = ev_now(c->env->loop); /* progress: the send timeout starts over */
     }
     return w;
 }
@@ -418,7 +417,7 @@ static void flush(sy_conn *c)
     } else {
         watch_output(c);
     }
-    if (c->over_high_water && c->out.bytes <= c->server->cfg.high_water / 2) {
+    if (c->over_high_water && c->out.bytes <= c->env->cfg.high_water / 2) {
         c->over_high_water = 0;
         if (c->proto && c->proto->on_drain && !c->close_after_write) {
             c->refs++;
@@ -497,7 +496,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     c->refs++;
     if (n == 0) {
         c->peer_eof = 1;
-        ev_io_stop(c->server->loop, &c->rio);
+        ev_io_stop(c->env->loop, &c->rio);
         if (c->proto && c->proto->on_eof)
             c->proto->on_eof(c);
         else
@@ -564,9 +563,9 @@ int sy_conn_start_tls(sy_conn *c, int min_version)
 {
     if (c->closing)
         return SY_ECLOSED;
-    if (!c->server->tls_ctx || c->tls)
+    if (!c->env->tls_ctx || c->tls)
         return SY_EINVAL;
-    sy_tls *t = sy_tls_new(c->server->tls_ctx, min_version);
+    sy_tls *t = sy_tls_new(c->env->tls_ctx, min_version);
     if (!t) {
         sy_conn_close(c);
         return SY_ENOMEM;
@@ -613,7 +612,7 @@ static int tls_send(sy_conn *c)
                 return write_failed(c);
             }
             if (w > 0)
-                c->sent_at = ev_now(c->server->loop);
+                c->sent_at = ev_now(c->env->loop);
             sy_buf_consume(o, (size_t)w);
         }
         if (!c->tls_ready)
@@ -673,7 +672,7 @@ static void tls_flush(sy_conn *c)
     if (tls_send(c) != 0)
         return;
     tls_watch(c);
-    if (c->over_high_water && c->out.bytes <= c->server->cfg.high_water / 2) {
+    if (c->over_high_water && c->out.bytes <= c->env->cfg.high_water / 2) {
         c->over_high_water = 0;
         if (c->proto && c->proto->on_drain && !c->close_after_write) {
             c->refs++;
@@ -698,7 +697,7 @@ static int tls_after_queue(sy_conn *c)
             return SY_ECLOSED;
         tls_watch(c);
     }
-    if (c->out.bytes > c->server->cfg.high_water) {
+    if (c->out.bytes > c->env->cfg.high_water) {
         c->over_high_water = 1;
         return 1;
     }
@@ -812,7 +811,7 @@ static void tls_run(sy_conn *c, int force, int sock_eof)
     }
     if (notify_eof || sock_eof) {
         c->peer_eof = 1;
-        ev_io_stop(c->server->loop, &c->rio);
+        ev_io_stop(c->env->loop, &c->rio);
     }
     if ((sy_buf_len(&c->in) > before || became_ready || force) && c->proto && c->proto->on_bytes)
         c->proto->on_bytes(c);

@@ -6,10 +6,10 @@
 #include <netinet/in.h>
 
 #include "buf.h"
+#include "env.h"
 #include "outq.h"
 #include "tls.h"
 
-typedef struct sy_conn sy_conn;
 
 /* A remote address in 20 bytes; sy_peer_format renders it. */
 typedef struct sy_peer {
@@ -41,8 +41,6 @@ typedef struct sy_proto {
     void (*on_start)(sy_conn *c);
 } sy_proto;
 
-struct sy_server;
-
 struct sy_conn {
     ev_io rio;                 /* readable watcher */
     ev_io wio;                 /* writable watcher, active while out is non-empty */
@@ -53,7 +51,7 @@ struct sy_conn {
                                   fire earlier and re-arms itself (lazy, no heap work per
                                   request) */
     int fd;                    /* owned; -1 once closed */
-    struct sy_server *server;  /* borrowed; outlives all of its connections */
+    sy_env *env;               /* borrowed; outlives all of its connections */
     sy_buf in;                 /* bytes read (plaintext under TLS) not yet used by the protocol */
     sy_outq out;               /* bytes queued for the peer (plaintext under TLS: encrypted as
                                   the socket takes them) */
@@ -83,7 +81,7 @@ struct sy_conn {
 
 /* Creates a connection for an accepted non-blocking fd (takes ownership of fd, also on
  * failure), speaking proto. Returns NULL when out of memory. */
-sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, const sy_proto *proto,
+sy_conn *sy_conn_new(sy_env *env, int fd, const struct sockaddr *peer, const sy_proto *proto,
                      void *proto_state);
 
 /* Replaces the protocol in one step: the old protocol must have released its state already.

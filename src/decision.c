@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "app.h"
-#include "server.h"
 
 void sy_answered_or_close(sy_conn *c, int rc)
 {
@@ -171,7 +170,7 @@ static int apply_tls(sy_decision *d, sy_conn *c)
     /* RFC 2817: the token's version pins the lowest TLS version; TLS/1.0 and TLS/1.1 (and no
      * version) still mean TLS 1.2 at least, the oldest this server speaks. */
     int min_version = o->version.len == 3 && memcmp(o->version.p, "1.3", 3) == 0 ? 13 : 12;
-    if (!c->server->tls_ctx) {
+    if (!c->env->tls_ctx) {
         char why[256];
         snprintf(why, sizeof why,
                  "app.upgrade accepted '%.*s', but the server has no certificate (--cert/--key)",

@@ -80,13 +80,13 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     sy_server *s = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        sy_pool_put(&s->pool, ptr, old);
+        sy_pool_put(&s->env.pool, ptr, old);
         s->lua_memory -= old;
         return NULL;
     }
     if (nsize > old && s->lua.max_memory && s->lua_memory - old + nsize > s->lua.max_memory)
         return NULL;
-    void *p = sy_pool_resize(&s->pool, ptr, old, nsize);
+    void *p = sy_pool_resize(&s->env.pool, ptr, old, nsize);
     if (p)
         s->lua_memory = s->lua_memory - old + nsize;
     return p;

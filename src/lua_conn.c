@@ -528,7 +528,7 @@ static int dispatch_protected(lua_State *L)
 static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str body,
                              const sy_upgrade_offer *offers, size_t n, int32_t stream)
 {
-    lua_State *L = c->server->L;
+    lua_State *L = sy_server_of(c->env)->L;
     dispatch_args a = {c, req, body, offers, n, stream, "request dispatch"};
     int top = lua_gettop(L);
     sy_conn_ref(c);

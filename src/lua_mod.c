@@ -201,7 +201,7 @@ static int l_now(lua_State *L)
 {
     sy_server *s = sy_lua_server(L);
     if (s) {
-        lua_pushnumber(L, ev_now(s->loop));
+        lua_pushnumber(L, ev_now(s->env.loop));
     } else {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

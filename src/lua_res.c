@@ -62,7 +62,7 @@ void sy_lua_response_dropped(void *ud, void *res)
     lres *r = res;
     if (!r->conn)
         return;
-    lua_State *L = r->conn->server->L;
+    lua_State *L = sy_server_of(r->conn->env)->L;
     release(L, r);
 }
 

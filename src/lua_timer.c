@@ -16,7 +16,7 @@ static ltimer *check_timer(lua_State *L, int idx)
 static void stop(lua_State *L, ltimer *t)
 {
     if (t->server) {
-        ev_timer_stop(t->server->loop, &t->w);
+        ev_timer_stop(t->server->env.loop, &t->w);
         t->server = NULL;
     }
     if (t->ref != LUA_NOREF) {
@@ -63,7 +63,7 @@ static int start_timer(lua_State *L, int repeat)
     t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     t->server = s;
     ev_timer_init(&t->w, on_fire, secs, repeat ? secs : 0.);
-    ev_timer_start(s->loop, &t->w);
+    ev_timer_start(s->env.loop, &t->w);
     return 1;
 }
 
@@ -99,7 +99,7 @@ static int timer_gc(lua_State *L)
     ltimer *t = check_timer(L, 1);
     /* Only reached when no anchor is left; stop the watcher before its memory goes. */
     if (t->server) {
-        ev_timer_stop(t->server->loop, &t->w);
+        ev_timer_stop(t->server->env.loop, &t->w);
         t->server = NULL;
     }
     return 0;

@@ -51,7 +51,7 @@ static int deliver_batch(lua_State *L)
 {
     const msg_batch *b = lua_touserdata(L, 1);
     lconn *h = b->h;
-    sy_server *srv = h->conn->server;
+    sy_server *srv = sy_server_of(h->conn->env);
     for (size_t i = 0; i < b->n; i++) {
         if (!h->conn || !sy_ws_open(h->conn))
             break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
@@ -94,7 +94,7 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     lua_getiuservalue(L, -1, UV_HANDLERS);     /* [tb, fn, batch, handle, handlers] */
     lua_pushnil(L);                            /* [..., slot for the current text] */
     lua_pushliteral(L, "message");             /* [..., text slot, "message"] */
-    sy_server *srv = c->server;
+    sy_server *srv = sy_server_of(c->env);
     sy_conn_ref(c);
     int rc = sy_lua_pcall_at(L, base, 5, "websocket handler", "message");
     srv->ws_validated = NULL;
@@ -265,7 +265,7 @@ static int ws_send(lua_State *L)
     if (!h->conn)
         return closed(L);
     /* The text being handled was validated on arrival; echoing it needs no second pass. */
-    sy_server *srv = h->conn->server;
+    sy_server *srv = sy_server_of(h->conn->env);
     if (!binary && !(p == srv->ws_validated && n == srv->ws_validated_len) &&
         !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");

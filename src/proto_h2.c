@@ -5,7 +5,6 @@
 
 #include "app.h"
 #include "proto.h"
-#include "server.h"
 
 #define H2_MAX_STREAMS 100  /* SETTINGS_MAX_CONCURRENT_STREAMS we announce */
 #define H2_MAX_GAPS 8       /* skipped client stream id ranges remembered (RFC 9113 5.1.1) */
@@ -87,7 +86,7 @@ static void drop_body(h2 *h, h2_stream *st)
 {
     if (!st->upgraded_body) {
         h->held -= st->body_len;
-        sy_server_hold_input(h->conn->server, &h->input_held, h->held); /* a decrease */
+        sy_env_hold_input(h->conn->env, &h->input_held, h->held); /* a decrease */
     }
     sy_pool_put(st->pool, st->body, st->body_cap);
     st->body = NULL;
@@ -105,14 +104,14 @@ static void drop_out(h2 *h, h2_stream *st)
 
 static h2_stream *stream_new(h2 *h, int32_t id)
 {
-    sy_pool *pool = &h->conn->server->pool;
+    sy_pool *pool = &h->conn->env->pool;
     h2_stream *st = sy_pool_get(pool, sizeof *st);
     if (!st)
         return NULL;
     memset(st, 0, sizeof *st);
     st->pool = pool;
     st->id = id;
-    st->last_data = ev_now(h->conn->server->loop);
+    st->last_data = ev_now(h->conn->env->loop);
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
@@ -189,7 +188,7 @@ static void dispatch(sy_conn *c, h2 *h, h2_stream *st);
  * requests wait to reach the app: the output high-water mark. */
 static size_t out_cap(const sy_conn *c)
 {
-    return c->server->cfg.high_water;
+    return c->env->cfg.high_water;
 }
 
 /* How long held response bodies may make no progress (the client's windows stay shut, PINGs
@@ -197,7 +196,7 @@ static size_t out_cap(const sy_conn *c)
  * for the socket (conn.c). 0: never. */
 static double stall_timeout(const sy_conn *c)
 {
-    return c->server->cfg.send_timeout;
+    return c->env->cfg.send_timeout;
 }
 
 /* When the earliest request body still arriving reaches body_timeout without progress
@@ -208,7 +207,7 @@ static ev_tstamp body_deadline(const sy_conn *c, const h2 *h)
     for (const h2_stream *st = h->streams; st; st = st->next) {
         if (st->req_done || st->refused || st->dispatched)
             continue;
-        ev_tstamp t = st->last_data + c->server->cfg.body_timeout;
+        ev_tstamp t = st->last_data + c->env->cfg.body_timeout;
         if (at == 0 || t < at)
             at = t;
     }
@@ -224,14 +223,14 @@ static void arm_timer(sy_conn *c, h2 *h)
     ev_tstamp body_at = body_deadline(c, h);
     if (body_at && body_at < at)
         at = body_at;
-    double left = at - ev_now(c->server->loop);
+    double left = at - ev_now(c->env->loop);
     sy_conn_set_timeout(c, left > 0.001 ? left : 0.001);
 }
 
 /* Something came from the client: the idle deadline moves (the stall deadline does not). */
 static void touch_idle(sy_conn *c, h2 *h)
 {
-    h->idle_at = ev_now(c->server->loop) + c->server->cfg.idle_timeout;
+    h->idle_at = ev_now(c->env->loop) + c->env->cfg.idle_timeout;
     arm_timer(c, h);
 }
 
@@ -278,7 +277,7 @@ static void produce(sy_conn *c, h2 *h)
         h->drained = 0;
         sy_conn_cork(c);
         while (!c->closing && !c->close_after_write) {
-            if (sy_conn_buffered(c) > c->server->cfg.high_water) {
+            if (sy_conn_buffered(c) > c->env->cfg.high_water) {
                 /* Stop reading too: a client that does not read gets no more work done. */
                 sy_conn_pause(c);
                 break;
@@ -326,7 +325,7 @@ static void produce(sy_conn *c, h2 *h)
             arm_timer(c, h);
         }
     } else if (!h->stall_at && stall_timeout(c) > 0) {
-        h->stall_at = ev_now(c->server->loop) + stall_timeout(c);
+        h->stall_at = ev_now(c->env->loop) + stall_timeout(c);
         arm_timer(c, h);
     }
     int want_write = nghttp2_session_want_write(h->session);
@@ -482,7 +481,8 @@ static void dispatch(sy_conn *c, h2 *h, h2_stream *st)
     req.content_length = -1;
     req.keep_alive = 1;
     sy_str body = sy_str_make(st->body, st->body_len);
-    sy_app_request(c, &req, body, st->id);
+    if (!sy_app_request(c, &req, body, st->id))
+        sy_http_not_found(c, st->id);
     if (hdrs != stack_hdrs)
         sy_free(hdrs);
     if (!h->dead)
@@ -559,7 +559,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
      nv[nnv].valuelen = (vl), nv[nnv].flags = NGHTTP2_NV_FLAG_NONE, nnv++)
     NV(":status", 7, st_buf, 3);
     /* "Date: ...\r\n" from the per-second cache. */
-    const char *date = sy_server_date(c->server);
+    const char *date = sy_env_date(c->env);
     NV("date", 4, date + 6, strlen(date) - 8);
     int with_body = status_has_body(status);
     if (with_body) {
@@ -688,6 +688,14 @@ int sy_http_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str
     return sy_h2_respond(c, stream_id, res, status, headers, body);
 }
 
+void sy_http_not_found(sy_conn *c, int32_t stream_id)
+{
+    int rc = sy_http_respond(c, stream_id, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
+                             SY_STR("not found\n"), 0);
+    if (rc != 0 && rc != SY_ECLOSED && !c->closing)
+        sy_conn_close(c);
+}
+
 void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res)
 {
     if (stream_id == 0) {
@@ -741,7 +749,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     h2 *h = ud;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    const sy_config *cfg = &h->conn->server->cfg;
+    const sy_config *cfg = &h->conn->env->cfg;
     h->block_bytes += namelen + valuelen + 32;
     if (!namelen || name[0] != ':')
         h->block_fields++;
@@ -784,7 +792,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     h2_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
     if (!st || st->refused || st->dispatched)
         return 0;
-    size_t max_body = h->conn->server->cfg.max_body;
+    size_t max_body = h->conn->env->cfg.max_body;
     if (st->body_len + len > max_body) {
         drop_body(h, st);
         respond_core(h->conn, h, st, 413, "request body too large");
@@ -802,12 +810,12 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
-    if (sy_server_hold_input(h->conn->server, &h->input_held, h->held + len) != 0) {
+    if (sy_env_hold_input(h->conn->env, &h->input_held, h->held + len) != 0) {
         drop_body(h, st);
         respond_core(h->conn, h, st, 503, "server busy: too much request data buffered");
         return 0;
     }
-    st->last_data = ev_now(h->conn->server->loop);
+    st->last_data = ev_now(h->conn->env->loop);
     if (grow(st->pool, (void **)&st->body, &st->body_cap, st->body_len + len + 1, 1, 1024) != 0) {
         drop_body(h, st);
         respond_core(h->conn, h, st, 500, "out of memory");
@@ -849,7 +857,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
                 else
                     cl = cl * 10 + (uint64_t)(v.p[k] - '0');
             }
-            if (big || cl > h->conn->server->cfg.max_body)
+            if (big || cl > h->conn->env->cfg.max_body)
                 respond_core(h->conn, h, st, 413, "request body too large");
         }
     }
@@ -925,7 +933,7 @@ static h2 *h2_alloc(sy_conn *c)
 static void h2_release(h2 *h)
 {
     if (h->input_held)
-        sy_server_release_input(h->conn->server, &h->input_held);
+        sy_env_release_input(h->conn->env, &h->input_held);
     if (h->session)
         nghttp2_session_del(h->session);
     while (h->streams) {
@@ -978,7 +986,7 @@ static int make_session(h2 *h)
     }
     /* HTTP messaging checks stay on (pseudo-headers, connection-specific fields,
      * content-length against DATA: RFC 9113 8.1, 8.2). */
-    nghttp2_mem mem = {&h->conn->server->pool, h2_malloc, h2_mfree, h2_calloc, h2_realloc};
+    nghttp2_mem mem = {&h->conn->env->pool, h2_malloc, h2_mfree, h2_calloc, h2_realloc};
     int rc = nghttp2_session_server_new3(&h->session, cb, h, opt, &mem); /* copies mem */
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
@@ -993,7 +1001,7 @@ static int submit_settings(h2 *h)
 {
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)h->conn->server->cfg.max_head},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)h->conn->env->cfg.max_head},
     };
     return nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, SY_COUNTOF(iv)) == 0
                ? 0
@@ -1045,7 +1053,7 @@ static void h2_on_start(sy_conn *c)
             return;
         }
     }
-    if (c->server->stopping)
+    if (c->env->stopping)
         nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(h->session),
                               NGHTTP2_NO_ERROR, NULL, 0);
@@ -1057,8 +1065,8 @@ static void h2_on_start(sy_conn *c)
  * Sets *expired when one was. Returns the seconds until the next such deadline, 0: none. */
 static double expire_bodies(sy_conn *c, h2 *h, int *expired)
 {
-    double limit = c->server->cfg.body_timeout, next = 0;
-    ev_tstamp now = ev_now(c->server->loop);
+    double limit = c->env->cfg.body_timeout, next = 0;
+    ev_tstamp now = ev_now(c->env->loop);
     for (h2_stream *st = h->streams; st; st = st->next) {
         if (st->req_done || st->refused || st->dispatched)
             continue;
@@ -1165,7 +1173,7 @@ static void h2_on_drain(sy_conn *c)
 static void h2_on_timeout(sy_conn *c)
 {
     h2 *h = c->proto_state;
-    ev_tstamp now = ev_now(c->server->loop);
+    ev_tstamp now = ev_now(c->env->loop);
     int expired = 0;
     expire_bodies(c, h, &expired);
     if (h->stall_at && now >= h->stall_at) {
@@ -1246,7 +1254,7 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
     h2 *h = h2_alloc(c);
     if (!h)
         return NULL;
-    sy_pool *pool = &c->server->pool;
+    sy_pool *pool = &c->env->pool;
     h2_stream *st = sy_pool_get(pool, sizeof *st);
     h->upgraded = st;
     if (!st)

@@ -4,7 +4,6 @@
 
 #include "app.h"
 #include "proto.h"
-#include "server.h"
 
 /* A chunked body's framing (size lines, extensions, CRLFs, trailers) may take this much plus
  * FRAMING_RATIO bytes per decoded byte: 1-byte chunks need 5, so valid bodies always pass,
@@ -98,7 +97,7 @@ static int write_response(sy_conn *c, int status, int keep_alive, int version, i
     memcpy(p, reason, rlen);
     p += rlen;
     PUT_LIT(p, "\r\n");
-    const char *date = sy_server_date(c->server);
+    const char *date = sy_env_date(c->env);
     size_t dlen = strlen(date);
     memcpy(p, date, dlen);
     p += dlen;
@@ -143,7 +142,7 @@ static void fail_request(sy_conn *c, h1 *h, int status, const char *why, const c
         return;
     /* The request is over: its budget goes back now, not when a peer that does not read lets
      * the connection go, and so does its input unless a hook still reads the request. */
-    sy_server_release_input(c->server, &h->input_held);
+    sy_env_release_input(c->env, &h->input_held);
     if (!h->in_app) {
         sy_buf_consume(&c->in, sy_buf_len(&c->in));
         sy_buf_trim(&c->in, 0);
@@ -162,16 +161,16 @@ static void fail_request(sy_conn *c, h1 *h, int status, const char *why, const c
 static void arm_idle(sy_conn *c, h1 *h)
 {
     h->timer_armed = 0;
-    sy_conn_set_timeout(c, c->server->cfg.idle_timeout);
+    sy_conn_set_timeout(c, c->env->cfg.idle_timeout);
 }
 
 /* Parses the head at the front of c->in; on success fills req (scratch headers). */
 static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
 {
-    sy_server *s = c->server;
-    sy_http1_limits lim = {s->cfg.max_head, s->cfg.max_headers};
+    sy_env *e = c->env;
+    sy_http1_limits lim = {e->cfg.max_head, e->cfg.max_headers};
     memset(req, 0, sizeof *req);
-    req->headers = s->scratch_headers;
+    req->headers = e->scratch_headers;
     ssize_t n = sy_http1_parse_head(sy_buf_data(&c->in), sy_buf_len(&c->in), &lim, req, why);
     if (n > 0 && req->target_form == SY_TARGET_ABSOLUTE) {
         /* RFC 9112 3.2.2: with an absolute-form target the server ignores the Host field and
@@ -240,7 +239,8 @@ static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body
         if (sy_conn_is_tls(c))
             n = drop_tls_offers(offers, n);
     }
-    sy_app_dispatch(c, req, body, offers, n);
+    if (!sy_app_dispatch(c, req, body, offers, n))
+        sy_http_not_found(c, 0);
     if (c->closing) {
         /* h1_on_close left the state to us while the hook ran. */
         sy_free(h);
@@ -256,12 +256,12 @@ static void finish_exchange(sy_conn *c, h1 *h)
 {
     sy_buf_consume(&c->in, h->req_len);
     h->req_len = 0;
-    sy_server_release_input(c->server, &h->input_held);
+    sy_env_release_input(c->env, &h->input_held);
     /* The app's handle is done whoever answered (a core 500 after a hook error included). */
     if (h->res)
         sy_app_response_dropped(c, h->res);
     h->res = NULL;
-    if (!h->keep_alive || c->server->stopping) {
+    if (!h->keep_alive || c->env->stopping) {
         h->phase = H1_DONE;
         sy_conn_close_after_write(c);
         return;
@@ -295,7 +295,7 @@ static void answer_upgraded(sy_conn *c, h1 *h);
 static void h1_on_bytes(sy_conn *c)
 {
     h1 *h = c->proto_state;
-    sy_server *s = c->server;
+    sy_env *e = c->env;
     while (!c->closing) {
         if (h->phase == H1_SWITCH) {
             do_switch(c, h);
@@ -340,7 +340,7 @@ static void h1_on_bytes(sy_conn *c)
                 if (pk == 0) {
                     if (!h->timer_armed) {
                         h->timer_armed = 1;
-                        sy_conn_set_timeout(c, s->cfg.header_timeout);
+                        sy_conn_set_timeout(c, e->cfg.header_timeout);
                     }
                     if (c->peer_eof)
                         fail_request(c, h, 400, "incomplete request", NULL, 0);
@@ -358,7 +358,7 @@ static void h1_on_bytes(sy_conn *c)
             if (n == SY_EAGAIN) {
                 if (!h->timer_armed) {
                     h->timer_armed = 1;
-                    sy_conn_set_timeout(c, s->cfg.header_timeout);
+                    sy_conn_set_timeout(c, e->cfg.header_timeout);
                 }
                 if (c->peer_eof)
                     fail_request(c, h, 400, "incomplete request", NULL, 0);
@@ -380,7 +380,7 @@ static void h1_on_bytes(sy_conn *c)
                 dispatch(c, h, &req, sy_str_make(NULL, 0), 1);
                 continue;
             }
-            if (h->content_length > 0 && (uint64_t)h->content_length > s->cfg.max_body) {
+            if (h->content_length > 0 && (uint64_t)h->content_length > e->cfg.max_body) {
                 fail_request(c, h, 413, "request body too large", NULL, 0);
                 return;
             }
@@ -390,11 +390,11 @@ static void h1_on_bytes(sy_conn *c)
             h->framing = 0;
             if (req.expect_continue && req.version == 11 && sy_buf_len(&c->in) == h->head_len)
                 sy_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-            sy_conn_set_timeout(c, s->cfg.body_timeout);
+            sy_conn_set_timeout(c, e->cfg.body_timeout);
         }
         /* H1_BODY */
         size_t len = sy_buf_len(&c->in);
-        if (sy_server_hold_input(s, &h->input_held, len - h->head_len) != 0) {
+        if (sy_env_hold_input(e, &h->input_held, len - h->head_len) != 0) {
             fail_request(c, h, 503, "server busy: too much request data buffered", NULL, 0);
             return;
         }
@@ -404,7 +404,7 @@ static void h1_on_bytes(sy_conn *c)
                 if (c->peer_eof)
                     fail_request(c, h, 400, "incomplete request body", NULL, 0);
                 else
-                    sy_conn_set_timeout(c, s->cfg.body_timeout);
+                    sy_conn_set_timeout(c, e->cfg.body_timeout);
                 return;
             }
             h->req_len = h->head_len + (size_t)h->content_length;
@@ -423,7 +423,7 @@ static void h1_on_bytes(sy_conn *c)
                     /* Decode in place: decoded bytes never overtake raw ones. */
                     memmove(base + h->body_end, data.p, data.len);
                     h->body_end += data.len;
-                    if (h->body_end - h->head_len > s->cfg.max_body) {
+                    if (h->body_end - h->head_len > e->cfg.max_body) {
                         fail_request(c, h, 413, "request body too large", NULL, 0);
                         return;
                     }
@@ -450,7 +450,7 @@ static void h1_on_bytes(sy_conn *c)
                 if (c->peer_eof)
                     fail_request(c, h, 400, "incomplete request body", NULL, 0);
                 else
-                    sy_conn_set_timeout(c, s->cfg.body_timeout);
+                    sy_conn_set_timeout(c, e->cfg.body_timeout);
                 return;
             }
             h->req_len = h->body_raw;
@@ -494,7 +494,7 @@ int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body
         return SY_EINVAL;
     if (flags & SY_H1_CLOSE)
         h->keep_alive = 0;
-    int rc = write_response(c, status, h->keep_alive && !c->server->stopping, h->version,
+    int rc = write_response(c, status, h->keep_alive && !c->env->stopping, h->version,
                             h->head_method, headers, body, flags);
     if (c->closing)
         return rc < 0 ? rc : SY_ECLOSED;
@@ -531,7 +531,7 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
     }
     char *p = buf;
     PUT_LIT(p, "HTTP/1.1 101 Switching Protocols\r\n");
-    const char *date = sy_server_date(c->server);
+    const char *date = sy_env_date(c->env);
     size_t dlen = strlen(date);
     memcpy(p, date, dlen);
     p += dlen;
@@ -552,7 +552,7 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
     /* Bytes behind the request belong to the new protocol. */
     sy_buf_consume(&c->in, h->req_len);
     h->req_len = 0;
-    sy_server_release_input(c->server, &h->input_held);
+    sy_env_release_input(c->env, &h->input_held);
     h->res = NULL;
     sy_conn_set_timeout(c, 0);
     sy_conn_resume(c);
@@ -573,7 +573,7 @@ int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version)
     h1 *h = c->proto_state;
     if (h->phase != H1_APP)
         return SY_ECLOSED;
-    if (!c->server->tls_ctx || c->tls)
+    if (!c->env->tls_ctx || c->tls)
         return SY_EINVAL;
     /* Bytes behind the request were sent before the client could see a 101: they are neither
      * TLS nor HTTP to us (RFC 2817 3.3 leaves no room for them; the Opossum attack relies on
@@ -587,7 +587,7 @@ int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version)
     char head[400];
     char *p = head;
     PUT_LIT(p, "HTTP/1.1 101 Switching Protocols\r\n");
-    const char *date = sy_server_date(c->server);
+    const char *date = sy_env_date(c->env);
     size_t dlen = strlen(date);
     memcpy(p, date, dlen);
     p += dlen;
@@ -605,7 +605,7 @@ int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version)
         return SY_ECLOSED;
     sy_tls_refuse_h2(c->tls);
     /* The header timeout bounds the handshake too. */
-    sy_conn_set_timeout(c, c->server->cfg.header_timeout);
+    sy_conn_set_timeout(c, c->env->cfg.header_timeout);
     return 0;
 }
 
@@ -646,7 +646,7 @@ static void h1_on_timeout(sy_conn *c)
     h1 *h = c->proto_state;
     if ((h->phase == H1_HEAD && sy_buf_len(&c->in)) || h->phase == H1_BODY)
         fail_request(c, h, 408, "request timeout", NULL, 0);
-    else if (h->phase == H1_HEAD && sy_conn_sending(c) && c->server->cfg.send_timeout > 0)
+    else if (h->phase == H1_HEAD && sy_conn_sending(c) && c->env->cfg.send_timeout > 0)
         arm_idle(c, h); /* the last answer still goes out (the send timeout bounds it): the
                            keep-alive wait starts over */
     else
@@ -666,7 +666,7 @@ static void h1_on_close(sy_conn *c)
     h1 *h = c->proto_state;
     if (!h)
         return;
-    sy_server_release_input(c->server, &h->input_held);
+    sy_env_release_input(c->env, &h->input_held);
     if (h->res)
         sy_app_response_dropped(c, h->res);
     if (h->phase == H1_SWITCH && h->next_proto && h->next_proto->on_close) {

@@ -47,6 +47,8 @@ int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version);
  * Same results as sy_h1_respond. */
 int sy_http_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
                     sy_str body, int flags);
+/* The core's answer when the app has no handler for a request: 404 "not found". */
+void sy_http_not_found(sy_conn *c, int32_t stream_id);
 /* Records the app's handle for the pending response of that request (stream 0: HTTP/1.1). */
 void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res);
 

@@ -3,7 +3,6 @@
  * half-close (eof) and ours (conn:shutdown), and the server's stop. */
 #include "app.h"
 #include "proto.h"
-#include "server.h"
 
 typedef struct rawp {
     void *handle;         /* the app's handle; NULL once the app was told of the close */
@@ -35,7 +34,7 @@ void sy_raw_free(void *state)
 static void raw_on_bytes(sy_conn *c)
 {
     rawp *r = c->proto_state;
-    r->last_rx = ev_now(c->server->loop);
+    r->last_rx = ev_now(c->env->loop);
     while (!c->closing && sy_buf_len(&c->in)) {
         /* The handler may write, close, or pause: take the bytes out of the buffer first. */
         size_t n = sy_buf_len(&c->in);
@@ -72,8 +71,8 @@ static void raw_on_timeout(sy_conn *c)
     rawp *r = c->proto_state;
     if (r->idle_timeout <= 0)
         return;
-    ev_tstamp now = ev_now(c->server->loop);
-    if (c->read_paused && !c->peer_eof && c->server->cfg.send_timeout > 0) {
+    ev_tstamp now = ev_now(c->env->loop);
+    if (c->read_paused && !c->peer_eof && c->env->cfg.send_timeout > 0) {
         /* Reading waits for the peer to take our output: its bytes wait unread, so its silence
          * cannot be told. The send timeout bounds a peer that takes nothing. */
         r->last_rx = now;
@@ -121,7 +120,7 @@ static void raw_on_start(sy_conn *c)
 {
     rawp *r = c->proto_state;
     r->started = 1;
-    r->last_rx = ev_now(c->server->loop);
+    r->last_rx = ev_now(c->env->loop);
     if (r->idle_timeout > 0)
         sy_conn_set_timeout(c, r->idle_timeout);
     sy_app_raw_open(c, r->handle);

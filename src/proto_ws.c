@@ -7,7 +7,6 @@
 #include "app.h"
 #include "pmd.h"
 #include "proto.h"
-#include "server.h"
 #include "ws.h"
 
 /* The options a connection keeps (of sy_ws_options; the permessage-deflate ones go to pmd):
@@ -67,7 +66,7 @@ typedef struct pmd_state {
                             * a fragmented message (freed at its end) */
 } pmd_state;
 
-/* The server's shared streams (server->ws_pmd): compressors by window bits, all reset after
+/* The server's shared streams (server->env.ws_pmd): compressors by window bits, all reset after
  * each message, and one inflater with the largest window for single-frame messages. */
 typedef struct pmd_shared {
     sy_deflater *def[16];
@@ -91,28 +90,28 @@ void sy_ws_pmd_config(int preset, sy_pmd_config *cfg)
     }
 }
 
-static pmd_shared *shared_of(sy_server *s)
+static pmd_shared *shared_of(sy_env *e)
 {
-    if (!s->ws_pmd)
-        s->ws_pmd = sy_calloc(1, sizeof(pmd_shared));
-    return s->ws_pmd;
+    if (!e->ws_pmd)
+        e->ws_pmd = sy_calloc(1, sizeof(pmd_shared));
+    return e->ws_pmd;
 }
 
-void sy_ws_server_dispose(sy_server *s)
+void sy_ws_env_dispose(sy_env *e)
 {
-    pmd_shared *sh = s->ws_pmd;
+    pmd_shared *sh = e->ws_pmd;
     if (!sh)
         return;
     for (int i = 0; i < 16; i++)
         sy_deflater_free(sh->def[i]);
     sy_inflater_free(sh->inf);
     sy_free(sh);
-    s->ws_pmd = NULL;
+    e->ws_pmd = NULL;
 }
 
-static sy_deflater *shared_deflater(sy_server *s, int bits)
+static sy_deflater *shared_deflater(sy_env *e, int bits)
 {
-    pmd_shared *sh = shared_of(s);
+    pmd_shared *sh = shared_of(e);
     if (!sh)
         return NULL;
     if (!sh->def[bits])
@@ -120,9 +119,9 @@ static sy_deflater *shared_deflater(sy_server *s, int bits)
     return sh->def[bits];
 }
 
-static sy_inflater *shared_inflater(sy_server *s)
+static sy_inflater *shared_inflater(sy_env *e)
 {
-    pmd_shared *sh = shared_of(s);
+    pmd_shared *sh = shared_of(e);
     if (!sh)
         return NULL;
     if (!sh->inf)
@@ -147,7 +146,7 @@ static sy_deflater *deflater_for(sy_conn *c, pmd_state *z)
     if (bits < 9)
         return NULL;
     if (z->p.server_no_context_takeover)
-        return shared_deflater(c->server, bits);
+        return shared_deflater(c->env, bits);
     if (!z->def)
         z->def = sy_deflater_new(bits, z->mem_level, PMD_LEVEL);
     return z->def;
@@ -301,7 +300,7 @@ static void fail(sy_conn *c, wsp *w, int code, const char *why)
     w->failed = 1;
     /* No message will complete now: its budget goes back at once (the memory once no code
      * can still be reading it, at the end of the read or at the close). */
-    sy_server_release_input(c->server, &w->input_held);
+    sy_env_release_input(c->env, &w->input_held);
     send_close_frame(c, w, code, sy_str_make(why, strlen(why)));
     if (c->closing)
         return;
@@ -384,7 +383,7 @@ int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub)
         return sy_ws_send_frame(c, pub->frame, 1);
     if (!(pub->tried & (1u << bits))) {
         pub->tried |= 1u << bits;
-        sy_deflater *d = shared_deflater(c->server, bits);
+        sy_deflater *d = shared_deflater(c->env, bits);
         if (d)
             pub->deflated[bits] =
                 deflate_frame(d, 1, pub->opcode, pub->p, pub->n, &pub->deflated_off[bits]);
@@ -425,11 +424,28 @@ int sy_ws_close(sy_conn *c, int code, sy_str reason)
     return 0;
 }
 
+/* Hands whole messages to the app, after the host where it listens: then one at a time, each
+ * only while the WebSocket is still open, so the order holds across the two. After our close,
+ * data is read and dropped (RFC 6455 5.5.1). */
+static void to_app(sy_conn *c, wsp *w, const sy_ws_msg *m, size_t n)
+{
+    if (!n || !w->handle || w->close_sent)
+        return;
+    if (!sy_app_ws_host_listens(c)) {
+        sy_app_ws_messages(c, w->handle, m, n);
+        return;
+    }
+    sy_conn_ref(c);
+    for (size_t i = 0; i < n && sy_ws_open(c); i++)
+        if (!sy_app_ws_host_message(c, &m[i]) && sy_ws_open(c))
+            sy_app_ws_messages(c, w->handle, &m[i], 1);
+    sy_conn_unref(c);
+}
+
 static void deliver(sy_conn *c, wsp *w, const uint8_t *p, size_t n, int opcode)
 {
-    if (!w->handle || w->close_sent)
-        return; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
-    sy_app_ws_message(c, w->handle, (const char *)p, n, opcode == SY_WS_BINARY);
+    sy_ws_msg m = {(const char *)p, n, opcode == SY_WS_BINARY};
+    to_app(c, w, &m, 1);
 }
 
 /* Answers a ping. Over the high-water mark the pong is held instead, replacing any held
@@ -510,7 +526,7 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
     sy_inflater *inf = z->inf;
     if (!inf && reset && op != SY_WS_CONT && fin) {
         /* No context survives this message: the server's inflater serves it whole. */
-        inf = shared_inflater(c->server);
+        inf = shared_inflater(c->env);
     } else if (!inf) {
         int bits = z->p.client_window_bits < 9 ? 9 : z->p.client_window_bits;
         inf = z->inf = sy_inflater_new(reset ? 15 : bits);
@@ -588,8 +604,7 @@ static void flush(sy_conn *c, wsp *w, ws_batch *b)
 {
     size_t n = b->n;
     b->n = 0;
-    if (n && w->handle && !w->close_sent)
-        sy_app_ws_messages(c, w->handle, b->m, n);
+    to_app(c, w, b->m, n);
 }
 
 /* fail, after the messages that came before the bad frame. */
@@ -615,7 +630,7 @@ static void hold_partial(sy_conn *c, wsp *w)
         size_t want = sy_buf_len(&w->msg);
         if (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE)
             want += (size_t)w->frame_done;
-        if (want != w->input_held && sy_server_hold_input(c->server, &w->input_held, want) != 0)
+        if (want != w->input_held && sy_env_hold_input(c->env, &w->input_held, want) != 0)
             fail(c, w, 1013, "server busy: too much message data buffered");
     }
     if (w->failed && !c->closing)
@@ -630,7 +645,7 @@ static void ws_on_bytes(sy_conn *c)
         sy_buf_consume(&c->in, sy_buf_len(&c->in));
         return;
     }
-    w->last_rx = ev_now(c->server->loop);
+    w->last_rx = ev_now(c->env->loop);
     w->ping_outstanding = 0;
     ws_batch b;
     b.n = 0;
@@ -821,8 +836,8 @@ static void ws_on_timeout(sy_conn *c)
         sy_conn_close(c); /* the peer never answered our close */
         return;
     }
-    ev_tstamp now = ev_now(c->server->loop);
-    if (w->pong_paused && c->server->cfg.send_timeout > 0) {
+    ev_tstamp now = ev_now(c->env->loop);
+    if (w->pong_paused && c->env->cfg.send_timeout > 0) {
         /* Reading waits for the peer to read our output down (a held pong): its frames wait
          * unread, so its silence cannot be told. The send timeout bounds a peer that reads
          * nothing. */
@@ -833,7 +848,7 @@ static void ws_on_timeout(sy_conn *c)
      * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
     int in_msg = in_message(w);
     double stalled = in_msg ? now - w->data_rx : quiet;
-    double limit = in_msg && w->o.idle_timeout <= 0 ? c->server->cfg.body_timeout
+    double limit = in_msg && w->o.idle_timeout <= 0 ? c->env->cfg.body_timeout
                                                      : w->o.idle_timeout;
     if (limit > 0 && stalled >= limit) {
         fail(c, w, 1001, in_msg ? "message timeout" : "idle timeout");
@@ -846,7 +861,7 @@ static void ws_on_timeout(sy_conn *c)
             return;
     }
     /* Without an idle limit the timer still looks every body_timeout for a stalled message. */
-    double next = limit > 0 ? limit - stalled : c->server->cfg.body_timeout;
+    double next = limit > 0 ? limit - stalled : c->env->cfg.body_timeout;
     if (w->o.ping_interval > 0 && !w->ping_outstanding && w->o.ping_interval - quiet < next)
         next = w->o.ping_interval - quiet;
     sy_conn_set_timeout(c, next > 0.05 ? next : 0.05);
@@ -866,7 +881,7 @@ static void ws_on_close(sy_conn *c)
     if (!w)
         return;
     c->proto_state = NULL;
-    sy_server_release_input(c->server, &w->input_held);
+    sy_env_release_input(c->env, &w->input_held);
     if (w->started) {
         notify_close(c, w, 1006, sy_str_make("", 0));
     } else if (w->handle) {
@@ -883,11 +898,11 @@ static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
     w->started = 1;
-    w->last_rx = w->data_rx = ev_now(c->server->loop);
+    w->last_rx = w->data_rx = ev_now(c->env->loop);
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);
-    double first = w->o.idle_timeout > 0 ? w->o.idle_timeout : c->server->cfg.body_timeout;
+    double first = w->o.idle_timeout > 0 ? w->o.idle_timeout : c->env->cfg.body_timeout;
     if (w->o.ping_interval > 0 && w->o.ping_interval < first)
         first = w->o.ping_interval;
     sy_conn_set_timeout(c, first);

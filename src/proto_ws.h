@@ -78,8 +78,8 @@ int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub);
 /* Releases the compressed frames. */
 void sy_ws_pub_dispose(sy_ws_pub *pub);
 
-/* Frees the server's shared permessage-deflate streams (sy_server_free). */
-void sy_ws_server_dispose(sy_server *s);
+/* Frees the env's shared permessage-deflate streams (when its server is freed). */
+void sy_ws_env_dispose(sy_env *e);
 
 /* Starts the closing handshake with code (0: none) and reason (<= 123 bytes). Returns 0, or
  * SY_ECLOSED when a close was already sent. */

@@ -24,6 +24,9 @@ static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_stop_done(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents);
+static void conn_added(sy_env *e, sy_conn *c);
+static void conn_closed(sy_env *e, sy_conn *c);
+static void kick(sy_env *e);
 
 /* Seconds between checks for memory to give back while connections live. */
 #define GIVE_BACK_EVERY 10.0
@@ -33,42 +36,6 @@ static void on_give_back(struct ev_loop *loop, ev_timer *w, int revents);
  * connection after every request does no work for it. */
 #define GIVE_BACK_IDLE ((size_t)1 << 20)
 #define GIVE_BACK_BUSY ((size_t)32 << 20)
-
-static sy_log_fn log_fn;
-static void *log_ud;
-
-SY_API void sy_set_log(sy_log_fn fn, void *ud)
-{
-    log_fn = fn;
-    log_ud = ud;
-}
-
-static const char *const level_names[] = {"fatal", "error", "warn", "info", "debug"};
-
-SY_API const char *sy_log_level_name(int level)
-{
-    return level >= 0 && level < (int)SY_COUNTOF(level_names) ? level_names[level] : "?";
-}
-
-void sy_log(const char *level, const char *fmt, ...)
-{
-    char line[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    int lv = SY_LOG_ERROR;
-    for (int i = 0; i < (int)SY_COUNTOF(level_names); i++)
-        if (strcmp(level, level_names[i]) == 0)
-            lv = i;
-    sy_log_fn fn = log_fn;
-    if (fn) {
-        fn(lv, line, log_ud);
-        return;
-    }
-    fprintf(stderr, "[%s] %s\n", level_names[lv], line);
-    fflush(stderr);
-}
 
 SY_API void sy_server_set_user_data(sy_server *s, void *ud)
 {
@@ -188,21 +155,26 @@ sy_server *sy_server_create(struct ev_loop *loop)
     sy_server *s = sy_calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->loop = loop;
-    s->cfg.max_head = 16 * 1024;
-    s->cfg.max_headers = 100;
-    s->cfg.max_body = 1024 * 1024;
-    s->cfg.header_timeout = 10;
-    s->cfg.idle_timeout = 60;
-    s->cfg.high_water = 1024 * 1024;
-    s->cfg.max_buffered_total = (size_t)256 * 1024 * 1024;
-    s->cfg.body_timeout = 60;
-    s->cfg.send_timeout = 60;
+    s->env.loop = loop;
+    s->env.app = &s->app;
+    s->env.conn_added = conn_added;
+    s->env.conn_closed = conn_closed;
+    s->env.kick = kick;
+    s->app.server = s;
+    s->env.cfg.max_head = 16 * 1024;
+    s->env.cfg.max_headers = 100;
+    s->env.cfg.max_body = 1024 * 1024;
+    s->env.cfg.header_timeout = 10;
+    s->env.cfg.idle_timeout = 60;
+    s->env.cfg.high_water = 1024 * 1024;
+    s->env.cfg.max_buffered_total = (size_t)256 * 1024 * 1024;
+    s->env.cfg.body_timeout = 60;
+    s->env.cfg.send_timeout = 60;
     s->lua.max_time = 2;
     s->lua.max_memory = (size_t)1 << 30;
     s->lua.load_time = 10;
-    s->scratch_headers = sy_calloc(s->cfg.max_headers, sizeof *s->scratch_headers);
-    if (!s->scratch_headers) {
+    s->env.scratch_headers = sy_calloc(s->env.cfg.max_headers, sizeof *s->env.scratch_headers);
+    if (!s->env.scratch_headers) {
         sy_free(s);
         return NULL;
     }
@@ -220,7 +192,7 @@ SY_API int sy_server_set_max_head(sy_server *s, size_t bytes)
 {
     if (bytes < 256 || bytes > 1024 * 1024)
         return sy_server_fail(s, SY_EINVAL, "max head must be 256 B .. 1 MiB");
-    s->cfg.max_head = bytes;
+    s->env.cfg.max_head = bytes;
     return 0;
 }
 
@@ -228,11 +200,11 @@ SY_API int sy_server_set_max_headers(sy_server *s, size_t count)
 {
     if (count < 1 || count > 10000)
         return sy_server_fail(s, SY_EINVAL, "max headers must be 1 .. 10000");
-    sy_http1_header *h = sy_realloc(s->scratch_headers, count * sizeof *h);
+    sy_http1_header *h = sy_realloc(s->env.scratch_headers, count * sizeof *h);
     if (!h)
         return SY_ENOMEM;
-    s->scratch_headers = h;
-    s->cfg.max_headers = count;
+    s->env.scratch_headers = h;
+    s->env.cfg.max_headers = count;
     return 0;
 }
 
@@ -240,7 +212,7 @@ SY_API int sy_server_set_max_body(sy_server *s, size_t bytes)
 {
     if (bytes > (size_t)1 << 40)
         return sy_server_fail(s, SY_EINVAL, "max body too large");
-    s->cfg.max_body = bytes;
+    s->env.cfg.max_body = bytes;
     return 0;
 }
 
@@ -248,7 +220,7 @@ SY_API int sy_server_set_header_timeout(sy_server *s, double seconds)
 {
     if (!(seconds > 0 && seconds <= 3600))
         return sy_server_fail(s, SY_EINVAL, "header timeout must be in (0, 3600] s");
-    s->cfg.header_timeout = seconds;
+    s->env.cfg.header_timeout = seconds;
     return 0;
 }
 
@@ -256,7 +228,7 @@ SY_API int sy_server_set_idle_timeout(sy_server *s, double seconds)
 {
     if (!(seconds > 0 && seconds <= 86400))
         return sy_server_fail(s, SY_EINVAL, "idle timeout must be in (0, 86400] s");
-    s->cfg.idle_timeout = seconds;
+    s->env.cfg.idle_timeout = seconds;
     return 0;
 }
 
@@ -264,7 +236,7 @@ SY_API int sy_server_set_high_water(sy_server *s, size_t bytes)
 {
     if (bytes < 1024)
         return sy_server_fail(s, SY_EINVAL, "high-water mark must be at least 1 KiB");
-    s->cfg.high_water = bytes;
+    s->env.cfg.high_water = bytes;
     return 0;
 }
 
@@ -273,7 +245,7 @@ SY_API int sy_server_set_max_buffered_total(sy_server *s, size_t bytes)
     if (bytes != 0 && bytes < 64 * 1024)
         return sy_server_fail(s, SY_EINVAL,
                               "max buffered total must be 0 (none) or at least 64 KiB");
-    s->cfg.max_buffered_total = bytes;
+    s->env.cfg.max_buffered_total = bytes;
     return 0;
 }
 
@@ -281,23 +253,7 @@ SY_API int sy_server_set_body_timeout(sy_server *s, double seconds)
 {
     if (!(seconds > 0 && seconds <= 86400))
         return sy_server_fail(s, SY_EINVAL, "body timeout must be in (0, 86400] s");
-    s->cfg.body_timeout = seconds;
-    return 0;
-}
-
-int sy_server_hold_input(sy_server *s, size_t *held, size_t want)
-{
-    if (want <= *held) {
-        s->input_held -= *held - want;
-        *held = want;
-        return 0;
-    }
-    size_t more = want - *held;
-    size_t max = s->cfg.max_buffered_total;
-    if (max && (s->input_held > max || more > max - s->input_held))
-        return SY_ELIMIT;
-    s->input_held += more;
-    *held = want;
+    s->env.cfg.body_timeout = seconds;
     return 0;
 }
 
@@ -305,7 +261,7 @@ SY_API int sy_server_set_send_timeout(sy_server *s, double seconds)
 {
     if (!(seconds >= 0 && seconds <= 86400))
         return sy_server_fail(s, SY_EINVAL, "send timeout must be in [0, 86400] s");
-    s->cfg.send_timeout = seconds;
+    s->env.cfg.send_timeout = seconds;
     return 0;
 }
 
@@ -380,10 +336,10 @@ static int add_listener_fd(sy_server *s, const char *host, int fd, int port, int
     for (int i = 0; i < s->nlisteners; i++) {
         int active = ev_is_active(&l[i].io);
         if (active)
-            ev_io_stop(s->loop, &l[i].io);
+            ev_io_stop(s->env.loop, &l[i].io);
         ev_io_init(&l[i].io, on_accept, l[i].fd, EV_READ);
         if (active)
-            ev_io_start(s->loop, &l[i].io);
+            ev_io_start(s->env.loop, &l[i].io);
     }
     sy_listener *n = &l[s->nlisteners++];
     memset(n, 0, sizeof *n);
@@ -394,7 +350,7 @@ static int add_listener_fd(sy_server *s, const char *host, int fd, int port, int
     snprintf(n->host, sizeof n->host, "%s", host);
     ev_io_init(&n->io, on_accept, fd, EV_READ);
     if (s->started)
-        ev_io_start(s->loop, &n->io);
+        ev_io_start(s->env.loop, &n->io);
     return 0;
 }
 
@@ -402,7 +358,7 @@ static int listen_on(sy_server *s, const char *host, int port, int reuseport, in
 {
     if (!host || port < 0 || port > 65535)
         return sy_server_fail(s, SY_EINVAL, "invalid listen address");
-    if (tls && !s->tls_ctx)
+    if (tls && !s->env.tls_ctx)
         return sy_server_fail(s, SY_EINVAL, "a TLS listener needs a certificate and key first");
     int fd = -1, bound = 0;
     int rc = bind_listener(s, host, port, reuseport, &fd, &bound);
@@ -436,14 +392,14 @@ SY_API int sy_server_set_tls(sy_server *s, const char *cert_file, const char *ke
     if (rc)
         return rc;
     /* Live connections keep their sessions: OpenSSL counts references to the old context. */
-    sy_tls_ctx_free(s->tls_ctx);
-    s->tls_ctx = ctx;
+    sy_tls_ctx_free(s->env.tls_ctx);
+    s->env.tls_ctx = ctx;
     return 0;
 }
 
 static int adopt_listener(sy_server *s, const char *host, int fd, int tls)
 {
-    if (tls && !s->tls_ctx)
+    if (tls && !s->env.tls_ctx)
         return sy_server_fail(s, SY_EINVAL, "a TLS listener needs a certificate and key first");
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -504,14 +460,36 @@ SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size
 
 SY_API int sy_server_load_app(sy_server *s, const char *path)
 {
-    return sy_app_load(s, path);
+    if (!s->app.ops || !s->app.ops->load)
+        return sy_server_fail(s, SY_EINVAL, "no app implementation to load %s", path);
+    return sy_app_load(&s->app, path);
 }
+
+void sy_server_set_app(sy_server *s, const sy_app_ops *ops, void *ud)
+{
+    s->app.ops = ops;
+    s->app.ud = ud;
+}
+
+SY_API void sy_server_set_ws_handler(sy_server *s, const sy_ws_handler *h, void *ud)
+{
+    if (h) {
+        s->app.host_ws = *h;
+        s->app.host_ws_ud = ud;
+        s->app.has_host_ws = 1;
+    } else {
+        memset(&s->app.host_ws, 0, sizeof s->app.host_ws);
+        s->app.host_ws_ud = NULL;
+        s->app.has_host_ws = 0;
+    }
+}
+
 
 SY_API int sy_server_start(sy_server *s)
 {
     s->started = 1;
     for (int i = 0; i < s->nlisteners; i++)
-        ev_io_start(s->loop, &s->listeners[i].io);
+        ev_io_start(s->env.loop, &s->listeners[i].io);
     return 0;
 }
 
@@ -520,11 +498,11 @@ static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     sy_server *s = sy_container_of(w, sy_server, accept_pause);
-    if (s->stopping)
+    if (s->env.stopping)
         return;
     for (int i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].fd >= 0)
-            ev_io_start(s->loop, &s->listeners[i].io);
+            ev_io_start(s->env.loop, &s->listeners[i].io);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -534,7 +512,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     sy_listener *l = sy_container_of(w, sy_listener, io);
     sy_server *s = l->server;
     /* Bounded batch: other listeners and connections get their turn. */
-    for (int i = 0; i < 64 && !s->stopping; i++) {
+    for (int i = 0; i < 64 && !s->env.stopping; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -546,10 +524,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                  * would spin. Pause accepting briefly; closing connections free room. */
                 sy_log("warn", "accept: %s; pausing accepts for 100 ms", strerror(errno));
                 for (int k = 0; k < s->nlisteners; k++)
-                    ev_io_stop(s->loop, &s->listeners[k].io);
-                ev_timer_stop(s->loop, &s->accept_pause);
+                    ev_io_stop(s->env.loop, &s->listeners[k].io);
+                ev_timer_stop(s->env.loop, &s->accept_pause);
                 ev_timer_set(&s->accept_pause, 0.1, 0.);
-                ev_timer_start(s->loop, &s->accept_pause);
+                ev_timer_start(s->env.loop, &s->accept_pause);
             }
             /* EAGAIN: done until the next readiness. */
             return;
@@ -561,13 +539,13 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
-        sy_conn *c = sy_conn_new(s, fd, (struct sockaddr *)&ss, &sy_proto_http1, st);
+        sy_conn *c = sy_conn_new(&s->env, fd, (struct sockaddr *)&ss, &sy_proto_http1, st);
         if (!c) {
             sy_h1_state_free(st);
             continue;
         }
         /* Under TLS the header timeout also bounds the handshake. */
-        sy_conn_set_timeout(c, s->cfg.header_timeout);
+        sy_conn_set_timeout(c, s->env.cfg.header_timeout);
         if (l->tls)
             sy_conn_start_tls(c, 12);
     }
@@ -577,7 +555,7 @@ SY_API int sy_server_adopt(sy_server *s, int fd)
 {
     if (fd < 0)
         return sy_server_fail(s, SY_EINVAL, "invalid descriptor");
-    if (s->stopping) {
+    if (s->env.stopping) {
         close(fd);
         return sy_server_fail(s, SY_ECLOSED, "the server is stopping");
     }
@@ -592,17 +570,18 @@ SY_API int sy_server_adopt(sy_server *s, int fd)
         close(fd);
         return SY_ENOMEM;
     }
-    sy_conn *c = sy_conn_new(s, fd, (struct sockaddr *)&ss, &sy_proto_http1, st);
+    sy_conn *c = sy_conn_new(&s->env, fd, (struct sockaddr *)&ss, &sy_proto_http1, st);
     if (!c) {
         sy_h1_state_free(st);
         return SY_ENOMEM;
     }
-    sy_conn_set_timeout(c, s->cfg.header_timeout);
+    sy_conn_set_timeout(c, s->env.cfg.header_timeout);
     return 0;
 }
 
-void sy_server_conn_added(sy_server *s, sy_conn *c)
+static void conn_added(sy_env *e, sy_conn *c)
 {
+    sy_server *s = sy_server_of(e);
     conn_id_assign(s, c);
     c->next = s->conns;
     c->prev = NULL;
@@ -611,16 +590,16 @@ void sy_server_conn_added(sy_server *s, sy_conn *c)
     s->conns = c;
     s->nconns++;
     if (!ev_is_active(&s->give_back))
-        ev_timer_start(s->loop, &s->give_back);
+        ev_timer_start(s->env.loop, &s->give_back);
 }
 
 /* The stop is complete: the host hears of it from the loop, never from inside the close chain
  * (or sy_server_shutdown) that got here, so done_cb may free the server. */
 static void stop_completed(sy_server *s)
 {
-    ev_timer_stop(s->loop, &s->stop_timer);
+    ev_timer_stop(s->env.loop, &s->stop_timer);
     if (s->stop_cb && !ev_is_active(&s->stop_done))
-        ev_timer_start(s->loop, &s->stop_done);
+        ev_timer_start(s->env.loop, &s->stop_done);
 }
 
 static void on_stop_done(struct ev_loop *loop, ev_timer *w, int revents)
@@ -634,8 +613,9 @@ static void on_stop_done(struct ev_loop *loop, ev_timer *w, int revents)
         cb(s, s->stop_ud); /* last: the host may have freed s */
 }
 
-void sy_server_conn_closed(sy_server *s, sy_conn *c)
+static void conn_closed(sy_env *e, sy_conn *c)
 {
+    sy_server *s = sy_server_of(e);
     conn_id_release(s, c);
     if (c->prev)
         c->prev->next = c->next;
@@ -646,20 +626,21 @@ void sy_server_conn_closed(sy_server *s, sy_conn *c)
     c->prev = c->next = NULL;
     s->nconns--;
     if (s->nconns == 0) {
-        ev_timer_stop(s->loop, &s->give_back);
+        ev_timer_stop(s->env.loop, &s->give_back);
         s->went_idle = 1;
     }
     c->next_dead = s->dead;
     s->dead = c;
-    sy_server_kick(s);
-    if (s->stopping && s->nconns == 0)
+    kick(&s->env);
+    if (s->env.stopping && s->nconns == 0)
         stop_completed(s);
 }
 
-void sy_server_kick(sy_server *s)
+static void kick(sy_env *e)
 {
+    sy_server *s = sy_server_of(e);
     if (!ev_is_active(&s->nudge))
-        ev_idle_start(s->loop, &s->nudge);
+        ev_idle_start(s->env.loop, &s->nudge);
 }
 
 static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents)
@@ -671,8 +652,8 @@ static void on_nudge(struct ev_loop *loop, ev_idle *w, int revents)
 static void run_scheduled(sy_server *s)
 {
     /* Take the whole list: work it creates lands on a fresh list for the next round. */
-    sy_conn *c = s->scheduled;
-    s->scheduled = NULL;
+    sy_conn *c = s->env.scheduled;
+    s->env.scheduled = NULL;
     while (c) {
         sy_conn *next = c->next_queued;
         c->next_queued = NULL;
@@ -702,17 +683,17 @@ static void reap(sy_server *s)
  * which acts only on a large amount so a busy server does not give back what it reuses. */
 static void give_back(sy_server *s, int idle)
 {
-    size_t pool_grown = s->pool.slab_bytes > s->pool_after_release
-                            ? s->pool.slab_bytes - s->pool_after_release
+    size_t pool_grown = s->env.pool.slab_bytes > s->pool_after_release
+                            ? s->env.pool.slab_bytes - s->pool_after_release
                             : 0;
     size_t pool_worth = idle ? GIVE_BACK_IDLE
                              : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release
                                                                        : GIVE_BACK_IDLE);
     if (pool_grown >= pool_worth) {
-        (void)sy_pool_release_empty(&s->pool); /* lowers slab_bytes by what it frees */
-        s->pool_after_release = s->pool.slab_bytes;
-    } else if (s->pool.slab_bytes < s->pool_after_release)
-        s->pool_after_release = s->pool.slab_bytes;
+        (void)sy_pool_release_empty(&s->env.pool); /* lowers slab_bytes by what it frees */
+        s->pool_after_release = s->env.pool.slab_bytes;
+    } else if (s->env.pool.slab_bytes < s->pool_after_release)
+        s->pool_after_release = s->env.pool.slab_bytes;
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
     /* Free chunks stay counted in fordblks after malloc_trim returns their pages, so growth
      * from the low point is memory freed since the last trim. */
@@ -739,29 +720,15 @@ static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
     sy_server *s = sy_container_of(w, sy_server, reaper);
-    if (s->scheduled)
+    if (s->env.scheduled)
         run_scheduled(s);
     reap(s);
     if (s->went_idle && s->nconns == 0 && !s->dead) {
         s->went_idle = 0;
         give_back(s, 1);
     }
-    if (s->scheduled)
-        sy_server_kick(s);
-}
-
-/* RFC 9110 5.6.7 IMF-fixdate, refreshed at most once a second. */
-const char *sy_server_date(sy_server *s)
-{
-    ev_tstamp now = ev_now(s->loop);
-    if (now - s->date_at >= 1.0 || now < s->date_at) {
-        time_t t = (time_t)now;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(s->date, sizeof s->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-        s->date_at = (ev_tstamp)t;
-    }
-    return s->date;
+    if (s->env.scheduled)
+        kick(&s->env);
 }
 
 static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -827,14 +794,14 @@ static void tell_shutdown(sy_server *s)
 SY_API void sy_server_shutdown(sy_server *s, double grace,
                                void (*done_cb)(sy_server *, void *), void *ud)
 {
-    if (s->stopping)
+    if (s->env.stopping)
         return;
-    s->stopping = 1;
+    s->env.stopping = 1;
     s->stop_cb = done_cb;
     s->stop_ud = ud;
-    ev_timer_stop(s->loop, &s->accept_pause);
+    ev_timer_stop(s->env.loop, &s->accept_pause);
     for (int i = 0; i < s->nlisteners; i++) {
-        ev_io_stop(s->loop, &s->listeners[i].io);
+        ev_io_stop(s->env.loop, &s->listeners[i].io);
         close(s->listeners[i].fd);
         s->listeners[i].fd = -1;
     }
@@ -844,7 +811,7 @@ SY_API void sy_server_shutdown(sy_server *s, double grace,
         return;
     }
     ev_timer_init(&s->stop_timer, on_stop_timer, grace > 0 ? grace : 0.001, 0);
-    ev_timer_start(s->loop, &s->stop_timer);
+    ev_timer_start(s->env.loop, &s->stop_timer);
 }
 
 SY_API void sy_server_free(sy_server *s)
@@ -854,18 +821,18 @@ SY_API void sy_server_free(sy_server *s)
     while (s->conns)
         sy_conn_close(s->conns);
     for (int i = 0; i < s->nlisteners; i++) {
-        ev_io_stop(s->loop, &s->listeners[i].io);
+        ev_io_stop(s->env.loop, &s->listeners[i].io);
         if (s->listeners[i].fd >= 0)
             close(s->listeners[i].fd);
     }
-    ev_timer_stop(s->loop, &s->stop_timer);
-    ev_timer_stop(s->loop, &s->stop_done); /* freed first: done_cb never runs */
+    ev_timer_stop(s->env.loop, &s->stop_timer);
+    ev_timer_stop(s->env.loop, &s->stop_done); /* freed first: done_cb never runs */
     s->stop_cb = NULL;
-    ev_timer_stop(s->loop, &s->accept_pause);
-    ev_timer_stop(s->loop, &s->give_back);
-    sy_app_close(s);
-    sy_tls_ctx_free(s->tls_ctx);
-    sy_ws_server_dispose(s);
+    ev_timer_stop(s->env.loop, &s->accept_pause);
+    ev_timer_stop(s->env.loop, &s->give_back);
+    sy_app_close(&s->app);
+    sy_tls_ctx_free(s->env.tls_ctx);
+    sy_ws_env_dispose(&s->env);
     /* After the app is gone nothing holds refs: free every queued connection. */
     sy_conn *c = s->dead;
     while (c) {
@@ -873,13 +840,13 @@ SY_API void sy_server_free(sy_server *s)
         sy_free(c);
         c = next;
     }
-    s->scheduled = NULL;
-    ev_ref(s->loop);
-    ev_prepare_stop(s->loop, &s->reaper);
-    ev_idle_stop(s->loop, &s->nudge);
+    s->env.scheduled = NULL;
+    ev_ref(s->env.loop);
+    ev_prepare_stop(s->env.loop, &s->reaper);
+    ev_idle_stop(s->env.loop, &s->nudge);
     sy_free(s->listeners);
-    sy_free(s->scratch_headers);
+    sy_free(s->env.scratch_headers);
     sy_free(s->slots);
-    sy_pool_dispose(&s->pool);
+    sy_pool_dispose(&s->env.pool);
     sy_free(s);
 }

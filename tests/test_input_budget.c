@@ -71,21 +71,21 @@ static size_t take(int fd, char *out, size_t cap)
 static void test_arithmetic(void)
 {
     size_t a = 0, b = 0;
-    srv->cfg.max_buffered_total = 1000;
-    CHECK(sy_server_hold_input(srv, &a, 600) == 0 && a == 600 && srv->input_held == 600);
-    CHECK(sy_server_hold_input(srv, &b, 500) == SY_ELIMIT && b == 0);
-    CHECK(sy_server_hold_input(srv, &b, 400) == 0 && srv->input_held == 1000);
-    CHECK(sy_server_hold_input(srv, &a, 601) == SY_ELIMIT && a == 600);
-    CHECK(sy_server_hold_input(srv, &a, 100) == 0 && srv->input_held == 500);
-    sy_server_release_input(srv, &a);
-    sy_server_release_input(srv, &a); /* twice: harmless */
-    CHECK(a == 0 && srv->input_held == 400);
-    sy_server_release_input(srv, &b);
-    CHECK(srv->input_held == 0);
-    srv->cfg.max_buffered_total = 0; /* no limit */
-    CHECK(sy_server_hold_input(srv, &a, (size_t)1 << 40) == 0);
-    sy_server_release_input(srv, &a);
-    CHECK(srv->input_held == 0);
+    srv->env.cfg.max_buffered_total = 1000;
+    CHECK(sy_env_hold_input(&srv->env, &a, 600) == 0 && a == 600 && srv->env.input_held == 600);
+    CHECK(sy_env_hold_input(&srv->env, &b, 500) == SY_ELIMIT && b == 0);
+    CHECK(sy_env_hold_input(&srv->env, &b, 400) == 0 && srv->env.input_held == 1000);
+    CHECK(sy_env_hold_input(&srv->env, &a, 601) == SY_ELIMIT && a == 600);
+    CHECK(sy_env_hold_input(&srv->env, &a, 100) == 0 && srv->env.input_held == 500);
+    sy_env_release_input(&srv->env, &a);
+    sy_env_release_input(&srv->env, &a); /* twice: harmless */
+    CHECK(a == 0 && srv->env.input_held == 400);
+    sy_env_release_input(&srv->env, &b);
+    CHECK(srv->env.input_held == 0);
+    srv->env.cfg.max_buffered_total = 0; /* no limit */
+    CHECK(sy_env_hold_input(&srv->env, &a, (size_t)1 << 40) == 0);
+    sy_env_release_input(&srv->env, &a);
+    CHECK(srv->env.input_held == 0);
     CHECK(sy_server_set_max_buffered_total(srv, 1000) == SY_EINVAL);
     CHECK(sy_server_set_max_buffered_total(srv, 64 * 1024) == 0);
     CHECK(sy_server_set_body_timeout(srv, 0) == SY_EINVAL);
@@ -102,20 +102,20 @@ static void test_http1(void)
     put(fd, head, strlen(head));
     put(fd, body, 500);
     spin(20);
-    CHECK_MSG(srv->input_held == 500, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 500, "%zu", srv->env.input_held);
     put(fd, body, 500);
     take(fd, reply, sizeof reply);
     CHECK_MSG(strstr(reply, "200 OK") && strstr(reply, "\r\n\r\n1000"), "%s", reply);
-    CHECK(srv->input_held == 0);
+    CHECK(srv->env.input_held == 0);
 
     /* Cut by the client mid-body (on a connection that served one request already). */
     put(fd, head, strlen(head));
     put(fd, body, 300);
     spin(20);
-    CHECK_MSG(srv->input_held == 300, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 300, "%zu", srv->env.input_held);
     close(fd);
     spin(20);
-    CHECK(srv->input_held == 0);
+    CHECK(srv->env.input_held == 0);
 
     /* Past the budget: 503, and the share taken so far is given back at once. */
     int holder = connect_client();
@@ -125,17 +125,17 @@ static void test_http1(void)
     put(holder, big, strlen(big));
     put(holder, body, 40000);
     spin(20);
-    CHECK_MSG(srv->input_held == 40000, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 40000, "%zu", srv->env.input_held);
     fd = connect_client();
     put(fd, big, strlen(big));
     put(fd, body, 30000);
     take(fd, reply, sizeof reply);
     CHECK_MSG(strncmp(reply, "HTTP/1.1 503 ", 13) == 0, "%s", reply);
-    CHECK_MSG(srv->input_held == 40000, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 40000, "%zu", srv->env.input_held);
     close(fd);
     close(holder);
     spin(20);
-    CHECK(srv->input_held == 0);
+    CHECK(srv->env.input_held == 0);
 }
 
 static void test_websocket(void)
@@ -157,23 +157,23 @@ static void test_websocket(void)
     memset(frag + 4, 0, 4 + 1000);
     put(fd, frag, sizeof frag);
     spin(20);
-    CHECK_MSG(srv->input_held == 1000, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 1000, "%zu", srv->env.input_held);
     frag[0] = 0x80; /* CONT, FIN */
     put(fd, frag, 8 + 600);
     spin(20);
-    CHECK_MSG(srv->input_held == 1600, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 1600, "%zu", srv->env.input_held);
     put(fd, frag + 8, 400);
     size_t n = take(fd, reply, sizeof reply);
     CHECK_MSG(n == 4 + 2000 && (uint8_t)reply[0] == 0x82, "%zu", n);
-    CHECK_MSG(srv->input_held == 0, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 0, "%zu", srv->env.input_held);
     /* Cut by the client with a fragment in. */
     frag[0] = 0x02;
     put(fd, frag, sizeof frag);
     spin(20);
-    CHECK_MSG(srv->input_held == 1000, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 1000, "%zu", srv->env.input_held);
     close(fd);
     spin(20);
-    CHECK(srv->input_held == 0);
+    CHECK(srv->env.input_held == 0);
 }
 
 static void h2_frame(int fd, int type, int flags, int stream, const void *p, size_t n)
@@ -201,24 +201,24 @@ static void test_http2(void)
         h2_frame(fd, 0, 0, id, data, sizeof data);   /* DATA, no END_STREAM */
     }
     spin(30);
-    CHECK_MSG(srv->input_held == 1600, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 1600, "%zu", srv->env.input_held);
     /* Stream 1 ends and is served: its share goes back; stream 3's stays. */
     h2_frame(fd, 0, 1, 1, data, 10);
     spin(30);
-    CHECK_MSG(srv->input_held == 800, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 800, "%zu", srv->env.input_held);
     /* Stream 3 is reset by the client. */
     const uint8_t cancel[4] = {0, 0, 0, 8};
     h2_frame(fd, 3, 0, 3, cancel, 4);
     spin(30);
-    CHECK_MSG(srv->input_held == 0, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 0, "%zu", srv->env.input_held);
     /* Stream 5 is left open and the connection cut. */
     h2_frame(fd, 1, 4, 5, block, sizeof block);
     h2_frame(fd, 0, 0, 5, data, sizeof data);
     spin(30);
-    CHECK_MSG(srv->input_held == 800, "%zu", srv->input_held);
+    CHECK_MSG(srv->env.input_held == 800, "%zu", srv->env.input_held);
     close(fd);
     spin(30);
-    CHECK(srv->input_held == 0);
+    CHECK(srv->env.input_held == 0);
 }
 
 int main(void)
