@@ -2,7 +2,6 @@
  * connection's env names (app.h), after the host's WebSocket callbacks where there are any. */
 #include "app.h"
 
-
 /* The app's entry op, or NULL. */
 #define OP(a, name) ((a)->ops ? (a)->ops->name : NULL)
 #define UD(a) ((a)->ud)

@@ -17,32 +17,32 @@ typedef struct sy_env sy_env;
 struct sy_app;
 
 typedef struct sy_config {
-    size_t max_head;       /* 16 KiB */
-    size_t max_headers;    /* 100 */
-    size_t max_body;       /* 1 MiB */
-    double header_timeout; /* 10 s: from a request's first byte to its complete head */
-    double idle_timeout;   /* 60 s: keep-alive idle */
-    size_t high_water;     /* 1 MiB of queued output */
+    size_t max_head;           /* 16 KiB */
+    size_t max_headers;        /* 100 */
+    size_t max_body;           /* 1 MiB */
+    double header_timeout;     /* 10 s: from a request's first byte to its complete head */
+    double idle_timeout;       /* 60 s: keep-alive idle */
+    size_t high_water;         /* 1 MiB of queued output */
     size_t max_buffered_total; /* 256 MiB: request bodies and partial WebSocket messages held
                                   by the whole server at once (0: no limit) */
-    double body_timeout;   /* 60 s: a request body that makes no progress for this long */
-    double send_timeout;   /* 60 s: queued output that makes no progress closes; 0: none */
+    double body_timeout;       /* 60 s: a request body that makes no progress for this long */
+    double send_timeout;       /* 60 s: queued output that makes no progress closes; 0: none */
 } sy_config;
 
 struct sy_env {
-    struct ev_loop *loop;       /* borrowed; outlives the env */
+    struct ev_loop *loop; /* borrowed; outlives the env */
     sy_config cfg;
-    sy_pool pool;               /* small blocks of Lua and nghttp2; disposed last */
-    sy_tls_ctx *tls_ctx;        /* borrowed from the server; NULL without a certificate */
-    struct sy_app *app;         /* borrowed (app.h): what protocols hand requests and
-                                   messages to */
-    int stopping;               /* the server is stopping gracefully */
-    size_t input_held;          /* bytes charged against cfg.max_buffered_total */
+    sy_pool pool;                     /* small blocks of Lua and nghttp2; disposed last */
+    sy_tls_ctx *tls_ctx;              /* borrowed from the server; NULL without a certificate */
+    struct sy_app *app;               /* borrowed (app.h): what protocols hand requests and
+                                         messages to */
+    int stopping;                     /* the server is stopping gracefully */
+    size_t input_held;                /* bytes charged against cfg.max_buffered_total */
     sy_http1_header *scratch_headers; /* owned by the server; cfg.max_headers entries */
-    void *ws_pmd;               /* owned by proto_ws (sy_ws_env_dispose): shared
-                                   permessage-deflate streams, made on use */
-    sy_conn *scheduled;         /* waiting for sy_conn_schedule's callback */
-    char date[40];              /* "Date: ...\r\n" cache */
+    void *ws_pmd;                     /* owned by proto_ws (sy_ws_env_dispose): shared
+                                         permessage-deflate streams, made on use */
+    sy_conn *scheduled;               /* waiting for sy_conn_schedule's callback */
+    char date[40];                    /* "Date: ...\r\n" cache */
     ev_tstamp date_at;
     /* The owner's bookkeeping, called by conn.c: a connection was made / closed (its memory
      * may be released once its refs drop, from the loop); work was queued on scheduled. */

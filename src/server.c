@@ -134,8 +134,6 @@ SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id)
     return sl ? sl->ud : NULL;
 }
 
-
-
 int sy_server_fail(sy_server *s, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -453,8 +451,8 @@ SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size
         return SY_EINVAL;
     const sy_listener *l = &s->listeners[index];
     int v6 = strchr(l->host, ':') != NULL;
-    int n = snprintf(buf, cap, "%s://%s%s%s:%d", l->tls ? "https" : "http", v6 ? "[" : "",
-                     l->host, v6 ? "]" : "", l->port);
+    int n = snprintf(buf, cap, "%s://%s%s%s:%d", l->tls ? "https" : "http", v6 ? "[" : "", l->host,
+                     v6 ? "]" : "", l->port);
     return n < 0 || (size_t)n >= cap ? SY_EINVAL : n;
 }
 
@@ -483,7 +481,6 @@ SY_API void sy_server_set_ws_handler(sy_server *s, const sy_ws_handler *h, void 
         s->app.has_host_ws = 0;
     }
 }
-
 
 SY_API int sy_server_start(sy_server *s)
 {
@@ -686,9 +683,9 @@ static void give_back(sy_server *s, int idle)
     size_t pool_grown = s->env.pool.slab_bytes > s->pool_after_release
                             ? s->env.pool.slab_bytes - s->pool_after_release
                             : 0;
-    size_t pool_worth = idle ? GIVE_BACK_IDLE
-                             : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release
-                                                                       : GIVE_BACK_IDLE);
+    size_t pool_worth =
+        idle ? GIVE_BACK_IDLE
+             : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release : GIVE_BACK_IDLE);
     if (pool_grown >= pool_worth) {
         (void)sy_pool_release_empty(&s->env.pool); /* lowers slab_bytes by what it frees */
         s->pool_after_release = s->env.pool.slab_bytes;
@@ -791,8 +788,8 @@ static void tell_shutdown(sy_server *s)
     sy_free(all);
 }
 
-SY_API void sy_server_shutdown(sy_server *s, double grace,
-                               void (*done_cb)(sy_server *, void *), void *ud)
+SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_server *, void *),
+                               void *ud)
 {
     if (s->env.stopping)
         return;
