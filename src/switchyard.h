@@ -41,6 +41,8 @@ enum {
     SY_ESYS = -3,    /* a system call failed (errno kept) */
     SY_ELUA = -4,    /* the app failed to load or a hook raised (message in sy_server_error) */
     SY_ECLOSED = -5, /* the object is closed */
+    SY_ENOTSUP = -6, /* the connection's protocol does not take this call (e.g. sending to a
+                      * connection that still speaks HTTP) */
     SY_EFATAL = -50,
 };
 
@@ -202,11 +204,18 @@ SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id);
  * after. */
 SY_API int sy_server_conn_alive(const sy_server *s, sy_conn_id id);
 
-/* Sends one message to the WebSocket id: text (binary 0: must be valid UTF-8) or binary. The
- * data is copied or sent before the call returns. Returns 0; 1 when the connection's queue is
- * now over the high-water mark (the message is queued; slow down); 2 when the connection's
- * backpressure policy dropped it; SY_ECLOSED when the connection is gone or closing;
- * SY_EINVAL when id is not a WebSocket or text is not UTF-8. */
+/* Sends data to connection id, copied or sent before the call returns:
+ * - a WebSocket gets one message: text (binary 0: must be valid UTF-8) or binary;
+ * - a raw connection (its app accepted a token other than websocket, h2c or TLS) gets the
+ *   bytes as they are, after what its Lua handlers wrote before; binary is ignored. Past the
+ *   high-water mark reading from the peer pauses until the queue drains, as after
+ *   conn:write.
+ * data may be NULL when len is 0. Returns 0; 1 when the connection's queue is now over the
+ * high-water mark (the data is queued; slow down); 2 when a WebSocket's backpressure policy
+ * dropped it; SY_ECLOSED when the connection is gone or closing (a WebSocket after its closing
+ * handshake started, a raw connection after sy_server_close_conn, conn:close() or
+ * conn:shutdown()); SY_ENOTSUP when it speaks another protocol (HTTP/1.1 before or without an
+ * upgrade, HTTP/2); SY_EINVAL for text that is not UTF-8 or NULL data with len > 0. */
 SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t len,
                           int binary);
 
