@@ -236,6 +236,28 @@ SY_API int sy_server_close_conn(sy_server *s, sy_conn_id id, int code, const cha
 SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, size_t len,
                              int binary);
 
+/* Topics: named groups of WebSockets that one publish reaches (sy_server_publish, and
+ * sy.publish / ws:publish in Lua). They are the ones ws:subscribe uses: a connection the host
+ * subscribed is also reached by the app's Lua publishes, and the other way round. A topic is
+ * len bytes (any bytes; sy_server_publish names topics without a NUL byte) and is copied; it
+ * exists while it has subscribers. A connection leaves all its topics when it closes, before
+ * the close callbacks run. Topics are this server's only: with --workers, each process has
+ * its own.
+ *
+ * sy_server_subscribe adds WebSocket id to topic. Returns 1 when it joined, 0 when it was
+ * subscribed already; SY_ECLOSED when the connection is gone or its closing handshake has
+ * started; SY_ENOTSUP when it is not a WebSocket (raw and HTTP connections have no topics);
+ * SY_EINVAL for a NULL topic; SY_ENOMEM. */
+SY_API int sy_server_subscribe(sy_server *s, sy_conn_id id, const char *topic, size_t len);
+/* Removes WebSocket id from topic (also while its closing handshake runs). Returns 1 when it
+ * was subscribed, 0 when not; SY_ECLOSED, SY_ENOTSUP, SY_EINVAL, SY_ENOMEM as above. */
+SY_API int sy_server_unsubscribe(sy_server *s, sy_conn_id id, const char *topic, size_t len);
+/* The number of this server's WebSockets subscribed to topic that can still receive (open,
+ * closing handshake not started): those a publish would reach now; 0 for an unknown topic.
+ * The same count as sy.subscribers(topic) in Lua. It walks the topic's subscribers. Returns
+ * the count, SY_EINVAL for a NULL topic, SY_ENOMEM. */
+SY_API int sy_server_subscribers(sy_server *s, const char *topic, size_t len);
+
 /* WebSocket events in C. The Lua app still decides each upgrade (app.upgrade or the default
  * routes); once a WebSocket is open, these callbacks run beside the Lua handlers:
  * - on_open(s, id, ud): the WebSocket opened; runs before the Lua open handler.
