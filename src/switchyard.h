@@ -227,12 +227,13 @@ SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t 
  * SY_EINVAL (bad code or reason). */
 SY_API int sy_server_close_conn(sy_server *s, sy_conn_id id, int code, const char *reason);
 
-/* Sends data to every WebSocket subscribed to topic (ws:subscribe in Lua): the frame is built
- * once and queued by reference to each receiver (compressed once per window size for those that
- * agreed on permessage-deflate). Returns the number of receivers (0 for an unknown topic),
- * SY_EINVAL for text that is not UTF-8 or a NULL topic, SY_ENOMEM. Receivers whose queue is
- * past their backpressure bound drop or close as for ws:publish. May run the Lua close handler
- * of a receiver that fails (out of memory) before it returns. */
+/* Sends data to every WebSocket subscribed to topic (NUL-terminated; joined by ws:subscribe in
+ * Lua or sy_server_subscribe): the frame is built once and queued by reference to each receiver
+ * (compressed once per window size for those that agreed on permessage-deflate). Returns the
+ * number of receivers (0 for an unknown topic), SY_EINVAL for text that is not UTF-8 or a NULL
+ * topic, SY_ENOMEM. Receivers whose queue is past their backpressure bound drop or close as
+ * for ws:publish. May run the Lua close handler of a receiver that fails (out of memory)
+ * before it returns. */
 SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, size_t len,
                              int binary);
 
@@ -240,9 +241,10 @@ SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, 
  * sy.publish / ws:publish in Lua). They are the ones ws:subscribe uses: a connection the host
  * subscribed is also reached by the app's Lua publishes, and the other way round. A topic is
  * len bytes (any bytes; sy_server_publish names topics without a NUL byte) and is copied; it
- * exists while it has subscribers. A connection leaves all its topics when it closes, before
- * the close callbacks run. Topics are this server's only: with --workers, each process has
- * its own.
+ * exists while it has subscribers. A connection that closes leaves all its topics (by the
+ * time its Lua close handler runs). Like the calls above, these run on the loop's thread, from
+ * the host's callbacks too (sy_ws_handler.on_open may put a new player into a room). Topics
+ * are this server's only: with --workers, each process has its own.
  *
  * sy_server_subscribe adds WebSocket id to topic. Returns 1 when it joined, 0 when it was
  * subscribed already; SY_ECLOSED when the connection is gone or its closing handshake has
