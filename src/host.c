@@ -29,8 +29,10 @@ SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t 
     if (c->proto == &sy_proto_raw)
         return send_raw(s, c, data, len);
     if (c->proto != &sy_proto_ws)
-        return sy_server_fail(s, SY_ENOTSUP, "connection %llu speaks %s: only WebSocket and "
-                              "raw connections take sends", (unsigned long long)id,
+        return sy_server_fail(s, SY_ENOTSUP,
+                              "connection %llu speaks %s: only WebSocket and "
+                              "raw connections take sends",
+                              (unsigned long long)id,
                               c->proto == &sy_proto_http1 ? "HTTP/1.1" : c->proto->name);
     if (!binary && !sy_utf8_valid((const uint8_t *)data, len))
         return sy_server_fail(s, SY_EINVAL, "text messages must be valid UTF-8");

@@ -42,8 +42,8 @@ SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, 
 enum { TOPIC_JOIN, TOPIC_LEAVE, TOPIC_COUNT };
 
 typedef struct topic_args {
-    int op;         /* TOPIC_* */
-    lconn *h;       /* borrowed: the WebSocket's handle (JOIN, LEAVE) */
+    int op;   /* TOPIC_* */
+    lconn *h; /* borrowed: the WebSocket's handle (JOIN, LEAVE) */
     const char *topic;
     size_t len;
     lua_Integer result;
@@ -87,8 +87,10 @@ static int topic_conn(sy_server *s, sy_conn_id id, const char *topic, int join, 
     if (!c)
         return SY_ECLOSED;
     if (c->proto != &sy_proto_ws)
-        return sy_server_fail(s, SY_ENOTSUP, "connection %llu is not a WebSocket: only "
-                              "WebSockets join topics", (unsigned long long)id);
+        return sy_server_fail(s, SY_ENOTSUP,
+                              "connection %llu is not a WebSocket: only "
+                              "WebSockets join topics",
+                              (unsigned long long)id);
     lconn *h = sy_ws_handle(c);
     if (!h || !h->conn || h->ref == LUA_NOREF || (join && !sy_ws_open(c)))
         return SY_ECLOSED;
@@ -151,8 +153,7 @@ static int call_in_lua(lua_State *L)
     return 0;
 }
 
-SY_API int sy_server_call_lua(sy_server *s, const char *name, const sy_lua_arg *args,
-                              size_t nargs)
+SY_API int sy_server_call_lua(sy_server *s, const char *name, const sy_lua_arg *args, size_t nargs)
 {
     if (!name || (nargs && !args) || nargs > 250)
         return sy_server_fail(s, SY_EINVAL, "call_lua needs a name and at most 250 arguments");

@@ -115,7 +115,8 @@ static inline void net_turn(struct ev_loop *loop, int fd, net_in *in)
 
 /* Turns the loop until `want` shows up in what fd read (want NULL: until EOF), or the cap.
  * Returns 1 when it did. */
-static inline int net_until(struct ev_loop *loop, int fd, net_in *in, const void *want, size_t want_len)
+static inline int net_until(struct ev_loop *loop, int fd, net_in *in, const void *want,
+                            size_t want_len)
 {
     double end = net_now() + NET_CAP_SECONDS;
     for (;;) {

@@ -89,11 +89,12 @@ static void test_http_limits(void)
     int port = sy_server_listener_port(s, 0);
 
     /* Within every limit: served. */
-    int n = snprintf(req, sizeof req, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
-                                      "Connection: close\r\n\r\n0123456789");
+    int n = snprintf(req, sizeof req,
+                     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                     "Connection: close\r\n\r\n0123456789");
     exchange(loop, port, req, (size_t)n, NULL, in);
-    CHECK_MSG(strncmp(in->buf, "HTTP/1.1 200", 12) == 0 && strstr(in->buf, "plain http 10\n"),
-              "%s", in->buf);
+    CHECK_MSG(strncmp(in->buf, "HTTP/1.1 200", 12) == 0 && strstr(in->buf, "plain http 10\n"), "%s",
+              in->buf);
 
     /* A head of 1100 bytes passes 1024: 431. */
     n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: %01050d\r\n\r\n", 0);
@@ -225,8 +226,8 @@ static void test_listeners(void)
     CHECK(sy_server_listener_url(s, 1, url, sizeof url) > 0 && strncmp(url, "https://", 8) == 0);
     CHECK(sy_server_start(s) == 0);
 
-    exchange(loop, plain_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 46,
-             NULL, in);
+    exchange(loop, plain_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 46, NULL,
+             in);
     CHECK_MSG(strstr(in->buf, "plain http 0\n") != NULL, "%s", in->buf);
     CHECK(tls_get(loop, sy_server_listener_port(s, 1), "plain https 0\n"));
     CHECK(tls_get(loop, tls_port, "plain https 0\n"));

@@ -13,19 +13,18 @@ static char dir[] = "/tmp/sy_test_host_api_raw_XXXXXX";
 
 /* Accepts the raw token "game": open and close tell the host the connection's id. Data is
  * echoed by Lua as "echo:<bytes>". Plain requests get 200. */
-static const char APP[] =
-    "local sy = require 'switchyard'\n"
-    "return {\n"
-    "  request = function(req, res) res:send(200, 'plain\\n') end,\n"
-    "  upgrade = function(req)\n"
-    "    if not req:offers('game') then return nil end\n"
-    "    return sy.accept('game', {\n"
-    "      open = function(conn) c_raw_open(conn.id) end,\n"
-    "      data = function(conn, b) conn:write('echo:' .. b) end,\n"
-    "      close = function(conn) c_raw_close(conn.id) end,\n"
-    "    })\n"
-    "  end,\n"
-    "}\n";
+static const char APP[] = "local sy = require 'switchyard'\n"
+                          "return {\n"
+                          "  request = function(req, res) res:send(200, 'plain\\n') end,\n"
+                          "  upgrade = function(req)\n"
+                          "    if not req:offers('game') then return nil end\n"
+                          "    return sy.accept('game', {\n"
+                          "      open = function(conn) c_raw_open(conn.id) end,\n"
+                          "      data = function(conn, b) conn:write('echo:' .. b) end,\n"
+                          "      close = function(conn) c_raw_close(conn.id) end,\n"
+                          "    })\n"
+                          "  end,\n"
+                          "}\n";
 
 static sy_conn_id opened, closed_id;
 static int nopen, nclose;
