@@ -51,6 +51,7 @@ SY_API const char *sy_strerror(int code)
     case SY_ESYS: return "system call failed";
     case SY_ELUA: return "Lua error";
     case SY_ECLOSED: return "closed";
+    case SY_ENOTSUP: return "not supported by the connection's protocol";
     case SY_EAGAIN: return "need more input";
     case SY_ELIMIT: return "limit exceeded";
     case SY_EPROTO: return "protocol error";

@@ -3,16 +3,37 @@
 #include "server.h"
 #include "ws.h"
 
+/* A raw connection takes bytes as conn:write does: refused once the app or the host closed
+ * it or shut its write side; over the high-water mark reading pauses until the drain. */
+static int send_raw(sy_server *s, sy_conn *c, const void *data, size_t len)
+{
+    if (c->close_after_write || c->shut_wr)
+        return SY_ECLOSED;
+    if (len == 0)
+        return 0;
+    int rc = sy_conn_write(c, data, len);
+    if (rc < 0)
+        return rc == SY_ENOMEM ? sy_server_fail(s, SY_ENOMEM, "out of memory") : SY_ECLOSED;
+    if (rc == 1)
+        sy_conn_pause(c);
+    return rc;
+}
+
 SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t len, int binary)
 {
     sy_conn *c = sy_server_conn_find(s, id);
     if (!c)
         return SY_ECLOSED;
-    if (c->proto != &sy_proto_ws)
-        return sy_server_fail(s, SY_EINVAL, "connection %llu is not a WebSocket",
-                              (unsigned long long)id);
     if (!data && len)
         return sy_server_fail(s, SY_EINVAL, "no data");
+    if (c->proto == &sy_proto_raw)
+        return send_raw(s, c, data, len);
+    if (c->proto != &sy_proto_ws)
+        return sy_server_fail(s, SY_ENOTSUP,
+                              "connection %llu speaks %s: only WebSocket and "
+                              "raw connections take sends",
+                              (unsigned long long)id,
+                              c->proto == &sy_proto_http1 ? "HTTP/1.1" : c->proto->name);
     if (!binary && !sy_utf8_valid((const uint8_t *)data, len))
         return sy_server_fail(s, SY_EINVAL, "text messages must be valid UTF-8");
     return sy_ws_send(c, binary ? SY_WS_BINARY : SY_WS_TEXT, data ? data : "", len);

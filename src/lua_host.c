@@ -1,5 +1,7 @@
-/* The host's calls that reach the Lua state: publish to a topic, call a function of the app
- * (switchyard.h, "Host calls"). */
+/* The host's calls that reach the Lua state: topics (subscribe, unsubscribe, count,
+ * publish), calling a function of the app (switchyard.h, "Host calls"). */
+#include <limits.h>
+
 #include "lua_int.h"
 #include "ws.h"
 
@@ -35,6 +37,87 @@ SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, 
     int rc = sy_lua_call_err(L, 1, 0, "publish", topic, s->err, sizeof s->err);
     lua_settop(L, top);
     return rc != 0 ? SY_ENOMEM : a.sent;
+}
+
+enum { TOPIC_JOIN, TOPIC_LEAVE, TOPIC_COUNT };
+
+typedef struct topic_args {
+    int op;   /* TOPIC_* */
+    lconn *h; /* borrowed: the WebSocket's handle (JOIN, LEAVE) */
+    const char *topic;
+    size_t len;
+    lua_Integer result;
+} topic_args;
+
+/* [args]: the topic's string is made here, inside the protected call (it may raise). */
+static int topic_in_lua(lua_State *L)
+{
+    topic_args *a = lua_touserdata(L, 1);
+    lua_pushlstring(L, a->topic, a->len); /* [args, topic] */
+    if (a->op == TOPIC_COUNT) {
+        a->result = sy_lua_topic_count(L, 2);
+        return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->h->ref); /* [args, topic, handle] */
+    a->result = a->op == TOPIC_JOIN ? sy_lua_topic_join(L, 3, 2) : sy_lua_topic_leave(L, 3, 2);
+    return 0;
+}
+
+static int topic_call(sy_server *s, topic_args *a)
+{
+    lua_State *L = s->L;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, topic_in_lua);
+    lua_pushlightuserdata(L, a);
+    static const char *const names[] = {"subscribe", "unsubscribe", "subscribers"};
+    int rc = sy_lua_call_err(L, 1, 0, "topic", names[a->op], s->err, sizeof s->err);
+    lua_settop(L, top);
+    if (rc != 0)
+        return SY_ENOMEM; /* the only error these calls can raise */
+    return a->result > INT_MAX ? INT_MAX : (int)a->result;
+}
+
+/* The WebSocket id's handle for a topic call, or a code: SY_ECLOSED when it is gone (or, to
+ * join, closing), SY_ENOTSUP when it is not a WebSocket. */
+static int topic_conn(sy_server *s, sy_conn_id id, const char *topic, int join, lconn **out)
+{
+    if (!topic)
+        return sy_server_fail(s, SY_EINVAL, "no topic");
+    sy_conn *c = sy_server_conn_find(s, id);
+    if (!c)
+        return SY_ECLOSED;
+    if (c->proto != &sy_proto_ws)
+        return sy_server_fail(s, SY_ENOTSUP,
+                              "connection %llu is not a WebSocket: only "
+                              "WebSockets join topics",
+                              (unsigned long long)id);
+    lconn *h = sy_ws_handle(c);
+    if (!h || !h->conn || h->ref == LUA_NOREF || (join && !sy_ws_open(c)))
+        return SY_ECLOSED;
+    *out = h;
+    return 0;
+}
+
+SY_API int sy_server_subscribe(sy_server *s, sy_conn_id id, const char *topic, size_t len)
+{
+    topic_args a = {TOPIC_JOIN, NULL, topic, len, 0};
+    int rc = topic_conn(s, id, topic, 1, &a.h);
+    return rc != 0 ? rc : topic_call(s, &a);
+}
+
+SY_API int sy_server_unsubscribe(sy_server *s, sy_conn_id id, const char *topic, size_t len)
+{
+    topic_args a = {TOPIC_LEAVE, NULL, topic, len, 0};
+    int rc = topic_conn(s, id, topic, 0, &a.h);
+    return rc != 0 ? rc : topic_call(s, &a);
+}
+
+SY_API int sy_server_subscribers(sy_server *s, const char *topic, size_t len)
+{
+    if (!topic)
+        return sy_server_fail(s, SY_EINVAL, "no topic");
+    topic_args a = {TOPIC_COUNT, NULL, topic, len, 0};
+    return topic_call(s, &a);
 }
 
 typedef struct call_args {

@@ -110,8 +110,19 @@ void sy_lua_detach(lconn *h);
 /* Publishes data to every open WebSocket subscribed to the topic at topic_idx except
  * `except` (may be NULL): framed once, queued by reference. Returns the number of receivers. */
 int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary, lconn *except);
+/* Topics (the registry's table of sets of WebSocket handles; shared by ws:subscribe, the
+ * host's sy_server_subscribe and every publish). sy_lua_topic_join adds the WebSocket handle
+ * at ws_idx to the topic (a string) at topic_idx and returns 1, or 0 when it was there
+ * already; sy_lua_topic_leave removes it and returns 1, or 0 when it was not there. Both may
+ * raise (out of memory) and leave the stack as they found it. */
+int sy_lua_topic_join(lua_State *L, int ws_idx, int topic_idx);
+int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx);
+/* The topic's subscribers that can still receive (open, closing handshake not started):
+ * those a publish reaches now. Walks the topic's set; never raises. */
+lua_Integer sy_lua_topic_count(lua_State *L, int topic_idx);
 void sy_lua_open_ws(lua_State *L);
 int sy_lua_publish_fn(lua_State *L);
+int sy_lua_subscribers_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);
  * raises on a bad value. */
 void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o);

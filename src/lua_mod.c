@@ -235,6 +235,7 @@ static const luaL_Reg module_fns[] = {
     {"reject", l_reject},
     {"after", sy_lua_after},
     {"publish", sy_lua_publish_fn},
+    {"subscribers", sy_lua_subscribers_fn},
     {"every", sy_lua_every},
     {"now", l_now},
     {"log", l_log},

@@ -302,66 +302,118 @@ static int ws_close(lua_State *L)
     return 1;
 }
 
-static int ws_subscribe(lua_State *L)
+/* ---- topics ------------------------------------------------------------------------------- */
+
+int sy_lua_topic_join(lua_State *L, int ws_idx, int topic_idx)
 {
-    lconn *h = check_ws(L, 1);
-    luaL_checkstring(L, 2);
-    if (!h->conn)
-        return closed(L);
+    ws_idx = lua_absindex(L, ws_idx);
+    topic_idx = lua_absindex(L, topic_idx);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
-    lua_pushvalue(L, 2);
+    lua_pushvalue(L, topic_idx);
     if (lua_rawget(L, -2) != LUA_TTABLE) { /* [topics, set] */
         lua_pop(L, 1);
         lua_newtable(L);
-        lua_pushvalue(L, 2);
+        lua_pushvalue(L, topic_idx);
         lua_pushvalue(L, -2);
         lua_rawset(L, -4);
     }
-    lua_pushvalue(L, 1);
+    lua_pushvalue(L, ws_idx);
+    int joined = lua_rawget(L, -2) == LUA_TNIL;
+    lua_pop(L, 1);
+    lua_pushvalue(L, ws_idx);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
-    if (lua_getiuservalue(L, 1, UV_TOPICS) != LUA_TTABLE) {
+    if (lua_getiuservalue(L, ws_idx, UV_TOPICS) != LUA_TTABLE) { /* [topics, set, mine] */
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setiuservalue(L, 1, UV_TOPICS);
+        lua_setiuservalue(L, ws_idx, UV_TOPICS);
     }
-    lua_pushvalue(L, 2);
+    lua_pushvalue(L, topic_idx);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
-    lua_pushboolean(L, 1);
-    return 1;
+    lua_pop(L, 3);
+    return joined;
 }
 
-static int ws_unsubscribe(lua_State *L)
+int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx)
 {
-    check_ws(L, 1);
-    luaL_checkstring(L, 2);
+    ws_idx = lua_absindex(L, ws_idx);
+    topic_idx = lua_absindex(L, topic_idx);
     int was = 0;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key);
-    lua_pushvalue(L, 2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
+    lua_pushvalue(L, topic_idx);
     if (lua_rawget(L, -2) == LUA_TTABLE) { /* [topics, set] */
-        lua_pushvalue(L, 1);
+        lua_pushvalue(L, ws_idx);
         was = lua_rawget(L, -2) != LUA_TNIL;
         lua_pop(L, 1);
-        lua_pushvalue(L, 1);
+        lua_pushvalue(L, ws_idx);
         lua_pushnil(L);
         lua_rawset(L, -3);
         lua_pushnil(L);
-        if (!lua_next(L, -2)) {
-            lua_pushvalue(L, 2);
+        if (!lua_next(L, -2)) { /* empty set: drop the topic */
+            lua_pushvalue(L, topic_idx);
             lua_pushnil(L);
             lua_rawset(L, -4);
         } else {
             lua_pop(L, 2);
         }
     }
-    if (lua_getiuservalue(L, 1, UV_TOPICS) == LUA_TTABLE) {
-        lua_pushvalue(L, 2);
+    lua_pop(L, 2);
+    if (lua_getiuservalue(L, ws_idx, UV_TOPICS) == LUA_TTABLE) {
+        lua_pushvalue(L, topic_idx);
         lua_pushnil(L);
         lua_rawset(L, -3);
     }
-    lua_pushboolean(L, was);
+    lua_pop(L, 1);
+    return was;
+}
+
+lua_Integer sy_lua_topic_count(lua_State *L, int topic_idx)
+{
+    topic_idx = lua_absindex(L, topic_idx);
+    lua_Integer n = 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
+    lua_pushvalue(L, topic_idx);
+    if (lua_istable(L, -2) && lua_rawget(L, -2) == LUA_TTABLE) { /* [topics, set] */
+        lua_pushnil(L);
+        while (lua_next(L, -2)) { /* [topics, set, ws, true] */
+            lua_pop(L, 1);
+            const lconn *h = lua_touserdata(L, -1);
+            if (h && h->conn && sy_ws_open(h->conn))
+                n++;
+        }
+    }
+    lua_pop(L, 2);
+    return n;
+}
+
+/* sy.subscribers(topic) -> the number of this server's open WebSockets subscribed to topic */
+int sy_lua_subscribers_fn(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_pushinteger(L, sy_lua_topic_count(L, 1));
+    return 1;
+}
+
+/* ws:subscribe(topic) -> true | nil, "closed" */
+static int ws_subscribe(lua_State *L)
+{
+    lconn *h = check_ws(L, 1);
+    luaL_checkstring(L, 2);
+    if (!h->conn)
+        return closed(L);
+    sy_lua_topic_join(L, 1, 2);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ws:unsubscribe(topic) -> whether it was subscribed */
+static int ws_unsubscribe(lua_State *L)
+{
+    check_ws(L, 1);
+    luaL_checkstring(L, 2);
+    lua_pushboolean(L, sy_lua_topic_leave(L, 1, 2));
     return 1;
 }
 

@@ -255,6 +255,12 @@ int sy_ws_open(const sy_conn *c)
     return w && !c->closing && !w->close_sent;
 }
 
+void *sy_ws_handle(const sy_conn *c)
+{
+    const wsp *w = state_of(c);
+    return w ? w->handle : NULL;
+}
+
 /* Tells the app once; the handle is detached afterwards. */
 static void notify_close(sy_conn *c, wsp *w, int code, sy_str reason)
 {

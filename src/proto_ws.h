@@ -88,4 +88,8 @@ int sy_ws_close(sy_conn *c, int code, sy_str reason);
 /* 1 if c speaks WebSocket and can still send. */
 int sy_ws_open(const sy_conn *c);
 
+/* The app's handle of the WebSocket c (borrowed), or NULL when c does not speak WebSocket or
+ * the app was told of its close already. */
+void *sy_ws_handle(const sy_conn *c);
+
 #endif

@@ -41,6 +41,8 @@ enum {
     SY_ESYS = -3,    /* a system call failed (errno kept) */
     SY_ELUA = -4,    /* the app failed to load or a hook raised (message in sy_server_error) */
     SY_ECLOSED = -5, /* the object is closed */
+    SY_ENOTSUP = -6, /* the connection's protocol does not take this call (e.g. sending to a
+                      * connection that still speaks HTTP) */
     SY_EFATAL = -50,
 };
 
@@ -204,11 +206,18 @@ SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id);
  * after. */
 SY_API int sy_server_conn_alive(const sy_server *s, sy_conn_id id);
 
-/* Sends one message to the WebSocket id: text (binary 0: must be valid UTF-8) or binary. The
- * data is copied or sent before the call returns. Returns 0; 1 when the connection's queue is
- * now over the high-water mark (the message is queued; slow down); 2 when the connection's
- * backpressure policy dropped it; SY_ECLOSED when the connection is gone or closing;
- * SY_EINVAL when id is not a WebSocket or text is not UTF-8. */
+/* Sends data to connection id, copied or sent before the call returns:
+ * - a WebSocket gets one message: text (binary 0: must be valid UTF-8) or binary;
+ * - a raw connection (its app accepted a token other than websocket, h2c or TLS) gets the
+ *   bytes as they are, after what its Lua handlers wrote before; binary is ignored. Past the
+ *   high-water mark reading from the peer pauses until the queue drains, as after
+ *   conn:write.
+ * data may be NULL when len is 0. Returns 0; 1 when the connection's queue is now over the
+ * high-water mark (the data is queued; slow down); 2 when a WebSocket's backpressure policy
+ * dropped it; SY_ECLOSED when the connection is gone or closing (a WebSocket after its closing
+ * handshake started, a raw connection after sy_server_close_conn, conn:close() or
+ * conn:shutdown()); SY_ENOTSUP when it speaks another protocol (HTTP/1.1 before or without an
+ * upgrade, HTTP/2); SY_EINVAL for text that is not UTF-8 or NULL data with len > 0. */
 SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t len, int binary);
 
 /* Closes connection id: a WebSocket starts its closing handshake with code (1000, 1001 or
@@ -219,14 +228,38 @@ SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t 
  * SY_EINVAL (bad code or reason). */
 SY_API int sy_server_close_conn(sy_server *s, sy_conn_id id, int code, const char *reason);
 
-/* Sends data to every WebSocket subscribed to topic (ws:subscribe in Lua): the frame is built
- * once and queued by reference to each receiver (compressed once per window size for those that
- * agreed on permessage-deflate). Returns the number of receivers (0 for an unknown topic),
- * SY_EINVAL for text that is not UTF-8 or a NULL topic, SY_ENOMEM. Receivers whose queue is
- * past their backpressure bound drop or close as for ws:publish. May run the Lua close handler
- * of a receiver that fails (out of memory) before it returns. */
+/* Sends data to every WebSocket subscribed to topic (NUL-terminated; joined by ws:subscribe in
+ * Lua or sy_server_subscribe): the frame is built once and queued by reference to each receiver
+ * (compressed once per window size for those that agreed on permessage-deflate). Returns the
+ * number of receivers (0 for an unknown topic), SY_EINVAL for text that is not UTF-8 or a NULL
+ * topic, SY_ENOMEM. Receivers whose queue is past their backpressure bound drop or close as
+ * for ws:publish. May run the Lua close handler of a receiver that fails (out of memory)
+ * before it returns. */
 SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, size_t len,
                              int binary);
+
+/* Topics: named groups of WebSockets that one publish reaches (sy_server_publish, and
+ * sy.publish / ws:publish in Lua). They are the ones ws:subscribe uses: a connection the host
+ * subscribed is also reached by the app's Lua publishes, and the other way round. A topic is
+ * len bytes (any bytes; sy_server_publish names topics without a NUL byte) and is copied; it
+ * exists while it has subscribers. A connection that closes leaves all its topics (by the
+ * time its Lua close handler runs). Like the calls above, these run on the loop's thread, from
+ * the host's callbacks too (sy_ws_handler.on_open may put a new player into a room). Topics
+ * are this server's only: with --workers, each process has its own.
+ *
+ * sy_server_subscribe adds WebSocket id to topic. Returns 1 when it joined, 0 when it was
+ * subscribed already; SY_ECLOSED when the connection is gone or its closing handshake has
+ * started; SY_ENOTSUP when it is not a WebSocket (raw and HTTP connections have no topics);
+ * SY_EINVAL for a NULL topic; SY_ENOMEM. */
+SY_API int sy_server_subscribe(sy_server *s, sy_conn_id id, const char *topic, size_t len);
+/* Removes WebSocket id from topic (also while its closing handshake runs). Returns 1 when it
+ * was subscribed, 0 when not; SY_ECLOSED, SY_ENOTSUP, SY_EINVAL, SY_ENOMEM as above. */
+SY_API int sy_server_unsubscribe(sy_server *s, sy_conn_id id, const char *topic, size_t len);
+/* The number of this server's WebSockets subscribed to topic that can still receive (open,
+ * closing handshake not started): those a publish would reach now; 0 for an unknown topic.
+ * The same count as sy.subscribers(topic) in Lua. It walks the topic's subscribers. Returns
+ * the count, SY_EINVAL for a NULL topic, SY_ENOMEM. */
+SY_API int sy_server_subscribers(sy_server *s, const char *topic, size_t len);
 
 /* WebSocket events in C. The Lua app still decides each upgrade (app.upgrade or the default
  * routes); once a WebSocket is open, these callbacks run beside the Lua handlers:
