@@ -26,7 +26,9 @@ static int protected_call_at(lua_State *L, int base, int nargs, int nres,
     int outer = s && s->lua_depth++ == 0;
     if (outer)
         prev = sy_lua_budget_enter(s, L);
+    lua_State *prev_thread = sy_lua_budget_thread(L);
     int rc = lua_pcall(L, nargs, nres, base);
+    sy_lua_budget_thread(prev_thread);
     if (s && --s->lua_depth == 0)
         sy_lua_budget_leave(s, L, prev);
     if (rc != LUA_OK) {

@@ -56,6 +56,7 @@ struct sy_server {
     sy_pool pool;               /* small blocks of Lua and nghttp2; disposed last */
     double lua_deadline;        /* monotonic time the running call must end by; 0: none */
     int lua_depth;              /* nesting of calls from the core into Lua */
+    void *lua_tasks;            /* owned by the Lua binding: its pool of coroutines */
     sy_config cfg;
     size_t input_held;          /* bytes charged against cfg.max_buffered_total */
     sy_tls_ctx *tls_ctx;        /* owned; NULL until sy_server_set_tls */
