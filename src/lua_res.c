@@ -28,10 +28,20 @@ static lres *check_res(lua_State *L, int idx)
     return NULL;
 }
 
+/* The hook's task no longer answers for this response: it owes its connection nothing, and
+ * its connection may go without it (nor is a ref taken on it when the task runs on). */
+static void unlink_task(lres *r)
+{
+    if (r->task) {
+        r->task->conn = NULL;
+        r->task = NULL;
+    }
+}
+
 static void release(lua_State *L, lres *r)
 {
     r->conn = NULL;
-    r->task = NULL;
+    unlink_task(r);
     if (r->ref != LUA_NOREF) {
         int ref = r->ref;
         r->ref = LUA_NOREF;
@@ -65,8 +75,13 @@ void sy_lua_anchor_response(lua_State *L, int idx)
 void sy_lua_response_task(lua_State *L, int idx, sy_lua_task *t)
 {
     lres *r = lua_touserdata(L, idx);
-    if (r)
+    if (!r)
+        return;
+    unlink_task(r);
+    if (t && r->conn) {
         r->task = t;
+        t->conn = r->conn;
+    }
 }
 
 void sy_lua_response_forget(lua_State *L, int idx)
@@ -82,7 +97,7 @@ void sy_lua_response_fail(lua_State *L, int idx)
     if (!r || !r->conn)
         return;
     sy_conn *c = r->conn;
-    r->task = NULL;
+    unlink_task(r);
     int rc = sy_http_respond(c, r->stream, r, 500, SY_STR("Content-Type: text/plain\r\n"),
                              SY_STR("internal server error\n"), 0);
     release(L, r);
@@ -97,6 +112,7 @@ void sy_lua_response_dropped(void *ud, void *res)
         return;
     lua_State *L = r->conn->server->L;
     sy_lua_task *t = r->task;
+    r->task = NULL;
     release(L, r);
     /* The client left while the hook waits to answer: its coroutine is closed. */
     if (t)
@@ -287,7 +303,7 @@ static int res_send(lua_State *L)
         return 2;
     }
     sy_conn *c = r->conn;
-    r->task = NULL; /* answered: the hook may go on waiting whatever its client does */
+    unlink_task(r); /* answered: the hook may go on waiting whatever its client does */
     int rc = sy_http_respond(c, r->stream, r, (int)status, hdrs,
                              sy_str_make(body ? body : "", blen), flags);
     release(L, r);
@@ -316,7 +332,7 @@ static int res_upgrade_required(lua_State *L)
         return 2;
     }
     /* Over HTTP/2 the Upgrade field is connection-specific and left out (RFC 9113 8.2.2). */
-    r->task = NULL;
+    unlink_task(r);
     int rc = sy_http_respond(r->conn, r->stream, r, 426, sy_str_make(hdrs, strlen(hdrs)),
                            sy_str_make(body, blen), SY_H1_CONN_UPGRADE);
     release(L, r);

@@ -52,7 +52,7 @@ local ws_handlers = {
 
 local raw_handlers = {
   data = function(conn, bytes)
-    local n = tonumber(bytes:match("^sleep (%S+)\n$"))
+    local n = tonumber(bytes:match("^sleep (%S+)\n"))
     if n then
       local c <close> = closer("raw_closed")
       sy.sleep(n)
