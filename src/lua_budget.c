@@ -173,10 +173,16 @@ lua_State *sy_lua_budget_thread(lua_State *L)
  * calls into another server's state), for sy_lua_budget_leave. */
 sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L)
 {
+    double now;
+    return sy_lua_budget_enter_at(s, L, 0, &now);
+}
+
+sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now)
+{
     sy_server *prev = bt.running;
     bt.running = s;
     sy_lua_budget_hook(L);
-    sy_lua_budget_arm(s, 0);
+    *now = sy_lua_budget_arm(s, used);
     return prev;
 }
 

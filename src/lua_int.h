@@ -186,6 +186,9 @@ double sy_lua_mono_now(void);
 sy_server *sy_lua_state_server(lua_State *L);
 sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L);
 void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
+/* Same for a coroutine that ran used seconds already (its deadline is that much nearer);
+ * *now gets the time it starts. */
+sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now);
 /* The deadline of the running call: max_time from now less used seconds. Returns now. */
 double sy_lua_budget_arm(sy_server *s, double used);
 /* In hooked mode, gives L the count hook if it lacks it. */

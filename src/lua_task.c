@@ -235,8 +235,7 @@ static int resume(sy_lua_task *t, int nargs)
     int outer = s->lua_depth++ == 0;
     sy_server *prev = NULL;
     if (outer) {
-        prev = sy_lua_budget_enter(s, co);
-        t->slice = sy_lua_budget_arm(s, t->used);
+        prev = sy_lua_budget_enter_at(s, co, t->used, &t->slice);
     } else {
         sy_lua_budget_hook(co);
     }
