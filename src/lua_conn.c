@@ -697,8 +697,7 @@ static int run_decision(lua_State *L, sy_conn *c, int fn, int dec, const sy_http
     return sy_decision_apply(&d, c, req, req_body, offers, n);
 }
 
-/* The dispatch of one request runs as a task; its stack is [task, req, res] under the
- * protected call of dispatch_task. Each hook is called with a continuation, so it may wait:
+/* The dispatch of one request runs as a task; its stack is [task, req, res]. Each hook is called with a continuation, so it may wait:
  * the part after it runs when the task is woken (from the continuation), and the request,
  * whose slices were borrowed from the connection's buffer, is parsed again where it waits. */
 static int request_part(lua_State *L, sy_lua_task *t);
@@ -765,39 +764,12 @@ static int upgrade_done(lua_State *L, int status, lua_KContext ctx)
     return request_part(L, t);
 }
 
-/* [task, req, res]: the hooks for one request, protected. */
-static int dispatch_body(lua_State *L)
+/* The task failed (a hook, or a decision it returned; logged with the stage that failed,
+ * the traceback has the app's file:line): a response still owed is answered 500. */
+static void dispatch_failed(sy_lua_task *t)
 {
-    sy_lua_task *t = lua_touserdata(L, 1);
-    sy_lua_dispatch_rec *a = &t->dispatch;
-    if (a->n > 0 && sy_lua_push_hook(L, "upgrade")) {
-        a->stage = "app.upgrade";
-        sy_lua_response_task(L, 3, t);
-        lua_pushvalue(L, 4);
-        lua_pushvalue(L, 2);       /* [task, req, res, fn, fn, req] */
-        lua_callk(L, 1, 1, (lua_KContext)t, upgrade_done);
-        return upgrade_done(L, LUA_OK, (lua_KContext)t);
-    }
-    return request_part(L, t);
-}
-
-/* [task, req, res, traceback, message]: the hooks failed. Logged with the stage that failed
- * (the traceback has the app's file:line); a response still owed is answered 500. */
-static int dispatch_end(lua_State *L, int status, lua_KContext ctx)
-{
-    sy_lua_task *t = (sy_lua_task *)ctx;
-    sy_lua_dispatch_rec *a = &t->dispatch;
-    if (status == LUA_OK || status == LUA_YIELD)
-        return 0;
-    sy_server *s = t->s;
-    const char *msg = lua_tostring(L, -1);
-    if (status == LUA_ERRMEM && s->lua.max_memory)
-        sy_log("error", "%s: Lua memory limit reached (%zu bytes in use, cap %zu)", a->stage,
-               s->lua_memory, s->lua.max_memory);
-    else
-        sy_log("error", "%s: %s", a->stage, msg ? msg : "(error object is not a string)");
-    sy_lua_response_fail(L, 3);
-    return 0;
+    if (t->dispatch.res)
+        sy_lua_response_fail(t->co, t->dispatch.res);
 }
 
 /* [task]: the task's function. */
@@ -807,13 +779,16 @@ static int dispatch_task(lua_State *L)
     sy_lua_dispatch_rec *a = &t->dispatch;
     sy_lua_push_request(L, a->c, a->req, a->body, a->offers, a->n); /* [task, req] */
     sy_lua_push_response(L, a->c, a->stream);                        /* [task, req, res] */
-    sy_lua_push_traceback(L);
-    lua_pushcfunction(L, dispatch_body);
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, 3);           /* [task, req, res, tb, body, task, req, res] */
-    lua_pcallk(L, 3, 0, 4, (lua_KContext)t, dispatch_end);
-    return dispatch_end(L, LUA_OK, (lua_KContext)t);
+    a->res = lua_touserdata(L, 3);
+    if (a->n > 0 && sy_lua_push_hook(L, "upgrade")) {
+        a->stage = "app.upgrade";
+        sy_lua_response_task(L, 3, t);
+        lua_pushvalue(L, 4);
+        lua_pushvalue(L, 2);       /* [task, req, res, fn, fn, req] */
+        lua_callk(L, 1, 1, (lua_KContext)t, upgrade_done);
+        return upgrade_done(L, LUA_OK, (lua_KContext)t);
+    }
+    return request_part(L, t);
 }
 
 static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str body,
@@ -828,8 +803,9 @@ static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str bod
         return;
     }
     sy_lua_dispatch_rec *a = &t->dispatch;
-    *a = (sy_lua_dispatch_rec){c, req, body, offers, n, stream, "request dispatch"};
+    *a = (sy_lua_dispatch_rec){c, req, body, offers, n, stream, "request dispatch", NULL};
     t->stage = &a->stage;
+    t->fail = dispatch_failed;
     t->conn = c;
     t->owner = t;
     lua_pushcfunction(t->co, dispatch_task);

@@ -73,8 +73,9 @@ void sy_lua_anchor_response(lua_State *L, int idx);
  * leaves before the answer, the task is cancelled. */
 struct sy_lua_task;
 void sy_lua_response_task(lua_State *L, int idx, struct sy_lua_task *t);
-/* The hook failed: the response at idx, when still owed, is answered 500 (logged already). */
-void sy_lua_response_fail(lua_State *L, int idx);
+/* The hook failed: the response res (a handle kept alive by the caller), when still owed,
+ * is answered 500 (logged already). */
+void sy_lua_response_fail(lua_State *L, void *res);
 /* The response at idx is done with (its request was switched): it answers nil, "closed". */
 void sy_lua_response_forget(lua_State *L, int idx);
 

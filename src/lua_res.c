@@ -91,10 +91,10 @@ void sy_lua_response_forget(lua_State *L, int idx)
         release(L, r);
 }
 
-void sy_lua_response_fail(lua_State *L, int idx)
+void sy_lua_response_fail(lua_State *L, void *res)
 {
-    lres *r = lua_touserdata(L, idx);
-    if (!r || !r->conn)
+    lres *r = res;
+    if (!r->conn)
         return;
     sy_conn *c = r->conn;
     unlink_task(r);

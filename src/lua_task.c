@@ -115,28 +115,10 @@ void sy_lua_task_put(sy_lua_task *t)
     task_put(t);
 }
 
-/* Back to the pool (or let go past POOL_KEEP). The stack of t->co is empty. */
-static void task_put(sy_lua_task *t)
+/* Lets t and its coroutine go. */
+static void task_free(sy_lua_task *t)
 {
-    sy_server *s = t->s;
-    task_pool *p = s->lua_tasks;
-    t->state = TASK_IDLE;
-    t->cancelled = 0;
-    t->what = t->name = NULL;
-    t->stage = NULL;
-    t->conn = NULL;
-    t->owner = NULL;
-    t->done = NULL;
-    t->cancel = NULL;
-    t->cancel_ud = NULL;
-    t->used = 0;
-    if (p->nfree < POOL_KEEP) {
-        t->next = p->free;
-        p->free = t;
-        p->nfree++;
-        return;
-    }
-    lua_State *L = s->L;
+    lua_State *L = t->s->L;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
     lua_pushnil(L);
@@ -148,6 +130,37 @@ static void task_put(sy_lua_task *t)
     if (n->all_next)
         n->all_next->all_prev = n->all_prev;
     sy_free(n);
+}
+
+/* Back to the pool (or let go past POOL_KEEP). The stack of t->co is empty. A coroutine that
+ * died of an error is not reused: Lua leaves hooks off in a thread whose error was raised by
+ * a hook (the time budget's) and not caught inside it. */
+static void task_put_after(sy_lua_task *t, int failed)
+{
+    task_pool *p = t->s->lua_tasks;
+    t->state = TASK_IDLE;
+    t->cancelled = 0;
+    t->what = t->name = NULL;
+    t->stage = NULL;
+    t->conn = NULL;
+    t->owner = NULL;
+    t->done = NULL;
+    t->fail = NULL;
+    t->cancel = NULL;
+    t->cancel_ud = NULL;
+    t->used = 0;
+    if (failed || p->nfree >= POOL_KEEP) {
+        task_free(t);
+        return;
+    }
+    t->next = p->free;
+    p->free = t;
+    p->nfree++;
+}
+
+static void task_put(sy_lua_task *t)
+{
+    task_put_after(t, 0);
 }
 
 void sy_lua_tasks_free(sy_server *s)
@@ -188,6 +201,7 @@ static void log_failure(sy_lua_task *t, int status)
     if (!msg)
         msg = "(error object is not a string)";
     /* The coroutine's stack is still there after the error: its traceback is read now. */
+    int top = lua_gettop(co);
     if (lua_checkstack(co, 4)) {
         luaL_traceback(co, co, msg, 0);
         msg = lua_tostring(co, -1);
@@ -196,11 +210,14 @@ static void log_failure(sy_lua_task *t, int status)
         sy_log("error", "%s '%s': %s", what, name, msg);
     else
         sy_log("error", "%s: %s", what, msg);
+    lua_settop(co, top);
 }
 
 /* Closes t's coroutine: its to-be-closed variables run under the time budget (an error among
- * them is logged). The stack is empty after. */
-static void close_coroutine(sy_lua_task *t)
+ * them is logged). err: the error object that ended it (lua_topointer), or NULL; closing
+ * reports that error again unless a to-be-closed variable raised another one. The stack is
+ * empty after. */
+static void close_coroutine(sy_lua_task *t, const void *err)
 {
     sy_server *s = t->s;
     t->state = TASK_CLOSING;
@@ -214,7 +231,7 @@ static void close_coroutine(sy_lua_task *t)
     if (--s->lua_depth == 0)
         sy_lua_budget_leave(s, t->co, prev);
     current = prev_task;
-    if (st != LUA_OK && st != LUA_YIELD)
+    if (st != LUA_OK && st != LUA_YIELD && (!err || lua_topointer(t->co, -1) != err))
         log_failure(t, st);
     lua_settop(t->co, 0);
 }
@@ -260,6 +277,8 @@ static int resume(sy_lua_task *t, int nargs)
                                 "the app's own); only waiting calls such as sy.sleep suspend it");
             log_failure(t, LUA_ERRRUN);
             lua_pop(co, 1);
+            if (t->fail)
+                t->fail(t);
             rc = SY_ELUA;
         } else {
             rc = SY_LUA_CANCELLED; /* its owner went away while it ran: nothing after its
@@ -268,16 +287,19 @@ static int resume(sy_lua_task *t, int nargs)
                 t->cancel(t->cancel_ud);
             t->cancel = NULL;
         }
-        close_coroutine(t);
+        close_coroutine(t, NULL);
         task_put(t);
     } else if (st == LUA_OK) {
         lua_settop(co, 0);
         task_put(t);
         rc = 0;
     } else {
+        const void *err = lua_topointer(co, -1);
         log_failure(t, st);
-        close_coroutine(t);
-        task_put(t);
+        if (t->fail)
+            t->fail(t);
+        close_coroutine(t, err);
+        task_put_after(t, 1);
         rc = SY_ELUA;
     }
     if (c)
@@ -322,7 +344,7 @@ void sy_lua_task_cancel(sy_lua_task *t)
     t->cancel = NULL;
     void (*done)(void *, int) = t->done;
     void *owner = t->owner;
-    close_coroutine(t);
+    close_coroutine(t, NULL);
     task_put(t);
     if (done)
         done(owner, SY_LUA_CANCELLED);

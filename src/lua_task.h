@@ -44,6 +44,7 @@ typedef struct sy_lua_dispatch_rec {
     size_t n;
     int32_t stream;                 /* HTTP/2 stream, or 0 for HTTP/1.1 */
     const char *stage;              /* what runs now, for the log line */
+    void *res;                      /* the response handle (on the task's stack), or NULL */
 } sy_lua_dispatch_rec;
 
 struct sy_lua_task {
@@ -64,6 +65,9 @@ struct sy_lua_task {
      * cancelled (SY_LUA_CANCELLED), with owner; t is back in the pool by then. Not called
      * for a task that ends inside sy_lua_task_run (its result says how). NULL: nothing. */
     void (*done)(void *owner, int status);
+    /* The task failed (logged already): called before its coroutine is closed, while what
+     * its stack holds is still alive. NULL: nothing. */
+    void (*fail)(sy_lua_task *t);
     sy_lua_dispatch_rec dispatch; /* lua_conn.c's, for HTTP dispatch tasks */
 
     /* Set by the waiting call. */

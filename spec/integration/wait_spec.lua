@@ -180,8 +180,11 @@ describe("waiting calls", function()
   it("count only Lua's running time against max_time", function()
     assert.are.equal("fine\n", H.must_roundtrip(srv.port, H.get("/sleep-past-max-time"),
                                                 { timeout = 30 }).body)
-    local res = H.must_roundtrip(srv.port, H.get("/loop-after-sleep"), { timeout = 30 })
-    assert.are.equal(500, res.status)
+    -- Twice: the coroutine a budget error ended is not reused with its hooks off.
+    for _ = 1, 2 do
+      local res = H.must_roundtrip(srv.port, H.get("/loop-after-sleep"), { timeout = 30 })
+      assert.are.equal(500, res.status)
+    end
     assert.truthy(srv:log():find("time budget", 1, true), srv:log())
   end)
 
