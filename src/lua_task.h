@@ -11,12 +11,15 @@
  *   ... the loop serves everyone else ...
  *                                    the C work ends: push results on sy_lua_wake_thread(t),
  *                                    sy_lua_wake(t, n): the waiting call returns them to Lua
- *   t->done(t, status) when it ends ◄─ Lua runs to the end (or waits again)
+ *   t->done(owner, status) when it ends ◄─ Lua runs to the end (or waits again)
  *
  * When the owner of a waiting task goes away (its client left), it calls sy_lua_task_cancel:
  * the waiting call's cancel callback runs first (free the C work; wake must not be called
  * after it), then the coroutine is closed as by coroutine.close (to-be-closed variables run;
- * nothing after the wait runs), then t->done(t, SY_LUA_CANCELLED). */
+ * nothing after the wait runs), then t->done(owner, SY_LUA_CANCELLED). A socket, say, keeps
+ * its watcher and the task it woke in its own userdata; its cancel callback stops the watcher
+ * and forgets the task, and its __close/__gc (the coroutine's stack let go of it) frees the
+ * rest. A waiting call made while the task is being cancelled raises instead of waiting. */
 #ifndef SY_LUA_TASK_H
 #define SY_LUA_TASK_H
 
