@@ -62,11 +62,6 @@ static int protected_call(lua_State *L, int nargs, int nres, const char *const *
     return protected_call_at(L, base, nargs, nres, what, name, err, cap);
 }
 
-int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name)
-{
-    return protected_call_at(L, base, nargs, 0, &what, name, NULL, 0);
-}
-
 void sy_lua_push_traceback(lua_State *L)
 {
     lua_pushcfunction(L, traceback);
@@ -75,11 +70,6 @@ void sy_lua_push_traceback(lua_State *L)
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
 {
     return protected_call(L, nargs, nres, &what, NULL, NULL, 0);
-}
-
-int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage)
-{
-    return protected_call(L, nargs, nres, stage, NULL, NULL, 0);
 }
 
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,

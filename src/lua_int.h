@@ -27,8 +27,6 @@ sy_server *sy_lua_server(lua_State *L);
  * handler. Returns 0 with nres results pushed, or SY_ELUA with nothing pushed after logging
  * "what: message + traceback". Never raises. */
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
-/* Same, logging "*stage: ..." with the stage as it is when the call fails. */
-int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage);
 /* Same, logging "what 'name': ..." on error and copying the message (with its traceback)
  * into err (cap bytes; err may be NULL). */
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
@@ -124,8 +122,6 @@ void sy_lua_handler_done(void *owner, int status);
 int sy_lua_has_handler(lconn *h, const char *name);
 /* Runs one held WebSocket event (lua_ws.c). */
 void sy_lua_ws_held(lconn *h, int kind, lua_State *L, int payload, int binary);
-/* Low-level: lua_pcall of the function at base + 1 with the traceback handler at base. */
-int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name);
 void sy_lua_push_traceback(lua_State *L);
 /* Within one protected call from the core that runs several handlers in turn: the next one
  * gets a whole time budget (app.lua.max_time) of its own. */
