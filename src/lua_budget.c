@@ -48,7 +48,7 @@ static __thread struct {
     sy_server *running; /* the server whose call from the core is running on this thread */
     lua_State *thread;  /* the Lua thread running now (a coroutine or a main thread), or NULL */
     timer_t timer;
-    int servers;        /* servers whose Lua state was made on this thread */
+    int servers; /* servers whose Lua state was made on this thread */
 } bt __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
@@ -224,4 +224,3 @@ void sy_lua_budget_server_added(void)
 {
     bt.servers++;
 }
-

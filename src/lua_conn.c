@@ -93,8 +93,8 @@ int sy_lua_handle_newindex(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
     if (lua_type(L, 2) == LUA_TSTRING) {
-        static const char *const fixed[] = {"data", "remote_addr", "id", "path", "subprotocol",
-                                            NULL};
+        static const char *const fixed[] = {"data", "remote_addr", "id",
+                                            "path", "subprotocol", NULL};
         const char *k = lua_tostring(L, 2);
         lua_pushvalue(L, 2);
         int builtin = lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL; /* a method */
@@ -135,8 +135,8 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
         sy_lua_task_put(t);
         return NULL;
     }
-    lua_replace(co, -2);                        /* [handle, fn] */
-    lua_rotate(co, -2, 1);                      /* [fn, handle] */
+    lua_replace(co, -2);   /* [handle, fn] */
+    lua_rotate(co, -2, 1); /* [fn, handle] */
     return t;
 }
 
@@ -199,13 +199,13 @@ static int hold_protected(lua_State *L)
 {
     hold_args *a = lua_touserdata(L, 1);
     lconn *h = a->h;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);  /* [a, handle] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [a, handle] */
     if (lua_getiuservalue(L, -1, UV_HELD) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, -3, UV_HELD);
-    }                                           /* [a, handle, held] */
+    } /* [a, handle, held] */
     lua_Integer k = (lua_Integer)h->held_end * 3;
     lua_pushinteger(L, a->kind);
     lua_rawseti(L, -2, k + 1);
@@ -271,15 +271,15 @@ void sy_lua_held_run(lconn *h)
     while (!h->task && h->held_first != h->held_end && h->conn && h->ref != LUA_NOREF) {
         int top = lua_gettop(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-        lua_getiuservalue(L, -1, UV_HELD);      /* [handle, held] */
+        lua_getiuservalue(L, -1, UV_HELD); /* [handle, held] */
         lua_Integer k = (lua_Integer)h->held_first * 3;
         lua_rawgeti(L, -1, k + 1);
         int kind = (int)lua_tointeger(L, -1);
-        lua_rawgeti(L, -2, k + 2);              /* [handle, held, kind, payload] */
+        lua_rawgeti(L, -2, k + 2); /* [handle, held, kind, payload] */
         lua_rawgeti(L, -3, k + 3);
         int binary = lua_toboolean(L, -1);
         lua_pop(L, 1);
-        for (int i = 1; i <= 3; i++) {          /* let go of the entry */
+        for (int i = 1; i <= 3; i++) { /* let go of the entry */
             lua_pushnil(L);
             lua_rawseti(L, -4, k + i);
         }
@@ -333,8 +333,10 @@ static void handler_failed(lconn *h)
 
 static void run_raw_held(lconn *h, int kind, lua_State *L, int payload)
 {
-    static const char *const names[] = {[SY_HELD_DATA] = "data", [SY_HELD_DRAIN] = "drain",
-                                        [SY_HELD_EOF] = "eof", [SY_HELD_SHUTDOWN] = "shutdown"};
+    static const char *const names[] = {[SY_HELD_DATA] = "data",
+                                        [SY_HELD_DRAIN] = "drain",
+                                        [SY_HELD_EOF] = "eof",
+                                        [SY_HELD_SHUTDOWN] = "shutdown"};
     if (kind < SY_HELD_DRAIN || kind > SY_HELD_SHUTDOWN || !names[kind])
         return;
     sy_lua_task *t = sy_lua_handler_begin(h, names[kind]);
@@ -529,11 +531,8 @@ static int conn_tostring(lua_State *L)
 }
 
 static const luaL_Reg conn_methods[] = {
-    {"write", conn_write},
-    {"close", conn_close},
-    {"shutdown", conn_shutdown},
-    {"buffered", conn_buffered},
-    {NULL, NULL},
+    {"write", conn_write},       {"close", conn_close}, {"shutdown", conn_shutdown},
+    {"buffered", conn_buffered}, {NULL, NULL},
 };
 
 void sy_lua_open_conn(lua_State *L)
@@ -541,7 +540,7 @@ void sy_lua_open_conn(lua_State *L)
     const char *names[] = {SY_CONN_MT};
     for (int i = 0; i < 1; i++) {
         if (luaL_newmetatable(L, names[i])) {
-            luaL_newlib(L, conn_methods);  /* [mt, methods] */
+            luaL_newlib(L, conn_methods); /* [mt, methods] */
             lua_pushvalue(L, -1);
             lua_pushcclosure(L, sy_lua_handle_newindex, 1);
             lua_setfield(L, -3, "__newindex");
@@ -562,8 +561,8 @@ static void raw_options(lua_State *L, int idx, sy_raw_options *o)
 {
     int top = lua_gettop(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
-    int app_opts = lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE
-                       ? lua_gettop(L) : 0;
+    int app_opts =
+        lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE ? lua_gettop(L) : 0;
     int from[2] = {app_opts, idx};
     for (int i = 0; i < 2; i++) {
         if (!from[i] || lua_getfield(L, from[i], "idle_timeout") == LUA_TNIL)
@@ -697,9 +696,10 @@ static int run_decision(lua_State *L, sy_conn *c, int fn, int dec, const sy_http
     return sy_decision_apply(&d, c, req, req_body, offers, n);
 }
 
-/* The dispatch of one request runs as a task; its stack is [task, req, res]. Each hook is called with a continuation, so it may wait:
- * the part after it runs when the task is woken (from the continuation), and the request,
- * whose slices were borrowed from the connection's buffer, is parsed again where it waits. */
+/* The dispatch of one request runs as a task; its stack is [task, req, res]. Each hook is called
+ * with a continuation, so it may wait: the part after it runs when the task is woken (from the
+ * continuation), and the request, whose slices were borrowed from the connection's buffer, is
+ * parsed again where it waits. */
 static int request_part(lua_State *L, sy_lua_task *t);
 
 static int request_done(lua_State *L, int status, lua_KContext ctx)
@@ -727,7 +727,7 @@ static int request_part(lua_State *L, sy_lua_task *t)
     }
     sy_lua_response_task(L, 3, t); /* the client leaving closes the hook while it waits */
     lua_pushvalue(L, 2);
-    lua_pushvalue(L, 3);           /* [task, req, res, fn, req, res] */
+    lua_pushvalue(L, 3); /* [task, req, res, fn, req, res] */
     lua_callk(L, 2, 0, (lua_KContext)t, request_done);
     return request_done(L, LUA_OK, (lua_KContext)t);
 }
@@ -778,13 +778,13 @@ static int dispatch_task(lua_State *L)
     sy_lua_task *t = lua_touserdata(L, 1);
     sy_lua_dispatch_rec *a = &t->dispatch;
     sy_lua_push_request(L, a->c, a->req, a->body, a->offers, a->n); /* [task, req] */
-    sy_lua_push_response(L, a->c, a->stream);                        /* [task, req, res] */
+    sy_lua_push_response(L, a->c, a->stream);                       /* [task, req, res] */
     a->res = lua_touserdata(L, 3);
     if (a->n > 0 && sy_lua_push_hook(L, "upgrade")) {
         a->stage = "app.upgrade";
         sy_lua_response_task(L, 3, t);
         lua_pushvalue(L, 4);
-        lua_pushvalue(L, 2);       /* [task, req, res, fn, fn, req] */
+        lua_pushvalue(L, 2); /* [task, req, res, fn, fn, req] */
         lua_callk(L, 1, 1, (lua_KContext)t, upgrade_done);
         return upgrade_done(L, LUA_OK, (lua_KContext)t);
     }

@@ -32,7 +32,6 @@ int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
                     char *err, size_t cap);
 
-
 /* A decision returned by app.upgrade: made whole and checked by its constructor (sy.accept,
  * sy.ignore, sy.upgrade_required, sy.reject), then read only by C (lua_conn.c); the app can
  * neither edit nor forge one. Strings and tables live in its user values (DV_*). */
@@ -82,16 +81,24 @@ void sy_lua_response_forget(lua_State *L, int idx);
  * app's own fields (ws.user = ...; made on first assignment), 7 the events held while a handler
  * waits (made when one first waits). Nothing per connection is created
  * before it is needed: an idle WebSocket costs a few hundred bytes. */
-enum { UV_HANDLERS = 1, UV_DATA, UV_PATH, UV_SUBPROTOCOL, UV_TOPICS, UV_EXTRA, UV_HELD,
-       UV_COUNT = UV_HELD };
+enum {
+    UV_HANDLERS = 1,
+    UV_DATA,
+    UV_PATH,
+    UV_SUBPROTOCOL,
+    UV_TOPICS,
+    UV_EXTRA,
+    UV_HELD,
+    UV_COUNT = UV_HELD
+};
 
 typedef struct lconn {
-    sy_conn *conn;  /* borrowed; NULL once closed */
-    lua_State *L;   /* borrowed; the server's state */
-    int ref;        /* registry anchor while the connection is open */
+    sy_conn *conn; /* borrowed; NULL once closed */
+    lua_State *L;  /* borrowed; the server's state */
+    int ref;       /* registry anchor while the connection is open */
     int websocket;
-    uint64_t id;    /* the connection's id (ws.id), kept after close */
-    sy_peer peer;   /* kept after close for ws.remote_addr */
+    uint64_t id;              /* the connection's id (ws.id), kept after close */
+    sy_peer peer;             /* kept after close for ws.remote_addr */
     struct sy_lua_task *task; /* borrowed: the handler running or waiting for this connection,
                                  or NULL; later events are held (UV_HELD) until it ends */
     int held_first, held_end; /* held events: entries [held_first, held_end) of UV_HELD */
@@ -109,8 +116,15 @@ lconn *sy_lua_check_handle(lua_State *L, int idx);
 struct sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name);
 int sy_lua_handler_end(lconn *h, const char *name, struct sy_lua_task *t, int nargs);
 /* Events of a connection whose handler waits, held in order for after it (payload copied). */
-enum { SY_HELD_MESSAGE = 1, SY_HELD_PING, SY_HELD_PONG, SY_HELD_DRAIN, SY_HELD_DATA,
-       SY_HELD_EOF, SY_HELD_SHUTDOWN };
+enum {
+    SY_HELD_MESSAGE = 1,
+    SY_HELD_PING,
+    SY_HELD_PONG,
+    SY_HELD_DRAIN,
+    SY_HELD_DATA,
+    SY_HELD_EOF,
+    SY_HELD_SHUTDOWN
+};
 void sy_lua_hold(lconn *h, int kind, const char *p, size_t n, int binary);
 /* A handler of h ran or waited: runs what was held meanwhile (unless h waits again). */
 void sy_lua_held_run(lconn *h);
@@ -130,8 +144,7 @@ void sy_lua_budget_restart(lua_State *L);
 void sy_lua_detach(lconn *h);
 /* Publishes data to every open WebSocket subscribed to the topic at topic_idx except
  * `except` (may be NULL): framed once, queued by reference. Returns the number of receivers. */
-int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary,
-                   lconn *except);
+int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary, lconn *except);
 void sy_lua_open_ws(lua_State *L);
 int sy_lua_publish_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);

@@ -28,7 +28,7 @@ enum {
 typedef struct task_pool {
     sy_lua_task *free; /* idle tasks */
     int nfree;
-    sy_lua_task *all;  /* every task made (linked through all_next), for sy_lua_tasks_free */
+    sy_lua_task *all; /* every task made (linked through all_next), for sy_lua_tasks_free */
 } task_pool;
 
 /* Every task ever made, for the final free: kept apart from the free list. */
@@ -61,7 +61,7 @@ static int new_thread(lua_State *L)
 {
     lua_State **out = lua_touserdata(L, 1);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key); /* [ud, set] */
-    lua_State *co = lua_newthread(L);                 /* [ud, set, co] */
+    lua_State *co = lua_newthread(L);                /* [ud, set, co] */
     lua_pushvalue(L, -1);
     lua_pushboolean(L, 1);
     lua_rawset(L, -4);
@@ -354,18 +354,24 @@ sy_lua_task *sy_lua_wait_begin(lua_State *L, const char *what)
 {
     sy_lua_task *t = current;
     if (!t || sy_lua_state_server(L) != t->s)
-        luaL_error(L, "%s can only wait inside a hook, handler or timer callback (not while "
-                      "the app loads, nor in a host call)", what);
+        luaL_error(L,
+                   "%s can only wait inside a hook, handler or timer callback (not while "
+                   "the app loads, nor in a host call)",
+                   what);
     if (t->co != L)
-        luaL_error(L, "%s cannot wait inside a coroutine of the app's own: call it from the "
-                      "hook's own code (an app's coroutine may yield to the hook, which then "
-                      "waits)", what);
+        luaL_error(L,
+                   "%s cannot wait inside a coroutine of the app's own: call it from the "
+                   "hook's own code (an app's coroutine may yield to the hook, which then "
+                   "waits)",
+                   what);
     if (t->state == TASK_CLOSING)
         luaL_error(L, "%s cannot wait while the hook is being closed (its client left)", what);
     if (!lua_isyieldable(L))
-        luaL_error(L, "%s cannot wait here: a C function that cannot be suspended (such as "
-                      "table.sort or string.gsub with a function) is between the hook and "
-                      "this call", what);
+        luaL_error(L,
+                   "%s cannot wait here: a C function that cannot be suspended (such as "
+                   "table.sort or string.gsub with a function) is between the hook and "
+                   "this call",
+                   what);
     return t;
 }
 

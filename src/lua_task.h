@@ -45,18 +45,18 @@ typedef struct sy_lua_dispatch_rec {
     sy_str body;                    /* same */
     const sy_upgrade_offer *offers; /* same */
     size_t n;
-    int32_t stream;                 /* HTTP/2 stream, or 0 for HTTP/1.1 */
-    const char *stage;              /* what runs now, for the log line */
-    void *res;                      /* the response handle (on the task's stack), or NULL */
+    int32_t stream;    /* HTTP/2 stream, or 0 for HTTP/1.1 */
+    const char *stage; /* what runs now, for the log line */
+    void *res;         /* the response handle (on the task's stack), or NULL */
 } sy_lua_dispatch_rec;
 
 struct sy_lua_task {
-    lua_State *co;        /* the coroutine; anchored in the registry (ref) by the pool */
-    sy_server *s;         /* borrowed */
-    int ref;              /* registry anchor of co */
-    int state;            /* TASK_* (lua_task.c) */
-    int cancelled;        /* its owner went away while it ran: closed at its next wait */
-    sy_lua_task *next;    /* the pool's free list */
+    lua_State *co;     /* the coroutine; anchored in the registry (ref) by the pool */
+    sy_server *s;      /* borrowed */
+    int ref;           /* registry anchor of co */
+    int state;         /* TASK_* (lua_task.c) */
+    int cancelled;     /* its owner went away while it ran: closed at its next wait */
+    sy_lua_task *next; /* the pool's free list */
 
     /* Set by the starter before sy_lua_task_run; cleared when the task goes back. */
     const char *what;         /* log label ("websocket handler") */
@@ -76,8 +76,8 @@ struct sy_lua_task {
     /* Set by the waiting call. */
     sy_lua_wait_cancel_cb cancel;
     void *cancel_ud;
-    double used;   /* seconds of Lua running time in this run, before the current slice */
-    double slice;  /* when the current slice started (monotonic) */
+    double used;    /* seconds of Lua running time in this run, before the current slice */
+    double slice;   /* when the current slice started (monotonic) */
     ev_timer sleep; /* sy.sleep's timer */
 };
 

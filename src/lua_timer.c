@@ -45,8 +45,8 @@ static void on_fire(struct ev_loop *loop, ev_timer *w, int revents)
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->ref); /* [timer] */
     if (!t->repeat)
         stop(L, t); /* a one-shot is done before its function runs (it may start a new one) */
-    lua_getiuservalue(co, -1, 1);               /* [timer, fn] */
-    lua_insert(co, -2);                         /* [fn, timer] */
+    lua_getiuservalue(co, -1, 1); /* [timer, fn] */
+    lua_insert(co, -2);           /* [fn, timer] */
     task->what = t->repeat ? "sy.every callback" : "sy.after callback";
     sy_lua_task_run(task, 1);
 }

@@ -41,7 +41,7 @@ typedef struct msg_batch {
     lconn *h;
     const sy_ws_msg *m; /* borrowed, valid during the call */
     size_t n;
-    size_t i;           /* the message being handled */
+    size_t i; /* the message being handled */
 } msg_batch;
 
 static int batch_k(lua_State *L, int status, lua_KContext ctx)
@@ -143,8 +143,11 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
 
 void sy_lua_ws_held(lconn *h, int kind, lua_State *L, int payload, int binary)
 {
-    const char *name = kind == SY_HELD_MESSAGE ? "message" : kind == SY_HELD_PING ? "ping"
-                       : kind == SY_HELD_PONG  ? "pong" : kind == SY_HELD_DRAIN ? "drain" : NULL;
+    const char *name = kind == SY_HELD_MESSAGE ? "message"
+                       : kind == SY_HELD_PING  ? "ping"
+                       : kind == SY_HELD_PONG  ? "pong"
+                       : kind == SY_HELD_DRAIN ? "drain"
+                                               : NULL;
     if (!name || (kind == SY_HELD_MESSAGE && !sy_ws_open(h->conn)))
         return;
     sy_lua_task *t = sy_lua_handler_begin(h, name);
@@ -204,15 +207,15 @@ static void unsubscribe_all(lua_State *L, int idx)
     lua_getiuservalue(L, idx, UV_TOPICS);           /* [topics, mine] */
     if (lua_istable(L, -1) && lua_istable(L, -2)) {
         lua_pushnil(L);
-        while (lua_next(L, -2)) {                   /* [topics, mine, topic, true] */
+        while (lua_next(L, -2)) { /* [topics, mine, topic, true] */
             lua_pop(L, 1);
             lua_pushvalue(L, -1);
-            if (lua_rawget(L, -4) == LUA_TTABLE) {  /* [topics, mine, topic, set] */
+            if (lua_rawget(L, -4) == LUA_TTABLE) { /* [topics, mine, topic, set] */
                 lua_pushvalue(L, idx);
                 lua_pushnil(L);
                 lua_rawset(L, -3);
                 lua_pushnil(L);
-                if (!lua_next(L, -2)) {             /* empty set: drop the topic */
+                if (!lua_next(L, -2)) { /* empty set: drop the topic */
                     lua_pushvalue(L, -2);
                     lua_pushnil(L);
                     lua_rawset(L, -6);
@@ -220,7 +223,7 @@ static void unsubscribe_all(lua_State *L, int idx)
                     lua_pop(L, 2);
                 }
             }
-            lua_pop(L, 1);                          /* [topics, mine, topic] */
+            lua_pop(L, 1); /* [topics, mine, topic] */
         }
     }
     lua_pop(L, 2);
@@ -252,8 +255,7 @@ void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
 
 /* ---- publish ------------------------------------------------------------------------------ */
 
-int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary,
-                   lconn *except)
+int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary, lconn *except)
 {
     topic_idx = lua_absindex(L, topic_idx);
     int top = lua_gettop(L);
@@ -385,7 +387,7 @@ static int ws_subscribe(lua_State *L)
         return closed(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TTABLE) {          /* [topics, set] */
+    if (lua_rawget(L, -2) != LUA_TTABLE) { /* [topics, set] */
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, 2);
@@ -415,7 +417,7 @@ static int ws_unsubscribe(lua_State *L)
     int was = 0;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) == LUA_TTABLE) {          /* [topics, set] */
+    if (lua_rawget(L, -2) == LUA_TTABLE) { /* [topics, set] */
         lua_pushvalue(L, 1);
         was = lua_rawget(L, -2) != LUA_TNIL;
         lua_pop(L, 1);
@@ -511,12 +513,12 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
     idx = lua_absindex(L, idx);
     o->max_message = (size_t)opt_number(L, idx, "max_message_size", (double)o->max_message, 0,
                                         (double)((size_t)1 << 40));
-    o->max_fragments = (size_t)opt_number(L, idx, "max_fragments", (double)o->max_fragments, 1,
-                                          1e12);
+    o->max_fragments =
+        (size_t)opt_number(L, idx, "max_fragments", (double)o->max_fragments, 1, 1e12);
     o->idle_timeout = opt_number(L, idx, "idle_timeout", o->idle_timeout, 0, 1e7);
     o->ping_interval = opt_number(L, idx, "ping_interval", o->ping_interval, 0, 1e7);
-    o->max_backpressure = (size_t)opt_number(L, idx, "max_backpressure",
-                                             (double)o->max_backpressure, 0, 1e15);
+    o->max_backpressure =
+        (size_t)opt_number(L, idx, "max_backpressure", (double)o->max_backpressure, 0, 1e15);
     o->close_timeout = opt_number(L, idx, "close_timeout", o->close_timeout, 0.01, 3600);
     o->compression_threshold = (size_t)opt_number(L, idx, "compression_threshold",
                                                   (double)o->compression_threshold, 0, 1e15);
@@ -556,11 +558,11 @@ void sy_lua_open_ws(lua_State *L)
         /* [mt] */
         luaL_newlibtable(L, ws_methods);
         lua_pushvalue(L, -2);
-        luaL_setfuncs(L, ws_methods, 1);     /* [mt, methods], each with mt as upvalue */
+        luaL_setfuncs(L, ws_methods, 1); /* [mt, methods], each with mt as upvalue */
         lua_pushvalue(L, -1);
         lua_pushcclosure(L, sy_lua_handle_newindex, 1);
-        lua_setfield(L, -3, "__newindex");   /* [mt, methods] */
-        lua_pushcclosure(L, ws_index, 1);    /* [mt, __index] */
+        lua_setfield(L, -3, "__newindex"); /* [mt, methods] */
+        lua_pushcclosure(L, ws_index, 1);  /* [mt, __index] */
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");

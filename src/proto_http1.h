@@ -28,8 +28,8 @@ int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body
  * that decides after its hook waited): req (scratch headers of the server, valid until the
  * next parse), its body (p == NULL: none) and its valid upgrade offers (at most
  * SY_UPGRADE_MAX_OFFERS). Returns 0, or SY_ECLOSED when no request is pending. */
-int sy_h1_pending_request(sy_conn *c, sy_http1_request *req, sy_str *body,
-                          sy_upgrade_offer *offers, size_t *n);
+int sy_h1_pending_request(sy_conn *c, sy_http1_request *req, sy_str *body, sy_upgrade_offer *offers,
+                          size_t *n);
 
 /* Records the app's handle for the pending response, so the conn can tell it when it dies. */
 void sy_h1_set_response_handle(sy_conn *c, void *res);
