@@ -10,6 +10,7 @@
 
 #include "lua_int.h"
 #include "lua_path.h"
+#include "lua_task.h"
 
 static const char server_key = 's'; /* registry[&server_key] = lightuserdata(sy_server) */
 static const char app_key = 'a';    /* registry[&app_key] = the app table */
@@ -103,7 +104,7 @@ static int lua_app_open(sy_server *s)
      * few long-lived objects; incremental cycles over large payloads cost ~10% per message. */
     lua_gc(L, LUA_GCGEN, 0, 0);
     luaL_openlibs(L);
-    if (sy_lua_budget_install(L) != 0) {
+    if (sy_lua_tasks_install(L) != 0) {
         lua_close(L);
         return SY_ENOMEM;
     }
@@ -325,7 +326,9 @@ static int lua_app_load(void *ud, const char *path)
     s->lua.max_time = budget;
     s->lua_depth++;
     sy_server *prev = sy_lua_budget_enter(s, L);
+    lua_State *prev_thread = sy_lua_budget_thread(L);
     int lrc = lua_pcall(L, 0, 1, 1);
+    sy_lua_budget_thread(prev_thread);
     sy_lua_budget_leave(s, L, prev);
     s->lua_depth--;
     s->lua.max_time = max_time;
@@ -374,6 +377,7 @@ static void lua_app_close(void *ud)
 {
     sy_server *s = ud;
     if (s->L) {
+        sy_lua_tasks_free(s);
         lua_close(s->L);
         s->L = NULL;
         sy_lua_budget_server_gone();

@@ -27,10 +27,11 @@ sy_server *sy_lua_state_server(lua_State *L)
  * traps on every instruction (10-20% of the run time of Lua code). So the main thread runs
  * with no hook, and the hook is set only when a call is late: a timer on the thread's CPU
  * time sends BUDGET_SIGNAL to the thread every BUDGET_TICK of CPU it uses, and the handler
- * sets the hook (lua_sethook may be called from a signal handler) when the running call is
- * past its deadline. A loop burns CPU, so it is caught within a tick of its deadline; an idle
- * thread gets no signal. Coroutines keep a count hook from their first instruction (see
- * arm_coroutine): the handler cannot reach the coroutine that is running. Where the timer
+ * sets the hook (lua_sethook may be called from a signal handler) on the Lua thread that runs
+ * now when the running call is past its deadline. A loop burns CPU, so it is caught within a
+ * tick of its deadline; an idle thread gets no signal. Every switch of Lua thread (a hook's
+ * task resumed, an app's coroutine resumed through coroutine.resume or wrap, which are
+ * replaced here) updates which thread that is, so coroutines run without a hook. Where the timer
  * cannot be made, or the signal has a handler of someone else's, every thread keeps the hook
  * as before ("hooked" mode). So does a process under valgrind: it restarts a system call that
  * a signal interrupted from the beginning, so a send that takes longer than a tick never ends. */
@@ -45,6 +46,7 @@ enum { BUDGET_UNSET, BUDGET_TIMED, BUDGET_HOOKED };
 static __thread struct {
     int mode;
     sy_server *running; /* the server whose call from the core is running on this thread */
+    lua_State *thread;  /* the Lua thread running now (a coroutine or a main thread), or NULL */
     timer_t timer;
     int servers; /* servers whose Lua state was made on this thread */
 } bt __attribute__((tls_model("initial-exec")));
@@ -60,8 +62,9 @@ static void on_budget_signal(int sig, siginfo_t *si, void *uc)
     (void)sig, (void)si, (void)uc;
     int saved = errno;
     sy_server *s = bt.running;
-    if (s && s->L && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline)
-        lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, 1);
+    lua_State *L = bt.thread;
+    if (s && L && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     errno = saved;
 }
 
@@ -149,10 +152,20 @@ void sy_lua_budget_server_gone(void)
     bt.mode = BUDGET_UNSET;
 }
 
-/* The running call may take max_time from now (0: no deadline). */
-static void budget_arm(sy_server *s)
+/* The running call may take max_time from now, less what it used before (0: no deadline).
+ * Returns now. */
+double sy_lua_budget_arm(sy_server *s, double used)
 {
-    s->lua_deadline = s->lua.max_time > 0 ? sy_lua_mono_now() + s->lua.max_time : 0;
+    double now = sy_lua_mono_now();
+    s->lua_deadline = s->lua.max_time > 0 ? now + s->lua.max_time - used : 0;
+    return now;
+}
+
+lua_State *sy_lua_budget_thread(lua_State *L)
+{
+    lua_State *prev = bt.thread;
+    bt.thread = L;
+    return prev;
 }
 
 /* The outermost call from the core into s's state starts on this thread: its deadline, and
@@ -160,12 +173,23 @@ static void budget_arm(sy_server *s)
  * calls into another server's state), for sy_lua_budget_leave. */
 sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L)
 {
+    double now;
+    return sy_lua_budget_enter_at(s, L, 0, &now);
+}
+
+sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now)
+{
     sy_server *prev = bt.running;
     bt.running = s;
+    sy_lua_budget_hook(L);
+    *now = sy_lua_budget_arm(s, used);
+    return prev;
+}
+
+void sy_lua_budget_hook(lua_State *L)
+{
     if (budget_hooked() && lua_gethook(L) != budget_hook)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
-    budget_arm(s);
-    return prev;
 }
 
 void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev)
@@ -190,53 +214,13 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "the hook ran longer than its time budget (%f s)", s->lua.max_time);
     }
-    int main_thread = lua_pushthread(L);
-    lua_pop(L, 1);
-    if (main_thread && bt.mode == BUDGET_TIMED)
+    if (bt.mode == BUDGET_TIMED)
         lua_sethook(L, NULL, 0, 0); /* a signal that came late: nothing to stop */
     else if (lua_gethookcount(L) != LUA_BUDGET_COUNT)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT); /* back to normal */
 }
 
-/* Runs first in every coroutine (coroutine.create and wrap are wrapped): the count hook for
- * this thread, which the signal handler cannot reach. A thread the core makes itself with
- * lua_newthread must get the same hook before it runs. */
-static int arm_coroutine(lua_State *L)
-{
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
-    return 0;
-}
-
-static const char COROUTINE_ARMING[] = "local arm, create, wrap = ...\n"
-                                       "coroutine.create = function(f)\n"
-                                       "  if type(f) ~= 'function' then return create(f) end\n"
-                                       "  return create(function(...) arm() return f(...) end)\n"
-                                       "end\n"
-                                       "coroutine.wrap = function(f)\n"
-                                       "  if type(f) ~= 'function' then return wrap(f) end\n"
-                                       "  return wrap(function(...) arm() return f(...) end)\n"
-                                       "end\n";
-
 void sy_lua_budget_server_added(void)
 {
     bt.servers++;
-}
-
-int sy_lua_budget_install(lua_State *L)
-{
-    if (luaL_loadstring(L, COROUTINE_ARMING) != LUA_OK)
-        return SY_ENOMEM;
-    lua_pushcfunction(L, arm_coroutine);
-    lua_getglobal(L, "coroutine");
-    lua_getfield(L, -1, "create");
-    lua_getfield(L, -2, "wrap");
-    lua_remove(L, -3);
-    return lua_pcall(L, 3, 0, 0) == LUA_OK ? 0 : SY_ENOMEM;
-}
-
-void sy_lua_budget_restart(lua_State *L)
-{
-    sy_server *s = sy_lua_state_server(L);
-    if (s && s->lua_depth == 1)
-        budget_arm(s);
 }

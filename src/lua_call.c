@@ -26,7 +26,9 @@ static int protected_call_at(lua_State *L, int base, int nargs, int nres, const 
     int outer = s && s->lua_depth++ == 0;
     if (outer)
         prev = sy_lua_budget_enter(s, L);
+    lua_State *prev_thread = sy_lua_budget_thread(L);
     int rc = lua_pcall(L, nargs, nres, base);
+    sy_lua_budget_thread(prev_thread);
     if (s && --s->lua_depth == 0)
         sy_lua_budget_leave(s, L, prev);
     if (rc != LUA_OK) {
@@ -60,11 +62,6 @@ static int protected_call(lua_State *L, int nargs, int nres, const char *const *
     return protected_call_at(L, base, nargs, nres, what, name, err, cap);
 }
 
-int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name)
-{
-    return protected_call_at(L, base, nargs, 0, &what, name, NULL, 0);
-}
-
 void sy_lua_push_traceback(lua_State *L)
 {
     lua_pushcfunction(L, traceback);
@@ -73,11 +70,6 @@ void sy_lua_push_traceback(lua_State *L)
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what)
 {
     return protected_call(L, nargs, nres, &what, NULL, NULL, 0);
-}
-
-int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage)
-{
-    return protected_call(L, nargs, nres, stage, NULL, NULL, 0);
 }
 
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,

@@ -3,6 +3,7 @@
 #include "lua_int.h"
 #include "proto.h"
 #include "decision.h"
+#include "lua_task.h"
 
 lconn *sy_lua_check_handle(lua_State *L, int idx)
 {
@@ -22,6 +23,11 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     h->websocket = websocket;
     h->peer = c->peer;
     h->id = c->id;
+    h->task = NULL;
+    h->held_first = h->held_end = 0;
+    h->held_bytes = 0;
+    h->held_paused = 0;
+    h->pumping = 0;
     luaL_setmetatable(L, websocket ? SY_WEBSOCKET_MT : SY_CONN_MT);
     if (handlers_idx)
         lua_pushvalue(L, handlers_idx);
@@ -110,41 +116,212 @@ int sy_lua_handle_newindex(lua_State *L)
     return 0;
 }
 
-int sy_lua_handler_begin(lconn *h, const char *name)
+/* Held events past this many payload bytes pause reading (TCP backpressure) until the
+ * waiting handler ends; below it the connection goes on reading, so pings are answered and a
+ * client that leaves is seen during the wait. */
+#define HELD_MAX (64 * 1024)
+
+sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
+{
+    if (h->ref == LUA_NOREF)
+        return NULL; /* detached: nothing to call */
+    sy_lua_task *t = sy_lua_task_get(sy_lua_state_server(h->L));
+    if (!t)
+        return NULL;
+    lua_State *co = t->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
+    lua_getiuservalue(co, -1, UV_HANDLERS);     /* [handle, handlers] */
+    if (lua_getfield(co, -1, name) != LUA_TFUNCTION) {
+        sy_lua_task_put(t);
+        return NULL;
+    }
+    lua_replace(co, -2);   /* [handle, fn] */
+    lua_rotate(co, -2, 1); /* [fn, handle] */
+    return t;
+}
+
+/* A waiting handler of the connection ended (or was closed with it). */
+void sy_lua_handler_done(void *owner, int status)
+{
+    lconn *h = owner;
+    h->task = NULL;
+    if (status == SY_LUA_CANCELLED)
+        return;
+    if (status == SY_ELUA && h->conn) {
+        if (h->websocket)
+            sy_ws_close(h->conn, 1011, SY_STR("internal error"));
+        else
+            sy_conn_close_after_write(h->conn);
+    }
+    sy_lua_held_run(h);
+}
+
+int sy_lua_handler_end(lconn *h, const char *name, sy_lua_task *t, int nargs)
+{
+    t->what = h->websocket ? "websocket handler" : "raw handler";
+    t->name = name;
+    t->conn = h->conn;
+    t->owner = h;
+    t->done = sy_lua_handler_done;
+    h->task = t;
+    int rc = sy_lua_task_run(t, nargs + 1);
+    if (rc == 1)
+        return 0; /* waits: events are held until it ends */
+    h->task = NULL;
+    if (h->held_first != h->held_end && !h->pumping)
+        sy_lua_held_run(h);
+    return rc == SY_ELUA ? SY_ELUA : 0;
+}
+
+int sy_lua_has_handler(lconn *h, const char *name)
 {
     lua_State *L = h->L;
     if (h->ref == LUA_NOREF)
-        return 0; /* detached: nothing to call */
-    int base = lua_gettop(L) + 1;
-    sy_lua_push_traceback(L);                  /* [tb] */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [tb, handle] */
-    lua_getiuservalue(L, -1, UV_HANDLERS);     /* [tb, handle, handlers] */
-    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
-        lua_settop(L, base - 1);
         return 0;
-    }
-    lua_replace(L, -2);   /* [tb, handle, fn] */
-    lua_rotate(L, -2, 1); /* [tb, fn, handle] */
-    return base;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    lua_getiuservalue(L, -1, UV_HANDLERS);
+    int yes = lua_getfield(L, -1, name) == LUA_TFUNCTION;
+    lua_pop(L, 3);
+    return yes;
 }
 
-int sy_lua_handler_end(lconn *h, const char *name, int base, int nargs)
+/* [handle-less args]: appends one held event to UV_HELD of the handle (argument 1, light
+ * userdata of the lconn), in a protected call: copying the payload may fail. */
+typedef struct hold_args {
+    lconn *h;
+    int kind;
+    const char *p;
+    size_t n;
+    int binary;
+} hold_args;
+
+static int hold_protected(lua_State *L)
 {
+    hold_args *a = lua_touserdata(L, 1);
+    lconn *h = a->h;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [a, handle] */
+    if (lua_getiuservalue(L, -1, UV_HELD) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, -3, UV_HELD);
+    } /* [a, handle, held] */
+    lua_Integer k = (lua_Integer)h->held_end * 3;
+    lua_pushinteger(L, a->kind);
+    lua_rawseti(L, -2, k + 1);
+    if (a->p)
+        lua_pushlstring(L, a->p, a->n);
+    else
+        lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, k + 2);
+    lua_pushboolean(L, a->binary);
+    lua_rawseti(L, -2, k + 3);
+    return 0;
+}
+
+void sy_lua_hold(lconn *h, int kind, const char *p, size_t n, int binary)
+{
+    if (h->ref == LUA_NOREF)
+        return;
+    lua_State *L = h->L;
+    hold_args a = {h, kind, p, n, binary};
+    lua_pushcfunction(L, hold_protected);
+    lua_pushlightuserdata(L, &a);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        sy_log("error", "%s: cannot hold an event while a handler waits: %s",
+               h->websocket ? "websocket" : "raw", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (h->conn)
+            sy_conn_close(h->conn);
+        return;
+    }
+    h->held_end++;
+    h->held_bytes += n + 16;
+    if (h->held_bytes > HELD_MAX && h->conn && !h->held_paused) {
+        h->held_paused = 1;
+        sy_conn_pause(h->conn);
+    }
+}
+
+/* Drops what is held (the connection ended, or everything ran). */
+static void held_clear(lconn *h)
+{
+    if (h->held_end != h->held_first && h->ref != LUA_NOREF) {
+        lua_State *L = h->L;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+        lua_pushnil(L);
+        lua_setiuservalue(L, -2, UV_HELD);
+        lua_pop(L, 1);
+    }
+    h->held_first = h->held_end = 0;
+    h->held_bytes = 0;
+}
+
+static void run_raw_held(lconn *h, int kind, lua_State *L, int payload);
+
+void sy_lua_held_run(lconn *h)
+{
+    if (h->pumping)
+        return;
+    h->pumping = 1;
     sy_conn *c = h->conn;
     if (c)
         sy_conn_ref(c);
-    int rc = sy_lua_pcall_at(h->L, base, nargs + 1,
-                             h->websocket ? "websocket handler" : "raw handler", name);
+    lua_State *L = h->L;
+    while (!h->task && h->held_first != h->held_end && h->conn && h->ref != LUA_NOREF) {
+        int top = lua_gettop(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+        lua_getiuservalue(L, -1, UV_HELD); /* [handle, held] */
+        lua_Integer k = (lua_Integer)h->held_first * 3;
+        lua_rawgeti(L, -1, k + 1);
+        int kind = (int)lua_tointeger(L, -1);
+        lua_rawgeti(L, -2, k + 2); /* [handle, held, kind, payload] */
+        lua_rawgeti(L, -3, k + 3);
+        int binary = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        for (int i = 1; i <= 3; i++) { /* let go of the entry */
+            lua_pushnil(L);
+            lua_rawseti(L, -4, k + i);
+        }
+        h->held_first++;
+        size_t n = lua_type(L, -1) == LUA_TSTRING ? lua_rawlen(L, -1) : 0;
+        h->held_bytes = h->held_bytes > n + 16 ? h->held_bytes - n - 16 : 0;
+        int payload = lua_gettop(L);
+        if (h->websocket)
+            sy_lua_ws_held(h, kind, L, payload, binary);
+        else
+            run_raw_held(h, kind, L, payload);
+        lua_settop(L, top);
+    }
+    if (!h->task) {
+        if (h->held_first == h->held_end || !h->conn)
+            held_clear(h);
+        if (h->held_paused && h->conn) {
+            h->held_paused = 0;
+            if (!h->conn->over_high_water)
+                sy_conn_resume(h->conn);
+        }
+    }
     if (c)
         sy_conn_unref(c);
-    return rc;
+    h->pumping = 0;
+}
+
+void sy_lua_handle_ended(lconn *h)
+{
+    struct sy_lua_task *t = h->task;
+    h->task = NULL;
+    held_clear(h);
+    h->held_paused = 0;
+    if (t)
+        sy_lua_task_cancel(t); /* closed now if it waits, at its next wait if it runs */
 }
 
 /* A handler with no arguments. */
 static int call0(lconn *h, const char *name)
 {
-    int base = sy_lua_handler_begin(h, name);
-    return base ? sy_lua_handler_end(h, name, base, 0) : 0;
+    sy_lua_task *t = sy_lua_handler_begin(h, name);
+    return t ? sy_lua_handler_end(h, name, t, 0) : 0;
 }
 
 static void handler_failed(lconn *h)
@@ -152,6 +329,30 @@ static void handler_failed(lconn *h)
     /* A raw protocol has no error channel: the connection goes (after what was queued). */
     if (h->conn)
         sy_conn_close_after_write(h->conn);
+}
+
+static void run_raw_held(lconn *h, int kind, lua_State *L, int payload)
+{
+    static const char *const names[] = {[SY_HELD_DATA] = "data",
+                                        [SY_HELD_DRAIN] = "drain",
+                                        [SY_HELD_EOF] = "eof",
+                                        [SY_HELD_SHUTDOWN] = "shutdown"};
+    if (kind < SY_HELD_DRAIN || kind > SY_HELD_SHUTDOWN || !names[kind])
+        return;
+    sy_lua_task *t = sy_lua_handler_begin(h, names[kind]);
+    if (!t) {
+        if (kind == SY_HELD_EOF || kind == SY_HELD_SHUTDOWN)
+            sy_conn_close(h->conn); /* the handler went meanwhile: as with none */
+        return;
+    }
+    int nargs = 0;
+    if (kind == SY_HELD_DATA) {
+        lua_pushvalue(L, payload);
+        lua_xmove(L, t->co, 1);
+        nargs = 1;
+    }
+    if (sy_lua_handler_end(h, names[kind], t, nargs) != 0)
+        handler_failed(h);
 }
 
 void sy_lua_raw_open(void *ud, void *handle)
@@ -166,11 +367,15 @@ void sy_lua_raw_data(void *ud, void *handle, const char *p, size_t n)
 {
     (void)ud;
     lconn *h = handle;
-    int base = sy_lua_handler_begin(h, "data");
-    if (!base)
+    if (h->task) {
+        sy_lua_hold(h, SY_HELD_DATA, p, n, 0);
         return;
-    lua_pushlstring(h->L, p, n);
-    if (sy_lua_handler_end(h, "data", base, 1) != 0)
+    }
+    sy_lua_task *t = sy_lua_handler_begin(h, "data");
+    if (!t)
+        return;
+    lua_pushlstring(t->co, p, n);
+    if (sy_lua_handler_end(h, "data", t, 1) != 0)
         handler_failed(h);
 }
 
@@ -178,34 +383,45 @@ void sy_lua_raw_drain(void *ud, void *handle)
 {
     (void)ud;
     lconn *h = handle;
-    if (h->conn)
+    if (h->conn && !h->held_paused)
         sy_conn_resume(h->conn);
+    if (h->task) {
+        sy_lua_hold(h, SY_HELD_DRAIN, NULL, 0, 0);
+        return;
+    }
     if (call0(h, "drain") != 0)
         handler_failed(h);
+}
+
+/* eof and shutdown: 1 when the app has the handler (it runs, now or after a waiting one). */
+static int raw_event(lconn *h, const char *name, int kind)
+{
+    if (!h->conn)
+        return 0;
+    if (h->task) {
+        if (!sy_lua_has_handler(h, name))
+            return 0;
+        sy_lua_hold(h, kind, NULL, 0, 0);
+        return 1;
+    }
+    sy_lua_task *t = sy_lua_handler_begin(h, name);
+    if (!t)
+        return 0;
+    if (sy_lua_handler_end(h, name, t, 0) != 0)
+        handler_failed(h);
+    return 1;
 }
 
 int sy_lua_raw_eof(void *ud, void *handle)
 {
     (void)ud;
-    lconn *h = handle;
-    int base = h->conn ? sy_lua_handler_begin(h, "eof") : 0;
-    if (!base)
-        return 0;
-    if (sy_lua_handler_end(h, "eof", base, 0) != 0)
-        handler_failed(h);
-    return 1;
+    return raw_event(handle, "eof", SY_HELD_EOF);
 }
 
 int sy_lua_raw_shutdown(void *ud, void *handle)
 {
     (void)ud;
-    lconn *h = handle;
-    int base = h->conn ? sy_lua_handler_begin(h, "shutdown") : 0;
-    if (!base)
-        return 0;
-    if (sy_lua_handler_end(h, "shutdown", base, 0) != 0)
-        handler_failed(h);
-    return 1;
+    return raw_event(handle, "shutdown", SY_HELD_SHUTDOWN);
 }
 
 void sy_lua_conn_discard(void *ud, void *handle)
@@ -229,7 +445,14 @@ void sy_lua_raw_close(void *ud, void *handle)
     (void)ud;
     lconn *h = handle;
     h->conn = NULL; /* the handler sees a closed conn: writes answer nil, "closed" */
-    call0(h, "close");
+    sy_lua_handle_ended(h);
+    sy_lua_task *t = sy_lua_handler_begin(h, "close");
+    if (t) {
+        /* The last event: it may wait, holding nothing back. */
+        t->what = "raw handler";
+        t->name = "close";
+        sy_lua_task_run(t, 1);
+    }
     sy_lua_detach(h);
 }
 
@@ -444,24 +667,17 @@ static void bad_return(lua_State *L, sy_conn *c, int fn)
     sy_decision_error(c, why);
 }
 
-/* Returns 1 when the upgrade hook decided (and the request is answered, switched or its
- * connection closed), 0 to fall through to app.request. */
-static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_request *req,
-                       sy_str req_body, const sy_upgrade_offer *offers, size_t n)
+/* Applies the value app.upgrade returned (at dec; the hook at fn). Returns 1 when it decided
+ * (the request is answered, switched or its connection closed), 0 to fall through to
+ * app.request. */
+static int run_decision(lua_State *L, sy_conn *c, int fn, int dec, const sy_http1_request *req,
+                        sy_str req_body, const sy_upgrade_offer *offers, size_t n)
 {
-    if (!sy_lua_push_hook(L, "upgrade"))
+    if (lua_isnil(L, dec))
         return 0;
-    int fn = lua_gettop(L);
-    lua_pushvalue(L, fn);
-    lua_pushvalue(L, req_idx);
-    lua_call(L, 1, 1); /* an error unwinds to sy_lua_dispatch: 500 */
-    if (c->closing)
-        return 1;
-    if (lua_isnil(L, -1))
-        return 0;
-    int dec = lua_gettop(L);
     sy_lua_decision *ld = sy_lua_test_decision(L, dec);
     if (!ld || ld->kind < SY_DECIDE_ACCEPT || ld->kind > SY_DECIDE_REJECT) {
+        lua_pushvalue(L, dec);
         bad_return(L, c, fn);
         return 1;
     }
@@ -480,66 +696,134 @@ static int run_upgrade(lua_State *L, sy_conn *c, int req_idx, const sy_http1_req
     return sy_decision_apply(&d, c, req, req_body, offers, n);
 }
 
-/* Protected part of dispatch: hooks run with lua_call inside this one protected call, so an
- * error anywhere (a hook, a bad decision) unwinds to sy_lua_dispatch, which answers 500. */
-typedef struct dispatch_args {
-    sy_conn *c;
-    const sy_http1_request *req;
-    sy_str body;
-    const sy_upgrade_offer *offers;
-    size_t n;
-    int32_t stream;    /* HTTP/2 stream, or 0 for HTTP/1.1 */
-    const char *stage; /* what runs now, for the log line */
-} dispatch_args;
+/* The dispatch of one request runs as a task; its stack is [task, req, res]. Each hook is called
+ * with a continuation, so it may wait: the part after it runs when the task is woken (from the
+ * continuation), and the request, whose slices were borrowed from the connection's buffer, is
+ * parsed again where it waits. */
+static int request_part(lua_State *L, sy_lua_task *t);
 
-static int dispatch_protected(lua_State *L)
+static int request_done(lua_State *L, int status, lua_KContext ctx)
 {
-    dispatch_args *a = lua_touserdata(L, 1);
+    (void)status, (void)ctx;
+    sy_lua_response_task(L, 3, NULL);
+    /* Not answered yet: keep the handle alive for a later res:send. */
+    sy_lua_anchor_response(L, 3);
+    return 0;
+}
+
+static int request_part(lua_State *L, sy_lua_task *t)
+{
+    sy_lua_dispatch_rec *a = &t->dispatch;
     sy_conn *c = a->c;
-    sy_lua_push_request(L, c, a->req, a->body, a->offers, a->n);
-    int req_idx = lua_gettop(L);
-    if (a->n > 0) {
-        a->stage = "app.upgrade";
-        if (run_upgrade(L, c, req_idx, a->req, a->body, a->offers, a->n))
-            return 0;
-        lua_settop(L, req_idx);
-        if (c->closing)
-            return 0;
-    }
+    lua_settop(L, 3);
+    if (c->closing)
+        return 0;
     a->stage = "app.request";
-    sy_lua_push_response(L, c, a->stream); /* [ad, req, res] */
     if (!sy_lua_push_hook(L, "request")) {
         int rc = sy_http_respond(c, a->stream, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
                                  SY_STR("not found\n"), 0);
         sy_answered_or_close(c, rc);
         return 0;
     }
-    lua_pushvalue(L, req_idx);
-    lua_pushvalue(L, req_idx + 1); /* [ad, req, res, fn, req, res] */
-    lua_call(L, 2, 0);
-    /* Not answered yet: keep the handle alive for a later res:send. */
-    sy_lua_anchor_response(L, req_idx + 1);
-    return 0;
+    sy_lua_response_task(L, 3, t); /* the client leaving closes the hook while it waits */
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3); /* [task, req, res, fn, req, res] */
+    lua_callk(L, 2, 0, (lua_KContext)t, request_done);
+    return request_done(L, LUA_OK, (lua_KContext)t);
+}
+
+/* [task, req, res, fn, decision]: app.upgrade returned. */
+static int upgrade_done(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    sy_lua_task *t = (sy_lua_task *)ctx;
+    sy_lua_dispatch_rec *a = &t->dispatch;
+    sy_conn *c = a->c;
+    sy_lua_response_task(L, 3, NULL);
+    if (c->closing)
+        return 0;
+    if (lua_isnil(L, 5))
+        return request_part(L, t);
+    sy_http1_request req;
+    sy_str body = a->body;
+    sy_upgrade_offer offers[SY_UPGRADE_MAX_OFFERS];
+    const sy_http1_request *rq = a->req;
+    const sy_upgrade_offer *offs = a->offers;
+    size_t n = a->n;
+    if (!rq) {
+        /* The hook waited: the request waits at the front of the connection's buffer. */
+        if (sy_h1_pending_request(c, &req, &body, offers, &n) != 0)
+            return 0;
+        rq = &req;
+        offs = offers;
+    }
+    if (run_decision(L, c, 4, 5, rq, body, offs, n)) {
+        sy_lua_response_forget(L, 3); /* answered or switched: a kept res says "closed" */
+        return 0;
+    }
+    return request_part(L, t);
+}
+
+/* The task failed (a hook, or a decision it returned; logged with the stage that failed,
+ * the traceback has the app's file:line): a response still owed is answered 500. */
+static void dispatch_failed(sy_lua_task *t)
+{
+    if (t->dispatch.res)
+        sy_lua_response_fail(t->co, t->dispatch.res);
+}
+
+/* [task]: the task's function. */
+static int dispatch_task(lua_State *L)
+{
+    sy_lua_task *t = lua_touserdata(L, 1);
+    sy_lua_dispatch_rec *a = &t->dispatch;
+    sy_lua_push_request(L, a->c, a->req, a->body, a->offers, a->n); /* [task, req] */
+    sy_lua_push_response(L, a->c, a->stream);                       /* [task, req, res] */
+    a->res = lua_touserdata(L, 3);
+    if (a->n > 0 && sy_lua_push_hook(L, "upgrade")) {
+        a->stage = "app.upgrade";
+        sy_lua_response_task(L, 3, t);
+        lua_pushvalue(L, 4);
+        lua_pushvalue(L, 2); /* [task, req, res, fn, fn, req] */
+        lua_callk(L, 1, 1, (lua_KContext)t, upgrade_done);
+        return upgrade_done(L, LUA_OK, (lua_KContext)t);
+    }
+    return request_part(L, t);
 }
 
 static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str body,
                              const sy_upgrade_offer *offers, size_t n, int32_t stream)
 {
-    lua_State *L = sy_server_of(c->env)->L;
-    dispatch_args a = {c, req, body, offers, n, stream, "request dispatch"};
-    int top = lua_gettop(L);
-    sy_conn_ref(c);
-    lua_pushcfunction(L, dispatch_protected);
-    lua_pushlightuserdata(L, &a);
-    if (sy_lua_call_stage(L, 1, 0, &a.stage) != 0 && !c->closing) {
-        /* The log line names the stage that failed (the traceback has the app's file:line).
-         * SY_ECLOSED: answered already (the hook sent its response, then raised). */
+    sy_lua_task *t = sy_lua_task_get(sy_server_of(c->env));
+    if (!t) {
+        sy_log("error", "request dispatch: out of memory");
         int rc = sy_http_respond(c, stream, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
                                  SY_STR("internal server error\n"), 0);
         sy_answered_or_close(c, rc);
+        return;
+    }
+    sy_lua_dispatch_rec *a = &t->dispatch;
+    *a = (sy_lua_dispatch_rec){c, req, body, offers, n, stream, "request dispatch", NULL};
+    t->stage = &a->stage;
+    t->fail = dispatch_failed;
+    t->conn = c;
+    t->owner = t;
+    lua_pushcfunction(t->co, dispatch_task);
+    lua_pushlightuserdata(t->co, t);
+    sy_conn_ref(c);
+    int rc = sy_lua_task_run(t, 1);
+    if (rc == 1) {
+        /* It waits: what was borrowed from the connection is not kept. */
+        a->req = NULL;
+        a->offers = NULL;
+        a->body = sy_str_make(NULL, 0);
+    } else if (rc == SY_ELUA && !c->closing) {
+        /* Failed outside the hooks (out of memory making req or res). */
+        int r = sy_http_respond(c, stream, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                                SY_STR("internal server error\n"), 0);
+        sy_answered_or_close(c, r);
     }
     sy_conn_unref(c);
-    lua_settop(L, top);
 }
 
 void sy_lua_dispatch(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,

@@ -27,8 +27,6 @@ sy_server *sy_lua_server(lua_State *L);
  * handler. Returns 0 with nres results pushed, or SY_ELUA with nothing pushed after logging
  * "what: message + traceback". Never raises. */
 int sy_lua_call(lua_State *L, int nargs, int nres, const char *what);
-/* Same, logging "*stage: ..." with the stage as it is when the call fails. */
-int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stage);
 /* Same, logging "what 'name': ..." on error and copying the message (with its traceback)
  * into err (cap bytes; err may be NULL). */
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
@@ -68,10 +66,20 @@ void sy_lua_push_response(lua_State *L, sy_conn *c, int32_t stream);
 sy_str sy_lua_push_headers(lua_State *L, int idx, int *flags);
 /* Keeps a pending response alive after its hook returned (it may be sent from a timer). */
 void sy_lua_anchor_response(lua_State *L, int idx);
+/* The response at idx belongs to the hook running in task t (NULL: no more): when its client
+ * leaves before the answer, the task is cancelled. */
+struct sy_lua_task;
+void sy_lua_response_task(lua_State *L, int idx, struct sy_lua_task *t);
+/* The hook failed: the response res (a handle kept alive by the caller), when still owed,
+ * is answered 500 (logged already). */
+void sy_lua_response_fail(lua_State *L, void *res);
+/* The response at idx is done with (its request was switched): it answers nil, "closed". */
+void sy_lua_response_forget(lua_State *L, int idx);
 
 /* User values of connection handles: 1 handlers, 2 data (options.data of sy.accept, else the
  * app's table made on first use), 3 path, 4 subprotocol, 5 subscribed topics (WebSocket), 6 the
- * app's own fields (ws.user = ...; made on first assignment). Nothing per connection is created
+ * app's own fields (ws.user = ...; made on first assignment), 7 the events held while a handler
+ * waits (made when one first waits). Nothing per connection is created
  * before it is needed: an idle WebSocket costs a few hundred bytes. */
 enum {
     UV_HANDLERS = 1,
@@ -80,7 +88,8 @@ enum {
     UV_SUBPROTOCOL,
     UV_TOPICS,
     UV_EXTRA,
-    UV_COUNT = UV_EXTRA
+    UV_HELD,
+    UV_COUNT = UV_HELD
 };
 
 typedef struct lconn {
@@ -88,19 +97,45 @@ typedef struct lconn {
     lua_State *L;  /* borrowed; the server's state */
     int ref;       /* registry anchor while the connection is open */
     int websocket;
-    uint64_t id;  /* the connection's id (ws.id), kept after close */
-    sy_peer peer; /* kept after close for ws.remote_addr */
+    uint64_t id;              /* the connection's id (ws.id), kept after close */
+    sy_peer peer;             /* kept after close for ws.remote_addr */
+    struct sy_lua_task *task; /* borrowed: the handler running or waiting for this connection,
+                                 or NULL; later events are held (UV_HELD) until it ends */
+    int held_first, held_end; /* held events: entries [held_first, held_end) of UV_HELD */
+    size_t held_bytes;        /* their payload bytes; past a bound reading pauses */
+    unsigned held_paused : 1; /* reading was paused for them */
+    unsigned pumping : 1;     /* the held events are being run */
 } lconn;
 
 lconn *sy_lua_check_handle(lua_State *L, int idx);
-/* Calling a handler without moving values around: sy_lua_handler_begin pushes [traceback,
- * handlers[name], handle] and returns the traceback's index, or 0 with nothing pushed when
- * there is no such handler (or the handle is detached); the caller pushes the arguments and
- * calls sy_lua_handler_end. Returns 0, or SY_ELUA after logging. */
-int sy_lua_handler_begin(lconn *h, const char *name);
-int sy_lua_handler_end(lconn *h, const char *name, int base, int nargs);
-/* Low-level: lua_pcall of the function at base + 1 with the traceback handler at base. */
-int sy_lua_pcall_at(lua_State *L, int base, int nargs, const char *what, const char *name);
+/* Calling a handler as a task: sy_lua_handler_begin pushes [handlers[name], handle] on the
+ * stack of a task's coroutine and returns the task, or NULL when there is no such handler (or
+ * the handle is detached); the caller pushes the arguments on t->co and calls
+ * sy_lua_handler_end, which runs it. Returns 0 (done, or waiting: later events are held until
+ * it ends), or SY_ELUA after logging. */
+struct sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name);
+int sy_lua_handler_end(lconn *h, const char *name, struct sy_lua_task *t, int nargs);
+/* Events of a connection whose handler waits, held in order for after it (payload copied). */
+enum {
+    SY_HELD_MESSAGE = 1,
+    SY_HELD_PING,
+    SY_HELD_PONG,
+    SY_HELD_DRAIN,
+    SY_HELD_DATA,
+    SY_HELD_EOF,
+    SY_HELD_SHUTDOWN
+};
+void sy_lua_hold(lconn *h, int kind, const char *p, size_t n, int binary);
+/* A handler of h ran or waited: runs what was held meanwhile (unless h waits again). */
+void sy_lua_held_run(lconn *h);
+/* The connection ended: its waiting handler is closed and what was held is dropped. */
+void sy_lua_handle_ended(lconn *h);
+/* The done callback of connection handler tasks (lua_task.h; owner: the lconn). */
+void sy_lua_handler_done(void *owner, int status);
+/* 1 when the handlers of h have a function name. */
+int sy_lua_has_handler(lconn *h, const char *name);
+/* Runs one held WebSocket event (lua_ws.c). */
+void sy_lua_ws_held(lconn *h, int kind, lua_State *L, int payload, int binary);
 void sy_lua_push_traceback(lua_State *L);
 /* Within one protected call from the core that runs several handlers in turn: the next one
  * gets a whole time budget (app.lua.max_time) of its own. */
@@ -172,13 +207,20 @@ double sy_lua_mono_now(void);
 sy_server *sy_lua_state_server(lua_State *L);
 sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L);
 void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
+/* Same for a coroutine that ran used seconds already (its deadline is that much nearer);
+ * *now gets the time it starts. */
+sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now);
+/* The deadline of the running call: max_time from now less used seconds. Returns now. */
+double sy_lua_budget_arm(sy_server *s, double used);
+/* In hooked mode, gives L the count hook if it lacks it. */
+void sy_lua_budget_hook(lua_State *L);
+/* Lua code runs on L now (a coroutine resumed, or back to its resumer); returns the thread
+ * that ran before, to be given back when L stops. The signal-based budget stops this one. */
+lua_State *sy_lua_budget_thread(lua_State *L);
 /* A state was made on this thread / its server is gone (the thread's timer goes with the last
  * one). */
 void sy_lua_budget_server_added(void);
 void sy_lua_budget_server_gone(void);
-/* Wraps coroutine.create and wrap so each coroutine runs with the count hook. Returns 0 or
- * SY_ENOMEM. */
-int sy_lua_budget_install(lua_State *L);
 
 /* Module parts. */
 void sy_lua_open_request(lua_State *L);

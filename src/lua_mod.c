@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "lua_int.h"
+#include "lua_task.h"
 
 /* ---- decisions ---------------------------------------------------------------------------- */
 
@@ -238,6 +239,7 @@ static const luaL_Reg module_fns[] = {
     {"subscribers", sy_lua_subscribers_fn},
     {"every", sy_lua_every},
     {"now", l_now},
+    {"sleep", sy_lua_sleep},
     {"log", l_log},
     {NULL, NULL},
 };

@@ -1,11 +1,15 @@
 /* switchyard.Response: answers the pending request of one HTTP connection, now or later. */
 #include "lua_int.h"
 #include "proto.h"
+#include "decision.h"
+#include "lua_task.h"
 
 typedef struct lres {
-    sy_conn *conn;  /* borrowed; NULL once sent or once the connection (or stream) is gone */
-    int32_t stream; /* the HTTP/2 stream answered, or 0 for HTTP/1.1 */
-    int ref;        /* registry anchor while the response is pending after its hook returned */
+    sy_conn *conn;     /* borrowed; NULL once sent or once the connection (or stream) is gone */
+    int32_t stream;    /* the HTTP/2 stream answered, or 0 for HTTP/1.1 */
+    int ref;           /* registry anchor while the response is pending after its hook returned */
+    sy_lua_task *task; /* borrowed: the hook's task while it may wait before answering, else
+                          NULL; cancelled when the response is dropped (its client left) */
 } lres;
 
 static const char res_mt_key = 'r'; /* registry[&res_mt_key] = the Response metatable */
@@ -24,9 +28,20 @@ static lres *check_res(lua_State *L, int idx)
     return NULL;
 }
 
+/* The hook's task no longer answers for this response: it owes its connection nothing, and
+ * its connection may go without it (nor is a ref taken on it when the task runs on). */
+static void unlink_task(lres *r)
+{
+    if (r->task) {
+        r->task->conn = NULL;
+        r->task = NULL;
+    }
+}
+
 static void release(lua_State *L, lres *r)
 {
     r->conn = NULL;
+    unlink_task(r);
     if (r->ref != LUA_NOREF) {
         int ref = r->ref;
         r->ref = LUA_NOREF;
@@ -40,6 +55,7 @@ void sy_lua_push_response(lua_State *L, sy_conn *c, int32_t stream)
     r->conn = NULL;
     r->stream = stream;
     r->ref = LUA_NOREF;
+    r->task = NULL;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &res_mt_key);
     lua_setmetatable(L, -2);
     r->conn = c;
@@ -56,6 +72,38 @@ void sy_lua_anchor_response(lua_State *L, int idx)
     }
 }
 
+void sy_lua_response_task(lua_State *L, int idx, sy_lua_task *t)
+{
+    lres *r = lua_touserdata(L, idx);
+    if (!r)
+        return;
+    unlink_task(r);
+    if (t && r->conn) {
+        r->task = t;
+        t->conn = r->conn;
+    }
+}
+
+void sy_lua_response_forget(lua_State *L, int idx)
+{
+    lres *r = lua_touserdata(L, idx);
+    if (r)
+        release(L, r);
+}
+
+void sy_lua_response_fail(lua_State *L, void *res)
+{
+    lres *r = res;
+    if (!r->conn)
+        return;
+    sy_conn *c = r->conn;
+    unlink_task(r);
+    int rc = sy_http_respond(c, r->stream, r, 500, SY_STR("Content-Type: text/plain\r\n"),
+                             SY_STR("internal server error\n"), 0);
+    release(L, r);
+    sy_answered_or_close(c, rc);
+}
+
 void sy_lua_response_dropped(void *ud, void *res)
 {
     (void)ud;
@@ -63,7 +111,12 @@ void sy_lua_response_dropped(void *ud, void *res)
     if (!r->conn)
         return;
     lua_State *L = sy_server_of(r->conn->env)->L;
+    sy_lua_task *t = r->task;
+    r->task = NULL;
     release(L, r);
+    /* The client left while the hook waits to answer: its coroutine is closed. */
+    if (t)
+        sy_lua_task_cancel(t);
 }
 
 /* RFC 9110 5.6.2 tchar as a table: header names are checked on every response. */
@@ -247,6 +300,7 @@ static int res_send(lua_State *L)
         return 2;
     }
     sy_conn *c = r->conn;
+    unlink_task(r); /* answered: the hook may go on waiting whatever its client does */
     int rc = sy_http_respond(c, r->stream, r, (int)status, hdrs,
                              sy_str_make(body ? body : "", blen), flags);
     release(L, r);
@@ -275,6 +329,7 @@ static int res_upgrade_required(lua_State *L)
         return 2;
     }
     /* Over HTTP/2 the Upgrade field is connection-specific and left out (RFC 9113 8.2.2). */
+    unlink_task(r);
     int rc = sy_http_respond(r->conn, r->stream, r, 426, sy_str_make(hdrs, strlen(hdrs)),
                              sy_str_make(body, blen), SY_H1_CONN_UPGRADE);
     release(L, r);

@@ -1,5 +1,6 @@
 /* switchyard.Timer: sy.after / sy.every on the server's loop. */
 #include "lua_int.h"
+#include "lua_task.h"
 
 typedef struct ltimer {
     ev_timer w;
@@ -31,15 +32,23 @@ static void on_fire(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     ltimer *t = sy_container_of(w, ltimer, w);
-    lua_State *L = t->server->L;
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref); /* [timer] */
+    sy_server *s = t->server;
+    lua_State *L = s->L;
+    /* The callback runs as a task: it may wait (sy.sleep), and the timer goes on meanwhile
+     * (an sy.every callback that waits longer than its interval overlaps the next one). */
+    sy_lua_task *task = sy_lua_task_get(s);
+    if (!task) {
+        sy_log("error", "%s: out of memory", t->repeat ? "sy.every callback" : "sy.after callback");
+        return;
+    }
+    lua_State *co = task->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, t->ref); /* [timer] */
     if (!t->repeat)
         stop(L, t); /* a one-shot is done before its function runs (it may start a new one) */
-    lua_getiuservalue(L, -1, 1); /* [timer, fn] */
-    lua_insert(L, -2);           /* [fn, timer] */
-    sy_lua_call(L, 1, 0, t->repeat ? "sy.every callback" : "sy.after callback");
-    lua_settop(L, top);
+    lua_getiuservalue(co, -1, 1); /* [timer, fn] */
+    lua_insert(co, -2);           /* [fn, timer] */
+    task->what = t->repeat ? "sy.every callback" : "sy.after callback";
+    sy_lua_task_run(task, 1);
 }
 
 static int start_timer(lua_State *L, int repeat)

@@ -1,6 +1,7 @@
 /* switchyard.WebSocket: the `ws` handle, its events, and topics (publish/subscribe). */
 #include "lua_int.h"
 #include "ws.h"
+#include "lua_task.h"
 
 static const char topics_key = 't'; /* registry[&topics_key] = { [topic] = { [ws] = true } } */
 
@@ -30,8 +31,8 @@ void sy_lua_ws_open(void *ud, void *handle)
 {
     (void)ud;
     lconn *h = handle;
-    int base = h->conn ? sy_lua_handler_begin(h, "open") : 0;
-    if (base && sy_lua_handler_end(h, "open", base, 0) != 0)
+    sy_lua_task *t = h->conn ? sy_lua_handler_begin(h, "open") : NULL;
+    if (t && sy_lua_handler_end(h, "open", t, 0) != 0)
         handler_failed(h);
 }
 
@@ -40,21 +41,29 @@ typedef struct msg_batch {
     lconn *h;
     const sy_ws_msg *m; /* borrowed, valid during the call */
     size_t n;
+    size_t i; /* the message being handled */
 } msg_batch;
 
+static int batch_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L, (void)status, (void)ctx;
+    return 0; /* a handler waited: the rest of the batch was held (sy_lua_ws_messages) */
+}
+
 /* [batch, handle, handlers, text slot, "message"]: the message handler for each message in
- * turn, under the one protected call of sy_lua_ws_messages. Stops when the connection stops
- * taking messages (a handler closed it); an error ends the batch, and the connection fails
- * with 1011. The handler is looked up for each message, so replacing it takes effect at the
- * next one. */
+ * turn, in one task. Stops when the connection stops taking messages (a handler closed it);
+ * an error ends the batch, and the connection fails with 1011. The handler is looked up for
+ * each message, so replacing it takes effect at the next one. A handler that waits ends the
+ * batch here: the messages after it are held and run once it returns. */
 static int deliver_batch(lua_State *L)
 {
-    const msg_batch *b = lua_touserdata(L, 1);
+    msg_batch *b = lua_touserdata(L, 1);
     lconn *h = b->h;
     sy_server *srv = sy_server_of(h->conn->env);
     for (size_t i = 0; i < b->n; i++) {
         if (!h->conn || !sy_ws_open(h->conn))
-            break;           /* after our close, data is read and dropped (RFC 6455 5.5.1) */
+            break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
+        b->i = i;
         lua_pushvalue(L, 5); /* the key, interned once: no lookup of a C string per message */
         if (lua_gettable(L, 3) != LUA_TFUNCTION) {
             lua_pop(L, 1);
@@ -72,35 +81,89 @@ static int deliver_batch(lua_State *L)
         srv->ws_validated_len = m->binary ? 0 : m->n;
         if (i > 0)
             sy_lua_budget_restart(L); /* the time budget is per handler call */
-        lua_call(L, 3, 0);
+        lua_callk(L, 3, 0, 0, batch_k);
     }
+    b->i = b->n;
     return 0;
+}
+
+static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sy_lua_hold(h, SY_HELD_MESSAGE, m[i].p, m[i].n, m[i].binary);
 }
 
 void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
 {
     (void)ud;
     lconn *h = handle;
-    lua_State *L = h->L;
     sy_conn *c = h->conn;
     if (h->ref == LUA_NOREF || !c || n == 0)
         return;
-    msg_batch b = {h, m, n};
-    int base = lua_gettop(L) + 1;
-    sy_lua_push_traceback(L);                  /* [tb] */
-    lua_pushcfunction(L, deliver_batch);       /* [tb, fn] */
-    lua_pushlightuserdata(L, &b);              /* [tb, fn, batch] */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [tb, fn, batch, handle] */
-    lua_getiuservalue(L, -1, UV_HANDLERS);     /* [tb, fn, batch, handle, handlers] */
-    lua_pushnil(L);                            /* [..., slot for the current text] */
-    lua_pushliteral(L, "message");             /* [..., text slot, "message"] */
+    if (h->task) {
+        hold_messages(h, m, n);
+        return;
+    }
     sy_server *srv = sy_server_of(c->env);
+    sy_lua_task *t = sy_lua_task_get(srv);
+    if (!t) {
+        handler_failed(h);
+        return;
+    }
+    msg_batch b = {h, m, n, 0};
+    lua_State *co = t->co;
+    lua_pushcfunction(co, deliver_batch);
+    lua_pushlightuserdata(co, &b);              /* [fn, batch] */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
+    lua_getiuservalue(co, -1, UV_HANDLERS);     /* [fn, batch, handle, handlers] */
+    lua_pushnil(co);                            /* [..., slot for the current text] */
+    lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
+    t->what = "websocket handler";
+    t->name = "message";
+    t->conn = c;
+    t->owner = h;
+    t->done = sy_lua_handler_done;
+    h->task = t;
     sy_conn_ref(c);
-    int rc = sy_lua_pcall_at(L, base, 5, "websocket handler", "message");
+    int rc = sy_lua_task_run(t, 5);
     srv->ws_validated = NULL;
     srv->ws_validated_len = 0;
+    if (rc == 1) {
+        if (b.i + 1 < n)
+            hold_messages(h, m + b.i + 1, n - b.i - 1); /* borrowed: copied now */
+    } else {
+        h->task = NULL;
+        if (rc == SY_ELUA)
+            handler_failed(h);
+        else if (h->held_first != h->held_end && !h->pumping)
+            sy_lua_held_run(h);
+    }
     sy_conn_unref(c);
-    if (rc != 0)
+}
+
+void sy_lua_ws_held(lconn *h, int kind, lua_State *L, int payload, int binary)
+{
+    const char *name = kind == SY_HELD_MESSAGE ? "message"
+                       : kind == SY_HELD_PING  ? "ping"
+                       : kind == SY_HELD_PONG  ? "pong"
+                       : kind == SY_HELD_DRAIN ? "drain"
+                                               : NULL;
+    if (!name || (kind == SY_HELD_MESSAGE && !sy_ws_open(h->conn)))
+        return;
+    sy_lua_task *t = sy_lua_handler_begin(h, name);
+    if (!t)
+        return;
+    int nargs = 0;
+    if (kind != SY_HELD_DRAIN) {
+        lua_pushvalue(L, payload);
+        lua_xmove(L, t->co, 1);
+        nargs = 1;
+        if (kind == SY_HELD_MESSAGE) {
+            lua_pushboolean(t->co, binary);
+            nargs = 2;
+        }
+    }
+    if (sy_lua_handler_end(h, name, t, nargs) != 0)
         handler_failed(h);
 }
 
@@ -109,11 +172,16 @@ void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong)
     (void)ud;
     lconn *h = handle;
     const char *name = pong ? "pong" : "ping";
-    int base = sy_lua_handler_begin(h, name);
-    if (!base)
+    if (h->task) {
+        if (sy_lua_has_handler(h, name))
+            sy_lua_hold(h, pong ? SY_HELD_PONG : SY_HELD_PING, p, n, 0);
         return;
-    lua_pushlstring(h->L, p, n);
-    if (sy_lua_handler_end(h, name, base, 1) != 0)
+    }
+    sy_lua_task *t = sy_lua_handler_begin(h, name);
+    if (!t)
+        return;
+    lua_pushlstring(t->co, p, n);
+    if (sy_lua_handler_end(h, name, t, 1) != 0)
         handler_failed(h);
 }
 
@@ -121,8 +189,13 @@ void sy_lua_ws_drain(void *ud, void *handle)
 {
     (void)ud;
     lconn *h = handle;
-    int base = sy_lua_handler_begin(h, "drain");
-    if (base && sy_lua_handler_end(h, "drain", base, 0) != 0)
+    if (h->task) {
+        if (sy_lua_has_handler(h, "drain"))
+            sy_lua_hold(h, SY_HELD_DRAIN, NULL, 0, 0);
+        return;
+    }
+    sy_lua_task *t = sy_lua_handler_begin(h, "drain");
+    if (t && sy_lua_handler_end(h, "drain", t, 0) != 0)
         handler_failed(h);
 }
 
@@ -167,11 +240,15 @@ void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
     unsubscribe_all(L, -1);
     lua_pop(L, 1);
-    int base = sy_lua_handler_begin(h, "close");
-    if (base) {
-        lua_pushinteger(L, code);
-        lua_pushlstring(L, reason.p ? reason.p : "", reason.len);
-        sy_lua_handler_end(h, "close", base, 2);
+    sy_lua_handle_ended(h); /* a waiting handler is closed, held messages dropped */
+    sy_lua_task *t = sy_lua_handler_begin(h, "close");
+    if (t) {
+        /* The last event: it may wait, holding nothing back. */
+        lua_pushinteger(t->co, code);
+        lua_pushlstring(t->co, reason.p ? reason.p : "", reason.len);
+        t->what = "websocket handler";
+        t->name = "close";
+        sy_lua_task_run(t, 3);
     }
     sy_lua_detach(h);
 }

@@ -482,6 +482,30 @@ static void answer_upgraded(sy_conn *c, h1 *h)
     dispatch(c, h, &req, body, 0);
 }
 
+int sy_h1_pending_request(sy_conn *c, sy_http1_request *req, sy_str *body, sy_upgrade_offer *offers,
+                          size_t *n)
+{
+    if (c->closing || c->proto != &sy_proto_http1)
+        return SY_ECLOSED;
+    h1 *h = c->proto_state;
+    if (h->phase != H1_APP)
+        return SY_ECLOSED;
+    const char *why = NULL;
+    if (parse_head(c, req, &why) != (ssize_t)h->head_len)
+        return SY_EPROTO;
+    *body = h->has_body ? sy_str_make(sy_buf_data(&c->in) + h->head_len, h->body_len)
+                        : sy_str_make(NULL, 0);
+    *n = 0;
+    if (req->has_upgrade) {
+        sy_upgrade_answer ans = {0, NULL, NULL};
+        if (sy_upgrade_offers(req, offers, n, &ans) < 0 || ans.status)
+            return SY_EPROTO;
+        if (sy_conn_is_tls(c))
+            *n = drop_tls_offers(offers, *n);
+    }
+    return 0;
+}
+
 int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body, int flags)
 {
     if (c->closing || c->proto != &sy_proto_http1)

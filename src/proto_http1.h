@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "upgrade.h"
 
 extern const sy_proto sy_proto_http1;
 
@@ -22,6 +23,13 @@ enum {
     SY_H1_CLOSE = 2,        /* close the connection after this response */
 };
 int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body, int flags);
+
+/* The pending request of c, parsed again where it waits at the front of c->in (for an app
+ * that decides after its hook waited): req (scratch headers of the server, valid until the
+ * next parse), its body (p == NULL: none) and its valid upgrade offers (at most
+ * SY_UPGRADE_MAX_OFFERS). Returns 0, or SY_ECLOSED when no request is pending. */
+int sy_h1_pending_request(sy_conn *c, sy_http1_request *req, sy_str *body, sy_upgrade_offer *offers,
+                          size_t *n);
 
 /* Records the app's handle for the pending response, so the conn can tell it when it dies. */
 void sy_h1_set_response_handle(sy_conn *c, void *res);

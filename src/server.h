@@ -43,6 +43,7 @@ struct sy_server {
     size_t lua_memory;      /* bytes the Lua state holds now */
     double lua_deadline;    /* monotonic time the running call must end by; 0: none */
     int lua_depth;          /* nesting of calls from the core into Lua */
+    void *lua_tasks;        /* owned by the Lua binding: its pool of coroutines */
     sy_listener *listeners; /* owned array */
     int nlisteners;
     sy_conn *conns; /* live connections (doubly linked) */
