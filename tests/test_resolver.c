@@ -1,5 +1,5 @@
 /* The resolver on a real libev loop: numeric addresses without DNS, /etc/hosts, and a small DNS
- * server of the test's own on 127.0.0.1 (an answer, no such name, no answer at all), answers
+ * server of the test's own on 127.0.0.1 (dns_stub.h: an answer, no such name, silence), answers
  * never inside sy_resolve, cancellation at every stage, and freeing with requests pending. */
 #include <arpa/inet.h>
 #include <ev.h>
@@ -7,81 +7,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "dns_stub.h"
 #include "resolver.h"
 #include "test.h"
 
-/* ---- a DNS server on 127.0.0.1 -------------------------------------------------------------
- * "host.test": A 127.0.0.1, AAAA none (NOERROR, no answer); "silent.test": never answered;
- * anything else: NXDOMAIN (RFC 1035 4.1.1, RCODE 3). */
-static int dns_fd = -1, dns_port, dns_queries;
-static ev_io dns_io;
-
-static void dns_answer(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    unsigned char q[512], a[600];
-    struct sockaddr_storage from;
-    socklen_t flen = sizeof from;
-    ssize_t n = recvfrom(w->fd, q, sizeof q, 0, (struct sockaddr *)&from, &flen);
-    if (n < 12)
-        return;
-    dns_queries++;
-    /* The question: labels from offset 12, then QTYPE and QCLASS. */
-    char name[256];
-    size_t off = 12, nl = 0;
-    while (off < (size_t)n && q[off] != 0) {
-        size_t l = q[off];
-        if (off + 1 + l >= (size_t)n || nl + l + 1 >= sizeof name)
-            return;
-        if (nl)
-            name[nl++] = '.';
-        for (size_t i = 0; i < l; i++) {
-            unsigned char c = q[off + 1 + i];
-            name[nl++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-        }
-        off += 1 + l;
-    }
-    name[nl] = '\0';
-    if (off + 5 > (size_t)n)
-        return;
-    unsigned qtype = (unsigned)(q[off + 1] << 8 | q[off + 2]);
-    size_t qend = off + 5;
-    if (strcmp(name, "silent.test") == 0)
-        return;
-    int found = strcmp(name, "host.test") == 0;
-    int answer_a = found && qtype == 1;
-    memcpy(a, q, qend);
-    a[2] = (unsigned char)(0x80 | (q[2] & 0x01)); /* QR, RD as asked */
-    a[3] = (unsigned char)(0x80 | (found ? 0 : 3)); /* RA; NOERROR or NXDOMAIN */
-    a[4] = 0, a[5] = 1;                               /* QDCOUNT */
-    a[6] = 0, a[7] = answer_a ? 1 : 0;                /* ANCOUNT */
-    memset(a + 8, 0, 4);                              /* NSCOUNT, ARCOUNT */
-    size_t len = qend;
-    if (answer_a) {
-        static const unsigned char rr[] = {0xc0, 12,  0, 1, 0, 1, 0, 0, 0, 60,
-                                           0,    4, 127, 0, 0, 1};
-        memcpy(a + len, rr, sizeof rr);
-        len += sizeof rr;
-    }
-    sendto(w->fd, a, len, 0, (struct sockaddr *)&from, flen);
-}
-
-static void dns_start(struct ev_loop *loop)
-{
-    dns_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (dns_fd < 0 || bind(dns_fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
-        perror("dns socket");
-        exit(2);
-    }
-    socklen_t sl = sizeof sin;
-    getsockname(dns_fd, (struct sockaddr *)&sin, &sl);
-    dns_port = ntohs(sin.sin_port);
-    ev_io_init(&dns_io, dns_answer, dns_fd, EV_READ);
-    ev_io_start(loop, &dns_io);
-    ev_unref(loop); /* the loop counts only the resolver's watchers as work */
-}
+static dns_stub dns;
 
 /* ---- recording answers ------------------------------------------------------------------------ */
 
@@ -91,6 +21,7 @@ typedef struct answer {
     int families; /* bit 0: AF_INET seen, bit 1: AF_INET6 seen */
     int loopback; /* every address is 127.0.0.0/8 or ::1 */
     int port;     /* of the first address */
+    uint32_t first_v4; /* the first address when IPv4 (host order) */
     char err[64];
     sy_resolve_req *cancel_other; /* cancelled from inside this callback */
 } answer;
@@ -108,8 +39,10 @@ static void on_answer(const sy_addr *addrs, size_t n, const char *err, void *ud)
             a->families |= 1;
             if ((ntohl(x->u.in.sin_addr.s_addr) >> 24) != 127)
                 a->loopback = 0;
-            if (i == 0)
+            if (i == 0) {
                 a->port = ntohs(x->u.in.sin_port);
+                a->first_v4 = ntohl(x->u.in.sin_addr.s_addr);
+            }
         } else if (x->u.sa.sa_family == AF_INET6) {
             a->families |= 2;
             if (!IN6_IS_ADDR_LOOPBACK(&x->u.in6.sin6_addr))
@@ -146,7 +79,7 @@ static void run_idle(struct ev_loop *loop, sy_resolver *r, double cap)
 static sy_resolver *new_resolver(struct ev_loop *loop, int timeout_ms)
 {
     char servers[64];
-    snprintf(servers, sizeof servers, "127.0.0.1:%d", dns_port);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d", dns.port);
     sy_resolver_opts o = {.servers = servers, .timeout_ms = timeout_ms, .tries = 1};
     sy_resolver *r = NULL;
     int rc = sy_resolver_new(loop, &o, &r);
@@ -159,7 +92,7 @@ static sy_resolver *new_resolver(struct ev_loop *loop, int timeout_ms)
 static void test_numeric(struct ev_loop *loop)
 {
     sy_resolver *r = new_resolver(loop, 2000);
-    int before = dns_queries, err = 0;
+    int before = dns.queries, err = 0;
     answer a4 = {0}, a6 = {0}, ab = {0}, wrong = {0};
     CHECK(sy_resolve(r, "127.0.0.1", 8080, AF_UNSPEC, on_answer, &a4, &err) != NULL);
     CHECK(sy_resolve(r, "::1", 443, AF_UNSPEC, on_answer, &a6, &err) != NULL);
@@ -173,7 +106,7 @@ static void test_numeric(struct ev_loop *loop)
     CHECK(a6.calls == 1 && a6.n == 1 && a6.families == 2 && a6.loopback && a6.port == 443);
     CHECK(ab.calls == 1 && ab.n == 1 && ab.families == 2);
     CHECK(wrong.calls == 1 && wrong.n == 0 && strcmp(wrong.err, "not found") == 0);
-    CHECK(dns_queries == before); /* no DNS for a numeric address */
+    CHECK(dns.queries == before); /* no DNS for a numeric address */
     CHECK(sy_resolver_pending(r) == 0);
     CHECK(sy_host_is_numeric("10.1.2.3") && sy_host_is_numeric("[fe80::1]") &&
           sy_host_is_numeric("::") && !sy_host_is_numeric("localhost") &&
@@ -213,13 +146,20 @@ static void test_hosts_and_dns(struct ev_loop *loop)
     CHECK_MSG(host6.calls == 1 && host6.n == 0 && strcmp(host6.err, "not found") == 0,
               "host.test AAAA: %s", host6.err);
 
+    /* Two addresses, in the server's order (both loopback: RFC 6724 keeps the order). */
+    answer two = {0};
+    CHECK(sy_resolve(r, "two.test", 1, AF_UNSPEC, on_answer, &two, &err) != NULL);
+    run_until(loop, &two.calls, 30);
+    CHECK_MSG(two.calls == 1 && two.n == 2 && two.first_v4 == 0x7f000002, "two.test: %s %zu %x",
+              two.err, two.n, two.first_v4);
+
     /* RFC 6761 6.4: ".invalid" never exists; the server says NXDOMAIN. */
-    int before = dns_queries;
+    int before = dns.queries;
     CHECK(sy_resolve(r, "nothing.invalid", 1, AF_UNSPEC, on_answer, &none, &err) != NULL);
     run_until(loop, &none.calls, 30);
     CHECK_MSG(none.calls == 1 && none.n == 0 && strcmp(none.err, "not found") == 0,
               "nothing.invalid: %s", none.err);
-    CHECK(dns_queries > before);
+    CHECK(dns.queries > before);
     run_idle(loop, r, 30);
     CHECK(lh.calls == 1 && host.calls == 1 && none.calls == 1);
     sy_resolver_free(r);
@@ -291,15 +231,13 @@ static void test_free_pending(struct ev_loop *loop)
 int main(void)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    dns_start(loop);
+    dns_stub_start(loop, &dns);
     test_numeric(loop);
     test_hosts_and_dns(loop);
     test_timeout(loop);
     test_cancel(loop);
     test_free_pending(loop);
-    ev_ref(loop);
-    ev_io_stop(loop, &dns_io);
-    close(dns_fd);
+    dns_stub_stop(loop, &dns);
     ev_loop_destroy(loop);
     return t_summary("test_resolver");
 }
