@@ -565,6 +565,7 @@ typedef struct tls_server {
     server s;
     SSL_CTX *ctx;
     int stall;          /* accept TCP, never answer the ClientHello */
+    size_t bulk;        /* > 0: read this many bytes, send them back, close (instead of a line) */
     int handshake_ok;
     char sni[128];      /* the name the client sent, "" for none */
     char line[64];      /* what the client wrote */
@@ -579,7 +580,8 @@ static int sni_seen(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* One connection: handshake, read a line, answer "pong\n", close_notify, close. */
+/* One connection: handshake, read a line, answer "pong\n" (or echo bulk bytes), close_notify,
+ * close. */
 static void *tls_serve(void *arg)
 {
     tls_server *t = arg;
@@ -595,8 +597,25 @@ static void *tls_serve(void *arg)
     }
     SSL *ssl = SSL_new(t->ctx);
     SSL_set_fd(ssl, fd);
-    if (SSL_accept(ssl) == 1) {
-        t->handshake_ok = 1;
+    t->handshake_ok = SSL_accept(ssl) == 1;
+    if (t->handshake_ok && t->bulk) {
+        char *b = malloc(t->bulk);
+        size_t n = 0;
+        while (n < t->bulk) {
+            int k = SSL_read(ssl, b + n, (int)(t->bulk - n));
+            if (k <= 0)
+                break;
+            n += (size_t)k;
+        }
+        for (size_t off = 0; off < n;) {
+            int k = SSL_write(ssl, b + off, (int)(n - off));
+            if (k <= 0)
+                break;
+            off += (size_t)k;
+        }
+        free(b);
+        SSL_shutdown(ssl);
+    } else if (t->handshake_ok) {
         size_t n = 0;
         while (n < sizeof t->line - 1) {
             int k = SSL_read(ssl, t->line + n, 1);
@@ -725,6 +744,34 @@ static void test_tls(void)
     sy_tcp_client_free(c);
     tls_server_stop(&t);
 
+    /* Many records both ways: the client's output backs up while the server reads it all
+     * before it answers, then the same bytes come back, then close_notify. */
+    tls_server_start(&t, 0);
+    t.bulk = 3u * 1024 * 1024 + 5;
+    c = client(&r);
+    o.tls = with_ca;
+    CHECK(sy_tcp_client_connect(c, "localhost", server_port(&t.s), &o) == 0);
+    CHECK(wait_done(&r, 60) && r.connected == 1 && r.err[0] == '\0');
+    char *bulk = malloc(t.bulk);
+    for (size_t i = 0; i < t.bulk; i++)
+        bulk[i] = (char)pattern(i);
+    CHECK(sy_tcp_client_write(c, bulk, t.bulk) == 0);
+    if (sy_tcp_client_buffered(c) > 0)
+        CHECK(wait_done(&r, 60) && r.drained == 1);
+    CHECK(sy_tcp_client_buffered(c) == 0 && sy_tcp_client_write_error(c) == NULL);
+    while (!sy_tcp_client_read_error(c)) {
+        sy_tcp_client_read_start(c);
+        if (!wait_done(&r, 60))
+            break;
+    }
+    CHECK_MSG(sy_tcp_client_read_error(c) && strcmp(sy_tcp_client_read_error(c), "closed") == 0,
+              "bulk: %s", sy_tcp_client_read_error(c));
+    sy_buf *in = sy_tcp_client_input(c);
+    CHECK(sy_buf_len(in) == t.bulk && memcmp(sy_buf_data(in), bulk, t.bulk) == 0);
+    free(bulk);
+    sy_tcp_client_free(c);
+    tls_server_stop(&t);
+
     /* A server that never answers the ClientHello: the connect timeout ends the handshake. */
     tls_server_start(&t, 1);
     c = client(&r);
@@ -766,6 +813,69 @@ static void test_tls(void)
     rmdir(dir);
 }
 
+/* ---- out of memory --------------------------------------------------------------------------- */
+
+static int fail_at = -1, alloc_calls;
+
+static void *test_malloc(size_t n)
+{
+    return alloc_calls++ == fail_at ? NULL : malloc(n);
+}
+
+static void *test_realloc(void *p, size_t n)
+{
+    return alloc_calls++ == fail_at ? NULL : realloc(p, n);
+}
+
+/* Each allocation of a whole scenario (resolver, request, client, connect by name through the
+ * DNS server, a write) fails in turn: every step answers SY_ENOMEM or "out of memory" (or
+ * "timeout" when c-ares' socket could not be watched), and nothing leaks (ASan). c-ares
+ * allocates with its own malloc. */
+static void test_out_of_memory(void)
+{
+    int port;
+    int l = listener(8, &port); /* the kernel completes handshakes; nobody accepts */
+    char servers[64];
+    snprintf(servers, sizeof servers, "127.0.0.1:%d", dns.port);
+    sy_set_allocator(test_malloc, test_realloc, free);
+    int completed = 0, runs = 0;
+    for (fail_at = 0; fail_at < 200 && !completed; fail_at++, runs++) {
+        alloc_calls = 0;
+        sy_resolver *res = NULL;
+        sy_resolver_opts ro = {.servers = servers, .timeout_ms = 500, .tries = 1};
+        int rc = sy_resolver_new(loop, &ro, &res);
+        CHECK(rc == 0 || rc == SY_ENOMEM);
+        if (rc != 0)
+            continue;
+        rec r;
+        memset(&r, 0, sizeof r);
+        sy_tcp_client *c = sy_tcp_client_new(loop, res, &cbs, &r);
+        if (c) {
+            rc = sy_tcp_client_connect(c, "host.test", port, NULL);
+            CHECK(rc == 0 || rc == SY_ENOMEM);
+            if (rc == 0) {
+                CHECK(wait_done(&r, 60) && r.connected == 1);
+                /* A DNS socket that could not be watched ends by c-ares' timeout. */
+                CHECK_MSG(r.err[0] == '\0' || strcmp(r.err, "out of memory") == 0 ||
+                              strcmp(r.err, "timeout") == 0,
+                          "oom: %s", r.err);
+                if (r.err[0] == '\0') {
+                    rc = sy_tcp_client_write(c, "x", 1);
+                    CHECK(rc == 0 || rc == SY_ENOMEM);
+                }
+            }
+            sy_tcp_client_free(c);
+        }
+        sy_resolver_free(res);
+        completed = alloc_calls <= fail_at;
+    }
+    sy_set_allocator(NULL, NULL, NULL);
+    fail_at = -1;
+    printf("out of memory: %d runs, the last without a failure\n", runs);
+    CHECK(completed);
+    close(l);
+}
+
 int main(void)
 {
     /* The test's own TLS server writes with OpenSSL's socket BIO (plain write) to clients that
@@ -785,6 +895,7 @@ int main(void)
     test_timeouts();
     test_close_with_output();
     test_tls();
+    test_out_of_memory();
 
     sy_resolver_free(resolver);
     dns_stub_stop(loop, &dns);
