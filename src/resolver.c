@@ -1,4 +1,4 @@
-/* c-ares on libev: its sockets under ev_io, its retries under an ev_timer, answers from the loop. */
+/* c-ares on libev: its sockets under ev_io, its retries under an ev_timer, answers on the loop. */
 #include "resolver.h"
 
 #include <arpa/inet.h>
@@ -244,7 +244,7 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
     ev_io_start(r->loop, &x->io);
 }
 
-/* ---- the API ---------------------------------------------------------------------------------- */
+/* ---- the API ------------------------------------------------------------------------------ */
 
 int sy_resolver_new(struct ev_loop *loop, const sy_resolver_opts *opts, sy_resolver **out)
 {

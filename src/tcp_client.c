@@ -1,4 +1,4 @@
-/* Outbound TCP (+ TLS) on libev: resolve, try each address, handshake, buffered reads and writes. */
+/* Outbound TCP (+ TLS) on libev: resolve, try each address, handshake, buffered reads, writes. */
 #include "tcp_client.h"
 
 #include <errno.h>

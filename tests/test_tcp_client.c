@@ -118,6 +118,10 @@ static int listener(int backlog, int *port)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* A small receive buffer (accepted sockets inherit it): a client's output backs up after a
+     * few hundred KiB whatever the system's autotuning. */
+    int rcv = 65536;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, backlog) != 0) {
         perror("listener");
         exit(2);
