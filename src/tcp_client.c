@@ -186,6 +186,16 @@ static void update_write_watch(sy_tcp_client *c)
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
+/* Writing failed: nothing queued will go out. */
+static void drop_output(sy_tcp_client *c)
+{
+    sy_buf_dispose(&c->out);
+    if (c->tls) {
+        sy_buf *o = sy_tls_out(c->tls);
+        sy_buf_consume(o, sy_buf_len(o));
+    }
+}
+
 /* Sends what the socket takes: ciphertext first, encrypting the queue a few records at a time
  * once the handshake is done. Returns 0, or -1 with write_err set and the queue dropped. */
 static int flush(sy_tcp_client *c)
@@ -200,7 +210,7 @@ static int flush(sy_tcp_client *c)
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
                     return 0;
                 c->write_err = errno_reason(errno, c->write_why, sizeof c->write_why);
-                sy_buf_dispose(&c->out);
+                drop_output(c);
                 return -1;
             }
             sy_buf_consume(b, (size_t)w);
@@ -212,7 +222,7 @@ static int flush(sy_tcp_client *c)
             n = 4 * SY_TLS_RECORD;
         if (sy_tls_write(c->tls, sy_buf_data(&c->out), n) != 0) {
             c->write_err = "tls: write failed";
-            sy_buf_dispose(&c->out);
+            drop_output(c);
             return -1;
         }
         sy_buf_consume(&c->out, n);
@@ -337,7 +347,7 @@ static int tls_pump(sy_tcp_client *c)
         read_ended(c, err);
         if (!c->write_err) {
             c->write_err = err;
-            sy_buf_dispose(&c->out);
+            drop_output(c);
         }
         break;
     }
@@ -380,15 +390,12 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         /* Post-handshake messages (tickets, key updates) may need an answer. */
-        if (!c->write_err) {
-            int had = c->drain_owed;
-            if (flush(c) != 0 && had) {
-                update_write_watch(c);
-                if (call_drained(c) != 0)
-                    return;
-            }
-            update_write_watch(c);
-        }
+        if (!c->write_err)
+            flush(c);
+        update_write_watch(c);
+        /* A failed session fails the writes that wait, too. */
+        if (c->write_err && c->drain_owed && call_drained(c) != 0)
+            return;
     } else {
         if (input_room(c, READ_CHUNK, &span, &room) != 0) {
             read_ended(c, "input too large");

@@ -570,6 +570,7 @@ typedef struct tls_server {
     SSL_CTX *ctx;
     int stall;          /* accept TCP, never answer the ClientHello */
     size_t bulk;        /* > 0: read this many bytes, send them back, close (instead of a line) */
+    int garbage;        /* after the handshake, bytes that are no TLS record; hold until the gate */
     int handshake_ok;
     char sni[128];      /* the name the client sent, "" for none */
     char line[64];      /* what the client wrote */
@@ -602,7 +603,12 @@ static void *tls_serve(void *arg)
     SSL *ssl = SSL_new(t->ctx);
     SSL_set_fd(ssl, fd);
     t->handshake_ok = SSL_accept(ssl) == 1;
-    if (t->handshake_ok && t->bulk) {
+    if (t->handshake_ok && t->garbage) {
+        write_full(fd, "\x17\x03\x03\x00\x05garbage", 12);
+        char g;
+        if (read(t->s.gate[0], &g, 1) != 1)
+            g = 0;
+    } else if (t->handshake_ok && t->bulk) {
         char *b = malloc(t->bulk);
         size_t n = 0;
         while (n < t->bulk) {
@@ -773,6 +779,28 @@ static void test_tls(void)
     sy_buf *in = sy_tcp_client_input(c);
     CHECK(sy_buf_len(in) == t.bulk && memcmp(sy_buf_data(in), bulk, t.bulk) == 0);
     free(bulk);
+    sy_tcp_client_free(c);
+    tls_server_stop(&t);
+
+    /* A broken record while output waits: the read side ends with "tls: ...", and the writes
+     * waiting fail with it (`drained`). */
+    tls_server_start(&t, 0);
+    t.garbage = 1;
+    c = client(&r);
+    CHECK(sy_tcp_client_connect(c, "localhost", server_port(&t.s), &o) == 0);
+    CHECK(wait_done(&r, 60) && r.connected == 1 && r.err[0] == '\0');
+    bulk = calloc(1, UP_BYTES);
+    CHECK(sy_tcp_client_write(c, bulk, UP_BYTES) == 0);
+    free(bulk);
+    CHECK(sy_tcp_client_buffered(c) > 0);
+    sy_tcp_client_read_start(c);
+    while ((!sy_tcp_client_read_error(c) || !r.drained) && wait_done(&r, 60))
+        ;
+    CHECK_MSG(sy_tcp_client_read_error(c) && strncmp(sy_tcp_client_read_error(c), "tls: ", 5) == 0,
+              "garbage: %s", sy_tcp_client_read_error(c));
+    printf("a broken record: %s\n", sy_tcp_client_read_error(c));
+    CHECK(r.drained == 1 && sy_tcp_client_write_error(c) && sy_tcp_client_buffered(c) == 0);
+    CHECK(sy_tcp_client_write(c, "x", 1) == SY_ECLOSED);
     sy_tcp_client_free(c);
     tls_server_stop(&t);
 
