@@ -38,6 +38,8 @@ struct sy_resolver {
     sy_resolve_req *ready;   /* owned; answered, callback owed (FIFO: head here, tail below) */
     sy_resolve_req *ready_tail;
     size_t pending;          /* requests not cancelled whose callback has not run */
+    int running;             /* > 0 while run_ready calls callbacks */
+    int dead;                /* sy_resolver_free ran inside a callback: free after it */
 };
 
 /* ---- answers ------------------------------------------------------------------------------- */
@@ -75,17 +77,21 @@ static void ready_unlink(sy_resolve_req *q)
     q->prev = q->next = NULL;
 }
 
-/* Runs the callbacks owed, oldest first. A callback may cancel or start requests. */
+/* Runs the callbacks owed, oldest first. A callback may cancel or start requests, or free the
+ * resolver: the caller must not touch r after this returns. */
 static void run_ready(sy_resolver *r)
 {
     sy_resolve_req *q;
-    while ((q = r->ready) != NULL) {
+    r->running++;
+    while (!r->dead && (q = r->ready) != NULL) {
         ready_unlink(q);
         q->state = REQ_RUNNING;
         r->pending--;
         q->cb(q->addrs, q->n, q->err, q->ud);
         req_free(q);
     }
+    if (--r->running == 0 && r->dead)
+        sy_free(r);
 }
 
 static void on_later(struct ev_loop *loop, ev_timer *w, int revents)
@@ -291,7 +297,7 @@ fail_r:
 
 void sy_resolver_free(sy_resolver *r)
 {
-    if (!r)
+    if (!r || r->dead)
         return;
     sy_resolve_req *q;
     while ((q = r->ready) != NULL) {
@@ -310,7 +316,11 @@ void sy_resolver_free(sy_resolver *r)
     }
     ev_timer_stop(r->loop, &r->timer);
     ev_timer_stop(r->loop, &r->later);
-    sy_free(r);
+    r->pending = 0;
+    if (r->running)
+        r->dead = 1; /* inside a callback: run_ready frees the memory once it returns */
+    else
+        sy_free(r);
 }
 
 /* Parses a numeric IPv4 or IPv6 address (IPv6 maybe in brackets) into a. Returns 1 or 0. */

@@ -48,8 +48,8 @@ typedef struct sy_resolver_opts {
 int sy_resolver_new(struct ev_loop *loop, const sy_resolver_opts *opts, sy_resolver **out);
 
 /* Frees the resolver and every request still pending, whose callbacks then never run: their
- * handles are invalid afterwards, so free their owners (or cancel them) first. Must not be
- * called from a sy_resolve_cb (a callback may cancel or start requests). NULL is accepted. */
+ * handles are invalid afterwards, so free their owners (or cancel them) first. May be called
+ * from a sy_resolve_cb (the memory goes once it returns). NULL is accepted. */
 void sy_resolver_free(sy_resolver *r);
 
 /* Starts resolving host (a name, or a numeric IPv4 or IPv6 address, "[::1]" accepted too) to

@@ -24,6 +24,7 @@ typedef struct answer {
     uint32_t first_v4; /* the first address when IPv4 (host order) */
     char err[64];
     sy_resolve_req *cancel_other; /* cancelled from inside this callback */
+    sy_resolver *free_resolver;   /* freed from inside this callback */
 } answer;
 
 static void on_answer(const sy_addr *addrs, size_t n, const char *err, void *ud)
@@ -54,6 +55,10 @@ static void on_answer(const sy_addr *addrs, size_t n, const char *err, void *ud)
     if (a->cancel_other) {
         sy_resolve_cancel(a->cancel_other);
         a->cancel_other = NULL;
+    }
+    if (a->free_resolver) {
+        sy_resolver_free(a->free_resolver);
+        a->free_resolver = NULL;
     }
 }
 
@@ -111,6 +116,14 @@ static void test_numeric(struct ev_loop *loop)
     CHECK(sy_host_is_numeric("10.1.2.3") && sy_host_is_numeric("[fe80::1]") &&
           sy_host_is_numeric("::") && !sy_host_is_numeric("localhost") &&
           !sy_host_is_numeric("1.2.3") && !sy_host_is_numeric("[1.2.3.4]"));
+
+    /* A name c-ares refuses at once is still answered from the loop. */
+    answer bad = {0};
+    CHECK(sy_resolve(r, "bad..name", 1, AF_UNSPEC, on_answer, &bad, &err) != NULL);
+    CHECK(bad.calls == 0);
+    run_until(loop, &bad.calls, 30);
+    CHECK_MSG(bad.calls == 1 && bad.n == 0 && bad.err[0], "bad..name: %s", bad.err);
+    printf("bad..name: %s\n", bad.err);
 
     /* Bad arguments: NULL, no callback ever. */
     err = 0;
@@ -226,6 +239,18 @@ static void test_free_pending(struct ev_loop *loop)
     CHECK(slow.calls == 0);
     CHECK(num.calls <= 1); /* it may have run in the turn above */
     CHECK(ev_run(loop, EVRUN_NOWAIT) == 0); /* only the DNS server's watcher is left */
+
+    /* Freed inside a callback, with an answer queued behind it and a query inside c-ares. */
+    r = new_resolver(loop, 5000);
+    answer first = {0}, second = {0}, slow2 = {0};
+    CHECK(sy_resolve(r, "silent.test", 1, AF_UNSPEC, on_answer, &slow2, &err) != NULL);
+    CHECK(sy_resolve(r, "127.0.0.1", 1, AF_UNSPEC, on_answer, &first, &err) != NULL);
+    CHECK(sy_resolve(r, "::1", 1, AF_UNSPEC, on_answer, &second, &err) != NULL);
+    first.free_resolver = r;
+    run_until(loop, &first.calls, 30);
+    ev_run(loop, EVRUN_NOWAIT);
+    CHECK(first.calls == 1 && second.calls == 0 && slow2.calls == 0);
+    CHECK(ev_run(loop, EVRUN_NOWAIT) == 0);
 }
 
 int main(void)
