@@ -12,6 +12,8 @@
 
 #define READ_CHUNK 16384
 #define DEFAULT_MAX_INPUT (16u * 1024 * 1024)
+/* Least time for one address while others wait behind it. */
+#define MIN_ATTEMPT 2.0
 
 enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_FAILED };
 
@@ -25,6 +27,7 @@ struct sy_tcp_client {
     ev_io rio;                 /* readable: during the handshake, and while reading is on */
     ev_io wio;                 /* writable: the TCP connect, then while output waits */
     ev_timer connect_timer;    /* the whole connect's timeout */
+    ev_timer attempt_timer;    /* one address's share of it while others wait behind */
     ev_timer user_timer;       /* sy_tcp_client_set_timer */
     sy_resolve_req *req;       /* owned while resolving; NULL otherwise */
     sy_addr *addrs;            /* owned; the resolver's answer while connecting */
@@ -85,6 +88,7 @@ static void release(sy_tcp_client *c)
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     ev_timer_stop(c->loop, &c->connect_timer);
+    ev_timer_stop(c->loop, &c->attempt_timer);
     ev_timer_stop(c->loop, &c->user_timer);
     if (c->tls) {
         if (c->fd >= 0 && c->state == ST_OPEN && !c->write_err && sy_tls_ready(c->tls)) {
@@ -454,6 +458,7 @@ sy_buf *sy_tcp_client_input(sy_tcp_client *c)
 static void tcp_up(sy_tcp_client *c)
 {
     ev_io_stop(c->loop, &c->wio);
+    ev_timer_stop(c->loop, &c->attempt_timer);
     sy_free(c->addrs);
     c->addrs = NULL;
     c->naddrs = c->next_addr = 0;
@@ -498,6 +503,20 @@ static void try_next(sy_tcp_client *c, const char *err)
             c->state = ST_CONNECTING;
             ev_io_set(&c->wio, fd, EV_WRITE);
             ev_io_start(c->loop, &c->wio);
+            /* With addresses behind this one, it gets its share of the time left (at least
+             * MIN_ATTEMPT), so one that never answers (a broken IPv6 route) leaves time for
+             * the next. */
+            size_t left = c->naddrs - c->next_addr + 1;
+            if (left > 1 && ev_is_active(&c->connect_timer)) {
+                double remaining = ev_timer_remaining(c->loop, &c->connect_timer);
+                double share = remaining / (double)left;
+                if (share < MIN_ATTEMPT)
+                    share = MIN_ATTEMPT;
+                if (share < remaining) {
+                    ev_timer_set(&c->attempt_timer, share, 0.);
+                    ev_timer_start(c->loop, &c->attempt_timer);
+                }
+            }
             return;
         }
         err = errno_reason(errno, c->read_why, sizeof c->read_why);
@@ -524,6 +543,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
         if (e == EINPROGRESS || e == EALREADY)
             return;
         ev_io_stop(c->loop, &c->wio);
+        ev_timer_stop(c->loop, &c->attempt_timer);
         close(c->fd);
         c->fd = -1;
         try_next(c, errno_reason(e, c->read_why, sizeof c->read_why));
@@ -558,6 +578,17 @@ static void on_resolved(const sy_addr *addrs, size_t n, const char *err, void *u
     c->next_addr = 0;
     c->state = ST_CONNECTING;
     try_next(c, NULL);
+}
+
+/* This address had its share of the time: on to the next. */
+static void on_attempt_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    sy_tcp_client *c = sy_container_of(w, sy_tcp_client, attempt_timer);
+    ev_io_stop(loop, &c->wio);
+    close(c->fd);
+    c->fd = -1;
+    try_next(c, "timeout");
 }
 
 static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -611,6 +642,7 @@ sy_tcp_client *sy_tcp_client_new(struct ev_loop *loop, sy_resolver *resolver,
     ev_io_init(&c->rio, on_read, -1, EV_READ);
     ev_io_init(&c->wio, on_write, -1, EV_WRITE);
     ev_timer_init(&c->connect_timer, on_connect_timeout, 0., 0.);
+    ev_timer_init(&c->attempt_timer, on_attempt_timeout, 0., 0.);
     ev_timer_init(&c->user_timer, on_user_timer, 0., 0.);
     return c;
 }

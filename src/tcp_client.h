@@ -36,7 +36,9 @@ typedef struct sy_tcp_client_cbs {
 /* How to connect; a zeroed struct means plain TCP, no timeout, any address family. */
 typedef struct sy_tcp_client_opts {
     double timeout;     /* seconds for the whole connect: resolving, each address in turn, the
-                           TLS handshake; <= 0: none */
+                           TLS handshake; <= 0: none (the system's own connect timeout per
+                           address). An address with others behind it gets its share of the
+                           time left, at least 2 s, before the next is tried */
     sy_tls_ctx *tls;    /* borrowed, read during sy_tcp_client_connect only (the session keeps
                            its own reference); NULL: plain TCP. Make it with
                            sy_tls_client_ctx_new (verify on or off, a CA file) */

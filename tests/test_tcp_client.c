@@ -112,10 +112,12 @@ static void spin(double seconds)
 
 /* ---- servers ------------------------------------------------------------------------------- */
 
-static int listener(int backlog, int *port)
+/* A listener on ip (host order) and *port (0: any, then set); -1 when the port is taken. */
+static int listener_at(uint32_t ip, int backlog, int *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(ip),
+                            .sin_port = htons((uint16_t)*port)};
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     /* A small receive buffer (accepted sockets inherit it): a client's output backs up after a
@@ -123,12 +125,23 @@ static int listener(int backlog, int *port)
     int rcv = 65536;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, backlog) != 0) {
-        perror("listener");
-        exit(2);
+        close(fd);
+        return -1;
     }
     socklen_t sl = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &sl);
     *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int listener(int backlog, int *port)
+{
+    *port = 0;
+    int fd = listener_at(INADDR_LOOPBACK, backlog, port);
+    if (fd < 0) {
+        perror("listener");
+        exit(2);
+    }
     return fd;
 }
 
@@ -415,10 +428,13 @@ static void test_refused(void)
 /* A listener whose accept queue is full: further SYNs are dropped, so a connect neither
  * succeeds nor fails until its timeout. Fills the queue (backlog 0) with connects of its own
  * until one stays pending. Returns the listener, or -1 when the system accepted them all. */
-static int full_listener(int *port, int fillers[16], int *nfill)
+static int full_listener(uint32_t ip, int *port, int fillers[16], int *nfill)
 {
-    int l = listener(0, port);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    *port = 0;
+    int l = listener_at(ip, 0, port);
+    if (l < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(ip),
                             .sin_port = htons((uint16_t)*port)};
     *nfill = 0;
     for (int i = 0; i < 16; i++) {
@@ -439,7 +455,7 @@ static int full_listener(int *port, int fillers[16], int *nfill)
 static void test_timeouts(void)
 {
     int port, fillers[16], nfill;
-    int l = full_listener(&port, fillers, &nfill);
+    int l = full_listener(INADDR_LOOPBACK, &port, fillers, &nfill);
     CHECK_MSG(l >= 0, "could not fill an accept queue on this system");
     if (l >= 0) {
         rec r;
@@ -465,6 +481,29 @@ static void test_timeouts(void)
             close(fillers[i]);
         close(l);
     }
+
+    /* Two addresses, the first silent: it gets its share of the timeout (4.5 s / 2, at least
+     * 2 s), then the second answers. "two.test" is 127.0.0.2 (a full queue), then 127.0.0.1
+     * (a plain listener on the same port). */
+    l = full_listener(0x7f000002, &port, fillers, &nfill);
+    int p1 = port, l1 = l >= 0 ? listener_at(INADDR_LOOPBACK, 8, &p1) : -1;
+    CHECK_MSG(l >= 0 && l1 >= 0, "listeners on 127.0.0.2 and 127.0.0.1, same port");
+    if (l >= 0 && l1 >= 0) {
+        rec r;
+        sy_tcp_client *c = client(&r);
+        sy_tcp_client_opts o = {.timeout = 4.5};
+        CHECK(sy_tcp_client_connect(c, "two.test", port, &o) == 0);
+        CHECK(wait_done(&r, 60) && r.connected == 1);
+        CHECK_MSG(r.err[0] == '\0', "the second address after a silent first: %s", r.err);
+        sy_tcp_client_free(c);
+    }
+    if (l >= 0) {
+        for (int i = 0; i < nfill; i++)
+            close(fillers[i]);
+        close(l);
+    }
+    if (l1 >= 0)
+        close(l1);
 
     /* The timeout covers resolving: the name server never answers. */
     rec r;
