@@ -3,9 +3,9 @@
  * Not a server to use: one thread, epoll, no limits, no close handshake, no UTF-8 check, frames
  * up to 64 KiB. It answers the opening handshake, then for every read unmasks each complete
  * client frame into one output buffer and sends that buffer with one send(): the same system
- * calls per batch as switchyard (one read, one send; a full socket is waited out with poll). Its CPU time per message is what the
- * kernel and a minimal frame loop cost, with no Lua and no protocol checks: the part of
- * switchyard's figure that no user-space work can remove.
+ * calls per batch as switchyard (one read, one send; a full socket is waited out with poll). Its
+ * CPU time per message is what the kernel and a minimal frame loop cost, with no Lua and no
+ * protocol checks: the part of switchyard's figure that no user-space work can remove.
  *
  * With "lua" it is the floor for a server with Lua in the path: every message goes through the
  * least a Lua handler `function(ws, data, binary) ws:send(data, binary) end` needs, done the
@@ -181,7 +181,8 @@ static int handshake(peer *p)
     char res[256];
     int rl = snprintf(res, sizeof res,
                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acc);
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                      acc);
     if (send(p->fd, res, (size_t)rl, MSG_NOSIGNAL) != rl)
         return -1;
     size_t used = (size_t)(end + 4 - (char *)p->in);

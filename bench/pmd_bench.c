@@ -20,9 +20,10 @@ static double cpu_now(void)
 }
 
 static const char *names[] = {"alice", "bob", "carol", "dave", "erin", "frank", "grace"};
-static const char *words[] = {"hello", "anyone", "around", "the", "build", "is", "green",
-                              "again", "lunch", "at", "noon", "?", "deploying", "now", "ok",
-                              "thanks", "see", "you", "tomorrow", "👍", "grüße"};
+static const char *words[] = {"hello",     "anyone", "around", "the",    "build", "is",
+                              "green",     "again",  "lunch",  "at",     "noon",  "?",
+                              "deploying", "now",    "ok",     "thanks", "see",   "you",
+                              "tomorrow",  "👍",      "grüße"};
 
 /* One chat event like examples/chat/server.lua publishes. */
 static size_t chat_event(char *out, size_t cap, unsigned *seed, int i)
@@ -47,8 +48,7 @@ typedef struct preset {
     int bits, mem_level, reset;
 } preset;
 
-static void run(const preset *p, char **msgs, size_t *lens, int count, int rounds,
-                const char *what)
+static void run(const preset *p, char **msgs, size_t *lens, int count, int rounds, const char *what)
 {
     sy_deflater *d = sy_deflater_new(p->bits, p->mem_level, -1);
     sy_inflater *f = sy_inflater_new(p->bits);

@@ -66,13 +66,13 @@ static const char *const err_names[E_COUNT] = {"connect", "handshake", "protocol
 typedef struct client {
     int fd;
     enum state state;
-    int epoll_out;        /* EPOLLOUT is registered */
-    uint64_t t_begin;     /* ns: this connection's connect() began */
-    uint64_t t_progress;  /* ns: last read, write or connect progress (stall check) */
-    char accept[32];      /* the Sec-WebSocket-Accept we expect, NUL-terminated */
-    uint8_t *in;          /* owned; input not yet parsed, at most in_cap bytes */
+    int epoll_out;       /* EPOLLOUT is registered */
+    uint64_t t_begin;    /* ns: this connection's connect() began */
+    uint64_t t_progress; /* ns: last read, write or connect progress (stall check) */
+    char accept[32];     /* the Sec-WebSocket-Accept we expect, NUL-terminated */
+    uint8_t *in;         /* owned; input not yet parsed, at most in_cap bytes */
     size_t in_len;
-    uint8_t *out;         /* owned; out[out_off..out_len) waits for the socket */
+    uint8_t *out; /* owned; out[out_off..out_len) waits for the socket */
     size_t out_off, out_len, out_cap;
     int have_hdr;         /* the header of the frame being read is parsed */
     int fop, ffin;        /* its opcode and FIN bit */
@@ -116,19 +116,19 @@ static struct run {
     int ncl;
     uint8_t *pattern; /* owned; size + PATTERN_SHIFTS bytes */
     uint64_t rng;
-    int sending;      /* echo: new messages may leave */
-    int opened;       /* connections that reached ST_OPEN (echo, idle: ramp progress) */
-    int pending;      /* connections in ST_CONNECTING or ST_HANDSHAKE */
-    int next_open;    /* echo, idle: index of the next connection to open */
+    int sending;           /* echo: new messages may leave */
+    int opened;            /* connections that reached ST_OPEN (echo, idle: ramp progress) */
+    int pending;           /* connections in ST_CONNECTING or ST_HANDSHAKE */
+    int next_open;         /* echo, idle: index of the next connection to open */
     uint64_t wstart, wend; /* ns: the measured window, once scheduled */
-    int scheduled;    /* wstart and wend are set */
-    int measuring;    /* inside the window: completions count */
-    uint64_t count;   /* messages (echo) or cycles (upgrade) completed in the window */
-    uint64_t bytes;   /* echoed payload bytes in the window */
+    int scheduled;         /* wstart and wend are set */
+    int measuring;         /* inside the window: completions count */
+    uint64_t count;        /* messages (echo) or cycles (upgrade) completed in the window */
+    uint64_t bytes;        /* echoed payload bytes in the window */
     uint64_t errors[E_COUNT];
     uint64_t errors_total;
-    hist lat;         /* echo: message round trip; upgrade: connect to 101 */
-    hist cycle;       /* upgrade: connect to the server's FIN */
+    hist lat;   /* echo: message round trip; upgrade: connect to 101 */
+    hist cycle; /* upgrade: connect to the server's FIN */
     long srv_ticks0, srv_ticks1;
     long long srv_io0[2], srv_io1[2]; /* the server's read and write system calls (syscr, syscw) */
     double self_cpu0, self_cpu1;
@@ -669,8 +669,7 @@ static int on_control(client *c, uint64_t now)
         if (c->state == ST_OPEN)
             queue_frame(c, 10, c->ctrl, (size_t)c->flen);
         return 0;
-    case 10:
-        return 0;
+    case 10: return 0;
     case 8: {
         int code = c->flen >= 2 ? c->ctrl[0] << 8 | c->ctrl[1] : 1005;
         if (c->state == ST_CLOSING) {
@@ -681,8 +680,7 @@ static int on_control(client *c, uint64_t now)
         return fail(c, E_CLOSED, "server sent close %d '%.*s'", code,
                     c->flen > 2 ? (int)c->flen - 2 : 0, (const char *)c->ctrl + 2);
     }
-    default:
-        return fail(c, E_PROTOCOL, "control opcode %d", c->fop);
+    default: return fail(c, E_PROTOCOL, "control opcode %d", c->fop);
     }
 }
 
@@ -804,9 +802,7 @@ static void on_open(client *c, uint64_t now)
     case MODE_ECHO:
         R.opened++; /* its messages leave once every connection is open */
         break;
-    case MODE_IDLE:
-        R.opened++;
-        break;
+    case MODE_IDLE: R.opened++; break;
     case MODE_UPGRADE: {
         if (R.measuring)
             hist_add(&R.lat, now - c->t_begin);
@@ -1013,8 +1009,8 @@ static void report(uint64_t wall_ns)
                hist_pct_us(h, 50), hist_pct_us(h, 90), hist_pct_us(h, 99), hist_pct_us(h, 99.9),
                (double)h->max / 1e3);
     } else if (cfg.mode == MODE_UPGRADE) {
-        printf("wsload: upgrade ws://%s%s  %d concurrent, %.2f s measured\n", R.host_hdr,
-               cfg.path, cfg.conns, secs);
+        printf("wsload: upgrade ws://%s%s  %d concurrent, %.2f s measured\n", R.host_hdr, cfg.path,
+               cfg.conns, secs);
         printf("  cycles       %" PRIu64 "  (%.0f upgrades/s: connect, 101, close, FIN)\n", R.count,
                rate);
         printf("  to 101       p50 %.1f us  p99 %.1f us\n", hist_pct_us(h, 50), hist_pct_us(h, 99));
@@ -1056,14 +1052,22 @@ static void report(uint64_t wall_ns)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"host", required_argument, 0, 'H'},   {"port", required_argument, 0, 'p'},
-        {"path", required_argument, 0, 'u'},   {"mode", required_argument, 0, 'm'},
-        {"conns", required_argument, 0, 'c'},  {"depth", required_argument, 0, 'P'},
-        {"size", required_argument, 0, 's'},   {"binary", no_argument, 0, 'b'},
-        {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
-        {"cpu-pid", required_argument, 0, 'C'}, {"ramp", required_argument, 0, 'r'},
-        {"timeout", required_argument, 0, 'T'}, {"verbose", no_argument, 0, 'v'},
-        {"all-echoed", no_argument, 0, 'A'},   {"help", no_argument, 0, 'h'},
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},
+        {"path", required_argument, 0, 'u'},
+        {"mode", required_argument, 0, 'm'},
+        {"conns", required_argument, 0, 'c'},
+        {"depth", required_argument, 0, 'P'},
+        {"size", required_argument, 0, 's'},
+        {"binary", no_argument, 0, 'b'},
+        {"duration", required_argument, 0, 'd'},
+        {"warmup", required_argument, 0, 'w'},
+        {"cpu-pid", required_argument, 0, 'C'},
+        {"ramp", required_argument, 0, 'r'},
+        {"timeout", required_argument, 0, 'T'},
+        {"verbose", no_argument, 0, 'v'},
+        {"all-echoed", no_argument, 0, 'A'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int opt;

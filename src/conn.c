@@ -35,8 +35,8 @@ void sy_peer_format(const sy_peer *p, char out[INET6_ADDRSTRLEN])
         inet_ntop(p->family, p->addr, out, INET6_ADDRSTRLEN);
 }
 
-sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, const sy_proto *proto,
-                     void *proto_state)
+sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer,
+                     const sy_proto *proto, void *proto_state)
 {
     sy_conn *c = sy_calloc(1, sizeof *c);
     if (!c) {

@@ -44,47 +44,47 @@ typedef struct sy_proto {
 struct sy_server;
 
 struct sy_conn {
-    ev_io rio;                 /* readable watcher */
-    ev_io wio;                 /* writable watcher, active while out is non-empty */
-    ev_timer timer;            /* the protocol's timeout (header, idle, close) */
-    ev_timer send_timer;       /* the send timeout: runs while output waits for the socket */
-    ev_tstamp sent_at;         /* when the socket last took bytes (or output started waiting) */
-    ev_tstamp deadline;        /* when the protocol's timeout is due; 0: none. The timer may
-                                  fire earlier and re-arms itself (lazy, no heap work per
-                                  request) */
-    int fd;                    /* owned; -1 once closed */
-    struct sy_server *server;  /* borrowed; outlives all of its connections */
-    sy_buf in;                 /* bytes read (plaintext under TLS) not yet used by the protocol */
-    sy_outq out;               /* bytes queued for the peer (plaintext under TLS: encrypted as
-                                  the socket takes them) */
-    sy_tls *tls;               /* owned; NULL until a TLS listener or an in-place TLS upgrade
-                                  adds it */
-    const sy_proto *proto;     /* borrowed static table */
-    void *proto_state;         /* owned by the protocol; released in proto->on_close */
-    int refs;                  /* > 0 while C or Lua code runs on behalf of this conn */
-    unsigned closing : 1;      /* sy_conn_close ran: watchers stopped, fd closed */
+    ev_io rio;                /* readable watcher */
+    ev_io wio;                /* writable watcher, active while out is non-empty */
+    ev_timer timer;           /* the protocol's timeout (header, idle, close) */
+    ev_timer send_timer;      /* the send timeout: runs while output waits for the socket */
+    ev_tstamp sent_at;        /* when the socket last took bytes (or output started waiting) */
+    ev_tstamp deadline;       /* when the protocol's timeout is due; 0: none. The timer may
+                                 fire earlier and re-arms itself (lazy, no heap work per
+                                 request) */
+    int fd;                   /* owned; -1 once closed */
+    struct sy_server *server; /* borrowed; outlives all of its connections */
+    sy_buf in;                /* bytes read (plaintext under TLS) not yet used by the protocol */
+    sy_outq out;              /* bytes queued for the peer (plaintext under TLS: encrypted as
+                                 the socket takes them) */
+    sy_tls *tls;              /* owned; NULL until a TLS listener or an in-place TLS upgrade
+                                 adds it */
+    const sy_proto *proto;    /* borrowed static table */
+    void *proto_state;        /* owned by the protocol; released in proto->on_close */
+    int refs;                 /* > 0 while C or Lua code runs on behalf of this conn */
+    unsigned closing : 1;     /* sy_conn_close ran: watchers stopped, fd closed */
     unsigned close_after_write : 1;
-    unsigned lingering : 1;    /* output done and write side shut: discarding input */
-    unsigned read_paused : 1;  /* the protocol asked not to read */
+    unsigned lingering : 1;   /* output done and write side shut: discarding input */
+    unsigned read_paused : 1; /* the protocol asked not to read */
     unsigned peer_eof : 1;
     unsigned over_high_water : 1;
-    unsigned pending : 1;      /* queued for sy_conn_schedule */
-    unsigned corked : 1;       /* writes queue until sy_conn_uncork */
-    unsigned tls_ready : 1;    /* the TLS handshake completed (proto heard of it) */
-    unsigned shut_wr : 1;      /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
-    unsigned fin_sent : 1;     /* our write side is shut; reading goes on */
-    unsigned host_open : 1;    /* the host's sy_ws_handler.on_open ran: on_close is owed */
-    uint64_t id;               /* the server's id for it (sy_conn_id); 0 without memory */
-    sy_peer peer;              /* the remote address, compact (formatted on demand) */
-    sy_conn *prev, *next;      /* the server's list of live connections */
-    sy_conn *next_queued;      /* the server's scheduled queue */
-    sy_conn *next_dead;        /* the server's queue of closed conns awaiting release */
+    unsigned pending : 1;   /* queued for sy_conn_schedule */
+    unsigned corked : 1;    /* writes queue until sy_conn_uncork */
+    unsigned tls_ready : 1; /* the TLS handshake completed (proto heard of it) */
+    unsigned shut_wr : 1;   /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
+    unsigned fin_sent : 1;  /* our write side is shut; reading goes on */
+    unsigned host_open : 1; /* the host's sy_ws_handler.on_open ran: on_close is owed */
+    uint64_t id;            /* the server's id for it (sy_conn_id); 0 without memory */
+    sy_peer peer;           /* the remote address, compact (formatted on demand) */
+    sy_conn *prev, *next;   /* the server's list of live connections */
+    sy_conn *next_queued;   /* the server's scheduled queue */
+    sy_conn *next_dead;     /* the server's queue of closed conns awaiting release */
 };
 
 /* Creates a connection for an accepted non-blocking fd (takes ownership of fd, also on
  * failure), speaking proto. Returns NULL when out of memory. */
-sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer, const sy_proto *proto,
-                     void *proto_state);
+sy_conn *sy_conn_new(struct sy_server *s, int fd, const struct sockaddr *peer,
+                     const sy_proto *proto, void *proto_state);
 
 /* Replaces the protocol in one step: the old protocol must have released its state already.
  * Bytes in c->in stay for the new protocol, which gets on_bytes at once if any are there. */

@@ -270,8 +270,7 @@ int sy_decision_apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, s
                       const sy_upgrade_offer *offers, size_t n)
 {
     switch (d->kind) {
-    case SY_DECIDE_IGNORE:
-        return 0;
+    case SY_DECIDE_IGNORE: return 0;
     case SY_DECIDE_UPGRADE_REQUIRED: {
         sy_str protocols = d->token.p ? d->token : SY_STR("");
         sy_str answer = d->body.p ? d->body : SY_STR("Upgrade Required\n");
@@ -291,8 +290,7 @@ int sy_decision_apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, s
         app_answer(c, d->status, d->headers.p ? d->headers : SY_STR(""),
                    d->body.p ? d->body : SY_STR(""), d->flags);
         return 1;
-    case SY_DECIDE_ACCEPT:
-        break;
+    case SY_DECIDE_ACCEPT: break;
     default:
         drop_handle(d, c);
         sy_decision_error(c, "app.upgrade returned an unknown decision");
@@ -305,13 +303,8 @@ int sy_decision_apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, s
     if (!d->headers.p)
         d->headers = SY_STR("");
     switch (d->offer->kind) {
-    case SY_UP_TLS:
-        drop_handle(d, c);
-        return apply_tls(d, c);
-    case SY_UP_H2C:
-        drop_handle(d, c);
-        return apply_h2c(d, c, req, body);
-    default:
-        return apply_switch(d, c, req);
+    case SY_UP_TLS: drop_handle(d, c); return apply_tls(d, c);
+    case SY_UP_H2C: drop_handle(d, c); return apply_h2c(d, c, req, body);
+    default: return apply_switch(d, c, req);
     }
 }

@@ -212,8 +212,8 @@ static const char *skip_tchar(const char *p, const char *end)
 /* Running state for the header fields whose meaning spans several lines. */
 typedef struct head_state {
     int nhost;
-    int te_seen;       /* a Transfer-Encoding field was present */
-    int te_chunked;    /* times "chunked" was listed */
+    int te_seen;    /* a Transfer-Encoding field was present */
+    int te_chunked; /* times "chunked" was listed */
 } head_state;
 
 /* RFC 9110 8.6: Content-Length = 1*DIGIT; a list of identical values ("42, 42") is accepted as

@@ -112,7 +112,7 @@ static int lua_app_open(sy_server *s)
         return SY_ENOMEM;
     }
     static const char *const guard_args[] = {"setmetatable", "getmetatable", "rawget", "type",
-                                             "error", "next", "debug"};
+                                             "error",        "next",         "debug"};
     for (size_t i = 0; i < sizeof guard_args / sizeof guard_args[0]; i++)
         lua_getglobal(L, guard_args[i]);
     if (lua_pcall(L, 7, 0, 0) != LUA_OK) {
@@ -146,9 +146,9 @@ static int lua_app_open(sy_server *s)
  * size_t's range has no defined conversion. */
 static const struct http_limit {
     const char *key;
-    double lo, hi;  /* inclusive, except lo for times (> lo) */
-    int integer;    /* a size or count: integral values only */
-    int zero;       /* a time that may also be 0 (none) */
+    double lo, hi; /* inclusive, except lo for times (> lo) */
+    int integer;   /* a size or count: integral values only */
+    int zero;      /* a time that may also be 0 (none) */
 } http_limits[] = {
     {"max_head", 256, 1024 * 1024, 1, 0},
     {"max_headers", 1, 10000, 1, 0},
@@ -184,21 +184,24 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
                 lim = &http_limits[i];
         double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
         int pushed = 0; /* the value as a string, for a message */
-        int ok = lim && v <= lim->hi &&
-                 (lim->integer ? v >= lim->lo && v == floor(v)
-                               : v > lim->lo || (lim->zero && v == 0));
+        int ok =
+            lim && v <= lim->hi &&
+            (lim->integer ? v >= lim->lo && v == floor(v) : v > lim->lo || (lim->zero && v == 0));
         if (!lim) {
-            rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path,
-                                k ? k : "?");
+            rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path, k ? k : "?");
         } else if (!ok && lim->integer) {
             pushed = 1;
-            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be an integer in %.0f .. %.0f "
-                                "(got %s)", path, k, lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
+            rc = sy_server_fail(s, SY_ELUA,
+                                "%s: app.http.%s must be an integer in %.0f .. %.0f "
+                                "(got %s)",
+                                path, k, lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
         } else if (!ok) {
             pushed = 1;
-            rc = sy_server_fail(s, SY_ELUA, "%s: app.http.%s must be %sa number of seconds in "
-                                "(%g, %g] (got %s)", path, k, lim->zero ? "0 (none) or " : "",
-                                lim->lo, lim->hi, luaL_tolstring(L, -1, NULL));
+            rc = sy_server_fail(s, SY_ELUA,
+                                "%s: app.http.%s must be %sa number of seconds in "
+                                "(%g, %g] (got %s)",
+                                path, k, lim->zero ? "0 (none) or " : "", lim->lo, lim->hi,
+                                luaL_tolstring(L, -1, NULL));
         } else {
             switch (lim - http_limits) {
             case 0: rc = sy_server_set_max_head(s, (size_t)v); break;
@@ -251,11 +254,11 @@ static int apply_lua_limits(sy_server *s, lua_State *L, const char *path)
                        (v == 0 || (v >= 1024 * 1024 && v <= 1e15))) {
                 if (!s->lua.max_memory_set)
                     s->lua.max_memory = (size_t)v;
-            }
-            else if (strcmp(k, "max_time") == 0 || strcmp(k, "max_memory") == 0)
+            } else if (strcmp(k, "max_time") == 0 || strcmp(k, "max_memory") == 0)
                 rc = sy_server_fail(s, SY_ELUA,
                                     "%s: app.lua.%s out of range (max_time 0..3600 s, max_memory "
-                                    "0 or >= 1 MiB)", path, k);
+                                    "0 or >= 1 MiB)",
+                                    path, k);
             else
                 rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.lua option '%s'", path, k);
             lua_pop(L, 1);
@@ -278,8 +281,10 @@ static int load_budget(sy_server *s, double *budget)
     char *end;
     double v = strtod(env, &end);
     if (*end || !(v >= 0 && v <= 86400))
-        return sy_server_fail(s, SY_EINVAL, "SWITCHYARD_LOAD_TIMEOUT must be seconds in "
-                              "0 .. 86400 (got '%s')", env);
+        return sy_server_fail(s, SY_EINVAL,
+                              "SWITCHYARD_LOAD_TIMEOUT must be seconds in "
+                              "0 .. 86400 (got '%s')",
+                              env);
     *budget = v;
     return 0;
 }
@@ -327,9 +332,10 @@ static int lua_app_load(void *ud, const char *path)
     if (lrc != LUA_OK) {
         int rc;
         if (budget > 0 && sy_lua_mono_now() - t0 >= budget)
-            rc = sy_server_fail(s, SY_ELUA, "%s: loading the app ran past its time budget for "
-                                "loading (%g s; SWITCHYARD_LOAD_TIMEOUT sets it): %s", path,
-                                budget, lua_tostring(L, -1));
+            rc = sy_server_fail(s, SY_ELUA,
+                                "%s: loading the app ran past its time budget for "
+                                "loading (%g s; SWITCHYARD_LOAD_TIMEOUT sets it): %s",
+                                path, budget, lua_tostring(L, -1));
         else
             rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);

@@ -46,7 +46,7 @@ static __thread struct {
     int mode;
     sy_server *running; /* the server whose call from the core is running on this thread */
     timer_t timer;
-    int servers;        /* servers whose Lua state was made on this thread */
+    int servers; /* servers whose Lua state was made on this thread */
 } bt __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
@@ -207,16 +207,15 @@ static int arm_coroutine(lua_State *L)
     return 0;
 }
 
-static const char COROUTINE_ARMING[] =
-    "local arm, create, wrap = ...\n"
-    "coroutine.create = function(f)\n"
-    "  if type(f) ~= 'function' then return create(f) end\n"
-    "  return create(function(...) arm() return f(...) end)\n"
-    "end\n"
-    "coroutine.wrap = function(f)\n"
-    "  if type(f) ~= 'function' then return wrap(f) end\n"
-    "  return wrap(function(...) arm() return f(...) end)\n"
-    "end\n";
+static const char COROUTINE_ARMING[] = "local arm, create, wrap = ...\n"
+                                       "coroutine.create = function(f)\n"
+                                       "  if type(f) ~= 'function' then return create(f) end\n"
+                                       "  return create(function(...) arm() return f(...) end)\n"
+                                       "end\n"
+                                       "coroutine.wrap = function(f)\n"
+                                       "  if type(f) ~= 'function' then return wrap(f) end\n"
+                                       "  return wrap(function(...) arm() return f(...) end)\n"
+                                       "end\n";
 
 void sy_lua_budget_server_added(void)
 {
@@ -241,4 +240,3 @@ void sy_lua_budget_restart(lua_State *L)
     if (s && s->lua_depth == 1)
         budget_arm(s);
 }
-

@@ -19,8 +19,8 @@ static int traceback(lua_State *L)
 
 /* The one entry from C into Lua. *what (read after the call, so it may name a stage that
  * changed during it) and name label the log line. */
-static int protected_call_at(lua_State *L, int base, int nargs, int nres,
-                             const char *const *what, const char *name, char *err, size_t cap)
+static int protected_call_at(lua_State *L, int base, int nargs, int nres, const char *const *what,
+                             const char *name, char *err, size_t cap)
 {
     sy_server *s = sy_lua_state_server(L), *prev = NULL;
     int outer = s && s->lua_depth++ == 0;
@@ -35,8 +35,8 @@ static int protected_call_at(lua_State *L, int base, int nargs, int nres,
         if (err && cap)
             snprintf(err, cap, "%s", msg ? msg : "(error object is not a string)");
         if (rc == LUA_ERRMEM && s && s->lua.max_memory)
-            sy_log("error", "%s%s%s%s: Lua memory limit reached (%zu bytes in use, cap %zu)",
-                   *what, name ? " '" : "", name ? name : "", name ? "'" : "", s->lua_memory,
+            sy_log("error", "%s%s%s%s: Lua memory limit reached (%zu bytes in use, cap %zu)", *what,
+                   name ? " '" : "", name ? name : "", name ? "'" : "", s->lua_memory,
                    s->lua.max_memory);
         else if (name)
             sy_log("error", "%s '%s': %s", *what, name, msg);
@@ -101,4 +101,3 @@ int sy_lua_push_hook(lua_State *L, const char *name)
     lua_remove(L, -2);
     return 1;
 }
-

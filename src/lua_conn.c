@@ -87,8 +87,8 @@ int sy_lua_handle_newindex(lua_State *L)
 {
     lconn *h = sy_lua_check_handle(L, 1);
     if (lua_type(L, 2) == LUA_TSTRING) {
-        static const char *const fixed[] = {"data", "remote_addr", "id", "path", "subprotocol",
-                                            NULL};
+        static const char *const fixed[] = {"data", "remote_addr", "id",
+                                            "path", "subprotocol", NULL};
         const char *k = lua_tostring(L, 2);
         lua_pushvalue(L, 2);
         int builtin = lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL; /* a method */
@@ -116,15 +116,15 @@ int sy_lua_handler_begin(lconn *h, const char *name)
     if (h->ref == LUA_NOREF)
         return 0; /* detached: nothing to call */
     int base = lua_gettop(L) + 1;
-    sy_lua_push_traceback(L);                   /* [tb] */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);  /* [tb, handle] */
-    lua_getiuservalue(L, -1, UV_HANDLERS);      /* [tb, handle, handlers] */
+    sy_lua_push_traceback(L);                  /* [tb] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [tb, handle] */
+    lua_getiuservalue(L, -1, UV_HANDLERS);     /* [tb, handle, handlers] */
     if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
         lua_settop(L, base - 1);
         return 0;
     }
-    lua_replace(L, -2);                         /* [tb, handle, fn] */
-    lua_rotate(L, -2, 1);                       /* [tb, fn, handle] */
+    lua_replace(L, -2);   /* [tb, handle, fn] */
+    lua_rotate(L, -2, 1); /* [tb, fn, handle] */
     return base;
 }
 
@@ -308,11 +308,8 @@ static int conn_tostring(lua_State *L)
 }
 
 static const luaL_Reg conn_methods[] = {
-    {"write", conn_write},
-    {"close", conn_close},
-    {"shutdown", conn_shutdown},
-    {"buffered", conn_buffered},
-    {NULL, NULL},
+    {"write", conn_write},       {"close", conn_close}, {"shutdown", conn_shutdown},
+    {"buffered", conn_buffered}, {NULL, NULL},
 };
 
 void sy_lua_open_conn(lua_State *L)
@@ -320,7 +317,7 @@ void sy_lua_open_conn(lua_State *L)
     const char *names[] = {SY_CONN_MT};
     for (int i = 0; i < 1; i++) {
         if (luaL_newmetatable(L, names[i])) {
-            luaL_newlib(L, conn_methods);  /* [mt, methods] */
+            luaL_newlib(L, conn_methods); /* [mt, methods] */
             lua_pushvalue(L, -1);
             lua_pushcclosure(L, sy_lua_handle_newindex, 1);
             lua_setfield(L, -3, "__newindex");
@@ -341,8 +338,8 @@ static void raw_options(lua_State *L, int idx, sy_raw_options *o)
 {
     int top = lua_gettop(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
-    int app_opts = lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE
-                       ? lua_gettop(L) : 0;
+    int app_opts =
+        lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE ? lua_gettop(L) : 0;
     int from[2] = {app_opts, idx};
     for (int i = 0; i < 2; i++) {
         if (!from[i] || lua_getfield(L, from[i], "idle_timeout") == LUA_TNIL)
@@ -510,7 +507,7 @@ static int dispatch_protected(lua_State *L)
             return 0;
     }
     a->stage = "app.request";
-    sy_lua_push_response(L, c, a->stream);  /* [ad, req, res] */
+    sy_lua_push_response(L, c, a->stream); /* [ad, req, res] */
     if (!sy_lua_push_hook(L, "request")) {
         int rc = sy_http_respond(c, a->stream, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
                                  SY_STR("not found\n"), 0);
@@ -518,7 +515,7 @@ static int dispatch_protected(lua_State *L)
         return 0;
     }
     lua_pushvalue(L, req_idx);
-    lua_pushvalue(L, req_idx + 1);          /* [ad, req, res, fn, req, res] */
+    lua_pushvalue(L, req_idx + 1); /* [ad, req, res, fn, req, res] */
     lua_call(L, 2, 0);
     /* Not answered yet: keep the handle alive for a later res:send. */
     sy_lua_anchor_response(L, req_idx + 1);

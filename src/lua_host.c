@@ -70,8 +70,7 @@ static int call_in_lua(lua_State *L)
     return 0;
 }
 
-SY_API int sy_server_call_lua(sy_server *s, const char *name, const sy_lua_arg *args,
-                              size_t nargs)
+SY_API int sy_server_call_lua(sy_server *s, const char *name, const sy_lua_arg *args, size_t nargs)
 {
     if (!name || (nargs && !args) || nargs > 250)
         return sy_server_fail(s, SY_EINVAL, "call_lua needs a name and at most 250 arguments");

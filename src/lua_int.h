@@ -34,7 +34,6 @@ int sy_lua_call_stage(lua_State *L, int nargs, int nres, const char *const *stag
 int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const char *name,
                     char *err, size_t cap);
 
-
 /* A decision returned by app.upgrade: made whole and checked by its constructor (sy.accept,
  * sy.ignore, sy.upgrade_required, sy.reject), then read only by C (lua_conn.c); the app can
  * neither edit nor forge one. Strings and tables live in its user values (DV_*). */
@@ -74,16 +73,23 @@ void sy_lua_anchor_response(lua_State *L, int idx);
  * app's table made on first use), 3 path, 4 subprotocol, 5 subscribed topics (WebSocket), 6 the
  * app's own fields (ws.user = ...; made on first assignment). Nothing per connection is created
  * before it is needed: an idle WebSocket costs a few hundred bytes. */
-enum { UV_HANDLERS = 1, UV_DATA, UV_PATH, UV_SUBPROTOCOL, UV_TOPICS, UV_EXTRA,
-       UV_COUNT = UV_EXTRA };
+enum {
+    UV_HANDLERS = 1,
+    UV_DATA,
+    UV_PATH,
+    UV_SUBPROTOCOL,
+    UV_TOPICS,
+    UV_EXTRA,
+    UV_COUNT = UV_EXTRA
+};
 
 typedef struct lconn {
-    sy_conn *conn;  /* borrowed; NULL once closed */
-    lua_State *L;   /* borrowed; the server's state */
-    int ref;        /* registry anchor while the connection is open */
+    sy_conn *conn; /* borrowed; NULL once closed */
+    lua_State *L;  /* borrowed; the server's state */
+    int ref;       /* registry anchor while the connection is open */
     int websocket;
-    uint64_t id;    /* the connection's id (ws.id), kept after close */
-    sy_peer peer;   /* kept after close for ws.remote_addr */
+    uint64_t id;  /* the connection's id (ws.id), kept after close */
+    sy_peer peer; /* kept after close for ws.remote_addr */
 } lconn;
 
 lconn *sy_lua_check_handle(lua_State *L, int idx);
@@ -103,8 +109,7 @@ void sy_lua_budget_restart(lua_State *L);
 void sy_lua_detach(lconn *h);
 /* Publishes data to every open WebSocket subscribed to the topic at topic_idx except
  * `except` (may be NULL): framed once, queued by reference. Returns the number of receivers. */
-int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary,
-                   lconn *except);
+int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary, lconn *except);
 void sy_lua_open_ws(lua_State *L);
 int sy_lua_publish_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);

@@ -7,8 +7,7 @@
 
 /* ---- decisions ---------------------------------------------------------------------------- */
 
-static const char *const decision_kinds[] = {"", "accept", "ignore", "upgrade_required",
-                                             "reject"};
+static const char *const decision_kinds[] = {"", "accept", "ignore", "upgrade_required", "reject"};
 
 sy_lua_decision *sy_lua_test_decision(lua_State *L, int idx)
 {
@@ -177,8 +176,9 @@ static int decision_index(lua_State *L)
 
 static int decision_newindex(lua_State *L)
 {
-    return luaL_error(L, "a decision cannot be changed (field '%s'): make a new one with "
-                         "sy.accept, sy.ignore, sy.upgrade_required or sy.reject",
+    return luaL_error(L,
+                      "a decision cannot be changed (field '%s'): make a new one with "
+                      "sy.accept, sy.ignore, sy.upgrade_required or sy.reject",
                       luaL_tolstring(L, 2, NULL));
 }
 
@@ -189,8 +189,7 @@ static int decision_tostring(lua_State *L)
         lua_pushfstring(L, SY_DECISION_MT "(reject %d)", d->status);
     } else if (d->kind == SY_DECIDE_ACCEPT || d->kind == SY_DECIDE_UPGRADE_REQUIRED) {
         lua_getiuservalue(L, 1, DV_TOKEN);
-        lua_pushfstring(L, SY_DECISION_MT "(%s %s)", decision_kinds[d->kind],
-                        lua_tostring(L, -1));
+        lua_pushfstring(L, SY_DECISION_MT "(%s %s)", decision_kinds[d->kind], lua_tostring(L, -1));
     } else {
         lua_pushfstring(L, SY_DECISION_MT "(%s)", decision_kinds[d->kind]);
     }
@@ -264,4 +263,3 @@ SY_API int luaopen_switchyard(lua_State *L)
     lua_setfield(L, -2, "version");
     return 1;
 }
-

@@ -13,7 +13,7 @@ typedef struct lreq {
     sy_http1_header *headers; /* into this block */
     size_t noffers;
     sy_upgrade_offer *offers; /* into this block */
-    sy_peer peer; /* formatted when req.remote_addr is read (inet_ntop is not free) */
+    sy_peer peer;             /* formatted when req.remote_addr is read (inet_ntop is not free) */
     /* then: headers[nheaders], offers[noffers], the head bytes */
 } lreq;
 
@@ -126,8 +126,8 @@ static void push_headers(lua_State *L, lreq *r)
             char ch = nm.p[k];
             name[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
         }
-        lua_pushlstring(L, name, len);     /* [t, name] */
-        lua_pushvalue(L, -1);              /* [t, name, name] */
+        lua_pushlstring(L, name, len); /* [t, name] */
+        lua_pushvalue(L, -1);          /* [t, name, name] */
         if (lua_rawget(L, -3) == LUA_TSTRING) {
             /* RFC 9110 5.3: repeated fields combine with ", " in order. */
             lua_pushliteral(L, ", ");
@@ -269,8 +269,7 @@ static int req_index(lua_State *L)
             return 1;
         }
         break;
-    default:
-        break;
+    default: break;
     }
     if (lua_getiuservalue(L, 1, RQ_EXTRA) != LUA_TTABLE)
         return 1; /* nil */
@@ -285,8 +284,8 @@ static int req_newindex(lua_State *L)
     check_req(L, 1);
     luaL_checkany(L, 3);
     if (lua_type(L, 2) == LUA_TSTRING) {
-        static const char *const fixed[] = {"method", "target", "path", "query", "version",
-                                            "scheme", "sni", "headers", "body", "remote_addr",
+        static const char *const fixed[] = {"method",   "target", "path",    "query", "version",
+                                            "scheme",   "sni",    "headers", "body",  "remote_addr",
                                             "upgrades", "offers", NULL};
         const char *k = lua_tostring(L, 2);
         for (int i = 0; fixed[i]; i++)

@@ -3,9 +3,9 @@
 #include "proto.h"
 
 typedef struct lres {
-    sy_conn *conn; /* borrowed; NULL once sent or once the connection (or stream) is gone */
+    sy_conn *conn;  /* borrowed; NULL once sent or once the connection (or stream) is gone */
     int32_t stream; /* the HTTP/2 stream answered, or 0 for HTTP/1.1 */
-    int ref;       /* registry anchor while the response is pending after its hook returned */
+    int ref;        /* registry anchor while the response is pending after its hook returned */
 } lres;
 
 static const char res_mt_key = 'r'; /* registry[&res_mt_key] = the Response metatable */
@@ -69,17 +69,15 @@ void sy_lua_response_dropped(void *ud, void *res)
 /* RFC 9110 5.6.2 tchar as a table: header names are checked on every response. */
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,  ['n'] = 1, ['o'] = 1,
+    ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,  ['v'] = 1, ['w'] = 1,
+    ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1,  ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1,
+    ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1,  ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
 };
 
 static int is_tchar(unsigned char c)
@@ -120,15 +118,14 @@ static size_t header_line(lua_State *L, int arg, const char *name, size_t nlen, 
 {
     int t = lua_type(L, -1);
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
-        luaL_argerror(L, arg, lua_pushfstring(L, "header '%s': value must be a string or number",
-                                              name));
+        luaL_argerror(L, arg,
+                      lua_pushfstring(L, "header '%s': value must be a string or number", name));
     size_t vlen;
     if (t == LUA_TNUMBER)
         lua_pushvalue(L, -1); /* convert a copy, never the table's own value */
     const char *v = lua_tolstring(L, -1, &vlen);
     if (!is_field_value(v, vlen))
-        luaL_argerror(L, arg, lua_pushfstring(L, "header '%s': control character in value",
-                                              name));
+        luaL_argerror(L, arg, lua_pushfstring(L, "header '%s': control character in value", name));
     /* RFC 9110 5.5: no leading or trailing whitespace in a field value. */
     while (vlen && (*v == ' ' || *v == '\t'))
         v++, vlen--;
@@ -279,7 +276,7 @@ static int res_upgrade_required(lua_State *L)
     }
     /* Over HTTP/2 the Upgrade field is connection-specific and left out (RFC 9113 8.2.2). */
     int rc = sy_http_respond(r->conn, r->stream, r, 426, sy_str_make(hdrs, strlen(hdrs)),
-                           sy_str_make(body, blen), SY_H1_CONN_UPGRADE);
+                             sy_str_make(body, blen), SY_H1_CONN_UPGRADE);
     release(L, r);
     if (rc < 0) {
         lua_pushnil(L);

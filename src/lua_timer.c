@@ -36,8 +36,8 @@ static void on_fire(struct ev_loop *loop, ev_timer *w, int revents)
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref); /* [timer] */
     if (!t->repeat)
         stop(L, t); /* a one-shot is done before its function runs (it may start a new one) */
-    lua_getiuservalue(L, -1, 1);               /* [timer, fn] */
-    lua_insert(L, -2);                         /* [fn, timer] */
+    lua_getiuservalue(L, -1, 1); /* [timer, fn] */
+    lua_insert(L, -2);           /* [fn, timer] */
     sy_lua_call(L, 1, 0, t->repeat ? "sy.every callback" : "sy.after callback");
     lua_settop(L, top);
 }

@@ -54,7 +54,7 @@ static int deliver_batch(lua_State *L)
     sy_server *srv = h->conn->server;
     for (size_t i = 0; i < b->n; i++) {
         if (!h->conn || !sy_ws_open(h->conn))
-            break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
+            break;           /* after our close, data is read and dropped (RFC 6455 5.5.1) */
         lua_pushvalue(L, 5); /* the key, interned once: no lookup of a C string per message */
         if (lua_gettable(L, 3) != LUA_TFUNCTION) {
             lua_pop(L, 1);
@@ -134,15 +134,15 @@ static void unsubscribe_all(lua_State *L, int idx)
     lua_getiuservalue(L, idx, UV_TOPICS);           /* [topics, mine] */
     if (lua_istable(L, -1) && lua_istable(L, -2)) {
         lua_pushnil(L);
-        while (lua_next(L, -2)) {                   /* [topics, mine, topic, true] */
+        while (lua_next(L, -2)) { /* [topics, mine, topic, true] */
             lua_pop(L, 1);
             lua_pushvalue(L, -1);
-            if (lua_rawget(L, -4) == LUA_TTABLE) {  /* [topics, mine, topic, set] */
+            if (lua_rawget(L, -4) == LUA_TTABLE) { /* [topics, mine, topic, set] */
                 lua_pushvalue(L, idx);
                 lua_pushnil(L);
                 lua_rawset(L, -3);
                 lua_pushnil(L);
-                if (!lua_next(L, -2)) {             /* empty set: drop the topic */
+                if (!lua_next(L, -2)) { /* empty set: drop the topic */
                     lua_pushvalue(L, -2);
                     lua_pushnil(L);
                     lua_rawset(L, -6);
@@ -150,7 +150,7 @@ static void unsubscribe_all(lua_State *L, int idx)
                     lua_pop(L, 2);
                 }
             }
-            lua_pop(L, 1);                          /* [topics, mine, topic] */
+            lua_pop(L, 1); /* [topics, mine, topic] */
         }
     }
     lua_pop(L, 2);
@@ -178,8 +178,7 @@ void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
 
 /* ---- publish ------------------------------------------------------------------------------ */
 
-int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary,
-                   lconn *except)
+int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary, lconn *except)
 {
     topic_idx = lua_absindex(L, topic_idx);
     int top = lua_gettop(L);
@@ -311,7 +310,7 @@ static int ws_subscribe(lua_State *L)
         return closed(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TTABLE) {          /* [topics, set] */
+    if (lua_rawget(L, -2) != LUA_TTABLE) { /* [topics, set] */
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, 2);
@@ -341,7 +340,7 @@ static int ws_unsubscribe(lua_State *L)
     int was = 0;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) == LUA_TTABLE) {          /* [topics, set] */
+    if (lua_rawget(L, -2) == LUA_TTABLE) { /* [topics, set] */
         lua_pushvalue(L, 1);
         was = lua_rawget(L, -2) != LUA_TNIL;
         lua_pop(L, 1);
@@ -437,12 +436,12 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
     idx = lua_absindex(L, idx);
     o->max_message = (size_t)opt_number(L, idx, "max_message_size", (double)o->max_message, 0,
                                         (double)((size_t)1 << 40));
-    o->max_fragments = (size_t)opt_number(L, idx, "max_fragments", (double)o->max_fragments, 1,
-                                          1e12);
+    o->max_fragments =
+        (size_t)opt_number(L, idx, "max_fragments", (double)o->max_fragments, 1, 1e12);
     o->idle_timeout = opt_number(L, idx, "idle_timeout", o->idle_timeout, 0, 1e7);
     o->ping_interval = opt_number(L, idx, "ping_interval", o->ping_interval, 0, 1e7);
-    o->max_backpressure = (size_t)opt_number(L, idx, "max_backpressure",
-                                             (double)o->max_backpressure, 0, 1e15);
+    o->max_backpressure =
+        (size_t)opt_number(L, idx, "max_backpressure", (double)o->max_backpressure, 0, 1e15);
     o->close_timeout = opt_number(L, idx, "close_timeout", o->close_timeout, 0.01, 3600);
     o->compression_threshold = (size_t)opt_number(L, idx, "compression_threshold",
                                                   (double)o->compression_threshold, 0, 1e15);
@@ -482,11 +481,11 @@ void sy_lua_open_ws(lua_State *L)
         /* [mt] */
         luaL_newlibtable(L, ws_methods);
         lua_pushvalue(L, -2);
-        luaL_setfuncs(L, ws_methods, 1);     /* [mt, methods], each with mt as upvalue */
+        luaL_setfuncs(L, ws_methods, 1); /* [mt, methods], each with mt as upvalue */
         lua_pushvalue(L, -1);
         lua_pushcclosure(L, sy_lua_handle_newindex, 1);
-        lua_setfield(L, -3, "__newindex");   /* [mt, methods] */
-        lua_pushcclosure(L, ws_index, 1);    /* [mt, __index] */
+        lua_setfield(L, -3, "__newindex"); /* [mt, methods] */
+        lua_pushcclosure(L, ws_index, 1);  /* [mt, __index] */
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");

@@ -227,23 +227,23 @@ typedef struct listener_set {
 } listener_set;
 
 typedef struct worker {
-    pid_t pid;          /* 0 while not running */
-    int beat_fd;        /* owned; read end of its heartbeat pipe, -1 while not running */
-    double started;     /* monotonic seconds */
-    double last_beat;   /* 0 until the first heartbeat */
-    double restart_at;  /* while not running: when to start again */
-    double backoff;     /* the last wait before a restart */
-    int killed;         /* SIGKILL sent for the hard limit */
+    pid_t pid;         /* 0 while not running */
+    int beat_fd;       /* owned; read end of its heartbeat pipe, -1 while not running */
+    double started;    /* monotonic seconds */
+    double last_beat;  /* 0 until the first heartbeat */
+    double restart_at; /* while not running: when to start again */
+    double backoff;    /* the last wait before a restart */
+    int killed;        /* SIGKILL sent for the hard limit */
 } worker;
 
 typedef struct supervisor {
     const options *o;
     const listener_set *ls;
-    worker *w;              /* borrowed; o->workers entries */
-    int sigfd;              /* owned */
+    worker *w; /* borrowed; o->workers entries */
+    int sigfd; /* owned */
     pid_t self;
-    double hard_limit;      /* seconds without a heartbeat before SIGKILL; 0: never */
-    double startup_extra;   /* added before the first heartbeat: loading the app */
+    double hard_limit;    /* seconds without a heartbeat before SIGKILL; 0: never */
+    double startup_extra; /* added before the first heartbeat: loading the app */
     int stopping;
 } supervisor;
 
@@ -280,7 +280,7 @@ static void run_worker(const supervisor *sv, int beat_fd)
     for (int i = 0; i < ls->n; i++) {
         /* Each worker adopts a duplicate: the supervisor keeps the sockets for successors. */
         int fd = dup(ls->fds[i]);
-        int rc = fd < 0 ? SY_ESYS
+        int rc = fd < 0       ? SY_ESYS
                  : ls->tls[i] ? sy_server_listen_tls_fd(s, ls->hosts[i], fd)
                               : sy_server_listen_fd(s, ls->hosts[i], fd);
         if (rc != 0) {
@@ -336,7 +336,7 @@ static void schedule_restart(worker *w, double now)
     if (now - w->started >= BACKOFF_RESET)
         w->backoff = BACKOFF_MIN;
     else
-        w->backoff = w->backoff < BACKOFF_MIN ? BACKOFF_MIN
+        w->backoff = w->backoff < BACKOFF_MIN       ? BACKOFF_MIN
                      : w->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX
                                                     : w->backoff * 2;
     w->restart_at = now + w->backoff;
@@ -399,7 +399,8 @@ static void watch(supervisor *sv, const struct pollfd *pfd, double now)
         double since = w->last_beat > 0 ? w->last_beat : w->started;
         double limit = sv->hard_limit + (w->last_beat > 0 ? 0 : sv->startup_extra);
         if (now - since > limit) {
-            fprintf(stderr, "switchyard: worker %d: its loop has not turned for %.0f s (hard "
+            fprintf(stderr,
+                    "switchyard: worker %d: its loop has not turned for %.0f s (hard "
                     "limit %.0f s, see README \"Workers\"); killing it\n",
                     (int)w->pid, now - since, sv->hard_limit);
             kill(w->pid, SIGKILL);
@@ -434,8 +435,7 @@ static int supervise(supervisor *sv)
                     if (spawn(sv, i) == 0) {
                         live++;
                     } else {
-                        fprintf(stderr, "switchyard: cannot start a worker: %s\n",
-                                strerror(errno));
+                        fprintf(stderr, "switchyard: cannot start a worker: %s\n", strerror(errno));
                         schedule_restart(w, now);
                     }
                 } else if (w->restart_at - now < wait) {

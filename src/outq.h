@@ -28,7 +28,7 @@ typedef struct sy_outseg {
 typedef struct sy_outq {
     sy_outseg *segs; /* owned ring */
     size_t head, count, cap;
-    size_t bytes;    /* total unsent bytes */
+    size_t bytes; /* total unsent bytes */
 } sy_outq;
 
 /* Valid when zeroed. */

@@ -190,8 +190,8 @@ static int inflate_some(sy_inflater *f, const uint8_t *in, size_t n, sy_buf *out
     }
 }
 
-int sy_inflater_run(sy_inflater *f, const uint8_t *in, size_t n, int fin, int reset,
-                    sy_buf *out, size_t limit, sy_utf8 *u, const char **why)
+int sy_inflater_run(sy_inflater *f, const uint8_t *in, size_t n, int fin, int reset, sy_buf *out,
+                    size_t limit, sy_utf8 *u, const char **why)
 {
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     int rc = 0;

@@ -41,7 +41,7 @@ void sy_inflater_free(sy_inflater *f);
  * end). Data after a final deflate block (BFINAL) is ignored. Returns 0, SY_ELIMIT, SY_ENOMEM
  * or SY_EPROTO with *why (corrupt data, invalid UTF-8). The history is kept for the next
  * message unless reset; after fin with reset, or any failure, the stream starts afresh. */
-int sy_inflater_run(sy_inflater *f, const uint8_t *in, size_t n, int fin, int reset,
-                    sy_buf *out, size_t limit, sy_utf8 *u, const char **why);
+int sy_inflater_run(sy_inflater *f, const uint8_t *in, size_t n, int fin, int reset, sy_buf *out,
+                    size_t limit, sy_utf8 *u, const char **why);
 
 #endif

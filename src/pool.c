@@ -24,9 +24,10 @@
 #endif
 
 #define SLAB_BYTES (64 * 1024)
-#define SLAB_HEAD 16 /* the link to the next slab, then the bytes carved from it once it is
-                       full; keeps blocks 16-byte aligned */
-#define PREFIX 16    /* the size prefix of the malloc-style interface */
+#define SLAB_HEAD                                                                                  \
+    16            /* the link to the next slab, then the bytes carved from it once it is           \
+                    full; keeps blocks 16-byte aligned */
+#define PREFIX 16 /* the size prefix of the malloc-style interface */
 
 /* Class k holds blocks of (k + 1) * 16 bytes; a 0-byte request is a 16-byte block. */
 static size_t class_of(size_t n)

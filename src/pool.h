@@ -13,7 +13,7 @@
 
 #include "sy_base.h"
 
-#define SY_POOL_MAX 1024  /* largest pooled block */
+#define SY_POOL_MAX 1024 /* largest pooled block */
 #define SY_POOL_CLASSES (SY_POOL_MAX / 16)
 
 typedef struct sy_pool {

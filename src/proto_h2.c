@@ -7,9 +7,9 @@
 #include "proto.h"
 #include "server.h"
 
-#define H2_MAX_STREAMS 100  /* SETTINGS_MAX_CONCURRENT_STREAMS we announce */
-#define H2_MAX_GAPS 8       /* skipped client stream id ranges remembered (RFC 9113 5.1.1) */
-#define H2_HELD_BODIES 4    /* request bodies held at once per connection: this many max_body */
+#define H2_MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS we announce */
+#define H2_MAX_GAPS 8      /* skipped client stream id ranges remembered (RFC 9113 5.1.1) */
+#define H2_HELD_BODIES 4   /* request bodies held at once per connection: this many max_body */
 
 /* One request header field, as offsets into the stream's header bytes. */
 typedef struct h2_field {
@@ -22,46 +22,46 @@ typedef struct h2_stream {
     struct h2_stream *prev, *next; /* the connection's streams that have our state */
     char *hb;                      /* owned; every header byte of the request */
     size_t hb_len, hb_cap;
-    h2_field *fields;              /* owned; regular fields in order */
+    h2_field *fields; /* owned; regular fields in order */
     size_t nfields, fields_cap;
     h2_field method, path, authority, scheme; /* pseudo-headers; name_len 0 when absent */
-    char *body;                    /* owned; the request body so far */
+    char *body;                               /* owned; the request body so far */
     size_t body_len, body_cap;
-    char *out;                     /* owned (out_len bytes); the response body being sent */
+    char *out; /* owned (out_len bytes); the response body being sent */
     size_t out_len, out_off;
-    void *res;                     /* borrowed app handle while the response is pending */
-    ev_tstamp last_data;           /* when the request last made progress (HEADERS, DATA) */
-    unsigned refused : 1;          /* answered by the core (413, 431, 408, 503): body discarded */
-    unsigned req_done : 1;         /* END_STREAM received */
-    unsigned dispatched : 1;       /* handed to the app */
-    unsigned answered : 1;         /* a response was submitted */
-    unsigned upgraded_body : 1;    /* the body came with the h2c upgrade (not in h2->held) */
-    unsigned waiting : 1;          /* complete, not yet handed to the app (h2->out_held full) */
+    void *res;                  /* borrowed app handle while the response is pending */
+    ev_tstamp last_data;        /* when the request last made progress (HEADERS, DATA) */
+    unsigned refused : 1;       /* answered by the core (413, 431, 408, 503): body discarded */
+    unsigned req_done : 1;      /* END_STREAM received */
+    unsigned dispatched : 1;    /* handed to the app */
+    unsigned answered : 1;      /* a response was submitted */
+    unsigned upgraded_body : 1; /* the body came with the h2c upgrade (not in h2->held) */
+    unsigned waiting : 1;       /* complete, not yet handed to the app (h2->out_held full) */
 } h2_stream;
 
 typedef struct h2 {
-    nghttp2_session *session;      /* owned; NULL until the protocol starts */
-    h2_stream *streams;            /* owned list */
-    h2_stream *cur;                /* borrowed; the stream of the last HEADERS begun, or NULL */
-    h2_stream *upgraded;           /* owned until on_start: stream 1 of an h2c upgrade */
-    uint8_t *settings;             /* owned; the HTTP2-Settings payload of an upgrade */
+    nghttp2_session *session; /* owned; NULL until the protocol starts */
+    h2_stream *streams;       /* owned list */
+    h2_stream *cur;           /* borrowed; the stream of the last HEADERS begun, or NULL */
+    h2_stream *upgraded;      /* owned until on_start: stream 1 of an h2c upgrade */
+    uint8_t *settings;        /* owned; the HTTP2-Settings payload of an upgrade */
     size_t settings_len;
-    int head_request;              /* the upgraded request was HEAD */
-    int in_recv, in_send;          /* inside nghttp2: no mem_send, no free */
-    int dead;                      /* the conn closed while inside nghttp2: free afterwards */
-    int drained;                   /* on_drain ran during produce */
-    int hold_up;                   /* h2c: stream 1's DATA waits for the client preface */
-    int calm;                      /* a header block passed the limits: input is over */
-    size_t block_bytes;            /* the header block being decoded: RFC 9113 6.5.2 size */
-    size_t block_fields;           /* and its regular fields */
-    size_t held;                   /* bytes of request bodies held for streams not yet served */
-    size_t input_held;             /* held, as charged to the server's input budget */
-    size_t out_held;               /* bytes of response bodies held for the client's windows */
-    size_t waiting;                /* streams with st->waiting set */
-    ev_tstamp idle_at;             /* when the connection is idle for keepalive_timeout */
-    ev_tstamp stall_at;            /* when held response bodies made no progress for too long;
-                                      0: nothing held, or progress since the last produce */
-    sy_conn *conn;                 /* borrowed; the conn that owns this state */
+    int head_request;     /* the upgraded request was HEAD */
+    int in_recv, in_send; /* inside nghttp2: no mem_send, no free */
+    int dead;             /* the conn closed while inside nghttp2: free afterwards */
+    int drained;          /* on_drain ran during produce */
+    int hold_up;          /* h2c: stream 1's DATA waits for the client preface */
+    int calm;             /* a header block passed the limits: input is over */
+    size_t block_bytes;   /* the header block being decoded: RFC 9113 6.5.2 size */
+    size_t block_fields;  /* and its regular fields */
+    size_t held;          /* bytes of request bodies held for streams not yet served */
+    size_t input_held;    /* held, as charged to the server's input budget */
+    size_t out_held;      /* bytes of response bodies held for the client's windows */
+    size_t waiting;       /* streams with st->waiting set */
+    ev_tstamp idle_at;    /* when the connection is idle for keepalive_timeout */
+    ev_tstamp stall_at;   /* when held response bodies made no progress for too long;
+                             0: nothing held, or progress since the last produce */
+    sy_conn *conn;        /* borrowed; the conn that owns this state */
     /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
     size_t preface_left;
     uint8_t fh[9];
@@ -364,7 +364,8 @@ static ssize_t walk_frames(h2 *h, const uint8_t *p, size_t n)
         h->fh_have = 0;
         uint32_t len = (uint32_t)h->fh[0] << 16 | (uint32_t)h->fh[1] << 8 | h->fh[2];
         int32_t id = (int32_t)(((uint32_t)h->fh[5] << 24 | (uint32_t)h->fh[6] << 16 |
-                                (uint32_t)h->fh[7] << 8 | h->fh[8]) & 0x7fffffffu);
+                                (uint32_t)h->fh[7] << 8 | h->fh[8]) &
+                               0x7fffffffu);
         h->skip = len;
         if (h->fh[3] != NGHTTP2_HEADERS || !(id & 1))
             continue;
@@ -538,8 +539,8 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
         if (headers.p[i] == '\r' && headers.p[i + 1] == '\n')
             lines++;
     nghttp2_nv stack_nv[24];
-    nghttp2_nv *nv = lines + 3 <= SY_COUNTOF(stack_nv) ? stack_nv
-                                                        : sy_malloc((lines + 3) * sizeof *nv);
+    nghttp2_nv *nv =
+        lines + 3 <= SY_COUNTOF(stack_nv) ? stack_nv : sy_malloc((lines + 3) * sizeof *nv);
     char stack_copy[1024];
     char *copy = headers.len <= sizeof stack_copy ? stack_copy : sy_malloc(headers.len);
     if (!nv || !copy) {
@@ -555,7 +556,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     char cl_buf[24];
     size_t nnv = 0;
 #define NV(n, nl, v, vl)                                                                           \
-    (nv[nnv].name = (uint8_t *)(n), nv[nnv].namelen = (nl), nv[nnv].value = (uint8_t *)(v),       \
+    (nv[nnv].name = (uint8_t *)(n), nv[nnv].namelen = (nl), nv[nnv].value = (uint8_t *)(v),        \
      nv[nnv].valuelen = (vl), nv[nnv].flags = NGHTTP2_NV_FLAG_NONE, nnv++)
     NV(":status", 7, st_buf, 3);
     /* "Date: ...\r\n" from the per-second cache. */
@@ -596,8 +597,8 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     }
 #undef NV
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
-    int send_body = with_body && body.len && !sy_str_eq(fstr(st, st->method.value,
-                                                             st->method.value_len), "HEAD");
+    int send_body = with_body && body.len &&
+                    !sy_str_eq(fstr(st, st->method.value, st->method.value_len), "HEAD");
     int rc = 0;
     if (send_body) {
         st->out = sy_pool_get(st->pool, body.len);
@@ -610,8 +611,8 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
             h->out_held += body.len;
         }
     }
-    if (rc == 0 && nghttp2_submit_response(h->session, st->id, nv, nnv,
-                                           send_body ? &prd : NULL) != 0)
+    if (rc == 0 &&
+        nghttp2_submit_response(h->session, st->id, nv, nnv, send_body ? &prd : NULL) != 0)
         rc = SY_ECLOSED;
     if (nv != stack_nv)
         sy_free(nv);
@@ -655,8 +656,7 @@ static h2 *state_of(sy_conn *c)
     return h && h->session && !h->dead ? h : NULL;
 }
 
-int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
-                  sy_str body)
+int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers, sy_str body)
 {
     h2 *h = state_of(c);
     if (!h)
@@ -734,8 +734,7 @@ static int too_large(h2 *h, int32_t stream_id)
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     (void)flags;
     h2 *h = ud;
@@ -767,7 +766,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (!pseudo)
             return 0;
     } else {
-        if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
+        if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field),
+                 16) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         pseudo = &st->fields[st->nfields++];
     }
@@ -1047,8 +1047,8 @@ static void h2_on_start(sy_conn *c)
     }
     if (c->server->stopping)
         nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(h->session),
-                              NGHTTP2_NO_ERROR, NULL, 0);
+                              nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
+                              NULL, 0);
     produce(c, h);
 }
 
@@ -1169,8 +1169,10 @@ static void h2_on_timeout(sy_conn *c)
     int expired = 0;
     expire_bodies(c, h, &expired);
     if (h->stall_at && now >= h->stall_at) {
-        sy_log("info", "http2: response bodies made no progress for %g s (the client's windows "
-                       "stay shut, or it does not read): closing", stall_timeout(c));
+        sy_log("info",
+               "http2: response bodies made no progress for %g s (the client's windows "
+               "stay shut, or it does not read): closing",
+               stall_timeout(c));
     } else if (expired || now < h->idle_at) {
         /* A body or stall deadline came first; the idle one is still ahead. */
         arm_timer(c, h);
@@ -1275,7 +1277,8 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
         sy_str name = req->headers[i].name;
         if (connection_specific(name.p, name.len) || sy_str_ieq(name, "http2-settings"))
             continue;
-        if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field), 16) != 0)
+        if (grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1, sizeof(h2_field),
+                 16) != 0)
             goto fail;
         h2_field *f = &st->fields[st->nfields];
         if (put_field(st, f, (const uint8_t *)name.p, name.len,

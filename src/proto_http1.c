@@ -23,26 +23,26 @@ enum {
 
 typedef struct h1 {
     int phase;
-    int in_app;               /* the app hook is running (responses then continue the loop) */
-    size_t head_len;          /* head of the current request */
-    size_t req_len;           /* head + raw body of the current request, once known */
-    int64_t content_length;   /* -1 when chunked or absent */
+    int in_app;             /* the app hook is running (responses then continue the loop) */
+    size_t head_len;        /* head of the current request */
+    size_t req_len;         /* head + raw body of the current request, once known */
+    int64_t content_length; /* -1 when chunked or absent */
     int chunked;
     sy_http1_chunked ck;
-    size_t body_raw;          /* chunked: offset of the next undecoded byte in c->in */
-    size_t body_end;          /* chunked: end of the decoded body in c->in */
-    uint64_t framing;         /* chunked: framing bytes decoded and dropped so far */
+    size_t body_raw;  /* chunked: offset of the next undecoded byte in c->in */
+    size_t body_end;  /* chunked: end of the decoded body in c->in */
+    uint64_t framing; /* chunked: framing bytes decoded and dropped so far */
     int keep_alive;
     int version;
     int head_method;
-    int timer_armed;          /* the header timer runs for a partly read head */
-    int has_body;             /* the request at the front of c->in has a body */
-    size_t body_len;          /* its decoded length, right after the head */
-    int seen_request;         /* a request was read: prior-knowledge HTTP/2 is over */
-    size_t input_held;        /* input after the head charged to the server's budget */
-    void *res;                /* borrowed app handle of the pending response, or NULL */
+    int timer_armed;            /* the header timer runs for a partly read head */
+    int has_body;               /* the request at the front of c->in has a body */
+    size_t body_len;            /* its decoded length, right after the head */
+    int seen_request;           /* a request was read: prior-knowledge HTTP/2 is over */
+    size_t input_held;          /* input after the head charged to the server's budget */
+    void *res;                  /* borrowed app handle of the pending response, or NULL */
     const sy_proto *next_proto; /* H1_SWITCH: the protocol to switch to */
-    void *next_state;         /* H1_SWITCH: its state (owned until the switch) */
+    void *next_state;           /* H1_SWITCH: its state (owned until the switch) */
 } h1;
 
 void *sy_h1_state_new(void)
@@ -184,7 +184,6 @@ static ssize_t parse_head(sy_conn *c, sy_http1_request *req, const char **why)
     return n;
 }
 
-
 /* The start of a connection against the HTTP/2 client preface: 1 it is there whole, 0 the bytes
  * so far are a prefix of it, -2 it starts as the preface's request line but goes wrong later,
  * -1 anything else (HTTP/1.1). */
@@ -197,7 +196,6 @@ static int prior_knowledge(sy_conn *c)
         return len >= want ? 1 : 0;
     return len >= 16 && memcmp(p, SY_H2_PREFACE, 16) == 0 ? -2 : -1;
 }
-
 
 /* Drops TLS offers on a connection that already runs TLS: RFC 2817 only upgrades cleartext.
  * h2c goes too: it names HTTP/2 over cleartext TCP, and over TLS HTTP/2 is ALPN "h2" (RFC 7540
@@ -318,7 +316,8 @@ static void h1_on_bytes(sy_conn *c)
                 sy_conn_pause(c);
                 return;
             }
-            if (!h->seen_request && sy_conn_tls_ready(c) && strcmp(sy_tls_alpn(c->tls), "h2") == 0) {
+            if (!h->seen_request && sy_conn_tls_ready(c) &&
+                strcmp(sy_tls_alpn(c->tls), "h2") == 0) {
                 /* ALPN chose HTTP/2 (RFC 9113 3.2): the server preface goes out at once. */
                 sy_h2_start_direct(c); /* releases the HTTP/1.1 state */
                 return;

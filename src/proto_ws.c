@@ -22,26 +22,26 @@ typedef struct ws_limits {
 } ws_limits;
 
 typedef struct wsp {
-    void *handle;          /* app handle; NULL once the app was told of the close */
+    void *handle; /* app handle; NULL once the app was told of the close */
     ws_limits o;
-    sy_ws_header hdr;      /* the frame being read, valid when have_hdr */
-    uint64_t frame_done;   /* payload bytes of this frame already unmasked and checked */
-    sy_buf msg;            /* fragments of the message in progress */
+    sy_ws_header hdr;    /* the frame being read, valid when have_hdr */
+    uint64_t frame_done; /* payload bytes of this frame already unmasked and checked */
+    sy_buf msg;          /* fragments of the message in progress */
     size_t fragments;
-    ev_tstamp last_rx;     /* last time a byte came from the peer */
-    ev_tstamp data_rx;     /* last time the message in progress grew (or the last message
-                            * began): pings do not keep a stalled message alive */
-    size_t input_held;     /* the partial message, as charged to the server's input budget */
-    struct pmd_state *pmd; /* owned; NULL without permessage-deflate */
-    uint64_t wire_len;     /* compressed bytes of the message in progress */
-    struct ws_pong *pong;  /* owned; the pong held while the queue is over the mark, or NULL */
-    sy_utf8 utf8;          /* the text message in progress */
-    unsigned msg_opcode : 4;     /* TEXT/BINARY of a fragmented message in progress, else 0 */
+    ev_tstamp last_rx;       /* last time a byte came from the peer */
+    ev_tstamp data_rx;       /* last time the message in progress grew (or the last message
+                              * began): pings do not keep a stalled message alive */
+    size_t input_held;       /* the partial message, as charged to the server's input budget */
+    struct pmd_state *pmd;   /* owned; NULL without permessage-deflate */
+    uint64_t wire_len;       /* compressed bytes of the message in progress */
+    struct ws_pong *pong;    /* owned; the pong held while the queue is over the mark, or NULL */
+    sy_utf8 utf8;            /* the text message in progress */
+    unsigned msg_opcode : 4; /* TEXT/BINARY of a fragmented message in progress, else 0 */
     unsigned have_hdr : 1;
-    unsigned frame_text : 1;     /* the current frame's payload is text to validate */
+    unsigned frame_text : 1; /* the current frame's payload is text to validate */
     unsigned close_sent : 1;
     unsigned close_received : 1;
-    unsigned failed : 1;         /* a protocol error was answered: input is ignored */
+    unsigned failed : 1; /* a protocol error was answered: input is ignored */
     unsigned ping_outstanding : 1;
     unsigned msg_compressed : 1; /* the message in progress came with RSV1 */
     unsigned started : 1;        /* on_start ran: the app heard open, so it hears close */
@@ -59,12 +59,12 @@ typedef struct ws_pong {
 typedef struct pmd_state {
     sy_pmd_params p;
     size_t threshold;
-    double ratio;          /* max_inflate_ratio; 0: no limit */
-    uint64_t credit;       /* bytes this connection may still inflate */
-    int mem_level;         /* of our own compressor (context takeover only) */
-    sy_deflater *def;      /* owned; made on first use, with server context takeover only */
-    sy_inflater *inf;      /* owned; made on first use: with client context takeover, or for
-                            * a fragmented message (freed at its end) */
+    double ratio;     /* max_inflate_ratio; 0: no limit */
+    uint64_t credit;  /* bytes this connection may still inflate */
+    int mem_level;    /* of our own compressor (context takeover only) */
+    sy_deflater *def; /* owned; made on first use, with server context takeover only */
+    sy_inflater *inf; /* owned; made on first use: with client context takeover, or for
+                       * a fragmented message (freed at its end) */
 } pmd_state;
 
 /* The server's shared streams (server->ws_pmd): compressors by window bits, all reset after
@@ -330,8 +330,8 @@ int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
         pmd_state *z = w->pmd;
         sy_deflater *d = deflater_for(c, z);
         size_t off;
-        sy_chunk *ch = d ? deflate_frame(d, z->p.server_no_context_takeover, opcode, p, n, &off)
-                         : NULL;
+        sy_chunk *ch =
+            d ? deflate_frame(d, z->p.server_no_context_takeover, opcode, p, n, &off) : NULL;
         if (ch) {
             int rc = sy_conn_write_shared(c, ch, off, ch->len - off);
             sy_chunk_release(ch);
@@ -492,8 +492,7 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
             sy_conn_close_after_write(c);
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -646,9 +645,8 @@ static void ws_on_bytes(sy_conn *c)
             if (hl == SY_EAGAIN)
                 break;
             /* RFC 7692 6: RSV1 marks a compressed message on its first frame only. */
-            int rsv_ok = w->pmd && (w->hdr.opcode == SY_WS_TEXT || w->hdr.opcode == SY_WS_BINARY)
-                             ? 4
-                             : 0;
+            int rsv_ok =
+                w->pmd && (w->hdr.opcode == SY_WS_TEXT || w->hdr.opcode == SY_WS_BINARY) ? 4 : 0;
             if (hl < 0 || sy_ws_check_header(&w->hdr, rsv_ok, &why) != 0) {
                 fail_after(c, w, &b, 1002, why ? why : "protocol error");
                 break;
@@ -692,8 +690,9 @@ static void ws_on_bytes(sy_conn *c)
                     memset(&w->utf8, 0, sizeof w->utf8);
                     w->data_rx = w->last_rx;
                 }
-                w->frame_text = !w->msg_compressed && (op == SY_WS_TEXT ||
-                                                       (op == SY_WS_CONT && w->msg_opcode == SY_WS_TEXT));
+                w->frame_text =
+                    !w->msg_compressed &&
+                    (op == SY_WS_TEXT || (op == SY_WS_CONT && w->msg_opcode == SY_WS_TEXT));
             } else {
                 w->frame_text = 0;
             }
@@ -833,8 +832,8 @@ static void ws_on_timeout(sy_conn *c)
      * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
     int in_msg = in_message(w);
     double stalled = in_msg ? now - w->data_rx : quiet;
-    double limit = in_msg && w->o.idle_timeout <= 0 ? c->server->cfg.body_timeout
-                                                     : w->o.idle_timeout;
+    double limit =
+        in_msg && w->o.idle_timeout <= 0 ? c->server->cfg.body_timeout : w->o.idle_timeout;
     if (limit > 0 && stalled >= limit) {
         fail(c, w, 1001, in_msg ? "message timeout" : "idle timeout");
         return;

@@ -15,14 +15,14 @@ typedef struct sy_ws_options {
     double idle_timeout;     /* seconds without any frame from the peer: close 1001 (120; 0 none) */
     double ping_interval;    /* seconds of silence before the server pings (30; 0 = never) */
     size_t max_backpressure; /* queued bytes past which the policy applies (default 16 MiB) */
-    int drop_on_backpressure;/* 1: drop data messages past it; 0: close with 1008 (default) */
-    double close_timeout;    /* seconds to wait for the peer's close frame (5) */
-    int compression;         /* permessage-deflate preset, SY_PMD_* (default SY_PMD_OFF) */
+    int drop_on_backpressure;     /* 1: drop data messages past it; 0: close with 1008 (default) */
+    double close_timeout;         /* seconds to wait for the peer's close frame (5) */
+    int compression;              /* permessage-deflate preset, SY_PMD_* (default SY_PMD_OFF) */
     size_t compression_threshold; /* shorter data messages are sent uncompressed (64) */
-    double max_inflate_ratio; /* a connection inflates at most SY_WS_INFLATE_FLOOR bytes plus
-                               * this many times the compressed bytes it sent; past it: close
-                               * 1008 (default 100; 0: no limit) */
-    int pmd;                 /* 1 when permessage-deflate was agreed: pmd_params holds it */
+    double max_inflate_ratio;     /* a connection inflates at most SY_WS_INFLATE_FLOOR bytes plus
+                                   * this many times the compressed bytes it sent; past it: close
+                                   * 1008 (default 100; 0: no limit) */
+    int pmd;                      /* 1 when permessage-deflate was agreed: pmd_params holds it */
     sy_pmd_params pmd_params;
 } sy_ws_options;
 
@@ -63,13 +63,13 @@ int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data);
  * compressed frames made once per window size for receivers without server context takeover
  * (a receiver with context takeover gets its own compression). */
 typedef struct sy_ws_pub {
-    int opcode;             /* SY_WS_TEXT or SY_WS_BINARY */
-    const void *p;          /* borrowed: the message, valid until sy_ws_pub_dispose */
+    int opcode;    /* SY_WS_TEXT or SY_WS_BINARY */
+    const void *p; /* borrowed: the message, valid until sy_ws_pub_dispose */
     size_t n;
-    sy_chunk *frame;        /* borrowed: the plain frame (sy_ws_frame) */
-    sy_chunk *deflated[16]; /* owned refs, by window bits; NULL until a receiver needs one */
-    size_t deflated_off[16];/* where the frame starts in deflated[b] */
-    unsigned tried;         /* bit b: compression with window b was tried */
+    sy_chunk *frame;         /* borrowed: the plain frame (sy_ws_frame) */
+    sy_chunk *deflated[16];  /* owned refs, by window bits; NULL until a receiver needs one */
+    size_t deflated_off[16]; /* where the frame starts in deflated[b] */
+    unsigned tried;          /* bit b: compression with window b was tried */
 } sy_ws_pub;
 
 /* Sends pub to c, compressed when c agreed on permessage-deflate and the message is not below

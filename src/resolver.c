@@ -17,29 +17,29 @@ typedef struct watch {
 enum { REQ_ARES, REQ_READY, REQ_RUNNING, REQ_CANCELLED };
 
 struct sy_resolve_req {
-    sy_resolver *r;     /* borrowed; outlives the request */
+    sy_resolver *r; /* borrowed; outlives the request */
     sy_resolve_cb cb;
     void *ud;
     int port;
-    int state;          /* REQ_*: inside c-ares, answered (on r's ready list), callback running,
-                           or cancelled while inside c-ares (freed when c-ares lets go) */
-    sy_addr *addrs;     /* owned; the answer, NULL on error */
+    int state;      /* REQ_*: inside c-ares, answered (on r's ready list), callback running,
+                       or cancelled while inside c-ares (freed when c-ares lets go) */
+    sy_addr *addrs; /* owned; the answer, NULL on error */
     size_t n;
-    const char *err;    /* static; NULL on success */
+    const char *err;             /* static; NULL on success */
     sy_resolve_req *prev, *next; /* r's ready list while REQ_READY */
 };
 
 struct sy_resolver {
-    struct ev_loop *loop;    /* borrowed; outlives the resolver */
-    ares_channel ch;         /* owned */
-    ev_timer timer;          /* c-ares' next timeout, while queries wait */
-    ev_timer later;          /* zero delay: answers produced inside sy_resolve */
-    watch *watches;          /* owned; the sockets c-ares uses now */
-    sy_resolve_req *ready;   /* owned; answered, callback owed (FIFO: head here, tail below) */
+    struct ev_loop *loop;  /* borrowed; outlives the resolver */
+    ares_channel ch;       /* owned */
+    ev_timer timer;        /* c-ares' next timeout, while queries wait */
+    ev_timer later;        /* zero delay: answers produced inside sy_resolve */
+    watch *watches;        /* owned; the sockets c-ares uses now */
+    sy_resolve_req *ready; /* owned; answered, callback owed (FIFO: head here, tail below) */
     sy_resolve_req *ready_tail;
-    size_t pending;          /* requests not cancelled whose callback has not run */
-    int running;             /* > 0 while run_ready calls callbacks */
-    int dead;                /* sy_resolver_free ran inside a callback: free after it */
+    size_t pending; /* requests not cancelled whose callback has not run */
+    int running;    /* > 0 while run_ready calls callbacks */
+    int dead;       /* sy_resolver_free ran inside a callback: free after it */
 };
 
 /* ---- answers ------------------------------------------------------------------------------- */
@@ -115,25 +115,16 @@ static const char *ares_reason(int status)
     switch (status) {
     case ARES_ENOTFOUND:
     case ARES_ENODATA:
-    case ARES_ENONAME:
-        return "not found";
-    case ARES_ETIMEOUT:
-        return "timeout";
-    case ARES_EBADNAME:
-        return "bad name";
-    case ARES_ESERVFAIL:
-        return "dns: server failure";
-    case ARES_EREFUSED:
-        return "dns: refused";
+    case ARES_ENONAME: return "not found";
+    case ARES_ETIMEOUT: return "timeout";
+    case ARES_EBADNAME: return "bad name";
+    case ARES_ESERVFAIL: return "dns: server failure";
+    case ARES_EREFUSED: return "dns: refused";
     case ARES_EBADRESP:
-    case ARES_EFORMERR:
-        return "dns: bad response";
-    case ARES_ECONNREFUSED:
-        return "dns: unreachable";
-    case ARES_ENOMEM:
-        return "out of memory";
-    default:
-        return "dns: failure";
+    case ARES_EFORMERR: return "dns: bad response";
+    case ARES_ECONNREFUSED: return "dns: unreachable";
+    case ARES_ENOMEM: return "out of memory";
+    default: return "dns: failure";
     }
 }
 
@@ -360,8 +351,8 @@ int sy_host_is_numeric(const char *host)
     return host && parse_numeric(host, &a);
 }
 
-sy_resolve_req *sy_resolve(sy_resolver *r, const char *host, int port, int family,
-                           sy_resolve_cb cb, void *ud, int *err)
+sy_resolve_req *sy_resolve(sy_resolver *r, const char *host, int port, int family, sy_resolve_cb cb,
+                           void *ud, int *err)
 {
     size_t len = host ? strlen(host) : 0;
     /* A DNS name has at most 253 characters (RFC 1035 3.1, without the final dot). */
@@ -431,8 +422,7 @@ void sy_resolve_cancel(sy_resolve_req *q)
         q->r->pending--;
         req_free(q);
         break;
-    default:
-        break; /* its callback runs now (freed after it) or it was cancelled already */
+    default: break; /* its callback runs now (freed after it) or it was cancelled already */
     }
 }
 

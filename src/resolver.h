@@ -59,8 +59,8 @@ void sy_resolver_free(sy_resolver *r);
  * cancelled first. Returns the request handle (valid until its callback returns or
  * sy_resolve_cancel), or NULL with nothing started and *err set: SY_EINVAL (empty or overlong
  * host, port out of 0..65535, unknown family) or SY_ENOMEM. host is borrowed (copied). */
-sy_resolve_req *sy_resolve(sy_resolver *r, const char *host, int port, int family,
-                           sy_resolve_cb cb, void *ud, int *err);
+sy_resolve_req *sy_resolve(sy_resolver *r, const char *host, int port, int family, sy_resolve_cb cb,
+                           void *ud, int *err);
 
 /* Cancels a pending request: its callback never runs and req is invalid from here on. The
  * lookup itself may go on inside c-ares until it ends (its memory with it); its answer is

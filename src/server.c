@@ -167,8 +167,6 @@ SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id)
     return sl ? sl->ud : NULL;
 }
 
-
-
 int sy_server_fail(sy_server *s, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -497,8 +495,8 @@ SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size
         return SY_EINVAL;
     const sy_listener *l = &s->listeners[index];
     int v6 = strchr(l->host, ':') != NULL;
-    int n = snprintf(buf, cap, "%s://%s%s%s:%d", l->tls ? "https" : "http", v6 ? "[" : "",
-                     l->host, v6 ? "]" : "", l->port);
+    int n = snprintf(buf, cap, "%s://%s%s%s:%d", l->tls ? "https" : "http", v6 ? "[" : "", l->host,
+                     v6 ? "]" : "", l->port);
     return n < 0 || (size_t)n >= cap ? SY_EINVAL : n;
 }
 
@@ -702,12 +700,11 @@ static void reap(sy_server *s)
  * which acts only on a large amount so a busy server does not give back what it reuses. */
 static void give_back(sy_server *s, int idle)
 {
-    size_t pool_grown = s->pool.slab_bytes > s->pool_after_release
-                            ? s->pool.slab_bytes - s->pool_after_release
-                            : 0;
-    size_t pool_worth = idle ? GIVE_BACK_IDLE
-                             : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release
-                                                                       : GIVE_BACK_IDLE);
+    size_t pool_grown =
+        s->pool.slab_bytes > s->pool_after_release ? s->pool.slab_bytes - s->pool_after_release : 0;
+    size_t pool_worth =
+        idle ? GIVE_BACK_IDLE
+             : (s->pool_after_release > GIVE_BACK_IDLE ? s->pool_after_release : GIVE_BACK_IDLE);
     if (pool_grown >= pool_worth) {
         (void)sy_pool_release_empty(&s->pool); /* lowers slab_bytes by what it frees */
         s->pool_after_release = s->pool.slab_bytes;
@@ -824,8 +821,8 @@ static void tell_shutdown(sy_server *s)
     sy_free(all);
 }
 
-SY_API void sy_server_shutdown(sy_server *s, double grace,
-                               void (*done_cb)(sy_server *, void *), void *ud)
+SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_server *, void *),
+                               void *ud)
 {
     if (s->stopping)
         return;

@@ -9,10 +9,10 @@
 
 typedef struct sy_listener {
     ev_io io;
-    int fd;                  /* owned */
+    int fd; /* owned */
     char host[64];
-    int port;                /* the bound port (resolved when 0 was asked) */
-    int tls;                 /* 1: TLS from the first byte (--tls-listen) */
+    int port;                 /* the bound port (resolved when 0 was asked) */
+    int tls;                  /* 1: TLS from the first byte (--tls-listen) */
     struct sy_server *server; /* borrowed */
 } sy_listener;
 
@@ -26,64 +26,64 @@ typedef struct sy_lua_limits {
 } sy_lua_limits;
 
 typedef struct sy_config {
-    size_t max_head;       /* 16 KiB */
-    size_t max_headers;    /* 100 */
-    size_t max_body;       /* 1 MiB */
-    double header_timeout; /* 10 s: from a request's first byte to its complete head */
-    double idle_timeout;   /* 60 s: keep-alive idle */
-    size_t high_water;     /* 1 MiB of queued output */
+    size_t max_head;           /* 16 KiB */
+    size_t max_headers;        /* 100 */
+    size_t max_body;           /* 1 MiB */
+    double header_timeout;     /* 10 s: from a request's first byte to its complete head */
+    double idle_timeout;       /* 60 s: keep-alive idle */
+    size_t high_water;         /* 1 MiB of queued output */
     size_t max_buffered_total; /* 256 MiB: request bodies and partial WebSocket messages held
                                   by the whole server at once (0: no limit) */
-    double body_timeout;   /* 60 s: a request body that makes no progress for this long */
-    double send_timeout;   /* 60 s: queued output that makes no progress closes; 0: none */
+    double body_timeout;       /* 60 s: a request body that makes no progress for this long */
+    double send_timeout;       /* 60 s: queued output that makes no progress closes; 0: none */
 } sy_config;
 
 /* One entry of the connection id table: an id is (gen << 32) | (index + 1). */
 typedef struct sy_conn_slot {
-    sy_conn *conn;  /* NULL while free */
-    void *ud;       /* the host's (sy_server_conn_set_user_data) */
-    uint32_t gen;   /* bumped when the slot is freed: old ids stop matching */
+    sy_conn *conn; /* NULL while free */
+    void *ud;      /* the host's (sy_server_conn_set_user_data) */
+    uint32_t gen;  /* bumped when the slot is freed: old ids stop matching */
     uint32_t next_free;
 } sy_conn_slot;
 
 struct sy_server {
-    struct ev_loop *loop;       /* borrowed; outlives the server */
-    sy_app app;                 /* the application's callbacks (app.h): installed by the Lua
-                                   binding when sy_server_new opens its state */
-    struct lua_State *L;        /* owned */
-    sy_lua_limits lua;          /* app.lua */
-    size_t lua_memory;          /* bytes the Lua state holds now */
-    sy_pool pool;               /* small blocks of Lua and nghttp2; disposed last */
-    double lua_deadline;        /* monotonic time the running call must end by; 0: none */
-    int lua_depth;              /* nesting of calls from the core into Lua */
+    struct ev_loop *loop; /* borrowed; outlives the server */
+    sy_app app;           /* the application's callbacks (app.h): installed by the Lua
+                             binding when sy_server_new opens its state */
+    struct lua_State *L;  /* owned */
+    sy_lua_limits lua;    /* app.lua */
+    size_t lua_memory;    /* bytes the Lua state holds now */
+    sy_pool pool;         /* small blocks of Lua and nghttp2; disposed last */
+    double lua_deadline;  /* monotonic time the running call must end by; 0: none */
+    int lua_depth;        /* nesting of calls from the core into Lua */
     sy_config cfg;
-    size_t input_held;          /* bytes charged against cfg.max_buffered_total */
-    sy_tls_ctx *tls_ctx;        /* owned; NULL until sy_server_set_tls */
-    sy_listener *listeners;     /* owned array */
+    size_t input_held;      /* bytes charged against cfg.max_buffered_total */
+    sy_tls_ctx *tls_ctx;    /* owned; NULL until sy_server_set_tls */
+    sy_listener *listeners; /* owned array */
     int nlisteners;
-    sy_conn *conns;             /* live connections (doubly linked) */
+    sy_conn *conns; /* live connections (doubly linked) */
     size_t nconns;
-    sy_conn *dead;              /* closed, waiting for refs to drop and the chain to return */
-    sy_conn *scheduled;         /* waiting for sy_conn_schedule's callback */
-    ev_prepare reaper;          /* runs queued work before the loop blocks */
-    ev_idle nudge;              /* keeps the loop from blocking while work is queued */
+    sy_conn *dead;                    /* closed, waiting for refs to drop and the chain to return */
+    sy_conn *scheduled;               /* waiting for sy_conn_schedule's callback */
+    ev_prepare reaper;                /* runs queued work before the loop blocks */
+    ev_idle nudge;                    /* keeps the loop from blocking while work is queued */
     sy_http1_header *scratch_headers; /* owned; cfg.max_headers entries for the parser */
     int started;
     int stopping;
-    ev_timer stop_timer;        /* the grace period */
-    ev_timer stop_done;         /* zero delay: calls stop_cb from the loop, after the close
-                                   chain that ended the last connection has returned */
-    ev_timer accept_pause;      /* accepting resumes when it fires (after EMFILE and the like) */
-    ev_timer give_back;         /* while connections live: memory held after a spike goes back */
-    int went_idle;              /* the last connection closed: give memory back once reaped */
-    size_t pool_after_release;  /* pool bytes after the last sy_pool_release_empty (or less) */
-    size_t heap_free_low;       /* glibc's free heap bytes after the last trim (or less) */
+    ev_timer stop_timer;       /* the grace period */
+    ev_timer stop_done;        /* zero delay: calls stop_cb from the loop, after the close
+                                  chain that ended the last connection has returned */
+    ev_timer accept_pause;     /* accepting resumes when it fires (after EMFILE and the like) */
+    ev_timer give_back;        /* while connections live: memory held after a spike goes back */
+    int went_idle;             /* the last connection closed: give memory back once reaped */
+    size_t pool_after_release; /* pool bytes after the last sy_pool_release_empty (or less) */
+    size_t heap_free_low;      /* glibc's free heap bytes after the last trim (or less) */
     void (*stop_cb)(struct sy_server *, void *);
     void *stop_ud;
-    const char *ws_validated;   /* text message being handled by a ws handler (valid UTF-8) */
+    const char *ws_validated; /* text message being handled by a ws handler (valid UTF-8) */
     size_t ws_validated_len;
-    void *ws_pmd;               /* owned; the shared permessage-deflate streams, made on use */
-    char date[40];              /* "Date: ...\r\n" cache */
+    void *ws_pmd;  /* owned; the shared permessage-deflate streams, made on use */
+    char date[40]; /* "Date: ...\r\n" cache */
     ev_tstamp date_at;
     void *user;                 /* the host's (sy_server_set_user_data) */
     sy_conn_slot *slots;        /* owned: connection ids (sy_server_conn_find) */

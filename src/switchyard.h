@@ -52,7 +52,8 @@ SY_API const char *sy_version(void);
 SY_API const char *sy_strerror(int code);
 
 /* Replaces malloc/realloc/free for the core, the Lua state, nghttp2 and zlib (not for c-ares or
- * OpenSSL). Call before any server exists. realloc_fn(ptr, 0) is never called; free_fn(NULL) must be accepted. */
+ * OpenSSL). Call before any server exists. realloc_fn(ptr, 0) is never called; free_fn(NULL) must
+ * be accepted. */
 SY_API void sy_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
                              void (*free_fn)(void *));
 
@@ -101,7 +102,8 @@ SY_API int sy_server_listener_is_tls(const sy_server *s, int index);
 SY_API int sy_server_listener_fd(const sy_server *s, int index);
 SY_API int sy_server_listener_count(const sy_server *s);
 SY_API int sy_server_listener_port(const sy_server *s, int index);
-/* Writes "http://HOST:PORT" ("https://" for a TLS listener) for listener index into buf; returns its length or SY_EINVAL. */
+/* Writes "http://HOST:PORT" ("https://" for a TLS listener) for listener index into buf; returns
+ * its length or SY_EINVAL. */
 SY_API int sy_server_listener_url(const sy_server *s, int index, char *buf, size_t cap);
 
 /* Serves an already connected stream socket (takes ownership of fd, also on failure) as a new
@@ -207,8 +209,7 @@ SY_API int sy_server_conn_alive(const sy_server *s, sy_conn_id id);
  * now over the high-water mark (the message is queued; slow down); 2 when the connection's
  * backpressure policy dropped it; SY_ECLOSED when the connection is gone or closing;
  * SY_EINVAL when id is not a WebSocket or text is not UTF-8. */
-SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t len,
-                          int binary);
+SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t len, int binary);
 
 /* Closes connection id: a WebSocket starts its closing handshake with code (1000, 1001 or
  * 3000..4999) and reason (UTF-8, at most 123 bytes; NULL for none); any other connection
@@ -244,8 +245,8 @@ typedef struct sy_ws_handler {
     void (*on_open)(sy_server *s, sy_conn_id id, void *ud);
     int (*on_message)(sy_server *s, sy_conn_id id, const char *data, size_t len, int binary,
                       void *ud);
-    void (*on_close)(sy_server *s, sy_conn_id id, int code, const char *reason,
-                     size_t reason_len, void *ud);
+    void (*on_close)(sy_server *s, sy_conn_id id, int code, const char *reason, size_t reason_len,
+                     void *ud);
 } sy_ws_handler;
 
 /* Installs h (copied; NULL removes it) with ud passed to its callbacks; takes effect at once.
@@ -273,8 +274,7 @@ enum { SY_LUA_STRING = 1, SY_LUA_NUMBER = 2 };
  * message with its traceback in sy_server_error, also logged); SY_EINVAL when there is no
  * such function or an argument is bad. May be called from inside a Lua handler (for example
  * by a C function the app calls): the time budget of the outermost call then applies. */
-SY_API int sy_server_call_lua(sy_server *s, const char *name, const sy_lua_arg *args,
-                              size_t nargs);
+SY_API int sy_server_call_lua(sy_server *s, const char *name, const sy_lua_arg *args, size_t nargs);
 
 /* The Lua bounds, set by the host: each overrides app.lua.max_time / app.lua.max_memory of
  * the app file (which is then still checked, but not applied). max_time: seconds one call from

@@ -18,32 +18,32 @@
 enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_FAILED };
 
 struct sy_tcp_client {
-    struct ev_loop *loop;      /* borrowed; outlives the client */
-    sy_resolver *resolver;     /* borrowed; outlives the client */
+    struct ev_loop *loop;  /* borrowed; outlives the client */
+    sy_resolver *resolver; /* borrowed; outlives the client */
     sy_tcp_client_cbs cbs;
-    void *ud;                  /* the owner's; passed back */
-    int state;                 /* ST_* */
-    int fd;                    /* owned; -1 when none */
-    ev_io rio;                 /* readable: during the handshake, and while reading is on */
-    ev_io wio;                 /* writable: the TCP connect, then while output waits */
-    ev_timer connect_timer;    /* the whole connect's timeout */
-    ev_timer attempt_timer;    /* one address's share of it while others wait behind */
-    ev_timer user_timer;       /* sy_tcp_client_set_timer */
-    sy_resolve_req *req;       /* owned while resolving; NULL otherwise */
-    sy_addr *addrs;            /* owned; the resolver's answer while connecting */
+    void *ud;               /* the owner's; passed back */
+    int state;              /* ST_* */
+    int fd;                 /* owned; -1 when none */
+    ev_io rio;              /* readable: during the handshake, and while reading is on */
+    ev_io wio;              /* writable: the TCP connect, then while output waits */
+    ev_timer connect_timer; /* the whole connect's timeout */
+    ev_timer attempt_timer; /* one address's share of it while others wait behind */
+    ev_timer user_timer;    /* sy_tcp_client_set_timer */
+    sy_resolve_req *req;    /* owned while resolving; NULL otherwise */
+    sy_addr *addrs;         /* owned; the resolver's answer while connecting */
     size_t naddrs, next_addr;
     int port;
-    sy_tls *tls;               /* owned; NULL for plain TCP */
-    sy_buf in;                 /* plaintext read, not yet consumed by the owner */
-    sy_buf out;                /* plaintext queued (encrypted as the socket takes it) */
-    const char *read_err;      /* NULL, static, or read_why */
-    const char *write_err;     /* NULL, static, or write_why */
+    sy_tls *tls;           /* owned; NULL for plain TCP */
+    sy_buf in;             /* plaintext read, not yet consumed by the owner */
+    sy_buf out;            /* plaintext queued (encrypted as the socket takes it) */
+    const char *read_err;  /* NULL, static, or read_why */
+    const char *write_err; /* NULL, static, or write_why */
     char read_why[128];
     char write_why[128];
-    int busy;                  /* > 0 while a callback runs */
-    unsigned reading : 1;      /* the owner wants input */
-    unsigned drain_owed : 1;   /* a write left bytes queued: `drained` is owed */
-    unsigned freed : 1;        /* sy_tcp_client_free ran during a callback */
+    int busy;                /* > 0 while a callback runs */
+    unsigned reading : 1;    /* the owner wants input */
+    unsigned drain_owed : 1; /* a write left bytes queued: `drained` is owed */
+    unsigned freed : 1;      /* sy_tcp_client_free ran during a callback */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -51,23 +51,16 @@ struct sy_tcp_client {
 static const char *errno_reason(int e, char *buf, size_t cap)
 {
     switch (e) {
-    case ECONNREFUSED:
-        return "refused";
-    case ETIMEDOUT:
-        return "timeout";
+    case ECONNREFUSED: return "refused";
+    case ETIMEDOUT: return "timeout";
     case ECONNRESET:
     case EPIPE:
-    case ECONNABORTED:
-        return "closed";
+    case ECONNABORTED: return "closed";
     case EHOSTUNREACH:
-    case ENETUNREACH:
-        return "unreachable";
+    case ENETUNREACH: return "unreachable";
     case ENOMEM:
-    case ENOBUFS:
-        return "out of memory";
-    default:
-        snprintf(buf, cap, "%s", strerror(e));
-        return buf;
+    case ENOBUFS: return "out of memory";
+    default: snprintf(buf, cap, "%s", strerror(e)); return buf;
     }
 }
 
@@ -96,8 +89,7 @@ static void release(sy_tcp_client *c)
             if (sy_buf_len(o) == 0) {
                 sy_tls_close_notify(c->tls);
                 if (sy_buf_len(o))
-                    (void)!send(c->fd, sy_buf_data(o), sy_buf_len(o),
-                                MSG_NOSIGNAL | MSG_DONTWAIT);
+                    (void)!send(c->fd, sy_buf_data(o), sy_buf_len(o), MSG_NOSIGNAL | MSG_DONTWAIT);
             }
         }
         sy_tls_free(c->tls);
@@ -619,8 +611,8 @@ void sy_tcp_client_set_timer(sy_tcp_client *c, double seconds)
 
 const char *sy_tcp_client_stage(const sy_tcp_client *c)
 {
-    static const char *const names[] = {"idle", "resolving", "connecting", "handshake", "open",
-                                        "failed"};
+    static const char *const names[] = {"idle",      "resolving", "connecting",
+                                        "handshake", "open",      "failed"};
     return names[c->state];
 }
 

@@ -35,18 +35,18 @@ typedef struct sy_tcp_client_cbs {
 
 /* How to connect; a zeroed struct means plain TCP, no timeout, any address family. */
 typedef struct sy_tcp_client_opts {
-    double timeout;     /* seconds for the whole connect: resolving, each address in turn, the
-                           TLS handshake; <= 0: none (the system's own connect timeout per
-                           address). An address with others behind it gets its share of the
-                           time left, at least 2 s, before the next is tried */
-    sy_tls_ctx *tls;    /* borrowed, read during sy_tcp_client_connect only (the session keeps
-                           its own reference); NULL: plain TCP. Make it with
-                           sy_tls_client_ctx_new (verify on or off, a CA file) */
+    double timeout;          /* seconds for the whole connect: resolving, each address in turn, the
+                                TLS handshake; <= 0: none (the system's own connect timeout per
+                                address). An address with others behind it gets its share of the
+                                time left, at least 2 s, before the next is tried */
+    sy_tls_ctx *tls;         /* borrowed, read during sy_tcp_client_connect only (the session keeps
+                                its own reference); NULL: plain TCP. Make it with
+                                sy_tls_client_ctx_new (verify on or off, a CA file) */
     const char *server_name; /* borrowed (copied): SNI and the name the certificate must
                            match; NULL: host itself (a numeric host is verified as an address
                            and no SNI is sent) */
-    int family;         /* AF_UNSPEC (0), AF_INET or AF_INET6 */
-    size_t max_input;   /* bound on bytes read but not yet consumed; 0: 16 MiB */
+    int family;              /* AF_UNSPEC (0), AF_INET or AF_INET6 */
+    size_t max_input;        /* bound on bytes read but not yet consumed; 0: 16 MiB */
 } sy_tcp_client_opts;
 
 /* A client that is not connected yet. loop and resolver are borrowed and must outlive it; cbs

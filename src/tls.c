@@ -15,21 +15,21 @@
 #define OUT_LIMIT (1024 * 1024)
 
 struct sy_tls_ctx {
-    SSL_CTX *ssl;     /* owned (one reference per connection besides) */
-    BIO_METHOD *bio;  /* owned; the buffers BIO below */
-    int refs;         /* the creator's reference plus one per session made from it */
+    SSL_CTX *ssl;    /* owned (one reference per connection besides) */
+    BIO_METHOD *bio; /* owned; the buffers BIO below */
+    int refs;        /* the creator's reference plus one per session made from it */
     int offer_h2;
 };
 
 struct sy_tls {
-    SSL *ssl;         /* owned */
-    sy_tls_ctx *ctx;  /* one reference, dropped by sy_tls_free */
-    sy_buf in;        /* ciphertext from the peer, not yet read by OpenSSL */
-    sy_buf out;       /* bytes for the peer */
+    SSL *ssl;        /* owned */
+    sy_tls_ctx *ctx; /* one reference, dropped by sy_tls_free */
+    sy_buf in;       /* ciphertext from the peer, not yet read by OpenSSL */
+    sy_buf out;      /* bytes for the peer */
     unsigned ready : 1;
     unsigned closed_notify : 1;
     unsigned failed : 1;
-    unsigned no_h2 : 1; /* ALPN must not choose "h2" (an in-place upgrade stays HTTP/1.1) */
+    unsigned no_h2 : 1;  /* ALPN must not choose "h2" (an in-place upgrade stays HTTP/1.1) */
     unsigned client : 1; /* made by sy_tls_client_new */
 };
 
@@ -67,13 +67,10 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     (void)num;
     (void)ptr;
     switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1;
+    case BIO_CTRL_FLUSH: return 1;
     case BIO_CTRL_PENDING:
-    case BIO_CTRL_WPENDING:
-        return 0;
-    default:
-        return 0;
+    case BIO_CTRL_WPENDING: return 0;
+    default: return 0;
     }
 }
 
@@ -169,8 +166,7 @@ int sy_tls_ctx_new(const char *cert_file, const char *key_file, int offer_h2, sy
     for (int i = 0; i < 2; i++) {
         FILE *f = fopen(files[i], "rb");
         if (!f) {
-            snprintf(err, errcap, "cannot read the %s %s: %s", whats[i], files[i],
-                     strerror(errno));
+            snprintf(err, errcap, "cannot read the %s %s: %s", whats[i], files[i], strerror(errno));
             return SY_EINVAL;
         }
         fclose(f);
@@ -203,8 +199,8 @@ int sy_tls_ctx_new(const char *cert_file, const char *key_file, int offer_h2, sy
     if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1) {
         unsigned long e = ERR_peek_last_error();
         if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-            snprintf(err, errcap, "the private key %s does not match the certificate %s",
-                     key_file, cert_file);
+            snprintf(err, errcap, "the private key %s does not match the certificate %s", key_file,
+                     cert_file);
         else
             fail_file(err, errcap, "private key", key_file);
         goto fail_quiet;

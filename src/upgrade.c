@@ -161,8 +161,8 @@ static int h2c_settings_ok(const sy_http1_request *req)
     /* RFC 9113 6.5.2: values a SETTINGS frame may not carry make the offer invalid too. */
     for (ssize_t i = 0; i < n; i += 6) {
         unsigned id = (unsigned)p[i] << 8 | p[i + 1];
-        uint32_t v = (uint32_t)p[i + 2] << 24 | (uint32_t)p[i + 3] << 16 |
-                     (uint32_t)p[i + 4] << 8 | p[i + 5];
+        uint32_t v = (uint32_t)p[i + 2] << 24 | (uint32_t)p[i + 3] << 16 | (uint32_t)p[i + 4] << 8 |
+                     p[i + 5];
         if ((id == 2 && v > 1) || (id == 4 && v > 0x7fffffffu) ||
             (id == 5 && (v < 16384 || v > 16777215)))
             return 0;

@@ -21,9 +21,9 @@ typedef struct sy_upgrade_offer {
 
 /* The core's own answer when it refuses on its own (status 0: none). */
 typedef struct sy_upgrade_answer {
-    int status;            /* 0, 400 or 426 */
-    const char *why;       /* static reason, for the log and the body */
-    const char *headers;   /* static extra header lines ("Name: value\r\n"...), or NULL */
+    int status;          /* 0, 400 or 426 */
+    const char *why;     /* static reason, for the log and the body */
+    const char *headers; /* static extra header lines ("Name: value\r\n"...), or NULL */
 } sy_upgrade_answer;
 
 /* Lists the valid offers of a parsed request in client order, dropping the invalid ones:
@@ -42,8 +42,8 @@ typedef struct sy_upgrade_answer {
  * case-insensitively ("WebSocket", "H2C", "tls/1.2"); "h2" is dropped only without a version.
  * h2c does not require the HTTP2-Settings Connection option; its SETTINGS payload holds at most
  * 256 settings, each with a value a SETTINGS frame may carry (ENABLE_PUSH 0/1,
- * INITIAL_WINDOW_SIZE <= 2^31-1, MAX_FRAME_SIZE 16384..2^24-1; RFC 9113 6.5.2). Past SY_UPGRADE_MAX_OFFERS valid
- * offers, the later ones are dropped but still syntax-checked. */
+ * INITIAL_WINDOW_SIZE <= 2^31-1, MAX_FRAME_SIZE 16384..2^24-1; RFC 9113 6.5.2). Past
+ * SY_UPGRADE_MAX_OFFERS valid offers, the later ones are dropped but still syntax-checked. */
 int sy_upgrade_offers(const sy_http1_request *req, sy_upgrade_offer *offers, size_t *n,
                       sy_upgrade_answer *answer);
 

@@ -61,8 +61,7 @@ int sy_ws_check_header(const sy_ws_header *h, int allowed_rsv, const char **why)
     switch (h->opcode) {
     case SY_WS_CONT:
     case SY_WS_TEXT:
-    case SY_WS_BINARY:
-        return 0;
+    case SY_WS_BINARY: return 0;
     case SY_WS_CLOSE:
     case SY_WS_PING:
     case SY_WS_PONG:
@@ -72,8 +71,7 @@ int sy_ws_check_header(const sy_ws_header *h, int allowed_rsv, const char **why)
         if (h->len > 125)
             return fail(why, "control frame longer than 125 bytes");
         return 0;
-    default:
-        return fail(why, "reserved opcode");
+    default: return fail(why, "reserved opcode");
     }
 }
 
@@ -147,11 +145,11 @@ void sy_ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
  * state but REJECT can still be completed to valid UTF-8, so the DFA fails at the first byte
  * that makes the input invalid, and REJECT is sticky. */
 enum {
-    U_ACCEPT = 0,  /* at a code point boundary; must stay 0 so a zeroed sy_utf8 is valid */
-    U_REJECT = 6,  /* invalid; sticky */
-    U_CONT1 = 12,  /* one continuation byte (80..BF) missing */
-    U_CONT2 = 18,  /* two missing */
-    U_CONT3 = 24,  /* three missing */
+    U_ACCEPT = 0,    /* at a code point boundary; must stay 0 so a zeroed sy_utf8 is valid */
+    U_REJECT = 6,    /* invalid; sticky */
+    U_CONT1 = 12,    /* one continuation byte (80..BF) missing */
+    U_CONT2 = 18,    /* two missing */
+    U_CONT3 = 24,    /* three missing */
     U_AFTER_E0 = 30, /* next must be A0..BF (no overlong 3-byte form), then one more */
     U_AFTER_ED = 36, /* next must be 80..9F (no surrogates), then one more */
     U_AFTER_F0 = 42, /* next must be 90..BF (no overlong 4-byte form), then two more */
@@ -160,28 +158,29 @@ enum {
 
 /* The transition "from state s to state t" as bits of a row; states not named go to REJECT. */
 #define T(s, t) ((uint64_t)(t) << (s))
-#define R_REJECT (T(U_ACCEPT, U_REJECT) | T(U_REJECT, U_REJECT) | T(U_CONT1, U_REJECT) |      \
-                  T(U_CONT2, U_REJECT) | T(U_CONT3, U_REJECT) | T(U_AFTER_E0, U_REJECT) |   \
-                  T(U_AFTER_ED, U_REJECT) | T(U_AFTER_F0, U_REJECT) | T(U_AFTER_F4, U_REJECT))
+#define R_REJECT                                                                                   \
+    (T(U_ACCEPT, U_REJECT) | T(U_REJECT, U_REJECT) | T(U_CONT1, U_REJECT) | T(U_CONT2, U_REJECT) | \
+     T(U_CONT3, U_REJECT) | T(U_AFTER_E0, U_REJECT) | T(U_AFTER_ED, U_REJECT) |                    \
+     T(U_AFTER_F0, U_REJECT) | T(U_AFTER_F4, U_REJECT))
 /* Clears state s's slot in a row (all other slots REJECT), so that T() can fill it. */
 #define FROM(s, t) ((R_REJECT & ~T(s, 63)) | T(s, t))
 /* A row of continuation bytes: every pending state advances, except where noted. */
-#define R_CONT(e0, ed, f0, f4)                                                                 \
-    ((R_REJECT & ~(T(U_CONT1, 63) | T(U_CONT2, 63) | T(U_CONT3, 63) | T(U_AFTER_E0, 63) |      \
-                   T(U_AFTER_ED, 63) | T(U_AFTER_F0, 63) | T(U_AFTER_F4, 63))) |               \
-     T(U_CONT1, U_ACCEPT) | T(U_CONT2, U_CONT1) | T(U_CONT3, U_CONT2) | T(U_AFTER_E0, e0) |    \
+#define R_CONT(e0, ed, f0, f4)                                                                     \
+    ((R_REJECT & ~(T(U_CONT1, 63) | T(U_CONT2, 63) | T(U_CONT3, 63) | T(U_AFTER_E0, 63) |          \
+                   T(U_AFTER_ED, 63) | T(U_AFTER_F0, 63) | T(U_AFTER_F4, 63))) |                   \
+     T(U_CONT1, U_ACCEPT) | T(U_CONT2, U_CONT1) | T(U_CONT3, U_CONT2) | T(U_AFTER_E0, e0) |        \
      T(U_AFTER_ED, ed) | T(U_AFTER_F0, f0) | T(U_AFTER_F4, f4))
 
 #define R_ASCII FROM(U_ACCEPT, U_ACCEPT)
 #define R_80_8F R_CONT(U_REJECT, U_CONT1, U_REJECT, U_CONT2)
 #define R_90_9F R_CONT(U_REJECT, U_CONT1, U_CONT2, U_REJECT)
 #define R_A0_BF R_CONT(U_CONT1, U_REJECT, U_CONT2, U_REJECT)
-#define R_LEAD2 FROM(U_ACCEPT, U_CONT1)    /* C2..DF */
+#define R_LEAD2 FROM(U_ACCEPT, U_CONT1) /* C2..DF */
 #define R_E0 FROM(U_ACCEPT, U_AFTER_E0)
-#define R_LEAD3 FROM(U_ACCEPT, U_CONT2)    /* E1..EC, EE, EF */
+#define R_LEAD3 FROM(U_ACCEPT, U_CONT2) /* E1..EC, EE, EF */
 #define R_ED FROM(U_ACCEPT, U_AFTER_ED)
 #define R_F0 FROM(U_ACCEPT, U_AFTER_F0)
-#define R_LEAD4 FROM(U_ACCEPT, U_CONT3)    /* F1..F3 */
+#define R_LEAD4 FROM(U_ACCEPT, U_CONT3) /* F1..F3 */
 #define R_F4 FROM(U_ACCEPT, U_AFTER_F4)
 /* C0, C1 (overlong 2-byte forms) and F5..FF (above U+10FFFF or not UTF-8) are R_REJECT. */
 
@@ -191,15 +190,16 @@ enum {
 #define X16(r) X8(r), X8(r)
 
 static const uint64_t utf8_rows[256] = {
-    X16(R_ASCII), X16(R_ASCII), X16(R_ASCII), X16(R_ASCII), /* 00..3F */
-    X16(R_ASCII), X16(R_ASCII), X16(R_ASCII), X16(R_ASCII), /* 40..7F */
-    X16(R_80_8F),                                           /* 80..8F */
-    X16(R_90_9F),                                           /* 90..9F */
-    X16(R_A0_BF), X16(R_A0_BF),                             /* A0..BF */
-    X2(R_REJECT), X2(R_LEAD2), X4(R_LEAD2), X8(R_LEAD2),    /* C0..CF */
-    X16(R_LEAD2),                                           /* D0..DF */
-    R_E0, X8(R_LEAD3), X4(R_LEAD3), R_ED, X2(R_LEAD3),      /* E0..EF */
-    R_F0, X2(R_LEAD4), R_LEAD4, R_F4, X8(R_REJECT), X2(R_REJECT), R_REJECT, /* F0..FF */
+    X16(R_ASCII), X16(R_ASCII), X16(R_ASCII), X16(R_ASCII),              /* 00..3F */
+    X16(R_ASCII), X16(R_ASCII), X16(R_ASCII), X16(R_ASCII),              /* 40..7F */
+    X16(R_80_8F),                                                        /* 80..8F */
+    X16(R_90_9F),                                                        /* 90..9F */
+    X16(R_A0_BF), X16(R_A0_BF),                                          /* A0..BF */
+    X2(R_REJECT), X2(R_LEAD2),  X4(R_LEAD2),  X8(R_LEAD2),               /* C0..CF */
+    X16(R_LEAD2),                                                        /* D0..DF */
+    R_E0,         X8(R_LEAD3),  X4(R_LEAD3),  R_ED,         X2(R_LEAD3), /* E0..EF */
+    R_F0,         X2(R_LEAD4),  R_LEAD4,      R_F4,         X8(R_REJECT),
+    X2(R_REJECT), R_REJECT, /* F0..FF */
 };
 
 #define HIGH_BITS 0x8080808080808080u
@@ -224,9 +224,9 @@ int sy_utf8_feed(sy_utf8 *u, const uint8_t *p, size_t n)
          * skip the whole ASCII run, 32 bytes per test, then 8, then up to its first high bit. */
         if (!((load64(p + i) & HIGH_BITS) | s)) {
             i += 8;
-            while (n - i >= 32 && !((load64(p + i) | load64(p + i + 8) | load64(p + i + 16) |
-                                     load64(p + i + 24)) &
-                                    HIGH_BITS))
+            while (n - i >= 32 &&
+                   !((load64(p + i) | load64(p + i + 8) | load64(p + i + 16) | load64(p + i + 24)) &
+                     HIGH_BITS))
                 i += 32;
             while (n - i >= 8) {
                 uint64_t w = load64(p + i);

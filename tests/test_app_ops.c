@@ -45,8 +45,8 @@ static void c_dispatch(void *ud, sy_conn *c, const sy_http1_request *req, sy_str
         sy_decision_apply(&d, c, req, body, offers, n);
         return;
     }
-    sy_h1_respond(c, NULL, 200, SY_STR("Content-Type: text/plain\r\n"),
-                  SY_STR("hello from C\n"), 0);
+    sy_h1_respond(c, NULL, 200, SY_STR("Content-Type: text/plain\r\n"), SY_STR("hello from C\n"),
+                  0);
 }
 
 static void c_ws_open(void *ud, void *handle)
@@ -159,8 +159,8 @@ static void test_c_app(void)
     static const char get[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     CHECK(write(fd, get, sizeof get - 1) == (ssize_t)(sizeof get - 1));
     read_until(loop, fd, buf, sizeof buf, "hello from C\n", 13);
-    CHECK_MSG(strncmp(buf, "HTTP/1.1 200 ", 13) == 0 && strstr(buf, "hello from C\n"),
-              "got '%s'", buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 200 ", 13) == 0 && strstr(buf, "hello from C\n"), "got '%s'",
+              buf);
     close(fd);
 
     CHECK(pair(s, &fd) == 0);
@@ -179,8 +179,8 @@ static void test_c_app(void)
 
     /* A masked text frame "hi" comes back unmasked from the C handler. */
     const unsigned char mask[4] = {1, 2, 3, 4};
-    unsigned char frame[8] = {0x81, 0x82, 1, 2, 3, 4, (unsigned char)('h' ^ mask[0]),
-                              (unsigned char)('i' ^ mask[1])};
+    unsigned char frame[8] = {
+        0x81, 0x82, 1, 2, 3, 4, (unsigned char)('h' ^ mask[0]), (unsigned char)('i' ^ mask[1])};
     CHECK(write(fd, frame, sizeof frame) == (ssize_t)sizeof frame);
     static const char echo[] = {(char)0x81, 2, 'h', 'i'};
     n = read_until(loop, fd, buf, sizeof buf, echo, sizeof echo);

@@ -90,9 +90,11 @@ static void check_server(int hooked)
     CHECK(lua_toboolean(L, -1) == hooked);
     lua_pop(L, 1);
     /* A coroutine made by the wrapped create still works as one. */
-    CHECK(run(L, "local co = coroutine.create(function(a, b) local c = coroutine.yield(a + b) "
-                 "return c * 2 end) local _, x = coroutine.resume(co, 1, 2) "
-                 "local _, y = coroutine.resume(co, 10) return x * 100 + y", &took) == 0);
+    CHECK(run(L,
+              "local co = coroutine.create(function(a, b) local c = coroutine.yield(a + b) "
+              "return c * 2 end) local _, x = coroutine.resume(co, 1, 2) "
+              "local _, y = coroutine.resume(co, 10) return x * 100 + y",
+              &took) == 0);
     CHECK(lua_tointeger(L, -1) == 320);
     lua_pop(L, 1);
     CHECK(run(L, "return select(2, pcall(coroutine.create, 42))", &took) == 0);

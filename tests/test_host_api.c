@@ -229,8 +229,14 @@ static void test_host_calls(void)
     /* Close one from C: the close frame goes out; on_close runs once the peer answers. */
     CHECK(sy_server_close_conn(s, h.ids[0], 999, NULL) == SY_EINVAL);
     CHECK(sy_server_close_conn(s, h.ids[0], 4000, "bye") == 0);
-    n = drain(loop, a, buf, sizeof buf, "\x88\x05\x0f\xa0" "bye", 7);
-    CHECK(memmem(buf, n, "\x88\x05\x0f\xa0" "bye", 7) != NULL);
+    n = drain(loop, a, buf, sizeof buf,
+              "\x88\x05\x0f\xa0"
+              "bye",
+              7);
+    CHECK(memmem(buf, n,
+                 "\x88\x05\x0f\xa0"
+                 "bye",
+                 7) != NULL);
     CHECK(sy_server_send(s, h.ids[0], "late", 4, 0) == SY_ECLOSED);
     send_frame(a, 8, "\x0f\xa0", 2);
     for (int i = 0; i < 2000 && h.nclose == 0; i++) {
@@ -252,8 +258,8 @@ static void test_host_calls(void)
     CHECK(sy_server_publish(s, "t", "after", 5, 0) == 1);
 
     /* Calling the app's Lua: the app's table, then the globals; errors and the budget. */
-    CHECK(sy_server_call_lua(s, "record", (sy_lua_arg[]){SY_LUA_STR("hi"), SY_LUA_NUM(42)},
-                             2) == 0);
+    CHECK(sy_server_call_lua(s, "record", (sy_lua_arg[]){SY_LUA_STR("hi"), SY_LUA_NUM(42)}, 2) ==
+          0);
     CHECK(strcmp(recorded, "hi") == 0 && recorded_n == 42);
     sy_lua_arg bin = {SY_LUA_STRING, "a\0b", 3, 0};
     CHECK(sy_server_call_lua(s, "stamp", (sy_lua_arg[]){bin, SY_LUA_NUM(-1.5)}, 2) == 0);

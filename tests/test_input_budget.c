@@ -178,9 +178,9 @@ static void test_websocket(void)
 
 static void h2_frame(int fd, int type, int flags, int stream, const void *p, size_t n)
 {
-    uint8_t h[9] = {(uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, (uint8_t)type,
-                    (uint8_t)flags, (uint8_t)(stream >> 24), (uint8_t)(stream >> 16),
-                    (uint8_t)(stream >> 8), (uint8_t)stream};
+    uint8_t h[9] = {(uint8_t)(n >> 16),      (uint8_t)(n >> 8),      (uint8_t)n,
+                    (uint8_t)type,           (uint8_t)flags,         (uint8_t)(stream >> 24),
+                    (uint8_t)(stream >> 16), (uint8_t)(stream >> 8), (uint8_t)stream};
     put(fd, h, 9);
     if (n)
         put(fd, p, n);

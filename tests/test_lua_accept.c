@@ -11,15 +11,14 @@
 
 #include <lauxlib.h>
 
-static const char APP[] =
-    "local sy = require 'switchyard'\n"
-    "local h = { open = function(c) c.data.opened = true end }\n"
-    "return {\n"
-    "  upgrade = function(req)\n"
-    "    local t = req.upgrades[1].name\n"
-    "    return sy.accept(t, h, { data = { who = req.path } })\n"
-    "  end,\n"
-    "}\n";
+static const char APP[] = "local sy = require 'switchyard'\n"
+                          "local h = { open = function(c) c.data.opened = true end }\n"
+                          "return {\n"
+                          "  upgrade = function(req)\n"
+                          "    local t = req.upgrades[1].name\n"
+                          "    return sy.accept(t, h, { data = { who = req.path } })\n"
+                          "  end,\n"
+                          "}\n";
 
 /* Connection handles (raw or WebSocket) the registry holds. */
 static int anchored_handles(lua_State *L)
@@ -93,8 +92,8 @@ static void sweep(const char *app_path, const char *request, const char *what)
     }
     /* The sweep went from "fails at once" to "succeeds": every step of the accept in between
      * met a memory error somewhere. */
-    CHECK_MSG(counts[1] > 0 && counts[0] > 0, "%s: 101 x%d, 500 x%d, closed x%d", what,
-              counts[0], counts[1], counts[2]);
+    CHECK_MSG(counts[1] > 0 && counts[0] > 0, "%s: 101 x%d, 500 x%d, closed x%d", what, counts[0],
+              counts[1], counts[2]);
     sy_server_free(s);
     ev_loop_destroy(loop);
 }
@@ -110,8 +109,7 @@ int main(void)
         return 2;
     fputs(APP, f);
     fclose(f);
-    sweep(path,
-          "GET /raw HTTP/1.1\r\nHost: h\r\nUpgrade: echo/1\r\nConnection: Upgrade\r\n\r\n",
+    sweep(path, "GET /raw HTTP/1.1\r\nHost: h\r\nUpgrade: echo/1\r\nConnection: Upgrade\r\n\r\n",
           "raw");
     sweep(path,
           "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

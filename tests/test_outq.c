@@ -76,7 +76,10 @@ int main(void)
     CHECK(sy_outq_copy2(&q3, NULL, 0, NULL, 0) == 0 && q3.bytes == 8);
     CHECK(q3.count == 1);
     n = gather(&q3, buf);
-    CHECK(n == 8 && memcmp(buf, "\x81\x03" "abc\x82\x00z", 8) == 0);
+    CHECK(n == 8 && memcmp(buf,
+                           "\x81\x03"
+                           "abc\x82\x00z",
+                           8) == 0);
     /* Not fitting in the tail: the rest goes to new chunks, in order, nothing lost. */
     static char big[6000];
     for (size_t i = 0; i < sizeof big; i++)

@@ -72,8 +72,8 @@ static void test_round_trips(void)
                 for (size_t parts = 1; parts <= 7; parts += 3) {
                     size_t wire = 0;
                     int rc = round_trip(d, f, !takeover, !takeover, msg, n, parts, 1, &wire);
-                    CHECK_MSG(rc == 0, "window %d takeover %d size %zu parts %zu: %d",
-                              windows[w], takeover, n, parts, rc);
+                    CHECK_MSG(rc == 0, "window %d takeover %d size %zu parts %zu: %d", windows[w],
+                              takeover, n, parts, rc);
                     if (n >= 1000)
                         CHECK_MSG(wire < n / 3, "%zu bytes compress to %zu", n, wire);
                 }
@@ -234,8 +234,8 @@ static void test_limit(void)
     for (int delta = 0; delta < 2; delta++) {
         sy_buf out;
         sy_buf_init(&out, 0);
-        int rc = sy_inflater_run(f, z, (size_t)zl, 1, 1, &out, sizeof msg - (size_t)delta, NULL,
-                                 NULL);
+        int rc =
+            sy_inflater_run(f, z, (size_t)zl, 1, 1, &out, sizeof msg - (size_t)delta, NULL, NULL);
         CHECK(rc == (delta ? SY_ELIMIT : 0));
         sy_buf_dispose(&out);
     }

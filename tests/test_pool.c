@@ -71,8 +71,9 @@ static void test_resize(void)
     sy_pool p = {0};
     /* Sizes on both sides of every kind of boundary: same class, next class, pooled to large,
      * large to large, large back to pooled. */
-    static const size_t sizes[] = {1, 16, 17, 31, 200, 256, 257, SY_POOL_MAX - 1, SY_POOL_MAX,
-                                   SY_POOL_MAX + 1, 5000, 70000, 3000, 100, 8};
+    static const size_t sizes[] = {
+        1,    16,    17,   31,  200, 256, 257, SY_POOL_MAX - 1, SY_POOL_MAX, SY_POOL_MAX + 1,
+        5000, 70000, 3000, 100, 8};
     unsigned char *blk = sy_pool_resize(&p, NULL, 0, sizes[0]);
     CHECK(blk != NULL);
     fill(blk, sizes[0], 1);
@@ -194,7 +195,7 @@ static void test_poison(void)
     char *a = sy_pool_get(&p, 100);
     CHECK(!__asan_address_is_poisoned(a + 99));
     sy_pool_put(&p, a, 100);
-    CHECK(__asan_address_is_poisoned(a + 8));  /* past the free-list link */
+    CHECK(__asan_address_is_poisoned(a + 8)); /* past the free-list link */
     CHECK(__asan_address_is_poisoned(a + 99));
     char *b = sy_pool_get(&p, 100);
     CHECK(b == a && !__asan_address_is_poisoned(b + 99));

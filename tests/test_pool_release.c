@@ -84,8 +84,8 @@ static void test_some_live(void)
         blk[i] = NULL;
     }
     size_t freed = sy_pool_release_empty(&p);
-    CHECK_MSG(freed > 0 && freed < peak && p.slab_bytes == peak - freed, "freed %zu of %zu",
-              freed, peak);
+    CHECK_MSG(freed > 0 && freed < peak && p.slab_bytes == peak - freed, "freed %zu of %zu", freed,
+              peak);
     int ok = 1;
     for (int i = 0; i < N; i++)
         if (blk[i])

@@ -33,8 +33,8 @@ static int accept_then_close(lua_State *L)
         sy_raw_default_options(&o);
         state = sy_raw_new(h, &o);
     }
-    int rc = sy_h1_accept(c, SY_STR("x"), SY_STR(""), websocket ? &sy_proto_ws : &sy_proto_raw,
-                          state);
+    int rc =
+        sy_h1_accept(c, SY_STR("x"), SY_STR(""), websocket ? &sy_proto_ws : &sy_proto_raw, state);
     lua_pushinteger(L, rc);
     lua_setglobal(L, "ACCEPT_RC");
     sy_conn_close(c);
@@ -70,9 +70,9 @@ static void run_case(const char *path)
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
     CHECK(sy_server_adopt(s, fds[0]) == 0);
     char req[256];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
-                     path);
+    int n =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", path);
     CHECK(write(fds[1], req, (size_t)n) == n);
     for (int i = 0; i < 1000 && sy_server_connection_count(s) > 0; i++)
         ev_run(loop, EVRUN_NOWAIT);

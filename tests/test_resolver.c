@@ -18,9 +18,9 @@ static dns_stub dns;
 typedef struct answer {
     int calls;
     size_t n;
-    int families; /* bit 0: AF_INET seen, bit 1: AF_INET6 seen */
-    int loopback; /* every address is 127.0.0.0/8 or ::1 */
-    int port;     /* of the first address */
+    int families;      /* bit 0: AF_INET seen, bit 1: AF_INET6 seen */
+    int loopback;      /* every address is 127.0.0.0/8 or ::1 */
+    int port;          /* of the first address */
     uint32_t first_v4; /* the first address when IPv4 (host order) */
     char err[64];
     sy_resolve_req *cancel_other; /* cancelled from inside this callback */
@@ -145,8 +145,7 @@ static void test_hosts_and_dns(struct ev_loop *loop)
     CHECK(sy_resolve(r, "localhost", 80, AF_UNSPEC, on_answer, &lh, &err) != NULL);
     CHECK(lh.calls == 0);
     run_until(loop, &lh.calls, 30);
-    CHECK_MSG(lh.calls == 1 && lh.n >= 1 && lh.loopback && lh.port == 80, "localhost: %s",
-              lh.err);
+    CHECK_MSG(lh.calls == 1 && lh.n >= 1 && lh.loopback && lh.port == 80, "localhost: %s", lh.err);
 
     /* From the DNS server, through c-ares' socket on the loop. */
     CHECK(sy_resolve(r, "host.test", 8443, AF_UNSPEC, on_answer, &host, &err) != NULL);
@@ -237,7 +236,7 @@ static void test_free_pending(struct ev_loop *loop)
     sy_resolver_free(r);
     ev_run(loop, EVRUN_NOWAIT);
     CHECK(slow.calls == 0);
-    CHECK(num.calls <= 1); /* it may have run in the turn above */
+    CHECK(num.calls <= 1);                  /* it may have run in the turn above */
     CHECK(ev_run(loop, EVRUN_NOWAIT) == 0); /* only the DNS server's watcher is left */
 
     /* Freed inside a callback, with an answer queued behind it and a query inside c-ares. */

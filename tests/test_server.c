@@ -167,8 +167,11 @@ static void test_two_servers(void)
     lua_pop(L, 1);
 
     client_job ja = {port_a, "GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", {0}, 0};
-    client_job jb = {port_b, "POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
-                             "Connection: close\r\n\r\n", {0}, 0};
+    client_job jb = {port_b,
+                     "POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n",
+                     {0},
+                     0};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, client_thread, &ja);
     pthread_create(&tb, NULL, client_thread, &jb);

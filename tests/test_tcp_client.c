@@ -34,8 +34,8 @@ static dns_stub dns; /* the resolver's only name server (dns_stub.h) */
 typedef struct rec {
     int connected, readable, drained, timeouts;
     char err[160];
-    int free_in;     /* 1: free the client in `connected`, 2: in `readable` */
-    int done;        /* the step the test waits for happened */
+    int free_in; /* 1: free the client in `connected`, 2: in `readable` */
+    int done;    /* the step the test waits for happened */
     sy_tcp_client *c;
 } rec;
 
@@ -116,8 +116,8 @@ static void spin(double seconds)
 static int listener_at(uint32_t ip, int backlog, int *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(ip),
-                            .sin_port = htons((uint16_t)*port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip), .sin_port = htons((uint16_t)*port)};
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     /* A small receive buffer (accepted sockets inherit it): a client's output backs up after a
@@ -158,8 +158,8 @@ static int write_full(int fd, const void *p, size_t n)
     return 0;
 }
 
-#define UP_BYTES (8u * 1024 * 1024)  /* client to server: more than the socket buffers hold */
-#define DOWN_BYTES (300u * 1024)     /* server to client after the greeting */
+#define UP_BYTES (8u * 1024 * 1024) /* client to server: more than the socket buffers hold */
+#define DOWN_BYTES (300u * 1024)    /* server to client after the greeting */
 
 static unsigned char pattern(size_t i)
 {
@@ -168,8 +168,8 @@ static unsigned char pattern(size_t i)
 
 typedef struct server {
     int lfd;
-    int gate[2];          /* the server waits for a byte here before it reads */
-    unsigned long sum;    /* what it received (sum of bytes) */
+    int gate[2];       /* the server waits for a byte here before it reads */
+    unsigned long sum; /* what it received (sum of bytes) */
     size_t got;
     pthread_t th;
 } server;
@@ -434,8 +434,8 @@ static int full_listener(uint32_t ip, int *port, int fillers[16], int *nfill)
     int l = listener_at(ip, 0, port);
     if (l < 0)
         return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(ip),
-                            .sin_port = htons((uint16_t)*port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip), .sin_port = htons((uint16_t)*port)};
     *nfill = 0;
     for (int i = 0; i < 16; i++) {
         int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -589,8 +589,8 @@ static void make_cert(void)
     X509_set_issuer_name(x, n);
     X509V3_CTX v3;
     X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    X509_EXTENSION *san = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
-                                              "DNS:localhost,IP:127.0.0.1");
+    X509_EXTENSION *san =
+        X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
     X509_add_ext(x, san, -1);
     X509_EXTENSION_free(san);
     X509_EXTENSION *bc = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
@@ -607,12 +607,12 @@ static void make_cert(void)
 typedef struct tls_server {
     server s;
     SSL_CTX *ctx;
-    int stall;          /* accept TCP, never answer the ClientHello */
-    size_t bulk;        /* > 0: read this many bytes, send them back, close (instead of a line) */
-    int garbage;        /* after the handshake, bytes that are no TLS record; hold until the gate */
+    int stall;   /* accept TCP, never answer the ClientHello */
+    size_t bulk; /* > 0: read this many bytes, send them back, close (instead of a line) */
+    int garbage; /* after the handshake, bytes that are no TLS record; hold until the gate */
     int handshake_ok;
-    char sni[128];      /* the name the client sent, "" for none */
-    char line[64];      /* what the client wrote */
+    char sni[128]; /* the name the client sent, "" for none */
+    char line[64]; /* what the client wrote */
 } tls_server;
 
 static int sni_seen(SSL *ssl, int *alert, void *arg)
@@ -762,8 +762,7 @@ static void test_tls(void)
     tls_server_start(&t, 0);
     tls_case(&t, &r, "127.0.0.1", with_ca, "other.example", &ok);
     tls_server_stop(&t);
-    CHECK_MSG(strncmp(r.err, "tls: ", 5) == 0 && strstr(r.err, "ostname"), "other name: %s",
-              r.err);
+    CHECK_MSG(strncmp(r.err, "tls: ", 5) == 0 && strstr(r.err, "ostname"), "other name: %s", r.err);
     CHECK(strcmp(t.sni, "other.example") == 0 && !t.handshake_ok);
 
     /* The system's store does not know the test's CA. */

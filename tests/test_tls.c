@@ -231,12 +231,10 @@ static void test_ctx_errors(void)
 {
     char err[512];
     sy_tls_ctx *ctx = (sy_tls_ctx *)1;
-    CHECK(sy_tls_ctx_new("/nonexistent/cert.pem", key_path, 0, &ctx, err, sizeof err) ==
-          SY_EINVAL);
+    CHECK(sy_tls_ctx_new("/nonexistent/cert.pem", key_path, 0, &ctx, err, sizeof err) == SY_EINVAL);
     CHECK(ctx == NULL);
     CHECK_MSG(strstr(err, "cannot read the certificate /nonexistent/cert.pem"), "%s", err);
-    CHECK(sy_tls_ctx_new(cert_path, "/nonexistent/key.pem", 0, &ctx, err, sizeof err) ==
-          SY_EINVAL);
+    CHECK(sy_tls_ctx_new(cert_path, "/nonexistent/key.pem", 0, &ctx, err, sizeof err) == SY_EINVAL);
     CHECK_MSG(strstr(err, "cannot read the private key"), "%s", err);
     CHECK(sy_tls_ctx_new(key_path, key_path, 0, &ctx, err, sizeof err) == SY_EINVAL);
     CHECK_MSG(strstr(err, "cannot load the certificate from"), "%s", err);

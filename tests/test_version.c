@@ -26,7 +26,7 @@ int main(void)
         snprintf(so, sizeof so, "0.%d", SY_VERSION_MINOR);
     else
         snprintf(so, sizeof so, "%d", SY_VERSION_MAJOR);
-    CHECK_MSG(strcmp(so, SY_PROJECT_SOVERSION) == 0, "soversion %s, want %s",
-              SY_PROJECT_SOVERSION, so);
+    CHECK_MSG(strcmp(so, SY_PROJECT_SOVERSION) == 0, "soversion %s, want %s", SY_PROJECT_SOVERSION,
+              so);
     return t_summary("test_version");
 }

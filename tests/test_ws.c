@@ -39,7 +39,10 @@ typedef struct hdr_case {
     {                                                                                              \
         (n), B(in), (rc), (fin), (rsv), (op), (m), (plen), __VA_ARGS__                             \
     }
-#define NOMASK {0, 0, 0, 0}
+#define NOMASK                                                                                     \
+    {                                                                                              \
+        0, 0, 0, 0                                                                                 \
+    }
 #define Z6 "\x00\x00\x00\x00\x00\x00"
 
 static const hdr_case hdr_cases[] = {
@@ -70,8 +73,7 @@ static const hdr_case hdr_cases[] = {
     HDR("16-bit non-minimal 0", "\x82\x7e\x00\x00", 4, 1, 0, 2, 0, 0, NOMASK),
     HDR("16-bit non-minimal 125", "\x82\x7e\x00\x7d", 4, 1, 0, 2, 0, 125, NOMASK),
     /* 64-bit lengths */
-    HDR("64-bit 65536", "\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10, 1, 0, 2, 0, 65536,
-        NOMASK),
+    HDR("64-bit 65536", "\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10, 1, 0, 2, 0, 65536, NOMASK),
     HDR("64-bit non-minimal 256", "\x82\x7f" Z6 "\x01\x00", 10, 1, 0, 2, 0, 256, NOMASK),
     HDR("64-bit 2^32", "\x82\x7f\x00\x00\x00\x01\x00\x00\x00\x00", 10, 1, 0, 2, 0,
         (uint64_t)1 << 32, NOMASK),
@@ -79,23 +81,27 @@ static const hdr_case hdr_cases[] = {
         0x0123456789abcdefu, NOMASK),
     HDR("64-bit 2^63-1 masked", "\x02\xff\x7f\xff\xff\xff\xff\xff\xff\xff\xaa\xbb\xcc\xdd", 14, 0,
         0, 2, 1, 0x7fffffffffffffffu, {0xaa, 0xbb, 0xcc, 0xdd}),
-    HDR("64-bit masked", "\x81\xff\x00\x00\x00\x00\x00\x01\x00\x00\x01\x02\x03\x04", 14, 1, 0, 1,
-        1, 65536, {1, 2, 3, 4}),
+    HDR("64-bit masked", "\x81\xff\x00\x00\x00\x00\x00\x01\x00\x00\x01\x02\x03\x04", 14, 1, 0, 1, 1,
+        65536, {1, 2, 3, 4}),
     HDR("64-bit non-minimal 5", "\x82\x7f" Z6 "\x00\x05", 10, 1, 0, 2, 0, 5, NOMASK),
-    HDR("64-bit non-minimal 0 masked", "\x82\xff" Z6 "\x00\x00\x09\x08\x07\x06", 14, 1, 0, 2, 1,
-        0, {9, 8, 7, 6}),
+    HDR("64-bit non-minimal 0 masked", "\x82\xff" Z6 "\x00\x00\x09\x08\x07\x06", 14, 1, 0, 2, 1, 0,
+        {9, 8, 7, 6}),
     /* RFC 6455 5.2: the most significant bit of a 64-bit length MUST be 0 */
     HDR("64-bit MSB set", "\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x00", SY_EPROTO, 0, 0, 0, 0, 0,
         NOMASK),
     HDR("64-bit all ones", "\x82\x7f\xff\xff\xff\xff\xff\xff\xff\xff", SY_EPROTO, 0, 0, 0, 0, 0,
         NOMASK),
-    HDR("64-bit MSB set masked", "\x82\xff\x80" Z6 "\x01\x01\x02\x03\x04", SY_EPROTO, 0, 0, 0, 0,
-        0, NOMASK),
+    HDR("64-bit MSB set masked", "\x82\xff\x80" Z6 "\x01\x01\x02\x03\x04", SY_EPROTO, 0, 0, 0, 0, 0,
+        NOMASK),
 };
 
-static const sy_ws_header poison = {
-    .fin = 77, .rsv = 77, .opcode = 77, .masked = 77, .mask = {7, 7, 7, 7}, .len = 77,
-    .header_len = 77};
+static const sy_ws_header poison = {.fin = 77,
+                                    .rsv = 77,
+                                    .opcode = 77,
+                                    .masked = 77,
+                                    .mask = {7, 7, 7, 7},
+                                    .len = 77,
+                                    .header_len = 77};
 
 /* Field by field: struct copies need not copy padding. */
 static int untouched(const sy_ws_header *h)
@@ -108,8 +114,8 @@ static int untouched(const sy_ws_header *h)
 static void check_decoded(const hdr_case *c, const sy_ws_header *h, const char *what)
 {
     CHECK_MSG(h->fin == c->fin && h->rsv == c->rsv && h->opcode == c->opcode &&
-                  h->masked == c->masked && h->len == c->plen &&
-                  h->header_len == (size_t)c->rc && memcmp(h->mask, c->mask, 4) == 0,
+                  h->masked == c->masked && h->len == c->plen && h->header_len == (size_t)c->rc &&
+                  memcmp(h->mask, c->mask, 4) == 0,
               "%s (%s): fin %d rsv %d op %d masked %d len %llu hl %zu", c->name, what, h->fin,
               h->rsv, h->opcode, h->masked, (unsigned long long)h->len, h->header_len);
 }
@@ -152,8 +158,8 @@ static void test_decode_cases(void)
             h = poison;
             r = sy_ws_decode_header(n ? p : NULL, n, &h, &why);
             ssize_t want = c->rc == SY_EPROTO && n >= 3 ? SY_EPROTO : SY_EAGAIN;
-            CHECK_MSG(r == want && untouched(&h), "%s: prefix %zu: rc %zd, want %zd", c->name, n,
-                      r, want);
+            CHECK_MSG(r == want && untouched(&h), "%s: prefix %zu: rc %zd, want %zd", c->name, n, r,
+                      want);
             t_guard_free(map, maplen);
         }
     }
@@ -179,8 +185,8 @@ static void test_encode(void)
     for (size_t k = 0; k < SY_COUNTOF(forms); k++) {
         uint8_t out[SY_WS_MAX_HEADER];
         size_t n = sy_ws_encode_header(out, 1, 0, SY_WS_BINARY, forms[k].len);
-        CHECK_MSG(n == forms[k].hl && memcmp(out, forms[k].bytes, n) == 0,
-                  "encode %llu: %zu bytes", (unsigned long long)forms[k].len, n);
+        CHECK_MSG(n == forms[k].hl && memcmp(out, forms[k].bytes, n) == 0, "encode %llu: %zu bytes",
+                  (unsigned long long)forms[k].len, n);
     }
     uint8_t out[SY_WS_MAX_HEADER];
     CHECK(sy_ws_encode_header(out, 0, 4, SY_WS_TEXT, 3) == 2 && out[0] == 0x41 && out[1] == 3);
@@ -191,8 +197,16 @@ static void test_encode(void)
  * strict prefix needs more. */
 static void test_round_trip(void)
 {
-    static const uint64_t lens[] = {0,     1,     124,   125,       126,
-                                    127,   65535, 65536, 0xffffffffu, (uint64_t)1 << 32,
+    static const uint64_t lens[] = {0,
+                                    1,
+                                    124,
+                                    125,
+                                    126,
+                                    127,
+                                    65535,
+                                    65536,
+                                    0xffffffffu,
+                                    (uint64_t)1 << 32,
                                     0x7fffffffffffffffu};
     int bad = 0, checked = 0;
     for (size_t k = 0; k < SY_COUNTOF(lens); k++)
@@ -212,10 +226,9 @@ static void test_round_trip(void)
                         }
                         sy_ws_header h;
                         checked++;
-                        if (n != want ||
-                            sy_ws_decode_header(buf, n, &h, NULL) != (ssize_t)n ||
-                            h.fin != fin || h.rsv != rsv || h.opcode != op ||
-                            h.masked != masked || h.len != lens[k] || h.header_len != n ||
+                        if (n != want || sy_ws_decode_header(buf, n, &h, NULL) != (ssize_t)n ||
+                            h.fin != fin || h.rsv != rsv || h.opcode != op || h.masked != masked ||
+                            h.len != lens[k] || h.header_len != n ||
                             (masked && memcmp(h.mask, mask, 4) != 0)) {
                             if (!bad++)
                                 fprintf(stderr, "round trip: len %llu fin %d rsv %d op %d\n",
@@ -264,22 +277,20 @@ static const check_case check_cases[] = {
     {"pong not final", 0, 0, SY_WS_PONG, 1, 0, 0, SY_EPROTO, "fragmented control frame"},
     {"close 126", 1, 0, SY_WS_CLOSE, 1, 126, 0, SY_EPROTO, "control frame longer than 125 bytes"},
     {"ping 126", 1, 0, SY_WS_PING, 1, 126, 0, SY_EPROTO, "control frame longer than 125 bytes"},
-    {"pong 65536", 1, 0, SY_WS_PONG, 1, 65536, 0, SY_EPROTO,
-     "control frame longer than 125 bytes"},
+    {"pong 65536", 1, 0, SY_WS_PONG, 1, 65536, 0, SY_EPROTO, "control frame longer than 125 bytes"},
 };
 
 static void test_check_header(void)
 {
     for (size_t k = 0; k < SY_COUNTOF(check_cases); k++) {
         const check_case *c = &check_cases[k];
-        sy_ws_header h = {.fin = c->fin, .rsv = c->rsv, .opcode = c->opcode,
-                          .masked = c->masked, .len = c->len};
+        sy_ws_header h = {
+            .fin = c->fin, .rsv = c->rsv, .opcode = c->opcode, .masked = c->masked, .len = c->len};
         const char *why = NULL;
         int r = sy_ws_check_header(&h, c->allowed_rsv, &why);
         CHECK_MSG(r == c->rc && (c->why == NULL || (why && strcmp(why, c->why) == 0)),
                   "%s: rc %d why %s", c->name, r, why ? why : "(null)");
-        CHECK_MSG(sy_ws_check_header(&h, c->allowed_rsv, NULL) == c->rc, "%s: why NULL",
-                  c->name);
+        CHECK_MSG(sy_ws_check_header(&h, c->allowed_rsv, NULL) == c->rc, "%s: why NULL", c->name);
     }
     /* RFC 6455 5.2: opcodes 3-7 and 0xB-0xF are reserved, whatever else the frame says. */
     for (int op = 0; op < 16; op++) {
@@ -315,8 +326,8 @@ static void fill_random(uint8_t *p, size_t n)
  * the byte-by-byte reference; the bytes around the span stay as they were. */
 static void test_unmask_equivalence(void)
 {
-    static const uint64_t far[] = {(uint64_t)1 << 32, ((uint64_t)1 << 32) + 3,
-                                   UINT64_MAX - 2, UINT64_MAX};
+    static const uint64_t far[] = {(uint64_t)1 << 32, ((uint64_t)1 << 32) + 3, UINT64_MAX - 2,
+                                   UINT64_MAX};
     _Alignas(64) uint8_t a[160], b[160];
     int bad = 0, runs = 0;
     for (size_t n = 0; n <= 100; n++)
@@ -367,8 +378,8 @@ static void test_unmask_pieces(void)
                     sy_ws_unmask(parts + y, n - y, mask, base + y);
                     runs++;
                     if (memcmp(parts, whole, n) != 0 && !bad++)
-                        fprintf(stderr, "unmask pieces: n %zu split %zu/%zu base %llu\n", n, x,
-                                y, (unsigned long long)base);
+                        fprintf(stderr, "unmask pieces: n %zu split %zu/%zu base %llu\n", n, x, y,
+                                (unsigned long long)base);
                 }
         }
     }
@@ -551,8 +562,8 @@ typedef struct utf8_case {
     const char *name;
     const uint8_t *in;
     size_t len;
-    long fail_at;   /* index of the first impossible byte, or -1 */
-    int complete;   /* when fail_at < 0: ends on a code point boundary */
+    long fail_at; /* index of the first impossible byte, or -1 */
+    int complete; /* when fail_at < 0: ends on a code point boundary */
 } utf8_case;
 
 #define VALID(n, s)                                                                                \
@@ -619,13 +630,22 @@ static const utf8_case utf8_cases[] = {
     BAD("stray continuation 80", "\x80", 0),
     BAD("stray continuation BF after ASCII", "ab\xbf", 2),
     BAD("continuation after complete", "\xc3\xa9\x80", 2),
-    BAD("missing continuation", "\xc3" "a", 1),
+    BAD("missing continuation",
+        "\xc3"
+        "a",
+        1),
     BAD("lead after lead", "\xe2\xe2\x82\xac", 1),
-    BAD("3-byte cut by ASCII", "\xe2\x82" "a", 2),
+    BAD("3-byte cut by ASCII",
+        "\xe2\x82"
+        "a",
+        2),
     BAD("4-byte cut by lead", "\xf0\x9f\x98\xc3\xa9", 3),
     BAD("kosme then surrogate (Autobahn 6.3)",
         "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64", 12),
-    BAD("long ASCII then bad", "0123456789abcdefghijklmnopqrstuvwxyz0123456789\xff" "abc", 46),
+    BAD("long ASCII then bad",
+        "0123456789abcdefghijklmnopqrstuvwxyz0123456789\xff"
+        "abc",
+        46),
     BAD("bad after 16 good", "\xce\xba\xce\xba\xce\xba\xce\xba\xce\xba\xce\xba\xce\xba\xce\xba\xc0",
         16),
 };
@@ -723,8 +743,8 @@ static void test_utf8_splits(void)
                     int boundary;
                     ref_scan(c->in, cut[piece], &boundary);
                     if ((r != want || (r == 0 && sy_utf8_complete(&u) != boundary)) && !bad++)
-                        fprintf(stderr, "%s: split %zu/%zu piece %d: rc %d\n", c->name, x, y,
-                                piece, r);
+                        fprintf(stderr, "%s: split %zu/%zu piece %d: rc %d\n", c->name, x, y, piece,
+                                r);
                     from = cut[piece];
                 }
             }
@@ -755,8 +775,7 @@ static void test_utf8_ascii_runs(void)
                 sy_utf8 u = {0};
                 int r = sy_utf8_feed(&u, p, n);
                 runs++;
-                if ((sy_utf8_valid(p, n) != want_valid ||
-                     r != (ref_at < n ? SY_EPROTO : 0) ||
+                if ((sy_utf8_valid(p, n) != want_valid || r != (ref_at < n ? SY_EPROTO : 0) ||
                      (r == 0 && sy_utf8_complete(&u) != boundary)) &&
                     !bad++)
                     fprintf(stderr, "%s: after %zu ASCII bytes, before %zu\n", c->name, pre, post);
@@ -874,8 +893,8 @@ static void test_utf8_all_code_points(void)
             r = sy_utf8_feed(&u, all + at, step);
             at += step;
         }
-        CHECK_MSG(r == SY_EPROTO && at > pos && at - pos <= 5000, "0xff at %zu: rc %d at %zu",
-                  pos, r, at);
+        CHECK_MSG(r == SY_EPROTO && at > pos && at - pos <= 5000, "0xff at %zu: rc %d at %zu", pos,
+                  r, at);
         all[pos] = keep;
     }
     free(all);
@@ -885,9 +904,9 @@ static void test_utf8_all_code_points(void)
  * a byte-by-byte feed fails, and a random split. */
 static void test_utf8_random(void)
 {
-    static const uint8_t alphabet[] = {'a', ' ', 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
-                                       0xc0, 0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xef, 0xf0, 0xf1,
-                                       0xf4, 0xf5, 0xff};
+    static const uint8_t alphabet[] = {'a',  ' ',  0x7f, 0x80, 0x8f, 0x90, 0x9f,
+                                       0xa0, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xe1,
+                                       0xed, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff};
     long bad = 0;
     uint8_t s[80];
     for (int t = 0; t < 30000; t++) {
@@ -941,11 +960,10 @@ static void test_close_codes(void)
     static const struct {
         int code, valid;
     } table[] = {
-        {-1, 0},   {0, 0},    {999, 0},  {1000, 1}, {1001, 1}, {1002, 1}, {1003, 1},
-        {1004, 0}, {1005, 0}, {1006, 0}, {1007, 1}, {1008, 1}, {1009, 1}, {1010, 1},
-        {1011, 1}, {1012, 1}, {1013, 1}, {1014, 1}, {1015, 0}, {1016, 0}, {1100, 0},
-        {2000, 0}, {2999, 0}, {3000, 1}, {3999, 1}, {4000, 1}, {4999, 1}, {5000, 0},
-        {65535, 0}, {65536, 0},
+        {-1, 0},   {0, 0},    {999, 0},  {1000, 1}, {1001, 1},  {1002, 1},  {1003, 1}, {1004, 0},
+        {1005, 0}, {1006, 0}, {1007, 1}, {1008, 1}, {1009, 1},  {1010, 1},  {1011, 1}, {1012, 1},
+        {1013, 1}, {1014, 1}, {1015, 0}, {1016, 0}, {1100, 0},  {2000, 0},  {2999, 0}, {3000, 1},
+        {3999, 1}, {4000, 1}, {4999, 1}, {5000, 0}, {65535, 0}, {65536, 0},
     };
     for (size_t k = 0; k < SY_COUNTOF(table); k++)
         CHECK_MSG(sy_ws_close_code_valid(table[k].code) == table[k].valid, "close code %d",
@@ -983,14 +1001,17 @@ typedef struct close_case {
 static const close_case close_cases[] = {
     CLOSE_OK("empty", "", 1005, ""),
     CLOSE_OK("1000 no reason", "\x03\xe8", 1000, ""),
-    CLOSE_OK("1000 with reason", "\x03\xe8" "bye", 1000, "bye"),
+    CLOSE_OK("1000 with reason",
+             "\x03\xe8"
+             "bye",
+             1000, "bye"),
     CLOSE_OK("1001", "\x03\xe9", 1001, ""),
     CLOSE_OK("1011", "\x03\xf3", 1011, ""),
     CLOSE_OK("1012", "\x03\xf4", 1012, ""),
     CLOSE_OK("1014", "\x03\xf6", 1014, ""),
     CLOSE_OK("3000", "\x0b\xb8", 3000, ""),
-    CLOSE_OK("4999 with UTF-8 reason", "\x13\x87\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
-             4999, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"),
+    CLOSE_OK("4999 with UTF-8 reason", "\x13\x87\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 4999,
+             "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"),
     CLOSE_OK("125 bytes", "\x03\xe8" R61 R61 "9", 1000, R61 R61 "9"),
     CLOSE_BAD("1 byte", "\x03", 1002),
     CLOSE_BAD("126 bytes", "\x03\xe8" R61 R61 "9!", 1002),
@@ -1005,7 +1026,10 @@ static const close_case close_cases[] = {
     CLOSE_BAD("code 65535", "\xff\xff", 1002),
     CLOSE_BAD("bad code before bad UTF-8", "\x03\xed\xff", 1002),
     CLOSE_BAD("reason not UTF-8", "\x03\xe8\xff", 1007),
-    CLOSE_BAD("reason truncated", "\x03\xe8" "ok\xce", 1007),
+    CLOSE_BAD("reason truncated",
+              "\x03\xe8"
+              "ok\xce",
+              1007),
     CLOSE_BAD("reason with surrogate", "\x03\xe8\xed\xa0\x80", 1007),
     CLOSE_BAD("reason overlong", "\x03\xe8\xc0\xaf", 1007),
 };
@@ -1102,8 +1126,8 @@ static void test_pmd_negotiate(void)
          "permessage-deflate; server_max_window_bits=12", NULL, NULL},
         {"permessage-deflate ;server_max_window_bits = \"1\\2\" ; client_max_window_bits",
          "permessage-deflate; server_max_window_bits=12", NULL, NULL},
-        {"Permessage-Deflate; Server_Max_Window_Bits=9", "permessage-deflate; server_max_window_bits=9",
-         NULL, NULL},
+        {"Permessage-Deflate; Server_Max_Window_Bits=9",
+         "permessage-deflate; server_max_window_bits=9", NULL, NULL},
         {"x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=9",
          "permessage-deflate; server_max_window_bits=9", NULL, NULL},
         {"permessage-deflate; foo, permessage-deflate; server_max_window_bits=9",
