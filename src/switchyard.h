@@ -53,7 +53,7 @@ SY_API const char *sy_version(void);
 /* Returns a static English description of a code; never NULL. */
 SY_API const char *sy_strerror(int code);
 
-/* Replaces malloc/realloc/free for the core, the Lua state, nghttp2 and zlib (not for
+/* Replaces malloc/realloc/free for the core, the Lua state, nghttp2 and zlib (not for c-ares or
  * OpenSSL). Call before any server exists. realloc_fn(ptr, 0) is never called; free_fn(NULL) must
  * be accepted. */
 SY_API void sy_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),

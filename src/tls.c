@@ -1,11 +1,13 @@
 /* TLS on OpenSSL 3 over a BIO of our own that reads and writes two byte buffers: no sockets. */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 /* Ciphertext buffered per direction: a few records. Output may hold one direct write (see
  * conn.c) plus the records of a flush. */
@@ -15,17 +17,20 @@
 struct sy_tls_ctx {
     SSL_CTX *ssl;    /* owned (one reference per connection besides) */
     BIO_METHOD *bio; /* owned; the buffers BIO below */
+    int refs;        /* the creator's reference plus one per session made from it */
     int offer_h2;
 };
 
 struct sy_tls {
-    SSL *ssl;   /* owned */
-    sy_buf in;  /* ciphertext from the peer, not yet read by OpenSSL */
-    sy_buf out; /* bytes for the peer */
+    SSL *ssl;        /* owned */
+    sy_tls_ctx *ctx; /* one reference, dropped by sy_tls_free */
+    sy_buf in;       /* ciphertext from the peer, not yet read by OpenSSL */
+    sy_buf out;      /* bytes for the peer */
     unsigned ready : 1;
     unsigned closed_notify : 1;
     unsigned failed : 1;
-    unsigned no_h2 : 1; /* ALPN must not choose "h2" (an in-place upgrade stays HTTP/1.1) */
+    unsigned no_h2 : 1;  /* ALPN must not choose "h2" (an in-place upgrade stays HTTP/1.1) */
+    unsigned client : 1; /* made by sy_tls_client_new */
 };
 
 /* ---- the BIO: OpenSSL reads t->in and appends to t->out ------------------------------------ */
@@ -76,6 +81,35 @@ static int bio_create(BIO *b)
 }
 
 /* ---- context --------------------------------------------------------------------------------- */
+
+/* A context for method with our buffers BIO, one reference held by the caller; NULL when out
+ * of memory. */
+static sy_tls_ctx *ctx_alloc(const SSL_METHOD *method)
+{
+    sy_tls_ctx *ctx = sy_calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->refs = 1;
+    ERR_clear_error();
+    ctx->ssl = SSL_CTX_new(method);
+    if (!ctx->ssl)
+        goto fail_ctx;
+    ctx->bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "switchyard buffers");
+    if (!ctx->bio)
+        goto fail_ssl;
+    BIO_meth_set_write(ctx->bio, bio_write);
+    BIO_meth_set_read(ctx->bio, bio_read);
+    BIO_meth_set_ctrl(ctx->bio, bio_ctrl);
+    BIO_meth_set_create(ctx->bio, bio_create);
+    return ctx;
+
+fail_ssl:
+    SSL_CTX_free(ctx->ssl);
+fail_ctx:
+    ERR_clear_error();
+    sy_free(ctx);
+    return NULL;
+}
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
@@ -137,21 +171,10 @@ int sy_tls_ctx_new(const char *cert_file, const char *key_file, int offer_h2, sy
         }
         fclose(f);
     }
-    sy_tls_ctx *ctx = sy_calloc(1, sizeof *ctx);
+    sy_tls_ctx *ctx = ctx_alloc(TLS_server_method());
     if (!ctx)
         return SY_ENOMEM;
     ctx->offer_h2 = offer_h2;
-    ERR_clear_error();
-    ctx->ssl = SSL_CTX_new(TLS_server_method());
-    if (!ctx->ssl)
-        goto fail_ctx;
-    ctx->bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "switchyard buffers");
-    if (!ctx->bio)
-        goto fail_ssl;
-    BIO_meth_set_write(ctx->bio, bio_write);
-    BIO_meth_set_read(ctx->bio, bio_read);
-    BIO_meth_set_ctrl(ctx->bio, bio_ctrl);
-    BIO_meth_set_create(ctx->bio, bio_create);
 
     SSL_CTX *s = ctx->ssl;
     SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
@@ -195,21 +218,51 @@ fail_bio:
     snprintf(err, errcap, "cannot set up TLS");
 fail_quiet:
     ERR_clear_error();
-    BIO_meth_free(ctx->bio);
-    SSL_CTX_free(ctx->ssl);
-    sy_free(ctx);
+    sy_tls_ctx_free(ctx);
     return SY_EINVAL;
-fail_ssl:
-    SSL_CTX_free(ctx->ssl);
-fail_ctx:
-    ERR_clear_error();
-    sy_free(ctx);
-    return SY_ENOMEM;
+}
+
+int sy_tls_client_ctx_new(const char *ca_file, int verify, sy_tls_ctx **out, char *err,
+                          size_t errcap)
+{
+    *out = NULL;
+    if (ca_file) {
+        FILE *f = fopen(ca_file, "rb");
+        if (!f) {
+            snprintf(err, errcap, "cannot read the CA file %s: %s", ca_file, strerror(errno));
+            return SY_EINVAL;
+        }
+        fclose(f);
+    }
+    sy_tls_ctx *ctx = ctx_alloc(TLS_client_method());
+    if (!ctx)
+        return SY_ENOMEM;
+    SSL_CTX *s = ctx->ssl;
+    SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
+    SSL_CTX_set_options(s, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(s, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(s, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    if (verify) {
+        int ok = ca_file ? SSL_CTX_load_verify_locations(s, ca_file, NULL)
+                         : SSL_CTX_set_default_verify_paths(s);
+        if (ok != 1) {
+            if (ca_file)
+                fail_file(err, errcap, "CA certificates", ca_file);
+            else
+                snprintf(err, errcap, "cannot load the system's CA certificates");
+            ERR_clear_error();
+            sy_tls_ctx_free(ctx);
+            return SY_EINVAL;
+        }
+    }
+    *out = ctx;
+    return 0;
 }
 
 void sy_tls_ctx_free(sy_tls_ctx *ctx)
 {
-    if (!ctx)
+    if (!ctx || --ctx->refs > 0)
         return;
     BIO_meth_free(ctx->bio);
     SSL_CTX_free(ctx->ssl);
@@ -218,7 +271,8 @@ void sy_tls_ctx_free(sy_tls_ctx *ctx)
 
 /* ---- sessions -------------------------------------------------------------------------------- */
 
-sy_tls *sy_tls_new(sy_tls_ctx *ctx, int min_version)
+/* A session on ctx's buffers BIO, holding a reference to ctx; NULL when out of memory. */
+static sy_tls *session_new(sy_tls_ctx *ctx)
 {
     sy_tls *t = sy_calloc(1, sizeof *t);
     if (!t)
@@ -234,9 +288,8 @@ sy_tls *sy_tls_new(sy_tls_ctx *ctx, int min_version)
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b); /* one reference, taken by the session */
     SSL_set_app_data(t->ssl, t);
-    if (min_version >= 13)
-        SSL_set_min_proto_version(t->ssl, TLS1_3_VERSION);
-    SSL_set_accept_state(t->ssl);
+    t->ctx = ctx;
+    ctx->refs++;
     return t;
 
 fail_ssl:
@@ -245,6 +298,50 @@ fail_tls:
     ERR_clear_error();
     sy_free(t);
     return NULL;
+}
+
+sy_tls *sy_tls_new(sy_tls_ctx *ctx, int min_version)
+{
+    sy_tls *t = session_new(ctx);
+    if (!t)
+        return NULL;
+    if (min_version >= 13)
+        SSL_set_min_proto_version(t->ssl, TLS1_3_VERSION);
+    SSL_set_accept_state(t->ssl);
+    return t;
+}
+
+sy_tls *sy_tls_client_new(sy_tls_ctx *ctx, const char *server_name)
+{
+    sy_tls *t = session_new(ctx);
+    if (!t)
+        return NULL;
+    t->client = 1;
+    if (server_name && *server_name) {
+        /* An address (brackets allowed) is checked against the certificate's IP entries and
+         * never sent as SNI (RFC 6066 3); a name is both. */
+        char ip[INET6_ADDRSTRLEN + 2];
+        size_t len = strlen(server_name);
+        const char *name = server_name;
+        if (len >= 2 && len < sizeof ip && server_name[0] == '[' && server_name[len - 1] == ']') {
+            memcpy(ip, server_name + 1, len - 2);
+            ip[len - 2] = '\0';
+            name = ip;
+        }
+        unsigned char bin[16];
+        int ok;
+        if (inet_pton(AF_INET, name, bin) == 1 || inet_pton(AF_INET6, name, bin) == 1)
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name);
+        else
+            ok = SSL_set_tlsext_host_name(t->ssl, server_name) == 1 &&
+                 SSL_set1_host(t->ssl, server_name) == 1;
+        if (ok != 1) {
+            sy_tls_free(t);
+            return NULL;
+        }
+    }
+    SSL_set_connect_state(t->ssl);
+    return t;
 }
 
 void sy_tls_refuse_h2(sy_tls *t)
@@ -259,6 +356,7 @@ void sy_tls_free(sy_tls *t)
     SSL_free(t->ssl);
     sy_buf_dispose(&t->in);
     sy_buf_dispose(&t->out);
+    sy_tls_ctx_free(t->ctx);
     sy_free(t);
 }
 
@@ -290,6 +388,20 @@ static const char *last_reason(void)
     return r ? r : "TLS failure";
 }
 
+/* Why a handshake failed: for a client that verifies, the certificate check's own words
+ * ("self-signed certificate", "hostname mismatch") when that was it. */
+static const char *handshake_reason(const sy_tls *t)
+{
+    if (t->client && (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER)) {
+        long v = SSL_get_verify_result(t->ssl);
+        if (v != X509_V_OK) {
+            ERR_clear_error();
+            return X509_verify_cert_error_string(v);
+        }
+    }
+    return last_reason();
+}
+
 ssize_t sy_tls_read(sy_tls *t, char *buf, size_t cap, const char **why)
 {
     if (t->failed) {
@@ -305,7 +417,7 @@ ssize_t sy_tls_read(sy_tls *t, char *buf, size_t cap, const char **why)
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return SY_EAGAIN;
             t->failed = 1;
-            *why = last_reason();
+            *why = handshake_reason(t);
             return SY_EPROTO;
         }
         t->ready = 1;

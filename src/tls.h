@@ -18,12 +18,27 @@ typedef struct sy_tls sy_tls;
  * err (never any content of the key), or SY_ENOMEM. */
 int sy_tls_ctx_new(const char *cert_file, const char *key_file, int offer_h2, sy_tls_ctx **out,
                    char *err, size_t errcap);
-/* NULL is accepted. Connections made from it hold their own reference. */
+/* A client context: TLS 1.2 and 1.3, no compression or renegotiation. verify 1 checks the
+ * peer's chain against ca_file (PEM; only those authorities) or, when ca_file is NULL, the
+ * system's store (OpenSSL's default paths); verify 0 accepts any certificate. Returns 0 and
+ * *out (caller frees with sy_tls_ctx_free); SY_EINVAL with the reason in err (an unreadable
+ * or unusable CA file); SY_ENOMEM. */
+int sy_tls_client_ctx_new(const char *ca_file, int verify, sy_tls_ctx **out, char *err,
+                          size_t errcap);
+/* Drops the caller's reference. NULL is accepted. Every session made from the context holds a
+ * reference of its own, so the context may be freed while they live. */
 void sy_tls_ctx_free(sy_tls_ctx *ctx);
 
 /* A server-side TLS session that will accept a handshake: min_version 12 or 13 is the lowest
  * protocol version allowed. Returns NULL when out of memory. */
 sy_tls *sy_tls_new(sy_tls_ctx *ctx, int min_version);
+/* A client-side session on a context from sy_tls_client_ctx_new: the first sy_tls_read
+ * queues the ClientHello. server_name (borrowed, copied) is sent as SNI and is the name the
+ * certificate must match when the context verifies; a numeric address (brackets allowed) is
+ * matched against the certificate's IP entries and not sent. NULL or "": no SNI, no name
+ * check. A failed verification makes sy_tls_read answer SY_EPROTO with the check's reason
+ * ("self-signed certificate", "Hostname mismatch", ...). Returns NULL when out of memory. */
+sy_tls *sy_tls_client_new(sy_tls_ctx *ctx, const char *server_name);
 /* NULL is accepted. */
 void sy_tls_free(sy_tls *t);
 /* Before the handshake: ALPN will not choose "h2" even when the context offers it (the RFC 2817

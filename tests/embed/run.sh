@@ -92,6 +92,11 @@ pkg-config --cflags switchyard | grep -q -- "-I$(pkg-config --variable=includedi
   $(pkg-config --cflags --libs switchyard) \
   -Wl,-rpath,"$(pkg-config --variable=libdir switchyard)" || fail "pkg-config consumer: build"
 "$work/pc_shared" "$here/app.lua" || fail "pkg-config consumer (shared)"
+# The private dependencies, c-ares among them, reach a static link.
+static_libs=$(pkg-config --static --libs switchyard)
+for l in -lssl -lnghttp2 -lcares -lz; do
+  grep -q -- "$l\b" <<<"$static_libs" || fail "pkg-config --static --libs lacks $l: $static_libs"
+done
 # --static gives every library libswitchyard.a needs; -l:libswitchyard.a picks the archive.
 # shellcheck disable=SC2046
 "$CC" "${flags[@]}" -o "$work/pc_static" "$here/consumer.c" $(pkg-config --cflags switchyard) \

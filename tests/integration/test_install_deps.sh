@@ -10,7 +10,7 @@ run_set=$(scripts/install-deps --run --list)
 all_set=$(scripts/install-deps --list)
 [ -n "$run_set" ] && [ -n "$all_set" ] || fail "install-deps --list printed nothing"
 for p in build-essential cmake pkg-config liblua5.4-dev libev-dev libssl-dev zlib1g-dev \
-         libnghttp2-dev; do
+         libnghttp2-dev libc-ares-dev; do
   grep -qx "$p" <<<"$run_set" || fail "--run lacks $p"
 done
 for p in lua5.4 lua-busted chromium nodejs npm clang libclang-rt-14-dev python3-websockets \
