@@ -119,7 +119,8 @@ est=$((est * ROUNDS))
 
 echo "# switchyard $BASE_REV (base) vs the current tree, paired rounds"
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -srm)  $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-echo "# base:       $(git -C "$REPO" log -1 --format='%h %s' "$BASE_SHA" | cut -c1-80) ($base_build)"
+echo "# base:       $BASE_REV = $(git -C "$REPO" rev-parse --short "$BASE_SHA"), $BASE_BIN ($base_build)"
+echo "#             $(git -C "$REPO" log -1 --format=%s "$BASE_SHA" | cut -c1-86)"
 echo "# current:    $cur_desc, $CUR_BIN ($cur_build)"
 echo "# runs:       bench/ws.sh CASES=<case> FLOOR=0 / bench/http1.sh, ROUNDS=1, ${WARMUP}s warmup +" \
      "${DURATION}s measured; $ROUNDS round(s) of $ncases case(s) x 2 sides; about $((est / 60)) min"
@@ -189,26 +190,30 @@ done
 
 echo
 echo "# per case, over the complete pairs: each side's median, and the median over rounds of the ratio"
-echo "# current/base (min..max beside it). rate: > 1 = current faster; cpu us: < 1 = current cheaper."
-echo "# quiet = the median ratio over pairs with both oth% <= $NOISY_PCT only (- when none), [pairs]"
-printf '%-26s %-11s %11s %11s %9s %15s %9s %6s\n' case metric base current cur/base "min..max" quiet pairs
+echo "# current/base with the middle half of those ratios (25%..75%) beside it."
+echo "# rate: > 1 = current faster; cpu us: < 1 = current spends less server CPU."
+echo "# quiet = the median ratio over the pairs with both oth% <= $NOISY_PCT only (- when none); pairs = complete pairs"
+printf '%-26s %-11s %11s %11s %9s %15s %9s %6s\n' case metric base current cur/base "25%..75%" quiet pairs
 awk -F'\t' -v noisy="$NOISY_PCT" -v cases="$CASES" \
     -v labels="$(for c in $CASES; do printf '%s=%s;' "$c" "$(case_label "$c")"; done)" \
     -v units="$(for c in $CASES; do printf '%s=%s;' "$c" "$(unit "$c")"; done)" "$AWK_MEDIAN"'
-  function row(label, metric, col, fmt,   r, k, q, b, c, x, qx, lo, hi, mq) {
+  function quantile(a, n, p,   pos, i) { # a[1..n] sorted; linear between the closest ranks
+    pos = 1 + (n - 1) * p; i = int(pos)
+    return i >= n ? a[n] : a[i] + (pos - i) * (a[i + 1] - a[i])
+  }
+  function row(label, metric, col, fmt,   r, k, q, b, c, x, qx, mx, mq) {
     k = 0; q = 0
     for (r = 1; r <= rounds; r++) {
       if (!((cs, r, "base") in v) || !((cs, r, "current") in v)) continue
       k++; b[k] = v[cs, r, "base", col]; c[k] = v[cs, r, "current", col]
       x[k] = b[k] > 0 ? c[k] / b[k] : 0
-      if (k == 1 || x[k] < lo) lo = x[k]
-      if (k == 1 || x[k] > hi) hi = x[k]
       if (v[cs, r, "base", 6] <= noisy && v[cs, r, "current", 6] <= noisy) qx[++q] = x[k]
     }
     if (k == 0) { printf "%-26s %-11s (no complete pair)\n", label, metric; return }
     mq = q ? sprintf("%.3f", median(qx, q)) : "-"
+    mx = median(x, k)   # sorts x
     printf "%-26s %-11s " fmt " " fmt " %9.3f %15s %9s %6s\n", label, metric, median(b, k), median(c, k),
-           median(x, k), sprintf("%.3f..%.3f", lo, hi), mq, (col == 4 ? k : "")
+           mx, sprintf("%.3f..%.3f", quantile(x, k, 0.25), quantile(x, k, 0.75)), mq, (col == 4 ? k : "")
   }
   BEGIN {
     n = split(labels, parts, ";")
