@@ -1,4 +1,4 @@
-# bench/lib.sh: helpers shared by bench/http1.sh and bench/ws.sh (sourced, never run alone).
+# bench/lib.sh: helpers shared by the bench/*.sh scripts (sourced, never run alone).
 #
 # The script sets BENCH (its name, for messages) and REPO, then sources this file:
 #   BENCH=http1.sh
@@ -135,6 +135,29 @@ bg_wait() {
 
 # --- switchyard binary ------------------------------------------------------------------------
 
+# build_switchyard SRC DIR TYPE LOG [CMAKE_ARG...]: configure the source tree SRC into DIR with
+# CMAKE_BUILD_TYPE=TYPE and build only the switchyard target, each step bounded by BUILD_TIMEOUT;
+# output goes to LOG, whose tail is shown when the build fails.
+build_switchyard() {
+  local src=$1 dir=$2 type=$3 log=$4
+  shift 4
+  if ! { timeout "$BUILD_TIMEOUT" cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" &&
+         timeout "$BUILD_TIMEOUT" cmake --build "$dir" --target switchyard -j"$(nproc)"; } \
+       >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    die "build of $src failed (log: $log)"
+  fi
+}
+
+build_info() { # build_info BIN: "CMAKE_BUILD_TYPE=... [SY_SANITIZE=...]" from the CMakeCache.txt next to BIN
+  local cache bt san
+  cache=$(dirname "$1")/CMakeCache.txt
+  [ -f "$cache" ] || { echo "unknown build type"; return 0; }
+  bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
+  san=$(sed -n 's/^SY_SANITIZE:[A-Z]*=//p' "$cache")
+  echo "CMAKE_BUILD_TYPE=${bt:-none}${san:+ SY_SANITIZE=$san}"
+}
+
 # switchyard_bin: sets SY_BIN (absolute) and sy_build; SWITCHYARD_BIN unset = build Release into
 # BUILD_DIR (bounded by BUILD_TIMEOUT).
 switchyard_bin() {
@@ -142,24 +165,14 @@ switchyard_bin() {
     SY_BIN=$SWITCHYARD_BIN
   else
     note "SWITCHYARD_BIN unset: building Release into $BUILD_DIR (log: $TMP/build.log)"
-    if ! { timeout "$BUILD_TIMEOUT" cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
-           timeout "$BUILD_TIMEOUT" cmake --build "$BUILD_DIR" --target switchyard -j"$(nproc)"; } \
-         >"$TMP/build.log" 2>&1; then
-      tail -n 30 "$TMP/build.log" >&2
-      die "build failed"
-    fi
+    build_switchyard "$REPO" "$BUILD_DIR" Release "$TMP/build.log"
     SY_BIN=$BUILD_DIR/switchyard
   fi
   [ -x "$SY_BIN" ] || die "switchyard binary not executable: $SY_BIN"
   SY_BIN=$(cd "$(dirname "$SY_BIN")" && pwd)/$(basename "$SY_BIN")
-  sy_build="unknown build type"
-  if [ -f "$(dirname "$SY_BIN")/CMakeCache.txt" ]; then
-    local bt san
-    bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
-    san=$(sed -n 's/^SY_SANITIZE:[A-Z]*=//p' "$(dirname "$SY_BIN")/CMakeCache.txt")
-    sy_build="CMAKE_BUILD_TYPE=${bt:-none}${san:+ SY_SANITIZE=$san}"
-    [ "$bt" = Release ] && [ -z "$san" ] || note "warning: switchyard is not a plain Release build ($sy_build)"
-  fi
+  sy_build=$(build_info "$SY_BIN")
+  [ "$sy_build" = CMAKE_BUILD_TYPE=Release ] || [ "$sy_build" = "unknown build type" ] \
+    || note "warning: switchyard is not a plain Release build ($sy_build)"
 }
 
 # --- report -----------------------------------------------------------------------------------

@@ -96,9 +96,10 @@ rss_kb() { # rss_kb PID: VmRSS in kB
 # all_ticks: utime+stime+cutime+cstime summed over every process on the machine. The time of a
 # process that exits moves into its parent's cutime/cstime, so deltas stay right across exits.
 # (Per-CPU busy ticks from /proc/stat are no gauge here: on a tickless VM they disagree with the
-# exact per-process times by tens of percent.)
+# exact per-process times by tens of percent.) A process that exits between the glob and cat's
+# open is skipped; cat then fails, which must not end the script (pipefail, set -e).
 all_ticks() {
-  cat /proc/[0-9]*/stat 2>/dev/null | awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { print t + 0 }'
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { print t + 0 }'
 }
 
 # --- binaries: switchyard, wsload, node + ws ---------------------------------------------------
