@@ -156,6 +156,9 @@ int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx);
  * those a publish reaches now. Walks the topic's set; never raises. */
 lua_Integer sy_lua_topic_count(lua_State *L, int topic_idx);
 void sy_lua_open_ws(lua_State *L);
+/* sy.tcp() (lua_tcp.c): the Socket type and the server's resolver slot. */
+void sy_lua_open_tcp(lua_State *L);
+int sy_lua_tcp_new(lua_State *L);
 int sy_lua_publish_fn(lua_State *L);
 int sy_lua_subscribers_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);

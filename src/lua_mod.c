@@ -240,6 +240,7 @@ static const luaL_Reg module_fns[] = {
     {"every", sy_lua_every},
     {"now", l_now},
     {"sleep", sy_lua_sleep},
+    {"tcp", sy_lua_tcp_new},
     {"log", l_log},
     {NULL, NULL},
 };
@@ -261,6 +262,7 @@ SY_API int luaopen_switchyard(lua_State *L)
     sy_lua_open_response(L);
     sy_lua_open_conn(L);
     sy_lua_open_ws(L);
+    sy_lua_open_tcp(L);
     sy_lua_open_timer(L);
     lua_pushstring(L, "0.1.0");
     lua_setfield(L, -2, "version");
