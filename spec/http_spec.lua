@@ -143,6 +143,14 @@ describe("switchyard.http", function()
     end)
   end)
 
+  it("parses long runs of white space in linear time", function()
+    -- s:match("^%s*(.-)%s*$") takes quadratic time here: minutes for these 200 000 spaces.
+    local gap = (" "):rep(200000)
+    assert.are.same({ a = "x" .. gap .. "y" }, http.cookies("a=x" .. gap .. "y"))
+    local l = http.parse_accept("text/plain;x=a" .. gap .. "b")
+    assert.are.equal("a" .. gap .. "b", l[1].params.x)
+  end)
+
   it("formats IMF-fixdates", function()
     assert.are.equal("Sun, 06 Nov 1994 08:49:37 GMT", http.date(784111777))
     assert.are.equal("Thu, 01 Jan 1970 00:00:00 GMT", http.date(0))

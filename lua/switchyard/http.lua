@@ -8,6 +8,21 @@ local M = {}
 
 local function hex(h) return string.char(tonumber(h, 16)) end
 
+-- s without leading and trailing white space. Not s:match("^%s*(.-)%s*$"): on client input
+-- with a long run of spaces inside, that pattern takes quadratic time; these finds are linear.
+local function trim(s)
+  local a = s:find("%S")
+  if not a then return "" end
+  return s:sub(a, (s:find("%S%s*$")))
+end
+
+-- Splits "name = value" at the first "=" (both sides trimmed); nil when there is no "=".
+local function name_value(piece)
+  local eq = piece:find("=", 1, true)
+  if not eq then return nil end
+  return trim(piece:sub(1, eq - 1)), trim(piece:sub(eq + 1))
+end
+
 --- Percent-decodes s as in a URI path: "%41" gives "A"; "+" stays "+". A "%" not followed by
 --- two hex digits stays as it is. Returns nil for a non-string.
 function M.decode(s)
@@ -132,8 +147,8 @@ function M.cookies(req_or_header)
   local t = {}
   if type(s) ~= "string" then return t end
   for piece in s:gmatch("[^;]+") do
-    local k, v = piece:match("^%s*([^=%s]+)%s*=%s*(.-)%s*$")
-    if k and t[k] == nil then
+    local k, v = name_value(piece)
+    if k and k ~= "" and not k:find("%s") and t[k] == nil then
       t[k] = v:match('^"(.*)"$') or v
     end
   end
@@ -236,12 +251,14 @@ function M.parse_accept(s)
   if type(s) ~= "string" then return list end
   for item in s:gmatch("[^,]+") do
     if #list >= 100 then break end
-    local value, rest = item:match("^%s*([^;%s]+)%s*(.-)%s*$")
-    if value then
+    local semi = item:find(";", 1, true)
+    local value = trim(semi and item:sub(1, semi - 1) or item)
+    local rest = semi and item:sub(semi) or ""
+    if value ~= "" and not value:find("%s") then
       local e = { value = value:lower(), q = 1, params = {}, index = #list + 1 }
       for p in rest:gmatch("[^;]+") do
-        local k, v = p:match("^%s*([^=%s]+)%s*=%s*(.-)%s*$")
-        if k then
+        local k, v = name_value(p)
+        if k and k ~= "" then
           k = k:lower()
           v = v:match('^"(.*)"$') or v
           if k == "q" then
