@@ -6,6 +6,9 @@
 -- Run:  switchyard --listen 127.0.0.1:8080 examples/chat/server.lua
 -- Then open http://127.0.0.1:8080/ in two browser tabs.
 local sy = require "switchyard"
+local router = require "switchyard.router"
+local http = require "switchyard.http"
+local json = require "switchyard.json"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local page do
@@ -17,31 +20,18 @@ end
 local MAX_NAME, MAX_TEXT = 32, 2000
 local members = 0
 
--- JSON string escaping for the few fields we send.
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-    return named[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
-
 local function event(kind, name, text)
-  return string.format('{"type":%s,"name":%s,"text":%s,"members":%d,"time":%.3f}',
-    json_string(kind), json_string(name), json_string(text or ""), members, sy.now())
+  return json.encode({ type = kind, name = name, text = text or "", members = members,
+                       time = sy.now() })
 end
 
-local app = {}
+local r = router.new()
 
-function app.request(req, res)
-  if req.method ~= "GET" and req.method ~= "HEAD" then
-    return res:send(405, "method not allowed\n", { allow = "GET, HEAD" })
-  end
-  if req.path == "/" then
-    return res:send(200, page, { ["content-type"] = "text/html; charset=utf-8",
-                                 ["cache-control"] = "no-store" })
-  end
-  res:send(404, "not found\n", { ["content-type"] = "text/plain" })
-end
+-- GET (and HEAD) /: the page; other methods get 405, other paths 404.
+r:get("/", function(_, res)
+  res:send(200, page, { ["content-type"] = "text/html; charset=utf-8",
+                        ["cache-control"] = "no-store" })
+end)
 
 local room = {
   open = function(ws)
@@ -63,21 +53,17 @@ local room = {
   end,
 }
 
-function app.upgrade(req)
-  if req.path == "/chat" and req:offers("websocket") then
-    local name = req.query and req.query:match("name=([^&]*)")
-    name = name and name:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
-               :gsub("[^%w%s%-_%.]", ""):match("^%s*(.-)%s*$")
-    return sy.accept("websocket", {
-      open = function(ws)
-        ws.data.name = (name and #name > 0) and name or "guest"
-        room.open(ws)
-      end,
-      message = room.message,
-      close = room.close,
-    }, { max_message_size = 64 * 1024, compression = "shared" })
-  end
-  return sy.ignore()
-end
+r:upgrade("/chat", "websocket", function(req)
+  local name = http.parse_query(req.query).name
+  name = name and name:gsub("[^%w%s%-_%.]", ""):match("^%s*(.-)%s*$")
+  return sy.accept("websocket", {
+    open = function(ws)
+      ws.data.name = (name and #name > 0) and name or "guest"
+      room.open(ws)
+    end,
+    message = room.message,
+    close = room.close,
+  }, { max_message_size = 64 * 1024, compression = "shared" })
+end)
 
-return app
+return { request = r:request_handler(), upgrade = r:upgrade_handler() }

@@ -17,6 +17,7 @@
 --        python3 examples/lines/client.py --port 8080 -c 'SET a 1' -c 'GET a'
 --        printf 'SET a 1\nGET a\nQUIT\n' | python3 examples/lines/client.py --port 8080
 local sy = require "switchyard"
+local framing = require "switchyard.framing"
 
 local MAX_LINE = 1024 -- bytes, without the line end
 local MAX_KEYS = 10000
@@ -71,33 +72,21 @@ local function command(conn, line)
   return true
 end
 
-local function too_long(conn)
-  reply(conn, "ERR line too long")
-  conn:close()
-end
-
 local lines = {
   open = function(conn)
-    conn.data.buf = ""
+    conn.data.lines = framing.lines({ max = MAX_LINE })
     sy.log("info", "lines/1 open from", conn.remote_addr)
   end,
 
   data = function(conn, bytes)
-    local buf = conn.data.buf .. bytes
-    local pos = 1
-    while true do
-      local nl = buf:find("\n", pos, true)
-      if not nl then break end
-      local line = buf:sub(pos, nl - 1):gsub("\r$", "")
-      pos = nl + 1
-      if #line > MAX_LINE then
-        too_long(conn)
-        return
-      end
+    local msgs, err = conn.data.lines:feed(bytes)
+    for _, line in ipairs(msgs) do
       if not command(conn, line) then return end
     end
-    conn.data.buf = buf:sub(pos)
-    if #conn.data.buf > MAX_LINE + 1 then too_long(conn) end
+    if err then
+      reply(conn, "ERR " .. err)
+      conn:close()
+    end
   end,
 
   close = function(conn)
