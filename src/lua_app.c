@@ -8,6 +8,7 @@
 
 #include <lualib.h>
 
+#include "lua_crypto.h"
 #include "lua_int.h"
 #include "lua_path.h"
 #include "lua_task.h"
@@ -126,6 +127,8 @@ static int lua_app_open(sy_server *s)
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_switchyard);
     lua_setfield(L, -2, "switchyard");
+    lua_pushcfunction(L, luaopen_switchyard_crypto); /* C too: no .so to look for */
+    lua_setfield(L, -2, "switchyard.crypto");
     lua_pop(L, 1);
     /* Open it now: the metatables of req/res must exist even if the app never requires it. */
     luaL_requiref(L, "switchyard", luaopen_switchyard, 0);

@@ -31,7 +31,8 @@ headers=$(cd "$prefix/include" && find . -type f | sort | tr '\n' ' ')
 for f in bin/switchyard "$libdir/libswitchyard.a" "$libdir/libswitchyard.so" \
          "$libdir/pkgconfig/switchyard.pc" "$libdir/cmake/switchyard/switchyardConfig.cmake" \
          "$libdir/cmake/switchyard/switchyardConfigVersion.cmake" \
-         "$libdir/cmake/switchyard/switchyardTargets.cmake" "$libdir/lua/5.4/switchyard.so"; do
+         "$libdir/cmake/switchyard/switchyardTargets.cmake" "$libdir/lua/5.4/switchyard.so" \
+         "$libdir/lua/5.4/switchyard/crypto.so"; do
   [ -e "$prefix/$f" ] || fail "missing $f"
 done
 major=${version%%.*} rest=${version#*.}
@@ -48,6 +49,15 @@ fi
 exported=$(nm -D --defined-only "$prefix/$libdir/libswitchyard.so" | awk '{print $3}' |
            grep -vE '^(sy_|luaopen_switchyard$)' || true)
 [ -z "$exported" ] || fail "exports beyond the API: $exported"
+# switchyard/crypto.so exports its opener only, and (unsanitized) loads in a plain lua5.4.
+exported=$(nm -D --defined-only "$prefix/$libdir/lua/5.4/switchyard/crypto.so" |
+           awk '{print $3}' | grep -vE '^(luaopen_switchyard_crypto|_init|_fini)$' || true)
+[ -z "$exported" ] || fail "switchyard/crypto.so exports $exported"
+if [ -z "$san" ]; then
+  LUA_CPATH="$prefix/$libdir/lua/5.4/?.so" lua5.4 -e \
+    'assert(require("switchyard.crypto").base64_encode("foobar") == "Zm9vYmFy")' ||
+    fail "the installed switchyard/crypto.so does not load in lua5.4"
+fi
 
 step "package.path of the installed and of the build tree's binary"
 mkdir -p "$work/app"
