@@ -9,6 +9,7 @@
 #include <lualib.h>
 
 #include "lua_int.h"
+#include "topics.h"
 #include "lua_path.h"
 
 static const char server_key = 's'; /* registry[&server_key] = lightuserdata(sy_server) */
@@ -411,5 +412,6 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
         return NULL;
     }
     sy_server_set_app(s, &lua_app_ops, s);
+    sy_topics_set_deliver(s, sy_lua_topic_deliver, s->L);
     return s;
 }
