@@ -176,6 +176,8 @@ def run():
         signal.alarm(0)
     if code != 0:
         report(False, "SIGTERM stops with exit 0", f"exit {code}; stderr {srv.stderr()[-2000:]}")
+    if "Sanitizer" in srv.stderr() or "while stopping" in srv.stderr():
+        report(False, "clean stderr", srv.stderr()[-3000:])
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
