@@ -5,6 +5,9 @@
 --   bin TEXT     sy.publish(room, TEXT, true)       (binary)
 --   count        answers "count N": sy.subscribers(room), this process's subscribers
 --   leave        ws:unsubscribe(room), answers "left"
+--   stall PATH   creates PATH.on, then busy-waits (the loop does not turn) until PATH exists
+--                (at most 120 s)
+-- Connections queue up to 256 MiB before backpressure applies (the tests read large bursts).
 -- Presence across processes: every 0.2 s each process publishes "here PID N" to each room it
 -- has subscribers in (N local subscribers); a client sums the latest N of every PID.
 local sy = require "switchyard"
@@ -25,7 +28,8 @@ sy.every(0.2, function()
   end
 end)
 
-local app = {}
+-- "stall" keeps the loop stopped on purpose: no time budget (and so no hard limit).
+local app = { lua = { max_time = 0 } }
 
 function app.upgrade(req)
   if not req:offers("websocket") then return nil end
@@ -46,12 +50,16 @@ function app.upgrade(req)
         sy.publish(room, rest, true)
       elseif cmd == "count" then
         ws:send("count " .. sy.subscribers(room))
+      elseif cmd == "stall" then
+        assert(io.open(rest .. ".on", "w")):close()
+        local give_up = os.time() + 120 -- never left stalled by a test that died
+        while not io.open(rest) and os.time() < give_up do end
       elseif cmd == "leave" then
         ws:unsubscribe(room)
         ws:send("left")
       end
     end,
-  })
+  }, { max_backpressure = 256 * 1024 * 1024 })
 end
 
 function app.request(req, res)
