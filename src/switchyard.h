@@ -230,8 +230,9 @@ SY_API int sy_server_close_conn(sy_server *s, sy_conn_id id, int code, const cha
 
 /* Sends data to every WebSocket subscribed to topic (NUL-terminated; joined by ws:subscribe in
  * Lua or sy_server_subscribe): the frame is built once and queued by reference to each receiver
- * (compressed once per window size for those that agreed on permessage-deflate). Returns the
- * number of receivers (0 for an unknown topic), SY_EINVAL for text that is not UTF-8 or a NULL
+ * (compressed once per window size for those that agreed on permessage-deflate), and passed on
+ * to the other workers and Redis when linked. Returns the number of receivers in this process
+ * (0 for an unknown topic), SY_EINVAL for text that is not UTF-8 or a NULL
  * topic, SY_ENOMEM. Receivers whose queue is past their backpressure bound drop or close as
  * for ws:publish. May run the Lua close handler of a receiver that fails (out of memory)
  * before it returns. */
