@@ -12,8 +12,9 @@ S=${1:-10000} M=${2:-20} D=${3:-10}
 bin=${SWITCHYARD_BIN:-build/switchyard}
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
-            rm -rf "$tmp"; }
+# Servers start inside $(...) subshells: their pids are kept in $tmp/*.pid files.
+cleanup() { for p in "${pids[@]}" $(cat "$tmp"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true
+            done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 gcc -O2 -std=c11 -Wall -Wextra -o "$tmp/wsload" bench/wsload.c
 
