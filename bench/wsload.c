@@ -11,6 +11,12 @@
  *            close the socket, repeat.
  *   idle     open N connections, print "idle: N open", then hold them (answering pings) until
  *            the hold time ends or SIGINT/SIGTERM arrives.
+ *   fanout   N subscriber connections (path -u, default /sub) and one publisher (path
+ *            --pub-path, default /pub, on --pub-port, default -p) that sends --rate messages
+ *            a second of -s bytes (at least 16: the send time in hex, then filler). The server
+ *            app publishes each to the subscribers' topic (bench/fanout_app.lua). Counts
+ *            messages delivered to the subscribers per second and the delay from send to
+ *            receipt (p50/p99); with -C, server CPU per delivered message.
  *
  * Client frames are masked with a fresh random key each (RFC 6455 5.3). The last line of output
  * is "RESULT key=value ...", for scripts. Exit status: 0, or 1 when anything failed. */
@@ -40,7 +46,7 @@
 #define PATTERN_SHIFTS 251 /* message k carries pattern[k % 251 ..]: reorders and repeats show */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-enum mode { MODE_ECHO, MODE_UPGRADE, MODE_IDLE };
+enum mode { MODE_ECHO, MODE_UPGRADE, MODE_IDLE, MODE_FANOUT };
 
 enum state {
     ST_FREE,       /* no socket */
@@ -82,6 +88,7 @@ typedef struct client {
     uint8_t ctrl[125];    /* control frame payload */
     uint64_t sent, recvd; /* echo: messages sent, messages echoed back */
     uint64_t *sent_at;    /* owned; echo: ring of `depth` send times (ns) */
+    uint8_t stamp[16];    /* fanout: the send time (hex) at the front of the message */
 } client;
 
 /* Two 64-bit lanes (a GCC/Clang vector extension): masking 16 bytes per XOR. */
@@ -105,7 +112,10 @@ static struct cfg {
     long cpu_pid;
     int verbose;
     int all_echoed; /* echo: every connection must get at least one echo back */
-} cfg = {"127.0.0.1", "/", 0, MODE_ECHO, -1, 1, 0, 200, 32, 10, 1, 5, 0, 0, 0};
+    double rate;    /* fanout: messages the publisher sends per second */
+    int pub_port;   /* fanout: the publisher's port (0: --port) */
+    const char *pub_path;
+} cfg = {"127.0.0.1", NULL, 0, MODE_ECHO, -1, 1, 0, 200, 32, 10, 1, 5, 0, 0, 0, 100, 0, "/pub"};
 
 static struct run {
     int ep;
@@ -132,6 +142,10 @@ static struct run {
     long srv_ticks0, srv_ticks1;
     long long srv_io0[2], srv_io1[2]; /* the server's read and write system calls (syscr, syscw) */
     double self_cpu0, self_cpu1;
+    client *pub;                      /* fanout: the publisher (the last of cl) */
+    struct sockaddr_storage pub_addr; /* fanout: its server */
+    uint64_t pub_start, pub_sent;     /* fanout: when sending began; messages sent */
+    uint64_t published;               /* fanout: messages sent inside the window */
 } R;
 
 static volatile sig_atomic_t stop_signal;
@@ -574,7 +588,7 @@ static int open_conn(client *c, uint64_t now)
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     cfg.path, R.host_hdr, key);
+                     c == R.pub ? cfg.pub_path : cfg.path, R.host_hdr, key);
     out_reserve(c, (size_t)n);
     memcpy(c->out + c->out_len, req, (size_t)n);
     c->out_len += (size_t)n;
@@ -583,7 +597,8 @@ static int open_conn(client *c, uint64_t now)
     if (epoll_ctl(R.ep, EPOLL_CTL_ADD, fd, &ev) != 0)
         die("epoll_ctl: %s", strerror(errno));
     c->epoll_out = 1;
-    if (connect(fd, (struct sockaddr *)&R.addr, R.addrlen) != 0 && errno != EINPROGRESS)
+    if (connect(fd, (struct sockaddr *)(c == R.pub ? &R.pub_addr : &R.addr), R.addrlen) != 0 &&
+        errno != EINPROGRESS)
         return fail(c, E_CONNECT, "connect: %s", strerror(errno));
     return 0;
 }
@@ -641,9 +656,45 @@ static long check_handshake(client *c)
     return (long)hlen;
 }
 
+/* Fanout: the publisher's next message, stamped with its send time. */
+static void publish_one(uint64_t now)
+{
+    uint8_t *m = xmalloc(cfg.size);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016" PRIx64, now);
+    memcpy(m, hex, 16);
+    memcpy(m + 16, R.pattern, cfg.size - 16);
+    queue_frame(R.pub, cfg.binary ? 2 : 1, m, cfg.size);
+    free(m);
+    R.pub_sent++;
+    if (R.measuring)
+        R.published++;
+}
+
+/* Fanout: a published message reached a subscriber. */
+static int on_delivered(client *c, uint64_t now)
+{
+    if (c->msg_done != cfg.size)
+        return fail(c, E_VERIFY, "message of %" PRIu64 " bytes, sent %zu", c->msg_done, cfg.size);
+    char hex[17];
+    memcpy(hex, c->stamp, 16);
+    hex[16] = 0;
+    uint64_t t = strtoull(hex, NULL, 16);
+    c->recvd++;
+    c->t_progress = now;
+    if (R.measuring) {
+        R.count++;
+        R.bytes += cfg.size;
+        hist_add(&R.lat, now > t ? now - t : 0);
+    }
+    return 0;
+}
+
 /* An echoed message is complete: check it, time it, send the next. */
 static int on_message(client *c, uint64_t now)
 {
+    if (cfg.mode == MODE_FANOUT)
+        return on_delivered(c, now);
     if (c->msg_done != cfg.size)
         return fail(c, E_VERIFY, "message %" PRIu64 ": %" PRIu64 " bytes, sent %zu", c->recvd,
                     c->msg_done, cfg.size);
@@ -725,9 +776,10 @@ static int on_frames(client *c, uint64_t now)
             } else if (c->fop <= 2) {
                 if (c->msg_op)
                     return fail(c, E_PROTOCOL, "new message inside a fragmented one");
-                if (cfg.mode != MODE_ECHO || c->state != ST_OPEN)
+                if ((cfg.mode != MODE_ECHO && cfg.mode != MODE_FANOUT) || c->state != ST_OPEN ||
+                    c == R.pub)
                     return fail(c, E_PROTOCOL, "unexpected data message");
-                if (c->recvd >= c->sent)
+                if (cfg.mode == MODE_ECHO && c->recvd >= c->sent)
                     return fail(c, E_VERIFY, "more messages than were sent");
                 c->msg_op = c->fop;
                 c->msg_done = 0;
@@ -741,6 +793,10 @@ static int on_frames(client *c, uint64_t now)
         const uint8_t *p = c->in + pos;
         if (c->fop >= 8) {
             memcpy(c->ctrl + c->fdone, p, n);
+        } else if (n && cfg.mode == MODE_FANOUT) {
+            if (c->msg_done < 16)
+                memcpy(c->stamp + c->msg_done, p, c->msg_done + n > 16 ? 16 - c->msg_done : n);
+            c->msg_done += n;
         } else if (n) {
             if (c->msg_done + n > cfg.size)
                 return fail(c, E_VERIFY, "message %" PRIu64 " longer than the %zu bytes sent",
@@ -802,7 +858,8 @@ static void on_open(client *c, uint64_t now)
     case MODE_ECHO:
         R.opened++; /* its messages leave once every connection is open */
         break;
-    case MODE_IDLE: R.opened++; break;
+    case MODE_IDLE:
+    case MODE_FANOUT: R.opened++; break;
     case MODE_UPGRADE: {
         if (R.measuring)
             hist_add(&R.lat, now - c->t_begin);
@@ -816,7 +873,7 @@ static void on_open(client *c, uint64_t now)
 
 static void on_readable(client *c, uint64_t now)
 {
-    size_t cap = cfg.mode == MODE_ECHO ? 65536 : 8192;
+    size_t cap = cfg.mode == MODE_ECHO || cfg.mode == MODE_FANOUT ? 65536 : 8192;
     ssize_t n = recv(c->fd, c->in + c->in_len, cap - c->in_len, 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -896,7 +953,7 @@ static void usage(FILE *f)
             "  -H, --host HOST       server address, loopback only (default 127.0.0.1)\n"
             "  -p, --port PORT       server port\n"
             "  -u, --path PATH       request path (default /)\n"
-            "  -m, --mode MODE       echo | upgrade | idle (default echo)\n"
+            "  -m, --mode MODE       echo | upgrade | idle | fanout (default echo)\n"
             "  -c, --conns N         echo: connections (100); upgrade: concurrent cycles (50);\n"
             "                        idle: connections to hold (10000)\n"
             "  -P, --depth P         echo: messages in flight per connection (default 1)\n"
@@ -910,7 +967,10 @@ static void usage(FILE *f)
             "  -T, --timeout SECS    connect, handshake, close and echo stall limit (default 5)\n"
             "  -A, --all-echoed      echo: fail unless every connection got at least one echo\n"
             "                        back (warmup included; RESULT echoed= counts them)\n"
-            "  -v, --verbose         print every error, not only the first 3 of each kind\n");
+            "  -v, --verbose         print every error, not only the first 3 of each kind\n"
+            "  -R, --rate M          fanout: messages the publisher sends per second (100)\n"
+            "      --pub-port PORT   fanout: the publisher's server port (default --port)\n"
+            "      --pub-path PATH   fanout: the publisher's path (default /pub; -u: /sub)\n");
 }
 
 static double parse_num(const char *s, const char *name, double lo, double hi)
@@ -945,6 +1005,12 @@ static void resolve(void)
     }
     if (!loopback)
         die("%s is not a loopback address: wsload only loads servers on this machine", cfg.host);
+    memcpy(&R.pub_addr, &R.addr, sizeof R.addr);
+    int pp = cfg.pub_port ? cfg.pub_port : cfg.port;
+    if (R.pub_addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&R.pub_addr)->sin_port = htons((uint16_t)pp);
+    else
+        ((struct sockaddr_in6 *)&R.pub_addr)->sin6_port = htons((uint16_t)pp);
     if (strchr(cfg.host, ':'))
         snprintf(R.host_hdr, sizeof R.host_hdr, "[%s]:%d", cfg.host, cfg.port);
     else
@@ -976,7 +1042,7 @@ static int echoed_conns(void)
 
 static void report(uint64_t wall_ns)
 {
-    const char *mname[] = {"echo", "upgrade", "idle"};
+    const char *mname[] = {"echo", "upgrade", "idle", "fanout"};
     double secs = (double)wall_ns / 1e9;
     double rate = secs > 0 ? (double)R.count / secs : 0;
     double mbs = secs > 0 ? (double)R.bytes / secs / 1e6 : 0;
@@ -1016,6 +1082,14 @@ static void report(uint64_t wall_ns)
         printf("  to 101       p50 %.1f us  p99 %.1f us\n", hist_pct_us(h, 50), hist_pct_us(h, 99));
         printf("  whole cycle  p50 %.1f us  p99 %.1f us\n", hist_pct_us(&R.cycle, 50),
                hist_pct_us(&R.cycle, 99));
+    } else if (cfg.mode == MODE_FANOUT) {
+        printf("wsload: fanout ws://%s%s  %d subscribers, %.0f msg/s of %zu B published, %.2f s "
+               "measured\n",
+               R.host_hdr, cfg.path, cfg.conns, cfg.rate, cfg.size, secs);
+        printf("  delivered    %" PRIu64 " of %" PRIu64 " x %d (%.0f msg/s to subscribers)\n",
+               R.count, R.published, cfg.conns, rate);
+        printf("  delay        p50 %.1f us  p90 %.1f us  p99 %.1f us  max %.1f us\n",
+               hist_pct_us(h, 50), hist_pct_us(h, 90), hist_pct_us(h, 99), (double)h->max / 1e3);
     } else {
         printf("wsload: idle ws://%s%s  %d of %d open, held %.2f s\n", R.host_hdr, cfg.path,
                R.opened, cfg.conns, secs);
@@ -1052,26 +1126,20 @@ static void report(uint64_t wall_ns)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"host", required_argument, 0, 'H'},
-        {"port", required_argument, 0, 'p'},
-        {"path", required_argument, 0, 'u'},
-        {"mode", required_argument, 0, 'm'},
-        {"conns", required_argument, 0, 'c'},
-        {"depth", required_argument, 0, 'P'},
-        {"size", required_argument, 0, 's'},
-        {"binary", no_argument, 0, 'b'},
-        {"duration", required_argument, 0, 'd'},
-        {"warmup", required_argument, 0, 'w'},
-        {"cpu-pid", required_argument, 0, 'C'},
-        {"ramp", required_argument, 0, 'r'},
-        {"timeout", required_argument, 0, 'T'},
-        {"verbose", no_argument, 0, 'v'},
-        {"all-echoed", no_argument, 0, 'A'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"host", required_argument, 0, 'H'},     {"port", required_argument, 0, 'p'},
+        {"path", required_argument, 0, 'u'},     {"mode", required_argument, 0, 'm'},
+        {"conns", required_argument, 0, 'c'},    {"depth", required_argument, 0, 'P'},
+        {"size", required_argument, 0, 's'},     {"binary", no_argument, 0, 'b'},
+        {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
+        {"cpu-pid", required_argument, 0, 'C'},  {"ramp", required_argument, 0, 'r'},
+        {"timeout", required_argument, 0, 'T'},  {"verbose", no_argument, 0, 'v'},
+        {"all-echoed", no_argument, 0, 'A'},     {"help", no_argument, 0, 'h'},
+        {"rate", required_argument, 0, 'R'},     {"pub-port", required_argument, 0, 1},
+        {"pub-path", required_argument, 0, 2},   {0, 0, 0, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "H:p:u:m:c:P:s:bd:w:C:r:T:vAh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "H:p:u:m:c:P:s:bd:w:C:r:T:vAhR:", longopts, NULL)) !=
+           -1) {
         switch (opt) {
         case 'H': cfg.host = optarg; break;
         case 'p': cfg.port = (int)parse_num(optarg, "--port", 1, 65535); break;
@@ -1087,8 +1155,10 @@ int main(int argc, char **argv)
                 cfg.mode = MODE_UPGRADE;
             else if (strcmp(optarg, "idle") == 0)
                 cfg.mode = MODE_IDLE;
+            else if (strcmp(optarg, "fanout") == 0)
+                cfg.mode = MODE_FANOUT;
             else
-                die("--mode must be echo, upgrade or idle");
+                die("--mode must be echo, upgrade, idle or fanout");
             break;
         case 'c': cfg.conns = (int)parse_num(optarg, "--conns", 1, 1000000); break;
         case 'P': cfg.depth = (int)parse_num(optarg, "--depth", 1, 1 << 20); break;
@@ -1102,6 +1172,13 @@ int main(int argc, char **argv)
         case 'v': cfg.verbose = 1; break;
         case 'A': cfg.all_echoed = 1; break;
         case 'h': usage(stdout); return 0;
+        case 'R': cfg.rate = parse_num(optarg, "--rate", 0.1, 1e7); break;
+        case 1: cfg.pub_port = (int)parse_num(optarg, "--pub-port", 1, 65535); break;
+        case 2:
+            if (optarg[0] != '/' || strpbrk(optarg, " \r\n") || strlen(optarg) > 512)
+                die("--pub-path must start with / and hold no spaces or line breaks");
+            cfg.pub_path = optarg;
+            break;
         default: usage(stderr); return 2;
         }
     }
@@ -1111,6 +1188,10 @@ int main(int argc, char **argv)
     }
     if (cfg.conns < 0)
         cfg.conns = cfg.mode == MODE_ECHO ? 100 : cfg.mode == MODE_UPGRADE ? 50 : 10000;
+    if (!cfg.path)
+        cfg.path = cfg.mode == MODE_FANOUT ? "/sub" : "/";
+    if (cfg.mode == MODE_FANOUT && cfg.size < 16)
+        die("fanout: --size must be at least 16 (the send time)");
     self_test();
     resolve();
     if (getrandom(&R.rng, sizeof R.rng, 0) != sizeof R.rng || R.rng == 0)
@@ -1131,11 +1212,13 @@ int main(int argc, char **argv)
     R.ep = epoll_create1(EPOLL_CLOEXEC);
     if (R.ep < 0)
         die("epoll_create1: %s", strerror(errno));
-    R.ncl = cfg.conns;
+    R.ncl = cfg.conns + (cfg.mode == MODE_FANOUT);
     R.cl = calloc((size_t)R.ncl, sizeof *R.cl);
     if (!R.cl)
         die("out of memory");
-    size_t in_cap = cfg.mode == MODE_ECHO ? 65536 : 8192;
+    if (cfg.mode == MODE_FANOUT)
+        R.pub = &R.cl[cfg.conns];
+    size_t in_cap = cfg.mode == MODE_ECHO || cfg.mode == MODE_FANOUT ? 65536 : 8192;
     for (int i = 0; i < R.ncl; i++) {
         R.cl[i].fd = -1;
         R.cl[i].in = xmalloc(in_cap);
@@ -1170,6 +1253,8 @@ int main(int argc, char **argv)
             if (tmo > 50)
                 tmo = 50;
         }
+        if (cfg.mode == MODE_FANOUT && R.sending)
+            tmo = 1;
         int n = epoll_wait(R.ep, evs, 512, tmo);
         if (n < 0 && errno != EINTR)
             die("epoll_wait: %s", strerror(errno));
@@ -1195,7 +1280,8 @@ int main(int argc, char **argv)
             int done = R.opened + (int)R.errors_total >= R.ncl && R.pending == 0;
             if (done || stop_signal || now > ramp_deadline) {
                 ramping = 0;
-                if (cfg.mode == MODE_ECHO && (R.opened < R.ncl || stop_signal)) {
+                if ((cfg.mode == MODE_ECHO || cfg.mode == MODE_FANOUT) &&
+                    (R.opened < R.ncl || stop_signal)) {
                     fprintf(stderr, "wsload: only %d of %d connections opened\n", R.opened, R.ncl);
                     rc = 1;
                     break;
@@ -1203,7 +1289,12 @@ int main(int argc, char **argv)
                 R.scheduled = 1;
                 R.wstart = now + (uint64_t)((cfg.mode == MODE_ECHO ? cfg.warmup : 0) * 1e9);
                 R.wend = R.wstart + (uint64_t)(cfg.duration * 1e9);
-                if (cfg.mode == MODE_ECHO) {
+                if (cfg.mode == MODE_FANOUT) {
+                    R.wstart = now + (uint64_t)(cfg.warmup * 1e9);
+                    R.wend = R.wstart + (uint64_t)(cfg.duration * 1e9);
+                    R.sending = 1;
+                    R.pub_start = now;
+                } else if (cfg.mode == MODE_ECHO) {
                     R.sending = 1;
                     for (int i = 0; i < R.ncl; i++)
                         if (R.cl[i].state == ST_OPEN)
@@ -1213,6 +1304,16 @@ int main(int argc, char **argv)
                     fflush(stdout);
                 }
             }
+        }
+        if (cfg.mode == MODE_FANOUT && R.sending && R.pub->state == ST_OPEN) {
+            uint64_t due = (uint64_t)((double)(now - R.pub_start) / 1e9 * cfg.rate) + 1;
+            int queued = 0;
+            while (R.pub_sent < due) {
+                publish_one(now);
+                queued = 1;
+            }
+            if (queued)
+                flush(R.pub, now);
         }
         if (R.scheduled && !R.measuring && now >= R.wstart) {
             R.measuring = 1;

@@ -10,6 +10,7 @@
 
 #include "lua_crypto.h"
 #include "lua_int.h"
+#include "topics.h"
 #include "lua_path.h"
 #include "lua_task.h"
 
@@ -418,5 +419,6 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
         return NULL;
     }
     sy_server_set_app(s, &lua_app_ops, s);
+    sy_topics_set_deliver(s, sy_lua_topic_deliver, s->L);
     return s;
 }

@@ -155,6 +155,10 @@ int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx);
 /* The topic's subscribers that can still receive (open, closing handshake not started):
  * those a publish reaches now. Walks the topic's set; never raises. */
 lua_Integer sy_lua_topic_count(lua_State *L, int topic_idx);
+/* Delivers a message published by another process to this state's local subscribers (the
+ * topics deliver callback, ud = the lua_State). Never raises; logs a failure. */
+void sy_lua_topic_deliver(const char *topic, size_t tlen, const char *p, size_t n, int binary,
+                          void *ud);
 void sy_lua_open_ws(lua_State *L);
 /* sy.tcp() (lua_tcp.c): the Socket type and the server's resolver slot. */
 void sy_lua_open_tcp(lua_State *L);

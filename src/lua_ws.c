@@ -1,5 +1,6 @@
 /* switchyard.WebSocket: the `ws` handle, its events, and topics (publish/subscribe). */
 #include "lua_int.h"
+#include "topics.h"
 #include "ws.h"
 #include "lua_task.h"
 
@@ -199,6 +200,19 @@ void sy_lua_ws_drain(void *ud, void *handle)
         handler_failed(h);
 }
 
+/* The topic (a string) at idx got its first subscriber (on) or lost its last: processes
+ * linked to this one (workers, Redis) send it this topic's messages only while it has any. */
+static void interest(lua_State *L, int idx, int on)
+{
+    idx = lua_absindex(L, idx);
+    sy_server *s = sy_lua_server(L);
+    if (s && s->topics) {
+        size_t len;
+        const char *topic = lua_tolstring(L, idx, &len);
+        sy_topics_interest(s, topic, len, on);
+    }
+}
+
 /* Removes the handle at idx from every topic it joined. */
 static void unsubscribe_all(lua_State *L, int idx)
 {
@@ -219,6 +233,7 @@ static void unsubscribe_all(lua_State *L, int idx)
                     lua_pushvalue(L, -2);
                     lua_pushnil(L);
                     lua_rawset(L, -6);
+                    interest(L, -2, 0);
                 } else {
                     lua_pop(L, 2);
                 }
@@ -255,7 +270,9 @@ void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
 
 /* ---- publish ------------------------------------------------------------------------------ */
 
-int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary, lconn *except)
+/* Local subscribers only: what sy_lua_publish and deliveries from other processes share. */
+static int publish_local(lua_State *L, int topic_idx, const char *p, size_t n, int binary,
+                         lconn *except)
 {
     topic_idx = lua_absindex(L, topic_idx);
     int top = lua_gettop(L);
@@ -295,6 +312,45 @@ int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int bin
     sy_chunk_release(frame);
     lua_settop(L, top);
     return sent;
+}
+
+int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int binary, lconn *except)
+{
+    int sent = publish_local(L, topic_idx, p, n, binary, except);
+    sy_server *s = sy_lua_server(L);
+    if (s && s->topics) {
+        size_t tlen;
+        const char *topic = lua_tolstring(L, topic_idx, &tlen);
+        sy_topics_published(s, topic, tlen, p, n, binary);
+    }
+    return sent;
+}
+
+typedef struct deliver_args {
+    const char *topic, *p;
+    size_t tlen, n;
+    int binary;
+} deliver_args;
+
+/* [args] */
+static int deliver_in_lua(lua_State *L)
+{
+    const deliver_args *a = lua_touserdata(L, 1);
+    lua_pushlstring(L, a->topic, a->tlen);
+    publish_local(L, 2, a->p, a->n, a->binary, NULL);
+    return 0;
+}
+
+void sy_lua_topic_deliver(const char *topic, size_t tlen, const char *p, size_t n, int binary,
+                          void *ud)
+{
+    lua_State *L = ud;
+    deliver_args a = {topic, p, tlen, n, binary};
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, deliver_in_lua);
+    lua_pushlightuserdata(L, &a);
+    sy_lua_call(L, 1, 0, "topic delivery");
+    lua_settop(L, top);
 }
 
 /* sy.publish(topic, data, binary?) -> number of receivers */
@@ -393,6 +449,7 @@ int sy_lua_topic_join(lua_State *L, int ws_idx, int topic_idx)
         lua_pushvalue(L, topic_idx);
         lua_pushvalue(L, -2);
         lua_rawset(L, -4);
+        interest(L, topic_idx, 1);
     }
     lua_pushvalue(L, ws_idx);
     int joined = lua_rawget(L, -2) == LUA_TNIL;
@@ -432,6 +489,7 @@ int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx)
             lua_pushvalue(L, topic_idx);
             lua_pushnil(L);
             lua_rawset(L, -4);
+            interest(L, topic_idx, 0);
         } else {
             lua_pop(L, 2);
         }

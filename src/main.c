@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +18,9 @@
 #include <ev.h>
 
 #include "switchyard.h"
+#include "topic_redis.h"
+#include "topic_relay.h"
+#include "topics.h"
 
 #define MAX_LISTEN 32
 #define GRACE_SECONDS 5.0
@@ -28,6 +33,7 @@ typedef struct options {
     int ntls;
     const char *cert, *key;
     int workers;
+    const char *redis, *redis_prefix;
     int check;
     const char *app;
 } options;
@@ -35,7 +41,8 @@ typedef struct options {
 static void usage(FILE *f)
 {
     fputs("usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
-          "                  [--cert FILE --key FILE] [--workers N] APP.lua\n"
+          "                  [--cert FILE --key FILE] [--workers N]\n"
+          "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
           "       switchyard --check APP.lua\n",
           f);
 }
@@ -54,7 +61,8 @@ static int parse_args(int argc, char **argv, options *o)
             o->check = 1;
         } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--tls-listen") == 0 ||
                    strcmp(a, "--cert") == 0 || strcmp(a, "--key") == 0 ||
-                   strcmp(a, "--workers") == 0) {
+                   strcmp(a, "--workers") == 0 || strcmp(a, "--redis") == 0 ||
+                   strcmp(a, "--redis-prefix") == 0) {
             if (!v) {
                 fprintf(stderr, "switchyard: %s needs a value\n", a);
                 return -1;
@@ -72,6 +80,10 @@ static int parse_args(int argc, char **argv, options *o)
                 o->cert = v;
             } else if (strcmp(a, "--key") == 0) {
                 o->key = v;
+            } else if (strcmp(a, "--redis") == 0) {
+                o->redis = v;
+            } else if (strcmp(a, "--redis-prefix") == 0) {
+                o->redis_prefix = v;
             } else {
                 char *end;
                 long n = strtol(v, &end, 10);
@@ -236,6 +248,17 @@ typedef struct worker {
     int killed;        /* SIGKILL sent for the hard limit */
 } worker;
 
+/* --redis and --redis-prefix on s. Returns 0, or a code with the message in s. */
+static int set_redis(sy_server *s, const options *o)
+{
+    if (o->redis_prefix) {
+        int rc = sy_server_set_redis_prefix(s, o->redis_prefix);
+        if (rc != 0)
+            return rc;
+    }
+    return sy_server_set_redis(s, o->redis);
+}
+
 typedef struct supervisor {
     const options *o;
     const listener_set *ls;
@@ -245,6 +268,8 @@ typedef struct supervisor {
     double hard_limit;    /* seconds without a heartbeat before SIGKILL; 0: never */
     double startup_extra; /* added before the first heartbeat: loading the app */
     int stopping;
+    uint64_t group;    /* the workers' origin id for topics shared through Redis */
+    sy_relay_hub *hub; /* owned; relays each worker's publishes to the others */
 } supervisor;
 
 static double mono_now(void)
@@ -255,7 +280,7 @@ static double mono_now(void)
 }
 
 /* The child side of a fork: one worker serving the inherited listeners. Never returns. */
-static void run_worker(const supervisor *sv, int beat_fd)
+static void run_worker(const supervisor *sv, int beat_fd, int relay_fd)
 {
     const options *o = sv->o;
     const listener_set *ls = sv->ls;
@@ -274,6 +299,10 @@ static void run_worker(const supervisor *sv, int beat_fd)
         _exit(1);
     }
     if (o->cert && sy_server_set_tls(s, o->cert, o->key) != 0) {
+        fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
+        _exit(1);
+    }
+    if (sy_topics_attach_relay(s, relay_fd, sv->group) != 0 || (o->redis && set_redis(s, o) != 0)) {
         fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
         _exit(1);
     }
@@ -303,26 +332,39 @@ static void run_worker(const supervisor *sv, int beat_fd)
 static int spawn(supervisor *sv, int i)
 {
     worker *w = &sv->w[i];
-    int p[2];
+    int p[2], t[2];
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
         return -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, t) != 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         close(p[0]);
         close(p[1]);
+        close(t[0]);
+        close(t[1]);
         return -1;
     }
     if (pid == 0) {
         close(sv->sigfd);
         close(p[0]);
-        for (int k = 0; k < sv->o->workers; k++)
+        close(t[0]);
+        for (int k = 0; k < sv->o->workers; k++) {
             if (sv->w[k].beat_fd >= 0)
                 close(sv->w[k].beat_fd);
-        run_worker(sv, p[1]);
+            if (sy_relay_hub_fd(sv->hub, k) >= 0)
+                close(sy_relay_hub_fd(sv->hub, k));
+        }
+        run_worker(sv, p[1], t[1]);
     }
     close(p[1]);
+    close(t[1]);
+    sy_relay_hub_attach(sv->hub, i, t[0]);
     w->pid = pid;
     w->beat_fd = p[0];
     w->started = mono_now();
@@ -357,6 +399,7 @@ static void reap(supervisor *sv)
         w->pid = 0;
         close(w->beat_fd);
         w->beat_fd = -1;
+        sy_relay_hub_detach(sv->hub, (int)(w - sv->w));
         char how[64];
         if (WIFEXITED(st))
             snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(st));
@@ -421,7 +464,7 @@ static int supervise(supervisor *sv)
             schedule_restart(&sv->w[i], mono_now());
         }
     }
-    struct pollfd pfd[1 + 256];
+    struct pollfd pfd[1 + 2 * 256];
     for (;;) {
         double now = mono_now();
         int live = 0;
@@ -446,9 +489,12 @@ static int supervise(supervisor *sv)
         if (sv->stopping && live == 0)
             return 0;
         pfd[0] = (struct pollfd){.fd = sv->sigfd, .events = POLLIN};
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             pfd[1 + i] = (struct pollfd){.fd = sv->w[i].beat_fd, .events = POLLIN};
-        int r = poll(pfd, (nfds_t)(1 + n), (int)(wait * 1000) + 1);
+            pfd[1 + n + i] = (struct pollfd){.fd = sy_relay_hub_fd(sv->hub, i),
+                                             .events = sy_relay_hub_events(sv->hub, i)};
+        }
+        int r = poll(pfd, (nfds_t)(1 + 2 * n), (int)(wait * 1000) + 1);
         if (r < 0 && errno != EINTR) {
             perror("switchyard: poll");
             forward_stop(sv);
@@ -463,6 +509,10 @@ static int supervise(supervisor *sv)
                 forward_stop(sv);
             }
         }
+        if (r > 0)
+            for (int i = 0; i < n; i++)
+                if (pfd[1 + n + i].revents && pfd[1 + n + i].fd == sy_relay_hub_fd(sv->hub, i))
+                    sy_relay_hub_ready(sv->hub, i, pfd[1 + n + i].revents);
         reap(sv);
         watch(sv, pfd, mono_now());
     }
@@ -495,6 +545,15 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (!o.check && (!o.cert) != (!o.key)) {
         fprintf(stderr, "switchyard: --cert and --key go together\n");
+        return 1;
+    }
+    if (!o.check && o.redis_prefix && !o.redis) {
+        fprintf(stderr, "switchyard: --redis-prefix goes with --redis\n");
+        return 1;
+    }
+    const char *why;
+    if (!o.check && o.redis && sy_topic_redis_check_url(o.redis, &why) != 0) {
+        fprintf(stderr, "switchyard: bad --redis %s: %s\n", o.redis, why);
         return 1;
     }
     if (!o.check && o.ntls && !o.cert) {
@@ -573,6 +632,11 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
     if (o.workers <= 1) {
+        if (o.redis && set_redis(s, &o) != 0) {
+            fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
+            sy_server_free(s);
+            return 1;
+        }
         int rc = serve(loop, s, -1);
         sy_server_free(s);
         return rc;
@@ -593,11 +657,21 @@ int main(int argc, char **argv)
     sy_server_free(s);
     ev_loop_destroy(loop);
     static worker workers[256];
-    supervisor sv = {&o, &ls, workers, -1, getpid(), limit, 5 + 3 * load_took, 0};
+    supervisor sv = {&o, &ls, workers, -1, getpid(), limit, 5 + 3 * load_took, 0, 0, NULL};
+    if (getrandom(&sv.group, sizeof sv.group, 0) != (ssize_t)sizeof sv.group)
+        sv.group = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    sv.hub = sy_relay_hub_new(o.workers);
+    if (!sv.hub) {
+        fprintf(stderr, "switchyard: out of memory\n");
+        return 1;
+    }
     sv.sigfd = signalfd(-1, &stops, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sv.sigfd < 0) {
         perror("switchyard: signalfd");
         return 1;
     }
-    return supervise(&sv);
+    int rc = supervise(&sv);
+    sy_relay_hub_free(sv.hub);
+    close(sv.sigfd);
+    return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "app.h"
 #include "proto.h"
+#include "topics.h"
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents);
@@ -828,6 +829,7 @@ SY_API void sy_server_free(sy_server *s)
     ev_timer_stop(s->env.loop, &s->accept_pause);
     ev_timer_stop(s->env.loop, &s->give_back);
     sy_app_close(&s->app);
+    sy_topics_dispose(s); /* after the app: closing it drops its topics */
     sy_tls_ctx_free(s->env.tls_ctx);
     sy_ws_env_dispose(&s->env);
     /* After the app is gone nothing holds refs: free every queued connection. */

@@ -70,6 +70,7 @@ struct sy_server {
     sy_ws_handler host_ws;      /* the host's WebSocket callbacks (sy_server_set_ws_handler) */
     void *host_ws_ud;
     int has_host_ws;
+    struct sy_topics *topics; /* owned (topics.c): links to other processes; NULL until used */
     char err[1024];
 };
 

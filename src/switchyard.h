@@ -230,13 +230,27 @@ SY_API int sy_server_close_conn(sy_server *s, sy_conn_id id, int code, const cha
 
 /* Sends data to every WebSocket subscribed to topic (NUL-terminated; joined by ws:subscribe in
  * Lua or sy_server_subscribe): the frame is built once and queued by reference to each receiver
- * (compressed once per window size for those that agreed on permessage-deflate). Returns the
- * number of receivers (0 for an unknown topic), SY_EINVAL for text that is not UTF-8 or a NULL
+ * (compressed once per window size for those that agreed on permessage-deflate), and passed on
+ * to the other workers and Redis when linked. Returns the number of receivers in this process
+ * (0 for an unknown topic), SY_EINVAL for text that is not UTF-8 or a NULL
  * topic, SY_ENOMEM. Receivers whose queue is past their backpressure bound drop or close as
  * for ws:publish. May run the Lua close handler of a receiver that fails (out of memory)
  * before it returns. */
 SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, size_t len,
                              int binary);
+
+/* Shares topics with other processes and machines through Redis pub/sub: url is
+ * redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (port 6379 by default; the DB number is accepted
+ * but pub/sub channels are the same in every database: the prefix keeps apps apart). Every
+ * publish is delivered locally at once and PUBLISHed on channel prefix + topic; the server
+ * SUBSCRIBEs to the channels of the topics that have local subscribers and delivers what
+ * other processes published there. The link connects from the loop and reconnects with
+ * backoff (0.1 s doubling to 5 s) while Redis is away, logging a warning; local delivery goes
+ * on. Call before sy_server_start. Returns 0, SY_EINVAL for a bad URL, SY_ENOMEM. */
+SY_API int sy_server_set_redis(sy_server *s, const char *url);
+/* The channel prefix for sy_server_set_redis (default "switchyard:", at most 256 bytes); set
+ * it before the URL. Returns 0, SY_EINVAL (too long, or the URL was set already), SY_ENOMEM. */
+SY_API int sy_server_set_redis_prefix(sy_server *s, const char *prefix);
 
 /* Topics: named groups of WebSockets that one publish reaches (sy_server_publish, and
  * sy.publish / ws:publish in Lua). They are the ones ws:subscribe uses: a connection the host
@@ -245,7 +259,8 @@ SY_API int sy_server_publish(sy_server *s, const char *topic, const void *data, 
  * exists while it has subscribers. A connection that closes leaves all its topics (by the
  * time its Lua close handler runs). Like the calls above, these run on the loop's thread, from
  * the host's callbacks too (sy_ws_handler.on_open may put a new player into a room). Topics
- * are this server's only: with --workers, each process has its own.
+ * are shared with the other workers of --workers and, with sy_server_set_redis, with other
+ * processes; subscriber counts are this server's own.
  *
  * sy_server_subscribe adds WebSocket id to topic. Returns 1 when it joined, 0 when it was
  * subscribed already; SY_ECLOSED when the connection is gone or its closing handshake has

@@ -3,6 +3,11 @@
 -- once for all members. permessage-deflate is on with the "shared" preset: no compression state
 -- per member, and each published message is compressed once for the whole room.
 --
+-- Members across processes: every event carries this process's id and its local member count
+-- (sy.subscribers counts this process only); with --workers N or --redis a room spans several
+-- processes, so each one also announces its count every 2 s ("presence") and the page adds up
+-- the latest count of every process it heard from in the last 6 s.
+--
 -- Run:  switchyard --listen 127.0.0.1:8080 examples/chat/server.lua
 -- Then open http://127.0.0.1:8080/ in two browser tabs.
 local sy = require "switchyard"
@@ -18,12 +23,23 @@ local page do
 end
 
 local MAX_NAME, MAX_TEXT = 32, 2000
-local members = 0
+local members = 0 -- in this process
+
+-- This process's id for the page's member count: the pid (Linux's /proc/self/stat).
+local process do
+  local f = io.open("/proc/self/stat")
+  process = f and f:read("l"):match("^(%d+)") or tostring(math.random(1, 1e9))
+  if f then f:close() end
+end
 
 local function event(kind, name, text)
-  return json.encode({ type = kind, name = name, text = text or "", members = members,
-                       time = sy.now() })
+  return json.encode({ type = kind, name = name, text = text or "", process = process,
+                       members = members, time = sy.now() })
 end
+
+sy.every(2, function()
+  if members > 0 then sy.publish("room", event("presence", "")) end
+end)
 
 local r = router.new()
 

@@ -10,14 +10,15 @@ run_set=$(scripts/install-deps --run --list)
 all_set=$(scripts/install-deps --list)
 [ -n "$run_set" ] && [ -n "$all_set" ] || fail "install-deps --list printed nothing"
 for p in build-essential cmake pkg-config liblua5.4-dev libev-dev libssl-dev zlib1g-dev \
-         libnghttp2-dev libc-ares-dev; do
+         libnghttp2-dev libc-ares-dev libhiredis-dev; do
   grep -qx "$p" <<<"$run_set" || fail "--run lacks $p"
 done
 for p in lua5.4 lua-busted chromium nodejs npm clang libclang-rt-14-dev python3-websockets \
          python3-h2 nghttp2-client curl; do
   if grep -qx "$p" <<<"$run_set"; then fail "--run installs the test tool $p"; fi
 done
-for p in lua5.4 lua-busted chromium nodejs clang python3-websockets python3-h2 curl; do
+for p in lua5.4 lua-busted chromium nodejs clang python3-websockets python3-h2 curl \
+         redis-server; do
   grep -qx "$p" <<<"$all_set" || fail "the default set lacks $p"
 done
 while read -r p; do
