@@ -20,6 +20,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "sy_base.h"
+
 /* Built as the loadable module (switchyard/crypto.so) the opener is its one export; built
  * into the server it stays hidden, like everything else not in switchyard.h. */
 #ifdef SY_CRYPTO_MODULE
@@ -145,22 +147,6 @@ static int l_base64url_encode(lua_State *L)
     return encode(L, 1);
 }
 
-/* The 6-bit value of c in the standard (url = 0) or the URL-safe alphabet, or -1. */
-static int b64_value(unsigned char c, int url)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
-}
-
 /* Checks s[0..n) strictly: the alphabet only, padding only at the end and only as much as the
  * last group needs (required for base64, optional for base64url), and zero bits after the last
  * whole byte (the one canonical encoding). Sets *data to the count of characters before the
@@ -180,12 +166,12 @@ static const char *b64_check(const unsigned char *s, size_t n, int url, size_t *
     if (d % 4 == 1)
         return "bad base64 length";
     for (size_t i = 0; i < d; i++) {
-        if (b64_value(s[i], url) < 0)
+        if (sy_base64_value(s[i], url) < 0)
             return "bad base64 character";
     }
-    if (d % 4 == 2 && (b64_value(s[d - 1], url) & 0x0f))
+    if (d % 4 == 2 && (sy_base64_value(s[d - 1], url) & 0x0f))
         return "non-canonical base64";
-    if (d % 4 == 3 && (b64_value(s[d - 1], url) & 0x03))
+    if (d % 4 == 3 && (sy_base64_value(s[d - 1], url) & 0x03))
         return "non-canonical base64";
     *data = d;
     return NULL;

@@ -27,6 +27,23 @@ typedef struct sy_str {
     size_t len;
 } sy_str;
 
+/* The 6-bit value of base64 character c in the standard alphabet (url 0) or the URL-safe one
+ * (RFC 4648 4 and 5), or -1. */
+static inline int sy_base64_value(unsigned char c, int url)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == (url ? '-' : '+'))
+        return 62;
+    if (c == (url ? '_' : '/'))
+        return 63;
+    return -1;
+}
+
 #define SY_STR(lit) ((sy_str){(lit), sizeof(lit) - 1})
 
 static inline sy_str sy_str_make(const char *p, size_t len)

@@ -82,22 +82,6 @@ static int split_protocol(sy_str elem, sy_str *name, sy_str *version)
     return is_token(*name) && is_token(*version) ? 0 : -1;
 }
 
-/* Value of a base64 character in the chosen alphabet, or -1. */
-static int b64_value(unsigned char c, int url)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
-}
-
 /* Strict base64 decoder shared by both alphabets. url: RFC 4648 5 alphabet, no padding allowed;
  * otherwise RFC 4648 4 alphabet with mandatory padding to a multiple of 4. The unused bits of the
  * last character must be zero, so each byte string has exactly one accepted encoding. Writes at
@@ -122,7 +106,7 @@ static ssize_t b64_decode(sy_str in, int url, uint8_t *out, size_t cap)
     uint32_t acc = 0;
     unsigned bits = 0;
     for (size_t i = 0; i < len; i++) {
-        int v = b64_value((unsigned char)in.p[i], url);
+        int v = sy_base64_value((unsigned char)in.p[i], url);
         if (v < 0)
             return SY_EPROTO;
         acc = (acc << 6) | (uint32_t)v;
