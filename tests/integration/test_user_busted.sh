@@ -106,5 +106,19 @@ else
   cat "$work/dot.out"; bad ".busted file"
 fi
 
+# The README's example (app.lua and spec/app_spec.lua, the first two Lua blocks of "Testing
+# your app") passes as written.
+mkdir -p "$work/readme/spec"
+awk '/^### Testing your app/ { on = 1 } on && /^```lua$/ { n++; inblock = 1; next }
+     inblock && /^```$/ { inblock = 0; if (n == 2) exit; next }
+     inblock && n == 1 { print > app } inblock && n == 2 { print > spec }' \
+  app="$work/readme/app.lua" spec="$work/readme/spec/app_spec.lua" README.md
+if (cd "$work/readme" && "$bin" test >"$work/readme.out" 2>&1) &&
+   grep -q "4 successes / 0 failures / 0 errors" "$work/readme.out"; then
+  ok "the README's example spec passes"
+else
+  cat "$work/readme.out"; bad "README example"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
