@@ -91,10 +91,30 @@ describe("switchyard.testing", function()
     assert.equal("after b", c:receive())
   end)
 
-  it("raises on sy.sleep outside a hook", function()
-    local app = t.load({})
+  it("raises on sy.sleep outside a hook and in the app's own coroutine", function()
+    local app = t.load({ request = function(_, res)
+      local co = coroutine.wrap(function() require("switchyard").sleep(1) end)
+      co()
+    end })
     assert.has_error(function() app.sy.sleep(1) end,
                      "sy.sleep: cannot wait here (only inside a hook, handler or timer)")
+    assert.equal(500, t.request(app, {}).status)
+    assert.matches("cannot wait inside a coroutine of the app's own", app.errors[1].message)
+  end)
+
+  it("makes accepting what the client did not offer an app error", function()
+    local app = t.load({ upgrade = function(req)
+      local sy = require "switchyard"
+      if req.path == "/sub" then return sy.accept("websocket", {}, { subprotocol = "chat" }) end
+      return sy.accept("h2c")
+    end })
+    local d = t.upgrade(app, { path = "/" })
+    assert.same({ "error", 500 }, { d.kind, d.status })
+    assert.matches('token "h2c" was not offered', app.errors[1].message)
+    assert.equal(500, t.request(app, { path = "/", upgrades = { "websocket" } }).status)
+    assert.has_error(function() t.websocket(app, { path = "/sub" }) end,
+                     "t.websocket: app.upgrade did not accept websocket (error 500)")
+    assert.matches('subprotocol "chat" was not offered', app.errors[3].message)
   end)
 
   it("returns decisions as plain tables", function()

@@ -266,6 +266,10 @@ local function new_fake(app)
     if main or not coroutine.isyieldable() then
       error("sy.sleep: cannot wait here (only inside a hook, handler or timer)", 2)
     end
+    if not kit_threads[co] then
+      error("sy.sleep: cannot wait inside a coroutine of the app's own "
+            .. "(coroutine.yield to the hook instead)", 2)
+    end
     coroutine.yield(SLEEP, seconds)
   end
 
@@ -436,6 +440,23 @@ end
 
 local DEFAULT_WAIT = 3600
 
+-- Whether the client offered what decision d accepts (the token, and a WebSocket subprotocol
+-- among those it listed); else false and what is wrong, as the server's log says.
+local function offered(req, d)
+  if not req:offers(d.token) then
+    return false, ("sy.accept: token %q was not offered by the client"):format(d.token)
+  end
+  local sub = d.options and d.options.subprotocol
+  if sub ~= nil and d.token:lower() == "websocket" then
+    for p in (req.headers["sec-websocket-protocol"] or ""):gmatch("[^,%s]+") do
+      if p == sub then return true end
+    end
+    return false, ("sy.accept: subprotocol %q was not offered by the client")
+                  :format(tostring(sub))
+  end
+  return true
+end
+
 -- Runs app.upgrade(req) in a coroutine; awaits its decision up to opts.wait (fake) seconds.
 -- Returns the decision (nil: ignore) or nil, "no decision"; an error is recorded and gives a
 -- decision { kind = "error", status = 500 }.
@@ -452,6 +473,9 @@ local function run_upgrade(app, req, wait)
     elseif type(d) ~= "table" or getmetatable(d) ~= Decision then
       local msg = "app.upgrade returned a " .. type(d) .. "; expected a decision or nil"
       record_error(app, "app.upgrade", msg)
+      result = { kind = "error", status = 500, body = "internal server error\n" }
+    elseif d.kind == "accept" and not offered(req, d) then
+      record_error(app, "app.upgrade", select(2, offered(req, d)))
       result = { kind = "error", status = 500, body = "internal server error\n" }
     else
       result = d
@@ -619,16 +643,6 @@ function M.websocket(app, spec)
           d.token and (" " .. d.token) or d.status and (" " .. d.status) or ""), 2)
   end
   local opts = d.options or {}
-  if opts.subprotocol ~= nil then
-    local listed = false
-    for p in (req.headers["sec-websocket-protocol"] or ""):gmatch("[^,%s]+") do
-      if p == opts.subprotocol then listed = true end
-    end
-    if not listed then
-      error(("t.websocket: subprotocol %q was not offered by the client")
-            :format(tostring(opts.subprotocol)), 2)
-    end
-  end
   app._next_id = app._next_id + 1
   local conn = { app = app, kind = "ws", id = app._next_id, open = true, queue = {},
                  inbox = {}, pings = {}, handlers = d.handlers, topics = {} }
@@ -650,6 +664,7 @@ function M.websocket(app, spec)
   function conn:_fail() finish(1011, "internal error", 1011, "internal error") end
 
   function methods:send(data, binary)
+    if type(data) == "number" then data = tostring(data) end
     if type(data) ~= "string" then error("ws:send: data must be a string", 2) end
     if not conn.open then return nil, "closed" end
     if not binary and not is_utf8(data) then
