@@ -374,7 +374,8 @@ local function parse_offers(list)
 end
 
 -- Builds a req from spec: method (GET), path ("/", may carry "?query"), headers, body,
--- upgrades (a list of tokens, or taken from an Upgrade header), scheme, remote_addr.
+-- upgrades (a list of tokens, or taken from an Upgrade header), scheme, sni, remote_addr,
+-- version ("1.1").
 local function make_req(spec)
   spec = spec or {}
   local target = spec.target or spec.path or "/"
@@ -402,6 +403,7 @@ local function make_req(spec)
     query = query or spec.query,
     version = spec.version or "1.1",
     scheme = spec.scheme or "http",
+    sni = spec.sni,
     headers = headers,
     body = spec.body,
     remote_addr = spec.remote_addr or "127.0.0.1",
