@@ -1,5 +1,6 @@
 /* package.path for a server's Lua state: the installed helpers, or the source tree's in a build. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -58,4 +59,36 @@ int sy_lua_path_init(lua_State *L)
     lua_setfield(L, path - 1, "path");
     lua_settop(L, top);
     return 0;
+}
+
+/* Appends fmt (one %s: dir) to buf at *used; 0, or SY_ELIMIT when it does not fit. */
+static int append(char *buf, size_t size, size_t *used, const char *fmt, const char *dir)
+{
+    int n = snprintf(buf + *used, size - *used, fmt, dir, dir);
+    if (n < 0 || (size_t)n >= size - *used)
+        return SY_ELIMIT;
+    *used += (size_t)n;
+    return 0;
+}
+
+int sy_lua_paths(char *path, size_t path_size, char *cpath, size_t cpath_size)
+{
+    size_t pu = 0, cu = 0;
+    int rc = 0;
+    if (path_size == 0 || cpath_size == 0)
+        return SY_ELIMIT;
+    path[0] = cpath[0] = '\0';
+#if defined(SY_LUA_SRC_DIR) && defined(SY_BUILD_DIR)
+    if (in_build_tree()) {
+        rc |= append(path, path_size, &pu, "%s/?.lua;%s/?/init.lua;", SY_LUA_SRC_DIR);
+        rc |= append(cpath, cpath_size, &cu, "%s/lua/?.so;", SY_BUILD_DIR);
+    }
+#endif
+#ifdef SY_LUA_DIR
+    rc |= append(path, path_size, &pu, "%s/?.lua;%s/?/init.lua;", SY_LUA_DIR);
+#endif
+#ifdef SY_LUA_CMOD_DIR
+    rc |= append(cpath, cpath_size, &cu, "%s/?.so;", SY_LUA_CMOD_DIR);
+#endif
+    return rc ? SY_ELIMIT : 0;
 }

@@ -17,6 +17,7 @@
 
 #include <ev.h>
 
+#include "lua_path.h"
 #include "switchyard.h"
 #include "topic_redis.h"
 #include "topic_relay.h"
@@ -40,11 +41,13 @@ typedef struct options {
 
 static void usage(FILE *f)
 {
-    fputs("usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
-          "                  [--cert FILE --key FILE] [--workers N]\n"
-          "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
-          "       switchyard --check APP.lua\n",
-          f);
+    fputs(
+        "usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
+        "                  [--cert FILE --key FILE] [--workers N]\n"
+        "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
+        "       switchyard --check APP.lua\n"
+        "       switchyard test [BUSTED ARGS]...   (busted on lua5.4 with switchyard's modules)\n",
+        f);
 }
 
 static int parse_args(int argc, char **argv, options *o)
@@ -535,9 +538,68 @@ static double hard_limit(double max_time)
     return 5 * max_time > HEARTBEAT_LIMIT_MIN ? 5 * max_time : HEARTBEAT_LIMIT_MIN;
 }
 
+/* Sets name (LUA_PATH_5_4 or LUA_CPATH_5_4) to prefix followed by what Lua would have used:
+ * the variable itself, else the unversioned one, else the defaults (";;"). 0 or -1. */
+static int prepend_env(const char *name, const char *plain, const char *prefix)
+{
+    const char *old = getenv(name) ? getenv(name) : getenv(plain) ? getenv(plain) : ";";
+    size_t n = strlen(prefix) + strlen(old) + 1;
+    char *v = malloc(n);
+    if (!v)
+        return -1;
+    snprintf(v, n, "%s%s", prefix, old);
+    int rc = setenv(name, v, 1);
+    free(v);
+    return rc;
+}
+
+/* `switchyard test [ARGS]`: runs `lua5.4 BUSTED ARGS` with this program's Lua helpers and C
+ * modules in front of Lua 5.4's module paths, so specs that require "switchyard.testing" run
+ * on Lua 5.4 whatever interpreter busted's own script names. Returns only on failure. */
+static int run_tests(int argc, char **argv)
+{
+    char path[8192], cpath[8192], busted[4096] = "";
+    if (sy_lua_paths(path, sizeof path, cpath, sizeof cpath) != 0 ||
+        prepend_env("LUA_PATH_5_4", "LUA_PATH", path) != 0 ||
+        prepend_env("LUA_CPATH_5_4", "LUA_CPATH", cpath) != 0) {
+        fprintf(stderr, "switchyard: test: cannot set the Lua paths\n");
+        return 1;
+    }
+    /* lua5.4 takes busted's script by its path: look it up in PATH as a shell would. */
+    const char *dirs = getenv("PATH") ? getenv("PATH") : "/usr/local/bin:/usr/bin:/bin";
+    for (const char *d = dirs; *d && !busted[0];) {
+        size_t len = strcspn(d, ":");
+        snprintf(busted, sizeof busted, "%.*s/busted", (int)len, len ? d : ".");
+        if (access(busted, X_OK) != 0)
+            busted[0] = '\0';
+        d += len + (d[len] == ':');
+    }
+    if (!busted[0]) {
+        fprintf(stderr, "switchyard: test: busted not found in PATH (Debian: apt install "
+                        "lua-busted)\n");
+        return 127;
+    }
+    char **args = calloc((size_t)argc + 3, sizeof *args);
+    if (!args) {
+        fprintf(stderr, "switchyard: out of memory\n");
+        return 1;
+    }
+    static char lua[] = "lua5.4";
+    args[0] = lua;
+    args[1] = busted;
+    for (int i = 0; i < argc; i++)
+        args[i + 2] = argv[i];
+    execvp(args[0], args);
+    fprintf(stderr, "switchyard: test: cannot run lua5.4: %s\n", strerror(errno));
+    free(args);
+    return 127;
+}
+
 int main(int argc, char **argv)
 {
     options o;
+    if (argc >= 2 && strcmp(argv[1], "test") == 0)
+        return run_tests(argc - 2, argv + 2);
     if (parse_args(argc, argv, &o) != 0) {
         usage(stderr);
         return 2;
