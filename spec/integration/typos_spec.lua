@@ -1,0 +1,100 @@
+-- spec/integration/typos_spec.lua: typos are errors. A name the server does not know in the app
+-- table, app.options, app.http, app.lua (at load, and so with --check), in a handlers table or
+-- accept options given to sy.accept (a 500 and a log line naming the app's line), each with the
+-- valid name it resembles; a decision made and not returned is a warning, once per call site.
+local H = require "helpers.server"
+
+local function check(app)
+  local code, out, err = H.run({ H.bin(), "--check", app })
+  return code, out .. err
+end
+
+local function up(path, token)
+  local headers = { "Upgrade: " .. token, "Connection: Upgrade" }
+  if token == "websocket" then
+    headers[#headers + 1] = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    headers[#headers + 1] = "Sec-WebSocket-Version: 13"
+  end
+  return H.request("GET", path, headers)
+end
+
+local function status_of(srv, path, token)
+  local c = H.must_connect(srv.port)
+  c:send(up(path, token))
+  local res, err = c:read_response({ timeout = 10 })
+  c:close()
+  assert(res, "no answer: " .. tostring(err) .. "; log: " .. srv:log())
+  return res.status
+end
+
+local function log_has(srv, text)
+  assert.truthy(H.wait_for(function() return srv:log():find(text, 1, true) end, 10),
+                "log lacks " .. text .. ": " .. srv:log())
+end
+
+local function count(s, text)
+  local n, i = 0, 1
+  while true do
+    local a, b = s:find(text, i, true)
+    if not a then return n end
+    n, i = n + 1, b + 1
+  end
+end
+
+describe("typos at load", function()
+  local cases = {
+    { "spec/apps/typo_hook.lua", "unknown app key 'upgarde' (did you mean 'upgrade'?)" },
+    { "spec/apps/typo_options.lua",
+      "unknown app.options option 'idle_timout' (did you mean 'idle_timeout'?)" },
+    { "spec/apps/typo_compression.lua",
+      'app.options: option compression must be false, true, "shared", "small" or "default" (got bogus)' },
+    { "spec/apps/typo_http.lua", "unknown app.http option 'max_bdy' (did you mean 'max_body'?)" },
+    { "spec/apps/typo_lua.lua", "unknown app.lua option 'max_memry' (did you mean 'max_memory'?)" },
+  }
+  for _, case in ipairs(cases) do
+    local app, msg = case[1], case[2]
+    it("--check reports " .. app, function()
+      local code, text = check(app)
+      assert.are_not.equal(0, code)
+      assert.truthy(text:find(app .. ": " .. msg, 1, true), text)
+    end)
+    it("the server exits at start for " .. app, function()
+      local code, _, err = H.run({ H.bin(), "--listen", "127.0.0.1:0", app }, 30)
+      assert.are.equal(1, code)
+      assert.truthy(err:find(msg, 1, true), err)
+    end)
+  end
+
+  it("suggests a name that differs only in case", function()
+    local dir = H.tmpdir()
+    local app = dir .. "/app.lua"
+    H.write_file(app, "return { Request = function() end }\n")
+    local code, text = check(app)
+    H.rmdir(dir)
+    assert.are_not.equal(0, code)
+    assert.truthy(text:find("unknown app key 'Request' (did you mean 'request'?)", 1, true), text)
+  end)
+
+  it("names a key far from every known one without a suggestion", function()
+    local dir = H.tmpdir()
+    local app = dir .. "/app.lua"
+    H.write_file(app, "return { settings = {} }\n")
+    local code, text = check(app)
+    H.rmdir(dir)
+    assert.are_not.equal(0, code)
+    assert.truthy(text:find("unknown app key 'settings'", 1, true), text)
+    assert.falsy(text:find("did you mean", 1, true), text)
+  end)
+
+  it("accepts the app's own names and every example (no false positives)", function()
+    local apps = { "spec/apps/typo_own.lua" }
+    local p = io.popen("ls examples/*.lua examples/*/*.lua")
+    for f in p:lines() do apps[#apps + 1] = f end
+    p:close()
+    assert.truthy(#apps > 6)
+    for _, f in ipairs(apps) do
+      local code, text = check(f)
+      assert.are.equal(0, code, f .. ": " .. text)
+    end
+  end)
+end)
