@@ -1,7 +1,7 @@
 -- spec/integration/typos_spec.lua: typos are errors. A name the server does not know in the app
 -- table, app.options, app.http, app.lua (at load, and so with --check), in a handlers table or
 -- accept options given to sy.accept (a 500 and a log line naming the app's line), each with the
--- valid name it resembles; a decision made and not returned is a warning, once per call site.
+-- valid name it resembles.
 local H = require "helpers.server"
 
 local function check(app)
@@ -87,7 +87,8 @@ describe("typos at load", function()
   end)
 
   it("accepts the app's own names and every example (no false positives)", function()
-    local apps = { "spec/apps/typo_own.lua" }
+    local apps = { "spec/apps/typo_own.lua", "spec/apps/typo_accept.lua",
+}
     local p = io.popen("ls examples/*.lua examples/*/*.lua")
     for f in p:lines() do apps[#apps + 1] = f end
     p:close()
@@ -96,5 +97,54 @@ describe("typos at load", function()
       local code, text = check(f)
       assert.are.equal(0, code, f .. ": " .. text)
     end
+  end)
+end)
+
+describe("typos at sy.accept", function()
+  after_each(H.close_all)
+  local srv = H.serve("spec/apps/typo_accept.lua")
+
+  it("an unknown WebSocket handler: 500, the log names it, the suggestion and the line", function()
+    assert.are.equal(500, status_of(srv, "/handler", "websocket"))
+    log_has(srv, "typo_accept.lua:15: unknown handler 'mesage' (did you mean 'message'?)")
+  end)
+
+  it("an unknown raw handler", function()
+    assert.are.equal(500, status_of(srv, "/raw-handler", "echo"))
+    log_has(srv, "typo_accept.lua:17: unknown handler 'dta' (did you mean 'data'?)")
+  end)
+
+  it("an unknown accept option", function()
+    assert.are.equal(500, status_of(srv, "/option", "websocket"))
+    log_has(srv, "unknown accept option 'max_mesage_size' (did you mean 'max_message_size'?)")
+    assert.are.equal(500, status_of(srv, "/raw-option", "echo"))
+    log_has(srv, "unknown accept option 'idle_timout' (did you mean 'idle_timeout'?)")
+  end)
+
+  it("a bad compression value lists the valid ones", function()
+    assert.are.equal(500, status_of(srv, "/compression", "websocket"))
+    log_has(srv, 'option compression must be false, true, "shared", "small" or "default" (got bogus)')
+  end)
+
+  it("a correct accept switches, and a handlers table is checked again after an error", function()
+    assert.are.equal(101, status_of(srv, "/good", "websocket"))
+    assert.are.equal(101, status_of(srv, "/good", "websocket"))
+    assert.are.equal(500, status_of(srv, "/handler", "websocket"))
+  end)
+end)
+
+describe("an app with its own names", function()
+  after_each(H.close_all)
+  local srv = H.serve("spec/apps/typo_own.lua")
+
+  it("runs without warnings", function()
+    assert.are.equal(101, status_of(srv, "/", "echo"))
+    assert.are.equal(101, status_of(srv, "/", "echo"))
+    local c = H.must_connect(srv.port)
+    c:send(H.get("/"))
+    assert.are.equal("fine\n", c:must_response().body)
+    c:close()
+    assert.falsy(srv:log():find("warn", 1, true), srv:log())
+    assert.falsy(srv:log():find("error", 1, true), srv:log())
   end)
 end)
