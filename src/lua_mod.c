@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "lua_int.h"
 #include "lua_names.h"
 #include "lua_task.h"
@@ -16,9 +17,82 @@ sy_lua_decision *sy_lua_test_decision(lua_State *L, int idx)
     return luaL_testudata(L, idx, SY_DECISION_MT);
 }
 
+static const char made_key = 'm';   /* registry[&made_key]: thread -> "file:line" of its last
+                                     * decision (weak keys) */
+static const char warned_key = 'w'; /* registry[&warned_key]: "file:line" -> true, warned */
+
+/* Pushes registry[key], made (weak-keyed when weak) on first use. */
+static void registry_table(lua_State *L, const char *key, int weak)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    if (weak) {
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* Records where the running thread made a decision (the Lua caller of sy.accept and the
+ * like), for the check when its hook returns. */
+static void note_decision(lua_State *L)
+{
+    lua_Debug ar;
+    if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "Sl", &ar) || ar.currentline < 0)
+        return;
+    registry_table(L, &made_key, 1);
+    lua_pushthread(L);
+    lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+void sy_lua_decision_forget(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &made_key) == LUA_TTABLE) {
+        lua_pushthread(L);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+}
+
+void sy_lua_decision_unreturned(lua_State *L, const char *hook)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &made_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushthread(L);
+    if (lua_rawget(L, -2) == LUA_TSTRING) {
+        registry_table(L, &warned_key, 0); /* [made, site, warned] */
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, -2) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3);
+            sy_log("warn", "%s (%s): a decision was made but not returned (missing `return`?)",
+                   hook, lua_tostring(L, -2));
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    sy_lua_decision_forget(L);
+}
+
 /* Pushes a new decision of kind with every user value nil. */
 static sy_lua_decision *new_decision(lua_State *L, int kind)
 {
+    if (kind != SY_DECIDE_IGNORE)
+        note_decision(L);
     sy_lua_decision *d = lua_newuserdatauv(L, sizeof *d, DV_COUNT);
     d->kind = kind;
     d->status = 0;
@@ -83,16 +157,7 @@ static const char checked_key = 'h'; /* registry[&checked_key]: handler tables c
  * table reused across connections is looked up in a weak-keyed set, not walked again. */
 static void check_handlers(lua_State *L, int idx, int kind)
 {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &checked_key) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &checked_key);
-    }
+    registry_table(L, &checked_key, 1);
     lua_pushvalue(L, idx);
     lua_rawget(L, -2);
     int done = (int)lua_tointeger(L, -1);

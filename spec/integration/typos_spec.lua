@@ -1,7 +1,7 @@
 -- spec/integration/typos_spec.lua: typos are errors. A name the server does not know in the app
 -- table, app.options, app.http, app.lua (at load, and so with --check), in a handlers table or
 -- accept options given to sy.accept (a 500 and a log line naming the app's line), each with the
--- valid name it resembles.
+-- valid name it resembles; a decision made and not returned is a warning, once per call site.
 local H = require "helpers.server"
 
 local function check(app)
@@ -88,7 +88,7 @@ describe("typos at load", function()
 
   it("accepts the app's own names and every example (no false positives)", function()
     local apps = { "spec/apps/typo_own.lua", "spec/apps/typo_accept.lua",
-}
+                   "spec/apps/typo_return.lua" }
     local p = io.popen("ls examples/*.lua examples/*/*.lua")
     for f in p:lines() do apps[#apps + 1] = f end
     p:close()
@@ -130,6 +130,21 @@ describe("typos at sy.accept", function()
     assert.are.equal(101, status_of(srv, "/good", "websocket"))
     assert.are.equal(101, status_of(srv, "/good", "websocket"))
     assert.are.equal(500, status_of(srv, "/handler", "websocket"))
+  end)
+end)
+
+describe("a decision made and not returned", function()
+  after_each(H.close_all)
+  local srv = H.serve("spec/apps/typo_return.lua")
+
+  it("is logged once per call site, however often it happens", function()
+    for _ = 1, 3 do assert.are.equal(404, status_of(srv, "/forgot", "echo")) end
+    assert.are.equal(101, status_of(srv, "/kept", "echo"))
+    assert.are.equal(404, status_of(srv, "/other", "echo"))
+    local msg = "app.upgrade (spec/apps/typo_return.lua:8): a decision was made but not returned"
+      .. " (missing `return`?)"
+    log_has(srv, msg)
+    assert.are.equal(1, count(srv:log(), "not returned"), srv:log())
   end)
 end)
 
