@@ -124,66 +124,55 @@ static int rawfield(lua_State *L, int t, const char *k)
     return lua_rawget(L, t);
 }
 
-/* What sy.accept's token switches to, for the names its handlers and options may use. */
-enum { ACCEPT_WS = 1, ACCEPT_RAW = 2, ACCEPT_OTHER = 4 };
-
-static int accept_kind(const char *tok, size_t n)
+/* Whether sy.accept's token takes handlers and options (WebSocket and raw protocols do;
+ * HTTP/2 and TLS do not). */
+static int takes_handlers(const char *tok, size_t n)
 {
-    if (sy_str_ieq(sy_str_make(tok, n), "websocket"))
-        return ACCEPT_WS;
-    if (sy_str_ieq(sy_str_make(tok, n), "h2c") ||
-        (n >= 3 && sy_str_ieq(sy_str_make(tok, 3), "tls") && (n == 3 || tok[3] == '/')))
-        return ACCEPT_OTHER; /* HTTP/2 and TLS use no handlers */
-    return ACCEPT_RAW;
+    return !sy_str_ieq(sy_str_make(tok, n), "h2c") &&
+           !(n >= 3 && sy_str_ieq(sy_str_make(tok, 3), "tls") && (n == 3 || tok[3] == '/'));
 }
 
-static const char *const ws_handler_names[] = {"open", "message", "close", "ping",
-                                               "pong", "drain",   NULL};
-static const char *const raw_handler_names[] = {"open", "data",     "close", "drain",
-                                                "eof",  "shutdown", NULL};
-static const char *const ws_accept_names[] = {"subprotocol",       "data",
-                                              "headers",           "max_message_size",
-                                              "max_fragments",     "idle_timeout",
-                                              "ping_interval",     "max_backpressure",
-                                              "backpressure",      "close_timeout",
-                                              "compression",       "compression_threshold",
-                                              "max_inflate_ratio", NULL};
-static const char *const raw_accept_names[] = {"subprotocol", "data", "headers", "idle_timeout",
-                                               NULL};
+/* Handler names and accept options of WebSocket and raw protocols together: one table may
+ * serve either protocol, so a name of the other one is not a typo. */
+static const char *const handler_names[] = {"open",  "message", "close", "ping",     "pong",
+                                            "drain", "data",    "eof",   "shutdown", NULL};
+static const char *const accept_names[] = {"subprotocol",       "data",
+                                           "headers",           "max_message_size",
+                                           "max_fragments",     "idle_timeout",
+                                           "ping_interval",     "max_backpressure",
+                                           "backpressure",      "close_timeout",
+                                           "compression",       "compression_threshold",
+                                           "max_inflate_ratio", NULL};
 
 static const char checked_key = 'h'; /* registry[&checked_key]: handler tables checked, weak */
 
-/* Raises naming the first unknown handler in the table at idx, once per table and kind: a
- * table reused across connections is looked up in a weak-keyed set, not walked again. */
-static void check_handlers(lua_State *L, int idx, int kind)
+/* Raises naming the first unknown handler in the table at idx, once per table: a table
+ * reused across connections is looked up in a weak-keyed set, not walked again. */
+static void check_handlers(lua_State *L, int idx)
 {
     registry_table(L, &checked_key, 1);
     lua_pushvalue(L, idx);
     lua_rawget(L, -2);
-    int done = (int)lua_tointeger(L, -1);
+    int done = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    if (!(done & kind)) {
-        if (sy_lua_unknown_key(L, idx, kind == ACCEPT_WS ? ws_handler_names : raw_handler_names,
-                               "handler", SY_NAMES_OWN)) {
+    if (!done) {
+        if (sy_lua_unknown_key(L, idx, handler_names, "handler", SY_NAMES_OWN)) {
             luaL_where(L, 1);
             lua_insert(L, -2);
             lua_concat(L, 2);
             lua_error(L);
         }
         lua_pushvalue(L, idx);
-        lua_pushinteger(L, done | kind);
+        lua_pushboolean(L, 1);
         lua_rawset(L, -3);
     }
     lua_pop(L, 1);
 }
 
 /* Raises naming the first unknown accept option in the table at idx. */
-static void check_accept_options(lua_State *L, int idx, int kind)
+static void check_accept_options(lua_State *L, int idx)
 {
-    if (kind == ACCEPT_OTHER)
-        return;
-    if (sy_lua_unknown_key(L, idx, kind == ACCEPT_WS ? ws_accept_names : raw_accept_names,
-                           "accept option", 0)) {
+    if (sy_lua_unknown_key(L, idx, accept_names, "accept option", 0)) {
         luaL_where(L, 1);
         lua_insert(L, -2);
         lua_concat(L, 2);
@@ -205,11 +194,12 @@ static int l_accept(lua_State *L)
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
     int copy = 0, headers = 0;
-    int kind = accept_kind(tok, n);
-    if (lua_istable(L, 2) && kind != ACCEPT_OTHER)
-        check_handlers(L, 2, kind);
+    int checked = takes_handlers(tok, n);
+    if (lua_istable(L, 2) && checked)
+        check_handlers(L, 2);
     if (lua_istable(L, 3)) {
-        check_accept_options(L, 3, kind);
+        if (checked)
+            check_accept_options(L, 3);
         lua_newtable(L); /* [token, handlers, options, copy] */
         copy = lua_gettop(L);
         lua_pushnil(L);
