@@ -163,3 +163,23 @@ describe("an app with its own names", function()
     assert.falsy(srv:log():find("error", 1, true), srv:log())
   end)
 end)
+
+describe("an unknown handler at the Lua memory cap", function()
+  after_each(H.close_all)
+  local srv = H.serve("spec/apps/typo_memory.lua")
+
+  -- The failed hook's log line (with its traceback) is built at the cap too: the server stays.
+  it("answers every accept with 500 or closes, and the server stays up", function()
+    for n = 0, 6000, 16 do
+      local c = H.must_connect(srv.port)
+      c:send(H.request("GET", "/fill?n=" .. n, { "Upgrade: websocket", "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13" }))
+      local res, err = c:read_response({ timeout = 10 })
+      c:close()
+      assert(res or tostring(err):find("closed"), ("n=%d: %s"):format(n, tostring(err)))
+      assert(not res or res.status == 500, ("n=%d: %s"):format(n, res and res.status))
+    end
+    assert.is_true(srv:alive())
+    log_has(srv, "unknown handler 'dta' (did you mean 'data'?)")
+  end)
+end)
