@@ -10,9 +10,10 @@
 
 #include "lua_crypto.h"
 #include "lua_int.h"
-#include "topics.h"
+#include "lua_names.h"
 #include "lua_path.h"
 #include "lua_task.h"
+#include "topics.h"
 
 static const char server_key = 's'; /* registry[&server_key] = lightuserdata(sy_server) */
 static const char app_key = 'a';    /* registry[&app_key] = the app table */
@@ -166,6 +167,11 @@ static const struct http_limit {
     {"send_timeout", 0, 86400, 0, 1},
 };
 
+static const char *const http_names[] = {
+    "max_head",   "max_headers",        "max_body",     "header_timeout", "keepalive_timeout",
+    "high_water", "max_buffered_total", "body_timeout", "send_timeout",   NULL,
+};
+
 static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
 {
     int t = lua_getfield(L, -1, "http");
@@ -193,7 +199,14 @@ static int apply_http_limits(sy_server *s, lua_State *L, const char *path)
             lim && v <= lim->hi &&
             (lim->integer ? v >= lim->lo && v == floor(v) : v > lim->lo || (lim->zero && v == 0));
         if (!lim) {
-            rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.http option '%s'", path, k ? k : "?");
+            lua_pop(L, 1);
+            lua_createtable(L, 0, 1);
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3); /* [http, key, {key = true}] */
+            sy_lua_unknown_key(L, -1, http_names, "app.http option", 0);
+            rc = sy_server_fail(s, SY_ELUA, "%s: %s", path, lua_tostring(L, -1));
+            lua_pop(L, 1); /* the message; the table stands in for the value */
         } else if (!ok && lim->integer) {
             pushed = 1;
             rc = sy_server_fail(s, SY_ELUA,
@@ -264,8 +277,13 @@ static int apply_lua_limits(sy_server *s, lua_State *L, const char *path)
                                     "%s: app.lua.%s out of range (max_time 0..3600 s, max_memory "
                                     "0 or >= 1 MiB)",
                                     path, k);
-            else
-                rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.lua option '%s'", path, k);
+            else {
+                static const char *const lua_names[] = {"max_time", "max_memory", NULL};
+                const char *like = sy_name_suggest(k, lua_names);
+                rc = sy_server_fail(s, SY_ELUA, "%s: unknown app.lua option '%s'%s%s%s", path, k,
+                                    like ? " (did you mean '" : "", like ? like : "",
+                                    like ? "'?)" : "");
+            }
             lua_pop(L, 1);
         }
         if (rc != 0)
@@ -292,6 +310,67 @@ static int load_budget(sy_server *s, double *budget)
                               env);
     *budget = v;
     return 0;
+}
+
+/* The names an app table may hold: its hooks and settings. Keys starting with '_' are the
+ * app's own; so is a function under a name far from these (a host calls it with
+ * sy_server_call_lua). */
+static const char *const app_names[] = {
+    "request", "upgrade", "handlers", "options", "http", "lua", "shutdown", NULL,
+};
+
+/* The keys app.options may set: the WebSocket options and the raw idle_timeout. */
+static const char *const app_option_names[] = {
+    "max_message_size",
+    "max_fragments",
+    "idle_timeout",
+    "ping_interval",
+    "max_backpressure",
+    "backpressure",
+    "close_timeout",
+    "compression",
+    "compression_threshold",
+    "max_inflate_ratio",
+    NULL,
+};
+
+static int check_app_options(lua_State *L)
+{
+    sy_ws_options o;
+    sy_ws_default_options(&o);
+    sy_lua_ws_options(L, 1, &o);
+    return 0;
+}
+
+/* The app table at the top: every key is a known name, and app.options is a table of known
+ * options with values the server takes (checked here, so --check reports them). */
+static int check_app_names(sy_server *s, lua_State *L, const char *path)
+{
+    if (sy_lua_unknown_key(L, -1, app_names, "app key", SY_NAMES_OWN | SY_NAMES_FUNCTIONS)) {
+        int rc = sy_server_fail(s, SY_ELUA, "%s: %s", path, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return rc;
+    }
+    int t = lua_getfield(L, -1, "options");
+    int rc = 0;
+    if (t != LUA_TNIL && t != LUA_TTABLE) {
+        rc = sy_server_fail(s, SY_ELUA, "%s: app.options must be a table (got %s)", path,
+                            lua_typename(L, t));
+    } else if (t == LUA_TTABLE) {
+        if (sy_lua_unknown_key(L, -1, app_option_names, "app.options option", 0)) {
+            rc = sy_server_fail(s, SY_ELUA, "%s: %s", path, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        } else {
+            lua_pushcfunction(L, check_app_options);
+            lua_pushvalue(L, -2);
+            if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+                rc = sy_server_fail(s, SY_ELUA, "%s: app.options: %s", path, lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_pop(L, 1);
+    return rc;
 }
 
 static int lua_app_load(void *ud, const char *path)
@@ -365,7 +444,9 @@ static int lua_app_load(void *ud, const char *path)
             return rc;
         }
     }
-    int rc = apply_http_limits(s, L, path);
+    int rc = check_app_names(s, L, path);
+    if (rc == 0)
+        rc = apply_http_limits(s, L, path);
     if (rc == 0)
         rc = apply_lua_limits(s, L, path);
     if (rc != 0) {

@@ -740,6 +740,10 @@ static int upgrade_done(lua_State *L, int status, lua_KContext ctx)
     sy_lua_dispatch_rec *a = &t->dispatch;
     sy_conn *c = a->c;
     sy_lua_response_task(L, 3, NULL);
+    if (lua_isnil(L, 5))
+        sy_lua_decision_unreturned(L, "app.upgrade");
+    else
+        sy_lua_decision_forget(L);
     if (c->closing)
         return 0;
     if (lua_isnil(L, 5))
@@ -782,6 +786,7 @@ static int dispatch_task(lua_State *L)
     a->res = lua_touserdata(L, 3);
     if (a->n > 0 && sy_lua_push_hook(L, "upgrade")) {
         a->stage = "app.upgrade";
+        sy_lua_decision_forget(L);
         sy_lua_response_task(L, 3, t);
         lua_pushvalue(L, 4);
         lua_pushvalue(L, 2); /* [task, req, res, fn, fn, req] */

@@ -50,6 +50,12 @@ typedef struct sy_lua_decision {
 } sy_lua_decision;
 /* The decision at idx, or NULL when the value is not one. Never raises. */
 sy_lua_decision *sy_lua_test_decision(lua_State *L, int idx);
+/* A hook that made a decision (sy.accept, sy.reject, sy.upgrade_required) and returned nil
+ * probably lacks a `return`: sy_lua_decision_unreturned logs a warning for it, once per call
+ * site, naming the hook; both forget the running thread's last decision. Never raise (out of
+ * memory aside, as any Lua call). */
+void sy_lua_decision_forget(lua_State *L);
+void sy_lua_decision_unreturned(lua_State *L, const char *hook);
 
 /* Pushes the app's hook (app[name]) or returns 0 with nothing pushed when it is not a function. */
 int sy_lua_push_hook(lua_State *L, const char *name);

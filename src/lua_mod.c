@@ -3,7 +3,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "lua_int.h"
+#include "lua_names.h"
 #include "lua_task.h"
 
 /* ---- decisions ---------------------------------------------------------------------------- */
@@ -15,9 +17,82 @@ sy_lua_decision *sy_lua_test_decision(lua_State *L, int idx)
     return luaL_testudata(L, idx, SY_DECISION_MT);
 }
 
+static const char made_key = 'm';   /* registry[&made_key]: thread -> "file:line" of its last
+                                     * decision (weak keys) */
+static const char warned_key = 'w'; /* registry[&warned_key]: "file:line" -> true, warned */
+
+/* Pushes registry[key], made (weak-keyed when weak) on first use. */
+static void registry_table(lua_State *L, const char *key, int weak)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    if (weak) {
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* Records where the running thread made a decision (the Lua caller of sy.accept and the
+ * like), for the check when its hook returns. */
+static void note_decision(lua_State *L)
+{
+    lua_Debug ar;
+    if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "Sl", &ar) || ar.currentline < 0)
+        return;
+    registry_table(L, &made_key, 1);
+    lua_pushthread(L);
+    lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+void sy_lua_decision_forget(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &made_key) == LUA_TTABLE) {
+        lua_pushthread(L);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+}
+
+void sy_lua_decision_unreturned(lua_State *L, const char *hook)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &made_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushthread(L);
+    if (lua_rawget(L, -2) == LUA_TSTRING) {
+        registry_table(L, &warned_key, 0); /* [made, site, warned] */
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, -2) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3);
+            sy_log("warn", "%s (%s): a decision was made but not returned (missing `return`?)",
+                   hook, lua_tostring(L, -2));
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    sy_lua_decision_forget(L);
+}
+
 /* Pushes a new decision of kind with every user value nil. */
 static sy_lua_decision *new_decision(lua_State *L, int kind)
 {
+    if (kind != SY_DECIDE_IGNORE)
+        note_decision(L);
     sy_lua_decision *d = lua_newuserdatauv(L, sizeof *d, DV_COUNT);
     d->kind = kind;
     d->status = 0;
@@ -49,6 +124,62 @@ static int rawfield(lua_State *L, int t, const char *k)
     return lua_rawget(L, t);
 }
 
+/* Whether sy.accept's token takes handlers and options (WebSocket and raw protocols do;
+ * HTTP/2 and TLS do not). */
+static int takes_handlers(const char *tok, size_t n)
+{
+    return !sy_str_ieq(sy_str_make(tok, n), "h2c") &&
+           !(n >= 3 && sy_str_ieq(sy_str_make(tok, 3), "tls") && (n == 3 || tok[3] == '/'));
+}
+
+/* Handler names and accept options of WebSocket and raw protocols together: one table may
+ * serve either protocol, so a name of the other one is not a typo. */
+static const char *const handler_names[] = {"open",  "message", "close", "ping",     "pong",
+                                            "drain", "data",    "eof",   "shutdown", NULL};
+static const char *const accept_names[] = {"subprotocol",       "data",
+                                           "headers",           "max_message_size",
+                                           "max_fragments",     "idle_timeout",
+                                           "ping_interval",     "max_backpressure",
+                                           "backpressure",      "close_timeout",
+                                           "compression",       "compression_threshold",
+                                           "max_inflate_ratio", NULL};
+
+static const char checked_key = 'h'; /* registry[&checked_key]: handler tables checked, weak */
+
+/* Raises naming the first unknown handler in the table at idx, once per table: a table
+ * reused across connections is looked up in a weak-keyed set, not walked again. */
+static void check_handlers(lua_State *L, int idx)
+{
+    registry_table(L, &checked_key, 1);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    int done = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!done) {
+        if (sy_lua_unknown_key(L, idx, handler_names, "handler", SY_NAMES_OWN)) {
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+            lua_error(L);
+        }
+        lua_pushvalue(L, idx);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+}
+
+/* Raises naming the first unknown accept option in the table at idx. */
+static void check_accept_options(lua_State *L, int idx)
+{
+    if (sy_lua_unknown_key(L, idx, accept_names, "accept option", 0)) {
+        luaL_where(L, 1);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
+}
+
 /* sy.accept(token, handlers?, options?): everything is checked here, where the app's line is
  * in the traceback; options are copied, so a later change to the app's table cannot reach the
  * decision. */
@@ -63,7 +194,12 @@ static int l_accept(lua_State *L)
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
     int copy = 0, headers = 0;
+    int checked = takes_handlers(tok, n);
+    if (lua_istable(L, 2) && checked)
+        check_handlers(L, 2);
     if (lua_istable(L, 3)) {
+        if (checked)
+            check_accept_options(L, 3);
         lua_newtable(L); /* [token, handlers, options, copy] */
         copy = lua_gettop(L);
         lua_pushnil(L);

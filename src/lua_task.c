@@ -181,6 +181,13 @@ void sy_lua_tasks_free(sy_server *s)
     s->lua_tasks = NULL;
 }
 
+/* (co, msg) as light userdata: pushes msg with co's traceback. */
+static int traceback_of(lua_State *L)
+{
+    luaL_traceback(L, lua_touserdata(L, 1), lua_touserdata(L, 2), 0);
+    return 1;
+}
+
 /* The log line of a failed task: "what 'name': message" with the coroutine's traceback. The
  * error value is at the top of t->co. */
 static void log_failure(sy_lua_task *t, int status)
@@ -202,14 +209,22 @@ static void log_failure(sy_lua_task *t, int status)
         msg = "(error object is not a string)";
     /* The coroutine's stack is still there after the error: its traceback is read now. */
     int top = lua_gettop(co);
-    if (lua_checkstack(co, 4)) {
-        luaL_traceback(co, co, msg, 0);
-        msg = lua_tostring(co, -1);
+    lua_State *L = s->L;
+    int ltop = lua_gettop(L);
+    /* Built under a protected call on the main state: the traceback allocates, and at the
+     * memory cap that raises. */
+    if (lua_checkstack(L, 4)) {
+        lua_pushcfunction(L, traceback_of);
+        lua_pushlightuserdata(L, co);
+        lua_pushlightuserdata(L, (void *)msg);
+        if (lua_pcall(L, 2, 1, 0) == LUA_OK)
+            msg = lua_tostring(L, -1);
     }
     if (name)
         sy_log("error", "%s '%s': %s", what, name, msg);
     else
         sy_log("error", "%s: %s", what, msg);
+    lua_settop(L, ltop);
     lua_settop(co, top);
 }
 

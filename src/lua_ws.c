@@ -646,8 +646,10 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
         else if (t == LUA_TSTRING && strcmp(v, "default") == 0)
             o->compression = SY_PMD_DEFAULT;
         else
-            luaL_error(L, "option compression must be false, true, \"shared\", \"small\" or "
-                          "\"default\"");
+            luaL_error(L,
+                       "option compression must be false, true, \"shared\", \"small\" or "
+                       "\"default\" (got %s)",
+                       luaL_tolstring(L, -1, NULL));
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "backpressure") != LUA_TNIL) {
@@ -657,7 +659,8 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
         else if (v && strcmp(v, "close") == 0)
             o->drop_on_backpressure = 0;
         else
-            luaL_error(L, "option backpressure must be \"close\" or \"drop\"");
+            luaL_error(L, "option backpressure must be \"close\" or \"drop\" (got %s)",
+                       luaL_tolstring(L, -1, NULL));
     }
     lua_pop(L, 1);
 }
