@@ -32,6 +32,7 @@ local function fill(n)
 end
 
 return {
+  _handlers = handlers, -- typo_memory.lua adds a misspelled one
   lua = { max_memory = 1024 * 1024 },
   upgrade = function(req)
     local n = tonumber((req.query or ""):match("n=(%d+)")) or 0

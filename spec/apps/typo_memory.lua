@@ -1,57 +1,6 @@
--- spec/apps/typo_memory.lua: as accept_memory.lua with a misspelled handler: accepts
--- its max_memory, so that the accept meets a memory error at some step or other.
---   /fill?n=N  app.upgrade fills the state to the brim, gives back about N bytes, then
---              accepts (the offered token, with handlers and options.data); the ballast is
---              dropped by a timer right after.
---   /handles   connection handles anchored in the registry (0 once every connection closed).
-local sy = require "switchyard"
-
-local ballast
-
-local handlers = {
-  open = function(c) c.data.opened = true end,
-  data = function(c, bytes) c:write(bytes) end,
-  dta = function() end, -- a typo: every accept fails, at the memory cap too
-}
-
--- A list of small blocks (no block that fails to grow leaves room behind it), filled until an
--- allocation fails, collected, and filled again; then a reserve of about n bytes made before
--- the filling is given back.
-local function add(i) ballast = { ballast, ("x"):rep(40) .. i } end
-
-local function fill(n)
-  ballast = nil
-  collectgarbage()
-  local reserve = ("y"):rep(n + 64) -- a long string: exactly one block
-  for _ = 1, 3 do
-    local i = 0
-    repeat i = i + 1 until not pcall(add, i)
-    collectgarbage()
-  end
-  reserve = nil
-  collectgarbage()
-end
-
-return {
-  lua = { max_memory = 1024 * 1024 },
-  upgrade = function(req)
-    local n = tonumber((req.query or ""):match("n=(%d+)")) or 0
-    sy.after(0, function() ballast = nil; collectgarbage() end)
-    fill(n)
-    return sy.accept(req.upgrades[1].name, handlers, { data = { n = n } })
-  end,
-  request = function(req, res)
-    if req.path == "/handles" then
-      collectgarbage()
-      local count = 0
-      for _, v in pairs(debug.getregistry()) do
-        local mt = type(v) == "userdata" and getmetatable(v)
-        local name = mt and mt.__name
-        if name == "switchyard.Conn" or name == "switchyard.WebSocket" then count = count + 1 end
-      end
-      res:send(200, tostring(count))
-      return
-    end
-    res:send(200, "fine\n")
-  end,
-}
+-- spec/apps/typo_memory.lua: accept_memory.lua with a misspelled handler: every accept fails,
+-- at the memory cap too, and the failure must still be answered and logged.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local app = dofile(here .. "accept_memory.lua")
+app._handlers.dta = function() end -- a typo
+return app

@@ -14,7 +14,9 @@ describe("app.lua limits", function()
       local res = H.must_roundtrip(srv.port, H.get(path))
       local took = socket.gettime() - t0
       assert.are.equal(500, res.status)
-      assert.is_true(took < 3, "took " .. took .. " s")
+      -- max_time counts the thread's CPU time: on a busy (or sanitized) machine the wall time
+      -- to the 500 grows, so the bound only tells a stopped loop from one never stopped.
+      assert.is_true(took < 20, "took " .. took .. " s")
       assert.truthy(srv:log():find("time budget", 1, true))
       assert.are.equal(200, H.must_roundtrip(srv.port, H.get("/")).status)
     end)
