@@ -11,7 +11,8 @@
 /* Seconds a connect, send or receive may wait when the app set no timeout (settimeout). */
 #define DEFAULT_TIMEOUT 60.0
 
-enum { OP_NONE, OP_CONNECT, OP_RECEIVE, OP_SEND };
+/* OP_CLOSING: closed from another coroutine while one waits; it wakes from the loop. */
+enum { OP_NONE, OP_CONNECT, OP_RECEIVE, OP_SEND, OP_CLOSING };
 enum { RECV_BYTES, RECV_LINE, RECV_ALL };
 
 typedef struct ltcp {
@@ -186,13 +187,13 @@ static int tcp_receive(lua_State *L)
         else
             return luaL_argerror(L, 2, "a byte count, \"*l\" or \"*a\"");
     }
-    if (t->waiter)
-        return luaL_error(L, "sock:receive: the socket is in use by another waiting call");
     if (!t->cl || !t->connected) {
         lua_pushnil(L);
         lua_pushstring(L, "closed");
         return 2;
     }
+    if (t->waiter)
+        return luaL_error(L, "sock:receive: the socket is in use by another waiting call");
     if (take(t, L))
         return 1;
     if (sy_tcp_client_read_error(t->cl))
@@ -231,13 +232,13 @@ static int tcp_send(lua_State *L)
     ltcp *t = check_tcp(L);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
-    if (t->waiter)
-        return luaL_error(L, "sock:send: the socket is in use by another waiting call");
     if (!t->cl || !t->connected) {
         lua_pushnil(L);
         lua_pushstring(L, "closed");
         return 2;
     }
+    if (t->waiter)
+        return luaL_error(L, "sock:send: the socket is in use by another waiting call");
     int rc = sy_tcp_client_write(t->cl, p, n);
     if (rc != 0) {
         const char *err = sy_tcp_client_write_error(t->cl);
@@ -294,6 +295,17 @@ static void on_timeout(sy_tcp_client *cl, void *ud)
     ltcp *t = ud;
     if (!t->waiter)
         return;
+    if (t->op == OP_CLOSING) {
+        sy_lua_task *task = t->waiter;
+        finish_wait(t);
+        sy_tcp_client_free(t->cl);
+        t->cl = NULL;
+        lua_State *co = sy_lua_wake_thread(task);
+        lua_pushnil(co);
+        lua_pushliteral(co, "closed");
+        sy_lua_wake(task, 2);
+        return;
+    }
     if (t->op == OP_RECEIVE) {
         /* nil, "timeout", and what arrived so far (consumed, as LuaSocket does). */
         sy_buf *in = sy_tcp_client_input(t->cl);
@@ -424,8 +436,13 @@ static void close_socket(ltcp *t)
 {
     if (t->waiter) {
         /* Another coroutine waits on it (the app closed it from elsewhere): it wakes with
-         * nil, "closed". */
-        wake_error(t, "closed", NULL, 0);
+         * nil, "closed" from the loop, not inside this call, and the client goes then. */
+        t->op = OP_CLOSING;
+        t->closed = 1;
+        t->connected = 0;
+        sy_tcp_client_read_stop(t->cl);
+        sy_tcp_client_set_timer(t->cl, 0);
+        return;
     }
     sy_tcp_client_free(t->cl);
     t->cl = NULL;

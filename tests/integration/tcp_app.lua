@@ -85,6 +85,15 @@ function cases.tls(port, req)
   return show(ok, line)
 end
 
+-- A timer closes the socket this hook waits on: the wait ends with nil, "closed".
+function cases.closed_meanwhile(port)
+  local s = sy.tcp()
+  assert(s:connect("127.0.0.1", port))
+  sy.after(0.2, function() s:close() end)
+  local r = { s:receive(1) }
+  return show(r[1], r[2], s:receive(1))
+end
+
 -- Waits on a silent peer; the test's client leaves meanwhile, and the peer sees the socket
 -- close. The to-be-closed variable marks the hook's end.
 local closed_by_leave = 0
