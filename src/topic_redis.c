@@ -38,6 +38,7 @@ struct sy_topic_redis {
     char host[256];
     int port;
     char *password; /* owned; NULL for none */
+    char *username; /* owned; NULL: AUTH for the default user (Redis 6 ACLs otherwise) */
     char *prefix;   /* owned */
     size_t plen;
     uint64_t origin;
@@ -86,6 +87,14 @@ static void parse_url(sy_topic_redis *r, const char *url)
     if (at) {
         const char *colon = memchr(h, ':', (size_t)(at - h));
         const char *pw = colon ? colon + 1 : h;
+        if (colon && colon > h) {
+            size_t un = (size_t)(colon - h);
+            r->username = sy_malloc(un + 1);
+            if (r->username) {
+                memcpy(r->username, h, un);
+                r->username[un] = 0;
+            }
+        }
         size_t n = (size_t)(at - pw);
         r->password = sy_malloc(n + 1);
         if (r->password) {
@@ -175,6 +184,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
         link_lost(l, ac->errstr[0] ? ac->errstr : "cannot connect");
         return;
     }
+    /* A peer that vanishes without a reset (a dropped NAT entry) is found by TCP keepalive. */
+    redisEnableKeepAlive((redisContext *)&ac->c);
     l->up = 1;
     l->backoff = 0;
     if (l->down_logged) {
@@ -204,6 +215,8 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
     if (rep && rep->type == REDIS_REPLY_ERROR) {
         rlink *l = ac->data;
         sy_log("error", "topics: Redis %s:%d refused AUTH: %s", l->r->host, l->r->port, rep->str);
+        /* Not up: every command would fail quietly. Drop the link; it retries with backoff. */
+        redisAsyncDisconnect(ac);
     }
 }
 
@@ -228,7 +241,9 @@ static void connect_link(rlink *l)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* Queued now, sent first once connected. */
-    if (r->password)
+    if (r->password && r->username)
+        redisAsyncCommand(ac, on_auth, NULL, "AUTH %s %s", r->username, r->password);
+    else if (r->password)
         redisAsyncCommand(ac, on_auth, NULL, "AUTH %s", r->password);
 }
 
@@ -347,6 +362,7 @@ void sy_topic_redis_free(sy_topic_redis *r)
         sy_free(i);
     }
     sy_free(r->password);
+    sy_free(r->username);
     sy_free(r->prefix);
     sy_free(r);
 }

@@ -111,7 +111,10 @@ static ssize_t frame_next(const bytes *b)
     return have >= (size_t)len + 4 ? (ssize_t)len + 4 : 0;
 }
 
-/* Reads what fd has into b. Returns 1 while open, 0 at EOF, -1 on error or a full buffer. */
+/* Reads one chunk of what fd has into b: the caller parses it before the next readiness
+ * event reads more (the watchers are level-triggered), so a peer that keeps writing cannot
+ * grow b past a frame and a chunk. Returns 1 while open, 0 at EOF, -1 on error or a full
+ * buffer. */
 static int fill(bytes *b, int fd)
 {
     for (;;) {
@@ -120,9 +123,7 @@ static int fill(bytes *b, int fd)
         ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
         if (r > 0) {
             b->len += (size_t)r;
-            if (bytes_pending(b) > SY_RELAY_QUEUE_MAX + 65536)
-                return -1;
-            continue;
+            return bytes_pending(b) > SY_RELAY_QUEUE_MAX + 65536 ? -1 : 1;
         }
         if (r == 0)
             return 0;
