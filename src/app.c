@@ -93,8 +93,9 @@ void sy_app_ws_open(sy_conn *c, void *handle)
         if (a->host_ws.on_open)
             a->host_ws.on_open(a->server, c->id, a->host_ws_ud);
         if (c->closing)
-            return;
+            return; /* the host closed it: the app never hears of it (sy_app_ws_close) */
     }
+    c->app_open = 1;
     if (OP(APP(c), ws_open))
         OP(APP(c), ws_open)(UD(APP(c)), handle);
 }
@@ -138,6 +139,11 @@ void sy_app_ws_close(sy_conn *c, void *handle, int code, sy_str reason)
             a->host_ws.on_close(a->server, c->id, code, reason.p ? reason.p : "", reason.len,
                                 a->host_ws_ud);
     }
+    if (!c->app_open) {
+        sy_app_conn_discard(c, handle); /* no close without open */
+        return;
+    }
+    c->app_open = 0;
     if (OP(APP(c), ws_close))
         OP(APP(c), ws_close)(UD(APP(c)), handle, code, reason);
 }

@@ -309,8 +309,11 @@ static int tls_pump(sy_tcp_client *c)
         if (!was_ready && sy_tls_ready(c->tls) && c->state == ST_HANDSHAKE) {
             /* Handshake done. Send what it produced, then tell the owner; the plaintext that
              * may follow is read on the next round of this loop. */
-            if (flush(c) == 0)
-                update_write_watch(c);
+            if (flush(c) != 0) {
+                connect_failed(c, c->write_err);
+                return -1;
+            }
+            update_write_watch(c);
             if (finish_handshake(c) != 0 || c->state != ST_OPEN)
                 return -1;
             if (n > 0) {
