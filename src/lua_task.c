@@ -202,9 +202,8 @@ static void log_failure(sy_lua_task *t, int status)
                s->lua.max_memory);
         return;
     }
+    /* No __tostring here: it would run app code outside any protected call and budget. */
     const char *msg = lua_tostring(co, -1);
-    if (!msg && luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
-        msg = lua_tostring(co, -1);
     if (!msg)
         msg = "(error object is not a string)";
     /* The coroutine's stack is still there after the error: its traceback is read now. */

@@ -171,19 +171,20 @@ static void on_readable(sy_tcp_client *cl, void *ud)
 static int tcp_receive(lua_State *L)
 {
     ltcp *t = check_tcp(L);
+    int mode = RECV_BYTES;
+    size_t want = 0;
     if (lua_isinteger(L, 2)) {
         lua_Integer n = lua_tointeger(L, 2);
         luaL_argcheck(L, n >= 0, 2, "byte count must be >= 0");
-        t->recv_mode = RECV_BYTES;
-        t->recv_n = (size_t)n;
+        want = (size_t)n;
     } else {
         const char *pat = luaL_optstring(L, 2, "*l");
         if (pat[0] == '*')
             pat++;
         if (pat[0] == 'l' && pat[1] == '\0')
-            t->recv_mode = RECV_LINE;
+            mode = RECV_LINE;
         else if (pat[0] == 'a' && pat[1] == '\0')
-            t->recv_mode = RECV_ALL;
+            mode = RECV_ALL;
         else
             return luaL_argerror(L, 2, "a byte count, \"*l\" or \"*a\"");
     }
@@ -192,8 +193,11 @@ static int tcp_receive(lua_State *L)
         lua_pushstring(L, "closed");
         return 2;
     }
+    /* Only now: a call refused here must not change the pattern of the one that waits. */
     if (t->waiter)
         return luaL_error(L, "sock:receive: the socket is in use by another waiting call");
+    t->recv_mode = mode;
+    t->recv_n = want;
     if (take(t, L))
         return 1;
     if (sy_tcp_client_read_error(t->cl))
@@ -239,6 +243,8 @@ static int tcp_send(lua_State *L)
     }
     if (t->waiter)
         return luaL_error(L, "sock:send: the socket is in use by another waiting call");
+    /* Checked before anything is queued: a call that may not wait sends nothing. */
+    sy_lua_task *task = sy_lua_wait_begin(L, "sock:send");
     int rc = sy_tcp_client_write(t->cl, p, n);
     if (rc != 0) {
         const char *err = sy_tcp_client_write_error(t->cl);
@@ -250,7 +256,6 @@ static int tcp_send(lua_State *L)
         lua_pushinteger(L, (lua_Integer)n);
         return 1;
     }
-    sy_lua_task *task = sy_lua_wait_begin(L, "sock:send");
     t->waiter = task;
     t->op = OP_SEND;
     if (t->timeout >= 0)
