@@ -169,6 +169,9 @@ void sy_lua_open_ws(lua_State *L);
 /* sy.tcp() (lua_tcp.c): the Socket type and the server's resolver slot. */
 void sy_lua_open_tcp(lua_State *L);
 int sy_lua_tcp_new(lua_State *L);
+/* The server's print: its arguments as Lua's print joins them (tostring, tabs), logged at
+ * "info" (so on stderr by default, where stdout keeps the `listening on` lines). */
+int sy_lua_print(lua_State *L);
 int sy_lua_publish_fn(lua_State *L);
 int sy_lua_subscribers_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);

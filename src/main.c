@@ -17,11 +17,13 @@
 
 #include <ev.h>
 
+#include "log.h"
 #include "lua_path.h"
 #include "switchyard.h"
 #include "topic_redis.h"
 #include "topic_relay.h"
 #include "topics.h"
+#include "version.h"
 
 #define MAX_LISTEN 32
 #define GRACE_SECONDS 5.0
@@ -45,7 +47,9 @@ static void usage(FILE *f)
         "usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
         "                  [--cert FILE --key FILE] [--workers N]\n"
         "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
+        "                  [--log-level LEVEL] [--log-format text|json]\n"
         "       switchyard --check APP.lua\n"
+        "       switchyard --version\n"
         "       switchyard test [BUSTED ARGS]...   (busted on lua5.4 with switchyard's modules)\n",
         f);
 }
@@ -54,18 +58,23 @@ static int parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
     o->workers = 1;
+    sy_set_log_level(SY_LOG_INFO); /* the program's default; the library's is debug */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
+        } else if (strcmp(a, "--version") == 0) {
+            sy_version_print(stdout);
+            exit(0);
         } else if (strcmp(a, "--check") == 0) {
             o->check = 1;
         } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--tls-listen") == 0 ||
                    strcmp(a, "--cert") == 0 || strcmp(a, "--key") == 0 ||
                    strcmp(a, "--workers") == 0 || strcmp(a, "--redis") == 0 ||
-                   strcmp(a, "--redis-prefix") == 0) {
+                   strcmp(a, "--redis-prefix") == 0 || strcmp(a, "--log-level") == 0 ||
+                   strcmp(a, "--log-format") == 0) {
             if (!v) {
                 fprintf(stderr, "switchyard: %s needs a value\n", a);
                 return -1;
@@ -87,6 +96,19 @@ static int parse_args(int argc, char **argv, options *o)
                 o->redis = v;
             } else if (strcmp(a, "--redis-prefix") == 0) {
                 o->redis_prefix = v;
+            } else if (strcmp(a, "--log-level") == 0) {
+                int lv = sy_log_level_parse(v);
+                if (lv < 0) {
+                    fprintf(stderr, "switchyard: --log-level: fatal, error, warn, info or debug\n");
+                    return -1;
+                }
+                sy_set_log_level(lv);
+            } else if (strcmp(a, "--log-format") == 0) {
+                if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+                    fprintf(stderr, "switchyard: --log-format: text or json\n");
+                    return -1;
+                }
+                sy_set_log_format(strcmp(v, "json") == 0 ? SY_LOG_JSON : SY_LOG_TEXT);
             } else {
                 char *end;
                 long n = strtol(v, &end, 10);
@@ -363,6 +385,7 @@ static int spawn(supervisor *sv, int i)
             if (sy_relay_hub_fd(sv->hub, k) >= 0)
                 close(sy_relay_hub_fd(sv->hub, k));
         }
+        sy_log_set_worker(i);
         run_worker(sv, p[1], t[1]);
     }
     close(p[1]);
@@ -410,12 +433,12 @@ static void reap(supervisor *sv)
             snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(st));
         if (sv->stopping) {
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-                fprintf(stderr, "switchyard: worker %d %s while stopping\n", (int)pid, how);
+                sy_log("warn", "worker %d %s while stopping", (int)pid, how);
             continue;
         }
         schedule_restart(w, now);
-        fprintf(stderr, "switchyard: worker %d %s%s; restarting in %.1f s\n", (int)pid, how,
-                w->killed ? " (hard limit)" : "", w->backoff);
+        sy_log("error", "worker %d %s%s; restarting in %.1f s", (int)pid, how,
+               w->killed ? " (hard limit)" : "", w->backoff);
     }
 }
 
@@ -445,10 +468,10 @@ static void watch(supervisor *sv, const struct pollfd *pfd, double now)
         double since = w->last_beat > 0 ? w->last_beat : w->started;
         double limit = sv->hard_limit + (w->last_beat > 0 ? 0 : sv->startup_extra);
         if (now - since > limit) {
-            fprintf(stderr,
-                    "switchyard: worker %d: its loop has not turned for %.0f s (hard "
-                    "limit %.0f s, see README \"Workers\"); killing it\n",
-                    (int)w->pid, now - since, sv->hard_limit);
+            sy_log("error",
+                   "worker %d: its loop has not turned for %.0f s (hard limit %.0f s, see "
+                   "README \"Workers\"); killing it",
+                   (int)w->pid, now - since, sv->hard_limit);
             kill(w->pid, SIGKILL);
             w->killed = 1;
         }
@@ -463,7 +486,7 @@ static int supervise(supervisor *sv)
         sv->w[i].beat_fd = -1;
     for (int i = 0; i < n; i++) {
         if (spawn(sv, i) != 0) {
-            fprintf(stderr, "switchyard: cannot start a worker: %s; retrying\n", strerror(errno));
+            sy_log("error", "cannot start a worker: %s; retrying", strerror(errno));
             schedule_restart(&sv->w[i], mono_now());
         }
     }
@@ -481,7 +504,7 @@ static int supervise(supervisor *sv)
                     if (spawn(sv, i) == 0) {
                         live++;
                     } else {
-                        fprintf(stderr, "switchyard: cannot start a worker: %s\n", strerror(errno));
+                        sy_log("error", "cannot start a worker: %s", strerror(errno));
                         schedule_restart(w, now);
                     }
                 } else if (w->restart_at - now < wait) {
@@ -641,6 +664,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyard: out of memory\n");
         return 1;
     }
+    if (o.workers > 1)
+        sy_log_set_worker(-1); /* until a worker's fork names it */
     double load_started = mono_now();
     if (sy_server_load_app(s, o.app) != 0) {
         fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
