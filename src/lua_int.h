@@ -79,6 +79,8 @@ void sy_lua_response_task(lua_State *L, int idx, struct sy_lua_task *t);
 /* The hook failed: the response res (a handle kept alive by the caller), when still owed,
  * is answered 500 (logged already). */
 void sy_lua_response_fail(lua_State *L, void *res);
+/* The connection a pending res answers on, or NULL once it is gone. */
+sy_conn *sy_lua_response_conn(void *res);
 /* The response at idx is done with (its request was switched): it answers nil, "closed". */
 void sy_lua_response_forget(lua_State *L, int idx);
 

@@ -39,6 +39,7 @@ typedef struct options {
     const char *redis, *redis_prefix;
     int check;
     const char *app;
+    const char *access_log;
 } options;
 
 static void usage(FILE *f)
@@ -47,7 +48,7 @@ static void usage(FILE *f)
         "usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
         "                  [--cert FILE --key FILE] [--workers N]\n"
         "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
-        "                  [--log-level LEVEL] [--log-format text|json]\n"
+        "                  [--log-level LEVEL] [--log-format text|json] [--access-log FILE|-]\n"
         "       switchyard --check APP.lua\n"
         "       switchyard --version\n"
         "       switchyard test [BUSTED ARGS]...   (busted on lua5.4 with switchyard's modules)\n",
@@ -74,7 +75,7 @@ static int parse_args(int argc, char **argv, options *o)
                    strcmp(a, "--cert") == 0 || strcmp(a, "--key") == 0 ||
                    strcmp(a, "--workers") == 0 || strcmp(a, "--redis") == 0 ||
                    strcmp(a, "--redis-prefix") == 0 || strcmp(a, "--log-level") == 0 ||
-                   strcmp(a, "--log-format") == 0) {
+                   strcmp(a, "--log-format") == 0 || strcmp(a, "--access-log") == 0) {
             if (!v) {
                 fprintf(stderr, "switchyard: %s needs a value\n", a);
                 return -1;
@@ -109,6 +110,8 @@ static int parse_args(int argc, char **argv, options *o)
                     return -1;
                 }
                 sy_set_log_format(strcmp(v, "json") == 0 ? SY_LOG_JSON : SY_LOG_TEXT);
+            } else if (strcmp(a, "--access-log") == 0) {
+                o->access_log = v;
             } else {
                 char *end;
                 long n = strtol(v, &end, 10);
@@ -171,6 +174,7 @@ static void stop_signal_set(sigset_t *set, int with_chld)
     sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1); /* not a stop: reopens the logs, but waits blocked the same way */
     if (with_chld)
         sigaddset(set, SIGCHLD);
 }
@@ -180,7 +184,8 @@ typedef struct run_state {
     sy_server *server;
     ev_signal sig[3];
     ev_timer beat;
-    int beat_fd; /* borrowed; the write end of the heartbeat pipe, -1 without a supervisor */
+    int beat_fd;    /* borrowed; the write end of the heartbeat pipe, -1 without a supervisor */
+    ev_signal usr1; /* SIGUSR1: reopen the access log */
 } run_state;
 
 static void on_stopped(sy_server *s, void *ud)
@@ -199,6 +204,16 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     for (int i = 0; i < 3; i++)
         ev_signal_stop(r->loop, &r->sig[i]);
     sy_server_shutdown(r->server, GRACE_SECONDS, on_stopped, r);
+}
+
+/* SIGUSR1 (logrotate): the access log file is opened again by its path. */
+static void on_reopen(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    run_state *r = w->data;
+    if (sy_server_reopen_logs(r->server) != 0)
+        sy_log("error", "SIGUSR1: %s", sy_server_error(r->server));
 }
 
 /* The supervisor's sign that this worker's loop turns. */
@@ -225,6 +240,9 @@ static int serve(struct ev_loop *loop, sy_server *s, int beat_fd)
         r.sig[i].data = &r;
         ev_signal_start(loop, &r.sig[i]);
     }
+    ev_signal_init(&r.usr1, on_reopen, SIGUSR1);
+    r.usr1.data = &r;
+    ev_signal_start(loop, &r.usr1);
     if (beat_fd >= 0) {
         ev_timer_init(&r.beat, on_beat, 0., HEARTBEAT_SECONDS);
         r.beat.data = &r;
@@ -237,6 +255,7 @@ static int serve(struct ev_loop *loop, sy_server *s, int beat_fd)
     ev_run(loop, 0);
     for (int i = 0; i < 3; i++)
         ev_signal_stop(loop, &r.sig[i]);
+    ev_signal_stop(loop, &r.usr1);
     ev_timer_stop(loop, &r.beat);
     return 0;
 }
@@ -327,7 +346,8 @@ static void run_worker(const supervisor *sv, int beat_fd, int relay_fd)
         fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
         _exit(1);
     }
-    if (sy_topics_attach_relay(s, relay_fd, sv->group) != 0 || (o->redis && set_redis(s, o) != 0)) {
+    if (sy_topics_attach_relay(s, relay_fd, sv->group) != 0 || (o->redis && set_redis(s, o) != 0) ||
+        (o->access_log && sy_server_set_access_log(s, o->access_log) != 0)) {
         fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
         _exit(1);
     }
@@ -531,6 +551,13 @@ static int supervise(supervisor *sv)
             while (read(sv->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGCHLD)
                     continue;
+                if (si.ssi_signo == SIGUSR1) {
+                    sy_log("info", "SIGUSR1: the workers reopen their logs");
+                    for (int i = 0; i < n; i++)
+                        if (sv->w[i].pid > 0)
+                            kill(sv->w[i].pid, SIGUSR1);
+                    continue;
+                }
                 /* Each stop signal is passed on: a second one stops workers at once. */
                 forward_stop(sv);
             }
@@ -681,6 +708,12 @@ int main(int argc, char **argv)
     double limit = o.workers > 1 ? hard_limit(sy_server_lua_max_time(s)) : 0;
     if (limit < 0) {
         fprintf(stderr, "switchyard: SWITCHYARD_WORKER_HARD_LIMIT must be 0 or 2..86400 s\n");
+        sy_server_free(s);
+        return 1;
+    }
+    /* With workers each opens its own: this one checks the path before any is forked. */
+    if (o.access_log && sy_server_set_access_log(s, o.access_log) != 0) {
+        fprintf(stderr, "switchyard: --access-log: %s\n", sy_server_error(s));
         sy_server_free(s);
         return 1;
     }

@@ -191,10 +191,23 @@ enum {
     SY_LOG_JSON = 1, /* {"time":..,"level":..,"worker":N,"pid":P,"msg":..} per line */
 };
 
-/* The format of the default sink's lines (SY_LOG_TEXT or SY_LOG_JSON; another value:
- * SY_LOG_TEXT). Process-wide. A host's sy_set_log function still gets the bare
+/* The format of the default sink's lines and of access logs (SY_LOG_TEXT or SY_LOG_JSON;
+ * another value: SY_LOG_TEXT). Process-wide. A host's sy_set_log function still gets the bare
  * message. */
 SY_API void sy_set_log_format(int format);
+
+/* Opens path as the access log of s: one line per HTTP request and per upgrade decision, one
+ * at the close of each WebSocket and raw stream (README "Logs"), in the format of
+ * sy_set_log_format. "-" is stdout; NULL turns the access log off. The file is opened for
+ * appending (created 0644) and written line by line without buffering. Returns 0, or SY_ESYS
+ * with the message in sy_server_error (the previous access log stays then). */
+SY_API int sy_server_set_access_log(sy_server *s, const char *path);
+
+/* Reopens the access log file of s by its path (logrotate: rename, then reopen): the new file
+ * is opened before the old one is closed, so no line is lost. Nothing to do without an access
+ * log or when it is stdout. Returns 0, or SY_ESYS with the message in sy_server_error (the old
+ * file stays in use). The switchyard program calls it on SIGUSR1. */
+SY_API int sy_server_reopen_logs(sy_server *s);
 
 /* ---- Host calls ---------------------------------------------------------------------------
  *

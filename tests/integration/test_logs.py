@@ -342,6 +342,171 @@ def t_print():
     assert printed == [("info", "print-marker\t42\tnil\ttrue")], printed
 
 
+def run_access(fmt):
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "access.log")
+    p = start(["--access-log", path] + (["--log-format", "json"] if fmt == "json" else []))
+    try:
+        resp, local = get(p.port, "/a?x=1")
+        assert resp.endswith(b"hello\n"), resp
+        assert get(p.port, "/a", "HEAD")[0].startswith(b"HTTP/1.1 200")
+        assert get(p.port, "/p", "POST", body=b"hello")[0].endswith(b"hello\n")
+        assert h2_get(p.port, "/h2") == (200, b"hello\n")
+        assert offer(p.port, "/ignore")[0].endswith(b"hello\n")
+        assert offer(p.port, "/426")[0].startswith(b"HTTP/1.1 426")
+        assert offer(p.port, "/reject")[0].startswith(b"HTTP/1.1 403")
+        assert offer(p.port, "/error")[0].startswith(b"HTTP/1.1 500")
+        assert exchange(p.port, b"NOT HTTP\r\n\r\n")[0].startswith(b"HTTP/1.1 400")
+        assert asyncio.run(ws_session(p.port)) == ["hello", b"\0" * 1000, "x"]
+        raw_session(p.port)
+        wait_for(lambda: read(path).count("\n") >= 13, "13 access lines")
+    finally:
+        rc, out = stop(p)
+    assert rc == 0, rc
+    text = read(path)
+    shutil.rmtree(d)
+    recs = access_records(text, fmt)
+
+    def one(**kv):
+        found = [r for r in recs if all(r.get(k) == v for k, v in kv.items())]
+        assert len(found) == 1, (kv, found, text)
+        return found[0]
+
+    r = one(target="/a?x=1")
+    assert r["event"] == "request" and r["method"] == "GET" and r["proto"] == "HTTP/1.1", r
+    assert r["status"] == 200 and r["bytes_out"] == 6 and r["port"] == local, r
+    assert "decision" not in r and "upgrade" not in r, r
+    r = one(target="/a", method="HEAD")
+    assert r["status"] == 200 and r["bytes_out"] == 0, r
+    r = one(target="/p", method="POST")
+    assert r["status"] == 200 and r["bytes_out"] == 6, r
+    r = one(target="/h2")
+    assert (r["event"], r["proto"], r["stream"], r["method"], r["status"], r["bytes_out"]) == \
+        ("request", "HTTP/2", 1, "GET", 200, 6), r
+    for target, decision, status, size in (("/ignore", "ignore", 200, 6),
+                                           ("/426", "426", 426, None),
+                                           ("/reject", "reject", 403, 3),
+                                           ("/error", "error", 500, None)):
+        r = one(target=target)
+        assert (r["event"], r["upgrade"], str(r["decision"]), r["status"]) == \
+            ("upgrade", "foo/1", decision, status), r
+        assert size is None or r["bytes_out"] == size, r
+    r = one(status=400)
+    assert r["event"] == "request" and "method" not in r and "target" not in r, r
+    up = one(target="/ws")
+    assert (up["event"], up["decision"], up["status"], up["protocol"], up["upgrade"]) == \
+        ("upgrade", "accept", 101, "websocket", "websocket"), up
+    r = one(event="close", proto="websocket")
+    assert r["conn"] == up["conn"], (r, up)
+    assert (r["msgs_in"], r["msgs_out"], r["bytes_in"], r["bytes_out"]) == (3, 3, 1006, 1006), r
+    assert (r["close_recv"], r["close_sent"]) == (4001, 4001), r
+    up = one(target="/raw")
+    assert (up["decision"], up["status"], up["protocol"]) == ("accept", 101, "echo"), up
+    r = one(event="close", proto="raw")
+    assert r["conn"] == up["conn"] and (r["bytes_in"], r["bytes_out"]) == (8, 8), (r, up)
+    assert "msgs_in" not in r and "close_sent" not in r, r
+    assert len(recs) == 13, text
+    return p
+
+
+@test("--access-log FILE (text): requests, HTTP/2, upgrade decisions, WebSocket and raw closes")
+def t_access_text():
+    p = run_access("text")
+    text_lines(p)
+
+
+@test("--access-log FILE with --log-format json: the same records as JSON objects")
+def t_access_json():
+    p = run_access("json")
+    json_lines(p)
+
+
+@test("--access-log -: access lines on stdout after the listening line")
+def t_access_stdout():
+    p = start(["--access-log", "-"])
+    try:
+        get(p.port, "/s1")
+        get(p.port, "/s2")
+    finally:
+        rc, out = stop(p)
+    assert rc == 0, rc
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("listening on "), lines
+    recs = access_records("\n".join(lines[1:]), "text")
+    assert [r["target"] for r in recs] == ["/s1", "/s2"], lines
+
+
+def targets(path):
+    return [r["target"] for r in access_records(read(path), "text", (0, 1))]
+
+
+@test("SIGUSR1 after a rename: later lines go to a new file, none lost")
+def t_reopen():
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "access.log")
+    p = start(["--access-log", path])
+    try:
+        for i in range(10):
+            get(p.port, f"/n{i}")
+        wait_for(lambda: read(path).count("\n") == 10, "10 lines")
+        os.rename(path, path + ".1")
+        for i in range(10, 15):
+            get(p.port, f"/n{i}")
+        wait_for(lambda: read(path + ".1").count("\n") == 15, "15 lines in the renamed file")
+        os.kill(p.pid, signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(path), "the new file")
+        for i in range(15, 20):
+            get(p.port, f"/n{i}")
+        wait_for(lambda: read(path).count("\n") == 5, "5 lines in the new file")
+        assert p.poll() is None
+    finally:
+        rc, _ = stop(p)
+    assert rc == 0, rc
+    assert targets(path + ".1") == [f"/n{i}" for i in range(15)], read(path + ".1")
+    assert targets(path) == [f"/n{i}" for i in range(15, 20)], read(path)
+    assert any("reopened the access log" in m for _, lv, _, _, m in text_lines(p)), stderr(p)
+    shutil.rmtree(d)
+
+
+@test("--workers 2: SIGUSR1 to the supervisor reopens the access log in every worker")
+def t_reopen_workers():
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "access.log")
+    p = start(["--workers", "2", "--access-log", path])
+
+    def workers_in(p_):
+        return {parse_logfmt(x)["worker"] for x in read(p_).splitlines()}
+
+    def hit_both(p_, tag):
+        n = 0
+        while workers_in(p_) != {0, 1}:
+            assert n < 400, f"both workers never answered: {read(p_)}"
+            get(p.port, f"/{tag}{n}")
+            n += 1
+            time.sleep(0.01)
+        return n
+
+    try:
+        hit_both(path, "a")
+        os.rename(path, path + ".1")
+        before = read(path + ".1")
+        os.kill(p.pid, signal.SIGUSR1)
+        wait_for(lambda: sum("reopened the access log" in ln for ln in stderr(p).splitlines())
+                 == 2, "both workers reopening")
+        hit_both(path, "b")
+        assert p.poll() is None
+    finally:
+        rc, _ = stop(p)
+    assert rc == 0, rc
+    assert read(path + ".1") == before, "a line reached the renamed file after the reopen"
+    assert all(t.startswith("/b") for t in targets(path)), read(path)
+    lines = text_lines(p)
+    reopened = sorted(w for _, _, w, _, m in lines if "reopened the access log" in m)
+    assert reopened == ["0", "1"], lines
+    assert any(w == "supervisor" and "SIGUSR1" in m for _, _, w, _, m in lines), lines
+    shutil.rmtree(d)
+
+
 def main():
     if missing_bin():
         return 1
