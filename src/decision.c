@@ -15,6 +15,7 @@ void sy_answered_or_close(sy_conn *c, int rc)
 void sy_decision_error(sy_conn *c, const char *why)
 {
     sy_log("error", "%s", why);
+    sy_h1_note_decision(c, "error");
     static const char body[] = "internal server error\n";
     int rc = sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
                            sy_str_make(body, sizeof body - 1), 0);
@@ -268,6 +269,8 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
 int sy_decision_apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, sy_str body,
                       const sy_upgrade_offer *offers, size_t n)
 {
+    static const char *const names[] = {"error", "accept", "ignore", "426", "reject"};
+    sy_h1_note_decision(c, names[d->kind >= 1 && d->kind <= 4 ? d->kind : 0]);
     switch (d->kind) {
     case SY_DECIDE_IGNORE: return 0;
     case SY_DECIDE_UPGRADE_REQUIRED: {

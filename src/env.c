@@ -1,5 +1,8 @@
-/* The connection's environment: the Date clock and the shared input budget. */
+/* The connection's environment: the Date clock, the shared input budget and the access log's
+ * close lines. */
 #include "env.h"
+
+#include "conn.h"
 
 #include <time.h>
 
@@ -31,4 +34,23 @@ int sy_env_hold_input(sy_env *e, size_t *held, size_t want)
     e->input_held += more;
     *held = want;
     return 0;
+}
+
+void sy_env_access_close(sy_conn *c, const char *proto, const sy_access_counts *k)
+{
+    if (!c->env->access)
+        return;
+    sy_access a;
+    memset(&a, 0, sizeof a);
+    a.event = SY_ACCESS_CLOSE;
+    a.conn = c;
+    a.proto = proto;
+    a.msgs_in = k->msgs_in;
+    a.msgs_out = k->msgs_out;
+    a.bytes_in = k->bytes_in;
+    a.bytes_out = k->bytes_out;
+    a.close_sent = k->close_sent;
+    a.close_received = k->close_received;
+    a.started = k->started;
+    c->env->access(c->env, &a);
 }

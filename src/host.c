@@ -11,7 +11,7 @@ static int send_raw(sy_server *s, sy_conn *c, const void *data, size_t len)
         return SY_ECLOSED;
     if (len == 0)
         return 0;
-    int rc = sy_conn_write(c, data, len);
+    int rc = sy_raw_write(c, data, len);
     if (rc < 0)
         return rc == SY_ENOMEM ? sy_server_fail(s, SY_ENOMEM, "out of memory") : SY_ECLOSED;
     if (rc == 1)

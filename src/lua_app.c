@@ -107,6 +107,8 @@ static int lua_app_open(sy_server *s)
      * few long-lived objects; incremental cycles over large payloads cost ~10% per message. */
     lua_gc(L, LUA_GCGEN, 0, 0);
     luaL_openlibs(L);
+    lua_pushcfunction(L, sy_lua_print); /* print: an info line on stderr, not stdout */
+    lua_setglobal(L, "print");
     if (sy_lua_tasks_install(L) != 0) {
         lua_close(L);
         return SY_ENOMEM;

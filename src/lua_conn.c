@@ -468,7 +468,7 @@ static int conn_write(lua_State *L)
         lua_pushliteral(L, "closed");
         return 2;
     }
-    int rc = sy_conn_write(h->conn, p, n);
+    int rc = sy_raw_write(h->conn, p, n);
     if (rc < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
@@ -719,6 +719,8 @@ static int request_part(lua_State *L, sy_lua_task *t)
     if (c->closing)
         return 0;
     a->stage = "app.request";
+    if (a->n)
+        sy_h1_note_decision(c, "ignore"); /* no upgrade hook, nil, or sy.ignore() */
     if (!sy_lua_push_hook(L, "request")) {
         int rc = sy_http_respond(c, a->stream, NULL, 404, SY_STR("Content-Type: text/plain\r\n"),
                                  SY_STR("not found\n"), 0);
@@ -772,6 +774,9 @@ static int upgrade_done(lua_State *L, int status, lua_KContext ctx)
  * the traceback has the app's file:line): a response still owed is answered 500. */
 static void dispatch_failed(sy_lua_task *t)
 {
+    if (t->dispatch.res && strcmp(t->dispatch.stage, "app.upgrade") == 0 &&
+        sy_lua_response_conn(t->dispatch.res))
+        sy_h1_note_decision(sy_lua_response_conn(t->dispatch.res), "error");
     if (t->dispatch.res)
         sy_lua_response_fail(t->co, t->dispatch.res);
 }

@@ -79,6 +79,8 @@ void sy_lua_response_task(lua_State *L, int idx, struct sy_lua_task *t);
 /* The hook failed: the response res (a handle kept alive by the caller), when still owed,
  * is answered 500 (logged already). */
 void sy_lua_response_fail(lua_State *L, void *res);
+/* The connection a pending res answers on, or NULL once it is gone. */
+sy_conn *sy_lua_response_conn(void *res);
 /* The response at idx is done with (its request was switched): it answers nil, "closed". */
 void sy_lua_response_forget(lua_State *L, int idx);
 
@@ -169,6 +171,9 @@ void sy_lua_open_ws(lua_State *L);
 /* sy.tcp() (lua_tcp.c): the Socket type and the server's resolver slot. */
 void sy_lua_open_tcp(lua_State *L);
 int sy_lua_tcp_new(lua_State *L);
+/* The server's print: its arguments as Lua's print joins them (tostring, tabs), logged at
+ * "info" (so on stderr by default, where stdout keeps the `listening on` lines). */
+int sy_lua_print(lua_State *L);
 int sy_lua_publish_fn(lua_State *L);
 int sy_lua_subscribers_fn(lua_State *L);
 /* Reads WebSocket options from the table at idx over *o (app.options, then accept options);

@@ -365,6 +365,22 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+int sy_lua_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    sy_log("info", "%s", lua_tostring(L, -1));
+    return 0;
+}
+
 static const luaL_Reg module_fns[] = {
     {"accept", l_accept},
     {"ignore", l_ignore},

@@ -104,6 +104,11 @@ void sy_lua_response_fail(lua_State *L, void *res)
     sy_answered_or_close(c, rc);
 }
 
+sy_conn *sy_lua_response_conn(void *res)
+{
+    return ((lres *)res)->conn;
+}
+
 void sy_lua_response_dropped(void *ud, void *res)
 {
     (void)ud;

@@ -17,11 +17,13 @@
 
 #include <ev.h>
 
+#include "log.h"
 #include "lua_path.h"
 #include "switchyard.h"
 #include "topic_redis.h"
 #include "topic_relay.h"
 #include "topics.h"
+#include "version.h"
 
 #define MAX_LISTEN 32
 #define GRACE_SECONDS 5.0
@@ -37,6 +39,7 @@ typedef struct options {
     const char *redis, *redis_prefix;
     int check;
     const char *app;
+    const char *access_log;
 } options;
 
 static void usage(FILE *f)
@@ -45,7 +48,9 @@ static void usage(FILE *f)
         "usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
         "                  [--cert FILE --key FILE] [--workers N]\n"
         "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
+        "                  [--log-level LEVEL] [--log-format text|json] [--access-log FILE|-]\n"
         "       switchyard --check APP.lua\n"
+        "       switchyard --version\n"
         "       switchyard test [BUSTED ARGS]...   (busted on lua5.4 with switchyard's modules)\n",
         f);
 }
@@ -54,18 +59,23 @@ static int parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
     o->workers = 1;
+    sy_set_log_level(SY_LOG_INFO); /* the program's default; the library's is debug */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
+        } else if (strcmp(a, "--version") == 0) {
+            sy_version_print(stdout);
+            exit(0);
         } else if (strcmp(a, "--check") == 0) {
             o->check = 1;
         } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--tls-listen") == 0 ||
                    strcmp(a, "--cert") == 0 || strcmp(a, "--key") == 0 ||
                    strcmp(a, "--workers") == 0 || strcmp(a, "--redis") == 0 ||
-                   strcmp(a, "--redis-prefix") == 0) {
+                   strcmp(a, "--redis-prefix") == 0 || strcmp(a, "--log-level") == 0 ||
+                   strcmp(a, "--log-format") == 0 || strcmp(a, "--access-log") == 0) {
             if (!v) {
                 fprintf(stderr, "switchyard: %s needs a value\n", a);
                 return -1;
@@ -87,6 +97,21 @@ static int parse_args(int argc, char **argv, options *o)
                 o->redis = v;
             } else if (strcmp(a, "--redis-prefix") == 0) {
                 o->redis_prefix = v;
+            } else if (strcmp(a, "--log-level") == 0) {
+                int lv = sy_log_level_parse(v);
+                if (lv < 0) {
+                    fprintf(stderr, "switchyard: --log-level: fatal, error, warn, info or debug\n");
+                    return -1;
+                }
+                sy_set_log_level(lv);
+            } else if (strcmp(a, "--log-format") == 0) {
+                if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+                    fprintf(stderr, "switchyard: --log-format: text or json\n");
+                    return -1;
+                }
+                sy_set_log_format(strcmp(v, "json") == 0 ? SY_LOG_JSON : SY_LOG_TEXT);
+            } else if (strcmp(a, "--access-log") == 0) {
+                o->access_log = v;
             } else {
                 char *end;
                 long n = strtol(v, &end, 10);
@@ -149,6 +174,7 @@ static void stop_signal_set(sigset_t *set, int with_chld)
     sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1); /* not a stop: reopens the logs, but waits blocked the same way */
     if (with_chld)
         sigaddset(set, SIGCHLD);
 }
@@ -158,7 +184,8 @@ typedef struct run_state {
     sy_server *server;
     ev_signal sig[3];
     ev_timer beat;
-    int beat_fd; /* borrowed; the write end of the heartbeat pipe, -1 without a supervisor */
+    int beat_fd;    /* borrowed; the write end of the heartbeat pipe, -1 without a supervisor */
+    ev_signal usr1; /* SIGUSR1: reopen the access log */
 } run_state;
 
 static void on_stopped(sy_server *s, void *ud)
@@ -177,6 +204,16 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     for (int i = 0; i < 3; i++)
         ev_signal_stop(r->loop, &r->sig[i]);
     sy_server_shutdown(r->server, GRACE_SECONDS, on_stopped, r);
+}
+
+/* SIGUSR1 (logrotate): the access log file is opened again by its path. */
+static void on_reopen(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    run_state *r = w->data;
+    if (sy_server_reopen_logs(r->server) != 0)
+        sy_log("error", "SIGUSR1: %s", sy_server_error(r->server));
 }
 
 /* The supervisor's sign that this worker's loop turns. */
@@ -203,6 +240,9 @@ static int serve(struct ev_loop *loop, sy_server *s, int beat_fd)
         r.sig[i].data = &r;
         ev_signal_start(loop, &r.sig[i]);
     }
+    ev_signal_init(&r.usr1, on_reopen, SIGUSR1);
+    r.usr1.data = &r;
+    ev_signal_start(loop, &r.usr1);
     if (beat_fd >= 0) {
         ev_timer_init(&r.beat, on_beat, 0., HEARTBEAT_SECONDS);
         r.beat.data = &r;
@@ -215,6 +255,7 @@ static int serve(struct ev_loop *loop, sy_server *s, int beat_fd)
     ev_run(loop, 0);
     for (int i = 0; i < 3; i++)
         ev_signal_stop(loop, &r.sig[i]);
+    ev_signal_stop(loop, &r.usr1);
     ev_timer_stop(loop, &r.beat);
     return 0;
 }
@@ -305,7 +346,8 @@ static void run_worker(const supervisor *sv, int beat_fd, int relay_fd)
         fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
         _exit(1);
     }
-    if (sy_topics_attach_relay(s, relay_fd, sv->group) != 0 || (o->redis && set_redis(s, o) != 0)) {
+    if (sy_topics_attach_relay(s, relay_fd, sv->group) != 0 || (o->redis && set_redis(s, o) != 0) ||
+        (o->access_log && sy_server_set_access_log(s, o->access_log) != 0)) {
         fprintf(stderr, "switchyard: worker %d: %s\n", (int)getpid(), sy_server_error(s));
         _exit(1);
     }
@@ -363,6 +405,7 @@ static int spawn(supervisor *sv, int i)
             if (sy_relay_hub_fd(sv->hub, k) >= 0)
                 close(sy_relay_hub_fd(sv->hub, k));
         }
+        sy_log_set_worker(i);
         run_worker(sv, p[1], t[1]);
     }
     close(p[1]);
@@ -410,12 +453,12 @@ static void reap(supervisor *sv)
             snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(st));
         if (sv->stopping) {
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-                fprintf(stderr, "switchyard: worker %d %s while stopping\n", (int)pid, how);
+                sy_log("warn", "worker %d %s while stopping", (int)pid, how);
             continue;
         }
         schedule_restart(w, now);
-        fprintf(stderr, "switchyard: worker %d %s%s; restarting in %.1f s\n", (int)pid, how,
-                w->killed ? " (hard limit)" : "", w->backoff);
+        sy_log("error", "worker %d %s%s; restarting in %.1f s", (int)pid, how,
+               w->killed ? " (hard limit)" : "", w->backoff);
     }
 }
 
@@ -445,10 +488,10 @@ static void watch(supervisor *sv, const struct pollfd *pfd, double now)
         double since = w->last_beat > 0 ? w->last_beat : w->started;
         double limit = sv->hard_limit + (w->last_beat > 0 ? 0 : sv->startup_extra);
         if (now - since > limit) {
-            fprintf(stderr,
-                    "switchyard: worker %d: its loop has not turned for %.0f s (hard "
-                    "limit %.0f s, see README \"Workers\"); killing it\n",
-                    (int)w->pid, now - since, sv->hard_limit);
+            sy_log("error",
+                   "worker %d: its loop has not turned for %.0f s (hard limit %.0f s, see "
+                   "README \"Workers\"); killing it",
+                   (int)w->pid, now - since, sv->hard_limit);
             kill(w->pid, SIGKILL);
             w->killed = 1;
         }
@@ -463,7 +506,7 @@ static int supervise(supervisor *sv)
         sv->w[i].beat_fd = -1;
     for (int i = 0; i < n; i++) {
         if (spawn(sv, i) != 0) {
-            fprintf(stderr, "switchyard: cannot start a worker: %s; retrying\n", strerror(errno));
+            sy_log("error", "cannot start a worker: %s; retrying", strerror(errno));
             schedule_restart(&sv->w[i], mono_now());
         }
     }
@@ -481,7 +524,7 @@ static int supervise(supervisor *sv)
                     if (spawn(sv, i) == 0) {
                         live++;
                     } else {
-                        fprintf(stderr, "switchyard: cannot start a worker: %s\n", strerror(errno));
+                        sy_log("error", "cannot start a worker: %s", strerror(errno));
                         schedule_restart(w, now);
                     }
                 } else if (w->restart_at - now < wait) {
@@ -508,6 +551,13 @@ static int supervise(supervisor *sv)
             while (read(sv->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGCHLD)
                     continue;
+                if (si.ssi_signo == SIGUSR1) {
+                    sy_log("info", "SIGUSR1: the workers reopen their logs");
+                    for (int i = 0; i < n; i++)
+                        if (sv->w[i].pid > 0)
+                            kill(sv->w[i].pid, SIGUSR1);
+                    continue;
+                }
                 /* Each stop signal is passed on: a second one stops workers at once. */
                 forward_stop(sv);
             }
@@ -641,6 +691,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyard: out of memory\n");
         return 1;
     }
+    if (o.workers > 1)
+        sy_log_set_worker(-1); /* until a worker's fork names it */
     double load_started = mono_now();
     if (sy_server_load_app(s, o.app) != 0) {
         fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
@@ -656,6 +708,12 @@ int main(int argc, char **argv)
     double limit = o.workers > 1 ? hard_limit(sy_server_lua_max_time(s)) : 0;
     if (limit < 0) {
         fprintf(stderr, "switchyard: SWITCHYARD_WORKER_HARD_LIMIT must be 0 or 2..86400 s\n");
+        sy_server_free(s);
+        return 1;
+    }
+    /* With workers each opens its own: this one checks the path before any is forked. */
+    if (o.access_log && sy_server_set_access_log(s, o.access_log) != 0) {
+        fprintf(stderr, "switchyard: --access-log: %s\n", sy_server_error(s));
         sy_server_free(s);
         return 1;
     }

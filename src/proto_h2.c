@@ -30,6 +30,7 @@ typedef struct h2_stream {
     size_t out_len, out_off;
     void *res;                  /* borrowed app handle while the response is pending */
     ev_tstamp last_data;        /* when the request last made progress (HEADERS, DATA) */
+    ev_tstamp started;          /* when its HEADERS began (for the access log) */
     unsigned refused : 1;       /* answered by the core (413, 431, 408, 503): body discarded */
     unsigned req_done : 1;      /* END_STREAM received */
     unsigned dispatched : 1;    /* handed to the app */
@@ -111,7 +112,7 @@ static h2_stream *stream_new(h2 *h, int32_t id)
     memset(st, 0, sizeof *st);
     st->pool = pool;
     st->id = id;
-    st->last_data = ev_now(h->conn->env->loop);
+    st->last_data = st->started = ev_now(h->conn->env->loop);
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
@@ -531,6 +532,27 @@ static int status_has_body(int status)
     return !(status == 204 || status == 304);
 }
 
+/* The access log's line for the response to st: status and bytes of body. */
+static void log_stream(sy_conn *c, const h2_stream *st, int status, size_t bytes)
+{
+    if (!c->env->access)
+        return;
+    sy_access a;
+    memset(&a, 0, sizeof a);
+    a.event = SY_ACCESS_REQUEST;
+    a.conn = c;
+    a.stream = st->id;
+    a.proto = "HTTP/2";
+    if (st->method.name_len)
+        a.method = fstr(st, st->method.value, st->method.value_len);
+    if (st->path.name_len)
+        a.target = fstr(st, st->path.value, st->path.value_len);
+    a.status = status;
+    a.bytes_out = bytes;
+    a.started = st->started;
+    c->env->access(c->env, &a);
+}
+
 static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, sy_str body)
 {
     /* Lines are "Name: value\r\n" (validated): count them, then point into a lower-cased copy. */
@@ -619,6 +641,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     if (copy != stack_copy)
         sy_free(copy);
     if (rc == 0) {
+        log_stream(c, st, status, send_body ? body.len : 0);
         st->answered = 1;
         /* Whoever answered (the app's res or the core's own 500), the app's handle is done:
          * a copy kept in a timer then answers nil, "closed" instead of reaching a dead conn. */
@@ -1264,6 +1287,7 @@ void *sy_h2_new_upgrade(sy_conn *c, const sy_http1_request *req, sy_str body, sy
     memset(st, 0, sizeof *st);
     st->pool = pool;
     st->id = 1;
+    st->started = ev_now(c->env->loop);
     h->head_request = sy_str_eq(req->method, "HEAD");
     ssize_t n = sy_upgrade_base64url_decode(settings, NULL, 0);
     if (n < 0)

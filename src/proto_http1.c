@@ -20,6 +20,11 @@ enum {
     H1_DONE,   /* closing or switched: no more requests */
 };
 
+/* A slice of the request head at the front of c->in, by offset (the buffer may move). */
+typedef struct h1_span {
+    uint32_t off, len; /* len 0: unknown */
+} h1_span;
+
 typedef struct h1 {
     int phase;
     int in_app;             /* the app hook is running (responses then continue the loop) */
@@ -42,6 +47,10 @@ typedef struct h1 {
     void *res;                  /* borrowed app handle of the pending response, or NULL */
     const sy_proto *next_proto; /* H1_SWITCH: the protocol to switch to */
     void *next_state;           /* H1_SWITCH: its state (owned until the switch) */
+    /* For the access log: */
+    ev_tstamp started;                           /* the current request's first byte; 0: none yet */
+    h1_span log_method, log_target, log_upgrade; /* of the head read (len 0: none) */
+    const char *decision; /* what app.upgrade decided (sy_h1_note_decision), or NULL */
 } h1;
 
 void *sy_h1_state_new(void)
@@ -71,6 +80,61 @@ static size_t put_uint(char *p, uint64_t v)
 }
 
 #define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
+
+/* ---- access log ---------------------------------------------------------------------------- */
+
+static h1_span span_of(const sy_conn *c, sy_str s)
+{
+    h1_span sp = {(uint32_t)(s.p - sy_buf_data(&c->in)), (uint32_t)s.len};
+    return s.p ? sp : (h1_span){0, 0};
+}
+
+static sy_str span_str(const sy_conn *c, h1_span sp)
+{
+    if (!sp.len || (size_t)sp.off + sp.len > sy_buf_len(&c->in))
+        return sy_str_make(NULL, 0);
+    return sy_str_make(sy_buf_data(&c->in) + sp.off, sp.len);
+}
+
+/* The head just read (at the front of c->in), as its access log line will name it. */
+static void note_head(sy_conn *c, h1 *h, const sy_http1_request *req)
+{
+    const sy_http1_header *up = sy_http1_find(req, "upgrade");
+    h->log_method = span_of(c, req->method);
+    h->log_target = span_of(c, req->target);
+    h->log_upgrade = up ? span_of(c, up->value) : (h1_span){0, 0};
+    h->decision = NULL;
+}
+
+/* The request at the front of c->in is over: its fields go with it. */
+static void forget_head(h1 *h)
+{
+    h->log_method = h->log_target = h->log_upgrade = (h1_span){0, 0};
+    h->decision = NULL;
+    h->started = 0;
+}
+
+/* The access log's line for the current request: answered with status and bytes of body, or
+ * switched to protocol (101). */
+static void log_request(sy_conn *c, h1 *h, int status, uint64_t bytes, sy_str protocol)
+{
+    if (!c->env->access)
+        return;
+    sy_access a;
+    memset(&a, 0, sizeof a);
+    a.event = h->decision ? SY_ACCESS_UPGRADE : SY_ACCESS_REQUEST;
+    a.conn = c;
+    a.proto = h->version == 10 ? "HTTP/1.0" : "HTTP/1.1";
+    a.method = span_str(c, h->log_method);
+    a.target = span_str(c, h->log_target);
+    a.upgrade = span_str(c, h->log_upgrade);
+    a.decision = h->decision;
+    a.protocol = protocol;
+    a.status = status;
+    a.bytes_out = bytes;
+    a.started = h->started;
+    c->env->access(c->env, &a);
+}
 
 static int status_has_body(int status)
 {
@@ -140,6 +204,8 @@ static void fail_request(sy_conn *c, h1 *h, int status, const char *why, const c
         n = (int)sizeof body - 1;
     if (c->closing)
         return;
+    log_request(c, h, status, status_has_body(status) && !h->head_method ? (uint64_t)n : 0,
+                sy_str_make(NULL, 0));
     /* The request is over: its budget goes back now, not when a peer that does not read lets
      * the connection go, and so does its input unless a hook still reads the request. */
     sy_env_release_input(c->env, &h->input_held);
@@ -252,6 +318,7 @@ static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body
 /* After a response: drop the request's bytes and get ready for the next one. */
 static void finish_exchange(sy_conn *c, h1 *h)
 {
+    forget_head(h);
     sy_buf_consume(&c->in, h->req_len);
     h->req_len = 0;
     sy_env_release_input(c->env, &h->input_held);
@@ -329,6 +396,8 @@ static void h1_on_bytes(sy_conn *c)
                 }
                 return;
             }
+            if (!h->started)
+                h->started = ev_now(e->loop);
             if (!h->seen_request) {
                 int pk = prior_knowledge(c);
                 if (pk > 0) {
@@ -368,6 +437,7 @@ static void h1_on_bytes(sy_conn *c)
                 return;
             }
             h->timer_armed = 0;
+            note_head(c, h, &req);
             h->head_len = (size_t)n;
             h->keep_alive = req.keep_alive;
             h->version = req.version;
@@ -517,6 +587,8 @@ int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body
         return SY_EINVAL;
     if (flags & SY_H1_CLOSE)
         h->keep_alive = 0;
+    log_request(c, h, status, status_has_body(status) && !h->head_method ? body.len : 0,
+                sy_str_make(NULL, 0));
     int rc = write_response(c, status, h->keep_alive && !c->env->stopping, h->version,
                             h->head_method, headers, body, flags);
     if (c->closing)
@@ -527,6 +599,15 @@ int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body
     if (!h->in_app && h->phase == H1_HEAD && sy_buf_len(&c->in))
         sy_conn_schedule(c);
     return 0;
+}
+
+void sy_h1_note_decision(sy_conn *c, const char *decision)
+{
+    if (c->closing || c->proto != &sy_proto_http1)
+        return;
+    h1 *h = c->proto_state;
+    if (h && h->phase == H1_APP)
+        h->decision = decision;
 }
 
 void sy_h1_set_response_handle(sy_conn *c, void *res)
@@ -546,6 +627,10 @@ int sy_h1_accept(sy_conn *c, sy_str upgrade_value, sy_str headers, const sy_prot
     h1 *h = c->proto_state;
     if (h->phase != H1_APP)
         return SY_ECLOSED;
+    if (!h->decision)
+        h->decision = "accept";
+    log_request(c, h, 101, 0, upgrade_value);
+    forget_head(h);
     size_t need = 160 + upgrade_value.len + headers.len;
     char *buf = sy_malloc(need);
     if (!buf) {
@@ -607,6 +692,10 @@ int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version)
     }
     if (upgrade_value.len > 128)
         return SY_EINVAL;
+    if (!h->decision)
+        h->decision = "accept";
+    log_request(c, h, 101, 0, upgrade_value);
+    h->decision = NULL; /* the request answered over TLS has a line of its own */
     char head[400];
     char *p = head;
     PUT_LIT(p, "HTTP/1.1 101 Switching Protocols\r\n");

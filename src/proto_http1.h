@@ -34,6 +34,12 @@ int sy_h1_pending_request(sy_conn *c, sy_http1_request *req, sy_str *body, sy_up
 /* Records the app's handle for the pending response, so the conn can tell it when it dies. */
 void sy_h1_set_response_handle(sy_conn *c, void *res);
 
+/* Records what the app decided about the pending request's upgrade offers ("accept", "ignore",
+ * "426", "reject" or "error"; a static string) for its access log line, which then reads
+ * event=upgrade. The last call before the answer counts. Nothing happens unless c speaks
+ * HTTP/1.1 with a request pending. */
+void sy_h1_note_decision(sy_conn *c, const char *decision);
+
 /* Switches the connection after the pending upgrade request: writes "101 Switching Protocols"
  * with "Upgrade: upgrade_value", "Connection: Upgrade" and extra header lines, then hands the
  * conn (and any bytes after the request) to proto with state (ownership passes to the conn).

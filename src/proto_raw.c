@@ -8,6 +8,7 @@ typedef struct rawp {
     void *handle;         /* the app's handle; NULL once the app was told of the close */
     double idle_timeout;  /* seconds; 0: none */
     ev_tstamp last_rx;    /* when bytes last came from the peer */
+    sy_access_counts log; /* bytes both ways, for the access log */
     unsigned started : 1; /* on_start ran: the app heard open, so it hears close */
 } rawp;
 
@@ -38,6 +39,7 @@ static void raw_on_bytes(sy_conn *c)
     while (!c->closing && sy_buf_len(&c->in)) {
         /* The handler may write, close, or pause: take the bytes out of the buffer first. */
         size_t n = sy_buf_len(&c->in);
+        r->log.bytes_in += n;
         sy_app_raw_data(c, r->handle, sy_buf_data(&c->in), n);
         if (c->closing)
             return;
@@ -45,6 +47,14 @@ static void raw_on_bytes(sy_conn *c)
     }
     if (!c->closing)
         sy_buf_trim(&c->in, 65536);
+}
+
+int sy_raw_write(sy_conn *c, const void *p, size_t n)
+{
+    rawp *r = c->proto == &sy_proto_raw ? c->proto_state : NULL;
+    if (r)
+        r->log.bytes_out += n;
+    return sy_conn_write(c, p, n);
 }
 
 static void raw_on_drain(sy_conn *c)
@@ -107,6 +117,8 @@ static void raw_on_close(sy_conn *c)
         return;
     void *handle = r->handle;
     int started = r->started;
+    if (started)
+        sy_env_access_close(c, "raw", &r->log);
     sy_free(r);
     if (!handle)
         return;
@@ -120,7 +132,7 @@ static void raw_on_start(sy_conn *c)
 {
     rawp *r = c->proto_state;
     r->started = 1;
-    r->last_rx = ev_now(c->env->loop);
+    r->last_rx = r->log.started = ev_now(c->env->loop);
     if (r->idle_timeout > 0)
         sy_conn_set_timeout(c, r->idle_timeout);
     sy_app_raw_open(c, r->handle);

@@ -20,4 +20,7 @@ void *sy_raw_new(void *handle, const sy_raw_options *o);
 /* Frees a state that never started (the app is not told). */
 void sy_raw_free(void *state);
 
+/* sy_conn_write for the app's bytes on a raw connection, counted for its access log line. */
+int sy_raw_write(sy_conn *c, const void *p, size_t n);
+
 #endif

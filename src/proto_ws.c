@@ -35,6 +35,7 @@ typedef struct wsp {
     uint64_t wire_len;       /* compressed bytes of the message in progress */
     struct ws_pong *pong;    /* owned; the pong held while the queue is over the mark, or NULL */
     sy_utf8 utf8;            /* the text message in progress */
+    sy_access_counts log;    /* messages, bytes and close codes, for the access log */
     unsigned msg_opcode : 4; /* TEXT/BINARY of a fragmented message in progress, else 0 */
     unsigned have_hdr : 1;
     unsigned frame_text : 1; /* the current frame's payload is text to validate */
@@ -283,6 +284,7 @@ static void send_close_frame(sy_conn *c, wsp *w, int code, sy_str reason)
     if (w->close_sent)
         return;
     w->close_sent = 1;
+    w->log.close_sent = code ? code : 1005;
     uint8_t payload[125];
     size_t n = 0;
     if (code) {
@@ -331,6 +333,8 @@ int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
         fail(c, w, 1008, "backpressure limit exceeded");
         return SY_ECLOSED;
     }
+    if (!control)
+        sy_access_count_out(&w->log, n);
     if (w->pmd && !control && n >= w->pmd->threshold) {
         pmd_state *z = w->pmd;
         sy_deflater *d = deflater_for(c, z);
@@ -359,6 +363,13 @@ sy_chunk *sy_ws_frame(int opcode, const void *p, size_t n)
     return ch;
 }
 
+/* The payload length of a frame made by sy_ws_frame (unmasked, RFC 6455 5.2). */
+static size_t frame_payload(const sy_chunk *frame)
+{
+    size_t len7 = (uint8_t)frame->data[1] & 0x7f;
+    return frame->len - (len7 == 127 ? 10 : len7 == 126 ? 4 : 2);
+}
+
 int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data)
 {
     wsp *w = state_of(c);
@@ -370,6 +381,8 @@ int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data)
         fail(c, w, 1008, "backpressure limit exceeded");
         return SY_ECLOSED;
     }
+    if (is_data)
+        sy_access_count_out(&w->log, frame_payload(frame));
     int rc = sy_conn_write_shared(c, frame, 0, frame->len);
     return rc < 0 ? SY_ECLOSED : rc;
 }
@@ -398,6 +411,7 @@ int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub)
     if (!ch)
         return sy_ws_send_frame(c, pub->frame, 1);
     size_t off = pub->deflated_off[bits];
+    sy_access_count_out(&w->log, pub->n);
     int rc = sy_conn_write_shared(c, ch, off, ch->len - off);
     return rc < 0 ? SY_ECLOSED : rc;
 }
@@ -435,6 +449,8 @@ int sy_ws_close(sy_conn *c, int code, sy_str reason)
  * data is read and dropped (RFC 6455 5.5.1). */
 static void to_app(sy_conn *c, wsp *w, const sy_ws_msg *m, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        sy_access_count_in(&w->log, m[i].n);
     if (!n || !w->handle || w->close_sent)
         return;
     if (!sy_app_ws_host_listens(c)) {
@@ -502,6 +518,7 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
             return;
         }
         w->close_received = 1;
+        w->log.close_received = code;
         if (!w->close_sent) {
             /* Echo the peer's code (RFC 6455 5.5.1); an empty close gets an empty one. */
             send_close_frame(c, w, code == 1005 ? 0 : code, sy_str_make(NULL, 0));
@@ -887,6 +904,7 @@ static void ws_on_close(sy_conn *c)
     c->proto_state = NULL;
     sy_env_release_input(c->env, &w->input_held);
     if (w->started) {
+        sy_env_access_close(c, "websocket", &w->log);
         notify_close(c, w, 1006, sy_str_make("", 0));
     } else if (w->handle) {
         /* Closed between the accept and the switch: open never ran, so close does not. */
@@ -902,7 +920,7 @@ static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
     w->started = 1;
-    w->last_rx = w->data_rx = ev_now(c->env->loop);
+    w->last_rx = w->data_rx = w->log.started = ev_now(c->env->loop);
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);

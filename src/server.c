@@ -15,6 +15,7 @@
 #include <malloc.h>
 #endif
 
+#include "access_log.h"
 #include "app.h"
 #include "proto.h"
 #include "topics.h"
@@ -847,5 +848,42 @@ SY_API void sy_server_free(sy_server *s)
     sy_free(s->env.scratch_headers);
     sy_free(s->slots);
     sy_pool_dispose(&s->env.pool);
+    sy_access_log_free(s->access_log); /* last: closing connections wrote their lines */
     sy_free(s);
+}
+
+/* ---- access log ---------------------------------------------------------------------------- */
+
+static void on_access(sy_env *e, const sy_access *a)
+{
+    sy_server *s = sy_server_of(e);
+    if (s->access_log)
+        sy_access_log_write(s->access_log, a, ev_time());
+}
+
+SY_API int sy_server_set_access_log(sy_server *s, const char *path)
+{
+    sy_access_log *l = NULL;
+    if (path) {
+        l = sy_access_log_open(path);
+        if (!l)
+            return sy_server_fail(s, SY_ESYS, "cannot open the access log %s: %s", path,
+                                  strerror(errno));
+    }
+    sy_access_log_free(s->access_log);
+    s->access_log = l;
+    s->env.access = l ? on_access : NULL;
+    return 0;
+}
+
+SY_API int sy_server_reopen_logs(sy_server *s)
+{
+    if (!s->access_log || strcmp(sy_access_log_path(s->access_log), "-") == 0)
+        return 0;
+    const char *path = sy_access_log_path(s->access_log);
+    if (sy_access_log_reopen(s->access_log) != 0)
+        return sy_server_fail(s, SY_ESYS, "cannot reopen the access log %s: %s", path,
+                              strerror(errno));
+    sy_log("info", "reopened the access log %s", path);
+    return 0;
 }

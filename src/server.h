@@ -71,6 +71,7 @@ struct sy_server {
     void *host_ws_ud;
     int has_host_ws;
     struct sy_topics *topics; /* owned (topics.c): links to other processes; NULL until used */
+    struct sy_access_log *access_log; /* owned (access_log.c); NULL: no access log */
     char err[1024];
 };
 

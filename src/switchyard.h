@@ -156,7 +156,9 @@ SY_API void sy_server_free(sy_server *s);
 /* ---- Logging ----------------------------------------------------------------------------
  *
  * Every line the library logs (errors of the app's handlers, warnings, the server's notices)
- * goes through one function. By default it is written to stderr as "[level] message\n". */
+ * goes through one function. By default it is written to stderr, one line per message:
+ * "TIME [level] worker=N pid=P message" (TIME in RFC 3339, UTC, microseconds), or one JSON
+ * object per line with sy_set_log_format(SY_LOG_JSON). */
 enum {
     SY_LOG_FATAL = 0, /* the process cannot go on (the switchyard program exits after it) */
     SY_LOG_ERROR = 1, /* a handler raised, a connection failed in a way worth seeing */
@@ -177,6 +179,35 @@ SY_API void sy_set_log(sy_log_fn fn, void *ud);
 
 /* "fatal", "error", "warn", "info", "debug" (static; "?" for an unknown level). */
 SY_API const char *sy_log_level_name(int level);
+
+/* Lines above level (SY_LOG_*) are dropped before they reach the sink (the default or the
+ * host's function). The library's default is SY_LOG_DEBUG: nothing is dropped (the switchyard
+ * program starts at SY_LOG_INFO, see --log-level). A level out of range is clamped.
+ * Process-wide, like sy_set_log. */
+SY_API void sy_set_log_level(int level);
+
+enum {
+    SY_LOG_TEXT = 0, /* "TIME [level] worker=N pid=P message" */
+    SY_LOG_JSON = 1, /* {"time":..,"level":..,"worker":N,"pid":P,"msg":..} per line */
+};
+
+/* The format of the default sink's lines and of access logs (SY_LOG_TEXT or SY_LOG_JSON;
+ * another value: SY_LOG_TEXT). Process-wide. A host's sy_set_log function still gets the bare
+ * message. */
+SY_API void sy_set_log_format(int format);
+
+/* Opens path as the access log of s: one line per HTTP request and per upgrade decision, one
+ * at the close of each WebSocket and raw stream (README "Logs"), in the format of
+ * sy_set_log_format. "-" is stdout; NULL turns the access log off. The file is opened for
+ * appending (created 0644) and written line by line without buffering. Returns 0, or SY_ESYS
+ * with the message in sy_server_error (the previous access log stays then). */
+SY_API int sy_server_set_access_log(sy_server *s, const char *path);
+
+/* Reopens the access log file of s by its path (logrotate: rename, then reopen): the new file
+ * is opened before the old one is closed, so no line is lost. Nothing to do without an access
+ * log or when it is stdout. Returns 0, or SY_ESYS with the message in sy_server_error (the old
+ * file stays in use). The switchyard program calls it on SIGUSR1. */
+SY_API int sy_server_reopen_logs(sy_server *s);
 
 /* ---- Host calls ---------------------------------------------------------------------------
  *

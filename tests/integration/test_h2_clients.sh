@@ -105,8 +105,8 @@ wait "$pid"
 code=$?
 pid=""
 check "server exits 0 on SIGTERM" "$code" "exit $code; $(tail -5 "$tmp/err")"
-if grep -qE '^\[(error|warn)\]' "$tmp/err"; then
-  not_ok "no errors or warnings in the server log" "$(grep -E '^\[(error|warn)\]' "$tmp/err" | head -5)"
+if grep -qE ' \[(error|warn)\] ' "$tmp/err"; then
+  not_ok "no errors or warnings in the server log" "$(grep -E ' \[(error|warn)\] ' "$tmp/err" | head -5)"
 else
   ok "no errors or warnings in the server log"
 fi
