@@ -37,6 +37,7 @@ typedef struct options {
     const char *redis, *redis_prefix;
     int check;
     const char *app;
+    const char *metrics; /* --metrics HOST:PORT */
 } options;
 
 static void usage(FILE *f)
@@ -44,7 +45,8 @@ static void usage(FILE *f)
     fputs(
         "usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
         "                  [--cert FILE --key FILE] [--workers N]\n"
-        "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
+        "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]]\n"
+        "                  [--metrics HOST:PORT] APP.lua\n"
         "       switchyard --check APP.lua\n"
         "       switchyard test [BUSTED ARGS]...   (busted on lua5.4 with switchyard's modules)\n",
         f);
@@ -65,7 +67,7 @@ static int parse_args(int argc, char **argv, options *o)
         } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--tls-listen") == 0 ||
                    strcmp(a, "--cert") == 0 || strcmp(a, "--key") == 0 ||
                    strcmp(a, "--workers") == 0 || strcmp(a, "--redis") == 0 ||
-                   strcmp(a, "--redis-prefix") == 0) {
+                   strcmp(a, "--redis-prefix") == 0 || strcmp(a, "--metrics") == 0) {
             if (!v) {
                 fprintf(stderr, "switchyard: %s needs a value\n", a);
                 return -1;
@@ -87,6 +89,8 @@ static int parse_args(int argc, char **argv, options *o)
                 o->redis = v;
             } else if (strcmp(a, "--redis-prefix") == 0) {
                 o->redis_prefix = v;
+            } else if (strcmp(a, "--metrics") == 0) {
+                o->metrics = v;
             } else {
                 char *end;
                 long n = strtol(v, &end, 10);
@@ -691,6 +695,23 @@ int main(int argc, char **argv)
         char url[512];
         sy_server_listener_url(s, i, url, sizeof url);
         printf("listening on %s\n", url);
+    }
+    char mhost[256];
+    int mport = -1;
+    if (o.metrics && split_hostport(o.metrics, mhost, sizeof mhost, &mport) != 0) {
+        fprintf(stderr, "switchyard: invalid --metrics %s (want HOST:PORT)\n", o.metrics);
+        sy_server_free(s);
+        return 1;
+    }
+    if (o.metrics && o.workers <= 1) {
+        /* One process: its server answers scrapes; with workers the supervisor does. */
+        mport = sy_server_listen_metrics(s, mhost, mport);
+        if (mport < 0) {
+            fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
+            sy_server_free(s);
+            return 1;
+        }
+        printf("metrics on http://%s:%d/metrics\n", mhost, mport);
     }
     fflush(stdout);
     if (o.workers <= 1) {

@@ -258,6 +258,11 @@ void sy_topic_relay_publish(sy_topic_relay *r, const char *topic, size_t tlen, c
     }
 }
 
+int sy_topic_relay_up(const sy_topic_relay *r)
+{
+    return r->fd >= 0;
+}
+
 void sy_topic_relay_free(sy_topic_relay *r)
 {
     if (!r)

@@ -28,6 +28,8 @@ sy_topic_relay *sy_topic_relay_new(struct ev_loop *loop, int fd, sy_topic_delive
 void sy_topic_relay_publish(sy_topic_relay *r, const char *topic, size_t tlen, const char *p,
                             size_t n, int binary);
 void sy_topic_relay_free(sy_topic_relay *r);
+/* 1 while the link to the supervisor is up, 0 after it went down. */
+int sy_topic_relay_up(const sy_topic_relay *r);
 
 /* ---- supervisor side (poll-driven; the supervisor has no libev loop) ---- */
 typedef struct sy_relay_hub sy_relay_hub;

@@ -122,6 +122,15 @@ SY_API int sy_server_set_redis(sy_server *s, const char *url)
     return t->redis ? 0 : SY_ENOMEM;
 }
 
+void sy_topics_links(sy_server *s, int *redis, int *relay)
+{
+    struct sy_topics *t = s->topics;
+    if (t && t->redis)
+        *redis = sy_topic_redis_up(t->redis);
+    if (t && t->relay)
+        *relay = sy_topic_relay_up(t->relay);
+}
+
 void sy_topics_dispose(sy_server *s)
 {
     struct sy_topics *t = s->topics;
