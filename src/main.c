@@ -18,6 +18,7 @@
 #include <ev.h>
 
 #include "lua_path.h"
+#include "metrics_hub.h"
 #include "switchyard.h"
 #include "topic_redis.h"
 #include "topic_relay.h"
@@ -275,8 +276,9 @@ typedef struct supervisor {
     double hard_limit;    /* seconds without a heartbeat before SIGKILL; 0: never */
     double startup_extra; /* added before the first heartbeat: loading the app */
     int stopping;
-    uint64_t group;    /* the workers' origin id for topics shared through Redis */
-    sy_relay_hub *hub; /* owned; relays each worker's publishes to the others */
+    uint64_t group;          /* the workers' origin id for topics shared through Redis */
+    sy_relay_hub *hub;       /* owned; relays each worker's publishes to the others */
+    sy_metrics_hub *metrics; /* owned; --metrics: answers scrapes from the workers' pages */
 } supervisor;
 
 static double mono_now(void)
@@ -361,6 +363,7 @@ static int spawn(supervisor *sv, int i)
         close(sv->sigfd);
         close(p[0]);
         close(t[0]);
+        sy_metrics_hub_forget(sv->metrics);
         for (int k = 0; k < sv->o->workers; k++) {
             if (sv->w[k].beat_fd >= 0)
                 close(sv->w[k].beat_fd);
@@ -471,7 +474,7 @@ static int supervise(supervisor *sv)
             schedule_restart(&sv->w[i], mono_now());
         }
     }
-    struct pollfd pfd[1 + 2 * 256];
+    struct pollfd pfd[1 + 2 * 256 + 1 + SY_METRICS_HUB_CLIENTS];
     for (;;) {
         double now = mono_now();
         int live = 0;
@@ -501,7 +504,12 @@ static int supervise(supervisor *sv)
             pfd[1 + n + i] = (struct pollfd){.fd = sy_relay_hub_fd(sv->hub, i),
                                              .events = sy_relay_hub_events(sv->hub, i)};
         }
-        int r = poll(pfd, (nfds_t)(1 + 2 * n), (int)(wait * 1000) + 1);
+        int nm = sv->metrics
+                     ? sy_metrics_hub_poll(sv->metrics, pfd + 1 + 2 * n, 1 + SY_METRICS_HUB_CLIENTS)
+                     : 0;
+        if (sv->metrics)
+            wait = sy_metrics_hub_wait(sv->metrics, now, wait);
+        int r = poll(pfd, (nfds_t)(1 + 2 * n + nm), (int)(wait * 1000) + 1);
         if (r < 0 && errno != EINTR) {
             perror("switchyard: poll");
             forward_stop(sv);
@@ -520,6 +528,8 @@ static int supervise(supervisor *sv)
             for (int i = 0; i < n; i++)
                 if (pfd[1 + n + i].revents && pfd[1 + n + i].fd == sy_relay_hub_fd(sv->hub, i))
                     sy_relay_hub_ready(sv->hub, i, pfd[1 + n + i].revents);
+        if (sv->metrics)
+            sy_metrics_hub_ready(sv->metrics, pfd + 1 + 2 * n, r > 0 ? nm : 0, mono_now());
         reap(sv);
         watch(sv, pfd, mono_now());
     }
@@ -740,7 +750,7 @@ int main(int argc, char **argv)
     sy_server_free(s);
     ev_loop_destroy(loop);
     static worker workers[256];
-    supervisor sv = {&o, &ls, workers, -1, getpid(), limit, 5 + 3 * load_took, 0, 0, NULL};
+    supervisor sv = {&o, &ls, workers, -1, getpid(), limit, 5 + 3 * load_took, 0, 0, NULL, NULL};
     if (getrandom(&sv.group, sizeof sv.group, 0) != (ssize_t)sizeof sv.group)
         sv.group = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
     sv.hub = sy_relay_hub_new(o.workers);
@@ -748,12 +758,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyard: out of memory\n");
         return 1;
     }
+    if (o.metrics) {
+        char err[512];
+        sv.metrics = sy_metrics_hub_new(mhost, mport, o.workers, sv.hub, err, sizeof err);
+        if (!sv.metrics) {
+            fprintf(stderr, "switchyard: %s\n", err);
+            return 1;
+        }
+        printf("metrics on http://%s:%d/metrics\n", mhost, sy_metrics_hub_port(sv.metrics));
+        fflush(stdout);
+    }
     sv.sigfd = signalfd(-1, &stops, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sv.sigfd < 0) {
         perror("switchyard: signalfd");
         return 1;
     }
     int rc = supervise(&sv);
+    sy_metrics_hub_free(sv.metrics);
     sy_relay_hub_free(sv.hub);
     close(sv.sigfd);
     return rc;

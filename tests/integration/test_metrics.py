@@ -401,7 +401,7 @@ def main():
         return 1
     passed = failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for t in (t_unknown_before, t_single):
+        for t in (t_unknown_before, t_single, t_workers):
             try:
                 t(tmp)
                 print(f"ok - {t.__name__}")
