@@ -396,12 +396,39 @@ def t_workers(tmp):
         srv.stop()
 
 
+# ---- --redis: the link's state -------------------------------------------------------------
+
+def t_redis(tmp):
+    from redisproc import Redis
+    rd = Redis()
+    srv = None
+    try:
+        srv = Proc(["--listen", "127.0.0.1:0", "--redis", f"redis://127.0.0.1:{rd.port}",
+                    "--metrics", "127.0.0.1:0", APP])
+
+        def redis_up():
+            return val(families(scrape(srv.mport)[2].decode()), "switchyard_redis_up")
+        deadline = time.monotonic() + 60
+        while redis_up() != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        eq(redis_up(), 1, "redis_up with Redis running")
+        rd.stop()
+        deadline = time.monotonic() + 60
+        while redis_up() != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        eq(redis_up(), 0, "redis_up once Redis is gone")
+    finally:
+        if srv:
+            srv.stop()
+        rd.stop()
+
+
 def main():
     if missing_bin():
         return 1
     passed = failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for t in (t_unknown_before, t_single, t_workers):
+        for t in (t_unknown_before, t_single, t_workers, t_redis):
             try:
                 t(tmp)
                 print(f"ok - {t.__name__}")
