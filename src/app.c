@@ -6,7 +6,7 @@
 #define OP(a, name) ((a)->ops ? (a)->ops->name : NULL)
 #define UD(a) ((a)->ud)
 /* The app a connection hands its events to. */
-#define APP(c) ((c)->env->app)
+#define APP(c) ((c)->app ? (c)->app : (c)->env->app)
 
 int sy_app_load(sy_app *a, const char *path)
 {
@@ -108,12 +108,18 @@ int sy_app_ws_host_listens(const sy_conn *c)
 int sy_app_ws_host_message(sy_conn *c, const sy_ws_msg *m)
 {
     sy_app *a = APP(c);
-    return a->host_ws.on_message(a->server, c->id, m->p, m->n, m->binary, a->host_ws_ud) != 0;
+    sy_stats *st = &c->env->stats;
+    int took = a->host_ws.on_message(a->server, c->id, m->p, m->n, m->binary, a->host_ws_ud) != 0;
+    if (took)
+        sy_stats_ws_in(st, m->n); /* else the app's message count takes it */
+    return took;
 }
 
 void sy_app_ws_messages(sy_conn *c, void *handle, const sy_ws_msg *m, size_t n)
 {
     sy_app *a = APP(c);
+    for (size_t i = 0; i < n; i++)
+        sy_stats_ws_in(&c->env->stats, m[i].n);
     if (OP(a, ws_messages))
         OP(a, ws_messages)(UD(a), handle, m, n);
 }

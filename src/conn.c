@@ -55,6 +55,7 @@ sy_conn *sy_conn_new(sy_env *env, int fd, const struct sockaddr *peer, const sy_
     ev_init(&c->timer, on_timer);
     ev_init(&c->send_timer, on_send_timer);
     ev_io_start(env->loop, &c->rio);
+    sy_stats_conn_open(&env->stats, c->stat_proto = (signed char)sy_stats_proto(proto->name));
     env->conn_added(env, c);
     return c;
 }
@@ -63,6 +64,8 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
 {
     c->proto = proto;
     c->proto_state = proto_state;
+    sy_stats_conn_gone(&c->env->stats, c->stat_proto);
+    sy_stats_conn_open(&c->env->stats, c->stat_proto = (signed char)sy_stats_proto(proto->name));
     if (!c->close_after_write) {
         ev_timer_stop(c->env->loop, &c->timer);
         c->deadline = 0;
@@ -136,7 +139,11 @@ static void finish_close(sy_conn *c)
     c->refs--;
     c->proto = NULL;
     c->proto_state = NULL;
+    sy_stats_conn_gone(&c->env->stats, c->stat_proto);
+    c->stat_proto = -1;
     if (c->tls) {
+        sy_stats_conn_gone(&c->env->stats, SY_SP_TLS);
+        c->env->stats.tls_failures += !c->tls_ready;
         /* close_notify (or the alert of a failed handshake), best effort: one send, no wait. */
         if (c->fd >= 0 && !c->lingering) {
             sy_tls_close_notify(c->tls);

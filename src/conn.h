@@ -72,6 +72,9 @@ struct sy_conn {
     unsigned fin_sent : 1;  /* our write side is shut; reading goes on */
     unsigned host_open : 1; /* the host's sy_ws_handler.on_open ran: on_close is owed */
     unsigned app_open : 1;  /* the app heard of the WebSocket (ws_open): ws_close is owed */
+    struct sy_app *app;     /* borrowed: the app it hands its requests to instead of env's
+                               (the metrics listener's responder); NULL: env->app */
+    signed char stat_proto; /* the protocol it counts under in env->stats (-1: none) */
     uint64_t id;            /* the server's id for it (sy_conn_id); 0 without memory */
     sy_peer peer;           /* the remote address, compact (formatted on demand) */
     sy_conn *prev, *next;   /* the server's list of live connections */

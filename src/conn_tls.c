@@ -42,6 +42,7 @@ int sy_conn_start_tls(sy_conn *c, int min_version)
     sy_outq_dispose(&c->out);
     c->tls = t;
     c->tls_ready = 0;
+    sy_stats_conn_open(&c->env->stats, SY_SP_TLS);
     if (sy_buf_len(o) && !c->corked)
         sy_conn_tls_flush(c);
     return c->closing ? SY_ECLOSED : 0;
@@ -253,8 +254,10 @@ void sy_conn_tls_run(sy_conn *c, int force, int sock_eof)
     }
     sy_tls_in_trim(t);
     int became_ready = !c->tls_ready && sy_tls_ready(t);
-    if (became_ready)
+    if (became_ready) {
         c->tls_ready = 1;
+        c->env->stats.tls_handshakes++;
+    }
     if (sy_buf_len(sy_tls_out(t)) || (became_ready && c->out.bytes)) {
         if (!c->corked) {
             if (tls_send(c) != 0)

@@ -14,6 +14,7 @@ void sy_answered_or_close(sy_conn *c, int rc)
 
 void sy_decision_error(sy_conn *c, const char *why)
 {
+    c->env->stats.decision_errors++;
     sy_log("error", "%s", why);
     sy_h1_note_decision(c, "error");
     static const char body[] = "internal server error\n";
@@ -266,11 +267,48 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
     return 1;
 }
 
+/* The counters of a decision: the token accepted, else the client's first offer. Looked up
+ * before the decision runs, while the offers' slices are still valid. */
+static sy_stats_token *token_of(sy_conn *c, const sy_upgrade_offer *o,
+                                const sy_upgrade_offer *offers, size_t n)
+{
+    if (!o && n)
+        o = &offers[0];
+    return sy_stats_token_of(&c->env->stats, o ? o->name.p : "", o ? o->name.len : 0);
+}
+
+static int apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, sy_str body,
+                 const sy_upgrade_offer *offers, size_t n);
+
 int sy_decision_apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, sy_str body,
                       const sy_upgrade_offer *offers, size_t n)
 {
     static const char *const names[] = {"error", "accept", "ignore", "426", "reject"};
     sy_h1_note_decision(c, names[d->kind >= 1 && d->kind <= 4 ? d->kind : 0]);
+    static const int outcome[] = {
+        [SY_DECIDE_IGNORE] = SY_SO_IGNORE,
+        [SY_DECIDE_UPGRADE_REQUIRED] = SY_SO_UPGRADE_REQUIRED,
+        [SY_DECIDE_REJECT] = SY_SO_REJECT,
+        [SY_DECIDE_ACCEPT] = SY_SO_ACCEPT,
+    };
+    sy_stats *st = &c->env->stats;
+    int known = d->kind >= SY_DECIDE_ACCEPT && d->kind <= SY_DECIDE_REJECT;
+    int i = d->kind == SY_DECIDE_ACCEPT && d->token.p ? sy_upgrade_match(offers, n, d->token) : -1;
+    sy_stats_token *t = token_of(c, i >= 0 ? &offers[i] : NULL, offers, n);
+    uint64_t errors = st->decision_errors;
+    int rc = apply(d, c, req, body, offers, n);
+    t->n[st->decision_errors != errors || !known ? SY_SO_ERROR : outcome[d->kind]]++;
+    return rc;
+}
+
+void sy_decision_count_error(sy_conn *c, const sy_upgrade_offer *offers, size_t n)
+{
+    token_of(c, NULL, offers, n)->n[SY_SO_ERROR]++;
+}
+
+static int apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, sy_str body,
+                 const sy_upgrade_offer *offers, size_t n)
+{
     switch (d->kind) {
     case SY_DECIDE_IGNORE: return 0;
     case SY_DECIDE_UPGRADE_REQUIRED: {

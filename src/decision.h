@@ -60,6 +60,10 @@ int sy_decision_wants_handle(const sy_decision *d);
 int sy_decision_apply(sy_decision *d, sy_conn *c, const sy_http1_request *req, sy_str body,
                       const sy_upgrade_offer *offers, size_t n);
 
+/* Counts an upgrade decision that failed before it was applied (app.upgrade raised or
+ * returned something else than a decision), under the client's first offer (none: "other"). */
+void sy_decision_count_error(sy_conn *c, const sy_upgrade_offer *offers, size_t n);
+
 /* The core's answer when the app failed: logs why at "error" and answers 500 (or closes). */
 void sy_decision_error(sy_conn *c, const char *why);
 

@@ -11,6 +11,7 @@
 #include "http1.h"
 #include "log.h"
 #include "pool.h"
+#include "stats.h"
 #include "tls.h"
 
 typedef struct sy_conn sy_conn;
@@ -91,6 +92,7 @@ struct sy_env {
     sy_conn *scheduled;               /* waiting for sy_conn_schedule's callback */
     char date[40];                    /* "Date: ...\r\n" cache */
     ev_tstamp date_at;
+    sy_stats stats; /* the counters of the metrics page (stats.h) */
     /* The owner's bookkeeping, called by conn.c: a connection was made / closed (its memory
      * may be released once its refs drop, from the loop); work was queued on scheduled. */
     void (*conn_added)(sy_env *e, sy_conn *c);

@@ -36,7 +36,10 @@ SY_API int sy_server_send(sy_server *s, sy_conn_id id, const void *data, size_t 
                               c->proto == &sy_proto_http1 ? "HTTP/1.1" : c->proto->name);
     if (!binary && !sy_utf8_valid((const uint8_t *)data, len))
         return sy_server_fail(s, SY_EINVAL, "text messages must be valid UTF-8");
-    return sy_ws_send(c, binary ? SY_WS_BINARY : SY_WS_TEXT, data ? data : "", len);
+    int rc = sy_ws_send(c, binary ? SY_WS_BINARY : SY_WS_TEXT, data ? data : "", len);
+    if (rc == 0 || rc == 1)
+        sy_stats_ws_out(&s->env.stats, len);
+    return rc;
 }
 
 SY_API int sy_server_close_conn(sy_server *s, sy_conn_id id, int code, const char *reason)

@@ -211,6 +211,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     if (s && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline) {
         /* From now on check at every instruction: an app that catches this error with pcall
          * gets it again at its next instruction, until the call unwinds to the core. */
+        if (s->lua_deadline_hit != s->lua_deadline) {
+            s->lua_deadline_hit = s->lua_deadline; /* counted once per call, not per re-raise */
+            s->env.stats.lua_time_hits++;
+        }
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "the hook ran longer than its time budget (%f s)", s->lua.max_time);
     }

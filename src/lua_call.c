@@ -32,6 +32,10 @@ static int protected_call_at(lua_State *L, int base, int nargs, int nres, const 
     if (s && --s->lua_depth == 0)
         sy_lua_budget_leave(s, L, prev);
     if (rc != LUA_OK) {
+        if (s) {
+            s->env.stats.lua_errors++;
+            s->env.stats.lua_memory_hits += rc == LUA_ERRMEM && s->lua.max_memory;
+        }
         /* The label is only formatted here: the success path does no string work. */
         const char *msg = lua_tostring(L, -1);
         if (err && cap)

@@ -677,6 +677,7 @@ static int run_decision(lua_State *L, sy_conn *c, int fn, int dec, const sy_http
         return 0;
     sy_lua_decision *ld = sy_lua_test_decision(L, dec);
     if (!ld || ld->kind < SY_DECIDE_ACCEPT || ld->kind > SY_DECIDE_REJECT) {
+        sy_decision_count_error(c, offers, n);
         lua_pushvalue(L, dec);
         bad_return(L, c, fn);
         return 1;
@@ -748,8 +749,11 @@ static int upgrade_done(lua_State *L, int status, lua_KContext ctx)
         sy_lua_decision_forget(L);
     if (c->closing)
         return 0;
-    if (lua_isnil(L, 5))
+    if (lua_isnil(L, 5)) {
+        a->token->n[SY_SO_IGNORE]++; /* nil: same as sy.ignore() */
+        a->token = NULL;
         return request_part(L, t);
+    }
     sy_http1_request req;
     sy_str body = a->body;
     sy_upgrade_offer offers[SY_UPGRADE_MAX_OFFERS];
@@ -763,6 +767,7 @@ static int upgrade_done(lua_State *L, int status, lua_KContext ctx)
         rq = &req;
         offs = offers;
     }
+    a->token = NULL; /* counted by the decision from here on */
     if (run_decision(L, c, 4, 5, rq, body, offs, n)) {
         sy_lua_response_forget(L, 3); /* answered or switched: a kept res says "closed" */
         return 0;
@@ -777,6 +782,8 @@ static void dispatch_failed(sy_lua_task *t)
     if (t->dispatch.res && strcmp(t->dispatch.stage, "app.upgrade") == 0 &&
         sy_lua_response_conn(t->dispatch.res))
         sy_h1_note_decision(sy_lua_response_conn(t->dispatch.res), "error");
+    if (t->dispatch.token)
+        t->dispatch.token->n[SY_SO_ERROR]++; /* app.upgrade raised */
     if (t->dispatch.res)
         sy_lua_response_fail(t->co, t->dispatch.res);
 }
@@ -791,6 +798,7 @@ static int dispatch_task(lua_State *L)
     a->res = lua_touserdata(L, 3);
     if (a->n > 0 && sy_lua_push_hook(L, "upgrade")) {
         a->stage = "app.upgrade";
+        a->token = sy_stats_token_of(&a->c->env->stats, a->offers[0].name.p, a->offers[0].name.len);
         sy_lua_decision_forget(L);
         sy_lua_response_task(L, 3, t);
         lua_pushvalue(L, 4);
@@ -813,7 +821,7 @@ static void dispatch_request(sy_conn *c, const sy_http1_request *req, sy_str bod
         return;
     }
     sy_lua_dispatch_rec *a = &t->dispatch;
-    *a = (sy_lua_dispatch_rec){c, req, body, offers, n, stream, "request dispatch", NULL};
+    *a = (sy_lua_dispatch_rec){c, req, body, offers, n, stream, "request dispatch", NULL, NULL};
     t->stage = &a->stage;
     t->fail = dispatch_failed;
     t->conn = c;

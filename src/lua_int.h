@@ -248,4 +248,9 @@ void sy_lua_open_timer(lua_State *L);
 int sy_lua_after(lua_State *L);
 int sy_lua_every(lua_State *L);
 
+/* sy.counter and sy.gauge (lua_metrics.c), and the metatable of what they return. */
+int sy_lua_counter_fn(lua_State *L);
+int sy_lua_gauge_fn(lua_State *L);
+void sy_lua_open_metric(lua_State *L);
+
 #endif

@@ -394,6 +394,8 @@ static const luaL_Reg module_fns[] = {
     {"sleep", sy_lua_sleep},
     {"tcp", sy_lua_tcp_new},
     {"log", l_log},
+    {"counter", sy_lua_counter_fn},
+    {"gauge", sy_lua_gauge_fn},
     {NULL, NULL},
 };
 
@@ -416,6 +418,7 @@ SY_API int luaopen_switchyard(lua_State *L)
     sy_lua_open_ws(L);
     sy_lua_open_tcp(L);
     sy_lua_open_timer(L);
+    sy_lua_open_metric(L);
     lua_pushstring(L, "0.1.0");
     lua_setfield(L, -2, "version");
     return 1;

@@ -196,6 +196,8 @@ static void log_failure(sy_lua_task *t, int status)
     sy_server *s = t->s;
     const char *what = t->stage ? *t->stage : t->what ? t->what : "task";
     const char *name = t->name;
+    s->env.stats.lua_errors++;
+    s->env.stats.lua_memory_hits += status == LUA_ERRMEM && s->lua.max_memory;
     if (status == LUA_ERRMEM && s->lua.max_memory) {
         sy_log("error", "%s%s%s%s: Lua memory limit reached (%zu bytes in use, cap %zu)", what,
                name ? " '" : "", name ? name : "", name ? "'" : "", s->lua_memory,

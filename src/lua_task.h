@@ -45,9 +45,10 @@ typedef struct sy_lua_dispatch_rec {
     sy_str body;                    /* same */
     const sy_upgrade_offer *offers; /* same */
     size_t n;
-    int32_t stream;    /* HTTP/2 stream, or 0 for HTTP/1.1 */
-    const char *stage; /* what runs now, for the log line */
-    void *res;         /* the response handle (on the task's stack), or NULL */
+    int32_t stream;               /* HTTP/2 stream, or 0 for HTTP/1.1 */
+    const char *stage;            /* what runs now, for the log line */
+    void *res;                    /* the response handle (on the task's stack), or NULL */
+    struct sy_stats_token *token; /* the counters of the first offer while app.upgrade runs */
 } sy_lua_dispatch_rec;
 
 struct sy_lua_task {

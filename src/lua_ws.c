@@ -206,11 +206,21 @@ static void interest(lua_State *L, int idx, int on)
 {
     idx = lua_absindex(L, idx);
     sy_server *s = sy_lua_server(L);
+    if (s)
+        s->env.stats.topics += on ? 1 : -1;
     if (s && s->topics) {
         size_t len;
         const char *topic = lua_tolstring(L, idx, &len);
         sy_topics_interest(s, topic, len, on);
     }
+}
+
+/* A subscription was added (+1) or removed (-1). */
+static void subscribed(lua_State *L, int d)
+{
+    sy_server *s = sy_lua_server(L);
+    if (s)
+        s->env.stats.subscriptions += d;
 }
 
 /* Removes the handle at idx from every topic it joined. */
@@ -225,6 +235,10 @@ static void unsubscribe_all(lua_State *L, int idx)
             lua_pop(L, 1);
             lua_pushvalue(L, -1);
             if (lua_rawget(L, -4) == LUA_TTABLE) { /* [topics, mine, topic, set] */
+                lua_pushvalue(L, idx);
+                if (lua_rawget(L, -2) != LUA_TNIL)
+                    subscribed(L, -1);
+                lua_pop(L, 1);
                 lua_pushvalue(L, idx);
                 lua_pushnil(L);
                 lua_rawset(L, -3);
@@ -300,11 +314,15 @@ static int publish_local(lua_State *L, int topic_idx, const char *p, size_t n, i
     }
     /* Compressed copies are made once per window size, for the receivers that need them. */
     sy_ws_pub pub = {.opcode = binary ? SY_WS_BINARY : SY_WS_TEXT, .p = p, .n = n, .frame = frame};
+    sy_server *srv = sy_lua_server(L);
     int sent = 0;
     for (lua_Integer i = 1; i <= k; i++) {
         lua_rawgeti(L, snap, i);
         lconn *h = lua_touserdata(L, -1);
-        if (h && h != except && h->conn && sy_ws_send_pub(h->conn, &pub) >= 0)
+        int rc = h && h != except && h->conn ? sy_ws_send_pub(h->conn, &pub) : -1;
+        if ((rc == 0 || rc == 1) && srv)
+            sy_stats_ws_out(&srv->env.stats, n);
+        if (rc >= 0)
             sent++;
         lua_pop(L, 1);
     }
@@ -318,6 +336,8 @@ int sy_lua_publish(lua_State *L, int topic_idx, const char *p, size_t n, int bin
 {
     int sent = publish_local(L, topic_idx, p, n, binary, except);
     sy_server *s = sy_lua_server(L);
+    if (s)
+        s->env.stats.publishes++;
     if (s && s->topics) {
         size_t tlen;
         const char *topic = lua_tolstring(L, topic_idx, &tlen);
@@ -401,7 +421,11 @@ static int ws_send(lua_State *L)
     if (!binary && !(p == srv->ws_validated && n == srv->ws_validated_len) &&
         !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
-    return send_result(L, sy_ws_send(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n));
+    sy_stats *st = &srv->env.stats;
+    int rc = sy_ws_send(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n);
+    if (rc == 0 || rc == 1)
+        sy_stats_ws_out(st, n);
+    return send_result(L, rc);
 }
 
 /* ws:ping(data?) */
@@ -454,6 +478,8 @@ int sy_lua_topic_join(lua_State *L, int ws_idx, int topic_idx)
     lua_pushvalue(L, ws_idx);
     int joined = lua_rawget(L, -2) == LUA_TNIL;
     lua_pop(L, 1);
+    if (joined)
+        subscribed(L, 1);
     lua_pushvalue(L, ws_idx);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
@@ -481,6 +507,8 @@ int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx)
         lua_pushvalue(L, ws_idx);
         was = lua_rawget(L, -2) != LUA_TNIL;
         lua_pop(L, 1);
+        if (was)
+            subscribed(L, -1);
         lua_pushvalue(L, ws_idx);
         lua_pushnil(L);
         lua_rawset(L, -3);

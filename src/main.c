@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "lua_path.h"
+#include "metrics_hub.h"
 #include "switchyard.h"
 #include "topic_redis.h"
 #include "topic_relay.h"
@@ -40,6 +41,7 @@ typedef struct options {
     int check;
     const char *app;
     const char *access_log;
+    const char *metrics; /* --metrics HOST:PORT */
 } options;
 
 static void usage(FILE *f)
@@ -47,8 +49,9 @@ static void usage(FILE *f)
     fputs(
         "usage: switchyard [--listen HOST:PORT]... [--tls-listen HOST:PORT]...\n"
         "                  [--cert FILE --key FILE] [--workers N]\n"
-        "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]] APP.lua\n"
+        "                  [--redis redis://HOST:PORT/DB [--redis-prefix PREFIX]]\n"
         "                  [--log-level LEVEL] [--log-format text|json] [--access-log FILE|-]\n"
+        "                  [--metrics HOST:PORT] APP.lua\n"
         "       switchyard --check APP.lua\n"
         "       switchyard --version\n"
         "       switchyard test [BUSTED ARGS]...   (busted on lua5.4 with switchyard's modules)\n",
@@ -75,7 +78,8 @@ static int parse_args(int argc, char **argv, options *o)
                    strcmp(a, "--cert") == 0 || strcmp(a, "--key") == 0 ||
                    strcmp(a, "--workers") == 0 || strcmp(a, "--redis") == 0 ||
                    strcmp(a, "--redis-prefix") == 0 || strcmp(a, "--log-level") == 0 ||
-                   strcmp(a, "--log-format") == 0 || strcmp(a, "--access-log") == 0) {
+                   strcmp(a, "--log-format") == 0 || strcmp(a, "--access-log") == 0 ||
+                   strcmp(a, "--metrics") == 0) {
             if (!v) {
                 fprintf(stderr, "switchyard: %s needs a value\n", a);
                 return -1;
@@ -112,6 +116,8 @@ static int parse_args(int argc, char **argv, options *o)
                 sy_set_log_format(strcmp(v, "json") == 0 ? SY_LOG_JSON : SY_LOG_TEXT);
             } else if (strcmp(a, "--access-log") == 0) {
                 o->access_log = v;
+            } else if (strcmp(a, "--metrics") == 0) {
+                o->metrics = v;
             } else {
                 char *end;
                 long n = strtol(v, &end, 10);
@@ -312,8 +318,9 @@ typedef struct supervisor {
     double hard_limit;    /* seconds without a heartbeat before SIGKILL; 0: never */
     double startup_extra; /* added before the first heartbeat: loading the app */
     int stopping;
-    uint64_t group;    /* the workers' origin id for topics shared through Redis */
-    sy_relay_hub *hub; /* owned; relays each worker's publishes to the others */
+    uint64_t group;          /* the workers' origin id for topics shared through Redis */
+    sy_relay_hub *hub;       /* owned; relays each worker's publishes to the others */
+    sy_metrics_hub *metrics; /* owned; --metrics: answers scrapes from the workers' pages */
 } supervisor;
 
 static double mono_now(void)
@@ -399,6 +406,7 @@ static int spawn(supervisor *sv, int i)
         close(sv->sigfd);
         close(p[0]);
         close(t[0]);
+        sy_metrics_hub_forget(sv->metrics);
         for (int k = 0; k < sv->o->workers; k++) {
             if (sv->w[k].beat_fd >= 0)
                 close(sv->w[k].beat_fd);
@@ -510,7 +518,7 @@ static int supervise(supervisor *sv)
             schedule_restart(&sv->w[i], mono_now());
         }
     }
-    struct pollfd pfd[1 + 2 * 256];
+    struct pollfd pfd[1 + 2 * 256 + 1 + SY_METRICS_HUB_CLIENTS];
     for (;;) {
         double now = mono_now();
         int live = 0;
@@ -540,7 +548,12 @@ static int supervise(supervisor *sv)
             pfd[1 + n + i] = (struct pollfd){.fd = sy_relay_hub_fd(sv->hub, i),
                                              .events = sy_relay_hub_events(sv->hub, i)};
         }
-        int r = poll(pfd, (nfds_t)(1 + 2 * n), (int)(wait * 1000) + 1);
+        int nm = sv->metrics
+                     ? sy_metrics_hub_poll(sv->metrics, pfd + 1 + 2 * n, 1 + SY_METRICS_HUB_CLIENTS)
+                     : 0;
+        if (sv->metrics)
+            wait = sy_metrics_hub_wait(sv->metrics, now, wait);
+        int r = poll(pfd, (nfds_t)(1 + 2 * n + nm), (int)(wait * 1000) + 1);
         if (r < 0 && errno != EINTR) {
             perror("switchyard: poll");
             forward_stop(sv);
@@ -566,6 +579,8 @@ static int supervise(supervisor *sv)
             for (int i = 0; i < n; i++)
                 if (pfd[1 + n + i].revents && pfd[1 + n + i].fd == sy_relay_hub_fd(sv->hub, i))
                     sy_relay_hub_ready(sv->hub, i, pfd[1 + n + i].revents);
+        if (sv->metrics)
+            sy_metrics_hub_ready(sv->metrics, pfd + 1 + 2 * n, r > 0 ? nm : 0, mono_now());
         reap(sv);
         watch(sv, pfd, mono_now());
     }
@@ -750,6 +765,23 @@ int main(int argc, char **argv)
         sy_server_listener_url(s, i, url, sizeof url);
         printf("listening on %s\n", url);
     }
+    char mhost[256];
+    int mport = -1;
+    if (o.metrics && split_hostport(o.metrics, mhost, sizeof mhost, &mport) != 0) {
+        fprintf(stderr, "switchyard: invalid --metrics %s (want HOST:PORT)\n", o.metrics);
+        sy_server_free(s);
+        return 1;
+    }
+    if (o.metrics && o.workers <= 1) {
+        /* One process: its server answers scrapes; with workers the supervisor does. */
+        mport = sy_server_listen_metrics(s, mhost, mport);
+        if (mport < 0) {
+            fprintf(stderr, "switchyard: %s\n", sy_server_error(s));
+            sy_server_free(s);
+            return 1;
+        }
+        printf("metrics on http://%s:%d/metrics\n", mhost, mport);
+    }
     fflush(stdout);
     if (o.workers <= 1) {
         if (o.redis && set_redis(s, &o) != 0) {
@@ -777,7 +809,7 @@ int main(int argc, char **argv)
     sy_server_free(s);
     ev_loop_destroy(loop);
     static worker workers[256];
-    supervisor sv = {&o, &ls, workers, -1, getpid(), limit, 5 + 3 * load_took, 0, 0, NULL};
+    supervisor sv = {&o, &ls, workers, -1, getpid(), limit, 5 + 3 * load_took, 0, 0, NULL, NULL};
     if (getrandom(&sv.group, sizeof sv.group, 0) != (ssize_t)sizeof sv.group)
         sv.group = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
     sv.hub = sy_relay_hub_new(o.workers);
@@ -785,12 +817,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyard: out of memory\n");
         return 1;
     }
+    if (o.metrics) {
+        char err[512];
+        sv.metrics = sy_metrics_hub_new(mhost, mport, o.workers, sv.hub, err, sizeof err);
+        if (!sv.metrics) {
+            fprintf(stderr, "switchyard: %s\n", err);
+            return 1;
+        }
+        printf("metrics on http://%s:%d/metrics\n", mhost, sy_metrics_hub_port(sv.metrics));
+        fflush(stdout);
+    }
     sv.sigfd = signalfd(-1, &stops, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sv.sigfd < 0) {
         perror("switchyard: signalfd");
         return 1;
     }
     int rc = supervise(&sv);
+    sy_metrics_hub_free(sv.metrics);
     sy_relay_hub_free(sv.hub);
     close(sv.sigfd);
     return rc;

@@ -106,6 +106,7 @@ static void drop_out(h2 *h, h2_stream *st)
 static h2_stream *stream_new(h2 *h, int32_t id)
 {
     sy_pool *pool = &h->conn->env->pool;
+    h->conn->env->stats.h2_streams++;
     h2_stream *st = sy_pool_get(pool, sizeof *st);
     if (!st)
         return NULL;
@@ -555,6 +556,7 @@ static void log_stream(sy_conn *c, const h2_stream *st, int status, size_t bytes
 
 static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, sy_str body)
 {
+    sy_stats_response(&c->env->stats, 1, status);
     /* Lines are "Name: value\r\n" (validated): count them, then point into a lower-cased copy. */
     size_t lines = 0;
     for (size_t i = 0; i + 1 < headers.len; i++)

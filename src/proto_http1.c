@@ -147,6 +147,7 @@ static int write_response(sy_conn *c, int status, int keep_alive, int version, i
 {
     const char *reason = sy_http1_reason(status);
     size_t rlen = strlen(reason);
+    sy_stats_response(&c->env->stats, 0, status);
     size_t need = 64 + rlen + 40 + 48 + 32 + headers.len;
     char stack[2048];
     char *buf = need <= sizeof stack ? stack : sy_malloc(need);
@@ -296,6 +297,7 @@ static void dispatch(sy_conn *c, h1 *h, const sy_http1_request *req, sy_str body
                 snprintf(extra, sizeof extra, "%sUpgrade: websocket\r\n",
                          ans.headers ? ans.headers : "");
             h->in_app = 0;
+            sy_stats_refused(&c->env->stats, rc < 0, ans.status);
             fail_request(c, h, ans.status ? ans.status : 400, ans.why, extra,
                          ans.status == 426 ? SY_H1_CONN_UPGRADE : 0);
             return;

@@ -285,6 +285,7 @@ static void send_close_frame(sy_conn *c, wsp *w, int code, sy_str reason)
         return;
     w->close_sent = 1;
     w->log.close_sent = code ? code : 1005;
+    sy_stats_close_code(&c->env->stats, code, 1);
     uint8_t payload[125];
     size_t n = 0;
     if (code) {
@@ -519,6 +520,7 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
         }
         w->close_received = 1;
         w->log.close_received = code;
+        sy_stats_close_code(&c->env->stats, code, 0);
         if (!w->close_sent) {
             /* Echo the peer's code (RFC 6455 5.5.1); an empty close gets an empty one. */
             send_close_frame(c, w, code == 1005 ? 0 : code, sy_str_make(NULL, 0));

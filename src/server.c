@@ -17,6 +17,7 @@
 
 #include "access_log.h"
 #include "app.h"
+#include "metrics.h"
 #include "proto.h"
 #include "topics.h"
 
@@ -161,6 +162,12 @@ sy_server *sy_server_create(struct ev_loop *loop)
     s->env.conn_closed = conn_closed;
     s->env.kick = kick;
     s->app.server = s;
+    s->metrics_app.ops = &sy_metrics_ops;
+    s->metrics_app.server = s;
+    s->metrics_listener.fd = -1;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    s->started_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     s->env.cfg.max_head = 16 * 1024;
     s->env.cfg.max_headers = 100;
     s->env.cfg.max_body = 1024 * 1024;
@@ -380,6 +387,41 @@ SY_API int sy_server_listen_tls(sy_server *s, const char *host, int port, int re
     return listen_on(s, host, port, reuseport, 1);
 }
 
+SY_API int sy_server_listen_metrics(sy_server *s, const char *host, int port)
+{
+    if (!host || port < 0 || port > 65535)
+        return sy_server_fail(s, SY_EINVAL, "invalid metrics address");
+    if (s->metrics_listener.fd >= 0)
+        return sy_server_fail(s, SY_EINVAL, "the server has a metrics listener already");
+    int fd = -1, bound = 0;
+    int rc = bind_listener(s, host, port, 0, &fd, &bound);
+    if (rc)
+        return rc;
+    sy_listener *l = &s->metrics_listener;
+    l->fd = fd;
+    l->port = bound;
+    l->server = s;
+    snprintf(l->host, sizeof l->host, "%s", host);
+    ev_io_init(&l->io, on_accept, fd, EV_READ);
+    if (s->started)
+        ev_io_start(s->env.loop, &l->io);
+    return bound;
+}
+
+/* Starts or stops accepting on every listener, the metrics one included. */
+static void accepting(sy_server *s, int on)
+{
+    for (int i = 0; i <= s->nlisteners; i++) {
+        sy_listener *l = i < s->nlisteners ? &s->listeners[i] : &s->metrics_listener;
+        if (l->fd < 0)
+            continue;
+        if (on)
+            ev_io_start(s->env.loop, &l->io);
+        else
+            ev_io_stop(s->env.loop, &l->io);
+    }
+}
+
 SY_API int sy_server_set_tls(sy_server *s, const char *cert_file, const char *key_file)
 {
     if (!cert_file || !key_file)
@@ -487,8 +529,7 @@ SY_API void sy_server_set_ws_handler(sy_server *s, const sy_ws_handler *h, void 
 SY_API int sy_server_start(sy_server *s)
 {
     s->started = 1;
-    for (int i = 0; i < s->nlisteners; i++)
-        ev_io_start(s->env.loop, &s->listeners[i].io);
+    accepting(s, 1);
     return 0;
 }
 
@@ -499,9 +540,7 @@ static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
     sy_server *s = sy_container_of(w, sy_server, accept_pause);
     if (s->env.stopping)
         return;
-    for (int i = 0; i < s->nlisteners; i++)
-        if (s->listeners[i].fd >= 0)
-            ev_io_start(s->env.loop, &s->listeners[i].io);
+    accepting(s, 1);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -522,8 +561,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                 /* Out of descriptors or memory: the listener stays readable, so watching it
                  * would spin. Pause accepting briefly; closing connections free room. */
                 sy_log("warn", "accept: %s; pausing accepts for 100 ms", strerror(errno));
-                for (int k = 0; k < s->nlisteners; k++)
-                    ev_io_stop(s->env.loop, &s->listeners[k].io);
+                accepting(s, 0);
                 ev_timer_stop(s->env.loop, &s->accept_pause);
                 ev_timer_set(&s->accept_pause, 0.1, 0.);
                 ev_timer_start(s->env.loop, &s->accept_pause);
@@ -543,6 +581,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             sy_h1_state_free(st);
             continue;
         }
+        if (l == &s->metrics_listener)
+            c->app = &s->metrics_app;
         /* Under TLS the header timeout also bounds the handshake. */
         sy_conn_set_timeout(c, s->env.cfg.header_timeout);
         if (l->tls)
@@ -799,10 +839,14 @@ SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_se
     s->stop_cb = done_cb;
     s->stop_ud = ud;
     ev_timer_stop(s->env.loop, &s->accept_pause);
+    accepting(s, 0);
     for (int i = 0; i < s->nlisteners; i++) {
-        ev_io_stop(s->env.loop, &s->listeners[i].io);
         close(s->listeners[i].fd);
         s->listeners[i].fd = -1;
+    }
+    if (s->metrics_listener.fd >= 0) {
+        close(s->metrics_listener.fd);
+        s->metrics_listener.fd = -1;
     }
     tell_shutdown(s);
     if (s->nconns == 0) {
@@ -819,11 +863,12 @@ SY_API void sy_server_free(sy_server *s)
         return;
     while (s->conns)
         sy_conn_close(s->conns);
-    for (int i = 0; i < s->nlisteners; i++) {
-        ev_io_stop(s->env.loop, &s->listeners[i].io);
+    accepting(s, 0);
+    for (int i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].fd >= 0)
             close(s->listeners[i].fd);
-    }
+    if (s->metrics_listener.fd >= 0)
+        close(s->metrics_listener.fd);
     ev_timer_stop(s->env.loop, &s->stop_timer);
     ev_timer_stop(s->env.loop, &s->stop_done); /* freed first: done_cb never runs */
     s->stop_cb = NULL;
@@ -831,6 +876,7 @@ SY_API void sy_server_free(sy_server *s)
     ev_timer_stop(s->env.loop, &s->give_back);
     sy_app_close(&s->app);
     sy_topics_dispose(s); /* after the app: closing it drops its topics */
+    sy_metrics_dispose(s);
     sy_tls_ctx_free(s->env.tls_ctx);
     sy_ws_env_dispose(&s->env);
     /* After the app is gone nothing holds refs: free every queued connection. */

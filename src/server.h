@@ -34,17 +34,18 @@ typedef struct sy_conn_slot {
 } sy_conn_slot;
 
 struct sy_server {
-    sy_env env;             /* what its connections see (env.h): loop, limits, pool,
-                               clock, TLS context (owned here), input budget, app */
-    sy_app app;             /* the application's callbacks (app.h): installed by the Lua
-                               binding when sy_server_new opens its state */
-    struct lua_State *L;    /* owned */
-    sy_lua_limits lua;      /* app.lua */
-    size_t lua_memory;      /* bytes the Lua state holds now */
-    double lua_deadline;    /* monotonic time the running call must end by; 0: none */
-    int lua_depth;          /* nesting of calls from the core into Lua */
-    void *lua_tasks;        /* owned by the Lua binding: its pool of coroutines */
-    sy_listener *listeners; /* owned array */
+    sy_env env;              /* what its connections see (env.h): loop, limits, pool,
+                                clock, TLS context (owned here), input budget, app */
+    sy_app app;              /* the application's callbacks (app.h): installed by the Lua
+                                binding when sy_server_new opens its state */
+    struct lua_State *L;     /* owned */
+    sy_lua_limits lua;       /* app.lua */
+    size_t lua_memory;       /* bytes the Lua state holds now */
+    double lua_deadline;     /* monotonic time the running call must end by; 0: none */
+    double lua_deadline_hit; /* the last deadline that stopped a call (counted once) */
+    int lua_depth;           /* nesting of calls from the core into Lua */
+    void *lua_tasks;         /* owned by the Lua binding: its pool of coroutines */
+    sy_listener *listeners;  /* owned array */
     int nlisteners;
     sy_conn *conns; /* live connections (doubly linked) */
     size_t nconns;
@@ -72,6 +73,10 @@ struct sy_server {
     int has_host_ws;
     struct sy_topics *topics; /* owned (topics.c): links to other processes; NULL until used */
     struct sy_access_log *access_log; /* owned (access_log.c); NULL: no access log */
+    struct sy_metrics *metrics;       /* owned (metrics.c): the app's counters; NULL until used */
+    sy_listener metrics_listener;     /* fd -1 without sy_server_listen_metrics */
+    sy_app metrics_app;               /* what its connections hand requests to (metrics.c) */
+    double started_at;                /* seconds since the epoch (switchyard_start_time_seconds) */
     char err[1024];
 };
 

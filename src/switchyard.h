@@ -89,6 +89,12 @@ SY_API int sy_server_listen(sy_server *s, const char *host, int port, int reusep
 /* Adopts an already listening socket (takes ownership), e.g. one inherited by a worker. */
 SY_API int sy_server_listen_fd(sy_server *s, const char *host, int fd);
 
+/* Adds the metrics listener on host:port (port 0 picks one): its connections get the
+ * Prometheus text format 0.0.4 at GET /metrics (404 for other paths, 405 for other methods),
+ * never the app. At most one per server. Returns the bound port (> 0), or SY_EINVAL / SY_ESYS
+ * with the message in sy_server_error. Families and labels: README.md, "Metrics". */
+SY_API int sy_server_listen_metrics(sy_server *s, const char *host, int port);
+
 /* TLS. sy_server_set_tls loads a PEM certificate chain and private key (TLS 1.2 and 1.3, ALPN
  * "http/1.1"); it serves TLS listeners and the in-place upgrade of RFC 2817 on cleartext ones.
  * Returns 0 or SY_EINVAL with a message naming the file (never the key's content) in

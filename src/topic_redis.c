@@ -366,3 +366,8 @@ void sy_topic_redis_free(sy_topic_redis *r)
     sy_free(r->prefix);
     sy_free(r);
 }
+
+int sy_topic_redis_up(const sy_topic_redis *r)
+{
+    return r->pub.up && r->sub.up;
+}

@@ -34,5 +34,7 @@ void sy_topic_redis_publish(sy_topic_redis *r, const char *topic, size_t tlen, c
  * reconnects. */
 void sy_topic_redis_interest(sy_topic_redis *r, const char *topic, size_t tlen, int on);
 void sy_topic_redis_free(sy_topic_redis *r);
+/* 1 while both links to Redis (publish, subscribe) are connected, else 0. */
+int sy_topic_redis_up(const sy_topic_redis *r);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "topic_relay.h"
 
 #define HEAD 9 /* u32 length, u8 flags, u32 topic length */
@@ -71,7 +72,7 @@ static uint32_t get32(const char *p)
 }
 
 /* Appends one frame; -1 when it would pass the cap (or memory is short): dropped. */
-static int frame_put(bytes *q, const char *topic, size_t tlen, const char *p, size_t n, int binary)
+static int frame_put(bytes *q, const char *topic, size_t tlen, const char *p, size_t n, int flags)
 {
     size_t total = HEAD + tlen + n;
     if (tlen > MAX_FRAME || n > MAX_FRAME || total > MAX_FRAME ||
@@ -79,7 +80,7 @@ static int frame_put(bytes *q, const char *topic, size_t tlen, const char *p, si
         return -1;
     char *w = q->data + q->len;
     put32(w, (uint32_t)(total - 4));
-    w[4] = (char)(binary ? 1 : 0);
+    w[4] = (char)flags;
     put32(w + 5, (uint32_t)tlen);
     memcpy(w + HEAD, topic, tlen);
     memcpy(w + HEAD + tlen, p, n);
@@ -166,8 +167,31 @@ struct sy_topic_relay {
     bytes in, out;
     sy_topic_deliver_cb deliver;
     void *ud;
+    sy_relay_scrape_cb scrape; /* renders this worker's metrics page; NULL: none */
+    void *scrape_ud;
     unsigned long dropped; /* publishes not queued since the last warning */
 };
+
+static void relay_send(sy_topic_relay *r);
+
+/* The supervisor asks for this worker's metrics page: the answer echoes the request's id (its
+ * topic field). */
+static void answer_scrape(sy_topic_relay *r, const char *id, size_t idlen)
+{
+    sy_text t = {0};
+    if (r->scrape)
+        r->scrape(&t, r->scrape_ud);
+    if (!t.failed &&
+        frame_put(&r->out, id, idlen, t.p ? t.p : "", t.len, SY_RELAY_SCRAPE_REPLY) == 0)
+        relay_send(r);
+    sy_text_dispose(&t);
+}
+
+void sy_topic_relay_set_scrape(sy_topic_relay *r, sy_relay_scrape_cb cb, void *ud)
+{
+    r->scrape = cb;
+    r->scrape_ud = ud;
+}
 
 static void relay_down(sy_topic_relay *r, const char *why)
 {
@@ -193,7 +217,10 @@ static void on_relay_read(struct ev_loop *loop, ev_io *w, int revents)
     while ((len = frame_next(&r->in)) > 0) {
         const char *f = r->in.data + r->in.head;
         uint32_t tlen = get32(f + 5);
-        r->deliver(f + HEAD, tlen, f + HEAD + tlen, (size_t)len - HEAD - tlen, f[4] & 1, r->ud);
+        if (f[4] & SY_RELAY_SCRAPE)
+            answer_scrape(r, f + HEAD, tlen);
+        else
+            r->deliver(f + HEAD, tlen, f + HEAD + tlen, (size_t)len - HEAD - tlen, f[4] & 1, r->ud);
         if (r->fd < 0)
             return;
         r->in.head += (size_t)len;
@@ -242,7 +269,7 @@ void sy_topic_relay_publish(sy_topic_relay *r, const char *topic, size_t tlen, c
 {
     if (r->fd < 0)
         return;
-    if (frame_put(&r->out, topic, tlen, p, n, binary) != 0) {
+    if (frame_put(&r->out, topic, tlen, p, n, binary ? 1 : 0) != 0) {
         if (r->dropped++ % 10000 == 0)
             sy_log("warn",
                    "topics: the supervisor is not reading; dropped %lu publishes for the "
@@ -250,12 +277,23 @@ void sy_topic_relay_publish(sy_topic_relay *r, const char *topic, size_t tlen, c
                    r->dropped, SY_RELAY_QUEUE_MAX);
         return;
     }
-    if (!ev_is_active(&r->wio)) {
-        if (flush(&r->out, r->fd) != 0)
-            relay_down(r, "failed");
-        else if (bytes_pending(&r->out))
-            ev_io_start(r->loop, &r->wio);
-    }
+    relay_send(r);
+}
+
+/* Writes what is queued now, or leaves it to the writable watcher. */
+static void relay_send(sy_topic_relay *r)
+{
+    if (r->fd < 0 || ev_is_active(&r->wio))
+        return;
+    if (flush(&r->out, r->fd) != 0)
+        relay_down(r, "failed");
+    else if (bytes_pending(&r->out))
+        ev_io_start(r->loop, &r->wio);
+}
+
+int sy_topic_relay_up(const sy_topic_relay *r)
+{
+    return r->fd >= 0;
 }
 
 void sy_topic_relay_free(sy_topic_relay *r)
@@ -284,7 +322,25 @@ typedef struct hub_link {
 struct sy_relay_hub {
     int n;
     hub_link *links; /* owned; n entries */
+    sy_relay_reply_cb reply;
+    void *reply_ud;
 };
+
+void sy_relay_hub_set_reply(sy_relay_hub *h, sy_relay_reply_cb cb, void *ud)
+{
+    h->reply = cb;
+    h->reply_ud = ud;
+}
+
+int sy_relay_hub_scrape(sy_relay_hub *h, int i, const char *id, size_t idlen)
+{
+    hub_link *l = &h->links[i];
+    if (l->fd < 0 || frame_put(&l->out, id, idlen, "", 0, SY_RELAY_SCRAPE) != 0)
+        return -1;
+    if (flush(&l->out, l->fd) != 0)
+        l->out.head = l->out.len = 0; /* the read side sees the failure and detaches */
+    return 0;
+}
 
 sy_relay_hub *sy_relay_hub_new(int n)
 {
@@ -368,7 +424,15 @@ void sy_relay_hub_ready(sy_relay_hub *h, int i, short revents)
     int st = fill(&l->in, l->fd);
     ssize_t len;
     while ((len = frame_next(&l->in)) > 0) {
-        relay(h, i, l->in.data + l->in.head, (size_t)len);
+        const char *f = l->in.data + l->in.head;
+        if (f[4] & SY_RELAY_SCRAPE_REPLY) {
+            uint32_t tlen = get32(f + 5);
+            if (h->reply)
+                h->reply(i, f + HEAD, tlen, f + HEAD + tlen, (size_t)len - HEAD - tlen,
+                         h->reply_ud);
+        } else {
+            relay(h, i, f, (size_t)len);
+        }
         l->in.head += (size_t)len;
     }
     if (len < 0 || st <= 0)

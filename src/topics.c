@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "metrics.h"
 #include "server.h"
 #include "topic_redis.h"
 #include "topic_relay.h"
@@ -37,6 +38,12 @@ static struct sy_topics *topics_of(sy_server *s)
 
 /* What a link received: delivered locally, never passed on (each link reaches every other
  * process already). */
+/* The supervisor asks for this worker's page. */
+static void scrape(sy_text *t, void *ud)
+{
+    sy_metrics_render(ud, t);
+}
+
 static void received(const char *topic, size_t tlen, const char *p, size_t n, int binary, void *ud)
 {
     struct sy_topics *t = ud;
@@ -83,6 +90,7 @@ int sy_topics_attach_relay(sy_server *s, int fd, uint64_t group)
     t->relay = sy_topic_relay_new(s->env.loop, fd, received, t);
     if (!t->relay)
         return SY_ENOMEM;
+    sy_topic_relay_set_scrape(t->relay, scrape, s);
     t->origin = group;
     if (t->redis)
         sy_topic_redis_set_origin(t->redis, group);
@@ -120,6 +128,15 @@ SY_API int sy_server_set_redis(sy_server *s, const char *url)
     t->redis = sy_topic_redis_new(s->env.loop, url, t->prefix ? t->prefix : DEFAULT_PREFIX,
                                   t->origin, received, t);
     return t->redis ? 0 : SY_ENOMEM;
+}
+
+void sy_topics_links(sy_server *s, int *redis, int *relay)
+{
+    struct sy_topics *t = s->topics;
+    if (t && t->redis)
+        *redis = sy_topic_redis_up(t->redis);
+    if (t && t->relay)
+        *relay = sy_topic_relay_up(t->relay);
 }
 
 void sy_topics_dispose(sy_server *s)

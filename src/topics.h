@@ -33,6 +33,10 @@ void sy_topics_interest(struct sy_server *s, const char *topic, size_t tlen, int
  * closed then). */
 int sy_topics_attach_relay(struct sy_server *s, int fd, uint64_t group);
 
+/* The links' states for the metrics page: *redis and *relay become 1 (up) or 0 (down), and
+ * stay untouched for a link that is not configured. */
+void sy_topics_links(struct sy_server *s, int *redis, int *relay);
+
 /* Frees the links of s (sy_server_free). */
 void sy_topics_dispose(struct sy_server *s);
 

@@ -234,6 +234,71 @@ local function new_fake(app)
     return n
   end
 
+  -- sy.counter / sy.gauge: the same rules as the server's, values kept in this fake, read
+  -- back with metric:value(labels?).
+  local metrics = {}
+  local function series_key(labels)
+    if labels == nil then return "" end
+    if type(labels) ~= "table" then error("metric labels must be a table", 3) end
+    local names = {}
+    for k, v in pairs(labels) do
+      if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") or k:sub(1, 2) == "__" then
+        error("metric labels: '" .. tostring(k) .. "' is not a label name", 3)
+      end
+      if type(v) ~= "string" and type(v) ~= "number" then
+        error("metric labels: values must be strings or numbers", 3)
+      end
+      names[#names + 1] = k
+    end
+    table.sort(names)
+    for i, k in ipairs(names) do names[i] = k .. "=" .. string.format("%q", tostring(labels[k])) end
+    return table.concat(names, ",")
+  end
+  local function declare(kind, name, help)
+    local fn = "sy." .. kind
+    if type(name) ~= "string" or not name:match("^[%a_:][%w_:]*$") or #name > 128 then
+      error(fn .. "('" .. tostring(name) .. "'): a metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*", 3)
+    end
+    if name:sub(1, 11) == "switchyard_" then
+      error(fn .. "('" .. name .. "'): metric names starting with switchyard_ are the server's own", 3)
+    end
+    local m = metrics[name]
+    if m and m.kind ~= kind then
+      error(fn .. "('" .. name .. "'): a metric of that name exists with another type", 3)
+    end
+    m = m or { kind = kind, values = {} }
+    m.help = help or ""
+    metrics[name] = m
+    local function change(n, labels, set)
+      if type(n) ~= "number" or n ~= n or n == math.huge or n == -math.huge then
+        error("metric: the value must be a finite number", 3)
+      end
+      local key = series_key(labels)
+      m.values[key] = set and n or (m.values[key] or 0) + n
+    end
+    local obj = {}
+    function obj:inc(n, labels)
+      n = n == nil and 1 or n
+      if kind == "counter" and type(n) == "number" and n < 0 then
+        error("metric: a counter only goes up (inc with n >= 0)", 2)
+      end
+      change(n, labels)
+    end
+    obj.add = obj.inc
+    function obj:dec(n, labels)
+      if kind ~= "gauge" then error("metric: a counter only goes up (dec is for gauges)", 2) end
+      change(-(n == nil and 1 or n), labels)
+    end
+    function obj:set(v, labels)
+      if kind ~= "gauge" then error("metric: a counter only goes up (set is for gauges)", 2) end
+      change(v, labels, true)
+    end
+    function obj:value(labels) return m.values[series_key(labels)] or 0 end
+    return obj
+  end
+  function sy.counter(name, help) return declare("counter", name, help) end
+  function sy.gauge(name, help) return declare("gauge", name, help) end
+
   local function timer(seconds, fn, every, name)
     if type(seconds) ~= "number" or seconds < 0 then
       error(name .. ": seconds must be a number >= 0", 3)
