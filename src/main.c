@@ -1,5 +1,5 @@
-/* switchyard command line: parse options, listen, load the app, run until SIGINT, SIGTERM or
- * SIGHUP; with --workers, supervise the worker processes. */
+/* switchyard command line: parse options, listen, load the app, run until SIGINT or SIGTERM
+ * (SIGHUP reloads the app); with --workers, supervise the worker processes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -141,8 +141,9 @@ static int split_hostport(const char *s, char *host, size_t cap, int *port)
     return 0;
 }
 
-/* Signals that stop the server gracefully. SIGHUP is one of them until the app can be reloaded:
- * a terminal that hangs up, or a reload asked too early, gets a clean stop, not a dead server. */
+/* Signals handled by the loop or the supervisor: the stop signals, and SIGHUP (reload), blocked
+ * from start-up so that one that arrives while the app loads is not lost (a SIGHUP then reloads
+ * once the server runs). */
 static void stop_signal_set(sigset_t *set, int with_chld)
 {
     sigemptyset(set);
@@ -173,8 +174,13 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     run_state *r = w->data;
-    /* A second signal meets the default action: a stop that takes too long can be forced. */
-    for (int i = 0; i < 3; i++)
+    if (w->signum == SIGHUP) {
+        (void)sy_server_reload(r->server); /* a failure is logged; the old app stays */
+        return;
+    }
+    /* A second stop signal meets the default action: a stop that takes too long can be
+     * forced. SIGHUP stays handled (a reload is refused while stopping). */
+    for (int i = 0; i < 2; i++)
         ev_signal_stop(r->loop, &r->sig[i]);
     sy_server_shutdown(r->server, GRACE_SECONDS, on_stopped, r);
 }
@@ -427,6 +433,14 @@ static void forward_stop(supervisor *sv)
             kill(sv->w[i].pid, SIGTERM);
 }
 
+/* SIGHUP: each worker reloads its own app. */
+static void forward_reload(supervisor *sv)
+{
+    for (int i = 0; i < sv->o->workers; i++)
+        if (sv->w[i].pid > 0 && !sv->stopping)
+            kill(sv->w[i].pid, SIGHUP);
+}
+
 /* Reads the heartbeats that arrived and kills workers past the hard limit. */
 static void watch(supervisor *sv, const struct pollfd *pfd, double now)
 {
@@ -508,6 +522,10 @@ static int supervise(supervisor *sv)
             while (read(sv->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGCHLD)
                     continue;
+                if (si.ssi_signo == SIGHUP) {
+                    forward_reload(sv);
+                    continue;
+                }
                 /* Each stop signal is passed on: a second one stops workers at once. */
                 forward_stop(sv);
             }
