@@ -548,6 +548,52 @@ static int lua_app_load(void *ud, const char *path)
     return 0;
 }
 
+static const char stop_key = 'x'; /* registry[&stop_key] = the stop_wait of a waiting
+                                   * app.shutdown */
+
+typedef struct stop_wait {
+    void (*done)(void *arg);
+    void *arg;
+} stop_wait;
+
+/* app.shutdown waited and has now ended (logged if it failed): the server goes on. */
+static void shutdown_done(void *owner, int status)
+{
+    (void)status;
+    lua_State *L = ((sy_server *)owner)->L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &stop_key);
+    stop_wait w = *(stop_wait *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &stop_key);
+    w.done(w.arg);
+}
+
+/* app.shutdown() as a task: it may publish, and wait within the grace period. An error in it
+ * is logged and the stop goes on. */
+static int lua_app_shutdown(void *ud, void (*done)(void *arg), void *arg)
+{
+    sy_server *s = ud;
+    lua_State *L = s->L;
+    stop_wait *w = lua_newuserdatauv(L, sizeof *w, 0); /* before anything runs */
+    w->done = done;
+    w->arg = arg;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &stop_key);
+    sy_lua_task *t = sy_lua_task_get(s);
+    if (!t) {
+        sy_log("error", "app.shutdown: out of memory");
+        return 0;
+    }
+    if (!sy_lua_push_hook(t->co, "shutdown")) {
+        sy_lua_task_put(t);
+        return 0;
+    }
+    t->what = "app.shutdown";
+    t->owner = s;
+    t->done = shutdown_done;
+    return sy_lua_task_run(t, 0) == 1 ? 1 : 0;
+}
+
 static void lua_app_close(void *ud)
 {
     sy_server *s = ud;
@@ -563,6 +609,7 @@ static void lua_app_close(void *ud)
 static const sy_app_ops lua_app_ops = {
     .load = lua_app_load,
     .close = lua_app_close,
+    .shutdown = lua_app_shutdown,
     .dispatch = sy_lua_dispatch,
     .request = sy_lua_request,
     .response_dropped = sy_lua_response_dropped,
