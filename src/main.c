@@ -232,8 +232,9 @@ static int serve(struct ev_loop *loop, sy_server *s, int beat_fd)
  * a pause that doubles while workers keep dying young; a worker whose loop has not turned for
  * the hard limit (it sends a heartbeat each second from a timer of its loop) is stuck inside one
  * call, such as a Lua pattern that backtracks on client input, and gets SIGKILL, then a
- * successor. Stop signals go to every worker. The supervisor reads its signals from a signalfd,
- * blocked since start-up, so one that arrives while workers are being forked is not lost. */
+ * successor. Stop signals and SIGHUP (reload) go to every worker. The supervisor reads its signals
+ * from a signalfd, blocked since start-up, so one that arrives while workers are being forked is
+ * not lost. */
 
 #define HEARTBEAT_LIMIT_MIN 10.0 /* default hard limit: max(this, 5 x app.lua.max_time) */
 #define BACKOFF_MIN 0.1          /* first wait before a restart */
@@ -255,6 +256,8 @@ typedef struct worker {
     double restart_at; /* while not running: when to start again */
     double backoff;    /* the last wait before a restart */
     int killed;        /* SIGKILL sent for the hard limit */
+    double reload_at;  /* when SIGHUP was passed on (0: never): loading the app again gets the
+                          start-up allowance until the next heartbeat */
 } worker;
 
 /* --redis and --redis-prefix on s. Returns 0, or a code with the message in s. */
@@ -378,6 +381,7 @@ static int spawn(supervisor *sv, int i)
     w->beat_fd = p[0];
     w->started = mono_now();
     w->last_beat = 0;
+    w->reload_at = 0;
     w->killed = 0;
     return 0;
 }
@@ -436,9 +440,12 @@ static void forward_stop(supervisor *sv)
 /* SIGHUP: each worker reloads its own app. */
 static void forward_reload(supervisor *sv)
 {
+    double now = mono_now();
     for (int i = 0; i < sv->o->workers; i++)
-        if (sv->w[i].pid > 0 && !sv->stopping)
+        if (sv->w[i].pid > 0 && !sv->stopping) {
+            sv->w[i].reload_at = now;
             kill(sv->w[i].pid, SIGHUP);
+        }
 }
 
 /* Reads the heartbeats that arrived and kills workers past the hard limit. */
@@ -457,7 +464,7 @@ static void watch(supervisor *sv, const struct pollfd *pfd, double now)
         if (sv->hard_limit <= 0 || w->killed)
             continue;
         double since = w->last_beat > 0 ? w->last_beat : w->started;
-        double limit = sv->hard_limit + (w->last_beat > 0 ? 0 : sv->startup_extra);
+        double limit = sv->hard_limit + (w->last_beat > w->reload_at ? 0 : sv->startup_extra);
         if (now - since > limit) {
             fprintf(stderr,
                     "switchyard: worker %d: its loop has not turned for %.0f s (hard "

@@ -332,6 +332,41 @@ def workers():
         d.remove()
 
 
+SLOW = r"""
+-- Loading takes 2.5 s of wall time once the file "slow" is next to the app.
+local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")
+local f = io.open(dir .. "/slow")
+if f then
+  f:close()
+  local t0 = os.time()
+  while os.time() - t0 < 3 do end
+end
+""" + APP
+
+
+@test("--workers 2: a reload that loads slowly gets the start-up allowance of the hard limit")
+def workers_slow_reload():
+    d = AppDir()
+    d.write("v1", app=SLOW)
+    os.environ["SWITCHYARD_WORKER_HARD_LIMIT"] = "2"
+    try:
+        srv = Server(d.path, args=["--workers", "2"])
+    finally:
+        del os.environ["SWITCHYARD_WORKER_HARD_LIMIT"]
+    try:
+        wait_version(srv, "v1")
+        open(os.path.join(d.dir, "slow"), "w").close()
+        d.write("v2", app=SLOW)
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: srv.stderr().count("reloaded the app from ") == 2, "both reloads", srv)
+        log = srv.stderr()
+        assert "hard limit" not in log and "restarting" not in log, log
+        assert srv.stop() == 0, srv.stderr()
+    finally:
+        srv.stop()
+        d.remove()
+
+
 def main():
     if missing_bin():
         return 1
