@@ -512,9 +512,12 @@ static int lua_app_load(void *ud, const char *path)
     lua_getglobal(L, "package"); /* [package] */
     lua_pushfstring(L, "%s/?.lua;", lua_pushlstring(L, dir.p, dir.len));
     lua_getfield(L, 1, "path"); /* [package, dir, prefix, oldpath] */
-    const char *old = lua_tostring(L, -1);
-    if (!old || strncmp(old, lua_tostring(L, 3), lua_rawlen(L, 3)) != 0) {
-        lua_concat(L, 2);
+    const char *old = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (!old) {
+        lua_pop(L, 1);
+        lua_setfield(L, 1, "path");
+    } else if (strncmp(old, lua_tostring(L, 3), lua_rawlen(L, 3)) != 0) {
+        lua_concat(L, 2); /* not again at a reload */
         lua_setfield(L, 1, "path");
     }
     lua_settop(L, 0);
@@ -575,10 +578,6 @@ static int lua_app_shutdown(void *ud, void (*done)(void *arg), void *arg)
 {
     sy_server *s = ud;
     lua_State *L = s->L;
-    stop_wait *w = lua_newuserdatauv(L, sizeof *w, 0); /* before anything runs */
-    w->done = done;
-    w->arg = arg;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &stop_key);
     sy_lua_task *t = sy_lua_task_get(s);
     if (!t) {
         sy_log("error", "app.shutdown: out of memory");
@@ -588,6 +587,10 @@ static int lua_app_shutdown(void *ud, void (*done)(void *arg), void *arg)
         sy_lua_task_put(t);
         return 0;
     }
+    stop_wait *w = lua_newuserdatauv(L, sizeof *w, 0);
+    w->done = done;
+    w->arg = arg;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &stop_key);
     t->what = "app.shutdown";
     t->owner = s;
     t->done = shutdown_done;
@@ -644,10 +647,10 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
 SY_API int sy_server_reload(sy_server *s)
 {
     lua_State *L = s->L;
-    if (!L || s->app.ops != &lua_app_ops ||
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &path_key) != LUA_TSTRING) {
-        if (L)
-            lua_pop(L, 1);
+    if (!L || s->app.ops != &lua_app_ops)
+        return sy_server_fail(s, SY_EINVAL, "no Lua app: nothing to reload");
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &path_key) != LUA_TSTRING) {
+        lua_pop(L, 1);
         return sy_server_fail(s, SY_EINVAL, "no app file was loaded: nothing to reload");
     }
     char path[4096];

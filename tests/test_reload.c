@@ -4,6 +4,8 @@
  * unknown name at accept and a name a reload removed. Connections are socketpairs the server
  * adopts. */
 #include <ev.h>
+#include <lauxlib.h>
+#include <lua.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -46,9 +48,27 @@ static const char *write_app(const char *v, const char *handlers_name)
              "  if req.path == '/typo' then return sy.accept('websocket', 'chta') end\n"
              "  return sy.accept('websocket', 'chat')\n"
              "end\n"
+             "function app.try_reload() c_note(c_reload()) end\n"
+             "function app.shutdown() c_note(-1) end\n"
              "return app\n",
              handlers_name, v);
     return write_file("app.lua", app);
+}
+
+static sy_server *server;
+static int noted = 1;
+
+/* c_reload(): sy_server_reload from inside a call into the app. */
+static int c_reload(lua_State *L)
+{
+    lua_pushinteger(L, sy_server_reload(server));
+    return 1;
+}
+
+static int c_note(lua_State *L)
+{
+    noted = (int)luaL_checkinteger(L, 1);
+    return 0;
 }
 
 static char logged[8192]; /* every line since the last reset, "level:message\n" */
@@ -119,8 +139,10 @@ static int echo(struct ev_loop *loop, int fd, const char *text, const char *want
 static void test_reload(void)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    sy_server *s = sy_server_new(loop);
+    sy_server *s = server = sy_server_new(loop);
     sy_set_log(capture_log, NULL);
+    lua_register(sy_server_lua(s), "c_reload", c_reload);
+    lua_register(sy_server_lua(s), "c_note", c_note);
 
     /* Nothing loaded: nothing to reload. */
     CHECK(sy_server_reload(s) == SY_EINVAL);
@@ -191,8 +213,14 @@ static void test_reload(void)
     CHECK_MSG(sy_server_reload(s) == 0, "%s", sy_server_error(s));
     CHECK(echo(loop, named, "h", "v5:v5:h"));
 
-    /* Stopping: no reload any more. */
+    /* Not from inside a call into the app. */
+    CHECK(sy_server_call_lua(s, "try_reload", NULL, 0) == 0);
+    CHECK(noted == SY_EINVAL);
+    CHECK(echo(loop, named, "i", "v5:v5:i"));
+
+    /* Stopping: app.shutdown runs; no reload any more. */
     sy_server_shutdown(s, 1, NULL, NULL);
+    CHECK(noted == -1);
     CHECK(sy_server_reload(s) == SY_ECLOSED);
     close(named);
     close(table);
