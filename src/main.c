@@ -176,6 +176,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     run_state *r = w->data;
     if (w->signum == SIGHUP) {
         (void)sy_server_reload(r->server); /* a failure is logged; the old app stays */
+        if (r->beat_fd >= 0)
+            (void)!write(r->beat_fd, "R", 1); /* the supervisor's allowance ends */
         return;
     }
     /* A second stop signal meets the default action: a stop that takes too long can be
@@ -256,8 +258,8 @@ typedef struct worker {
     double restart_at; /* while not running: when to start again */
     double backoff;    /* the last wait before a restart */
     int killed;        /* SIGKILL sent for the hard limit */
-    double reload_at;  /* when SIGHUP was passed on (0: never): loading the app again gets the
-                          start-up allowance until the next heartbeat */
+    int reloading;     /* SIGHUP was passed on: loading the app again gets the start-up
+                          allowance until the worker writes "R" (reloaded) on its pipe */
 } worker;
 
 /* --redis and --redis-prefix on s. Returns 0, or a code with the message in s. */
@@ -381,7 +383,7 @@ static int spawn(supervisor *sv, int i)
     w->beat_fd = p[0];
     w->started = mono_now();
     w->last_beat = 0;
-    w->reload_at = 0;
+    w->reloading = 0;
     w->killed = 0;
     return 0;
 }
@@ -440,10 +442,9 @@ static void forward_stop(supervisor *sv)
 /* SIGHUP: each worker reloads its own app. */
 static void forward_reload(supervisor *sv)
 {
-    double now = mono_now();
     for (int i = 0; i < sv->o->workers; i++)
         if (sv->w[i].pid > 0 && !sv->stopping) {
-            sv->w[i].reload_at = now;
+            sv->w[i].reloading = 1;
             kill(sv->w[i].pid, SIGHUP);
         }
 }
@@ -458,13 +459,16 @@ static void watch(supervisor *sv, const struct pollfd *pfd, double now)
         if (pfd[1 + i].revents) {
             char buf[256];
             ssize_t n;
-            while ((n = read(w->beat_fd, buf, sizeof buf)) > 0)
+            while ((n = read(w->beat_fd, buf, sizeof buf)) > 0) {
                 w->last_beat = now;
+                if (memchr(buf, 'R', (size_t)n))
+                    w->reloading = 0;
+            }
         }
         if (sv->hard_limit <= 0 || w->killed)
             continue;
         double since = w->last_beat > 0 ? w->last_beat : w->started;
-        double limit = sv->hard_limit + (w->last_beat > w->reload_at ? 0 : sv->startup_extra);
+        double limit = sv->hard_limit + (w->last_beat > 0 && !w->reloading ? 0 : sv->startup_extra);
         if (now - since > limit) {
             fprintf(stderr,
                     "switchyard: worker %d: its loop has not turned for %.0f s (hard "
