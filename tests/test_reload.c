@@ -40,6 +40,8 @@ static const char *write_app(const char *v, const char *handlers_name)
              "local sy = require 'switchyard'\n"
              "local mod = require 'ver'\n"
              "local app = { handlers = {}, http = { max_headers = 50 } }\n"
+             "ticks_%s = 0\n"
+             "sy.every(0.002, function() ticks_%s = ticks_%s + 1 end)\n"
              "app.handlers.%s = {\n"
              "  message = function(ws, m) ws:send('%s:' .. mod.version .. ':' .. m) end,\n"
              "}\n"
@@ -51,7 +53,7 @@ static const char *write_app(const char *v, const char *handlers_name)
              "function app.try_reload() c_note(c_reload()) end\n"
              "function app.shutdown() c_note(-1) end\n"
              "return app\n",
-             handlers_name, v);
+             v, v, v, handlers_name, v);
     return write_file("app.lua", app);
 }
 
@@ -166,6 +168,25 @@ static void test_reload(void)
     CHECK(echo(loop, named, "b", "v2:v2:b"));
     CHECK(echo(loop, table, "b", "v1:v1:b"));
     CHECK(sy_server_connection_count(s) == 2);
+    /* The old app's timer keeps running (its own function), beside the new one's. */
+    lua_State *L = sy_server_lua(s);
+    lua_getglobal(L, "ticks_v1");
+    lua_Integer before = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    for (int i = 0; i < 2000; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        lua_getglobal(L, "ticks_v1");
+        lua_getglobal(L, "ticks_v2");
+        int both = lua_tointeger(L, -2) > before && lua_tointeger(L, -1) > 0;
+        lua_pop(L, 2);
+        if (both)
+            break;
+        usleep(1000);
+    }
+    lua_getglobal(L, "ticks_v1");
+    lua_getglobal(L, "ticks_v2");
+    CHECK(lua_tointeger(L, -2) > before && lua_tointeger(L, -1) > 0);
+    lua_pop(L, 2);
 
     /* A new file that fails while loading: the old app stays with its module (the failed one
      * required ver.lua at "v3" before failing), the error is logged and returned. */
