@@ -12,6 +12,7 @@ connection accepted with the named set "line" echoes "VERSION:DATA".
   (and its module), the log names the file and the cause, and a good file loads afterwards;
 - a live WebSocket accepted with a named set runs the new code; one accepted with a table keeps
   the old; a raw connection with a named set runs the new code too;
+- a response pending (its hook waiting) across a reload is answered, by the old code;
 - --workers 2: the supervisor forwards SIGHUP to both workers, each runs the new code, and no
   worker was replaced.
 
@@ -56,7 +57,25 @@ app.handlers.chat = {
 app.handlers.line = {
   data = function(conn, bytes) conn:write(VERSION .. ":" .. bytes) end,
 }
+-- State that outlives reloads: a package.loaded entry that is no file of the app's directory.
+local state = package.loaded.reload_state or {}
+package.loaded.reload_state = state
+
 function app.request(req, res)
+  if req.path == "/later" then -- pending until /release (bounded)
+    state.waiting = true
+    local t0 = sy.now()
+    while not state.released and sy.now() - t0 < 30 do sy.sleep(0.02) end
+    res:send(200, VERSION .. " later\n")
+    return
+  elseif req.path == "/waiting" then
+    res:send(200, tostring(state.waiting == true) .. "\n")
+    return
+  elseif req.path == "/release" then
+    state.released = true
+    res:send(200, "released\n")
+    return
+  end
   res:send(200, VERSION .. " " .. mod.version .. " " .. pid() .. "\n")
 end
 function app.upgrade(req)
@@ -289,6 +308,29 @@ def named_sets():
                 await ws.close()
             raw.close()
         asyncio.run(run())
+        assert srv.stop() == 0, srv.stderr()
+    finally:
+        srv.stop()
+        d.remove()
+
+
+@test("a response pending across a reload is answered by the code that began it")
+def pending_response():
+    import threading
+    d = AppDir()
+    d.write("v1")
+    srv = Server(d.path)
+    try:
+        got = []
+        th = threading.Thread(target=lambda: got.append(http_get(srv.port, "/later")))
+        th.start()
+        wait_for(lambda: http_get(srv.port, "/waiting") == ["true"], "/later waiting", srv)
+        d.write("v2")
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_version(srv, "v2")
+        assert http_get(srv.port, "/release") == ["released"]
+        th.join(WAIT)
+        assert got == [["v1", "later"]], got
         assert srv.stop() == 0, srv.stderr()
     finally:
         srv.stop()
