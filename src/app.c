@@ -19,6 +19,11 @@ void sy_app_close(sy_app *a)
         OP(a, close)(UD(a));
 }
 
+int sy_app_shutdown(sy_app *a, void (*done)(void *arg), void *arg)
+{
+    return OP(a, shutdown) ? OP(a, shutdown)(UD(a), done, arg) : 0;
+}
+
 int sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
                     const sy_upgrade_offer *offers, size_t n)
 {

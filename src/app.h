@@ -27,6 +27,11 @@ typedef struct sy_app_ops {
     int (*load)(void *ud, const char *path);
     /* The server is being freed: release everything (no app code runs). NULL: nothing. */
     void (*close)(void *ud);
+    /* The server began a graceful stop: its listeners are closed, its connections not told
+     * yet (they are once this ends). Returns 0 when the app is done, or 1 when it goes on (it
+     * waits): done(arg) is then called once when it ends, from the loop, unless the app is
+     * closed first. NULL: 0. */
+    int (*shutdown)(void *ud, void (*done)(void *arg), void *arg);
 
     /* A complete request on an HTTP/1.1 connection; req's slices and body are valid during the
      * call only (body.p == NULL when there was none). With n >= 1 valid upgrade offers the app
@@ -82,6 +87,8 @@ typedef struct sy_app {
 int sy_app_load(sy_app *a, const char *path);
 /* Releases the app (ops->close), once, when the server is freed. */
 void sy_app_close(sy_app *a);
+/* The app's part of a graceful stop (ops->shutdown): 0 done, 1 goes on until done(arg). */
+int sy_app_shutdown(sy_app *a, void (*done)(void *arg), void *arg);
 
 /* The calls of the protocols, each through the app of the connection's env. dispatch and
  * request return 1 when the app took the request, 0 when it has no such callback (the protocol

@@ -375,26 +375,53 @@ static int check_app_names(sy_server *s, lua_State *L, const char *path)
     return rc;
 }
 
-static int lua_app_load(void *ud, const char *path)
-{
-    sy_server *s = ud;
-    lua_State *L = s->L;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return sy_server_fail(s, SY_ELUA, "cannot open app %s: %s", path, strerror(errno));
-    fclose(f);
-    /* The app's own directory comes first on package.path, so it can require its modules. */
-    const char *slash = strrchr(path, '/');
-    lua_getglobal(L, "package"); /* [package] */
-    if (slash)
-        lua_pushlstring(L, path, (size_t)(slash - path));
-    else
-        lua_pushliteral(L, ".");
-    lua_getfield(L, -2, "path"); /* [package, dir, oldpath] */
-    lua_pushfstring(L, "%s/?.lua;%s", lua_tostring(L, -2), lua_tostring(L, -1));
-    lua_setfield(L, -4, "path");
-    lua_settop(L, 0);
+static const char path_key = 'p';  /* registry[&path_key] = the loaded app file's path */
+static const char saved_key = 'm'; /* registry[&saved_key] = app modules a reload took out of
+                                    * package.loaded, while it runs */
 
+/* App modules across a reload, as Lua: ("unload", dir) moves the entries of package.loaded
+ * that are the app's own (found as dir/?.lua; not switchyard.*, not preloaded) into a table
+ * and returns it, so `require` loads them again; ("restore", dir, saved) drops what the failed
+ * load required from dir and puts the saved entries back. */
+static const char MODULES[] =
+    "local op, dir, saved = ...\n"
+    "local loaded, preload = package.loaded, package.preload\n"
+    "local function own(name)\n"
+    "  return type(name) == 'string' and name:sub(1, 10) ~= 'switchyard' and\n"
+    "         preload[name] == nil and package.searchpath(name, dir .. '/?.lua') ~= nil\n"
+    "end\n"
+    "local out = {}\n"
+    "for name, v in pairs(loaded) do if own(name) then out[name] = v end end\n"
+    "for name in pairs(out) do loaded[name] = nil end\n"
+    "if op == 'restore' then for name, v in pairs(saved) do loaded[name] = v end end\n"
+    "return out\n";
+
+/* Runs MODULES (op, dir[, registry[&saved_key]]); "unload" keeps its result in
+ * registry[&saved_key], "restore" clears it. Returns 0, or SY_ELUA with the message in s. */
+static int app_modules(sy_server *s, lua_State *L, const char *op, sy_str dir)
+{
+    if (luaL_loadbuffer(L, MODULES, sizeof MODULES - 1, "=switchyard.reload") != LUA_OK)
+        return sy_server_fail(s, SY_ELUA, "reload: %s", lua_tostring(L, -1));
+    lua_pushstring(L, op);
+    lua_pushlstring(L, dir.p, dir.len);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &saved_key);
+    if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+        int rc = sy_server_fail(s, SY_ELUA, "reload: %s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    if (strcmp(op, "unload") != 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &saved_key);
+    return 0;
+}
+
+/* Runs the app file and checks what it returned; on success the app table is
+ * registry[&app_key] (the previous one, if any, is replaced). */
+static int run_app_file(sy_server *s, lua_State *L, const char *path)
+{
     sy_lua_push_traceback(L);
     if (luaL_loadfile(L, path) != LUA_OK) {
         int rc = sy_server_fail(s, SY_ELUA, "%s", lua_tostring(L, -1));
@@ -435,7 +462,7 @@ static int lua_app_load(void *ud, const char *path)
         lua_settop(L, 0);
         return rc;
     }
-    static const char *const hooks[] = {"request", "upgrade", NULL};
+    static const char *const hooks[] = {"request", "upgrade", "shutdown", NULL};
     for (int i = 0; hooks[i]; i++) {
         int t = lua_getfield(L, -1, hooks[i]);
         lua_pop(L, 1);
@@ -445,6 +472,14 @@ static int lua_app_load(void *ud, const char *path)
             lua_settop(L, 0);
             return rc;
         }
+    }
+    int t = lua_getfield(L, -1, "handlers");
+    lua_pop(L, 1);
+    if (t != LUA_TNIL && t != LUA_TTABLE) {
+        int rc = sy_server_fail(s, SY_ELUA, "%s: app.handlers must be a table (got %s)", path,
+                                lua_typename(L, t));
+        lua_settop(L, 0);
+        return rc;
     }
     int rc = check_app_names(s, L, path);
     if (rc == 0)
@@ -458,6 +493,110 @@ static int lua_app_load(void *ud, const char *path)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &app_key);
     lua_settop(L, 0);
     return 0;
+}
+
+/* Loads the app file, the first time or again (a reload: the app loaded before stays when
+ * this one fails, with its modules and settings). */
+static int lua_app_load(void *ud, const char *path)
+{
+    sy_server *s = ud;
+    lua_State *L = s->L;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return sy_server_fail(s, SY_ELUA, "cannot open app %s: %s", path, strerror(errno));
+    fclose(f);
+    lua_settop(L, 0);
+    int reload = lua_rawgetp(L, LUA_REGISTRYINDEX, &app_key) == LUA_TTABLE;
+    lua_pop(L, 1);
+    /* The app's own directory comes first on package.path, so it can require its modules. */
+    const char *slash = strrchr(path, '/');
+    sy_str dir = slash ? sy_str_make(path, (size_t)(slash - path)) : SY_STR(".");
+    lua_getglobal(L, "package"); /* [package] */
+    lua_pushfstring(L, "%s/?.lua;", lua_pushlstring(L, dir.p, dir.len));
+    lua_getfield(L, 1, "path"); /* [package, dir, prefix, oldpath] */
+    const char *old = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (!old) {
+        lua_pop(L, 1);
+        lua_setfield(L, 1, "path");
+    } else if (strncmp(old, lua_tostring(L, 3), lua_rawlen(L, 3)) != 0) {
+        lua_concat(L, 2); /* not again at a reload */
+        lua_setfield(L, 1, "path");
+    }
+    lua_settop(L, 0);
+    if (reload && app_modules(s, L, "unload", dir) != 0)
+        return SY_ELUA;
+    sy_config cfg = s->env.cfg;
+    sy_lua_limits lim = s->lua;
+    int rc = run_app_file(s, L, path);
+    if (rc != 0 && reload) {
+        /* The old app stays: its settings and its modules come back. */
+        size_t max_headers = cfg.max_headers;
+        cfg.max_headers = s->env.cfg.max_headers; /* with the array it sizes */
+        s->env.cfg = cfg;
+        (void)sy_server_set_max_headers(s, max_headers);
+        s->lua = lim;
+        char why[sizeof s->err];
+        snprintf(why, sizeof why, "%s", s->err);
+        if (app_modules(s, L, "restore", dir) != 0)
+            sy_log("error", "%s", s->err);
+        sy_server_fail(s, rc, "%s", why);
+        lua_settop(L, 0);
+        return rc;
+    }
+    if (rc != 0)
+        return rc;
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &saved_key); /* the old app's modules go */
+    sy_lua_handler_sets_reset(L);
+    lua_pushstring(L, path);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &path_key);
+    return 0;
+}
+
+static const char stop_key = 'x'; /* registry[&stop_key] = the stop_wait of a waiting
+                                   * app.shutdown */
+
+typedef struct stop_wait {
+    void (*done)(void *arg);
+    void *arg;
+} stop_wait;
+
+/* app.shutdown waited and has now ended (logged if it failed): the server goes on. */
+static void shutdown_done(void *owner, int status)
+{
+    (void)status;
+    lua_State *L = ((sy_server *)owner)->L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &stop_key);
+    stop_wait w = *(stop_wait *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &stop_key);
+    w.done(w.arg);
+}
+
+/* app.shutdown() as a task: it may publish, and wait within the grace period. An error in it
+ * is logged and the stop goes on. */
+static int lua_app_shutdown(void *ud, void (*done)(void *arg), void *arg)
+{
+    sy_server *s = ud;
+    lua_State *L = s->L;
+    sy_lua_task *t = sy_lua_task_get(s);
+    if (!t) {
+        sy_log("error", "app.shutdown: out of memory");
+        return 0;
+    }
+    if (!sy_lua_push_hook(t->co, "shutdown")) {
+        sy_lua_task_put(t);
+        return 0;
+    }
+    stop_wait *w = lua_newuserdatauv(L, sizeof *w, 0);
+    w->done = done;
+    w->arg = arg;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &stop_key);
+    t->what = "app.shutdown";
+    t->owner = s;
+    t->done = shutdown_done;
+    return sy_lua_task_run(t, 0) == 1 ? 1 : 0;
 }
 
 static void lua_app_close(void *ud)
@@ -475,6 +614,7 @@ static void lua_app_close(void *ud)
 static const sy_app_ops lua_app_ops = {
     .load = lua_app_load,
     .close = lua_app_close,
+    .shutdown = lua_app_shutdown,
     .dispatch = sy_lua_dispatch,
     .request = sy_lua_request,
     .response_dropped = sy_lua_response_dropped,
@@ -504,4 +644,31 @@ SY_API sy_server *sy_server_new(struct ev_loop *loop)
     sy_server_set_app(s, &lua_app_ops, s);
     sy_topics_set_deliver(s, sy_lua_topic_deliver, s->L);
     return s;
+}
+
+SY_API int sy_server_reload(sy_server *s)
+{
+    lua_State *L = s->L;
+    if (!L || s->app.ops != &lua_app_ops)
+        return sy_server_fail(s, SY_EINVAL, "no Lua app: nothing to reload");
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &path_key) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return sy_server_fail(s, SY_EINVAL, "no app file was loaded: nothing to reload");
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (s->lua_depth > 0)
+        return sy_server_fail(s, SY_EINVAL, "cannot reload %s from inside a call into the app",
+                              path);
+    if (s->env.stopping)
+        return sy_server_fail(s, SY_ECLOSED, "cannot reload %s: the server is stopping", path);
+    int rc = sy_app_load(&s->app, path);
+    if (rc != 0) {
+        sy_log("error", "cannot reload the app from %s (the app loaded before stays): %s", path,
+               s->err);
+        return rc;
+    }
+    sy_log("info", "reloaded the app from %s", path);
+    return 0;
 }

@@ -121,6 +121,68 @@ int sy_lua_handle_newindex(lua_State *L)
  * client that leaves is seen during the wait. */
 #define HELD_MAX (64 * 1024)
 
+static const char missing_key = 'g'; /* registry[&missing_key]: names of handler sets found
+                                      * missing and logged since the app was loaded */
+
+int sy_lua_push_handler_set(lua_State *L, int name_idx)
+{
+    name_idx = lua_absindex(L, name_idx);
+    int t = lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key()); /* [app] */
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "handlers");
+        t = lua_rawget(L, -2); /* [app, handlers] */
+        if (t == LUA_TTABLE) {
+            lua_pushvalue(L, name_idx);
+            t = lua_rawget(L, -2); /* [app, handlers, set] */
+            lua_replace(L, -3);
+        }
+        lua_pop(L, 1);
+    }
+    if (t != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    return LUA_TTABLE;
+}
+
+void sy_lua_handler_sets_reset(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &missing_key);
+}
+
+int sy_lua_push_handlers(lua_State *L, int handle_idx)
+{
+    handle_idx = lua_absindex(L, handle_idx);
+    if (lua_getiuservalue(L, handle_idx, UV_HANDLERS) != LUA_TSTRING)
+        return lua_type(L, -1);
+    int t = sy_lua_push_handler_set(L, -1); /* [name, set] */
+    if (t != LUA_TTABLE) {
+        /* Gone from the app a reload brought: logged once per name and loaded app. */
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &missing_key) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_rawsetp(L, LUA_REGISTRYINDEX, &missing_key);
+        }
+        lua_pushvalue(L, -3);
+        if (lua_rawget(L, -2) == LUA_TNIL) {
+            sy_log("error",
+                   "handler set '%s' (named by sy.accept) is not in app.handlers of the app "
+                   "loaded now: connections accepted with it run no handler until a reload "
+                   "brings it back",
+                   lua_tostring(L, -4));
+            lua_pushvalue(L, -4);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -4);
+        }
+        lua_pop(L, 2); /* [name, nil] */
+    }
+    lua_remove(L, -2);
+    return t;
+}
+
 sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
 {
     if (h->ref == LUA_NOREF)
@@ -130,8 +192,8 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
         return NULL;
     lua_State *co = t->co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
-    lua_getiuservalue(co, -1, UV_HANDLERS);     /* [handle, handlers] */
-    if (lua_getfield(co, -1, name) != LUA_TFUNCTION) {
+    if (sy_lua_push_handlers(co, -1) != LUA_TTABLE ||
+        lua_getfield(co, -1, name) != LUA_TFUNCTION) { /* [handle, handlers, fn] */
         sy_lua_task_put(t);
         return NULL;
     }
@@ -179,7 +241,10 @@ int sy_lua_has_handler(lconn *h, const char *name)
     if (h->ref == LUA_NOREF)
         return 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-    lua_getiuservalue(L, -1, UV_HANDLERS);
+    if (sy_lua_push_handlers(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return 0;
+    }
     int yes = lua_getfield(L, -1, name) == LUA_TFUNCTION;
     lua_pop(L, 3);
     return yes;
@@ -606,6 +671,8 @@ static void do_accept(lua_State *L, sy_conn *c, int dec, sy_decision *d,
 {
     d->token = decision_str(L, dec, DV_TOKEN);
     int handlers = decision_get(L, dec, DV_HANDLERS, LUA_TTABLE);
+    if (!handlers)
+        handlers = decision_get(L, dec, DV_HANDLERS, LUA_TSTRING); /* a named set */
     int options = decision_get(L, dec, DV_OPTIONS, LUA_TTABLE);
     d->headers = decision_str(L, dec, DV_HEADERS);
     if (options) {

@@ -37,7 +37,7 @@ int sy_lua_call_err(lua_State *L, int nargs, int nres, const char *what, const c
  * neither edit nor forge one. Strings and tables live in its user values (DV_*). */
 enum {
     DV_TOKEN = 1, /* accept: the token; upgrade_required: the protocols (string) */
-    DV_HANDLERS,  /* accept: the handlers table, or nil */
+    DV_HANDLERS,  /* accept: the handlers table, the name of a set in app.handlers, or nil */
     DV_OPTIONS,   /* accept: a private shallow copy of the options table, or nil */
     DV_BODY,      /* reject, upgrade_required: the body string, or nil */
     DV_HEADERS,   /* reject: validated header lines; accept: options.headers as lines; or nil */
@@ -116,6 +116,16 @@ typedef struct lconn {
 } lconn;
 
 lconn *sy_lua_check_handle(lua_State *L, int idx);
+/* Handler sets: UV_HANDLERS of a handle is a table (the code it was given) or the name of a
+ * set (sy.accept(token, "name")), looked up in app.handlers of the app loaded now at each
+ * event. sy_lua_push_handler_set pushes app.handlers[name] for the name at name_idx and
+ * returns LUA_TTABLE, or pushes nil and returns LUA_TNIL. sy_lua_push_handlers pushes the set
+ * of the handle at handle_idx (resolving a name; a missing one is logged once per name and
+ * loaded app, and gives nil) and returns its type. sy_lua_handler_sets_reset forgets which
+ * missing names were logged (a new app was loaded). Never raise (out of memory aside). */
+int sy_lua_push_handler_set(lua_State *L, int name_idx);
+int sy_lua_push_handlers(lua_State *L, int handle_idx);
+void sy_lua_handler_sets_reset(lua_State *L);
 /* Calling a handler as a task: sy_lua_handler_begin pushes [handlers[name], handle] on the
  * stack of a task's coroutine and returns the task, or NULL when there is no such handler (or
  * the handle is detached); the caller pushes the arguments on t->co and calls

@@ -169,6 +169,30 @@ static void check_handlers(lua_State *L, int idx)
     lua_pop(L, 1);
 }
 
+/* Raises for the handler set name at idx that app.handlers of the app loaded now lacks,
+ * suggesting a close name among its keys. */
+static void unknown_set(lua_State *L, int idx)
+{
+    const char *name = lua_tostring(L, idx);
+    const char *known[33];
+    int n = 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "handlers") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (n < 32 && lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1))
+                known[n++] = lua_tostring(L, -2); /* anchored by the table while used */
+            lua_pop(L, 1);
+        }
+        if (n == 32)
+            lua_pop(L, 1); /* the key lua_next left */
+    }
+    known[n] = NULL;
+    const char *like = sy_name_suggest(name, known);
+    luaL_error(L, "sy.accept: no handler set '%s' in app.handlers%s%s%s", name,
+               like ? " (did you mean '" : "", like ? like : "", like ? "'?)" : "");
+}
+
 /* Raises naming the first unknown accept option in the table at idx. */
 static void check_accept_options(lua_State *L, int idx)
 {
@@ -189,14 +213,22 @@ static int l_accept(lua_State *L)
     size_t n;
     const char *tok = luaL_checklstring(L, 1, &n);
     luaL_argcheck(L, n > 0, 1, "empty token");
-    if (!lua_isnoneornil(L, 2))
-        luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
+        luaL_argexpected(L, lua_istable(L, 2), 2, "table or handler set name");
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
     int copy = 0, headers = 0;
     int checked = takes_handlers(tok, n);
-    if (lua_istable(L, 2) && checked)
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        /* A named set: it must exist in the app loaded now; each event looks it up again. */
+        if (sy_lua_push_handler_set(L, 2) != LUA_TTABLE)
+            unknown_set(L, 2);
+        if (checked)
+            check_handlers(L, lua_gettop(L));
+        lua_pop(L, 1);
+    } else if (lua_istable(L, 2) && checked) {
         check_handlers(L, 2);
+    }
     if (lua_istable(L, 3)) {
         if (checked)
             check_accept_options(L, 3);

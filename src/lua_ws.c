@@ -54,13 +54,16 @@ static int batch_k(lua_State *L, int status, lua_KContext ctx)
 /* [batch, handle, handlers, text slot, "message"]: the message handler for each message in
  * turn, in one task. Stops when the connection stops taking messages (a handler closed it);
  * an error ends the batch, and the connection fails with 1011. The handler is looked up for
- * each message, so replacing it takes effect at the next one. A handler that waits ends the
+ * each message, so replacing it takes effect at the next one; a named set (sy.accept(token,
+ * "name")) is resolved in the app loaded now once per batch. A handler that waits ends the
  * batch here: the messages after it are held and run once it returns. */
 static int deliver_batch(lua_State *L)
 {
     msg_batch *b = lua_touserdata(L, 1);
     lconn *h = b->h;
     sy_server *srv = sy_server_of(h->conn->env);
+    if (!lua_istable(L, 3))
+        return 0; /* a named handler set the app no longer has (logged) */
     for (size_t i = 0; i < b->n; i++) {
         if (!h->conn || !sy_ws_open(h->conn))
             break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
@@ -116,7 +119,7 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     lua_pushcfunction(co, deliver_batch);
     lua_pushlightuserdata(co, &b);              /* [fn, batch] */
     lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
-    lua_getiuservalue(co, -1, UV_HANDLERS);     /* [fn, batch, handle, handlers] */
+    sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
     lua_pushnil(co);                            /* [..., slot for the current text] */
     lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
     t->what = "websocket handler";

@@ -1,5 +1,5 @@
-/* switchyard command line: parse options, listen, load the app, run until SIGINT, SIGTERM or
- * SIGHUP; with --workers, supervise the worker processes. */
+/* switchyard command line: parse options, listen, load the app, run until SIGINT or SIGTERM
+ * (SIGHUP reloads the app); with --workers, supervise the worker processes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -172,8 +172,9 @@ static int split_hostport(const char *s, char *host, size_t cap, int *port)
     return 0;
 }
 
-/* Signals that stop the server gracefully. SIGHUP is one of them until the app can be reloaded:
- * a terminal that hangs up, or a reload asked too early, gets a clean stop, not a dead server. */
+/* Signals handled by the loop or the supervisor: the stop signals, and SIGHUP (reload), blocked
+ * from start-up so that one that arrives while the app loads is not lost (a SIGHUP then reloads
+ * once the server runs). */
 static void stop_signal_set(sigset_t *set, int with_chld)
 {
     sigemptyset(set);
@@ -206,8 +207,15 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     run_state *r = w->data;
-    /* A second signal meets the default action: a stop that takes too long can be forced. */
-    for (int i = 0; i < 3; i++)
+    if (w->signum == SIGHUP) {
+        (void)sy_server_reload(r->server); /* a failure is logged; the old app stays */
+        if (r->beat_fd >= 0)
+            (void)!write(r->beat_fd, "R", 1); /* the supervisor's allowance ends */
+        return;
+    }
+    /* A second stop signal meets the default action: a stop that takes too long can be
+     * forced. SIGHUP stays handled (a reload is refused while stopping). */
+    for (int i = 0; i < 2; i++)
         ev_signal_stop(r->loop, &r->sig[i]);
     sy_server_shutdown(r->server, GRACE_SECONDS, on_stopped, r);
 }
@@ -273,8 +281,9 @@ static int serve(struct ev_loop *loop, sy_server *s, int beat_fd)
  * a pause that doubles while workers keep dying young; a worker whose loop has not turned for
  * the hard limit (it sends a heartbeat each second from a timer of its loop) is stuck inside one
  * call, such as a Lua pattern that backtracks on client input, and gets SIGKILL, then a
- * successor. Stop signals go to every worker. The supervisor reads its signals from a signalfd,
- * blocked since start-up, so one that arrives while workers are being forked is not lost. */
+ * successor. Stop signals and SIGHUP (reload) go to every worker. The supervisor reads its signals
+ * from a signalfd, blocked since start-up, so one that arrives while workers are being forked is
+ * not lost. */
 
 #define HEARTBEAT_LIMIT_MIN 10.0 /* default hard limit: max(this, 5 x app.lua.max_time) */
 #define BACKOFF_MIN 0.1          /* first wait before a restart */
@@ -296,6 +305,8 @@ typedef struct worker {
     double restart_at; /* while not running: when to start again */
     double backoff;    /* the last wait before a restart */
     int killed;        /* SIGKILL sent for the hard limit */
+    int reloading;     /* SIGHUP was passed on: loading the app again gets the start-up
+                          allowance until the worker writes "R" (reloaded) on its pipe */
 } worker;
 
 /* --redis and --redis-prefix on s. Returns 0, or a code with the message in s. */
@@ -423,6 +434,7 @@ static int spawn(supervisor *sv, int i)
     w->beat_fd = p[0];
     w->started = mono_now();
     w->last_beat = 0;
+    w->reloading = 0;
     w->killed = 0;
     return 0;
 }
@@ -478,6 +490,16 @@ static void forward_stop(supervisor *sv)
             kill(sv->w[i].pid, SIGTERM);
 }
 
+/* SIGHUP: each worker reloads its own app. */
+static void forward_reload(supervisor *sv)
+{
+    for (int i = 0; i < sv->o->workers; i++)
+        if (sv->w[i].pid > 0 && !sv->stopping) {
+            sv->w[i].reloading = 1;
+            kill(sv->w[i].pid, SIGHUP);
+        }
+}
+
 /* Reads the heartbeats that arrived and kills workers past the hard limit. */
 static void watch(supervisor *sv, const struct pollfd *pfd, double now)
 {
@@ -488,13 +510,16 @@ static void watch(supervisor *sv, const struct pollfd *pfd, double now)
         if (pfd[1 + i].revents) {
             char buf[256];
             ssize_t n;
-            while ((n = read(w->beat_fd, buf, sizeof buf)) > 0)
+            while ((n = read(w->beat_fd, buf, sizeof buf)) > 0) {
                 w->last_beat = now;
+                if (memchr(buf, 'R', (size_t)n))
+                    w->reloading = 0;
+            }
         }
         if (sv->hard_limit <= 0 || w->killed)
             continue;
         double since = w->last_beat > 0 ? w->last_beat : w->started;
-        double limit = sv->hard_limit + (w->last_beat > 0 ? 0 : sv->startup_extra);
+        double limit = sv->hard_limit + (w->last_beat > 0 && !w->reloading ? 0 : sv->startup_extra);
         if (now - since > limit) {
             sy_log("error",
                    "worker %d: its loop has not turned for %.0f s (hard limit %.0f s, see "
@@ -569,6 +594,10 @@ static int supervise(supervisor *sv)
                     for (int i = 0; i < n; i++)
                         if (sv->w[i].pid > 0)
                             kill(sv->w[i].pid, SIGUSR1);
+                    continue;
+                }
+                if (si.ssi_signo == SIGHUP) {
+                    forward_reload(sv);
                     continue;
                 }
                 /* Each stop signal is passed on: a second one stops workers at once. */

@@ -671,7 +671,7 @@ static void conn_closed(sy_env *e, sy_conn *c)
     c->next_dead = s->dead;
     s->dead = c;
     kick(&s->env);
-    if (s->env.stopping && s->nconns == 0)
+    if (s->env.stopping && s->nconns == 0 && !s->app_stopping)
         stop_completed(s);
 }
 
@@ -775,6 +775,9 @@ static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     sy_server *s = sy_container_of(w, sy_server, stop_timer);
+    if (s->app_stopping)
+        sy_log("warn", "the grace period ended while app.shutdown was still running");
+    s->app_stopping = 0;
     /* Grace is over: close whoever is left. */
     while (s->conns)
         sy_conn_close(s->conns);
@@ -830,6 +833,23 @@ static void tell_shutdown(sy_server *s)
     sy_free(all);
 }
 
+/* The app's shutdown ended (or had nothing to do): the connections are told to finish. */
+static void tell_connections(sy_server *s)
+{
+    tell_shutdown(s);
+    if (s->nconns == 0)
+        stop_completed(s);
+}
+
+static void on_app_stopped(void *arg)
+{
+    sy_server *s = arg;
+    if (!s->app_stopping)
+        return; /* the grace period ended first */
+    s->app_stopping = 0;
+    tell_connections(s);
+}
+
 SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_server *, void *),
                                void *ud)
 {
@@ -848,13 +868,14 @@ SY_API void sy_server_shutdown(sy_server *s, double grace, void (*done_cb)(sy_se
         close(s->metrics_listener.fd);
         s->metrics_listener.fd = -1;
     }
-    tell_shutdown(s);
-    if (s->nconns == 0) {
-        stop_completed(s);
-        return;
-    }
+    /* The grace period covers the app's own shutdown too. */
     ev_timer_init(&s->stop_timer, on_stop_timer, grace > 0 ? grace : 0.001, 0);
     ev_timer_start(s->env.loop, &s->stop_timer);
+    s->app_stopping = 1;
+    if (sy_app_shutdown(&s->app, on_app_stopped, s) == 1)
+        return;
+    s->app_stopping = 0;
+    tell_connections(s);
 }
 
 SY_API void sy_server_free(sy_server *s)

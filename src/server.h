@@ -54,6 +54,7 @@ struct sy_server {
     ev_idle nudge;     /* keeps the loop from blocking while work is queued */
     int started;
     ev_timer stop_timer;       /* the grace period */
+    int app_stopping;          /* the app's shutdown goes on: connections are told after it */
     ev_timer stop_done;        /* zero delay: calls stop_cb from the loop, after the close
                                   chain that ended the last connection has returned */
     ev_timer accept_pause;     /* accepting resumes when it fires (after EMFILE and the like) */

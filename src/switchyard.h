@@ -130,6 +130,18 @@ SY_API int sy_server_set_load_timeout(sy_server *s, double seconds);
  * SWITCHYARD_LOAD_TIMEOUT. */
 SY_API int sy_server_load_app(sy_server *s, const char *path);
 
+/* Loads the app file of sy_server_load_app again, keeping every open connection (what the
+ * switchyard program does on SIGHUP). The new file is loaded and checked as at the first load
+ * (load timeout, app keys, app.http, app.lua); when it fails, the app loaded before stays (with
+ * its modules in package.loaded and its settings), the error is logged at "error" and the call
+ * returns SY_ELUA (SY_EINVAL for a bad SWITCHYARD_LOAD_TIMEOUT) with the message in
+ * sy_server_error. After a good reload, new requests and upgrades run the new hooks; open
+ * WebSockets and raw connections keep their handlers, except those accepted with a named
+ * handler set (sy.accept(token, "name")), which run the new app's app.handlers[name] from
+ * their next event. Returns 0; SY_EINVAL when no app file was loaded or when called from
+ * inside a call into the app; SY_ECLOSED once sy_server_shutdown began. */
+SY_API int sy_server_reload(sy_server *s);
+
 /* Starts the listeners' watchers. */
 SY_API int sy_server_start(sy_server *s);
 

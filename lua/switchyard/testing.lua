@@ -194,8 +194,13 @@ local function new_fake(app)
     if type(token) ~= "string" then
       error("sy.accept: token must be a string, got " .. type(token), 2)
     end
-    if handlers ~= nil and type(handlers) ~= "table" then
-      error("sy.accept: handlers must be a table", 2)
+    if type(handlers) == "string" then
+      local sets = app.hooks and app.hooks.handlers
+      if type(sets) ~= "table" or type(sets[handlers]) ~= "table" then
+        error(("sy.accept: no handler set '%s' in app.handlers"):format(handlers), 2)
+      end
+    elseif handlers ~= nil and type(handlers) ~= "table" then
+      error("sy.accept: handlers must be a table or a handler set name", 2)
     end
     if options ~= nil and type(options) ~= "table" then
       error("sy.accept: options must be a table", 2)
@@ -613,11 +618,19 @@ end
 
 -- Connections (WebSocket and raw) ------------------------------------------------------------
 
+-- The handlers of a connection: its table, or the set it names in the app's handlers now.
+local function handler_set(conn)
+  if type(conn.handlers) ~= "string" then return conn.handlers end
+  local sets = conn.app.hooks.handlers
+  return type(sets) == "table" and type(sets[conn.handlers]) == "table" and sets[conn.handlers]
+         or {}
+end
+
 -- A connection's events run one at a time, in order; a handler that sleeps holds the rest.
 local function pump(conn)
   while not conn.busy and #conn.queue > 0 do
     local ev = table.remove(conn.queue, 1)
-    local fn = conn.handlers[ev.name]
+    local fn = handler_set(conn)[ev.name]
     if (ev.always or conn.open) and type(fn) == "function" then
       conn.busy = true
       local inside, finished = true, false
@@ -897,7 +910,7 @@ function M.raw(app, spec)
   function client:shutdown()
     if not conn.open or conn.peer_eof then return nil, "closed" end
     conn.peer_eof = true
-    if type(conn.handlers.eof) == "function" then
+    if type(handler_set(conn).eof) == "function" then
       push(conn, "eof", {}, { after = function() if conn.shut then finish() end end })
     else
       finish()

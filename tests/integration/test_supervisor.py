@@ -1,7 +1,8 @@
 """tests/integration/test_supervisor.py: signals and the --workers supervisor.
 
-SIGHUP stops the server gracefully like SIGTERM (WebSockets get close 1001, exit 0), alone and
-with --workers; workers serve listeners on any address ([::1], 127.0.0.2); a signal that
+SIGHUP reloads the app and stops nothing (a WebSocket open across it still echoes; SIGTERM
+then closes it with 1001 and exit 0), alone and with --workers (tests/integration/
+test_reload.py checks the reload itself); workers serve listeners on any address ([::1], 127.0.0.2); a signal that
 arrives right after start-up stops every worker (none is left orphaned); a worker killed with
 SIGKILL is replaced and the service goes on answering; one that cannot start is retried after
 a doubling wait while the others serve; a worker stuck inside one C call (a backtracking Lua
@@ -138,22 +139,6 @@ def stop(p, sig=signal.SIGTERM):
     return rc
 
 
-async def ws_close_code_on(p, host, port, sig):
-    """A WebSocket echo round trip, then sig to p: the close code the client receives."""
-    import websockets
-    async with websockets.connect(f"ws://{host}:{port}/", open_timeout=WAIT,
-                                  close_timeout=WAIT) as ws:
-        await ws.send("hi")
-        got = await asyncio.wait_for(ws.recv(), WAIT)
-        assert got == "hi", got
-        p.send_signal(sig)
-        try:
-            await asyncio.wait_for(ws.recv(), WAIT)
-        except websockets.exceptions.ConnectionClosed:
-            pass
-        return ws.close_code
-
-
 TESTS = []
 
 
@@ -164,24 +149,50 @@ def test(name):
     return reg
 
 
-@test("SIGHUP: close 1001 and exit 0")
+async def ws_through_sighup(p, host, port):
+    """A WebSocket echo round trip, SIGHUP to p (a reload), another round trip on the same
+    connection, then SIGTERM: the close code the client receives."""
+    import websockets
+    async with websockets.connect(f"ws://{host}:{port}/", open_timeout=WAIT,
+                                  close_timeout=WAIT) as ws:
+        await ws.send("hi")
+        assert await asyncio.wait_for(ws.recv(), WAIT) == "hi"
+        p.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + WAIT
+        while stderr(p).count("reloaded the app") < max(1, len(children(p.pid))):
+            assert time.monotonic() < deadline, f"no reload logged: {stderr(p)}"
+            await asyncio.sleep(0.02)
+        await ws.send("again")
+        assert await asyncio.wait_for(ws.recv(), WAIT) == "again"
+        assert p.poll() is None, "stopped on SIGHUP"
+        p.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(ws.recv(), WAIT)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        return ws.close_code
+
+
+@test("SIGHUP: a reload, the WebSocket stays open; SIGTERM: close 1001 and exit 0")
 def sighup_single():
     p, urls = start(["--listen", "127.0.0.1:0"])
-    code = asyncio.run(ws_close_code_on(p, "127.0.0.1", urls[0][2], signal.SIGHUP))
+    code = asyncio.run(ws_through_sighup(p, "127.0.0.1", urls[0][2]))
     rc = p.wait(WAIT)
     assert code == 1001, f"close code {code}, exit {rc}"
     assert rc == 0, f"exit {rc}"
 
 
-@test("SIGHUP with --workers 2: close 1001 and exit 0, no worker left")
+@test("SIGHUP with --workers 2: both reload, none replaced; SIGTERM: 1001, exit 0, none left")
 def sighup_workers():
     p, urls = start(["--workers", "2", "--listen", "127.0.0.1:0"])
     kids = wait_workers(p, 2)
     try:
-        code = asyncio.run(ws_close_code_on(p, "127.0.0.1", urls[0][2], signal.SIGHUP))
+        code = asyncio.run(ws_through_sighup(p, "127.0.0.1", urls[0][2]))
         rc = p.wait(WAIT)
         assert code == 1001, f"close code {code}, exit {rc}"
         assert rc == 0, f"exit {rc}"
+        assert stderr(p).count("reloaded the app") == 2, stderr(p)
+        assert "restarting" not in stderr(p), stderr(p)
         deadline = time.monotonic() + WAIT
         while any(alive(k) for k in kids) and time.monotonic() < deadline:
             time.sleep(0.05)
