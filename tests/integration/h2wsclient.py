@@ -65,6 +65,7 @@ class Stream:
         self.frames = []
         self.ended = False
         self.reset = None  # the RST_STREAM error code, once one came
+        self.ws = False  # a WebSocket: DATA after a 200 is parsed into frames
 
 
 class H2WS:
@@ -131,7 +132,8 @@ class H2WS:
                 st.unacked = getattr(st, "unacked", 0) + ev.flow_controlled_length
             if st:
                 st.buf += ev.data
-                frames, st.buf = parse_frames(st.buf) if st.status == 200 else ([], st.buf)
+                frames, st.buf = parse_frames(st.buf) if st.ws and st.status == 200 else \
+                    ([], st.buf)
                 st.frames.extend(frames)
             if ev.stream_ended and st:
                 st.ended = True
@@ -159,6 +161,7 @@ class H2WS:
             hdrs.append(("sec-websocket-version", version))
         hdrs.extend(headers)
         st = self.streams[sid] = Stream(sid)
+        st.ws = protocol == "websocket"
         self.conn.send_headers(sid, hdrs)
         self.flush()
         if wait:

@@ -25,6 +25,7 @@ import h2wsclient as W  # noqa: E402
 
 import h2.connection  # noqa: E402
 import h2.config  # noqa: E402
+import h2.exceptions  # noqa: E402
 import h2.settings  # noqa: E402
 
 APP = os.path.join("tests", "integration", "h2ws_app.lua")
@@ -230,7 +231,6 @@ def t_raw(srv):
     c = W.H2WS(srv.port)
     st = c.connect("/", protocol="echo-raw")
     check(st.status == 200, f"status {st.status}")
-    st.status = 0  # raw bytes: no WebSocket parsing
     c.send_raw(st, b"raw bytes\n")
     c.wait(lambda: st.buf == b"raw bytes\n", "raw echo")
     c.send_raw(st, b"last\n", end=True)
@@ -331,6 +331,47 @@ def t_limits_and_server_close(srv):
     c.close()
 
 
+def t_connection_drop(srv):
+    """The carrier connection goes away: every WebSocket on it closes with 1006; a stream reset
+    while app.upgrade waits leaves nothing behind."""
+    c = W.H2WS(srv.port)
+    streams = [c.connect("/echo?drop") for _ in range(3)]
+    for s in streams:
+        echo_roundtrip(c, s, "x")
+    pending = c.connect("/later", wait=False)
+    c.conn.reset_stream(pending.id, 8)
+    c.flush()
+    c.close()
+    c2 = W.H2WS(srv.port)
+    for _ in range(200):
+        status, body = get(c2, "/closes")
+        if body.count(b"/echo 1006") >= 4:  # one from peer_reset, three here
+            break
+    check(body.count(b"/echo 1006") >= 4, f"closes {body!r}")
+    c2.close()
+
+
+def t_shutdown():
+    """SIGTERM: WebSockets over HTTP/2 hear 1001 and the server exits 0 once they answer."""
+    own = Server(APP)
+    try:
+        c = W.H2WS(own.port)
+        st = c.connect("/echo")
+        echo_roundtrip(c, st, "before stop")
+        own.proc.send_signal(15)
+        fin, rsv1, op, data = c.recv(st, "the 1001")
+        check(op == W.OP_CLOSE and close_code(data) == 1001, f"{op} {data!r}")
+        try:
+            c.send(st, (1001).to_bytes(2, "big"), opcode=W.OP_CLOSE)
+        except h2.exceptions.ProtocolError:
+            pass  # python3-h2 sends nothing more once a GOAWAY came; the grace period ends it
+        own.proc.wait(timeout=30)
+        check(own.proc.returncode == 0, f"exit {own.proc.returncode}")
+        c.close()
+    finally:
+        own.stop()
+
+
 def main():
     if missing_bin():
         return 0
@@ -355,7 +396,9 @@ def main():
              ("deflate", lambda: t_deflate(srv)),
              ("backpressure", lambda: t_backpressure(srv)),
              ("peer_reset", lambda: t_peer_reset(srv)),
-             ("limits_and_server_close", lambda: t_limits_and_server_close(srv))]
+             ("limits_and_server_close", lambda: t_limits_and_server_close(srv)),
+             ("connection_drop", lambda: t_connection_drop(srv)),
+             ("shutdown", t_shutdown)]
     only = os.environ.get("ONLY")
     passed = failed = 0
     for name, fn in tests:
