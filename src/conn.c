@@ -314,7 +314,7 @@ static void on_send_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sy_conn *c = sy_container_of(w, sy_conn, send_timer);
     ev_timer_stop(loop, w);
-    if (c->closing || (!ev_is_active(&c->wio) && !c->sink))
+    if (c->closing || (!ev_is_active(&c->wio) && !c->sink) || (c->sink && c->out.bytes == 0))
         return;
     ev_tstamp left = c->sent_at + c->env->cfg.send_timeout - ev_now(loop);
     if (left > 0.0005) {
