@@ -9,6 +9,7 @@ stream window, the peer's RST_STREAM (1006) and the server's own close.
 Run from the repo root with SWITCHYARD_BIN set (Debian's /usr/bin/python3 for python3-h2).
 """
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -302,6 +303,47 @@ def t_backpressure(srv):
     c.close()
 
 
+def t_raw_backpressure(srv):
+    """A raw stream whose echo the client does not read: the server stops crediting that
+    stream's window (bounded input), the other stream goes on, and all arrives once read."""
+    c = W.H2WS(srv.port, window=16384, auto_ack=False)
+    st = c.connect("/", protocol="echo-raw")
+    other = c.connect("/echo")
+    data = bytes(range(256)) * 4096  # 1 MiB
+    sent = 0
+    while sent < len(data):
+        room = min(c.conn.local_flow_control_window(st.id), c.conn.max_outbound_frame_size,
+                   len(data) - sent)
+        if room > 0:
+            c.conn.send_data(st.id, data[sent:sent + room])
+            sent += room
+            c.flush()
+            continue
+        r, _, _ = select.select([c.sock], [], [], 1.0)
+        if not r:
+            break  # no WINDOW_UPDATE comes: the server holds this stream back
+        c.pump()
+    print(f"# raw stream: the server took {sent} bytes, then held its window")
+    check(sent < 512 * 1024, f"the server took {sent} bytes from a stream it cannot answer")
+    c.send(other, "beside")
+    c.wait(lambda: other.frames, "the other stream's echo")
+    ack(c, other)
+    check(other.frames.pop(0)[3] == b"beside", "other stream echo")
+    while len(st.buf) < len(data):
+        ack(c, st)
+        room = min(c.conn.local_flow_control_window(st.id), c.conn.max_outbound_frame_size,
+                   len(data) - sent)
+        if room > 0:
+            c.conn.send_data(st.id, data[sent:sent + room])
+            sent += room
+            c.flush()
+        r, _, _ = select.select([c.sock], [], [], 10.0)
+        check(r, f"stalled at {len(st.buf)} of {len(data)} echoed bytes")
+        c.pump()
+    check(st.buf == data, "the echo is the data, in order")
+    c.close()
+
+
 def t_peer_reset(srv):
     c = W.H2WS(srv.port)
     st = c.connect("/echo")
@@ -395,6 +437,7 @@ def main():
              ("raw", lambda: t_raw(srv)),
              ("deflate", lambda: t_deflate(srv)),
              ("backpressure", lambda: t_backpressure(srv)),
+             ("raw_backpressure", lambda: t_raw_backpressure(srv)),
              ("peer_reset", lambda: t_peer_reset(srv)),
              ("limits_and_server_close", lambda: t_limits_and_server_close(srv)),
              ("connection_drop", lambda: t_connection_drop(srv)),
