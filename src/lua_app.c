@@ -469,7 +469,19 @@ static void lua_app_close(void *ud)
     }
 }
 
-/* 1 when the app table has an upgrade hook (looked up raw: nothing here may raise). */
+/* 1 when the app table has an upgrade hook (a raw lookup, protected: a memory error is a no). */
+static int has_upgrade_hook(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+    int yes = 0;
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "upgrade");
+        yes = lua_rawget(L, -2) == LUA_TFUNCTION;
+    }
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
 static int lua_app_has_upgrade(void *ud)
 {
     sy_server *s = ud;
@@ -477,12 +489,8 @@ static int lua_app_has_upgrade(void *ud)
     if (!L)
         return 0;
     int top = lua_gettop(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
-    int yes = 0;
-    if (lua_istable(L, -1)) {
-        lua_pushliteral(L, "upgrade");
-        yes = lua_rawget(L, -2) == LUA_TFUNCTION;
-    }
+    lua_pushcfunction(L, has_upgrade_hook);
+    int yes = lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
     lua_settop(L, top);
     return yes;
 }
