@@ -33,10 +33,9 @@ typedef struct h2_stream {
     h2_field method, path, authority, scheme; /* pseudo-headers; name_len 0 when absent */
     h2_field protocol;                        /* :protocol of an extended CONNECT */
     struct h2 *owner;                         /* borrowed; the connection's state */
-    sy_conn *vc;           /* borrowed; the stream connection of an extended CONNECT until
-                              either side lets go (closed here or sy_conn_stream_detach) */
-    sy_http1_header *view; /* owned (nview); the request as the app sees it (tunnels) */
-    size_t nview;
+    sy_conn *vc;               /* borrowed; the stream connection of an extended CONNECT until
+                                  either side lets go (closed here or sy_conn_stream_detach) */
+    sy_http1_header *view;     /* owned (nfields entries); the request as the app sees it */
     size_t unconsumed;         /* tunnel input not yet credited to the stream window */
     struct h2_stream *next_in; /* h->inbox: tunnels with input or an end to deliver */
     char *body;                /* owned; the request body so far */
