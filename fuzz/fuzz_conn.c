@@ -22,7 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* websocket (echo, small limits; "bye" makes the server close first, "boom" raises;
  * permessage-deflate on /z with context takeover and on /zs with the shared preset), a raw
  * "echo" token, 426 for TLS, h2c (then HTTP/2 streams, as with prior knowledge), a reject on
- * /reject, and plain requests answered with their body length. */
+ * /reject, and plain requests answered with their body length. The same hook decides HTTP/2
+ * extended CONNECTs (RFC 8441): WebSocket and "echo" streams on one connection (the h2_connect_*
+ * seeds). */
 static const char APP[] =
     "local sy = require 'switchyard'\n"
     "return {\n"

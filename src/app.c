@@ -34,6 +34,14 @@ int sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
     return 1;
 }
 
+int sy_app_has_upgrade(const sy_conn *c)
+{
+    sy_app *a = APP(c);
+    if (OP(a, has_upgrade))
+        return OP(a, has_upgrade)(UD(a));
+    return OP(a, dispatch) != NULL;
+}
+
 int sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id)
 {
     sy_app *a = APP(c);

@@ -39,6 +39,9 @@ typedef struct sy_app_ops {
      * sy_http_respond, now or later. NULL: 404. */
     void (*dispatch)(void *ud, sy_conn *c, const sy_http1_request *req, sy_str body,
                      const sy_upgrade_offer *offers, size_t n);
+    /* 1 when the app decides upgrades (an HTTP/2 connection then offers extended CONNECT,
+     * whose streams reach dispatch as stream connections). NULL: 1 when dispatch is set. */
+    int (*has_upgrade)(void *ud);
     /* A complete request on HTTP/2 stream stream_id of c (req->version 20): answered through
      * sy_http_respond, now or later. Slices and body are valid during the call only. NULL:
      * 404. */
@@ -95,6 +98,7 @@ int sy_app_shutdown(sy_app *a, void (*done)(void *arg), void *arg);
  * answers 404). */
 int sy_app_dispatch(sy_conn *c, const sy_http1_request *req, sy_str body,
                     const sy_upgrade_offer *offers, size_t n);
+int sy_app_has_upgrade(const sy_conn *c);
 int sy_app_request(sy_conn *c, const sy_http1_request *req, sy_str body, int32_t stream_id);
 void sy_app_response_dropped(sy_conn *c, void *res);
 void sy_app_raw_open(sy_conn *c, void *handle);

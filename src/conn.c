@@ -60,6 +60,31 @@ sy_conn *sy_conn_new(sy_env *env, int fd, const struct sockaddr *peer, const sy_
     return c;
 }
 
+sy_conn *sy_conn_new_stream(sy_env *env, const sy_conn *carrier, const sy_proto *proto,
+                            void *proto_state, const sy_conn_sink *sink, void *sink_ud)
+{
+    sy_conn *c = sy_calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = -1;
+    c->env = env;
+    c->proto = proto;
+    c->proto_state = proto_state;
+    c->sink = sink;
+    c->sink_ud = sink_ud;
+    c->peer = carrier->peer;
+    c->stream_tls = carrier->tls != NULL || carrier->stream_tls;
+    sy_stats_conn_open(&env->stats, c->stat_proto = (signed char)sy_stats_proto(proto->name));
+    sy_buf_init(&c->in, env->cfg.max_head + env->cfg.max_body + 65536);
+    /* The io watchers never start: there is no socket. */
+    ev_io_init(&c->rio, on_readable, -1, EV_READ);
+    ev_io_init(&c->wio, on_writable, -1, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    ev_init(&c->send_timer, on_send_timer);
+    env->conn_added(env, c);
+    return c;
+}
+
 void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
 {
     c->proto = proto;
@@ -89,6 +114,13 @@ void sy_conn_resume(sy_conn *c)
     if (c->closing || !c->read_paused || c->close_after_write)
         return;
     c->read_paused = 0;
+    if (c->sink) {
+        if (c->sink_ud)
+            c->sink->resume(c, c->sink_ud);
+        if (sy_buf_len(&c->in) || (c->stream_eof && !c->peer_eof))
+            sy_conn_schedule(c);
+        return;
+    }
     if (!c->peer_eof)
         ev_io_start(c->env->loop, &c->rio);
     /* Plaintext may wait inside the TLS layer, which only the socket's readiness would flush. */
@@ -141,6 +173,11 @@ static void finish_close(sy_conn *c)
     c->proto_state = NULL;
     sy_stats_conn_gone(&c->env->stats, c->stat_proto);
     c->stat_proto = -1;
+    if (c->sink && c->sink_ud) {
+        void *ud = c->sink_ud;
+        c->sink_ud = NULL;
+        c->sink->closed(c, ud);
+    }
     if (c->tls) {
         sy_stats_conn_gone(&c->env->stats, SY_SP_TLS);
         c->env->stats.tls_failures += !c->tls_ready;
@@ -200,6 +237,21 @@ void sy_conn_close_after_write(sy_conn *c)
     ev_io_stop(c->env->loop, &c->rio);
     c->read_paused = 1;
     ev_timer_stop(c->env->loop, &c->timer);
+    if (c->sink) {
+        /* The carrier ends the stream once the queue is taken; a peer that never opens its
+         * window meets the send timeout (else the keep-alive one), then a reset. */
+        double t =
+            c->env->cfg.send_timeout > 0 ? c->env->cfg.send_timeout : c->env->cfg.idle_timeout;
+        if (t > 0) {
+            c->timer.repeat = t;
+            ev_timer_again(c->env->loop, &c->timer);
+        }
+        if (c->sink_ud)
+            c->sink->wake(c, c->sink_ud);
+        else
+            sy_conn_close(c);
+        return;
+    }
     /* A peer that never reads meets the send timeout (output that waits for the socket
      * without progress); one that reads slowly gets all of it. Without a send timeout the
      * keep-alive timeout bounds the wait instead. */
@@ -227,6 +279,11 @@ int sy_conn_shutdown_write(sy_conn *c)
     if (c->closing || c->close_after_write || c->shut_wr)
         return SY_ECLOSED;
     c->shut_wr = 1;
+    if (c->sink) {
+        if (c->sink_ud)
+            c->sink->wake(c, c->sink_ud);
+        return 0;
+    }
     if (c->tls)
         sy_conn_tls_flush(c);
     else if (c->out.bytes == 0)
@@ -265,7 +322,7 @@ static void on_send_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sy_conn *c = sy_container_of(w, sy_conn, send_timer);
     ev_timer_stop(loop, w);
-    if (c->closing || !ev_is_active(&c->wio))
+    if (c->closing || (!ev_is_active(&c->wio) && !c->sink) || (c->sink && c->out.bytes == 0))
         return;
     ev_tstamp left = c->sent_at + c->env->cfg.send_timeout - ev_now(loop);
     if (left > 0.0005) {
@@ -321,6 +378,120 @@ static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
     return w;
 }
 
+/* ---- stream connections ---------------------------------------------------------------- */
+
+/* Output was queued on a stream connection: the carrier hears of it (unless corked), the send
+ * timeout runs while it waits. Same results as sy_conn_write. */
+static int stream_queued(sy_conn *c)
+{
+    double t = c->env->cfg.send_timeout;
+    if (t > 0 && !ev_is_active(&c->send_timer)) {
+        c->sent_at = ev_now(c->env->loop);
+        c->send_timer.repeat = t;
+        ev_timer_again(c->env->loop, &c->send_timer);
+    }
+    if (!c->corked && c->sink_ud)
+        c->sink->wake(c, c->sink_ud);
+    if (c->out.bytes > c->env->cfg.high_water) {
+        c->over_high_water = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int stream_write2(sy_conn *c, const char *p1, size_t n1, const char *p2, size_t n2)
+{
+    if (!c->sink_ud)
+        return SY_ECLOSED;
+    if (sy_outq_copy2(&c->out, p1, n1, p2, n2) != 0) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    return stream_queued(c);
+}
+
+size_t sy_conn_stream_take(sy_conn *c, uint8_t *buf, size_t max, int *end)
+{
+    size_t done = 0;
+    while (done < max && c->out.bytes) {
+        struct iovec iov[8];
+        int n = sy_outq_iov(&c->out, iov, 8);
+        size_t got = 0;
+        for (int i = 0; i < n && done < max; i++) {
+            size_t k = iov[i].iov_len < max - done ? iov[i].iov_len : max - done;
+            memcpy(buf + done, iov[i].iov_base, k);
+            done += k;
+            got += k;
+        }
+        sy_outq_consume(&c->out, got);
+    }
+    if (done)
+        c->sent_at = ev_now(c->env->loop);
+    *end = c->out.bytes == 0 && (c->close_after_write || c->shut_wr);
+    if (*end && c->shut_wr && !c->close_after_write)
+        c->fin_sent = 1;
+    return done;
+}
+
+void sy_conn_stream_sent(sy_conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->out.bytes == 0) {
+        ev_timer_stop(c->env->loop, &c->send_timer);
+        sy_outq_dispose(&c->out); /* idle streams keep no output memory */
+    }
+    if (c->over_high_water && c->out.bytes <= c->env->cfg.high_water / 2) {
+        c->over_high_water = 0;
+        if (c->proto && c->proto->on_drain && !c->close_after_write) {
+            c->refs++;
+            c->proto->on_drain(c);
+            c->refs--;
+            if (c->closing)
+                return;
+        }
+    }
+    if (c->fin_sent && c->peer_eof && !c->close_after_write)
+        sy_conn_close(c);
+}
+
+int sy_conn_stream_input(sy_conn *c, const void *p, size_t n)
+{
+    int rc = sy_buf_append(&c->in, p, n);
+    if (rc == SY_ELIMIT) {
+        /* Bounded by the stream window that the carrier opens only while reading goes on. */
+        c->in.limit = sy_buf_len(&c->in) + n;
+        rc = sy_buf_append(&c->in, p, n);
+    }
+    return rc;
+}
+
+void sy_conn_stream_deliver(sy_conn *c, int eof)
+{
+    if (eof)
+        c->stream_eof = 1;
+    if (c->closing || c->read_paused || !c->proto)
+        return;
+    c->refs++;
+    if (sy_buf_len(&c->in) && c->proto->on_bytes)
+        c->proto->on_bytes(c);
+    if (c->stream_eof && !c->peer_eof && !c->closing && !c->read_paused && !sy_buf_len(&c->in)) {
+        c->peer_eof = 1;
+        if (c->fin_sent && !c->proto->on_eof)
+            sy_conn_close(c);
+        else if (c->proto->on_eof)
+            c->proto->on_eof(c);
+        else
+            sy_conn_close(c);
+    }
+    c->refs--;
+}
+
+void sy_conn_stream_detach(sy_conn *c)
+{
+    c->sink_ud = NULL;
+}
+
 int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t n2)
 {
     const char *p1 = v1, *p2 = v2;
@@ -328,6 +499,8 @@ int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t
         return SY_ECLOSED;
     if (c->tls)
         return sy_conn_tls_write2(c, p1, n1, p2, n2);
+    if (c->sink)
+        return stream_write2(c, p1, n1, p2, n2);
     if (c->out.bytes == 0 && !c->corked) {
         struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
         ssize_t w = send_iov(c, iov, n2 ? 2 : 1);
@@ -359,6 +532,15 @@ int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
         return SY_ECLOSED;
     if (c->tls)
         return sy_conn_tls_write_shared(c, ch, off, len);
+    if (c->sink) {
+        if (!c->sink_ud)
+            return SY_ECLOSED;
+        if (sy_outq_share(&c->out, ch, off, len) != 0) {
+            sy_conn_close(c);
+            return SY_ENOMEM;
+        }
+        return stream_queued(c);
+    }
     if (c->out.bytes == 0 && !c->corked) {
         struct iovec iov = {ch->data + off, len};
         ssize_t w = send_iov(c, &iov, 1);
@@ -395,6 +577,11 @@ void sy_conn_uncork(sy_conn *c)
 /* Sends the queue in batches of iovecs until the socket is full or the queue empty. */
 static void flush(sy_conn *c)
 {
+    if (c->sink) {
+        if (c->sink_ud)
+            c->sink->wake(c, c->sink_ud);
+        return;
+    }
     if (c->tls) {
         sy_conn_tls_flush(c);
         return;
@@ -549,6 +736,10 @@ void sy_conn_run_scheduled(sy_conn *c)
         c->refs++;
         sy_conn_tls_run(c, 1, 0);
         c->refs--;
+        return;
+    }
+    if (c->sink) {
+        sy_conn_stream_deliver(c, 0);
         return;
     }
     if (c->proto->on_bytes)

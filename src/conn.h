@@ -40,6 +40,19 @@ typedef struct sy_proto {
     void (*on_start)(sy_conn *c);
 } sy_proto;
 
+/* Where a stream connection's bytes travel instead of a socket: a stream of an HTTP/2
+ * connection carrying a WebSocket or a raw protocol (RFC 8441). The carrier takes output from
+ * c->out (sy_conn_stream_take) and hands input in (sy_conn_stream_input); each callback gets the
+ * carrier's ud, which is NULL once the carrier let go of c (sy_conn_stream_detach). */
+typedef struct sy_conn_sink {
+    /* Output waits in c->out, or the end of it was asked for (close_after_write, shut_wr). */
+    void (*wake)(sy_conn *c, void *ud);
+    /* Reading resumed: input credit held back may go to the peer. */
+    void (*resume)(sy_conn *c, void *ud);
+    /* c is closing: the carrier ends or resets the stream and forgets c. */
+    void (*closed)(sy_conn *c, void *ud);
+} sy_conn_sink;
+
 struct sy_conn {
     ev_io rio;             /* readable watcher */
     ev_io wio;             /* writable watcher, active while out is non-empty */
@@ -65,27 +78,58 @@ struct sy_conn {
     unsigned read_paused : 1; /* the protocol asked not to read */
     unsigned peer_eof : 1;
     unsigned over_high_water : 1;
-    unsigned pending : 1;   /* queued for sy_conn_schedule */
-    unsigned corked : 1;    /* writes queue until sy_conn_uncork */
-    unsigned tls_ready : 1; /* the TLS handshake completed (proto heard of it) */
-    unsigned shut_wr : 1;   /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
-    unsigned fin_sent : 1;  /* our write side is shut; reading goes on */
-    unsigned host_open : 1; /* the host's sy_ws_handler.on_open ran: on_close is owed */
-    unsigned app_open : 1;  /* the app heard of the WebSocket (ws_open): ws_close is owed */
-    struct sy_app *app;     /* borrowed: the app it hands its requests to instead of env's
-                               (the metrics listener's responder); NULL: env->app */
-    signed char stat_proto; /* the protocol it counts under in env->stats (-1: none) */
-    uint64_t id;            /* the server's id for it (sy_conn_id); 0 without memory */
-    sy_peer peer;           /* the remote address, compact (formatted on demand) */
-    sy_conn *prev, *next;   /* the server's list of live connections */
-    sy_conn *next_queued;   /* the server's scheduled queue */
-    sy_conn *next_dead;     /* the server's queue of closed conns awaiting release */
+    unsigned pending : 1;     /* queued for sy_conn_schedule */
+    unsigned corked : 1;      /* writes queue until sy_conn_uncork */
+    unsigned tls_ready : 1;   /* the TLS handshake completed (proto heard of it) */
+    unsigned shut_wr : 1;     /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
+    unsigned fin_sent : 1;    /* our write side is shut; reading goes on */
+    unsigned host_open : 1;   /* the host's sy_ws_handler.on_open ran: on_close is owed */
+    unsigned app_open : 1;    /* the app heard of the WebSocket (ws_open): ws_close is owed */
+    unsigned stream_tls : 1;  /* a stream connection whose carrier runs over TLS */
+    unsigned stream_eof : 1;  /* a stream connection's peer ended its side (told at delivery) */
+    struct sy_app *app;       /* borrowed: the app it hands its requests to instead of env's
+                                 (the metrics listener's responder); NULL: env->app */
+    signed char stat_proto;   /* the protocol it counts under in env->stats (-1: none) */
+    uint64_t id;              /* the server's id for it (sy_conn_id); 0 without memory */
+    sy_peer peer;             /* the remote address, compact (formatted on demand) */
+    sy_conn *prev, *next;     /* the server's list of live connections */
+    sy_conn *next_queued;     /* the server's scheduled queue */
+    sy_conn *next_dead;       /* the server's queue of closed conns awaiting release */
+    const sy_conn_sink *sink; /* borrowed static table; NULL for a socket connection */
+    void *sink_ud;            /* the carrier's; NULL once it let go (sy_conn_stream_detach) */
 };
 
 /* Creates a connection for an accepted non-blocking fd (takes ownership of fd, also on
  * failure), speaking proto. Returns NULL when out of memory. */
 sy_conn *sy_conn_new(sy_env *env, int fd, const struct sockaddr *peer, const sy_proto *proto,
                      void *proto_state);
+
+/* Creates a stream connection: no socket, its bytes travel through sink (an HTTP/2 stream),
+ * with the peer address and TLS flag of the carrier's connection. It is listed with the
+ * server's connections (shutdown, ids) like any other. Returns NULL when out of memory. */
+sy_conn *sy_conn_new_stream(sy_env *env, const sy_conn *carrier, const sy_proto *proto,
+                            void *proto_state, const sy_conn_sink *sink, void *sink_ud);
+
+/* 1 for a stream connection (sy_conn_new_stream). */
+static inline int sy_conn_is_stream(const sy_conn *c)
+{
+    return c->sink != NULL;
+}
+
+/* For the carrier of a stream connection. take: moves up to max bytes of queued output to buf
+ * and returns their count; *end is set when nothing more will come (close_after_write or
+ * shutdown_write with the queue empty). Runs no callback. */
+size_t sy_conn_stream_take(sy_conn *c, uint8_t *buf, size_t max, int *end);
+/* After takes, outside the carrier's codec: on_drain once the queue fell below the mark. */
+void sy_conn_stream_sent(sy_conn *c);
+/* Appends peer bytes to c->in (past its limit if need be: the carrier's flow control bounds
+ * them). Returns 0 or SY_ENOMEM. Runs no callback: sy_conn_stream_deliver does. */
+int sy_conn_stream_input(sy_conn *c, const void *p, size_t n);
+/* Runs on_bytes for the input waiting in c->in (unless reading is paused), then on_eof once
+ * when eof is set and the peer's end was not told yet. */
+void sy_conn_stream_deliver(sy_conn *c, int eof);
+/* The carrier lets go of c (its stream is gone): no more sink callbacks. */
+void sy_conn_stream_detach(sy_conn *c);
 
 /* Replaces the protocol in one step: the old protocol must have released its state already.
  * Bytes in c->in stay for the new protocol, which gets on_bytes at once if any are there. */

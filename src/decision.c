@@ -18,8 +18,8 @@ void sy_decision_error(sy_conn *c, const char *why)
     sy_log("error", "%s", why);
     sy_h1_note_decision(c, "error");
     static const char body[] = "internal server error\n";
-    int rc = sy_h1_respond(c, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
-                           sy_str_make(body, sizeof body - 1), 0);
+    int rc = sy_http_respond(c, 0, NULL, 500, SY_STR("Content-Type: text/plain\r\n"),
+                             sy_str_make(body, sizeof body - 1), 0);
     sy_answered_or_close(c, rc);
 }
 
@@ -35,7 +35,7 @@ void sy_decision_init(sy_decision *d, int kind)
  * close. */
 static void app_answer(sy_conn *c, int status, sy_str headers, sy_str body, int flags)
 {
-    int rc = sy_h1_respond(c, NULL, status, headers, body, flags);
+    int rc = sy_http_respond(c, 0, NULL, status, headers, body, flags);
     if (rc != 0 && rc != SY_ECLOSED && !c->closing) {
         char why[128];
         snprintf(why, sizeof why, "the answer of app.upgrade (status %d) could not be sent: %s",
@@ -78,8 +78,10 @@ int sy_decision_check(sy_decision *d, sy_conn *c, const sy_http1_request *req,
     }
     const sy_upgrade_offer *o = &offers[i];
     if (o->kind == SY_UP_WEBSOCKET) {
+        /* Over HTTP/2 (a stream connection) there is no key to answer (RFC 8441 5). */
         const sy_http1_header *key = sy_http1_find(req, "sec-websocket-key");
-        if (!key || sy_upgrade_ws_accept(key->value, d->accept_key) != 0) {
+        if (!sy_conn_is_stream(c) &&
+            (!key || sy_upgrade_ws_accept(key->value, d->accept_key) != 0)) {
             sy_decision_error(c, "websocket accept key could not be computed");
             return -1;
         }
@@ -231,10 +233,13 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
         return 1;
     }
     size_t len = 0;
+    int stream = sy_conn_is_stream(c);
     if (websocket) {
-        len = put(lines, len, SY_STR("Sec-WebSocket-Accept: "));
-        len = put(lines, len, sy_str_make(d->accept_key, strlen(d->accept_key)));
-        len = put(lines, len, SY_STR("\r\n"));
+        if (!stream) {
+            len = put(lines, len, SY_STR("Sec-WebSocket-Accept: "));
+            len = put(lines, len, sy_str_make(d->accept_key, strlen(d->accept_key)));
+            len = put(lines, len, SY_STR("\r\n"));
+        }
         if (d->subprotocol.p) {
             len = put(lines, len, SY_STR("Sec-WebSocket-Protocol: "));
             len = put(lines, len, d->subprotocol);
@@ -249,8 +254,10 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
     }
     /* The 101 names the protocol as the client offered it (RFC 9110 7.8). */
     sy_str value = websocket ? SY_STR("websocket") : offer_value(d->offer);
-    int rc = sy_h1_accept(c, value, sy_str_make(lines, len),
-                          websocket ? &sy_proto_ws : &sy_proto_raw, state);
+    const sy_proto *proto = websocket ? &sy_proto_ws : &sy_proto_raw;
+    /* Over HTTP/2 the answer is a 200 on the extended CONNECT's stream (RFC 8441 5). */
+    int rc = stream ? sy_h2_tunnel_accept(c, sy_str_make(lines, len), proto, state)
+                    : sy_h1_accept(c, value, sy_str_make(lines, len), proto, state);
     sy_free(lines);
     if (rc != 0) {
         /* The connection went away before the switch: the state was not handed over. */

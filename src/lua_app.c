@@ -610,12 +610,39 @@ static void lua_app_close(void *ud)
     }
 }
 
+/* 1 when the app table has an upgrade hook (a raw lookup, protected: a memory error is a no). */
+static int has_upgrade_hook(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, sy_lua_app_key());
+    int yes = 0;
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "upgrade");
+        yes = lua_rawget(L, -2) == LUA_TFUNCTION;
+    }
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
+static int lua_app_has_upgrade(void *ud)
+{
+    sy_server *s = ud;
+    lua_State *L = s->L;
+    if (!L)
+        return 0;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, has_upgrade_hook);
+    int yes = lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+    lua_settop(L, top);
+    return yes;
+}
+
 /* The Lua binding as the server's app (app.h); ud is the server. */
 static const sy_app_ops lua_app_ops = {
     .load = lua_app_load,
     .close = lua_app_close,
     .shutdown = lua_app_shutdown,
     .dispatch = sy_lua_dispatch,
+    .has_upgrade = lua_app_has_upgrade,
     .request = sy_lua_request,
     .response_dropped = sy_lua_response_dropped,
     .raw_open = sy_lua_raw_open,

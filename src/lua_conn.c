@@ -829,7 +829,7 @@ static int upgrade_done(lua_State *L, int status, lua_KContext ctx)
     size_t n = a->n;
     if (!rq) {
         /* The hook waited: the request waits at the front of the connection's buffer. */
-        if (sy_h1_pending_request(c, &req, &body, offers, &n) != 0)
+        if (sy_http_pending_request(c, &req, &body, offers, &n) != 0)
             return 0;
         rq = &req;
         offs = offers;

@@ -65,7 +65,7 @@ void sy_lua_push_request(lua_State *L, sy_conn *c, const sy_http1_request *req, 
     r->path = rebase(req->path, head, copy);
     r->query = rebase(req->query, head, copy);
     r->version = req->version;
-    r->https = sy_conn_is_tls(c);
+    r->https = sy_conn_is_tls(c) || c->stream_tls;
     r->nheaders = req->nheaders;
     r->headers = hdrs;
     for (size_t i = 0; i < req->nheaders; i++) {

@@ -1,5 +1,12 @@
 /* HTTP/2 on a connection (RFC 9113, h2c per RFC 7540 3.2): nghttp2's memory API fed from c->in
- * and drained into the conn's output queue; every stream is a request for the app. */
+ * and drained into the conn's output queue; every stream is a request for the app.
+ *
+ * Extended CONNECT (RFC 8441): a stream whose HEADERS carry :protocol gets a stream connection
+ * (sy_conn_new_stream) that reaches app.upgrade like an HTTP/1.1 offer. Once the app accepts,
+ * the 200's DATA frames carry that connection's output queue and the stream's DATA fills its
+ * input, so WebSocket and raw protocols run on it unchanged. Input is credited to the stream's
+ * flow-control window only while the protocol reads (the connection window at once), so a
+ * paused stream holds at most one window of input and the others go on. */
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 
@@ -24,7 +31,14 @@ typedef struct h2_stream {
     h2_field *fields; /* owned; regular fields in order */
     size_t nfields, fields_cap;
     h2_field method, path, authority, scheme; /* pseudo-headers; name_len 0 when absent */
-    char *body;                               /* owned; the request body so far */
+    h2_field protocol;                        /* :protocol of an extended CONNECT */
+    struct h2 *owner;                         /* borrowed; the connection's state */
+    sy_conn *vc;               /* borrowed; the stream connection of an extended CONNECT until
+                                  either side lets go (closed here or sy_conn_stream_detach) */
+    sy_http1_header *view;     /* owned (nfields entries); the request as the app sees it */
+    size_t unconsumed;         /* tunnel input not yet credited to the stream window */
+    struct h2_stream *next_in; /* h->inbox: tunnels with input or an end to deliver */
+    char *body;                /* owned; the request body so far */
     size_t body_len, body_cap;
     char *out; /* owned (out_len bytes); the response body being sent */
     size_t out_len, out_off;
@@ -37,6 +51,12 @@ typedef struct h2_stream {
     unsigned answered : 1;      /* a response was submitted */
     unsigned upgraded_body : 1; /* the body came with the h2c upgrade (not in h2->held) */
     unsigned waiting : 1;       /* complete, not yet handed to the app (h2->out_held full) */
+    unsigned tunnel : 1;        /* an extended CONNECT (vc was made) */
+    unsigned accepted : 1;      /* the 200 went out: DATA carries vc's output */
+    unsigned deferred : 1;      /* the DATA source waits for vc's output */
+    unsigned ended_local : 1;   /* our END_STREAM is submitted */
+    unsigned in_inbox : 1;
+    unsigned took : 1; /* vc's output was taken: its drain is due */
 } h2_stream;
 
 typedef struct h2 {
@@ -61,6 +81,10 @@ typedef struct h2 {
     ev_tstamp idle_at;    /* when the connection is idle for keepalive_timeout */
     ev_tstamp stall_at;   /* when held response bodies made no progress for too long;
                              0: nothing held, or progress since the last produce */
+    size_t tunnels;       /* streams with a stream connection */
+    h2_stream *inbox;     /* borrowed list (next_in): tunnels to deliver to */
+    int took;             /* some tunnel's output was taken in this produce round */
+    int again;            /* a tunnel queued output during produce: another round */
     sy_conn *conn;        /* borrowed; the conn that owns this state */
     /* The frame walker (RFC 9113 5.1.1 check that nghttp2 leaves to the application). */
     size_t preface_left;
@@ -79,6 +103,7 @@ static void stream_free(h2_stream *st)
     sy_pool_put(pool, st->fields, st->fields_cap * sizeof(h2_field));
     sy_pool_put(pool, st->body, st->body_cap);
     sy_pool_put(pool, st->out, st->out_len);
+    sy_free(st->view);
     sy_pool_put(pool, st, sizeof *st);
 }
 
@@ -112,6 +137,7 @@ static h2_stream *stream_new(h2 *h, int32_t id)
         return NULL;
     memset(st, 0, sizeof *st);
     st->pool = pool;
+    st->owner = h;
     st->id = id;
     st->last_data = st->started = ev_now(h->conn->env->loop);
     st->next = h->streams;
@@ -185,6 +211,7 @@ static sy_str fstr(const h2_stream *st, uint32_t off, uint32_t len)
 
 static void h2_release(h2 *h);
 static void dispatch(sy_conn *c, h2 *h, h2_stream *st);
+static void tunnels_sent(h2 *h);
 
 /* Response bodies a connection holds for the client's windows before further complete
  * requests wait to reach the app: the output high-water mark. */
@@ -277,6 +304,7 @@ static void produce(sy_conn *c, h2 *h)
     h->in_send = 1;
     for (;;) {
         h->drained = 0;
+        h->again = 0;
         sy_conn_cork(c);
         while (!c->closing && !c->close_after_write) {
             if (sy_conn_buffered(c) > c->env->cfg.high_water) {
@@ -300,6 +328,16 @@ static void produce(sy_conn *c, h2 *h)
             sy_conn_uncork(c);
         if (c->closing)
             break;
+        if (h->took) {
+            /* Tunnels whose output went: their drain handlers (which may queue more). */
+            tunnels_sent(h);
+            if (h->dead || c->closing)
+                break;
+        }
+        if (h->again && sy_conn_buffered(c) <= c->env->cfg.high_water) {
+            h->again = 0;
+            continue;
+        }
         if (!h->drained && h->waiting && h->out_held < out_cap(c)) {
             /* Room again: requests that waited reach the app, and their answers go out. */
             h->in_send = 0;
@@ -554,7 +592,13 @@ static void log_stream(sy_conn *c, const h2_stream *st, int status, size_t bytes
     c->env->access(c->env, &a);
 }
 
-static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, sy_str body)
+static ssize_t read_tunnel(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                           uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
+
+/* Submits a response. tunnel: the 200 of an accepted extended CONNECT, whose DATA is the
+ * stream connection's output (no content-length, no end of its own). */
+static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, sy_str body,
+                  int tunnel)
 {
     sy_stats_response(&c->env->stats, 1, status);
     /* Lines are "Name: value\r\n" (validated): count them, then point into a lower-cased copy. */
@@ -586,7 +630,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     /* "Date: ...\r\n" from the per-second cache. */
     const char *date = sy_env_date(c->env);
     NV("date", 4, date + 6, strlen(date) - 8);
-    int with_body = status_has_body(status);
+    int with_body = status_has_body(status) && !tunnel;
     if (with_body) {
         size_t k = sizeof cl_buf, v = body.len;
         do {
@@ -624,7 +668,10 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     int send_body = with_body && body.len &&
                     !sy_str_eq(fstr(st, st->method.value, st->method.value_len), "HEAD");
     int rc = 0;
-    if (send_body) {
+    if (tunnel) {
+        prd.read_callback = read_tunnel;
+        send_body = 1;
+    } else if (send_body) {
         st->out = sy_pool_get(st->pool, body.len);
         if (!st->out)
             rc = SY_ENOMEM;
@@ -645,6 +692,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     if (rc == 0) {
         log_stream(c, st, status, send_body ? body.len : 0);
         st->answered = 1;
+        st->ended_local = !tunnel;
         /* Whoever answered (the app's res or the core's own 500), the app's handle is done:
          * a copy kept in a timer then answers nil, "closed" instead of reaching a dead conn. */
         if (st->res)
@@ -669,7 +717,7 @@ static void respond_core(sy_conn *c, h2 *h, h2_stream *st, int status, const cha
         st->res = NULL;
     }
     if (submit(c, h, st, status, SY_STR("content-type: text/plain\r\n"),
-               sy_str_make(body, (size_t)n)) != 0)
+               sy_str_make(body, (size_t)n), 0) != 0)
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -692,7 +740,7 @@ int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str h
     /* An HTTP/2 response has one final status; interim ones are not offered. */
     if (status < 200 || status > 999)
         return SY_EINVAL;
-    int rc = submit(c, h, st, status, headers, body);
+    int rc = submit(c, h, st, status, headers, body, 0);
     if (rc != 0) {
         /* Nothing was sent: reset the stream so the client is told and nothing stays owed. */
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
@@ -705,9 +753,338 @@ int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str h
     return rc;
 }
 
+/* ---- extended CONNECT (RFC 8441) ----------------------------------------------------------- */
+
+static const sy_proto tunnel_wait_proto;
+static const sy_conn_sink tunnel_sink;
+
+/* The stream of a stream connection made here, or NULL (another conn, or let go). */
+static h2_stream *tunnel_of(const sy_conn *c)
+{
+    return c->sink == &tunnel_sink ? c->sink_ud : NULL;
+}
+
+/* Credits the tunnel's input to its stream window while its protocol reads. */
+static void credit(h2 *h, h2_stream *st)
+{
+    sy_conn *vc = st->vc;
+    if (!st->unconsumed || !vc || vc->read_paused || vc->closing || !st->accepted)
+        return;
+    (void)nghttp2_session_consume_stream(h->session, st->id, st->unconsumed);
+    st->unconsumed = 0;
+}
+
+static void inbox_add(h2 *h, h2_stream *st)
+{
+    if (st->in_inbox)
+        return;
+    st->in_inbox = 1;
+    st->next_in = h->inbox;
+    h->inbox = st;
+}
+
+static void inbox_remove(h2 *h, h2_stream *st)
+{
+    if (!st->in_inbox)
+        return;
+    for (h2_stream **p = &h->inbox; *p; p = &(*p)->next_in)
+        if (*p == st) {
+            *p = st->next_in;
+            break;
+        }
+    st->in_inbox = 0;
+    st->next_in = NULL;
+}
+
+/* Hands the tunnels' new input (and their peers' ends) to their protocols, outside nghttp2.
+ * in_recv holds produce back meanwhile, so no stream is freed; the caller produces after. */
+static void deliver_inbox(h2 *h)
+{
+    int was = h->in_recv;
+    h->in_recv = 1;
+    while (h->inbox && !h->dead) {
+        h2_stream *st = h->inbox;
+        h->inbox = st->next_in;
+        st->next_in = NULL;
+        st->in_inbox = 0;
+        sy_conn *vc = st->vc;
+        if (!vc || !st->accepted)
+            continue; /* still waiting for the app: input stays in vc->in */
+        sy_conn_ref(vc);
+        sy_conn_stream_deliver(vc, st->req_done);
+        credit(h, st);
+        sy_conn_unref(vc);
+    }
+    h->in_recv = was;
+}
+
+/* Runs the drains of the tunnels whose output nghttp2 took (inside produce: in_send holds
+ * produce back, so no stream is freed). */
+static void tunnels_sent(h2 *h)
+{
+    h->took = 0;
+    for (h2_stream *st = h->streams; st && !h->dead; st = st->next) {
+        if (!st->took)
+            continue;
+        st->took = 0;
+        sy_conn *vc = st->vc;
+        if (!vc)
+            continue;
+        sy_conn_ref(vc);
+        sy_conn_stream_sent(vc);
+        sy_conn_unref(vc);
+    }
+}
+
+/* The DATA of an accepted tunnel: what its stream connection queued, END_STREAM once it
+ * closes after writing (or shuts its side). */
+static ssize_t read_tunnel(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                           uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+    (void)session;
+    (void)stream_id;
+    h2 *h = user_data;
+    h2_stream *st = source->ptr;
+    sy_conn *vc = st->vc;
+    if (!vc)
+        return NGHTTP2_ERR_DEFERRED; /* closed: its RST_STREAM ends the stream */
+    int end = 0;
+    size_t n = sy_conn_stream_take(vc, buf, length, &end);
+    if (n || end) {
+        st->took = 1;
+        h->took = 1;
+    }
+    if (end) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        st->ended_local = 1;
+    } else if (n == 0) {
+        st->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return (ssize_t)n;
+}
+
+static void tunnel_wake(sy_conn *vc, void *ud)
+{
+    (void)vc;
+    h2_stream *st = ud;
+    h2 *h = st->owner;
+    if (!st->accepted || !h->session || h->dead)
+        return;
+    if (st->deferred) {
+        st->deferred = 0;
+        (void)nghttp2_session_resume_data(h->session, st->id);
+    }
+    if (h->in_send)
+        h->again = 1;
+    else
+        produce(h->conn, h);
+}
+
+static void tunnel_resume(sy_conn *vc, void *ud)
+{
+    (void)vc;
+    h2_stream *st = ud;
+    h2 *h = st->owner;
+    if (!h->session || h->dead)
+        return;
+    credit(h, st);
+    produce(h->conn, h);
+}
+
+/* The stream connection closes on its own: a stream not ended both ways is reset with CANCEL
+ * (RFC 8441 4: the reset of the tunnelled connection). */
+static void tunnel_closed(sy_conn *vc, void *ud)
+{
+    (void)vc;
+    h2_stream *st = ud;
+    h2 *h = st->owner;
+    st->vc = NULL;
+    h->tunnels--;
+    inbox_remove(h, st);
+    if (!h->session || h->dead)
+        return;
+    if (!st->ended_local || !st->req_done)
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    produce(h->conn, h);
+}
+
+static const sy_conn_sink tunnel_sink = {
+    .wake = tunnel_wake,
+    .resume = tunnel_resume,
+    .closed = tunnel_closed,
+};
+
+/* Until the app decides, a tunnel's input waits in vc->in (uncredited: one window at most). */
+static void wait_on_bytes(sy_conn *c)
+{
+    (void)c;
+}
+
+static void wait_on_shutdown(sy_conn *c)
+{
+    (void)c; /* the connection's GOAWAY covers it; the app's answer still goes out */
+}
+
+static const sy_proto tunnel_wait_proto = {
+    .name = "h2-connect",
+    .on_bytes = wait_on_bytes,
+    .on_shutdown = wait_on_shutdown,
+};
+
+/* The request view of an extended CONNECT: :path as the target, :authority as Host, the
+ * offer from :protocol ("name" or "name/version", as an Upgrade token). */
+static void tunnel_request(h2_stream *st, sy_http1_request *req, sy_upgrade_offer *offer)
+{
+    memset(req, 0, sizeof *req);
+    for (size_t i = 0; i < st->nfields; i++) {
+        st->view[i].name = fstr(st, st->fields[i].name, st->fields[i].name_len);
+        st->view[i].value = fstr(st, st->fields[i].value, st->fields[i].value_len);
+    }
+    req->headers = st->view;
+    req->nheaders = st->nfields;
+    req->method = fstr(st, st->method.value, st->method.value_len);
+    req->target = fstr(st, st->path.value, st->path.value_len);
+    req->target_form = SY_TARGET_ORIGIN;
+    const char *q = req->target.len ? memchr(req->target.p, '?', req->target.len) : NULL;
+    req->path = q ? sy_str_make(req->target.p, (size_t)(q - req->target.p)) : req->target;
+    if (q)
+        req->query = sy_str_make(q + 1, req->target.len - req->path.len - 1);
+    req->version = 20;
+    req->content_length = -1;
+    req->keep_alive = 1;
+    sy_str token = fstr(st, st->protocol.value, st->protocol.value_len);
+    const char *slash = token.len ? memchr(token.p, '/', token.len) : NULL;
+    memset(offer, 0, sizeof *offer);
+    offer->name = slash ? sy_str_make(token.p, (size_t)(slash - token.p)) : token;
+    if (slash)
+        offer->version = sy_str_make(slash + 1, token.len - offer->name.len - 1);
+    offer->kind = !slash && sy_str_ieq(offer->name, "websocket") ? SY_UP_WEBSOCKET : SY_UP_OTHER;
+}
+
+/* An extended CONNECT arrived (its HEADERS): a stream connection for it, then app.upgrade. */
+static void dispatch_tunnel(sy_conn *c, h2 *h, h2_stream *st)
+{
+    st->dispatched = 1;
+    st->tunnel = 1;
+    sy_str token = fstr(st, st->protocol.value, st->protocol.value_len);
+    if (sy_str_ieq(token, "websocket")) {
+        /* RFC 8441 5: the RFC 6455 fields less Key and Accept; the version must be 13. */
+        int v13 = 0;
+        for (size_t i = 0; i < st->nfields; i++)
+            if (is_name(&st->fields[i], st, "sec-websocket-version"))
+                v13 = sy_str_eq(fstr(st, st->fields[i].value, st->fields[i].value_len), "13");
+        if (!v13) {
+            st->refused = 1;
+            if (submit(c, h, st, 426,
+                       SY_STR("sec-websocket-version: 13\r\ncontent-type: text/plain\r\n"),
+                       SY_STR("unsupported Sec-WebSocket-Version (13 expected)\n"), 0) != 0)
+                nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id,
+                                          NGHTTP2_INTERNAL_ERROR);
+            return;
+        }
+    }
+    int has_host = 0;
+    for (size_t i = 0; i < st->nfields && !has_host; i++)
+        has_host = is_name(&st->fields[i], st, "host");
+    if (!has_host && st->authority.value_len) {
+        /* :authority stands in for Host (RFC 9113 8.3.1). */
+        h2_field host = st->authority;
+        int64_t no = hb_put(st, "host", 4);
+        if (no < 0 || grow(st->pool, (void **)&st->fields, &st->fields_cap, st->nfields + 1,
+                           sizeof(h2_field), 16) != 0) {
+            respond_core(c, h, st, 500, "out of memory");
+            return;
+        }
+        host.name = (uint32_t)no;
+        host.name_len = 4;
+        st->fields[st->nfields++] = host;
+    }
+    st->view = sy_calloc(st->nfields ? st->nfields : 1, sizeof *st->view);
+    sy_conn *vc =
+        st->view ? sy_conn_new_stream(c->env, c, &tunnel_wait_proto, st, &tunnel_sink, st) : NULL;
+    if (!vc) {
+        respond_core(c, h, st, 500, "out of memory");
+        return;
+    }
+    st->vc = vc;
+    h->tunnels++;
+    sy_http1_request req;
+    sy_upgrade_offer offer;
+    tunnel_request(st, &req, &offer);
+    sy_conn_ref(vc);
+    if (!sy_app_dispatch(vc, &req, sy_str_make(NULL, 0), &offer, 1))
+        sy_http_not_found(vc, 0);
+    sy_conn_unref(vc);
+}
+
+/* The app's answer to an extended CONNECT other than an accept (a reject, a 426, or
+ * app.request after an ignore): an ordinary response that ends the stream. */
+static int tunnel_respond(sy_conn *vc, void *res, int status, sy_str headers, sy_str body)
+{
+    h2_stream *st = tunnel_of(vc);
+    if (!st || vc->closing)
+        return SY_ECLOSED;
+    h2 *h = st->owner;
+    if (!h->session || h->dead || st->answered || st->refused || (res && st->res && st->res != res))
+        return SY_ECLOSED;
+    if (status < 200 || status > 999)
+        return SY_EINVAL;
+    int rc = submit(h->conn, h, st, status, headers, body, 0);
+    if (rc != 0) {
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        if (st->res)
+            sy_app_response_dropped(vc, st->res);
+        st->res = NULL;
+        st->refused = 1;
+    }
+    produce(h->conn, h);
+    return rc;
+}
+
+int sy_h2_tunnel_accept(sy_conn *vc, sy_str headers, const sy_proto *proto, void *state)
+{
+    h2_stream *st = tunnel_of(vc);
+    if (!st || vc->closing)
+        return SY_ECLOSED;
+    h2 *h = st->owner;
+    if (!h->session || h->dead || st->answered || st->refused)
+        return SY_ECLOSED;
+    int rc = submit(h->conn, h, st, 200, headers, SY_STR(""), 1);
+    if (rc != 0)
+        return rc;
+    st->accepted = 1;
+    sy_conn_switch(vc, proto, state);
+    if (!vc->closing && st->vc == vc) {
+        if (st->req_done) {
+            vc->stream_eof = 1;
+            sy_conn_schedule(vc);
+        }
+        credit(h, st);
+    }
+    produce(h->conn, h);
+    return 0;
+}
+
+int sy_http_pending_request(sy_conn *c, sy_http1_request *req, sy_str *body,
+                            sy_upgrade_offer *offers, size_t *n)
+{
+    if (!sy_conn_is_stream(c))
+        return sy_h1_pending_request(c, req, body, offers, n);
+    h2_stream *st = tunnel_of(c);
+    if (!st || c->closing || st->answered || st->refused || c->proto != &tunnel_wait_proto)
+        return SY_ECLOSED;
+    tunnel_request(st, req, &offers[0]);
+    *n = 1;
+    *body = sy_str_make(NULL, 0);
+    return 0;
+}
+
 int sy_http_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
                     sy_str body, int flags)
 {
+    if (c->sink == &tunnel_sink)
+        return tunnel_respond(c, res, status, headers, body);
     if (stream_id == 0)
         return sy_h1_respond(c, res, status, headers, body, flags);
     return sy_h2_respond(c, stream_id, res, status, headers, body);
@@ -723,6 +1100,12 @@ void sy_http_not_found(sy_conn *c, int32_t stream_id)
 
 void sy_http_set_response_handle(sy_conn *c, int32_t stream_id, void *res)
 {
+    if (c->sink == &tunnel_sink) {
+        h2_stream *st = tunnel_of(c);
+        if (st && !st->answered && !st->refused)
+            st->res = res;
+        return;
+    }
     if (stream_id == 0) {
         sy_h1_set_response_handle(c, res);
         return;
@@ -795,6 +1178,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                  : sy_str_eq(n, ":path")      ? &st->path
                  : sy_str_eq(n, ":authority") ? &st->authority
                  : sy_str_eq(n, ":scheme")    ? &st->scheme
+                 : sy_str_eq(n, ":protocol")  ? &st->protocol
                                               : NULL;
         if (!pseudo)
             return 0;
@@ -815,6 +1199,21 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     (void)flags;
     h2 *h = ud;
     h2_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (st && st->tunnel) {
+        /* The connection window opens at once; the stream's as its protocol reads (credit). */
+        (void)nghttp2_session_consume_connection(session, len);
+        if (!st->vc || st->refused)
+            return 0;
+        if (sy_conn_stream_input(st->vc, data, len) != 0) {
+            sy_conn_close(st->vc); /* out of memory: the stream is reset (tunnel_closed) */
+            return 0;
+        }
+        st->unconsumed += len;
+        inbox_add(h, st);
+        return 0;
+    }
+    /* Request bodies are counted against their own limits: their windows open as they come. */
+    (void)nghttp2_session_consume(session, stream_id, len);
     if (!st || st->refused || st->dispatched)
         return 0;
     size_t max_body = h->conn->env->cfg.max_body;
@@ -868,6 +1267,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (!st)
         return 0;
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (st->tunnel || (frame->hd.type == NGHTTP2_HEADERS &&
+                       frame->headers.cat == NGHTTP2_HCAT_REQUEST && st->protocol.name_len)) {
+        if (end) {
+            st->req_done = 1;
+            if (st->vc)
+                inbox_add(h, st);
+        }
+        if (!st->tunnel)
+            dispatch_tunnel(h->conn, h, st);
+        return 0;
+    }
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
         /* A declared body over the limit is refused before it arrives. */
         for (size_t i = 0; i < st->nfields; i++) {
@@ -912,7 +1322,8 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     /* Answered before the request ended (413, 431, or the app did not wait): RFC 9113 8.1
      * lets the server stop the rest of the request with RST_STREAM NO_ERROR. */
-    if (st && !st->req_done)
+    /* A tunnel that only shut its side (conn:shutdown) goes on reading. */
+    if (st && !st->req_done && !(st->accepted && st->vc && !st->vc->close_after_write))
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
     return 0;
 }
@@ -926,6 +1337,16 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (!st)
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    inbox_remove(h, st);
+    if (st->vc) {
+        /* Ended both ways, or reset by either side: the stream connection closes (a WebSocket
+         * not closed by its handshake hears 1006). */
+        sy_conn *vc = st->vc;
+        st->vc = NULL;
+        h->tunnels--;
+        sy_conn_stream_detach(vc);
+        sy_conn_close(vc);
+    }
     if (st->res) {
         /* Reset or cut before the app answered: its res goes dead. */
         void *res = st->res;
@@ -1009,6 +1430,8 @@ static int make_session(h2 *h)
         nghttp2_session_callbacks_del(cb);
         return SY_ENOMEM;
     }
+    /* Windows open as input is used (on_data_chunk, credit): a paused tunnel holds its own. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
     /* HTTP messaging checks stay on (pseudo-headers, connection-specific fields,
      * content-length against DATA: RFC 9113 8.1, 8.2). */
     nghttp2_mem mem = {&h->conn->env->pool, h2_malloc, h2_mfree, h2_calloc, h2_realloc};
@@ -1027,10 +1450,11 @@ static int submit_settings(h2 *h)
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)h->conn->env->cfg.max_head},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
-    return nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, SY_COUNTOF(iv)) == 0
-               ? 0
-               : SY_ENOMEM;
+    /* RFC 8441 3: extended CONNECT only where the app decides upgrades. */
+    size_t n = sy_app_has_upgrade(h->conn) ? SY_COUNTOF(iv) : SY_COUNTOF(iv) - 1;
+    return nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, n) == 0 ? 0 : SY_ENOMEM;
 }
 
 static void h2_on_start(sy_conn *c)
@@ -1135,6 +1559,17 @@ static void h2_on_bytes(sy_conn *c)
     if (c->closing)
         return;
     sy_buf_consume(&c->in, len);
+    if (h->inbox) {
+        sy_conn_ref(c);
+        deliver_inbox(h);
+        sy_conn_unref(c);
+        if (h->dead) {
+            h2_release(h);
+            return;
+        }
+        if (c->closing)
+            return;
+    }
     if (n < 0 && h->calm) {
         /* RFC 9113 11.4 (denial of service): the 431 and what was answered before go out,
          * then the connection closes (produce); streams after this one were not processed. */
@@ -1211,7 +1646,7 @@ static void h2_on_timeout(sy_conn *c)
         arm_timer(c, h);
         produce(c, h);
         return;
-    } else if (owed(h) || h->out_held) {
+    } else if (owed(h) || h->out_held || h->tunnels) {
         /* The app still owes an answer, or one is still going out (and moving, else the stall
          * deadline would have passed): as in HTTP/1.1, a pending response is not cut. */
         touch_idle(c, h);
@@ -1235,6 +1670,14 @@ static void h2_on_close(sy_conn *c)
         return;
     c->proto_state = NULL;
     for (h2_stream *st = h->streams; st; st = st->next) {
+        if (st->vc) {
+            /* The carrier is gone: every stream connection closes (1006 for a WebSocket). */
+            sy_conn *vc = st->vc;
+            st->vc = NULL;
+            h->tunnels--;
+            sy_conn_stream_detach(vc);
+            sy_conn_close(vc);
+        }
         if (st->res) {
             void *res = st->res;
             st->res = NULL;

@@ -31,4 +31,10 @@ void sy_h2_free(void *state);
 int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
                   sy_str body);
 
+/* Accepts the extended CONNECT (RFC 8441) of the stream connection vc: answers 200 with the
+ * header lines (as for sy_h2_respond) and switches vc to proto with state (taken over on
+ * success), whose output then travels as the stream's DATA. Returns 0, SY_ECLOSED (the stream
+ * is gone or answered), SY_ENOMEM. */
+int sy_h2_tunnel_accept(sy_conn *vc, sy_str headers, const sy_proto *proto, void *state);
+
 #endif

@@ -61,6 +61,11 @@ int sy_h1_start_tls(sy_conn *c, sy_str upgrade_value, int min_version);
  * Same results as sy_h1_respond. */
 int sy_http_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str headers,
                     sy_str body, int flags);
+/* The request still waiting for the app's decision on c, parsed again (after a hook that
+ * waited): an HTTP/1.1 connection's pending request (sy_h1_pending_request) or an HTTP/2
+ * extended CONNECT on its stream connection. Same results as sy_h1_pending_request. */
+int sy_http_pending_request(sy_conn *c, sy_http1_request *req, sy_str *body,
+                            sy_upgrade_offer *offers, size_t *n);
 /* The core's answer when the app has no handler for a request: 404 "not found". */
 void sy_http_not_found(sy_conn *c, int32_t stream_id);
 /* Records the app's handle for the pending response of that request (stream 0: HTTP/1.1). */
