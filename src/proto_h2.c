@@ -45,6 +45,7 @@ typedef struct h2_stream {
     void *res;                  /* borrowed app handle while the response is pending */
     ev_tstamp last_data;        /* when the request last made progress (HEADERS, DATA) */
     ev_tstamp started;          /* when its HEADERS began (for the access log) */
+    const char *decision;       /* an extended CONNECT: what app.upgrade decided (static) */
     unsigned refused : 1;       /* answered by the core (413, 431, 408, 503): body discarded */
     unsigned req_done : 1;      /* END_STREAM received */
     unsigned dispatched : 1;    /* handed to the app */
@@ -571,15 +572,25 @@ static int status_has_body(int status)
     return !(status == 204 || status == 304);
 }
 
-/* The access log's line for the response to st: status and bytes of body. */
-static void log_stream(sy_conn *c, const h2_stream *st, int status, size_t bytes)
+/* The access log's line for the response to st: status and bytes of body. An extended CONNECT
+ * that app.upgrade decided is an upgrade line (tunnel: the accept's 200), as over HTTP/1.1. */
+static void log_stream(sy_conn *c, const h2_stream *st, int status, size_t bytes, int tunnel)
 {
     if (!c->env->access)
         return;
     sy_access a;
     memset(&a, 0, sizeof a);
     a.event = SY_ACCESS_REQUEST;
-    a.conn = c;
+    sy_env *env = c->env;
+    if (st->tunnel && st->decision) {
+        a.event = SY_ACCESS_UPGRADE;
+        a.decision = st->decision;
+        if (st->vc)
+            c = st->vc; /* its id ties the line to the stream's close line */
+        a.upgrade = fstr(st, st->protocol.value, st->protocol.value_len);
+        if (tunnel)
+            a.protocol = a.upgrade;
+    }
     a.stream = st->id;
     a.proto = "HTTP/2";
     if (st->method.name_len)
@@ -589,7 +600,8 @@ static void log_stream(sy_conn *c, const h2_stream *st, int status, size_t bytes
     a.status = status;
     a.bytes_out = bytes;
     a.started = st->started;
-    c->env->access(c->env, &a);
+    a.conn = c;
+    env->access(env, &a);
 }
 
 static ssize_t read_tunnel(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
@@ -600,7 +612,8 @@ static ssize_t read_tunnel(nghttp2_session *session, int32_t stream_id, uint8_t 
 static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, sy_str body,
                   int tunnel)
 {
-    sy_stats_response(&c->env->stats, 1, status);
+    if (!tunnel) /* the accept's 200 counts as an upgrade, as a 101 does */
+        sy_stats_response(&c->env->stats, 1, status);
     /* Lines are "Name: value\r\n" (validated): count them, then point into a lower-cased copy. */
     size_t lines = 0;
     for (size_t i = 0; i + 1 < headers.len; i++)
@@ -690,7 +703,7 @@ static int submit(sy_conn *c, h2 *h, h2_stream *st, int status, sy_str headers, 
     if (copy != stack_copy)
         sy_free(copy);
     if (rc == 0) {
-        log_stream(c, st, status, send_body ? body.len : 0);
+        log_stream(c, st, status, send_body ? body.len : 0, tunnel);
         st->answered = 1;
         st->ended_local = !tunnel;
         /* Whoever answered (the app's res or the core's own 500), the app's handle is done:
@@ -1040,6 +1053,13 @@ static int tunnel_respond(sy_conn *vc, void *res, int status, sy_str headers, sy
     }
     produce(h->conn, h);
     return rc;
+}
+
+void sy_h2_tunnel_note_decision(sy_conn *vc, const char *decision)
+{
+    h2_stream *st = tunnel_of(vc);
+    if (st && !st->answered)
+        st->decision = decision;
 }
 
 int sy_h2_tunnel_accept(sy_conn *vc, sy_str headers, const sy_proto *proto, void *state)

@@ -37,4 +37,8 @@ int sy_h2_respond(sy_conn *c, int32_t stream_id, void *res, int status, sy_str h
  * is gone or answered), SY_ENOMEM. */
 int sy_h2_tunnel_accept(sy_conn *vc, sy_str headers, const sy_proto *proto, void *state);
 
+/* Records what app.upgrade decided about the extended CONNECT of vc (as sy_h1_note_decision),
+ * for the access log's upgrade line. Nothing happens once the stream is answered. */
+void sy_h2_tunnel_note_decision(sy_conn *vc, const char *decision);
+
 #endif

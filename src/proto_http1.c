@@ -605,6 +605,10 @@ int sy_h1_respond(sy_conn *c, void *res, int status, sy_str headers, sy_str body
 
 void sy_h1_note_decision(sy_conn *c, const char *decision)
 {
+    if (c->sink) {
+        sy_h2_tunnel_note_decision(c, decision); /* an extended CONNECT's stream */
+        return;
+    }
     if (c->closing || c->proto != &sy_proto_http1)
         return;
     h1 *h = c->proto_state;

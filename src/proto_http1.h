@@ -36,8 +36,9 @@ void sy_h1_set_response_handle(sy_conn *c, void *res);
 
 /* Records what the app decided about the pending request's upgrade offers ("accept", "ignore",
  * "426", "reject" or "error"; a static string) for its access log line, which then reads
- * event=upgrade. The last call before the answer counts. Nothing happens unless c speaks
- * HTTP/1.1 with a request pending. */
+ * event=upgrade. The last call before the answer counts. On the stream connection of an HTTP/2
+ * extended CONNECT it goes to that stream; otherwise nothing happens unless c speaks HTTP/1.1
+ * with a request pending. */
 void sy_h1_note_decision(sy_conn *c, const char *decision);
 
 /* Switches the connection after the pending upgrade request: writes "101 Switching Protocols"
