@@ -966,7 +966,8 @@ static void usage(FILE *f)
             "  -r, --ramp N          connections opened at once while ramping up (default 200)\n"
             "  -T, --timeout SECS    connect, handshake, close and echo stall limit (default 5)\n"
             "  -A, --all-echoed      echo: fail unless every connection got at least one echo\n"
-            "                        back (warmup included; RESULT echoed= counts them)\n"
+            "                        back (warmup included; RESULT echoed= counts them); the\n"
+            "                        window runs on until each got one or failed (-T)\n"
             "  -v, --verbose         print every error, not only the first 3 of each kind\n"
             "  -R, --rate M          fanout: messages the publisher sends per second (100)\n"
             "      --pub-port PORT   fanout: the publisher's server port (default --port)\n"
@@ -1038,6 +1039,16 @@ static int echoed_conns(void)
     for (int i = 0; i < R.ncl; i++)
         n += R.cl[i].recvd > 0;
     return n;
+}
+
+/* -A: every connection got an echo back or failed (a stall fails it after -T), so the run can
+ * end: on a slow machine the window alone may be too short for the last ones to be served. */
+static int all_heard(void)
+{
+    for (int i = 0; i < R.ncl; i++)
+        if (R.cl[i].recvd == 0 && R.cl[i].state == ST_OPEN)
+            return 0;
+    return 1;
 }
 
 static void report(uint64_t wall_ns)
@@ -1324,7 +1335,8 @@ int main(int argc, char **argv)
             }
             R.self_cpu0 = self_cpu();
         }
-        if (R.measuring && (now >= R.wend || stop_signal))
+        if (R.measuring && (now >= R.wend || stop_signal) &&
+            (stop_signal || !cfg.all_echoed || cfg.mode != MODE_ECHO || all_heard()))
             break;
         if (stop_signal && !R.measuring) {
             rc = 1;
