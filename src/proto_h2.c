@@ -777,6 +777,19 @@ static h2_stream *tunnel_of(const sy_conn *c)
     return c->sink == &tunnel_sink ? c->sink_ud : NULL;
 }
 
+/* The stream lets go of its stream connection, which closes (a WebSocket not closed by its
+ * handshake hears 1006). Nothing happens without one. */
+static void close_tunnel(h2 *h, h2_stream *st)
+{
+    sy_conn *vc = st->vc;
+    if (!vc)
+        return;
+    st->vc = NULL;
+    h->tunnels--;
+    sy_conn_stream_detach(vc);
+    sy_conn_close(vc);
+}
+
 /* Credits the tunnel's input to its stream window while its protocol reads. */
 static void credit(h2 *h, h2_stream *st)
 {
@@ -1358,15 +1371,9 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
     inbox_remove(h, st);
-    if (st->vc) {
-        /* Ended both ways, or reset by either side: the stream connection closes (a WebSocket
-         * not closed by its handshake hears 1006). */
-        sy_conn *vc = st->vc;
-        st->vc = NULL;
-        h->tunnels--;
-        sy_conn_stream_detach(vc);
-        sy_conn_close(vc);
-    }
+    /* Ended both ways, or reset by either side: the stream connection closes (a WebSocket
+     * not closed by its handshake hears 1006). */
+    close_tunnel(h, st);
     if (st->res) {
         /* Reset or cut before the app answered: its res goes dead. */
         void *res = st->res;
@@ -1690,14 +1697,7 @@ static void h2_on_close(sy_conn *c)
         return;
     c->proto_state = NULL;
     for (h2_stream *st = h->streams; st; st = st->next) {
-        if (st->vc) {
-            /* The carrier is gone: every stream connection closes (1006 for a WebSocket). */
-            sy_conn *vc = st->vc;
-            st->vc = NULL;
-            h->tunnels--;
-            sy_conn_stream_detach(vc);
-            sy_conn_close(vc);
-        }
+        close_tunnel(h, st); /* the carrier is gone: 1006 for a WebSocket */
         if (st->res) {
             void *res = st->res;
             st->res = NULL;
