@@ -75,8 +75,6 @@ struct sy_conn {
                            adds it */
     const sy_proto *proto; /* borrowed static table */
     void *proto_state;     /* owned by the protocol; released in proto->on_close */
-    struct sy_app *app;    /* borrowed: the app it hands its requests to instead of env's
-                              (the metrics listener's responder); NULL: env->app */
     uint64_t id;           /* the server's id for it (sy_conn_id); 0 without memory */
     union {
         sy_conn *prev;      /* the server's list of live connections (with next) */
@@ -96,17 +94,19 @@ struct sy_conn {
     unsigned read_paused : 1; /* the protocol asked not to read */
     unsigned peer_eof : 1;
     unsigned over_high_water : 1;
-    unsigned pending : 1;    /* queued for sy_conn_schedule */
-    unsigned corked : 1;     /* writes queue until sy_conn_uncork */
-    unsigned tls_ready : 1;  /* the TLS handshake completed (proto heard of it) */
-    unsigned shut_wr : 1;    /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
-    unsigned fin_sent : 1;   /* our write side is shut; reading goes on */
-    unsigned host_open : 1;  /* the host's sy_ws_handler.on_open ran: on_close is owed */
-    unsigned app_open : 1;   /* the app heard of the WebSocket (ws_open): ws_close is owed */
-    unsigned stream_tls : 1; /* a stream connection whose carrier runs over TLS */
-    unsigned stream_eof : 1; /* a stream connection's peer ended its side (told at delivery) */
-    unsigned send_armed : 1; /* output waits: the send timeout counts from sent_at */
-    unsigned area_busy : 1;  /* area holds the protocol's state */
+    unsigned pending : 1;     /* queued for sy_conn_schedule */
+    unsigned corked : 1;      /* writes queue until sy_conn_uncork */
+    unsigned tls_ready : 1;   /* the TLS handshake completed (proto heard of it) */
+    unsigned shut_wr : 1;     /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
+    unsigned fin_sent : 1;    /* our write side is shut; reading goes on */
+    unsigned host_open : 1;   /* the host's sy_ws_handler.on_open ran: on_close is owed */
+    unsigned app_open : 1;    /* the app heard of the WebSocket (ws_open): ws_close is owed */
+    unsigned stream_tls : 1;  /* a stream connection whose carrier runs over TLS */
+    unsigned stream_eof : 1;  /* a stream connection's peer ended its side (told at delivery) */
+    unsigned send_armed : 1;  /* output waits: the send timeout counts from sent_at */
+    unsigned area_busy : 1;   /* area holds the protocol's state */
+    unsigned metrics_app : 1; /* hands its requests to env->metrics_app instead of env->app
+                                 (the metrics listener's responder) */
     /* The protocol's state when it fits (proto_state then points here); see SY_CONN_AREA. */
     _Alignas(8) unsigned char area[SY_CONN_AREA];
 };
