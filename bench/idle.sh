@@ -8,8 +8,9 @@
 # Per round: a fresh server (bench/idle_app.lua: echo.lua plus GET /gc, two full Lua
 # collections), one echoed message, GET /gc, VmRSS "before"; IDLE_CONNS idle WebSockets from
 # bench/wsload.c (-m idle), SETTLE seconds, VmRSS "after"; GET /gc, VmRSS "after_gc" and the
-# Lua heap after the collection. Prints bytes per connection: (after - before) / N, the same
-# after the collection, and the Lua heap's growth / N (the part of it that Lua holds).
+# Lua heap before and after the collection. Prints bytes per connection: (after - before) / N,
+# the same after the collection, and the Lua heap's growth / N before the collection (with the
+# upgrade garbage not yet collected) and after it (what Lua holds per connection).
 # Loopback only; stops only the processes it started (by PID).
 set -euo pipefail
 BENCH=idle.sh
@@ -47,7 +48,7 @@ gc() { curl -sS --max-time 20 "http://127.0.0.1:$1/gc"; }
 
 echo "# $(date -u +%FT%TZ) $(uname -m) switchyard: $SY_BIN ($sy_build)"
 echo "# $IDLE_CONNS idle WebSockets per round, app $APP; RSS in kB, per-connection figures in bytes"
-printf '%-5s %9s %9s %9s %9s %11s %9s\n' round before after after_gc B/conn B/conn_gc lua_B/conn
+printf '%-5s %9s %9s %9s %9s %11s %11s %9s\n' round before after after_gc B/conn B/conn_gc lua_pre_gc lua_B/conn
 pers=()
 for r in $(seq "$ROUNDS"); do
   port=$(free_port); log=$TMP/server-$r.log
@@ -68,7 +69,7 @@ for r in $(seq "$ROUNDS"); do
   "$WSLOAD" -p "$port" -m idle -c "$IDLE_CONNS" -d 300 -T 10 >"$out" 2>&1 &
   LOAD_PID=$!
   deadline=$((SECONDS + 60 + IDLE_CONNS / 500))
-  until grep -q '^idle:' "$out"; do
+  until grep -q "^idle:" "$out" 2>/dev/null; do
     kill -0 "$LOAD_PID" 2>/dev/null || { cat "$out" >&2; die "wsload exited early"; }
     [ $SECONDS -lt $deadline ] || die "idle connections not open in time"
     sleep 0.1
@@ -77,15 +78,15 @@ for r in $(seq "$ROUNDS"); do
   [ "$opened" = "$IDLE_CONNS" ] || die "only $opened of $IDLE_CONNS connections opened"
   sleep "$SETTLE"
   after=$(rss_kb "$pid")
-  read -r _ lua1 < <(gc "$port")
+  read -r lua1_pre lua1 < <(gc "$port")
   sleep 0.5
   after_gc=$(rss_kb "$pid")
   stop_pid "$LOAD_PID"; LOAD_PID=
   stop_pid "$pid"; forget_pid "$pid"
-  read -r per per_gc per_lua < <(awk -v a="$after" -v g="$after_gc" -v b="$before" -v n="$opened" \
-    -v l0="$lua0" -v l1="$lua1" \
-    'BEGIN { printf "%.0f %.0f %.0f\n", (a - b) * 1024 / n, (g - b) * 1024 / n, (l1 - l0) * 1024 / n }')
-  printf '%-5s %9s %9s %9s %9s %11s %9s\n' "$r" "$before" "$after" "$after_gc" "$per" "$per_gc" "$per_lua"
+  read -r per per_gc per_lua_pre per_lua < <(awk -v a="$after" -v g="$after_gc" -v b="$before" -v n="$opened" \
+    -v l0="$lua0" -v l1="$lua1" -v lp="$lua1_pre" \
+    'BEGIN { printf "%.0f %.0f %.0f %.0f\n", (a - b) * 1024 / n, (g - b) * 1024 / n, (lp - l0) * 1024 / n, (l1 - l0) * 1024 / n }')
+  printf '%-5s %9s %9s %9s %9s %11s %11s %9s\n' "$r" "$before" "$after" "$after_gc" "$per" "$per_gc" "$per_lua_pre" "$per_lua"
   pers+=("$per")
 done
 printf '%s\n' "${pers[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "median B/conn: %s\n", v[int((NR + 1) / 2)] }'
