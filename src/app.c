@@ -6,7 +6,7 @@
 #define OP(a, name) ((a)->ops ? (a)->ops->name : NULL)
 #define UD(a) ((a)->ud)
 /* The app a connection hands its events to. */
-#define APP(c) ((c)->app ? (c)->app : (c)->env->app)
+#define APP(c) ((c)->metrics_app ? (c)->env->metrics_app : (c)->env->app)
 
 int sy_app_load(sy_app *a, const char *path)
 {

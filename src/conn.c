@@ -16,7 +16,6 @@
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void on_send_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 void sy_peer_format(const sy_peer *p, char out[INET6_ADDRSTRLEN])
 {
@@ -53,7 +52,6 @@ sy_conn *sy_conn_new(sy_env *env, int fd, const struct sockaddr *peer, const sy_
     ev_io_init(&c->rio, on_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
     ev_init(&c->timer, on_timer);
-    ev_init(&c->send_timer, on_send_timer);
     ev_io_start(env->loop, &c->rio);
     sy_stats_conn_open(&env->stats, c->stat_proto = (signed char)sy_stats_proto(proto->name));
     env->conn_added(env, c);
@@ -80,7 +78,6 @@ sy_conn *sy_conn_new_stream(sy_env *env, const sy_conn *carrier, const sy_proto 
     ev_io_init(&c->rio, on_readable, -1, EV_READ);
     ev_io_init(&c->wio, on_writable, -1, EV_WRITE);
     ev_init(&c->timer, on_timer);
-    ev_init(&c->send_timer, on_send_timer);
     env->conn_added(env, c);
     return c;
 }
@@ -92,8 +89,9 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
     sy_stats_conn_gone(&c->env->stats, c->stat_proto);
     sy_stats_conn_open(&c->env->stats, c->stat_proto = (signed char)sy_stats_proto(proto->name));
     if (!c->close_after_write) {
-        ev_timer_stop(c->env->loop, &c->timer);
         c->deadline = 0;
+        if (!c->send_armed)
+            ev_timer_stop(c->env->loop, &c->timer);
     }
     if (proto->on_start && !c->closing)
         proto->on_start(c);
@@ -128,22 +126,42 @@ void sy_conn_resume(sy_conn *c)
         sy_conn_schedule(c);
 }
 
+/* Makes the timer fire no later than the earliest thing due: the deadline, and the send
+ * timeout while output waits. Only touches the timer heap when it would fire too late (or not
+ * at all); with nothing due a running timer finds nothing when it fires and stops. */
+static void arm_timer(sy_conn *c)
+{
+    ev_tstamp due = c->deadline;
+    if (c->send_armed) {
+        ev_tstamp send_due = c->sent_at + c->env->cfg.send_timeout;
+        if (due == 0 || send_due < due)
+            due = send_due;
+    }
+    if (due == 0)
+        return;
+    struct ev_loop *loop = c->env->loop;
+    ev_tstamp in = due - ev_now(loop);
+    if (in < 0.001)
+        in = 0.001;
+    if (!ev_is_active(&c->timer) || ev_timer_remaining(loop, &c->timer) > in + 0.001) {
+        c->timer.repeat = in;
+        ev_timer_again(loop, &c->timer);
+    }
+}
+
+/* Sets the deadline seconds from now (0: none) and arms the timer for it. */
+static void set_deadline(sy_conn *c, double seconds)
+{
+    c->deadline = seconds > 0 ? ev_now(c->env->loop) + seconds : 0;
+    arm_timer(c);
+}
+
 void sy_conn_set_timeout(sy_conn *c, double seconds)
 {
     /* Once closing after output, the flush/linger deadline owns the timer. */
     if (c->closing || c->close_after_write)
         return;
-    struct ev_loop *loop = c->env->loop;
-    if (seconds <= 0) {
-        c->deadline = 0; /* a running timer finds nothing due and stops */
-        return;
-    }
-    c->deadline = ev_now(loop) + seconds;
-    /* Only touch the timer heap when it would fire too late (or not at all). */
-    if (!ev_is_active(&c->timer) || ev_timer_remaining(loop, &c->timer) > seconds + 0.001) {
-        c->timer.repeat = seconds;
-        ev_timer_again(loop, &c->timer);
-    }
+    set_deadline(c, seconds);
 }
 
 void sy_conn_schedule(sy_conn *c)
@@ -164,7 +182,7 @@ static void finish_close(sy_conn *c)
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
-    ev_timer_stop(loop, &c->send_timer);
+    c->send_armed = 0;
     c->refs++;
     if (c->proto && c->proto->on_close)
         c->proto->on_close(c);
@@ -220,8 +238,7 @@ void sy_conn_start_lingering(sy_conn *c)
     }
     c->read_paused = 0;
     ev_io_start(loop, &c->rio);
-    c->timer.repeat = LINGER_SECONDS;
-    ev_timer_again(loop, &c->timer);
+    set_deadline(c, LINGER_SECONDS);
 }
 
 void sy_conn_close_after_write(sy_conn *c)
@@ -236,16 +253,16 @@ void sy_conn_close_after_write(sy_conn *c)
     c->close_after_write = 1;
     ev_io_stop(c->env->loop, &c->rio);
     c->read_paused = 1;
-    ev_timer_stop(c->env->loop, &c->timer);
+    /* The protocol's deadline no longer counts: the wait for the output does. */
+    c->deadline = 0;
+    if (!c->send_armed)
+        ev_timer_stop(c->env->loop, &c->timer);
     if (c->sink) {
         /* The carrier ends the stream once the queue is taken; a peer that never opens its
          * window meets the send timeout (else the keep-alive one), then a reset. */
         double t =
             c->env->cfg.send_timeout > 0 ? c->env->cfg.send_timeout : c->env->cfg.idle_timeout;
-        if (t > 0) {
-            c->timer.repeat = t;
-            ev_timer_again(c->env->loop, &c->timer);
-        }
+        set_deadline(c, t);
         if (c->sink_ud)
             c->sink->wake(c, c->sink_ud);
         else
@@ -255,10 +272,8 @@ void sy_conn_close_after_write(sy_conn *c)
     /* A peer that never reads meets the send timeout (output that waits for the socket
      * without progress); one that reads slowly gets all of it. Without a send timeout the
      * keep-alive timeout bounds the wait instead. */
-    if (c->env->cfg.send_timeout <= 0 && (c->tls || c->out.bytes)) {
-        c->timer.repeat = c->env->cfg.idle_timeout;
-        ev_timer_again(c->env->loop, &c->timer);
-    }
+    if (c->env->cfg.send_timeout <= 0 && (c->tls || c->out.bytes))
+        set_deadline(c, c->env->cfg.idle_timeout);
     if (c->tls)
         sy_conn_tls_flush(c); /* the queue, then close_notify, then the lingering close */
     else if (c->out.bytes == 0)
@@ -291,46 +306,39 @@ int sy_conn_shutdown_write(sy_conn *c)
     return 0;
 }
 
-/* Output waits for the socket: watch for writability, and start the send timeout unless it
- * runs already. Progress only moves sent_at; the timer reads it when it fires, so a client
- * that reads steadily costs no timer work per write. */
+/* The send timeout starts counting, unless it does already. Progress only moves sent_at; the
+ * timer reads it when it fires, so a client that reads steadily costs no timer work per
+ * write. */
+static void arm_send_timeout(sy_conn *c)
+{
+    if (c->env->cfg.send_timeout > 0 && !c->send_armed) {
+        c->send_armed = 1;
+        c->sent_at = ev_now(c->env->loop);
+        arm_timer(c);
+    }
+}
+
+/* Nothing waits to be sent any more: the send timeout stops counting. */
+static void disarm_send_timeout(sy_conn *c)
+{
+    c->send_armed = 0;
+    if (c->deadline == 0)
+        ev_timer_stop(c->env->loop, &c->timer);
+}
+
+/* Output waits for the socket: watch for writability, and start the send timeout. */
 void sy_conn_watch_output(sy_conn *c)
 {
-    struct ev_loop *loop = c->env->loop;
     if (!ev_is_active(&c->wio))
-        ev_io_start(loop, &c->wio);
-    double t = c->env->cfg.send_timeout;
-    if (t > 0 && !ev_is_active(&c->send_timer)) {
-        c->sent_at = ev_now(loop);
-        c->send_timer.repeat = t;
-        ev_timer_again(loop, &c->send_timer);
-    }
+        ev_io_start(c->env->loop, &c->wio);
+    arm_send_timeout(c);
 }
 
 /* Nothing waits for the socket any more. */
 void sy_conn_unwatch_output(sy_conn *c)
 {
-    struct ev_loop *loop = c->env->loop;
-    ev_io_stop(loop, &c->wio);
-    ev_timer_stop(loop, &c->send_timer);
-}
-
-/* The send timeout: output has waited send_timeout seconds since the socket last took a byte
- * (the peer stopped reading, or its window never opens). Every protocol gets it here. */
-static void on_send_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    sy_conn *c = sy_container_of(w, sy_conn, send_timer);
-    ev_timer_stop(loop, w);
-    if (c->closing || (!ev_is_active(&c->wio) && !c->sink) || (c->sink && c->out.bytes == 0))
-        return;
-    ev_tstamp left = c->sent_at + c->env->cfg.send_timeout - ev_now(loop);
-    if (left > 0.0005) {
-        w->repeat = left;
-        ev_timer_again(loop, w);
-        return;
-    }
-    sy_conn_close(c);
+    ev_io_stop(c->env->loop, &c->wio);
+    disarm_send_timeout(c);
 }
 
 int sy_conn_write_failed(sy_conn *c)
@@ -384,12 +392,7 @@ static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
  * timeout runs while it waits. Same results as sy_conn_write. */
 static int stream_queued(sy_conn *c)
 {
-    double t = c->env->cfg.send_timeout;
-    if (t > 0 && !ev_is_active(&c->send_timer)) {
-        c->sent_at = ev_now(c->env->loop);
-        c->send_timer.repeat = t;
-        ev_timer_again(c->env->loop, &c->send_timer);
-    }
+    arm_send_timeout(c);
     if (!c->corked && c->sink_ud)
         c->sink->wake(c, c->sink_ud);
     if (c->out.bytes > c->env->cfg.high_water) {
@@ -438,7 +441,7 @@ void sy_conn_stream_sent(sy_conn *c)
     if (c->closing)
         return;
     if (c->out.bytes == 0) {
-        ev_timer_stop(c->env->loop, &c->send_timer);
+        disarm_send_timeout(c);
         sy_outq_dispose(&c->out); /* idle streams keep no output memory */
     }
     if (c->over_high_water && c->out.bytes <= c->env->cfg.high_water / 2) {
@@ -694,30 +697,43 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     c->refs--;
 }
 
+/* 1 while output waits to be sent (for the socket, or for a stream's carrier). */
+static int output_waits(const sy_conn *c)
+{
+    return c->sink ? c->out.bytes != 0 : ev_is_active(&c->wio);
+}
+
+/* The one timer: the send timeout (output has waited send_timeout seconds since the socket
+ * last took a byte: the peer stopped reading, or its window never opens; every protocol gets
+ * it here), then the deadline: the protocol's timeout, or the end of the wait once closing
+ * after output or lingering. */
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    (void)loop;
     (void)revents;
     sy_conn *c = sy_container_of(w, sy_conn, timer);
     ev_timer_stop(loop, w);
-    if (!c->lingering && !c->close_after_write) {
-        if (c->deadline == 0)
-            return;
-        ev_tstamp left = c->deadline - ev_now(loop);
-        if (left > 0.0005) {
-            c->timer.repeat = left;
-            ev_timer_again(loop, w);
-            return;
-        }
-        c->deadline = 0;
-    }
-    if (c->lingering || c->close_after_write || !c->proto || !c->proto->on_timeout) {
+    if (c->closing)
+        return;
+    ev_tstamp now = ev_now(loop);
+    if (c->send_armed && !output_waits(c))
+        c->send_armed = 0;
+    if (c->send_armed && c->sent_at + c->env->cfg.send_timeout - now <= 0.0005) {
         sy_conn_close(c);
         return;
     }
-    c->refs++;
-    c->proto->on_timeout(c);
-    c->refs--;
+    if (c->deadline != 0 && c->deadline - now <= 0.0005) {
+        c->deadline = 0;
+        if (c->lingering || c->close_after_write || !c->proto || !c->proto->on_timeout) {
+            sy_conn_close(c);
+            return;
+        }
+        c->refs++;
+        c->proto->on_timeout(c);
+        c->refs--;
+        if (c->closing)
+            return;
+    }
+    arm_timer(c);
 }
 
 int sy_conn_input_waiting(const sy_conn *c)

@@ -53,26 +53,42 @@ typedef struct sy_conn_sink {
     void (*closed)(sy_conn *c, void *ud);
 } sy_conn_sink;
 
+/* Bytes inside every connection for the state of the protocol it switched to, so that state
+ * needs no allocation of its own (an idle WebSocket: proto_ws.c, which checks that it fits). */
+#define SY_CONN_AREA 184
+
+/* Laid out by size, without holes: every idle connection holds one. */
 struct sy_conn {
-    ev_io rio;             /* readable watcher */
-    ev_io wio;             /* writable watcher, active while out is non-empty */
-    ev_timer timer;        /* the protocol's timeout (header, idle, close) */
-    ev_timer send_timer;   /* the send timeout: runs while output waits for the socket */
-    ev_tstamp sent_at;     /* when the socket last took bytes (or output started waiting) */
-    ev_tstamp deadline;    /* when the protocol's timeout is due; 0: none. The timer may
-                              fire earlier and re-arms itself (lazy, no heap work per
-                              request) */
-    int fd;                /* owned; -1 once closed */
-    sy_env *env;           /* borrowed; outlives all of its connections */
-    sy_buf in;             /* bytes read (plaintext under TLS) not yet used by the protocol */
-    sy_outq out;           /* bytes queued for the peer (plaintext under TLS: encrypted as
-                              the socket takes them) */
-    sy_tls *tls;           /* owned; NULL until a TLS listener or an in-place TLS upgrade
-                              adds it */
+    ev_io rio;          /* readable watcher */
+    ev_io wio;          /* writable watcher, active while out is non-empty */
+    ev_timer timer;     /* every timeout: fires no later than the earliest of the deadline and the
+                           send timeout (while send_armed), maybe earlier, and re-arms itself (lazy:
+                           no heap work per request or write) */
+    ev_tstamp sent_at;  /* when the socket last took bytes (or output started waiting) */
+    ev_tstamp deadline; /* when the protocol's timeout is due, or, once closing after output
+                           or lingering, when the wait ends; 0: none */
+    sy_env *env;        /* borrowed; outlives all of its connections */
+    sy_buf in;          /* bytes read (plaintext under TLS) not yet used by the protocol */
+    sy_outq out;        /* bytes queued for the peer (plaintext under TLS: encrypted as
+                           the socket takes them) */
+    sy_tls *tls;        /* owned; NULL until a TLS listener or an in-place TLS upgrade
+                           adds it */
     const sy_proto *proto; /* borrowed static table */
     void *proto_state;     /* owned by the protocol; released in proto->on_close */
-    int refs;              /* > 0 while C or Lua code runs on behalf of this conn */
-    unsigned closing : 1;  /* sy_conn_close ran: watchers stopped, fd closed */
+    uint64_t id;           /* the server's id for it (sy_conn_id); 0 without memory */
+    union {
+        sy_conn *prev;      /* the server's list of live connections (with next) */
+        sy_conn *next_dead; /* once closed: the server's queue of conns awaiting release */
+    };
+    sy_conn *next;
+    sy_conn *next_queued;     /* the server's scheduled queue */
+    const sy_conn_sink *sink; /* borrowed static table; NULL for a socket connection */
+    void *sink_ud;            /* the carrier's; NULL once it let go (sy_conn_stream_detach) */
+    int fd;                   /* owned; -1 once closed */
+    int refs;                 /* > 0 while C or Lua code runs on behalf of this conn */
+    sy_peer peer;             /* the remote address, compact (formatted on demand) */
+    signed char stat_proto;   /* the protocol it counts under in env->stats (-1: none) */
+    unsigned closing : 1;     /* sy_conn_close ran: watchers stopped, fd closed */
     unsigned close_after_write : 1;
     unsigned lingering : 1;   /* output done and write side shut: discarding input */
     unsigned read_paused : 1; /* the protocol asked not to read */
@@ -87,16 +103,12 @@ struct sy_conn {
     unsigned app_open : 1;    /* the app heard of the WebSocket (ws_open): ws_close is owed */
     unsigned stream_tls : 1;  /* a stream connection whose carrier runs over TLS */
     unsigned stream_eof : 1;  /* a stream connection's peer ended its side (told at delivery) */
-    struct sy_app *app;       /* borrowed: the app it hands its requests to instead of env's
-                                 (the metrics listener's responder); NULL: env->app */
-    signed char stat_proto;   /* the protocol it counts under in env->stats (-1: none) */
-    uint64_t id;              /* the server's id for it (sy_conn_id); 0 without memory */
-    sy_peer peer;             /* the remote address, compact (formatted on demand) */
-    sy_conn *prev, *next;     /* the server's list of live connections */
-    sy_conn *next_queued;     /* the server's scheduled queue */
-    sy_conn *next_dead;       /* the server's queue of closed conns awaiting release */
-    const sy_conn_sink *sink; /* borrowed static table; NULL for a socket connection */
-    void *sink_ud;            /* the carrier's; NULL once it let go (sy_conn_stream_detach) */
+    unsigned send_armed : 1;  /* output waits: the send timeout counts from sent_at */
+    unsigned area_busy : 1;   /* area holds the protocol's state */
+    unsigned metrics_app : 1; /* hands its requests to env->metrics_app instead of env->app
+                                 (the metrics listener's responder) */
+    /* The protocol's state when it fits (proto_state then points here); see SY_CONN_AREA. */
+    _Alignas(8) unsigned char area[SY_CONN_AREA];
 };
 
 /* Creates a connection for an accepted non-blocking fd (takes ownership of fd, also on

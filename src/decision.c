@@ -225,7 +225,7 @@ static int apply_switch(sy_decision *d, sy_conn *c, const sy_http1_request *req)
     char *lines = sy_malloc(need);
     void *state = NULL;
     if (lines)
-        state = websocket ? sy_ws_new(d->handle, &d->ws) : sy_raw_new(d->handle, &d->raw);
+        state = websocket ? sy_ws_new(c, d->handle, &d->ws) : sy_raw_new(d->handle, &d->raw);
     if (!state) {
         sy_free(lines);
         drop_handle(d, c);

@@ -84,6 +84,8 @@ struct sy_env {
     sy_tls_ctx *tls_ctx;              /* borrowed from the server; NULL without a certificate */
     struct sy_app *app;               /* borrowed (app.h): what protocols hand requests and
                                          messages to */
+    struct sy_app *metrics_app;       /* borrowed: what connections with metrics_app set
+                                         (the metrics listener's) hand their requests to */
     int stopping;                     /* the server is stopping gracefully */
     size_t input_held;                /* bytes charged against cfg.max_buffered_total */
     sy_http1_header *scratch_headers; /* owned by the server; cfg.max_headers entries */

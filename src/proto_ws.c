@@ -9,24 +9,25 @@
 #include "proto.h"
 #include "ws.h"
 
-/* The options a connection keeps (of sy_ws_options; the permessage-deflate ones go to pmd):
- * compact, since every idle WebSocket holds a copy. Seconds as float: sub-microsecond
- * precision is not needed for timeouts. */
+/* The options a connection keeps (of sy_ws_options; the permessage-deflate ones go to pmd;
+ * drop_on_backpressure is a bit of wsp): compact, since every idle WebSocket holds a copy.
+ * Seconds as float: sub-microsecond precision is not needed for timeouts. */
 typedef struct ws_limits {
     size_t max_message;
-    size_t max_fragments;
     size_t max_backpressure;
     float idle_timeout, ping_interval, close_timeout;
-    unsigned drop_on_backpressure : 1;
+    uint32_t max_fragments; /* sy_ws_options' value, capped at UINT32_MAX */
 } ws_limits;
 
+/* The state of one WebSocket: every idle one holds it, inside its sy_conn when it fits (the
+ * conn's area), so it is laid out without holes and its rarely used parts are allocated on
+ * use (pmd, pong, log). */
 typedef struct wsp {
     void *handle; /* app handle; NULL once the app was told of the close */
     ws_limits o;
-    sy_ws_header hdr;    /* the frame being read, valid when have_hdr */
-    uint64_t frame_done; /* payload bytes of this frame already unmasked and checked */
-    sy_buf msg;          /* fragments of the message in progress */
-    size_t fragments;
+    sy_ws_header hdr;        /* the frame being read, valid when have_hdr */
+    uint64_t frame_done;     /* payload bytes of this frame already unmasked and checked */
+    sy_buf msg;              /* fragments of the message in progress */
     ev_tstamp last_rx;       /* last time a byte came from the peer */
     ev_tstamp data_rx;       /* last time the message in progress grew (or the last message
                               * began): pings do not keep a stalled message alive */
@@ -34,8 +35,10 @@ typedef struct wsp {
     struct pmd_state *pmd;   /* owned; NULL without permessage-deflate */
     uint64_t wire_len;       /* compressed bytes of the message in progress */
     struct ws_pong *pong;    /* owned; the pong held while the queue is over the mark, or NULL */
+    sy_access_counts *log;   /* owned; messages, bytes and close codes for the access log,
+                              * made at the open when there is one (else NULL) */
+    uint32_t fragments;      /* of the message in progress (max_fragments fits 32 bits) */
     sy_utf8 utf8;            /* the text message in progress */
-    sy_access_counts log;    /* messages, bytes and close codes, for the access log */
     unsigned msg_opcode : 4; /* TEXT/BINARY of a fragmented message in progress, else 0 */
     unsigned have_hdr : 1;
     unsigned frame_text : 1; /* the current frame's payload is text to validate */
@@ -46,7 +49,12 @@ typedef struct wsp {
     unsigned msg_compressed : 1; /* the message in progress came with RSV1 */
     unsigned started : 1;        /* on_start ran: the app heard open, so it hears close */
     unsigned pong_paused : 1;    /* reading stopped until the held pong can be queued */
+    unsigned drop_on_backpressure : 1;
+    unsigned in_conn : 1; /* lives in its conn's area: sy_ws_free does not free it */
 } wsp;
+
+/* An idle WebSocket's state takes no allocation of its own. */
+_Static_assert(sizeof(wsp) <= SY_CONN_AREA, "wsp must fit in sy_conn's area");
 
 /* The payload of the most recent ping, answered once the output queue drains. */
 typedef struct ws_pong {
@@ -205,24 +213,30 @@ void sy_ws_default_options(sy_ws_options *o)
     memset(&o->pmd_params, 0, sizeof o->pmd_params);
 }
 
-void *sy_ws_new(void *handle, const sy_ws_options *o)
+void *sy_ws_new(sy_conn *c, void *handle, const sy_ws_options *o)
 {
-    wsp *w = sy_calloc(1, sizeof *w);
-    if (!w)
+    wsp *w;
+    if (!c->area_busy) {
+        c->area_busy = 1;
+        w = (wsp *)(void *)c->area;
+        memset(w, 0, sizeof *w);
+        w->in_conn = 1;
+    } else if (!(w = sy_calloc(1, sizeof *w))) {
         return NULL;
+    }
     w->handle = handle;
     w->o.max_message = o->max_message;
-    w->o.max_fragments = o->max_fragments;
+    w->o.max_fragments = o->max_fragments > UINT32_MAX ? UINT32_MAX : (uint32_t)o->max_fragments;
     w->o.max_backpressure = o->max_backpressure;
     w->o.idle_timeout = (float)o->idle_timeout;
     w->o.ping_interval = (float)o->ping_interval;
     w->o.close_timeout = (float)o->close_timeout;
-    w->o.drop_on_backpressure = o->drop_on_backpressure != 0;
+    w->drop_on_backpressure = o->drop_on_backpressure != 0;
     sy_buf_init(&w->msg, o->max_message);
     if (o->pmd) {
         w->pmd = sy_calloc(1, sizeof *w->pmd);
         if (!w->pmd) {
-            sy_free(w);
+            sy_ws_free(w);
             return NULL;
         }
         w->pmd->p = o->pmd_params;
@@ -242,7 +256,11 @@ void sy_ws_free(void *state)
     sy_buf_dispose(&w->msg);
     pmd_free(w->pmd);
     sy_free(w->pong);
-    sy_free(w);
+    sy_free(w->log);
+    if (w->in_conn)
+        sy_container_of(w, sy_conn, area)->area_busy = 0;
+    else
+        sy_free(w);
 }
 
 static wsp *state_of(const sy_conn *c)
@@ -284,7 +302,8 @@ static void send_close_frame(sy_conn *c, wsp *w, int code, sy_str reason)
     if (w->close_sent)
         return;
     w->close_sent = 1;
-    w->log.close_sent = code ? code : 1005;
+    if (w->log)
+        w->log->close_sent = code ? code : 1005;
     sy_stats_close_code(&c->env->stats, code, 1);
     uint8_t payload[125];
     size_t n = 0;
@@ -328,14 +347,14 @@ int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
     if (control && n > 125)
         return SY_EINVAL;
     if (!control && sy_conn_buffered(c) > w->o.max_backpressure) {
-        if (w->o.drop_on_backpressure)
+        if (w->drop_on_backpressure)
             return 2;
         /* RFC 6455 7.4.1: 1008 policy violation, for a consumer that never reads. */
         fail(c, w, 1008, "backpressure limit exceeded");
         return SY_ECLOSED;
     }
-    if (!control)
-        sy_access_count_out(&w->log, n);
+    if (!control && w->log)
+        sy_access_count_out(w->log, n);
     if (w->pmd && !control && n >= w->pmd->threshold) {
         pmd_state *z = w->pmd;
         sy_deflater *d = deflater_for(c, z);
@@ -377,13 +396,13 @@ int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data)
     if (!w || c->closing || w->close_sent)
         return SY_ECLOSED;
     if (is_data && sy_conn_buffered(c) > w->o.max_backpressure) {
-        if (w->o.drop_on_backpressure)
+        if (w->drop_on_backpressure)
             return 2;
         fail(c, w, 1008, "backpressure limit exceeded");
         return SY_ECLOSED;
     }
-    if (is_data)
-        sy_access_count_out(&w->log, frame_payload(frame));
+    if (is_data && w->log)
+        sy_access_count_out(w->log, frame_payload(frame));
     int rc = sy_conn_write_shared(c, frame, 0, frame->len);
     return rc < 0 ? SY_ECLOSED : rc;
 }
@@ -412,7 +431,8 @@ int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub)
     if (!ch)
         return sy_ws_send_frame(c, pub->frame, 1);
     size_t off = pub->deflated_off[bits];
-    sy_access_count_out(&w->log, pub->n);
+    if (w->log)
+        sy_access_count_out(w->log, pub->n);
     int rc = sy_conn_write_shared(c, ch, off, ch->len - off);
     return rc < 0 ? SY_ECLOSED : rc;
 }
@@ -450,8 +470,8 @@ int sy_ws_close(sy_conn *c, int code, sy_str reason)
  * data is read and dropped (RFC 6455 5.5.1). */
 static void to_app(sy_conn *c, wsp *w, const sy_ws_msg *m, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        sy_access_count_in(&w->log, m[i].n);
+    for (size_t i = 0; w->log && i < n; i++)
+        sy_access_count_in(w->log, m[i].n);
     if (!n || !w->handle || w->close_sent)
         return;
     if (!sy_app_ws_host_listens(c)) {
@@ -519,7 +539,8 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
             return;
         }
         w->close_received = 1;
-        w->log.close_received = code;
+        if (w->log)
+            w->log->close_received = code;
         sy_stats_close_code(&c->env->stats, code, 0);
         if (!w->close_sent) {
             /* Echo the peer's code (RFC 6455 5.5.1); an empty close gets an empty one. */
@@ -906,7 +927,9 @@ static void ws_on_close(sy_conn *c)
     c->proto_state = NULL;
     sy_env_release_input(c->env, &w->input_held);
     if (w->started) {
-        sy_env_access_close(c, "websocket", &w->log);
+        /* Without counts (the access log came after the open, or memory did not): zeros. */
+        sy_access_counts none = {0};
+        sy_env_access_close(c, "websocket", w->log ? w->log : &none);
         notify_close(c, w, 1006, sy_str_make("", 0));
     } else if (w->handle) {
         /* Closed between the accept and the switch: open never ran, so close does not. */
@@ -922,7 +945,9 @@ static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
     w->started = 1;
-    w->last_rx = w->data_rx = w->log.started = ev_now(c->env->loop);
+    w->last_rx = w->data_rx = ev_now(c->env->loop);
+    if (c->env->access && (w->log = sy_calloc(1, sizeof *w->log)) != NULL)
+        w->log->started = w->last_rx;
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);

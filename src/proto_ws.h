@@ -42,9 +42,9 @@ void sy_ws_default_options(sy_ws_options *o);
 /* What a preset asks of the client (SY_PMD_SHARED .. SY_PMD_DEFAULT). */
 void sy_ws_pmd_config(int preset, sy_pmd_config *cfg);
 
-/* Creates the WebSocket protocol state for the app's handle (borrowed; the app releases it in
- * sy_app_ws_close). Returns NULL when out of memory. */
-void *sy_ws_new(void *handle, const sy_ws_options *o);
+/* Creates the WebSocket protocol state of c for the app's handle (borrowed; the app releases it
+ * in sy_app_ws_close), inside c's area when that is free. Returns NULL when out of memory. */
+void *sy_ws_new(sy_conn *c, void *handle, const sy_ws_options *o);
 /* Frees a state that never started (the app is not told). */
 void sy_ws_free(void *state);
 

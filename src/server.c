@@ -164,6 +164,7 @@ sy_server *sy_server_create(struct ev_loop *loop)
     s->app.server = s;
     s->metrics_app.ops = &sy_metrics_ops;
     s->metrics_app.server = s;
+    s->env.metrics_app = &s->metrics_app;
     s->metrics_listener.fd = -1;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -582,7 +583,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         if (l == &s->metrics_listener)
-            c->app = &s->metrics_app;
+            c->metrics_app = 1;
         /* Under TLS the header timeout also bounds the handshake. */
         sy_conn_set_timeout(c, s->env.cfg.header_timeout);
         if (l->tls)

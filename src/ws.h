@@ -18,10 +18,10 @@ enum {
 #define SY_WS_MAX_HEADER 14
 
 typedef struct sy_ws_header {
-    int fin;           /* 1 on the final fragment */
-    int rsv;           /* the three RSV bits as 0..7 (RSV1 = 4) */
-    int opcode;        /* 0..15 as sent */
-    int masked;        /* the MASK bit */
+    uint8_t fin;       /* 1 on the final fragment */
+    uint8_t rsv;       /* the three RSV bits as 0..7 (RSV1 = 4) */
+    uint8_t opcode;    /* 0..15 as sent */
+    uint8_t masked;    /* the MASK bit */
     uint8_t mask[4];   /* the masking key when masked */
     uint64_t len;      /* payload length */
     size_t header_len; /* 2..14 */

@@ -27,7 +27,7 @@ static int accept_then_close(lua_State *L)
     if (websocket) {
         sy_ws_options o;
         sy_ws_default_options(&o);
-        state = sy_ws_new(h, &o);
+        state = sy_ws_new(c, h, &o);
     } else {
         sy_raw_options o;
         sy_raw_default_options(&o);
