@@ -231,7 +231,7 @@ static void unsubscribe_all(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
-    lua_getiuservalue(L, idx, UV_TOPICS);           /* [topics, mine] */
+    sy_lua_hf_get(L, idx, HF_TOPICS);               /* [topics, mine] */
     if (lua_istable(L, -1) && lua_istable(L, -2)) {
         lua_pushnil(L);
         while (lua_next(L, -2)) { /* [topics, mine, topic, true] */
@@ -260,7 +260,7 @@ static void unsubscribe_all(lua_State *L, int idx)
     }
     lua_pop(L, 2);
     lua_pushnil(L);
-    lua_setiuservalue(L, idx, UV_TOPICS);
+    sy_lua_hf_set(L, idx, HF_TOPICS);
 }
 
 void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
@@ -486,11 +486,11 @@ int sy_lua_topic_join(lua_State *L, int ws_idx, int topic_idx)
     lua_pushvalue(L, ws_idx);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
-    if (lua_getiuservalue(L, ws_idx, UV_TOPICS) != LUA_TTABLE) { /* [topics, set, mine] */
+    if (sy_lua_hf_get(L, ws_idx, HF_TOPICS) != LUA_TTABLE) { /* [topics, set, mine] */
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setiuservalue(L, ws_idx, UV_TOPICS);
+        sy_lua_hf_set(L, ws_idx, HF_TOPICS);
     }
     lua_pushvalue(L, topic_idx);
     lua_pushboolean(L, 1);
@@ -526,7 +526,7 @@ int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx)
         }
     }
     lua_pop(L, 2);
-    if (lua_getiuservalue(L, ws_idx, UV_TOPICS) == LUA_TTABLE) {
+    if (sy_lua_hf_get(L, ws_idx, HF_TOPICS) == LUA_TTABLE) {
         lua_pushvalue(L, topic_idx);
         lua_pushnil(L);
         lua_rawset(L, -3);
