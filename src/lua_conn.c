@@ -752,6 +752,7 @@ static void do_accept(lua_State *L, sy_conn *c, int dec, sy_decision *d,
         }
         sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
         d->handle = h;                /* from here on the core owns it */
+        sy_lua_upgraded(sy_server_of(c->env));
     }
     sy_decision_apply(d, c, req, body, offers, n);
 }

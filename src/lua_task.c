@@ -28,8 +28,16 @@ enum {
 typedef struct task_pool {
     sy_lua_task *free; /* idle tasks */
     int nfree;
-    sy_lua_task *all; /* every task made (linked through all_next), for sy_lua_tasks_free */
+    sy_lua_task *all;  /* every task made (linked through all_next), for sy_lua_tasks_free */
+    ev_idle collect;   /* a collection once the loop is idle after upgrades */
+    unsigned upgrades; /* connections upgraded since that last ran */
 } task_pool;
+
+/* The objects of an upgrade (request, decision, the app's options and header tables) are
+ * garbage as soon as it is done, and an idle connection keeps nothing of them; left to the
+ * collector's pacing they would stay until the heap has grown by its size. After this many
+ * upgrades a young collection runs when the loop has nothing else to do. */
+#define COLLECT_AFTER_UPGRADES 16
 
 /* Every task ever made, for the final free: kept apart from the free list. */
 typedef struct task_node {
@@ -163,11 +171,33 @@ static void task_put(sy_lua_task *t)
     task_put_after(t, 0);
 }
 
+static void on_collect(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    sy_server *s = w->data;
+    task_pool *p = s->lua_tasks;
+    ev_idle_stop(loop, w);
+    p->upgrades = 0;
+    if (s->L && s->lua_depth == 0)
+        lua_gc(s->L, LUA_GCSTEP, 0); /* generational mode: one young collection */
+}
+
+void sy_lua_upgraded(sy_server *s)
+{
+    task_pool *p = pool_of(s);
+    if (!p || ++p->upgrades < COLLECT_AFTER_UPGRADES || ev_is_active(&p->collect))
+        return;
+    ev_idle_init(&p->collect, on_collect);
+    p->collect.data = s;
+    ev_idle_start(s->env.loop, &p->collect);
+}
+
 void sy_lua_tasks_free(sy_server *s)
 {
     task_pool *p = s->lua_tasks;
     if (!p)
         return;
+    ev_idle_stop(s->env.loop, &p->collect);
     task_node *n = (task_node *)p->all;
     while (n) {
         task_node *next = n->all_next;

@@ -124,6 +124,9 @@ void sy_lua_wake(sy_lua_task *t, int nresults);
 /* Frees s's pool; waiting tasks are dropped without running Lua (their C work is cancelled).
  * Before lua_close. */
 void sy_lua_tasks_free(sy_server *s);
+/* A connection was upgraded (handle made): after a number of them, a young collection runs
+ * once the loop is idle, so their request and decision objects do not outlive them. */
+void sy_lua_upgraded(sy_server *s);
 
 /* sy.sleep(seconds) */
 int sy_lua_sleep(lua_State *L);
