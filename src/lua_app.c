@@ -96,6 +96,11 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* Generational GC parameters (lua_gc LUA_GCGEN, in percent of the heap after the last major
+ * collection): a minor collection after growing by 100 %, a major one after growing by 200 %. */
+#define GC_MINOR_MUL 100
+#define GC_MAJOR_MUL 200
+
 static int lua_app_open(sy_server *s)
 {
     lua_State *L = lua_newstate(lua_alloc, s);
@@ -104,8 +109,11 @@ static int lua_app_open(sy_server *s)
     *(sy_server **)lua_getextraspace(L) = s;
     lua_atpanic(L, panic);
     /* Generational GC: a server makes many short-lived strings (messages, requests) and keeps
-     * few long-lived objects; incremental cycles over large payloads cost ~10% per message. */
-    lua_gc(L, LUA_GCGEN, 0, 0);
+     * few long-lived objects; incremental cycles over large payloads cost ~10% per message. A
+     * minor collection comes when the heap has grown by its own size since the last major one
+     * (Lua's default, 20%, made a small app collect after every 16 KiB message), a major one
+     * when it reached three times that size (GC_MINOR_MUL, GC_MAJOR_MUL). */
+    lua_gc(L, LUA_GCGEN, GC_MINOR_MUL, GC_MAJOR_MUL);
     luaL_openlibs(L);
     lua_pushcfunction(L, sy_lua_print); /* print: an info line on stderr, not stdout */
     lua_setglobal(L, "print");

@@ -45,21 +45,61 @@ void sy_lua_attach(lua_State *L, int idx, lconn *h, sy_conn *c)
     h->id = c->id;
 }
 
-void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value)
+void sy_lua_handle_set_info(lua_State *L, int idx, int f, sy_str value)
 {
     idx = lua_absindex(L, idx);
     lua_pushlstring(L, value.p, value.len);
-    lua_setiuservalue(L, idx, uv);
+    sy_lua_hf_set(L, idx, f);
+}
+
+int sy_lua_hf_get(lua_State *L, int idx, int f)
+{
+    int t = lua_getiuservalue(L, idx, UV_INFO);
+    if (t == LUA_TTABLE) {
+        t = lua_rawgeti(L, -1, f);
+        lua_remove(L, -2);
+        return t;
+    }
+    if (t == LUA_TSTRING && f == HF_PATH)
+        return t; /* the path alone, no table yet */
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return LUA_TNIL;
+}
+
+void sy_lua_hf_set(lua_State *L, int idx, int f)
+{
+    idx = lua_absindex(L, idx);
+    int t = lua_getiuservalue(L, idx, UV_INFO); /* [value, info] */
+    if (t != LUA_TTABLE) {
+        if (f == HF_PATH && t != LUA_TSTRING) { /* the first field: kept alone */
+            lua_pop(L, 1);
+            lua_setiuservalue(L, idx, UV_INFO);
+            return;
+        }
+        if (lua_isnil(L, -2)) { /* nothing to clear */
+            lua_pop(L, 2);
+            return;
+        }
+        lua_createtable(L, HF_COUNT, 0); /* [value, path or nil, info] */
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, HF_PATH);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, idx, UV_INFO);
+    }
+    lua_insert(L, -2); /* [info, value] */
+    lua_rawseti(L, -2, f);
+    lua_pop(L, 1);
 }
 
 int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
 {
     if (strcmp(k, "data") == 0) {
-        if (lua_getiuservalue(L, 1, UV_DATA) != LUA_TTABLE) {
+        if (sy_lua_hf_get(L, 1, HF_DATA) != LUA_TTABLE) {
             lua_pop(L, 1);
             lua_newtable(L);
             lua_pushvalue(L, -1);
-            lua_setiuservalue(L, 1, UV_DATA);
+            sy_lua_hf_set(L, 1, HF_DATA);
         }
         return 1;
     }
@@ -74,15 +114,15 @@ int sy_lua_handle_field(lua_State *L, lconn *h, const char *k)
         return 1;
     }
     if (strcmp(k, "path") == 0) {
-        lua_getiuservalue(L, 1, UV_PATH);
+        sy_lua_hf_get(L, 1, HF_PATH);
         return 1;
     }
     if (strcmp(k, "subprotocol") == 0) {
-        lua_getiuservalue(L, 1, UV_SUBPROTOCOL);
+        sy_lua_hf_get(L, 1, HF_SUBPROTOCOL);
         return 1;
     }
     /* The app's own field, or nil. */
-    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE)
+    if (sy_lua_hf_get(L, 1, HF_EXTRA) != LUA_TTABLE)
         return 1;
     lua_pushvalue(L, 2);
     lua_rawget(L, -2);
@@ -104,11 +144,11 @@ int sy_lua_handle_newindex(lua_State *L)
         if (builtin) /* level 1, the app's line that assigned, leads the message */
             return luaL_error(L, "%s.%s is read-only", h->websocket ? "ws" : "conn", k);
     }
-    if (lua_getiuservalue(L, 1, UV_EXTRA) != LUA_TTABLE) {
+    if (sy_lua_hf_get(L, 1, HF_EXTRA) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setiuservalue(L, 1, UV_EXTRA);
+        sy_lua_hf_set(L, 1, HF_EXTRA);
     }
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
@@ -250,7 +290,7 @@ int sy_lua_has_handler(lconn *h, const char *name)
     return yes;
 }
 
-/* [handle-less args]: appends one held event to UV_HELD of the handle (argument 1, light
+/* [handle-less args]: appends one held event to HF_HELD of the handle (argument 1, light
  * userdata of the lconn), in a protected call: copying the payload may fail. */
 typedef struct hold_args {
     lconn *h;
@@ -265,11 +305,11 @@ static int hold_protected(lua_State *L)
     hold_args *a = lua_touserdata(L, 1);
     lconn *h = a->h;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [a, handle] */
-    if (lua_getiuservalue(L, -1, UV_HELD) != LUA_TTABLE) {
+    if (sy_lua_hf_get(L, -1, HF_HELD) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setiuservalue(L, -3, UV_HELD);
+        sy_lua_hf_set(L, -3, HF_HELD);
     } /* [a, handle, held] */
     lua_Integer k = (lua_Integer)h->held_end * 3;
     lua_pushinteger(L, a->kind);
@@ -315,7 +355,7 @@ static void held_clear(lconn *h)
         lua_State *L = h->L;
         lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
         lua_pushnil(L);
-        lua_setiuservalue(L, -2, UV_HELD);
+        sy_lua_hf_set(L, -2, HF_HELD);
         lua_pop(L, 1);
     }
     h->held_first = h->held_end = 0;
@@ -336,7 +376,7 @@ void sy_lua_held_run(lconn *h)
     while (!h->task && h->held_first != h->held_end && h->conn && h->ref != LUA_NOREF) {
         int top = lua_gettop(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-        lua_getiuservalue(L, -1, UV_HELD); /* [handle, held] */
+        sy_lua_hf_get(L, -1, HF_HELD); /* [handle, held] */
         lua_Integer k = (lua_Integer)h->held_first * 3;
         lua_rawgeti(L, -1, k + 1);
         int kind = (int)lua_tointeger(L, -1);
@@ -699,19 +739,20 @@ static void do_accept(lua_State *L, sy_conn *c, int dec, sy_decision *d,
         }
         lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
         int hidx = lua_gettop(L);
-        sy_lua_handle_set_info(L, hidx, UV_PATH, sy_str_make(req->path.p, req->path.len));
+        sy_lua_handle_set_info(L, hidx, HF_PATH, sy_str_make(req->path.p, req->path.len));
         if (websocket && d->subprotocol.p)
-            sy_lua_handle_set_info(L, hidx, UV_SUBPROTOCOL, d->subprotocol);
+            sy_lua_handle_set_info(L, hidx, HF_SUBPROTOCOL, d->subprotocol);
         if (options) {
             /* options.data becomes ws.data / conn.data. */
             lua_pushliteral(L, "data");
             if (lua_rawget(L, options) == LUA_TTABLE)
-                lua_setiuservalue(L, hidx, UV_DATA);
+                sy_lua_hf_set(L, hidx, HF_DATA);
             else
                 lua_pop(L, 1);
         }
         sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
         d->handle = h;                /* from here on the core owns it */
+        sy_lua_upgraded(sy_server_of(c->env));
     }
     sy_decision_apply(d, c, req, body, offers, n);
 }

@@ -84,21 +84,18 @@ sy_conn *sy_lua_response_conn(void *res);
 /* The response at idx is done with (its request was switched): it answers nil, "closed". */
 void sy_lua_response_forget(lua_State *L, int idx);
 
-/* User values of connection handles: 1 handlers, 2 data (options.data of sy.accept, else the
- * app's table made on first use), 3 path, 4 subprotocol, 5 subscribed topics (WebSocket), 6 the
- * app's own fields (ws.user = ...; made on first assignment), 7 the events held while a handler
- * waits (made when one first waits). Nothing per connection is created
- * before it is needed: an idle WebSocket costs a few hundred bytes. */
-enum {
-    UV_HANDLERS = 1,
-    UV_DATA,
-    UV_PATH,
-    UV_SUBPROTOCOL,
-    UV_TOPICS,
-    UV_EXTRA,
-    UV_HELD,
-    UV_COUNT = UV_HELD
-};
+/* User values of connection handles: 1 the handlers, 2 the rest, made as it is needed: the
+ * path string alone (an idle connection), else a table holding the handle's fields HF_*: path,
+ * subprotocol, data (options.data of sy.accept, else the app's table made on first use),
+ * subscribed topics (WebSocket), the app's own fields (ws.user = ...; made on first
+ * assignment), the events held while a handler waits (made when one first waits). Nothing per
+ * connection is created before it is needed: an idle WebSocket costs a few hundred bytes. */
+enum { UV_HANDLERS = 1, UV_INFO, UV_COUNT = UV_INFO };
+enum { HF_PATH = 1, HF_SUBPROTOCOL, HF_DATA, HF_TOPICS, HF_EXTRA, HF_HELD, HF_COUNT = HF_HELD };
+/* sy_lua_hf_get pushes field f of the handle at idx (nil when unset) and returns its type;
+ * sy_lua_hf_set pops a value and stores it as field f (may raise: out of memory). */
+int sy_lua_hf_get(lua_State *L, int idx, int f);
+void sy_lua_hf_set(lua_State *L, int idx, int f);
 
 typedef struct lconn {
     sy_conn *conn; /* borrowed; NULL once closed */
@@ -108,8 +105,8 @@ typedef struct lconn {
     uint64_t id;              /* the connection's id (ws.id), kept after close */
     sy_peer peer;             /* kept after close for ws.remote_addr */
     struct sy_lua_task *task; /* borrowed: the handler running or waiting for this connection,
-                                 or NULL; later events are held (UV_HELD) until it ends */
-    int held_first, held_end; /* held events: entries [held_first, held_end) of UV_HELD */
+                                 or NULL; later events are held (HF_HELD) until it ends */
+    int held_first, held_end; /* held events: entries [held_first, held_end) of HF_HELD */
     size_t held_bytes;        /* their payload bytes; past a bound reading pauses */
     unsigned held_paused : 1; /* reading was paused for them */
     unsigned pumping : 1;     /* the held events are being run */
@@ -197,13 +194,13 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
 /* Anchors the handle at idx in the registry, then points it at c. May raise (out of memory)
  * before anything is attached; the caller holds no C resource for it yet. */
 void sy_lua_attach(lua_State *L, int idx, lconn *h, sy_conn *c);
-/* Sets a string user value of the handle at idx (UV_PATH, UV_SUBPROTOCOL). */
-void sy_lua_handle_set_info(lua_State *L, int idx, int uv, sy_str value);
+/* Sets a string field of the handle at idx (HF_PATH, HF_SUBPROTOCOL). */
+void sy_lua_handle_set_info(lua_State *L, int idx, int f, sy_str value);
 /* __index helpers shared by Conn and WebSocket: pushes the field named k and returns 1; for
  * a name that is not built in, the app's own field of that name (or nil). */
 int sy_lua_handle_field(lua_State *L, lconn *h, const char *k);
 /* __newindex of Conn and WebSocket, a closure with the method table as upvalue 1: the app's
- * own fields go to UV_EXTRA; built-in names (methods and fields) raise "<what>.<k> is
+ * own fields go to HF_EXTRA; built-in names (methods and fields) raise "<what>.<k> is
  * read-only" at the app's line. */
 int sy_lua_handle_newindex(lua_State *L);
 
@@ -240,6 +237,17 @@ void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
 sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now);
 /* The deadline of the running call: max_time from now less used seconds. Returns now. */
 double sy_lua_budget_arm(sy_server *s, double used);
+/* Where the budget runs on the CPU-time signal (not the hook), a call that starts afresh
+ * reads no clock: its deadline is pending, and the first tick of the signal during it sets
+ * the deadline to max_time from that tick (so the call gets between max_time and max_time
+ * plus one tick, 20 ms of CPU). sy_lua_budget_arm_lazy arms so and returns 0, or arms as
+ * sy_lua_budget_arm(s, 0) and returns now; sy_lua_budget_enter_lazy enters so (*now: 0 or
+ * the time). sy_lua_budget_slice_used gives the seconds a slice that started at start (0:
+ * not read) ran, for a call that yields: from the deadline's tick when no start was read
+ * (0 when no tick came: under one tick of CPU). */
+double sy_lua_budget_arm_lazy(sy_server *s);
+sy_server *sy_lua_budget_enter_lazy(sy_server *s, lua_State *L, double *now);
+double sy_lua_budget_slice_used(sy_server *s, double start);
 /* In hooked mode, gives L the count hook if it lacks it. */
 void sy_lua_budget_hook(lua_State *L);
 /* Lua code runs on L now (a coroutine resumed, or back to its resumer); returns the thread

@@ -28,8 +28,16 @@ enum {
 typedef struct task_pool {
     sy_lua_task *free; /* idle tasks */
     int nfree;
-    sy_lua_task *all; /* every task made (linked through all_next), for sy_lua_tasks_free */
+    sy_lua_task *all;  /* every task made (linked through all_next), for sy_lua_tasks_free */
+    ev_idle collect;   /* a collection once the loop is idle after upgrades */
+    unsigned upgrades; /* connections upgraded since that last ran */
 } task_pool;
+
+/* The objects of an upgrade (request, decision, the app's options and header tables) are
+ * garbage as soon as it is done, and an idle connection keeps nothing of them; left to the
+ * collector's pacing they would stay until the heap has grown by its size. After this many
+ * upgrades a young collection runs when the loop has nothing else to do. */
+#define COLLECT_AFTER_UPGRADES 16
 
 /* Every task ever made, for the final free: kept apart from the free list. */
 typedef struct task_node {
@@ -149,6 +157,7 @@ static void task_put_after(sy_lua_task *t, int failed)
     t->cancel = NULL;
     t->cancel_ud = NULL;
     t->used = 0;
+    t->slices = 0;
     if (failed || p->nfree >= POOL_KEEP) {
         task_free(t);
         return;
@@ -163,11 +172,33 @@ static void task_put(sy_lua_task *t)
     task_put_after(t, 0);
 }
 
+static void on_collect(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    sy_server *s = w->data;
+    task_pool *p = s->lua_tasks;
+    ev_idle_stop(loop, w);
+    p->upgrades = 0;
+    if (s->L && s->lua_depth == 0)
+        lua_gc(s->L, LUA_GCSTEP, 0); /* generational mode: one young collection */
+}
+
+void sy_lua_upgraded(sy_server *s)
+{
+    task_pool *p = pool_of(s);
+    if (!p || ++p->upgrades < COLLECT_AFTER_UPGRADES || ev_is_active(&p->collect))
+        return;
+    ev_idle_init(&p->collect, on_collect);
+    p->collect.data = s;
+    ev_idle_start(s->env.loop, &p->collect);
+}
+
 void sy_lua_tasks_free(sy_server *s)
 {
     task_pool *p = s->lua_tasks;
     if (!p)
         return;
+    ev_idle_stop(s->env.loop, &p->collect);
     task_node *n = (task_node *)p->all;
     while (n) {
         task_node *next = n->all_next;
@@ -268,7 +299,12 @@ static int resume(sy_lua_task *t, int nargs)
     int outer = s->lua_depth++ == 0;
     sy_server *prev = NULL;
     if (outer) {
-        prev = sy_lua_budget_enter_at(s, co, t->used, &t->slice);
+        /* The first slice reads no clock where the budget's timer is on (at most 20 ms of
+         * CPU late, see sy_lua_budget_enter_lazy); later ones count exactly. */
+        if (t->slices++ == 0)
+            prev = sy_lua_budget_enter_lazy(s, co, &t->slice);
+        else
+            prev = sy_lua_budget_enter_at(s, co, t->used, &t->slice);
     } else {
         sy_lua_budget_hook(co);
     }
@@ -277,7 +313,7 @@ static int resume(sy_lua_task *t, int nargs)
     int st = lua_resume(co, s->L, nargs, &nres);
     sy_lua_budget_thread(prev_thread);
     if (outer && st == LUA_YIELD)
-        t->used += sy_lua_mono_now() - t->slice;
+        t->used += sy_lua_budget_slice_used(s, t->slice);
     if (--s->lua_depth == 0)
         sy_lua_budget_leave(s, co, prev);
     current = prev_task;
@@ -557,7 +593,7 @@ void sy_lua_budget_restart(lua_State *L)
 {
     sy_server *s = sy_lua_state_server(L);
     if (s && s->lua_depth == 1) {
-        double now = sy_lua_budget_arm(s, 0);
+        double now = sy_lua_budget_arm_lazy(s);
         if (current) {
             current->used = 0;
             current->slice = now;

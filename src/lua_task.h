@@ -78,7 +78,9 @@ struct sy_lua_task {
     sy_lua_wait_cancel_cb cancel;
     void *cancel_ud;
     double used;    /* seconds of Lua running time in this run, before the current slice */
-    double slice;   /* when the current slice started (monotonic) */
+    double slice;   /* when the current slice started (monotonic); 0: not read (the first
+                       slice, whose deadline the budget's first tick sets) */
+    int slices;     /* slices run in this run */
     ev_timer sleep; /* sy.sleep's timer */
 };
 
@@ -124,6 +126,9 @@ void sy_lua_wake(sy_lua_task *t, int nresults);
 /* Frees s's pool; waiting tasks are dropped without running Lua (their C work is cancelled).
  * Before lua_close. */
 void sy_lua_tasks_free(sy_server *s);
+/* A connection was upgraded (handle made): after a number of them, a young collection runs
+ * once the loop is idle, so their request and decision objects do not outlive them. */
+void sy_lua_upgraded(sy_server *s);
 
 /* sy.sleep(seconds) */
 int sy_lua_sleep(lua_State *L);

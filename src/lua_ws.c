@@ -116,12 +116,36 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     }
     msg_batch b = {h, m, n, 0};
     lua_State *co = t->co;
-    lua_pushcfunction(co, deliver_batch);
-    lua_pushlightuserdata(co, &b);              /* [fn, batch] */
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
-    sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
-    lua_pushnil(co);                            /* [..., slot for the current text] */
-    lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
+    int nargs = 5;
+    if (n == 1) {
+        /* One message (the common case at low load): the handler is the task's function,
+         * with no C frame of a batch around it. */
+        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
+        if (!sy_ws_open(c) || sy_lua_push_handlers(co, -1) != LUA_TTABLE ||
+            lua_getfield(co, -1, "message") != LUA_TFUNCTION) { /* [handle, handlers, fn] */
+            lua_settop(co, 0);
+            sy_lua_task_put(t);
+            return; /* no handler: the payload is not even copied */
+        }
+        const char *s = lua_pushlstring(co, m->p, m->n); /* [handle, handlers, fn, text] */
+        /* The text stays below the function too, so it outlives the handler even if it
+         * drops its argument (see deliver_batch). */
+        lua_copy(co, -1, 2);   /* [handle, text, fn, text] */
+        lua_pushvalue(co, 1);  /* [handle, text, fn, text, handle] */
+        lua_rotate(co, -2, 1); /* [handle, text, fn, handle, text] */
+        lua_pushboolean(co, m->binary);
+        srv->ws_validated = m->binary ? NULL : s;
+        srv->ws_validated_len = m->binary ? 0 : m->n;
+        nargs = 3;
+        b.i = 0;
+    } else {
+        lua_pushcfunction(co, deliver_batch);
+        lua_pushlightuserdata(co, &b);              /* [fn, batch] */
+        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
+        sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
+        lua_pushnil(co);                            /* [..., slot for the current text] */
+        lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
+    }
     t->what = "websocket handler";
     t->name = "message";
     t->conn = c;
@@ -129,7 +153,7 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     t->done = sy_lua_handler_done;
     h->task = t;
     sy_conn_ref(c);
-    int rc = sy_lua_task_run(t, 5);
+    int rc = sy_lua_task_run(t, nargs);
     srv->ws_validated = NULL;
     srv->ws_validated_len = 0;
     if (rc == 1) {
@@ -231,7 +255,7 @@ static void unsubscribe_all(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &topics_key); /* [topics] */
-    lua_getiuservalue(L, idx, UV_TOPICS);           /* [topics, mine] */
+    sy_lua_hf_get(L, idx, HF_TOPICS);               /* [topics, mine] */
     if (lua_istable(L, -1) && lua_istable(L, -2)) {
         lua_pushnil(L);
         while (lua_next(L, -2)) { /* [topics, mine, topic, true] */
@@ -260,7 +284,7 @@ static void unsubscribe_all(lua_State *L, int idx)
     }
     lua_pop(L, 2);
     lua_pushnil(L);
-    lua_setiuservalue(L, idx, UV_TOPICS);
+    sy_lua_hf_set(L, idx, HF_TOPICS);
 }
 
 void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
@@ -486,11 +510,11 @@ int sy_lua_topic_join(lua_State *L, int ws_idx, int topic_idx)
     lua_pushvalue(L, ws_idx);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
-    if (lua_getiuservalue(L, ws_idx, UV_TOPICS) != LUA_TTABLE) { /* [topics, set, mine] */
+    if (sy_lua_hf_get(L, ws_idx, HF_TOPICS) != LUA_TTABLE) { /* [topics, set, mine] */
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setiuservalue(L, ws_idx, UV_TOPICS);
+        sy_lua_hf_set(L, ws_idx, HF_TOPICS);
     }
     lua_pushvalue(L, topic_idx);
     lua_pushboolean(L, 1);
@@ -526,7 +550,7 @@ int sy_lua_topic_leave(lua_State *L, int ws_idx, int topic_idx)
         }
     }
     lua_pop(L, 2);
-    if (lua_getiuservalue(L, ws_idx, UV_TOPICS) == LUA_TTABLE) {
+    if (sy_lua_hf_get(L, ws_idx, HF_TOPICS) == LUA_TTABLE) {
         lua_pushvalue(L, topic_idx);
         lua_pushnil(L);
         lua_rawset(L, -3);
