@@ -409,7 +409,8 @@ static int send_result(lua_State *L, int rc)
     return 1;
 }
 
-/* Drops the anchor of a string that ws:send queued (ud: the server's state). */
+/* Drops the anchor of a string that ws:send queued (ud: the server's main state, which
+ * outlives every connection; never a coroutine, which may be gone by then). */
 static void unanchor(void *ud, int ref)
 {
     luaL_unref(ud, LUA_REGISTRYINDEX, ref);
@@ -434,7 +435,8 @@ static int ws_send(lua_State *L)
     /* The string is anchored in the registry until the queue lets go of it: no copy. */
     lua_settop(L, 2);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    int rc = sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, unanchor, h->L, ref);
+    int rc =
+        sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, unanchor, srv->L, ref);
     if (rc == 0 || rc == 1)
         sy_stats_ws_out(st, n);
     return send_result(L, rc);
