@@ -11,6 +11,8 @@
 #include "conn_int.h"
 
 #define FIRST_READ 2048
+#define LINGER_SECONDS 2.0
+
 /* The read buffer shared by the connections of a thread's loop: a read with nothing left over
  * from the last one lands here, so a frame up to this size comes in one read however long the
  * connection was idle; only bytes a protocol leaves unread are copied into c->in's own memory. */
@@ -20,7 +22,6 @@ static _Thread_local struct {
     char *data; /* owned; allocated on first use, kept for the thread's life */
     int busy;   /* lent to a connection's c->in during its on_bytes */
 } shared_in;
-#define LINGER_SECONDS 2.0
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
@@ -587,8 +588,7 @@ int sy_conn_write_ref(sy_conn *c, const void *head, size_t hn, const void *p, si
     const char *h = head, *b = p;
     if (!c->sink && c->out.bytes == 0 && !c->corked) {
         struct iovec iov[2] = {{(void *)h, hn}, {(void *)b, n}};
-        int k = hn ? 2 : 1;
-        ssize_t w = send_iov(c, hn ? iov : iov + 1, n ? k : 1);
+        ssize_t w = send_iov(c, hn ? iov : iov + 1, hn && n ? 2 : 1);
         if (w < 0) {
             release(ud, ref);
             return (int)w;
