@@ -68,15 +68,41 @@ void sy_buf_init(sy_buf *b, size_t limit)
 
 void sy_buf_dispose(sy_buf *b)
 {
-    sy_free(b->data);
+    if (b->cap)
+        sy_free(b->data);
     b->data = NULL;
     b->start = b->len = b->cap = 0;
+}
+
+/* Copies borrowed bytes into a new allocation of cap bytes (>= b->len). */
+static int own(sy_buf *b, size_t cap)
+{
+    char *p = sy_malloc(cap);
+    if (!p)
+        return SY_ENOMEM;
+    if (b->len)
+        memcpy(p, b->data + b->start, b->len);
+    b->data = p;
+    b->start = 0;
+    b->cap = cap;
+    return 0;
 }
 
 static int reserve(sy_buf *b, size_t n, size_t max_cap, char **span)
 {
     if (b->limit && (n > b->limit || b->len > b->limit - n))
         return SY_ELIMIT;
+    if (sy_buf_borrowed(b)) {
+        size_t need = b->len + n, cap = 1024;
+        while (cap < need)
+            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        if (cap > max_cap)
+            cap = max_cap;
+        if (own(b, cap) != 0)
+            return SY_ENOMEM;
+        *span = b->data + b->len;
+        return 0;
+    }
     if (b->start + b->len + n <= b->cap) {
         /* With nothing allocated only n == 0 fits: an empty span, and no offset added to NULL
          * (undefined in C even when it is 0). */
@@ -160,8 +186,40 @@ int sy_buf_append(sy_buf *b, const void *p, size_t n)
     return 0;
 }
 
+void sy_buf_borrow(sy_buf *b, char *p, size_t n)
+{
+    b->data = p;
+    b->start = 0;
+    b->len = n;
+    b->cap = 0;
+}
+
+int sy_buf_own(sy_buf *b)
+{
+    if (!sy_buf_borrowed(b))
+        return 0;
+    if (b->len == 0) {
+        b->data = NULL;
+        b->start = 0;
+        return 0;
+    }
+    if (own(b, b->len) != 0) {
+        b->data = NULL;
+        b->start = b->len = 0;
+        return SY_ENOMEM;
+    }
+    return 0;
+}
+
 void sy_buf_trim(sy_buf *b, size_t keep)
 {
+    if (sy_buf_borrowed(b)) {
+        if (b->len == 0) {
+            b->data = NULL;
+            b->start = 0;
+        }
+        return;
+    }
     if (b->len == 0 && b->cap > keep) {
         sy_free(b->data);
         b->data = NULL;

@@ -5,7 +5,8 @@
 #include "sy_base.h"
 
 typedef struct sy_buf {
-    char *data;   /* owned; NULL until the first reserve */
+    char *data;   /* owned; NULL until the first reserve. Borrowed while cap is 0 and data is
+                     not NULL (sy_buf_borrow): valid until sy_buf_own or any growth */
     size_t start; /* offset of the first unread byte */
     size_t len;   /* bytes readable from data + start */
     size_t cap;   /* allocated bytes */
@@ -38,6 +39,22 @@ void sy_buf_cut(sy_buf *b, size_t off, size_t n);
 
 /* Appends n bytes: reserve + copy + commit. Returns 0, SY_ELIMIT or SY_ENOMEM. */
 int sy_buf_append(sy_buf *b, const void *p, size_t n);
+
+/* Lends p[0..n) to an empty buffer that holds no memory: the bytes are read in place, consumed
+ * and cut as usual, never freed; a reserve copies them into memory of the buffer's own first.
+ * Used for a read into memory shared by the loop. */
+void sy_buf_borrow(sy_buf *b, char *p, size_t n);
+
+/* 1 while the buffer reads borrowed bytes. */
+static inline int sy_buf_borrowed(const sy_buf *b)
+{
+    return b->data && !b->cap;
+}
+
+/* Ends a borrow: what is left unread is copied into memory of the buffer's own (none when
+ * nothing is left). Returns 0 or SY_ENOMEM (then the buffer is empty). A buffer that does not
+ * borrow is left alone. */
+int sy_buf_own(sy_buf *b);
 
 /* Frees the memory if the buffer is empty and larger than keep bytes (idle connections). */
 void sy_buf_trim(sy_buf *b, size_t keep);

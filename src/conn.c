@@ -13,6 +13,16 @@
 #define FIRST_READ 2048
 #define LINGER_SECONDS 2.0
 
+/* The read buffer shared by the connections of a thread's loop: a read with nothing left over
+ * from the last one lands here, so a frame up to this size comes in one read however long the
+ * connection was idle; only bytes a protocol leaves unread are copied into c->in's own memory. */
+#define SHARED_READ 65536
+
+static _Thread_local struct {
+    char *data; /* owned; allocated on first use, kept for the thread's life */
+    int busy;   /* lent to a connection's c->in during its on_bytes */
+} shared_in;
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
@@ -373,8 +383,12 @@ static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
 {
     ssize_t w;
     do {
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (n == 1) {
+            w = send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        }
     } while (w < 0 && errno == EINTR);
     if (w < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -561,6 +575,48 @@ int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
     return after_queue(c);
 }
 
+int sy_conn_write_ref(sy_conn *c, const void *head, size_t hn, const void *p, size_t n,
+                      sy_outq_release_cb release, void *ud, int ref)
+{
+    if (c->closing || c->lingering || c->shut_wr || (c->sink && !c->sink_ud)) {
+        release(ud, ref);
+        return SY_ECLOSED;
+    }
+    if (c->tls) {
+        /* The TLS layer copies the plaintext as it encrypts. */
+        int rc = sy_conn_tls_write2(c, head, hn, p, n);
+        release(ud, ref);
+        return rc;
+    }
+    const char *h = head, *b = p;
+    if (!c->sink && c->out.bytes == 0 && !c->corked) {
+        struct iovec iov[2] = {{(void *)h, hn}, {(void *)b, n}};
+        ssize_t w = send_iov(c, hn ? iov : iov + 1, hn && n ? 2 : 1);
+        if (w < 0) {
+            release(ud, ref);
+            return (int)w;
+        }
+        size_t done = (size_t)w;
+        if (done >= hn + n) {
+            release(ud, ref);
+            return 0;
+        }
+        if (done >= hn) {
+            b += done - hn;
+            n -= done - hn;
+            hn = 0;
+        } else {
+            h += done;
+            hn -= done;
+        }
+    }
+    if (sy_outq_ref(&c->out, h, hn, b, n, release, ud, ref) != 0) {
+        sy_conn_close(c);
+        return SY_ENOMEM;
+    }
+    return c->sink ? stream_queued(c) : after_queue(c);
+}
+
 void sy_conn_cork(sy_conn *c)
 {
     c->corked = 1;
@@ -668,13 +724,21 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         sy_conn_tls_readable(c);
         return;
     }
-    /* A fresh or trimmed buffer starts small: most heads and frames fit, and a burst of new
-     * or waking connections does not take 16 KiB each. */
+    /* With nothing left over, a protocol that keeps no pointer into c->in reads from the loop's
+     * shared buffer; a fresh or trimmed buffer of its own starts small: most heads fit, and a
+     * burst of new or waking connections does not take 16 KiB each. */
     char *span;
     size_t room;
-    if (sy_conn_input_room(c, c->in.cap ? READ_CHUNK : FIRST_READ, &span, &room) != 0)
+    int borrow = c->proto && c->proto->borrows_input && !c->in.data && !shared_in.busy;
+    if (borrow && !shared_in.data && !(shared_in.data = sy_malloc(SHARED_READ)))
+        borrow = 0;
+    if (borrow) {
+        span = shared_in.data;
+        room = c->in.limit && c->in.limit < SHARED_READ ? c->in.limit : SHARED_READ;
+    } else if (sy_conn_input_room(c, c->in.cap ? READ_CHUNK : FIRST_READ, &span, &room) != 0) {
         return;
-    ssize_t n = read(c->fd, span, room);
+    }
+    ssize_t n = recv(c->fd, span, room, 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
@@ -688,6 +752,15 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         if (c->proto && c->proto->on_eof)
             c->proto->on_eof(c);
         else
+            sy_conn_close(c);
+    } else if (borrow) {
+        sy_buf_borrow(&c->in, span, (size_t)n);
+        shared_in.busy = 1;
+        if (c->proto->on_bytes)
+            c->proto->on_bytes(c);
+        shared_in.busy = 0;
+        /* What is left (part of a frame) moves to memory of the connection's own. */
+        if (sy_buf_own(&c->in) != 0)
             sy_conn_close(c);
     } else {
         sy_buf_commit(&c->in, (size_t)n);

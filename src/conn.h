@@ -38,6 +38,9 @@ typedef struct sy_proto {
     void (*on_close)(sy_conn *c);
     /* The connection was just switched to this protocol (may be NULL). */
     void (*on_start)(sy_conn *c);
+    /* 1: on_bytes keeps no pointer into c->in once it returns, so c->in may borrow a read
+     * buffer shared by the loop for the length of the call (sy_buf_borrow). */
+    int borrows_input;
 } sy_proto;
 
 /* Where a stream connection's bytes travel instead of a socket: a stream of an HTTP/2
@@ -153,6 +156,12 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state);
 int sy_conn_write(sy_conn *c, const void *p, size_t n);
 /* Same for two pieces in one system call (head and body). */
 int sy_conn_write2(sy_conn *c, const void *p1, size_t n1, const void *p2, size_t n2);
+/* Writes head[0..hn) (at most SY_OUTQ_SMALL bytes: a frame header) then p[0..n) without copying
+ * p: what the socket does not take now is queued by reference, and release(ud, ref) runs once
+ * when p is no longer needed (written, copied under TLS, dropped at the close, or at once on
+ * failure). Same results as sy_conn_write. */
+int sy_conn_write_ref(sy_conn *c, const void *head, size_t hn, const void *p, size_t n,
+                      sy_outq_release_cb release, void *ud, int ref);
 /* Writes chunk[off, off + len) without copying it (a frame shared by many connections): what
  * cannot be sent now is queued by reference. Same results as sy_conn_write. */
 int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len);

@@ -292,7 +292,7 @@ void sy_conn_tls_readable(sy_conn *c)
         sy_conn_close(c);
         return;
     }
-    ssize_t n = read(c->fd, span, READ_CHUNK);
+    ssize_t n = recv(c->fd, span, READ_CHUNK, 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;

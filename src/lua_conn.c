@@ -18,7 +18,10 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     handlers_idx = handlers_idx ? lua_absindex(L, handlers_idx) : 0;
     lconn *h = lua_newuserdatauv(L, sizeof *h, UV_COUNT);
     h->conn = NULL;
-    h->L = L;
+    /* The main state: L may be the coroutine of a hook, collected once it is done. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    h->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
     h->ref = LUA_NOREF;
     h->websocket = websocket;
     h->peer = c->peer;

@@ -433,6 +433,13 @@ static int send_result(lua_State *L, int rc)
     return 1;
 }
 
+/* Drops the anchor of a string that ws:send queued (ud: the server's main state, which
+ * outlives every connection; never a coroutine, which may be gone by then). */
+static void unanchor(void *ud, int ref)
+{
+    luaL_unref(ud, LUA_REGISTRYINDEX, ref);
+}
+
 /* ws:send(data, binary?) -> true | false (queued over the high-water mark) | nil, "closed" |
  * nil, "dropped" */
 static int ws_send(lua_State *L)
@@ -449,7 +456,11 @@ static int ws_send(lua_State *L)
         !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
     sy_stats *st = &srv->env.stats;
-    int rc = sy_ws_send(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n);
+    /* The string is anchored in the registry until the queue lets go of it: no copy. */
+    lua_settop(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc =
+        sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, unanchor, srv->L, ref);
     if (rc == 0 || rc == 1)
         sy_stats_ws_out(st, n);
     return send_result(L, rc);

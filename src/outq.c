@@ -4,6 +4,13 @@
 #include "buf.h"
 
 #define MIN_CHUNK 4096
+#define MAX_SPARE_RING 64
+
+/* Memory kept for the next queue of the thread (reachable, freed never): a queue that empties
+ * gives its ring and its last small chunk back here, and the next one takes them. */
+static _Thread_local sy_outseg *spare_ring;
+static _Thread_local size_t spare_ring_cap;
+static _Thread_local sy_chunk *spare_chunk;
 
 sy_chunk *sy_chunk_new(size_t cap)
 {
@@ -21,15 +28,45 @@ sy_chunk *sy_chunk_new(size_t cap)
 
 void sy_chunk_release(sy_chunk *ch)
 {
-    if (ch && --ch->refs == 0)
-        sy_free(ch);
+    if (ch && --ch->refs == 0) {
+        if (ch->cap == MIN_CHUNK && !spare_chunk)
+            spare_chunk = ch;
+        else
+            sy_free(ch);
+    }
+}
+
+static sy_chunk *small_chunk(void)
+{
+    sy_chunk *ch = spare_chunk;
+    if (!ch)
+        return sy_chunk_new(MIN_CHUNK);
+    spare_chunk = NULL;
+    ch->refs = 1;
+    ch->sealed = 0;
+    ch->len = 0;
+    return ch;
+}
+
+/* Lets go of an entry's bytes. */
+static void drop(sy_outseg *s)
+{
+    if (s->chunk)
+        sy_chunk_release(s->chunk);
+    else if (s->ext && s->release)
+        s->release(s->ud, s->ref);
 }
 
 void sy_outq_dispose(sy_outq *q)
 {
     for (size_t i = 0; i < q->count; i++)
-        sy_chunk_release(q->segs[(q->head + i) % q->cap].chunk);
-    sy_free(q->segs);
+        drop(&q->segs[(q->head + i) % q->cap]);
+    if (q->segs && !spare_ring && q->cap <= MAX_SPARE_RING) {
+        spare_ring = q->segs;
+        spare_ring_cap = q->cap;
+    } else {
+        sy_free(q->segs);
+    }
     q->segs = NULL;
     q->head = q->count = q->cap = q->bytes = 0;
 }
@@ -39,13 +76,20 @@ static sy_outseg *tail(sy_outq *q)
     return q->count ? &q->segs[(q->head + q->count - 1) % q->cap] : NULL;
 }
 
-static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
+/* A free entry at the tail (not counted yet), or NULL when out of memory. */
+static sy_outseg *grow(sy_outq *q)
 {
+    if (q->cap == 0 && spare_ring) {
+        q->segs = spare_ring;
+        q->cap = spare_ring_cap;
+        q->head = 0;
+        spare_ring = NULL;
+    }
     if (q->count == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 8;
         sy_outseg *s = sy_malloc(ncap * sizeof *s);
         if (!s)
-            return SY_ENOMEM;
+            return NULL;
         for (size_t i = 0; i < q->count; i++)
             s[i] = q->segs[(q->head + i) % q->cap];
         sy_free(q->segs);
@@ -53,9 +97,54 @@ static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
         q->head = 0;
         q->cap = ncap;
     }
-    q->segs[(q->head + q->count) % q->cap] = (sy_outseg){ch, off, len};
+    return &q->segs[(q->head + q->count) % q->cap];
+}
+
+static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
+{
+    sy_outseg *s = grow(q);
+    if (!s)
+        return SY_ENOMEM;
+    *s = (sy_outseg){.chunk = ch, .off = off, .len = len};
     q->count++;
     q->bytes += len;
+    return 0;
+}
+
+int sy_outq_ref(sy_outq *q, const void *head, size_t hn, const void *p, size_t n,
+                sy_outq_release_cb release, void *ud, int ref)
+{
+    if (hn > SY_OUTQ_SMALL) {
+        release(ud, ref);
+        return SY_EINVAL;
+    }
+    if (hn) {
+        sy_outseg *s = grow(q);
+        if (!s) {
+            release(ud, ref);
+            return SY_ENOMEM;
+        }
+        *s = (sy_outseg){.len = hn};
+        memcpy(s->small, head, hn);
+        q->count++;
+        q->bytes += hn;
+    }
+    if (n == 0) {
+        release(ud, ref);
+        return 0;
+    }
+    sy_outseg *s = grow(q);
+    if (!s) {
+        if (hn) { /* take the head back: nothing of it was sent */
+            q->count--;
+            q->bytes -= hn;
+        }
+        release(ud, ref);
+        return SY_ENOMEM;
+    }
+    *s = (sy_outseg){.ext = p, .len = n, .release = release, .ud = ud, .ref = ref};
+    q->count++;
+    q->bytes += n;
     return 0;
 }
 
@@ -64,7 +153,7 @@ static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
 static char *append_in_place(sy_outq *q, size_t n)
 {
     sy_outseg *t = tail(q);
-    if (!t || t->chunk->sealed || t->off + t->len != t->chunk->len ||
+    if (!t || !t->chunk || t->chunk->sealed || t->off + t->len != t->chunk->len ||
         t->chunk->cap - t->chunk->len < n)
         return NULL;
     char *d = t->chunk->data + t->chunk->len;
@@ -83,7 +172,7 @@ int sy_outq_copy(sy_outq *q, const void *p, size_t n)
         memcpy(d, p, n);
         return 0;
     }
-    sy_chunk *ch = sy_chunk_new(n > MIN_CHUNK ? n : MIN_CHUNK);
+    sy_chunk *ch = n > MIN_CHUNK ? sy_chunk_new(n) : small_chunk();
     if (!ch)
         return SY_ENOMEM;
     memcpy(ch->data, p, n);
@@ -124,7 +213,8 @@ int sy_outq_iov(const sy_outq *q, struct iovec *iov, int max)
     int n = 0;
     for (size_t i = 0; i < q->count && n < max; i++) {
         const sy_outseg *s = &q->segs[(q->head + i) % q->cap];
-        iov[n].iov_base = s->chunk->data + s->off;
+        const char *base = s->chunk ? s->chunk->data : s->ext ? s->ext : s->small;
+        iov[n].iov_base = (void *)(base + s->off);
         iov[n].iov_len = s->len;
         n++;
     }
@@ -143,9 +233,10 @@ void sy_outq_consume(sy_outq *q, size_t n)
         }
         n -= s->len;
         q->bytes -= s->len;
-        sy_chunk_release(s->chunk);
+        sy_outseg done = *s;
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        drop(&done); /* last: a release may look at the queue */
     }
     if (q->count == 0)
         q->head = 0;

@@ -20,9 +20,21 @@ sy_chunk *sy_chunk_new(size_t cap);
 /* Drops one ref; frees at zero. NULL is accepted. */
 void sy_chunk_release(sy_chunk *ch);
 
+/* Lets go of bytes queued by reference (sy_outq_ref): called once per queued span, when it is
+ * written or dropped. ud and ref are the caller's (e.g. a Lua state and a registry anchor). */
+typedef void (*sy_outq_release_cb)(void *ud, int ref);
+
+#define SY_OUTQ_SMALL 16 /* bytes an entry holds in place: a frame header */
+
 typedef struct sy_outseg {
-    sy_chunk *chunk; /* one ref held by the queue */
-    size_t off, len; /* the unsent bytes of this entry */
+    sy_chunk *chunk;            /* one ref held by the queue; NULL for the two kinds below */
+    const char *ext;            /* chunk NULL: borrowed bytes, valid until release runs; NULL:
+                                   the bytes are in small */
+    size_t off, len;            /* the unsent bytes of this entry */
+    sy_outq_release_cb release; /* ext: runs once when the entry is sent or dropped */
+    void *ud;
+    int ref;
+    char small[SY_OUTQ_SMALL];
 } sy_outseg;
 
 typedef struct sy_outq {
@@ -31,7 +43,9 @@ typedef struct sy_outq {
     size_t bytes; /* total unsent bytes */
 } sy_outq;
 
-/* Valid when zeroed. */
+/* Valid when zeroed. Dispose drops what is queued (releasing chunks and references) and the
+ * ring; one ring and one small chunk per thread are kept for the next queue, so a connection
+ * that queues a reply per message allocates nothing in steady state. */
 void sy_outq_dispose(sy_outq *q);
 
 /* Copies n bytes to the tail. Returns 0 or SY_ENOMEM (nothing queued then). */
@@ -42,6 +56,13 @@ int sy_outq_copy2(sy_outq *q, const void *p1, size_t n1, const void *p2, size_t 
 
 /* Queues chunk[off, off + len) by reference (takes a new ref; seals the chunk). */
 int sy_outq_share(sy_outq *q, sy_chunk *ch, size_t off, size_t len);
+
+/* Queues head[0..hn) (hn <= SY_OUTQ_SMALL, copied into the entry) then p[0..n) by reference:
+ * p stays the caller's, and must stay valid until release(ud, ref) runs, once, when those bytes
+ * are written or dropped (sy_outq_consume, sy_outq_dispose). Takes the anchor in every case:
+ * when n is 0, and on failure (SY_ENOMEM, nothing queued), release runs before it returns. */
+int sy_outq_ref(sy_outq *q, const void *head, size_t hn, const void *p, size_t n,
+                sy_outq_release_cb release, void *ud, int ref);
 
 /* Fills up to max iovecs with the front of the queue; returns how many. */
 int sy_outq_iov(const sy_outq *q, struct iovec *iov, int max);

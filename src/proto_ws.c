@@ -338,12 +338,12 @@ static void fail(sy_conn *c, wsp *w, int code, const char *why)
         sy_conn_close_after_write(c);
 }
 
-int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
+/* Applies the backpressure policy and counts the message; 0: go on and send it, else the
+ * result of the send (2: dropped; SY_ECLOSED). */
+static int before_send(sy_conn *c, wsp *w, int control, size_t n)
 {
-    wsp *w = state_of(c);
     if (!w || c->closing || w->close_sent)
         return SY_ECLOSED;
-    int control = opcode >= SY_WS_CLOSE;
     if (control && n > 125)
         return SY_EINVAL;
     if (!control && sy_conn_buffered(c) > w->o.max_backpressure) {
@@ -355,19 +355,48 @@ int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
     }
     if (!control && w->log)
         sy_access_count_out(w->log, n);
-    if (w->pmd && !control && n >= w->pmd->threshold) {
-        pmd_state *z = w->pmd;
-        sy_deflater *d = deflater_for(c, z);
-        size_t off;
-        sy_chunk *ch =
-            d ? deflate_frame(d, z->p.server_no_context_takeover, opcode, p, n, &off) : NULL;
-        if (ch) {
-            int rc = sy_conn_write_shared(c, ch, off, ch->len - off);
-            sy_chunk_release(ch);
-            return rc < 0 ? SY_ECLOSED : rc;
-        }
+    return 0;
+}
+
+/* Sends a deflated frame when the message is to be compressed: 1 with *rc set, else 0. */
+static int send_deflated(sy_conn *c, wsp *w, int opcode, const void *p, size_t n, int *rc)
+{
+    if (!w->pmd || opcode >= SY_WS_CLOSE || n < w->pmd->threshold)
+        return 0;
+    pmd_state *z = w->pmd;
+    sy_deflater *d = deflater_for(c, z);
+    size_t off;
+    sy_chunk *ch = d ? deflate_frame(d, z->p.server_no_context_takeover, opcode, p, n, &off) : NULL;
+    if (!ch)
+        return 0;
+    int r = sy_conn_write_shared(c, ch, off, ch->len - off);
+    sy_chunk_release(ch);
+    *rc = r < 0 ? SY_ECLOSED : r;
+    return 1;
+}
+
+int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
+{
+    wsp *w = state_of(c);
+    int rc = before_send(c, w, opcode >= SY_WS_CLOSE, n);
+    if (rc != 0 || send_deflated(c, w, opcode, p, n, &rc))
+        return rc;
+    rc = write_frame(c, opcode, p, n);
+    return rc < 0 ? SY_ECLOSED : rc;
+}
+
+int sy_ws_send_ref(sy_conn *c, int opcode, const void *p, size_t n, sy_outq_release_cb release,
+                   void *ud, int ref)
+{
+    wsp *w = state_of(c);
+    int rc = before_send(c, w, opcode >= SY_WS_CLOSE, n);
+    if (rc != 0 || send_deflated(c, w, opcode, p, n, &rc)) {
+        release(ud, ref);
+        return rc;
     }
-    int rc = write_frame(c, opcode, p, n);
+    uint8_t hdr[SY_WS_MAX_HEADER];
+    size_t hl = sy_ws_encode_header(hdr, 1, 0, opcode, n);
+    rc = sy_conn_write_ref(c, hdr, hl, p, n, release, ud, ref);
     return rc < 0 ? SY_ECLOSED : rc;
 }
 
@@ -968,4 +997,5 @@ const sy_proto sy_proto_ws = {
     .on_shutdown = ws_on_shutdown,
     .on_close = ws_on_close,
     .on_start = ws_on_start,
+    .borrows_input = 1,
 };
