@@ -379,6 +379,33 @@ static int queue_rest(sy_conn *c, const char *p1, size_t n1, const char *p2, siz
 }
 
 /* Sends what the socket takes now; returns bytes sent or SY_ECLOSED (conn closed). */
+/* After done bytes of the spans p1[0..n1) then p2[0..n2) were sent (fewer than all): what is
+ * left of them. */
+static void advance2(const char **p1, size_t *n1, const char **p2, size_t *n2, size_t done)
+{
+    if (done >= *n1) {
+        *p2 += done - *n1;
+        *n2 -= done - *n1;
+        *n1 = 0;
+    } else {
+        *p1 += done;
+        *n1 -= done;
+    }
+}
+
+int sy_conn_drained(sy_conn *c)
+{
+    if (!c->over_high_water || c->out.bytes > c->env->cfg.high_water / 2)
+        return 0;
+    c->over_high_water = 0;
+    if (!c->proto || !c->proto->on_drain || c->close_after_write)
+        return 0;
+    c->refs++;
+    c->proto->on_drain(c);
+    c->refs--;
+    return c->closing;
+}
+
 static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
 {
     ssize_t w;
@@ -458,16 +485,8 @@ void sy_conn_stream_sent(sy_conn *c)
         disarm_send_timeout(c);
         sy_outq_dispose(&c->out); /* idle streams keep no output memory */
     }
-    if (c->over_high_water && c->out.bytes <= c->env->cfg.high_water / 2) {
-        c->over_high_water = 0;
-        if (c->proto && c->proto->on_drain && !c->close_after_write) {
-            c->refs++;
-            c->proto->on_drain(c);
-            c->refs--;
-            if (c->closing)
-                return;
-        }
-    }
+    if (sy_conn_drained(c))
+        return;
     if (c->fin_sent && c->peer_eof && !c->close_after_write)
         sy_conn_close(c);
 }
@@ -526,14 +545,7 @@ int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t
         size_t done = (size_t)w;
         if (done >= n1 + n2)
             return 0;
-        if (done >= n1) {
-            p2 += done - n1;
-            n2 -= done - n1;
-            n1 = 0;
-        } else {
-            p1 += done;
-            n1 -= done;
-        }
+        advance2(&p1, &n1, &p2, &n2, done);
     }
     return queue_rest(c, p1, n1, p2, n2);
 }
@@ -601,14 +613,7 @@ int sy_conn_write_ref(sy_conn *c, const void *head, size_t hn, const void *p, si
             release(ud, ref);
             return 0;
         }
-        if (done >= hn) {
-            b += done - hn;
-            n -= done - hn;
-            hn = 0;
-        } else {
-            h += done;
-            hn -= done;
-        }
+        advance2(&h, &hn, &b, &n, done);
     }
     if (sy_outq_ref(&c->out, h, hn, b, n, release, ud, ref) != 0) {
         sy_conn_close(c);
@@ -661,16 +666,8 @@ static void flush(sy_conn *c)
     } else {
         sy_conn_watch_output(c);
     }
-    if (c->over_high_water && c->out.bytes <= c->env->cfg.high_water / 2) {
-        c->over_high_water = 0;
-        if (c->proto && c->proto->on_drain && !c->close_after_write) {
-            c->refs++;
-            c->proto->on_drain(c);
-            c->refs--;
-            if (c->closing)
-                return;
-        }
-    }
+    if (sy_conn_drained(c))
+        return;
     if (c->close_after_write && c->out.bytes == 0 && !c->lingering)
         sy_conn_start_lingering(c);
     else if (c->shut_wr && !c->fin_sent && c->out.bytes == 0 && !c->close_after_write)

@@ -17,6 +17,9 @@ void sy_conn_start_lingering(sy_conn *c);
 void sy_conn_send_fin(sy_conn *c);
 /* Output waits for the socket: watch for writability and run the send timeout. */
 void sy_conn_watch_output(sy_conn *c);
+/* Output that was over the high-water mark fell to half of it or below: the protocol's on_drain
+ * runs (not after close_after_write). 1 when on_drain ran and the connection is closing. */
+int sy_conn_drained(sy_conn *c);
 /* Nothing waits for the socket any more. */
 void sy_conn_unwatch_output(sy_conn *c);
 /* A send failed for good: closes c and returns SY_ECLOSED. */

@@ -126,16 +126,8 @@ void sy_conn_tls_flush(sy_conn *c)
     if (tls_send(c) != 0)
         return;
     tls_watch(c);
-    if (c->over_high_water && c->out.bytes <= c->env->cfg.high_water / 2) {
-        c->over_high_water = 0;
-        if (c->proto && c->proto->on_drain && !c->close_after_write) {
-            c->refs++;
-            c->proto->on_drain(c);
-            c->refs--;
-            if (c->closing)
-                return;
-        }
-    }
+    if (sy_conn_drained(c))
+        return;
     if (c->out.bytes == 0 && sy_buf_len(sy_tls_out(c->tls)) == 0) {
         if (c->close_after_write && !c->lingering)
             sy_conn_start_lingering(c);
