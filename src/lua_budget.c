@@ -1,6 +1,5 @@
 /* The time budget of calls from the core into Lua (app.lua.max_time). */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -64,13 +63,8 @@ static void on_budget_signal(int sig, siginfo_t *si, void *uc)
     int saved = errno;
     sy_server *s = bt.running;
     lua_State *L = bt.thread;
-    if (s && L && s->lua_deadline > 0) {
-        double now = sy_lua_mono_now();
-        if (s->lua_deadline == HUGE_VAL) /* a call armed without reading the clock */
-            s->lua_deadline = now + s->lua_left;
-        else if (now > s->lua_deadline)
-            lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    }
+    if (s && L && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     errno = saved;
 }
 
@@ -165,36 +159,6 @@ double sy_lua_budget_arm(sy_server *s, double used)
     double now = sy_lua_mono_now();
     s->lua_deadline = s->lua.max_time > 0 ? now + s->lua.max_time - used : 0;
     return now;
-}
-
-double sy_lua_budget_arm_lazy(sy_server *s)
-{
-    if (bt.mode != BUDGET_TIMED || s->lua.max_time <= 0)
-        return sy_lua_budget_arm(s, 0);
-    s->lua_left = s->lua.max_time;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the handler sees lua_left first */
-    s->lua_deadline = HUGE_VAL;
-    return 0;
-}
-
-sy_server *sy_lua_budget_enter_lazy(sy_server *s, lua_State *L, double *now)
-{
-    sy_server *prev = bt.running;
-    bt.running = s;
-    sy_lua_budget_hook(L);
-    *now = sy_lua_budget_arm_lazy(s);
-    return prev;
-}
-
-double sy_lua_budget_slice_used(sy_server *s, double start)
-{
-    double now = sy_lua_mono_now();
-    if (start > 0)
-        return now - start;
-    double d = s->lua_deadline;
-    if (d > 0 && d != HUGE_VAL && now > d - s->lua_left)
-        return now - (d - s->lua_left);
-    return 0;
 }
 
 lua_State *sy_lua_budget_thread(lua_State *L)

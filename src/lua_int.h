@@ -237,17 +237,6 @@ void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
 sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now);
 /* The deadline of the running call: max_time from now less used seconds. Returns now. */
 double sy_lua_budget_arm(sy_server *s, double used);
-/* Where the budget runs on the CPU-time signal (not the hook), a call that starts afresh
- * reads no clock: its deadline is pending, and the first tick of the signal during it sets
- * the deadline to max_time from that tick (so the call gets between max_time and max_time
- * plus one tick, 20 ms of CPU). sy_lua_budget_arm_lazy arms so and returns 0, or arms as
- * sy_lua_budget_arm(s, 0) and returns now; sy_lua_budget_enter_lazy enters so (*now: 0 or
- * the time). sy_lua_budget_slice_used gives the seconds a slice that started at start (0:
- * not read) ran, for a call that yields: from the deadline's tick when no start was read
- * (0 when no tick came: under one tick of CPU). */
-double sy_lua_budget_arm_lazy(sy_server *s);
-sy_server *sy_lua_budget_enter_lazy(sy_server *s, lua_State *L, double *now);
-double sy_lua_budget_slice_used(sy_server *s, double start);
 /* In hooked mode, gives L the count hook if it lacks it. */
 void sy_lua_budget_hook(lua_State *L);
 /* Lua code runs on L now (a coroutine resumed, or back to its resumer); returns the thread

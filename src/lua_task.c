@@ -157,7 +157,6 @@ static void task_put_after(sy_lua_task *t, int failed)
     t->cancel = NULL;
     t->cancel_ud = NULL;
     t->used = 0;
-    t->slices = 0;
     if (failed || p->nfree >= POOL_KEEP) {
         task_free(t);
         return;
@@ -299,12 +298,7 @@ static int resume(sy_lua_task *t, int nargs)
     int outer = s->lua_depth++ == 0;
     sy_server *prev = NULL;
     if (outer) {
-        /* The first slice reads no clock where the budget's timer is on (at most 20 ms of
-         * CPU late, see sy_lua_budget_enter_lazy); later ones count exactly. */
-        if (t->slices++ == 0)
-            prev = sy_lua_budget_enter_lazy(s, co, &t->slice);
-        else
-            prev = sy_lua_budget_enter_at(s, co, t->used, &t->slice);
+        prev = sy_lua_budget_enter_at(s, co, t->used, &t->slice);
     } else {
         sy_lua_budget_hook(co);
     }
@@ -313,7 +307,7 @@ static int resume(sy_lua_task *t, int nargs)
     int st = lua_resume(co, s->L, nargs, &nres);
     sy_lua_budget_thread(prev_thread);
     if (outer && st == LUA_YIELD)
-        t->used += sy_lua_budget_slice_used(s, t->slice);
+        t->used += sy_lua_mono_now() - t->slice;
     if (--s->lua_depth == 0)
         sy_lua_budget_leave(s, co, prev);
     current = prev_task;
@@ -593,7 +587,7 @@ void sy_lua_budget_restart(lua_State *L)
 {
     sy_server *s = sy_lua_state_server(L);
     if (s && s->lua_depth == 1) {
-        double now = sy_lua_budget_arm_lazy(s);
+        double now = sy_lua_budget_arm(s, 0);
         if (current) {
             current->used = 0;
             current->slice = now;
