@@ -97,31 +97,6 @@ static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
         sy_lua_hold(h, SY_HELD_MESSAGE, m[i].p, m[i].n, m[i].binary);
 }
 
-/* A lone message for push_one (argument 1, a light userdata). */
-typedef struct one_msg {
-    lconn *h;
-    const sy_ws_msg *m;
-} one_msg;
-
-/* The stack of a lone message's task: [handle, text, fn, handle, text, binary]. The text stays
- * below the function too, so it outlives the handler even if it drops its argument (see
- * deliver_batch). Nothing (nils) without a message handler: the payload is not copied. */
-static int push_one(lua_State *L)
-{
-    const one_msg *o = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, o->h->ref); /* [handle] */
-    if (sy_lua_push_handlers(L, -1) != LUA_TTABLE ||
-        lua_getfield(L, -1, "message") != LUA_TFUNCTION) /* [handle, handlers, fn] */
-        return 0;
-    lua_pushlstring(L, o->m->p, o->m->n); /* [handle, handlers, fn, text] */
-    lua_copy(L, -1, 2);                   /* [handle, text, fn, text] */
-    lua_pushvalue(L, 1);                  /* [handle, text, fn, text, handle] */
-    lua_rotate(L, -2, 1);                 /* [handle, text, fn, handle, text] */
-    lua_pushboolean(L, o->m->binary);
-    return 6;
-}
-
 void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
 {
     (void)ud;
@@ -141,42 +116,12 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     }
     msg_batch b = {h, m, n, 0};
     lua_State *co = t->co;
-    int nargs = 5;
-    if (n == 1) {
-        /* One message (the common case at low load): the handler is the task's function,
-         * with no C frame of a batch around it. Its stack is built in a protected call: the
-         * payload's copy may fail for lack of memory (app.lua.max_memory). */
-        if (!sy_ws_open(c)) {
-            sy_lua_task_put(t);
-            return;
-        }
-        one_msg o = {h, m};
-        lua_pushcfunction(co, push_one);
-        lua_pushlightuserdata(co, &o);
-        if (sy_lua_call(co, 1, 6, "websocket handler 'message'") != 0) {
-            lua_settop(co, 0);
-            sy_lua_task_put(t);
-            handler_failed(h);
-            return;
-        }
-        if (lua_type(co, 3) != LUA_TFUNCTION) {
-            lua_settop(co, 0);
-            sy_lua_task_put(t);
-            return; /* no handler: the payload is not even copied */
-        }
-        const char *s = lua_tostring(co, 2);
-        srv->ws_validated = m->binary ? NULL : s;
-        srv->ws_validated_len = m->binary ? 0 : m->n;
-        nargs = 3;
-        b.i = 0;
-    } else {
-        lua_pushcfunction(co, deliver_batch);
-        lua_pushlightuserdata(co, &b);              /* [fn, batch] */
-        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
-        sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
-        lua_pushnil(co);                            /* [..., slot for the current text] */
-        lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
-    }
+    lua_pushcfunction(co, deliver_batch);
+    lua_pushlightuserdata(co, &b);              /* [fn, batch] */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
+    sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
+    lua_pushnil(co);                            /* [..., slot for the current text] */
+    lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
     t->what = "websocket handler";
     t->name = "message";
     t->conn = c;
@@ -184,7 +129,7 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     t->done = sy_lua_handler_done;
     h->task = t;
     sy_conn_ref(c);
-    int rc = sy_lua_task_run(t, nargs);
+    int rc = sy_lua_task_run(t, 5);
     srv->ws_validated = NULL;
     srv->ws_validated_len = 0;
     if (rc == 1) {
