@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # switchyard at an earlier git revision (BASE_REV) against the current tree, paired round by round
-# on the load cases of bench/ws.sh and bench/http1.sh: does a change cost speed?
+# on the load cases of bench/ws.sh, bench/http1.sh, bench/h2.sh and bench/tls.sh: does a change
+# cost speed?
 #
 # By-hand benchmark, NOT for CI (refuses to run when $CI is set). See bench/README.md.
 #
@@ -12,24 +13,32 @@
 # its own build dir in the temp dir. Then ROUNDS rounds; in each, every case runs once against
 # each binary, back to back: base first in odd rounds, current first in even ones, so that slow
 # drift of the machine falls on both sides alike. A run is one invocation of bench/ws.sh
-# (CASES=<case> ROUNDS=1 FLOOR=0) or bench/http1.sh (ROUNDS=1) with SWITCHYARD_BIN set to that
-# side's binary; switchyard's line of its per-run table is kept (the Node or nginx run those
-# scripts make alongside is not used here). The summary gives, per case, each side's medians and
-# the median over rounds of the per-round ratio current/base.
+# (CASES=<case>), bench/http1.sh, bench/h2.sh or bench/tls.sh (CASES=keepalive|handshake), all
+# with ROUNDS=1 PEER=0 (no Node, nginx or nghttpd alongside) and SWITCHYARD_BIN set to that side's
+# binary; switchyard's line of its per-run table is kept. The figure compared is the server's CPU time per
+# message or request (the rate is shown too, but the load generator shares the machine). The
+# summary gives, per case, each side's medians and the median over rounds of the per-round ratio
+# current/base.
 #
 # Environment (all optional):
-#   CASES           subset of text32_d16 text32_d1 bin16k_d4 upgrade (bench/ws.sh cases) and http1
-#                   (bench/http1.sh, GET /) (default "text32_d16 text32_d1 http1")
+#   CASES           subset of text32_d16 text32_d1 bin16k_d1 bin16k_d4 upgrade (bench/ws.sh cases),
+#                   http1 (bench/http1.sh, GET /), h2 (bench/h2.sh, GET / over HTTP/2 prior
+#                   knowledge), tls (bench/tls.sh keepalive: GET / over kept TLS connections) and
+#                   tls_hs (bench/tls.sh handshake: a new TLS connection per request)
+#                   (default "text32_d16 text32_d1 http1")
 #   DURATION        measured seconds per run (default 5)
 #   WARMUP          unmeasured seconds per run (default 1)
 #   BUILD_TYPE      CMAKE_BUILD_TYPE of both builds (default RelWithDebInfo, the project's default)
 #   SWITCHYARD_BIN  use this binary as the current side instead of building the tree
+#   BASE_BIN        use this binary as the base side instead of building BASE_REV (which then only
+#                   names it in the header)
 #   BUILD_TIMEOUT   seconds per configure or build step (default 1200)
-#   RUN_TIMEOUT     seconds per ws.sh/http1.sh invocation (default 300 + 4 * (WARMUP + DURATION))
+#   RUN_TIMEOUT     seconds per invocation of a script (default 300 + 4 * (WARMUP + DURATION))
 #   NOISY_PCT       a run is "noisy" when its oth% exceeds this (default 10); the summary also gives
 #                   the ratio over the rounds where neither run of the pair was noisy
 #   KEEP_TMP        1 = keep the temp dir's logs (sources and builds are always removed)
-# SERVER_CPU, LOAD_CPU, WRK_CPU, CONNECTIONS, NODE_BIN, NGINX_BIN reach ws.sh and http1.sh as set.
+# SERVER_CPU, LOAD_CPU, WRK_CPU, CONNECTIONS, CLIENTS, STREAMS, NODE_BIN, NGINX_BIN reach the
+# scripts as set.
 set -euo pipefail
 
 BENCH=compare.sh
@@ -41,7 +50,7 @@ refuse_ci
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: bench/compare.sh BASE_REV [ROUNDS]" >&2; exit 2; }
 BASE_REV=$1
 ROUNDS=${2:-7}
-ALL_CASES="text32_d16 text32_d1 bin16k_d4 upgrade http1"
+ALL_CASES="text32_d16 text32_d1 bin16k_d1 bin16k_d4 upgrade http1 h2 tls tls_hs"
 CASES=${CASES:-text32_d16 text32_d1 http1}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
@@ -50,7 +59,7 @@ BUILD_TIMEOUT=${BUILD_TIMEOUT:-1200}
 RUN_TIMEOUT=${RUN_TIMEOUT:-$((300 + 4 * (WARMUP + DURATION)))}
 NOISY_PCT=${NOISY_PCT:-10}
 KEEP_TMP=${KEEP_TMP:-0}
-STOP_TRIES=150   # stop_pid: give a ws.sh/http1.sh that is told to stop 15 s to stop its servers
+STOP_TRIES=150   # stop_pid: give a script that is told to stop 15 s to stop its servers
 
 check_uints ROUNDS DURATION WARMUP BUILD_TIMEOUT RUN_TIMEOUT NOISY_PCT
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] || die "need ROUNDS >= 1 and DURATION >= 1"
@@ -75,12 +84,17 @@ trap compare_cleanup EXIT
 
 # --- the two binaries -------------------------------------------------------------------------
 
-mkdir "$TMP/base-src"
-git -C "$REPO" archive --format=tar "$BASE_SHA" | tar -x -C "$TMP/base-src" \
-  || die "git archive $BASE_REV failed"
-note "building $BASE_REV ($BUILD_TYPE) in $TMP/build-base"
-build_switchyard "$TMP/base-src" "$TMP/build-base" "$BUILD_TYPE" "$TMP/build-base.log" -DSY_BUILD_TESTS=OFF
-BASE_BIN=$TMP/build-base/switchyard
+if [ -n "${BASE_BIN:-}" ]; then
+  [ -x "$BASE_BIN" ] || die "BASE_BIN not executable: $BASE_BIN"
+  BASE_BIN=$(cd "$(dirname "$BASE_BIN")" && pwd)/$(basename "$BASE_BIN")
+else
+  mkdir "$TMP/base-src"
+  git -C "$REPO" archive --format=tar "$BASE_SHA" | tar -x -C "$TMP/base-src" \
+    || die "git archive $BASE_REV failed"
+  note "building $BASE_REV ($BUILD_TYPE) in $TMP/build-base"
+  build_switchyard "$TMP/base-src" "$TMP/build-base" "$BUILD_TYPE" "$TMP/build-base.log" -DSY_BUILD_TESTS=OFF
+  BASE_BIN=$TMP/build-base/switchyard
+fi
 if [ -n "${SWITCHYARD_BIN:-}" ]; then
   [ -x "$SWITCHYARD_BIN" ] || die "SWITCHYARD_BIN not executable: $SWITCHYARD_BIN"
   CUR_BIN=$(cd "$(dirname "$SWITCHYARD_BIN")" && pwd)/$(basename "$SWITCHYARD_BIN")
@@ -102,18 +116,24 @@ case_label() {
   case $1 in
     text32_d16) echo "ws echo 32 B, depth 16" ;;
     text32_d1)  echo "ws echo 32 B, depth 1" ;;
+    bin16k_d1)  echo "ws echo 16 KiB, depth 1" ;;
     bin16k_d4)  echo "ws echo 16 KiB, depth 4" ;;
     upgrade)    echo "ws upgrade cycles" ;;
     http1)      echo "http1 GET /" ;;
+    h2)         echo "h2 GET /" ;;
+    tls)        echo "tls GET /, keep-alive" ;;
+    tls_hs)     echo "tls handshake + GET /" ;;
   esac
 }
-unit() { case $1 in http1) echo req ;; upgrade) echo upg ;; *) echo msg ;; esac; }
+unit() { case $1 in http1|h2|tls) echo req ;; tls_hs) echo hs ;; upgrade) echo upg ;; *) echo msg ;; esac; }
 
 ncases=$(wc -w <<<"$CASES")
 est=0
 for c in $CASES; do
-  if [ "$c" = http1 ]; then est=$((est + 2 * (2 * WARMUP + 2 * (DURATION + 2) + 4)))
-  else est=$((est + 2 * (2 * (WARMUP + DURATION + 2) + 5))); fi
+  case $c in
+    http1)    est=$((est + 2 * (WARMUP + DURATION + 6))) ;;
+    *)        est=$((est + 2 * (WARMUP + DURATION + 5))) ;;
+  esac
 done
 est=$((est * ROUNDS))
 
@@ -122,7 +142,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -srm)  $(awk -F': ' '/^model nam
 echo "# base:       $BASE_REV = $(git -C "$REPO" rev-parse --short "$BASE_SHA"), $BASE_BIN ($base_build)"
 echo "#             $(git -C "$REPO" log -1 --format=%s "$BASE_SHA" | cut -c1-86)"
 echo "# current:    $cur_desc, $CUR_BIN ($cur_build)"
-echo "# runs:       bench/ws.sh CASES=<case> FLOOR=0 / bench/http1.sh, ROUNDS=1, ${WARMUP}s warmup +" \
+echo "# runs:       bench/ws.sh CASES=<case> FLOOR=0 / http1.sh / h2.sh / tls.sh, PEER=0 ROUNDS=1, ${WARMUP}s warmup +" \
      "${DURATION}s measured; $ROUNDS round(s) of $ncases case(s) x 2 sides; about $((est / 60)) min"
 echo "# loadavg:    $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -130,25 +150,34 @@ RESULTS=$TMP/results.tsv   # round case side rate cpu_us oth_pct
 : >"$RESULTS"
 bad=0
 
-# one_run ROUND CASE SIDE BIN: one ws.sh or http1.sh invocation; appends switchyard's figures to
+# one_run ROUND CASE SIDE BIN: one invocation of a script; appends switchyard's figures to
 # RESULTS. A failed run (exit status, errors, no figures) is shown and tried once more; when the
 # retry fails too, the pair is left out of the summary and the exit status will be 1.
 one_run() {
   local round=$1 cs=$2 side=$3 bin=$4 try log rc line rate cpu oth errs
   local -a cmd=(env SWITCHYARD_BIN="$bin" ROUNDS=1 DURATION="$DURATION" WARMUP="$WARMUP" APP=
                 KEEP_TMP="$KEEP_TMP" VERBOSE=0 NOISY_PCT="$NOISY_PCT")
-  if [ "$cs" = http1 ]; then cmd+=("$REPO/bench/http1.sh")
-  else cmd+=(CASES="$cs" FLOOR=0 "$REPO/bench/ws.sh"); fi
+  case $cs in
+    http1)  cmd+=(PEER=0 "$REPO/bench/http1.sh") ;;
+    h2)     cmd+=(PEER=0 "$REPO/bench/h2.sh") ;;
+    tls)    cmd+=(PEER=0 CASES=keepalive "$REPO/bench/tls.sh") ;;
+    tls_hs) cmd+=(PEER=0 CASES=handshake "$REPO/bench/tls.sh") ;;
+    *)      cmd+=(PEER=0 CASES="$cs" FLOOR=0 "$REPO/bench/ws.sh") ;;
+  esac
   for try in 1 2; do
     log="$TMP/run-$round-$cs-$side-$try.log" rc=0
     bg_wait "$log" timeout -k 10 "$RUN_TIMEOUT" "${cmd[@]}" || rc=$?
     # per-run table rows: ws.sh "round case server rate MB/s p50 p99 cpu_us cpu% oth% load% errors
-    # per_rd", http1.sh "round server req/s requests cpu_s cpu% oth% cpu_us/req errors"
-    if [ "$cs" = http1 ]; then
-      line=$(awk '$1 == "1" && $2 == "switchyard" && NF >= 9 { print $3, $8, $7, $9; exit }' "$log")
-    else
-      line=$(awk -v c="$cs" '$1 == "1" && $2 == c && $3 == "switchyard" { print $4, $8, $10, $12; exit }' "$log")
-    fi
+    # per_rd", http1.sh "round server req/s requests cpu_s cpu% oth% cpu_us/req errors", h2.sh
+    # "round server req/s requests cpu_s oth% cpu_us/req failed", tls.sh "case round server req/s
+    # requests oth% cpu_us/req errors"
+    case $cs in
+      http1) line=$(awk '$1 == "1" && $2 == "switchyard" && NF >= 9 { print $3, $8, $7, $9; exit }' "$log") ;;
+      h2)    line=$(awk '$1 == "1" && $2 == "switchyard" && NF >= 8 { print $3, $7, $6, $8; exit }' "$log") ;;
+      tls*)  line=$(awk -v c="$([ "$cs" = tls ] && echo keepalive || echo handshake)" \
+                    '$1 == c && $2 == "1" && $3 == "switchyard" && NF >= 8 { print $4, $7, $6, $8; exit }' "$log") ;;
+      *)     line=$(awk -v c="$cs" '$1 == "1" && $2 == c && $3 == "switchyard" { print $4, $8, $10, $12; exit }' "$log") ;;
+    esac
     rate='' cpu='' oth='' errs=''
     read -r rate cpu oth errs <<<"$line" || true
     if [ "$rc" -eq 0 ] && [ -n "$line" ] && [ "$errs" = 0 ]; then
@@ -162,9 +191,9 @@ one_run() {
 }
 
 echo
-echo "# rate = switchyard's msg/s (ws cases) or req/s (http1); cpu_us = server CPU per message or request;"
-echo "# oth% = the scripts' noise gauge (ws.sh: other processes' CPU on the machine, in % of one CPU;"
-echo "# http1.sh: other busy time on the server's CPU); x = current/base of that round"
+echo "# rate = switchyard's msg/s (ws cases), req/s or handshakes/s; cpu_us = server CPU per message,"
+echo "# request or handshake; oth% = the scripts' noise gauge (ws.sh, h2.sh, tls.sh: other processes' CPU"
+echo "# on the machine, in % of one CPU; http1.sh: other busy time on the server's CPU); x = current/base"
 printf '%-5s %-10s %-7s %11s %11s %7s %8s %8s %7s %6s %6s\n' round case first base_rate cur_rate rate_x \
   base_cpu cur_cpu cpu_x oth_b oth_c
 for r in $(seq "$ROUNDS"); do

@@ -24,6 +24,7 @@
 #   VERBOSE         1 = also print each raw wrk output
 #   NOISY_PCT       a run is "noisy" when other busy time on SERVER_CPU exceeds this % (default 10);
 #                   medians are also printed over the rounds where neither run was noisy
+#   PEER            1 (default) = run nginx too; 0 = switchyard only (bench/compare.sh)
 set -euo pipefail
 
 BENCH=http1.sh
@@ -46,15 +47,17 @@ STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
 KEEP_TMP=${KEEP_TMP:-0}
 VERBOSE=${VERBOSE:-0}
 NOISY_PCT=${NOISY_PCT:-10}
+PEER=${PEER:-1}
 
 check_uints DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT NOISY_PCT
 [ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge "$THREADS" ] && [ "$THREADS" -ge 1 ] \
   || die "need DURATION>=1, ROUNDS>=1, THREADS>=1, CONNECTIONS>=THREADS"
 check_cpus SERVER_CPU WRK_CPU
+[[ $PEER == [01] ]] || die "PEER must be 0 or 1"
 
 missing=()
 for t in wrk taskset curl ss timeout awk; do command -v "$t" >/dev/null || missing+=("$t"); done
-[ -x "$NGINX_BIN" ] || missing+=("$NGINX_BIN")
+[ "$PEER" = 0 ] || [ -x "$NGINX_BIN" ] || missing+=("$NGINX_BIN")
 [ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (run scripts/install-deps --bench)"
 [ -r /proc/self/stat ] || die "needs Linux /proc"
 
@@ -129,8 +132,9 @@ EOF
 
 # --- start both servers (pinned to SERVER_CPU), up to 3 tries each on fresh ports ------------
 
-NGX_PID='' SY_PID=''
+NGX_PID='' SY_PID='' NGX_PORT=''
 for try in 1 2 3; do
+  [ "$PEER" = 1 ] || break
   NGX_PORT=$(free_port)
   nginx_conf "$NGX_PORT"
   taskset -c "$SERVER_CPU" "$NGINX_BIN" -p "$TMP/nginx/" -e "$TMP/nginx/error.log" \
@@ -140,7 +144,7 @@ for try in 1 2 3; do
   forget_pid "$NGX_PID"; NGX_PID=
   note "nginx exited during startup on :$NGX_PORT (try $try): $(tail -n 1 "$TMP/nginx.log")"
 done
-[ -n "$NGX_PID" ] || die "nginx did not start (see $TMP/nginx.log)"
+[ "$PEER" = 0 ] || [ -n "$NGX_PID" ] || die "nginx did not start (see $TMP/nginx.log)"
 for try in 1 2 3; do
   SY_PORT=$(free_port "$NGX_PORT")
   taskset -c "$SERVER_CPU" "$SY_BIN" --listen "127.0.0.1:$SY_PORT" "$APP" >"$TMP/switchyard.log" 2>&1 &
@@ -156,7 +160,8 @@ done
 per_run=$((DURATION + 2))
 echo "# switchyard vs nginx, HTTP/1.1 GET / -> 200 \"hello\""
 header_host
-echo "# nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), 1 worker, access_log off"
+if [ "$PEER" = 1 ]; then echo "# nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), 1 worker, access_log off"
+else echo "# nginx:      not run (PEER=0)"; fi
 echo "# load:       taskset -c $WRK_CPU wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; servers on CPU $SERVER_CPU;" \
      "$ROUNDS round(s), ${WARMUP}s warmup each; at most ~$(( (2 * ROUNDS * per_run) + 2 * WARMUP ))s of load"
 header_load "$WRK_CPU" wrk
@@ -199,7 +204,7 @@ measure() { # measure ROUND NAME PID PORT
 }
 
 if [ "$WARMUP" -gt 0 ]; then
-  wrk_run "$NGX_PORT" "$WARMUP" "$TMP/warmup-nginx.txt" || die "warmup against nginx failed"
+  [ "$PEER" = 0 ] || wrk_run "$NGX_PORT" "$WARMUP" "$TMP/warmup-nginx.txt" || die "warmup against nginx failed"
   wrk_run "$SY_PORT" "$WARMUP" "$TMP/warmup-switchyard.txt" || die "warmup against switchyard failed"
 fi
 
@@ -209,14 +214,14 @@ echo "# (other processes, irqs, steal; ~±2% is tick rounding); noisy = oth% > $
 printf '%-5s %-10s %12s %10s %8s %6s %6s %11s %6s\n' \
   round server req/s requests cpu_s cpu% oth% cpu_us/req errors
 for r in $(seq "$ROUNDS"); do
-  measure "$r" nginx "$NGX_PID" "$NGX_PORT"
+  [ "$PEER" = 0 ] || measure "$r" nginx "$NGX_PID" "$NGX_PORT"
   measure "$r" switchyard "$SY_PID" "$SY_PORT"
 done
 
 # --- summary ----------------------------------------------------------------------------------
 
 echo
-awk -v hz="$HZ" -v noisy="$NOISY_PCT" -F'\t' "$AWK_MEDIAN"'
+[ "$PEER" = 0 ] || awk -v hz="$HZ" -v noisy="$NOISY_PCT" -F'\t' "$AWK_MEDIAN"'
   function summary(title, only_quiet,   r, k, nr, nc, sr, sc, ar, ac, mnr, mnc, msr, msc) {
     k = 0
     for (r = 1; r <= rounds; r++) {

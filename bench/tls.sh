@@ -28,6 +28,8 @@
 #   WRK_CPU         CPU for wrk (default 1)
 #   CASES           "handshake keepalive" (default both)
 #   KEEP_TMP        1 = keep the temp dir (configs, logs, raw wrk output)
+#   PEER            1 (default) = run nginx too; 0 = switchyard only (bench/compare.sh)
+#   NOISY_PCT       a run is "noisy" when other processes' CPU (oth%) exceeds this (default 10)
 set -euo pipefail
 
 BENCH=tls.sh
@@ -49,8 +51,11 @@ BUILD_DIR=${BUILD_DIR:-/tmp/build-bench}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1200}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
 KEEP_TMP=${KEEP_TMP:-0}
+PEER=${PEER:-1}
+NOISY_PCT=${NOISY_PCT:-10}
 
-check_uints DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT
+check_uints DURATION CONNECTIONS THREADS ROUNDS WARMUP SERVER_CPU WRK_CPU BUILD_TIMEOUT STARTUP_TIMEOUT NOISY_PCT
+[[ $PEER == [01] ]] || die "PEER must be 0 or 1"
 [ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge "$THREADS" ] && [ "$THREADS" -ge 1 ] \
   || die "need DURATION>=1, ROUNDS>=1, THREADS>=1, CONNECTIONS>=THREADS"
 for c in $CASES; do [[ $c == handshake || $c == keepalive ]] || die "unknown case '$c'"; done
@@ -58,7 +63,7 @@ check_cpus SERVER_CPU WRK_CPU
 
 missing=()
 for t in wrk taskset curl ss timeout awk openssl; do command -v "$t" >/dev/null || missing+=("$t"); done
-[ -x "$NGINX_BIN" ] || missing+=("$NGINX_BIN")
+[ "$PEER" = 0 ] || [ -x "$NGINX_BIN" ] || missing+=("$NGINX_BIN")
 [ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (run scripts/install-deps --bench)"
 
 bench_start tls
@@ -121,8 +126,9 @@ EOF
     >"$TMP/nginx-t.log" 2>&1 || { cat "$TMP/nginx-t.log" >&2; die "nginx -t failed"; }
 }
 
-NGX_PID='' SY_PID=''
+NGX_PID='' SY_PID='' NGX_PORT=''
 for try in 1 2 3; do
+  [ "$PEER" = 1 ] || break
   NGX_PORT=$(free_port)
   nginx_conf "$NGX_PORT"
   taskset -c "$SERVER_CPU" "$NGINX_BIN" -p "$TMP/nginx/" -e "$TMP/nginx/error.log" \
@@ -131,7 +137,7 @@ for try in 1 2 3; do
   wait_https nginx "$NGX_PID" "$NGX_PORT" && break
   forget_pid "$NGX_PID"; NGX_PID=
 done
-[ -n "$NGX_PID" ] || die "nginx did not start (see $TMP/nginx.log)"
+[ "$PEER" = 0 ] || [ -n "$NGX_PID" ] || die "nginx did not start (see $TMP/nginx.log)"
 for try in 1 2 3; do
   SY_PORT=$(free_port "$NGX_PORT")
   taskset -c "$SERVER_CPU" "$SY_BIN" --tls-listen "127.0.0.1:$SY_PORT" --cert "$TMP/cert.pem" \
@@ -151,15 +157,20 @@ negotiated() { # negotiated PORT: "TLSv1.3 TLS_AES_256_GCM_SHA384" as an OpenSSL
 
 echo "# switchyard vs nginx over TLS, GET / -> 200 \"hello\\n\""
 header_host
-echo "# nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), 1 worker, access_log off, keepalive_requests 1000000"
-echo "# tls:        ECDSA P-256 certificate; nginx negotiates $(negotiated "$NGX_PORT"), switchyard $(negotiated "$SY_PORT")"
+if [ "$PEER" = 1 ]; then
+  echo "# nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), 1 worker, access_log off, keepalive_requests 1000000"
+  echo "# tls:        ECDSA P-256 certificate; nginx negotiates $(negotiated "$NGX_PORT"), switchyard $(negotiated "$SY_PORT")"
+else
+  echo "# nginx:      not run (PEER=0)"
+  echo "# tls:        ECDSA P-256 certificate; switchyard negotiates $(negotiated "$SY_PORT")"
+fi
 echo "# load:       taskset -c $WRK_CPU wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; servers on CPU $SERVER_CPU; $ROUNDS round(s); cases: $CASES"
 header_load "$WRK_CPU" wrk
 
 # --- runs -------------------------------------------------------------------------------------
 
 cd "$TMP"
-RESULTS=$TMP/results.tsv # case round server rps requests cpu_ticks errors
+RESULTS=$TMP/results.tsv # case round server rps requests cpu_ticks errors oth_pct
 : >"$RESULTS"
 bad=0
 
@@ -171,11 +182,15 @@ wrk_run() { # wrk_run CASE PORT SECONDS OUTFILE
 }
 
 measure() { # measure CASE ROUND NAME PID PORT
-  local out="$TMP/wrk-$1-$2-$3.txt" t0 t1 rps reqs errs
+  local out="$TMP/wrk-$1-$2-$3.txt" t0 t1 rps reqs errs a0 a1 s0 s1 w0 w1 oth
   kill -0 "$4" 2>/dev/null || die "$3 (pid $4) is no longer running"
-  t0=$(tree_ticks "$4")
+  w0=$(date +%s%N); a0=$(all_ticks); s0=$(tree_ticks $$); t0=$(tree_ticks "$4")
   wrk_run "$1" "$5" "$DURATION" "$out" || { cat "$out" >&2; die "wrk against $3 failed"; }
-  t1=$(tree_ticks "$4")
+  t1=$(tree_ticks "$4"); s1=$(tree_ticks $$); a1=$(all_ticks); w1=$(date +%s%N)
+  # oth% = CPU of every process outside this script's tree (servers and wrk are inside it)
+  # during the run, in % of one CPU: the noise gauge of bench/ws.sh
+  oth=$(awk -v o=$(((a1 - a0) - (s1 - s0))) -v hz="$HZ" -v ns=$((w1 - w0)) \
+        'BEGIN { printf "%.1f", (ns > 0 ? 100 * o / hz / (ns / 1e9) : 0) }')
   kill -0 "$4" 2>/dev/null || die "$3 (pid $4) died during the run"
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   reqs=$(awk '/ requests in / {print $1}' "$out")
@@ -184,20 +199,23 @@ measure() { # measure CASE ROUND NAME PID PORT
               /Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10}
               END {print n + 0}' "$out")
   [ "$errs" -eq 0 ] || bad=1
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rps" "$reqs" $((t1 - t0)) "$errs" >>"$RESULTS"
-  printf '%-10s %-5s %-10s %12.0f %10d %11.2f %6d\n' "$1" "$2" "$3" "$rps" "$reqs" \
-    "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN {print t / hz * 1e6 / n}')" "$errs"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rps" "$reqs" $((t1 - t0)) "$errs" "$oth" \
+    >>"$RESULTS"
+  printf '%-10s %-5s %-10s %12.0f %10d %6.1f %11.2f %6d%s\n' "$1" "$2" "$3" "$rps" "$reqs" "$oth" \
+    "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN {print t / hz * 1e6 / n}')" "$errs" \
+    "$(awk -v o="$oth" -v n="$NOISY_PCT" 'BEGIN { if (o > n) print "  noisy" }')"
 }
 
 echo
-printf '%-10s %-5s %-10s %12s %10s %11s %6s\n' case round server req/s requests cpu_us/req errors
+echo "# oth% = CPU of all other processes on the machine during the run, in % of one CPU (noise gauge)"
+printf '%-10s %-5s %-10s %12s %10s %6s %11s %6s\n' case round server req/s requests oth% cpu_us/req errors
 for c in $CASES; do
   if [ "$WARMUP" -gt 0 ]; then
-    wrk_run "$c" "$NGX_PORT" "$WARMUP" "$TMP/warmup-$c-nginx.txt" || die "warmup against nginx failed"
+    [ "$PEER" = 0 ] || wrk_run "$c" "$NGX_PORT" "$WARMUP" "$TMP/warmup-$c-nginx.txt" || die "warmup against nginx failed"
     wrk_run "$c" "$SY_PORT" "$WARMUP" "$TMP/warmup-$c-switchyard.txt" || die "warmup against switchyard failed"
   fi
   for r in $(seq "$ROUNDS"); do
-    measure "$c" "$r" nginx "$NGX_PID" "$NGX_PORT"
+    [ "$PEER" = 0 ] || measure "$c" "$r" nginx "$NGX_PID" "$NGX_PORT"
     measure "$c" "$r" switchyard "$SY_PID" "$SY_PORT"
   done
 done
@@ -217,11 +235,12 @@ awk -v hz="$HZ" -F'\t' "$AWK_MEDIAN"'
       for (s = 1; s <= 2; s++) {
         name = s == 1 ? "nginx" : "switchyard"
         m = n[c, name]
+        if (m == 0) continue
         for (j = 1; j <= m; j++) { a[j] = rps[c, name, j]; b[j] = cpu[c, name, j] }
         mr[name] = median(a, m); mc[name] = median(b, m)
         printf "%-10s %-10s %12.0f %12.2f\n", c, name, mr[name], mc[name]
       }
-      printf "%-10s %-10s %12.3f %12.3f   (%s)\n", c, "sy/nginx", mr["switchyard"] / mr["nginx"],
+      if (n[c, "nginx"] > 0) printf "%-10s %-10s %12.3f %12.3f   (%s)\n", c, "sy/nginx", mr["switchyard"] / mr["nginx"],
              (mc["nginx"] > 0 ? mc["switchyard"] / mc["nginx"] : 0),
              c == "handshake" ? "req/s = handshakes/s" : "keep-alive requests/s"
     }

@@ -21,11 +21,11 @@
 #                   the least Lua a handler needs ("floor+lua"): the floor of
 #                   server CPU per small message that the kernel sets on this machine; 0 = skip it.
 #                   (Not for large messages: its byte-wise unmasking is no floor there.)
-#   CASES           subset of: text32_d1 text32_d16 bin16k_d4 upgrade idle (default all)
+#   CASES           subset of: text32_d1 text32_d16 bin16k_d1 bin16k_d4 upgrade idle (default all)
 #   DURATION        measured seconds per load run (default 5)
 #   WARMUP          unmeasured seconds at the start of each load run (default 1)
 #   ROUNDS          rounds; each round runs every case against both servers (default 3)
-#   CONNECTIONS     connections of the 32-byte text cases (default 100)
+#   CONNECTIONS     connections of the 32-byte text cases and of bin16k_d1 (default 100)
 #   UPGRADE_CONC    concurrent connect/handshake/close cycles (default 50)
 #   IDLE_CONNS      idle WebSockets for the memory case (default 10000)
 #   SETTLE          seconds between the last idle connection and the second VmRSS (default 1)
@@ -35,6 +35,7 @@
 #   VERBOSE         1 = also print each raw wsload output
 #   NOISY_PCT       a run is "noisy" when other busy time on SERVER_CPU exceeds this % (default 10);
 #                   the summary also gives the ratios over quiet runs only
+#   PEER            1 (default) = run Node too; 0 = switchyard only (bench/compare.sh)
 set -euo pipefail
 
 BENCH=ws.sh
@@ -43,7 +44,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$REPO/bench/lib.sh"
 refuse_ci
 
-ALL_CASES="text32_d1 text32_d16 bin16k_d4 upgrade idle"
+ALL_CASES="text32_d1 text32_d16 bin16k_d1 bin16k_d4 upgrade idle"
 CASES=${CASES:-$ALL_CASES}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
@@ -63,6 +64,7 @@ STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
 KEEP_TMP=${KEEP_TMP:-0}
 VERBOSE=${VERBOSE:-0}
 NOISY_PCT=${NOISY_PCT:-10}
+PEER=${PEER:-1}
 STOP_TRIES=50   # stop_pid: tenths of a second between TERM and KILL
 
 check_uints DURATION WARMUP ROUNDS CONNECTIONS UPGRADE_CONC IDLE_CONNS SETTLE SERVER_CPU LOAD_CPU \
@@ -70,11 +72,12 @@ check_uints DURATION WARMUP ROUNDS CONNECTIONS UPGRADE_CONC IDLE_CONNS SETTLE SE
 [ "$DURATION" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] && [ "$UPGRADE_CONC" -ge 1 ] \
   && [ "$IDLE_CONNS" -ge 1 ] || die "need DURATION, ROUNDS, CONNECTIONS, UPGRADE_CONC, IDLE_CONNS >= 1"
 check_cpus SERVER_CPU LOAD_CPU
+[[ $PEER == [01] ]] || die "PEER must be 0 or 1"
 for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' (cases: $ALL_CASES)"; done
 
 missing=()
 for t in taskset gcc ss timeout awk; do command -v "$t" >/dev/null || missing+=("$t"); done
-command -v "$NODE_BIN" >/dev/null || missing+=("node")
+[ "$PEER" = 0 ] || command -v "$NODE_BIN" >/dev/null || missing+=("node")
 [ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (run scripts/install-deps --bench)"
 [ -r /proc/self/stat ] || die "needs Linux /proc"
 
@@ -87,19 +90,10 @@ fi
 
 bench_start ws
 
-# --- memory and machine-wide CPU (bench/lib.sh has the process bookkeeping) ------------------
+# --- memory (bench/lib.sh has the process bookkeeping and all_ticks, the machine-wide CPU) ----
 
 rss_kb() { # rss_kb PID: VmRSS in kB
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true
-}
-
-# all_ticks: utime+stime+cutime+cstime summed over every process on the machine. The time of a
-# process that exits moves into its parent's cutime/cstime, so deltas stay right across exits.
-# (Per-CPU busy ticks from /proc/stat are no gauge here: on a tickless VM they disagree with the
-# exact per-process times by tens of percent.) A process that exits between the glob and cat's
-# open is skipped; cat then fails, which must not end the script (pipefail, set -e).
-all_ticks() {
-  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { print t + 0 }'
 }
 
 # --- binaries: switchyard, wsload, node + ws ---------------------------------------------------
@@ -111,7 +105,7 @@ gcc -O2 -std=c11 -Wall -Wextra -o "$WSLOAD" "$REPO/bench/wsload.c" 2>"$TMP/wsloa
   || { cat "$TMP/wsload-build.log" >&2; die "building wsload failed"; }
 
 NODE_DIR=$REPO/bench/node
-if [ ! -f "$NODE_DIR/node_modules/ws/package.json" ]; then
+if [ "$PEER" = 1 ] && [ ! -f "$NODE_DIR/node_modules/ws/package.json" ]; then
   command -v npm >/dev/null || die "bench/node/node_modules missing and no npm (apt-get install npm)"
   note "bench/node/node_modules missing: npm ci (log: $TMP/npm.log)"
   (cd "$NODE_DIR" && timeout "$NPM_TIMEOUT" npm ci --no-audit --no-fund) >"$TMP/npm.log" 2>&1 \
@@ -124,7 +118,8 @@ if [ "$FLOOR" = 1 ]; then
     2>"$TMP/floor-build.log" || { cat "$TMP/floor-build.log" >&2; die "building floor_echo failed"; }
 fi
 
-WS_VERSION=$(cd "$NODE_DIR" && "$NODE_BIN" -p 'require("ws/package.json").version')
+WS_VERSION=
+[ "$PEER" = 0 ] || WS_VERSION=$(cd "$NODE_DIR" && "$NODE_BIN" -p 'require("ws/package.json").version')
 
 APP=${APP:-$REPO/examples/echo.lua}
 if [ ! -f "$APP" ]; then
@@ -180,7 +175,7 @@ start_server() {
   die "$name did not start"
 }
 
-start_server node; NODE_PID=$SRV_PID; NODE_PORT=$SRV_PORT
+[ "$PEER" = 0 ] || { start_server node; NODE_PID=$SRV_PID; NODE_PORT=$SRV_PORT; }
 start_server switchyard; SY_PID=$SRV_PID; SY_PORT=$SRV_PORT
 [ "$FLOOR" = 1 ] && { start_server floor; FLOOR_PID=$SRV_PID; FLOOR_PORT=$SRV_PORT; }
 [ "$FLOOR" = 1 ] && { start_server floorlua; FLOOR_LUA_PID=$SRV_PID; FLOOR_LUA_PORT=$SRV_PORT; }
@@ -191,6 +186,7 @@ case_args() { # case_args CASE: wsload arguments
   case $1 in
     text32_d1)  echo "-m echo -c $CONNECTIONS -P 1 -s 32" ;;
     text32_d16) echo "-m echo -c $CONNECTIONS -P 16 -s 32" ;;
+    bin16k_d1)  echo "-m echo -c $CONNECTIONS -P 1 -s 16384 -b" ;;
     bin16k_d4)  echo "-m echo -c 10 -P 4 -s 16384 -b" ;;
     upgrade)    echo "-m upgrade -c $UPGRADE_CONC" ;;
   esac
@@ -199,6 +195,7 @@ case_label() {
   case $1 in
     text32_d1)  echo "32 B text, $CONNECTIONS conns, depth 1" ;;
     text32_d16) echo "32 B text, $CONNECTIONS conns, depth 16" ;;
+    bin16k_d1)  echo "16 KiB binary, $CONNECTIONS conns, depth 1" ;;
     bin16k_d4)  echo "16 KiB binary, 10 conns, depth 4" ;;
     upgrade)    echo "upgrade cycles, $UPGRADE_CONC concurrent" ;;
     idle)       echo "$IDLE_CONNS idle WebSockets" ;;
@@ -215,7 +212,11 @@ est=$((ROUNDS * ((2 + 2 * FLOOR) * ${#load_cases[@]} * per_run + has_idle * 2 * 
 
 echo "# switchyard vs Node ws, WebSocket echo"
 header_host
-echo "# node:       $("$NODE_BIN" --version), ws $WS_VERSION, bench/node/echo_server.js (perMessageDeflate off)"
+if [ "$PEER" = 1 ]; then
+  echo "# node:       $("$NODE_BIN" --version), ws $WS_VERSION, bench/node/echo_server.js (perMessageDeflate off)"
+else
+  echo "# node:       not run (PEER=0)"
+fi
 echo "# load:       taskset -c $LOAD_CPU wsload, ${WARMUP}s warmup + ${DURATION}s measured per run; servers on CPU $SERVER_CPU;" \
      "$ROUNDS round(s); about ${est}s of load"
 echo "# cases:      $CASES"
@@ -301,11 +302,11 @@ if [ ${#load_cases[@]} -gt 0 ]; then
   for r in $(seq "$ROUNDS"); do
     for cs in "${load_cases[@]}"; do
       if [ $((r % 2)) -eq 1 ]; then
-        measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
+        [ "$PEER" = 0 ] || measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
         measure "$r" "$cs" switchyard "$SY_PID" "$SY_PORT"
       else
         measure "$r" "$cs" switchyard "$SY_PID" "$SY_PORT"
-        measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
+        [ "$PEER" = 0 ] || measure "$r" "$cs" node "$NODE_PID" "$NODE_PORT"
       fi
       if [ "$FLOOR" = 1 ] && [[ $cs == text32_* ]]; then
         measure "$r" "$cs" floor "$FLOOR_PID" "$FLOOR_PORT"
@@ -321,7 +322,8 @@ if [ "$has_idle" = 1 ]; then
   echo "# idle: a fresh server per run; VmRSS in kB before/after $IDLE_CONNS idle WebSockets (+${SETTLE}s)"
   printf '%-5s %-10s %-10s %12s %12s %14s %8s\n' round case server rss_before rss_after bytes/conn opened
   for r in $(seq "$ROUNDS"); do
-    if [ $((r % 2)) -eq 1 ]; then idle_run "$r" node; idle_run "$r" switchyard
+    if [ "$PEER" = 0 ]; then idle_run "$r" switchyard
+    elif [ $((r % 2)) -eq 1 ]; then idle_run "$r" node; idle_run "$r" switchyard
     else idle_run "$r" switchyard; idle_run "$r" node; fi
   done
 fi
@@ -364,7 +366,7 @@ awk -F'\t' -v noisy="$NOISY_PCT" -v labels="$(for c in $CASES; do printf '%s=%s;
         continue
       }
       row(label[cs], cs == "upgrade" ? "upgrades/s" : "msg/s", cs, 4, "%12.0f")
-      if (cs == "bin16k_d4") row("", "MB/s each way", cs, 5, "%12.1f")
+      if (cs ~ /^bin16k_/) row("", "MB/s each way", cs, 5, "%12.1f")
       row("", cs == "upgrade" ? "p50 us to 101" : "p50 us", cs, 6, "%12.1f")
       row("", cs == "upgrade" ? "p99 us to 101" : "p99 us", cs, 7, "%12.1f")
       row("", cs == "upgrade" ? "cpu us/upgrade" : "cpu us/msg", cs, 8, "%12.2f")
