@@ -175,6 +175,9 @@ lua_Integer sy_lua_topic_count(lua_State *L, int topic_idx);
 void sy_lua_topic_deliver(const char *topic, size_t tlen, const char *p, size_t n, int binary,
                           void *ud);
 void sy_lua_open_ws(lua_State *L);
+/* Lets go of the sent strings that ws:send's anchors still keep after they were written
+ * (the loop is idle). Never raises. */
+void sy_lua_ws_anchors_trim(lua_State *L);
 /* sy.tcp() (lua_tcp.c): the Socket type and the server's resolver slot. */
 void sy_lua_open_tcp(lua_State *L);
 int sy_lua_tcp_new(lua_State *L);

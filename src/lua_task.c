@@ -178,8 +178,10 @@ static void on_collect(struct ev_loop *loop, ev_idle *w, int revents)
     task_pool *p = s->lua_tasks;
     ev_idle_stop(loop, w);
     p->upgrades = 0;
-    if (s->L && s->lua_depth == 0)
+    if (s->L && s->lua_depth == 0) {
+        sy_lua_ws_anchors_trim(s->L);
         lua_gc(s->L, LUA_GCSTEP, 0); /* generational mode: one young collection */
+    }
 }
 
 void sy_lua_upgraded(sy_server *s)
