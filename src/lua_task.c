@@ -31,6 +31,8 @@ typedef struct task_pool {
     sy_lua_task *all;  /* every task made (linked through all_next), for sy_lua_tasks_free */
     ev_idle collect;   /* a collection once the loop is idle after upgrades */
     unsigned upgrades; /* connections upgraded since that last ran */
+    const void *cached_key; /* sy_lua_push_cached: registry[cached_key] is also at */
+    int cached_ref;         /* registry[cached_ref] (an array slot: no hash lookup) */
 } task_pool;
 
 /* The objects of an upgrade (request, decision, the app's options and header tables) are
@@ -192,6 +194,28 @@ void sy_lua_upgraded(sy_server *s)
     ev_idle_init(&p->collect, on_collect);
     p->collect.data = s;
     ev_idle_start(s->env.loop, &p->collect);
+}
+
+int sy_lua_push_cached(sy_server *s, lua_State *L, const void *key)
+{
+    task_pool *p = s->lua_tasks;
+    if (p && p->cached_key == key) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->cached_ref);
+        return 1;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    return 0;
+}
+
+void sy_lua_cache(sy_server *s, lua_State *L, const void *key)
+{
+    task_pool *p = pool_of(s);
+    if (!p || p->cached_key)
+        return;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    p->cached_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (p->cached_ref > 0)
+        p->cached_key = key;
 }
 
 void sy_lua_tasks_free(sy_server *s)

@@ -6,6 +6,7 @@
 
 static const char topics_key = 't'; /* registry[&topics_key] = { [topic] = { [ws] = true } } */
 static const char anchors_key = 'a'; /* registry[&anchors_key]: ws:send's anchors */
+static const char deliver_key = 'd'; /* registry[&deliver_key]: deliver_batch, "message" */
 
 /* Methods carry the WebSocket metatable as upvalue 1: a pointer comparison, no registry
  * lookup by name on every call. */
@@ -43,7 +44,8 @@ typedef struct msg_batch {
     lconn *h;
     const sy_ws_msg *m; /* borrowed, valid during the call */
     size_t n;
-    size_t i; /* the message being handled */
+    size_t i;   /* the message being handled */
+    int cached; /* deliver_batch was found by its integer ref (sy_lua_push_cached) */
 } msg_batch;
 
 static int batch_k(lua_State *L, int status, lua_KContext ctx)
@@ -52,7 +54,7 @@ static int batch_k(lua_State *L, int status, lua_KContext ctx)
     return 0; /* a handler waited: the rest of the batch was held (sy_lua_ws_messages) */
 }
 
-/* [batch, handle, handlers, text slot, "message"]: the message handler for each message in
+/* [batch, handle, handlers, text slot], upvalue 1 "message": the message handler for each message in
  * turn, in one task. Stops when the connection stops taking messages (a handler closed it);
  * an error ends the batch, and the connection fails with 1011. The handler is looked up for
  * each message, so replacing it takes effect at the next one; a named set (sy.accept(token,
@@ -63,13 +65,15 @@ static int deliver_batch(lua_State *L)
     msg_batch *b = lua_touserdata(L, 1);
     lconn *h = b->h;
     sy_server *srv = sy_server_of(h->conn->env);
+    if (!b->cached)
+        sy_lua_cache(srv, L, &deliver_key); /* found in O(1) from the next batch on */
     if (!lua_istable(L, 3))
         return 0; /* a named handler set the app no longer has (logged) */
     for (size_t i = 0; i < b->n; i++) {
         if (!h->conn || !sy_ws_open(h->conn))
             break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
         b->i = i;
-        lua_pushvalue(L, 5); /* the key, interned once: no lookup of a C string per message */
+        lua_pushvalue(L, lua_upvalueindex(1)); /* the key: no lookup of a C string per message */
         if (lua_gettable(L, 3) != LUA_TFUNCTION) {
             lua_pop(L, 1);
             continue; /* no handler: the payload is not even copied */
@@ -115,14 +119,13 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
         handler_failed(h);
         return;
     }
-    msg_batch b = {h, m, n, 0};
+    msg_batch b = {h, m, n, 0, 0};
     lua_State *co = t->co;
-    lua_pushcfunction(co, deliver_batch);
+    b.cached = sy_lua_push_cached(srv, co, &deliver_key);
     lua_pushlightuserdata(co, &b);              /* [fn, batch] */
     lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
     sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
     lua_pushnil(co);                            /* [..., slot for the current text] */
-    lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
     t->what = "websocket handler";
     t->name = "message";
     t->conn = c;
@@ -130,7 +133,7 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     t->done = sy_lua_handler_done;
     h->task = t;
     sy_conn_ref(c);
-    int rc = sy_lua_task_run(t, 5);
+    int rc = sy_lua_task_run(t, 4);
     srv->ws_validated = NULL;
     srv->ws_validated_len = 0;
     if (rc == 1) {
@@ -425,6 +428,7 @@ static int send_result(lua_State *L, int rc)
 
 typedef struct anchors {
     lua_State *L;  /* the main state (outlives every connection), for clearing a slot */
+    const void *mt; /* the WebSocket metatable */
     int table;     /* registry ref of the slot table */
     int nslots;    /* slots 1..nslots exist */
     int nfree;     /* free[0..nfree): slots free for reuse, the most recently freed last */
@@ -525,10 +529,15 @@ void sy_lua_ws_anchors_trim(lua_State *L)
  * nil, "dropped" */
 static int ws_send(lua_State *L)
 {
-    lconn *h = check_ws(L, 1);
+    anchors *a = lua_touserdata(L, lua_upvalueindex(3));
+    int binary = lua_toboolean(L, 3);
+    /* check_ws, by the metatable's address */
+    lconn *h = lua_touserdata(L, 1);
+    if (!h || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != a->mt)
+        luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
+    lua_settop(L, 2);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
-    int binary = lua_toboolean(L, 3);
     if (!h->conn)
         return closed(L);
     /* The text being handled was validated on arrival; echoing it needs no second pass. */
@@ -538,8 +547,7 @@ static int ws_send(lua_State *L)
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
     sy_stats *st = &srv->env.stats;
     /* The string is anchored until the queue lets go of it: no copy. */
-    anchors *a = lua_touserdata(L, lua_upvalueindex(3));
-    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
     int k = anchor(L, a, n);
     int rc = sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, unanchor, a, k);
     if (rc == 0 || rc == 1)
@@ -827,6 +835,7 @@ void sy_lua_open_ws(lua_State *L)
         lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
         a->L = lua_tothread(L, -1);
         lua_pop(L, 1);
+        a->mt = lua_topointer(L, -3);
         lua_createtable(L, 0, 1);
         lua_pushcfunction(L, anchors_gc);
         lua_setfield(L, -2, "__gc");
@@ -848,4 +857,7 @@ void sy_lua_open_ws(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &topics_key);
+    lua_pushliteral(L, "message");
+    lua_pushcclosure(L, deliver_batch, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &deliver_key);
 }
