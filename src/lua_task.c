@@ -362,7 +362,8 @@ static int resume(sy_lua_task *t, int nargs)
         close_coroutine(t, NULL);
         task_put(t);
     } else if (st == LUA_OK) {
-        lua_settop(co, 0);
+        if (nres)
+            lua_settop(co, 0); /* its results: the function and arguments are gone */
         task_put(t);
         rc = 0;
     } else {

@@ -535,7 +535,6 @@ static int ws_send(lua_State *L)
     lconn *h = lua_touserdata(L, 1);
     if (!h || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != a->mt)
         luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
-    lua_settop(L, 2);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
     if (!h->conn)
