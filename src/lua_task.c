@@ -28,9 +28,9 @@ enum {
 typedef struct task_pool {
     sy_lua_task *free; /* idle tasks */
     int nfree;
-    sy_lua_task *all;  /* every task made (linked through all_next), for sy_lua_tasks_free */
-    ev_idle collect;   /* a collection once the loop is idle after upgrades */
-    unsigned upgrades; /* connections upgraded since that last ran */
+    sy_lua_task *all;       /* every task made (linked through all_next), for sy_lua_tasks_free */
+    ev_idle collect;        /* a collection once the loop is idle after upgrades */
+    unsigned upgrades;      /* connections upgraded since that last ran */
     const void *cached_key; /* sy_lua_push_cached: registry[cached_key] is also at */
     int cached_ref;         /* registry[cached_ref] (an array slot: no hash lookup) */
 } task_pool;

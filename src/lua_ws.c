@@ -4,7 +4,7 @@
 #include "ws.h"
 #include "lua_task.h"
 
-static const char topics_key = 't'; /* registry[&topics_key] = { [topic] = { [ws] = true } } */
+static const char topics_key = 't';  /* registry[&topics_key] = { [topic] = { [ws] = true } } */
 static const char anchors_key = 'a'; /* registry[&anchors_key]: ws:send's anchors */
 static const char deliver_key = 'd'; /* registry[&deliver_key]: deliver_batch, "message" */
 
@@ -54,12 +54,12 @@ static int batch_k(lua_State *L, int status, lua_KContext ctx)
     return 0; /* a handler waited: the rest of the batch was held (sy_lua_ws_messages) */
 }
 
-/* [batch, handle, handlers, text slot], upvalue 1 "message": the message handler for each message in
- * turn, in one task. Stops when the connection stops taking messages (a handler closed it);
- * an error ends the batch, and the connection fails with 1011. The handler is looked up for
- * each message, so replacing it takes effect at the next one; a named set (sy.accept(token,
- * "name")) is resolved in the app loaded now once per batch. A handler that waits ends the
- * batch here: the messages after it are held and run once it returns. */
+/* [batch, handle, handlers, text slot], upvalue 1 "message": the message handler for each message
+ * in turn, in one task. Stops when the connection stops taking messages (a handler closed it); an
+ * error ends the batch, and the connection fails with 1011. The handler is looked up for each
+ * message, so replacing it takes effect at the next one; a named set (sy.accept(token, "name")) is
+ * resolved in the app loaded now once per batch. A handler that waits ends the batch here: the
+ * messages after it are held and run once it returns. */
 static int deliver_batch(lua_State *L)
 {
     msg_batch *b = lua_touserdata(L, 1);
@@ -427,15 +427,15 @@ static int send_result(lua_State *L, int rc)
 #define ANCHOR_OVERHEAD 32 /* bytes of a string object besides its characters */
 
 typedef struct anchors {
-    lua_State *L;  /* the main state (outlives every connection), for clearing a slot */
+    lua_State *L;   /* the main state (outlives every connection), for clearing a slot */
     const void *mt; /* the WebSocket metatable */
-    int table;     /* registry ref of the slot table */
-    int nslots;    /* slots 1..nslots exist */
-    int nfree;     /* free[0..nfree): slots free for reuse, the most recently freed last */
-    int cap;       /* entries allocated in free and held */
-    int *free;     /* stack of free slots */
-    size_t *held;  /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
-    size_t stale;  /* sum of held[k] over the free slots */
+    int table;      /* registry ref of the slot table */
+    int nslots;     /* slots 1..nslots exist */
+    int nfree;      /* free[0..nfree): slots free for reuse, the most recently freed last */
+    int cap;        /* entries allocated in free and held */
+    int *free;      /* stack of free slots */
+    size_t *held;   /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
+    size_t stale;   /* sum of held[k] over the free slots */
 } anchors;
 
 static int anchors_gc(lua_State *L)
