@@ -28,9 +28,11 @@ enum {
 typedef struct task_pool {
     sy_lua_task *free; /* idle tasks */
     int nfree;
-    sy_lua_task *all;  /* every task made (linked through all_next), for sy_lua_tasks_free */
-    ev_idle collect;   /* a collection once the loop is idle after upgrades */
-    unsigned upgrades; /* connections upgraded since that last ran */
+    sy_lua_task *all;       /* every task made (linked through all_next), for sy_lua_tasks_free */
+    ev_idle collect;        /* a collection once the loop is idle after upgrades */
+    unsigned upgrades;      /* connections upgraded since that last ran */
+    const void *cached_key; /* sy_lua_push_cached: registry[cached_key] is also at */
+    int cached_ref;         /* registry[cached_ref] (an array slot: no hash lookup) */
 } task_pool;
 
 /* The objects of an upgrade (request, decision, the app's options and header tables) are
@@ -178,8 +180,10 @@ static void on_collect(struct ev_loop *loop, ev_idle *w, int revents)
     task_pool *p = s->lua_tasks;
     ev_idle_stop(loop, w);
     p->upgrades = 0;
-    if (s->L && s->lua_depth == 0)
+    if (s->L && s->lua_depth == 0) {
+        sy_lua_ws_anchors_trim(s->L);
         lua_gc(s->L, LUA_GCSTEP, 0); /* generational mode: one young collection */
+    }
 }
 
 void sy_lua_upgraded(sy_server *s)
@@ -190,6 +194,28 @@ void sy_lua_upgraded(sy_server *s)
     ev_idle_init(&p->collect, on_collect);
     p->collect.data = s;
     ev_idle_start(s->env.loop, &p->collect);
+}
+
+int sy_lua_push_cached(sy_server *s, lua_State *L, const void *key)
+{
+    task_pool *p = s->lua_tasks;
+    if (p && p->cached_key == key) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->cached_ref);
+        return 1;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    return 0;
+}
+
+void sy_lua_cache(sy_server *s, lua_State *L, const void *key)
+{
+    task_pool *p = pool_of(s);
+    if (!p || p->cached_key)
+        return;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    p->cached_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (p->cached_ref > 0)
+        p->cached_key = key;
 }
 
 void sy_lua_tasks_free(sy_server *s)
@@ -298,7 +324,7 @@ static int resume(sy_lua_task *t, int nargs)
     int outer = s->lua_depth++ == 0;
     sy_server *prev = NULL;
     if (outer) {
-        prev = sy_lua_budget_enter_at(s, co, t->used, &t->slice);
+        prev = sy_lua_budget_enter_at(s, co, t->used);
     } else {
         sy_lua_budget_hook(co);
     }
@@ -307,7 +333,7 @@ static int resume(sy_lua_task *t, int nargs)
     int st = lua_resume(co, s->L, nargs, &nres);
     sy_lua_budget_thread(prev_thread);
     if (outer && st == LUA_YIELD)
-        t->used += sy_lua_mono_now() - t->slice;
+        t->used = sy_lua_budget_used(s, t->used);
     if (--s->lua_depth == 0)
         sy_lua_budget_leave(s, co, prev);
     current = prev_task;
@@ -336,7 +362,8 @@ static int resume(sy_lua_task *t, int nargs)
         close_coroutine(t, NULL);
         task_put(t);
     } else if (st == LUA_OK) {
-        lua_settop(co, 0);
+        if (nres)
+            lua_settop(co, 0); /* its results: the function and arguments are gone */
         task_put(t);
         rc = 0;
     } else {
@@ -587,10 +614,8 @@ void sy_lua_budget_restart(lua_State *L)
 {
     sy_server *s = sy_lua_state_server(L);
     if (s && s->lua_depth == 1) {
-        double now = sy_lua_budget_arm(s, 0);
-        if (current) {
+        sy_lua_budget_arm(s, 0); /* no clock read: see sy_lua_budget_arm */
+        if (current)
             current->used = 0;
-            current->slice = now;
-        }
     }
 }

@@ -78,13 +78,18 @@ struct sy_lua_task {
     sy_lua_wait_cancel_cb cancel;
     void *cancel_ud;
     double used;    /* seconds of Lua running time in this run, before the current slice */
-    double slice;   /* when the current slice started (monotonic) */
     ev_timer sleep; /* sy.sleep's timer */
 };
 
 /* A task from s's pool with an empty stack, or NULL when out of memory (nothing to free).
  * Never raises. */
 sy_lua_task *sy_lua_task_get(sy_server *s);
+/* Pushes registry[key] (a light userdata key) on L, a thread of s's state. Returns 1 when it
+ * was read from the integer ref that sy_lua_cache made for that key (an array slot instead
+ * of hashing the key), else 0. sy_lua_cache makes it (one key per server; may raise: out of
+ * memory, so only inside a protected call). */
+int sy_lua_push_cached(sy_server *s, lua_State *L, const void *key);
+void sy_lua_cache(sy_server *s, lua_State *L, const void *key);
 
 /* Gives back a task from sy_lua_task_get that was not run (its stack is dropped). */
 void sy_lua_task_put(sy_lua_task *t);

@@ -4,7 +4,9 @@
 #include "ws.h"
 #include "lua_task.h"
 
-static const char topics_key = 't'; /* registry[&topics_key] = { [topic] = { [ws] = true } } */
+static const char topics_key = 't';  /* registry[&topics_key] = { [topic] = { [ws] = true } } */
+static const char anchors_key = 'a'; /* registry[&anchors_key]: ws:send's anchors */
+static const char deliver_key = 'd'; /* registry[&deliver_key]: deliver_batch, "message" */
 
 /* Methods carry the WebSocket metatable as upvalue 1: a pointer comparison, no registry
  * lookup by name on every call. */
@@ -42,7 +44,8 @@ typedef struct msg_batch {
     lconn *h;
     const sy_ws_msg *m; /* borrowed, valid during the call */
     size_t n;
-    size_t i; /* the message being handled */
+    size_t i;   /* the message being handled */
+    int cached; /* deliver_batch was found by its integer ref (sy_lua_push_cached) */
 } msg_batch;
 
 static int batch_k(lua_State *L, int status, lua_KContext ctx)
@@ -51,24 +54,26 @@ static int batch_k(lua_State *L, int status, lua_KContext ctx)
     return 0; /* a handler waited: the rest of the batch was held (sy_lua_ws_messages) */
 }
 
-/* [batch, handle, handlers, text slot, "message"]: the message handler for each message in
- * turn, in one task. Stops when the connection stops taking messages (a handler closed it);
- * an error ends the batch, and the connection fails with 1011. The handler is looked up for
- * each message, so replacing it takes effect at the next one; a named set (sy.accept(token,
- * "name")) is resolved in the app loaded now once per batch. A handler that waits ends the
- * batch here: the messages after it are held and run once it returns. */
+/* [batch, handle, handlers, text slot], upvalue 1 "message": the message handler for each message
+ * in turn, in one task. Stops when the connection stops taking messages (a handler closed it); an
+ * error ends the batch, and the connection fails with 1011. The handler is looked up for each
+ * message, so replacing it takes effect at the next one; a named set (sy.accept(token, "name")) is
+ * resolved in the app loaded now once per batch. A handler that waits ends the batch here: the
+ * messages after it are held and run once it returns. */
 static int deliver_batch(lua_State *L)
 {
     msg_batch *b = lua_touserdata(L, 1);
     lconn *h = b->h;
     sy_server *srv = sy_server_of(h->conn->env);
+    if (!b->cached)
+        sy_lua_cache(srv, L, &deliver_key); /* found in O(1) from the next batch on */
     if (!lua_istable(L, 3))
         return 0; /* a named handler set the app no longer has (logged) */
     for (size_t i = 0; i < b->n; i++) {
         if (!h->conn || !sy_ws_open(h->conn))
             break; /* after our close, data is read and dropped (RFC 6455 5.5.1) */
         b->i = i;
-        lua_pushvalue(L, 5); /* the key, interned once: no lookup of a C string per message */
+        lua_pushvalue(L, lua_upvalueindex(1)); /* the key: no lookup of a C string per message */
         if (lua_gettable(L, 3) != LUA_TFUNCTION) {
             lua_pop(L, 1);
             continue; /* no handler: the payload is not even copied */
@@ -114,14 +119,13 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
         handler_failed(h);
         return;
     }
-    msg_batch b = {h, m, n, 0};
+    msg_batch b = {h, m, n, 0, 0};
     lua_State *co = t->co;
-    lua_pushcfunction(co, deliver_batch);
+    b.cached = sy_lua_push_cached(srv, co, &deliver_key);
     lua_pushlightuserdata(co, &b);              /* [fn, batch] */
     lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
     sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
     lua_pushnil(co);                            /* [..., slot for the current text] */
-    lua_pushliteral(co, "message");             /* [..., text slot, "message"] */
     t->what = "websocket handler";
     t->name = "message";
     t->conn = c;
@@ -129,7 +133,7 @@ void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
     t->done = sy_lua_handler_done;
     h->task = t;
     sy_conn_ref(c);
-    int rc = sy_lua_task_run(t, 5);
+    int rc = sy_lua_task_run(t, 4);
     srv->ws_validated = NULL;
     srv->ws_validated_len = 0;
     if (rc == 1) {
@@ -409,21 +413,130 @@ static int send_result(lua_State *L, int rc)
     return 1;
 }
 
-/* Drops the anchor of a string that ws:send queued (ud: the server's main state, which
- * outlives every connection; never a coroutine, which may be gone by then). */
-static void unanchor(void *ud, int ref)
+/* ---- anchors of sent strings -----------------------------------------------------------------
+ *
+ * ws:send queues the Lua string itself (no copy), so the string must stay alive until the
+ * queue lets go of it. It is kept in a slot of a private table (ws:send's upvalue 2), and the
+ * free slots are a stack in C: anchoring is one store into the table's array part, releasing
+ * is a push on that stack. A released slot keeps its string until the slot is reused (the
+ * next send, most often) unless that would keep more than ANCHOR_STALE_MAX bytes of released
+ * strings alive; past that, the slot is cleared at once. So a connection echoing messages
+ * overwrites one slot per message and touches no table on release, and a large string
+ * is let go as soon as it is written. */
+#define ANCHOR_STALE_MAX (64 * 1024)
+#define ANCHOR_OVERHEAD 32 /* bytes of a string object besides its characters */
+
+typedef struct anchors {
+    lua_State *L;   /* the main state (outlives every connection), for clearing a slot */
+    const void *mt; /* the WebSocket metatable */
+    int table;      /* registry ref of the slot table */
+    int nslots;     /* slots 1..nslots exist */
+    int nfree;      /* free[0..nfree): slots free for reuse, the most recently freed last */
+    int cap;        /* entries allocated in free and held */
+    int *free;      /* stack of free slots */
+    size_t *held;   /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
+    size_t stale;   /* sum of held[k] over the free slots */
+} anchors;
+
+static int anchors_gc(lua_State *L)
 {
-    luaL_unref(ud, LUA_REGISTRYINDEX, ref);
+    anchors *a = lua_touserdata(L, 1);
+    sy_free(a->free);
+    sy_free(a->held);
+    a->free = NULL;
+    a->held = NULL;
+    a->cap = a->nfree = 0;
+    return 0;
+}
+
+/* Releases slot k (the release callback of sy_ws_send_ref): exactly once per anchored send. */
+static void unanchor(void *ud, int k)
+{
+    anchors *a = ud;
+    if (a->stale + a->held[k] > ANCHOR_STALE_MAX) {
+        lua_State *L = a->L; /* clearing a slot never allocates nor raises */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, a->table);
+        lua_pushnil(L);
+        lua_rawseti(L, -2, k);
+        lua_pop(L, 1);
+        a->held[k] = 0;
+    } else {
+        a->stale += a->held[k];
+    }
+    a->free[a->nfree++] = k; /* room: cap exceeds every slot number */
+}
+
+/* Anchors the string at the top of L's stack (popped) in a slot of the table at upvalue 2;
+ * returns the slot. Raises only when out of memory, with nothing anchored. */
+static int anchor(lua_State *L, anchors *a, size_t n)
+{
+    int k;
+    if (a->nfree) {
+        k = a->free[a->nfree - 1];
+        lua_rawseti(L, lua_upvalueindex(2), k); /* an existing slot: never allocates */
+        a->nfree--;
+        a->stale -= a->held[k];
+    } else {
+        if (a->nslots + 1 >= a->cap) {
+            int ncap = a->cap ? a->cap * 2 : 64;
+            int *f = sy_realloc(a->free, (size_t)ncap * sizeof *f);
+            if (f)
+                a->free = f;
+            size_t *h = f ? sy_realloc(a->held, (size_t)ncap * sizeof *h) : NULL;
+            if (!h)
+                return luaL_error(L, "out of memory");
+            a->held = h;
+            for (int i = a->cap; i < ncap; i++)
+                h[i] = 0;
+            a->cap = ncap;
+        }
+        k = a->nslots + 1;
+        lua_rawseti(L, lua_upvalueindex(2), k); /* may raise: nothing counted yet */
+        a->nslots = k;
+    }
+    a->held[k] = n + ANCHOR_OVERHEAD;
+    return k;
+}
+
+/* Lets go of the strings that released slots still keep (the loop is idle: memory back
+ * to the collector). */
+static void anchors_trim(anchors *a)
+{
+    if (!a->stale)
+        return;
+    lua_State *L = a->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->table);
+    for (int i = 0; i < a->nfree; i++) {
+        int k = a->free[i];
+        if (a->held[k]) {
+            lua_pushnil(L);
+            lua_rawseti(L, -2, k);
+            a->held[k] = 0;
+        }
+    }
+    lua_pop(L, 1);
+    a->stale = 0;
+}
+
+void sy_lua_ws_anchors_trim(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) == LUA_TUSERDATA)
+        anchors_trim(lua_touserdata(L, -1));
+    lua_pop(L, 1);
 }
 
 /* ws:send(data, binary?) -> true | false (queued over the high-water mark) | nil, "closed" |
  * nil, "dropped" */
 static int ws_send(lua_State *L)
 {
-    lconn *h = check_ws(L, 1);
+    anchors *a = lua_touserdata(L, lua_upvalueindex(3));
+    int binary = lua_toboolean(L, 3);
+    /* check_ws, by the metatable's address */
+    lconn *h = lua_touserdata(L, 1);
+    if (!h || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != a->mt)
+        luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
-    int binary = lua_toboolean(L, 3);
     if (!h->conn)
         return closed(L);
     /* The text being handled was validated on arrival; echoing it needs no second pass. */
@@ -432,11 +545,10 @@ static int ws_send(lua_State *L)
         !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
     sy_stats *st = &srv->env.stats;
-    /* The string is anchored in the registry until the queue lets go of it: no copy. */
-    lua_settop(L, 2);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    int rc =
-        sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, unanchor, srv->L, ref);
+    /* The string is anchored until the queue lets go of it: no copy. */
+    lua_pushvalue(L, 2);
+    int k = anchor(L, a, n);
+    int rc = sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, unanchor, a, k);
     if (rc == 0 || rc == 1)
         sy_stats_ws_out(st, n);
     return send_result(L, rc);
@@ -635,7 +747,7 @@ static int ws_tostring(lua_State *L)
 }
 
 static const luaL_Reg ws_methods[] = {
-    {"send", ws_send},
+    {"send", NULL}, /* made with its anchors by sy_lua_open_ws */
     {"ping", ws_ping},
     {"close", ws_close},
     {"subscribe", ws_subscribe},
@@ -714,6 +826,25 @@ void sy_lua_open_ws(lua_State *L)
         luaL_newlibtable(L, ws_methods);
         lua_pushvalue(L, -2);
         luaL_setfuncs(L, ws_methods, 1); /* [mt, methods], each with mt as upvalue */
+        /* send: upvalues mt, the slot table and its anchors */
+        lua_pushvalue(L, -2);
+        lua_createtable(L, 64, 0);
+        anchors *a = lua_newuserdatauv(L, sizeof *a, 0); /* [mt, methods, mt, slots, a] */
+        memset(a, 0, sizeof *a);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+        a->L = lua_tothread(L, -1);
+        lua_pop(L, 1);
+        a->mt = lua_topointer(L, -3);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, anchors_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -2);
+        a->table = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+        lua_pushcclosure(L, ws_send, 3);
+        lua_setfield(L, -2, "send");
         lua_pushvalue(L, -1);
         lua_pushcclosure(L, sy_lua_handle_newindex, 1);
         lua_setfield(L, -3, "__newindex"); /* [mt, methods] */
@@ -725,4 +856,7 @@ void sy_lua_open_ws(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &topics_key);
+    lua_pushliteral(L, "message");
+    lua_pushcclosure(L, deliver_batch, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &deliver_key);
 }

@@ -60,7 +60,7 @@ static void drop(sy_outseg *s)
 void sy_outq_dispose(sy_outq *q)
 {
     for (size_t i = 0; i < q->count; i++)
-        drop(&q->segs[(q->head + i) % q->cap]);
+        drop(&q->segs[(q->head + i) & (q->cap - 1)]);
     if (q->segs && !spare_ring && q->cap <= MAX_SPARE_RING) {
         spare_ring = q->segs;
         spare_ring_cap = q->cap;
@@ -73,7 +73,7 @@ void sy_outq_dispose(sy_outq *q)
 
 static sy_outseg *tail(sy_outq *q)
 {
-    return q->count ? &q->segs[(q->head + q->count - 1) % q->cap] : NULL;
+    return q->count ? &q->segs[(q->head + q->count - 1) & (q->cap - 1)] : NULL;
 }
 
 /* A free entry at the tail (not counted yet), or NULL when out of memory. */
@@ -91,13 +91,13 @@ static sy_outseg *grow(sy_outq *q)
         if (!s)
             return NULL;
         for (size_t i = 0; i < q->count; i++)
-            s[i] = q->segs[(q->head + i) % q->cap];
+            s[i] = q->segs[(q->head + i) & (q->cap - 1)];
         sy_free(q->segs);
         q->segs = s;
         q->head = 0;
         q->cap = ncap;
     }
-    return &q->segs[(q->head + q->count) % q->cap];
+    return &q->segs[(q->head + q->count) & (q->cap - 1)];
 }
 
 static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
@@ -114,37 +114,28 @@ static int push(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
 int sy_outq_ref(sy_outq *q, const void *head, size_t hn, const void *p, size_t n,
                 sy_outq_release_cb release, void *ud, int ref)
 {
-    if (hn > SY_OUTQ_SMALL) {
-        release(ud, ref);
-        return SY_EINVAL;
-    }
-    if (hn) {
-        sy_outseg *s = grow(q);
-        if (!s) {
-            release(ud, ref);
-            return SY_ENOMEM;
-        }
-        *s = (sy_outseg){.len = hn};
-        memcpy(s->small, head, hn);
-        q->count++;
-        q->bytes += hn;
-    }
-    if (n == 0) {
-        release(ud, ref);
-        return 0;
-    }
-    sy_outseg *s = grow(q);
+    sy_outseg *s = hn <= SY_OUTQ_SMALL && (hn || n) ? grow(q) : NULL;
     if (!s) {
-        if (hn) { /* take the head back: nothing of it was sent */
-            q->count--;
-            q->bytes -= hn;
-        }
         release(ud, ref);
-        return SY_ENOMEM;
+        return hn > SY_OUTQ_SMALL ? SY_EINVAL : hn || n ? SY_ENOMEM : 0;
     }
-    *s = (sy_outseg){.ext = p, .len = n, .release = release, .ud = ud, .ref = ref};
+    s->chunk = NULL;
+    s->off = 0;
+    s->len = hn + n;
+    s->hn = (unsigned)hn;
+    if (hn)
+        memcpy(s->small, head, hn);
+    if (n) {
+        s->ext = p;
+        s->release = release;
+        s->ud = ud;
+        s->ref = ref;
+    } else {
+        s->ext = NULL; /* the header alone, in small */
+        release(ud, ref);
+    }
     q->count++;
-    q->bytes += n;
+    q->bytes += hn + n;
     return 0;
 }
 
@@ -211,11 +202,28 @@ int sy_outq_share(sy_outq *q, sy_chunk *ch, size_t off, size_t len)
 int sy_outq_iov(const sy_outq *q, struct iovec *iov, int max)
 {
     int n = 0;
+    size_t mask = q->cap - 1;
     for (size_t i = 0; i < q->count && n < max; i++) {
-        const sy_outseg *s = &q->segs[(q->head + i) % q->cap];
-        const char *base = s->chunk ? s->chunk->data : s->ext ? s->ext : s->small;
-        iov[n].iov_base = (void *)(base + s->off);
-        iov[n].iov_len = s->len;
+        const sy_outseg *s = &q->segs[(q->head + i) & mask];
+        if (s->chunk) {
+            iov[n].iov_base = s->chunk->data + s->off;
+            iov[n].iov_len = s->len;
+        } else if (!s->ext) {
+            iov[n].iov_base = (char *)s->small + s->off;
+            iov[n].iov_len = s->len;
+        } else if (s->off >= s->hn) {
+            iov[n].iov_base = (char *)s->ext + (s->off - s->hn);
+            iov[n].iov_len = s->len;
+        } else {
+            size_t h = s->hn - s->off; /* header bytes left */
+            iov[n].iov_base = (char *)s->small + s->off;
+            iov[n].iov_len = h;
+            if (s->len > h && n + 1 < max) {
+                n++;
+                iov[n].iov_base = (char *)s->ext;
+                iov[n].iov_len = s->len - h;
+            }
+        }
         n++;
     }
     return n;
@@ -233,10 +241,16 @@ void sy_outq_consume(sy_outq *q, size_t n)
         }
         n -= s->len;
         q->bytes -= s->len;
-        sy_outseg done = *s;
-        q->head = (q->head + 1) % q->cap;
+        sy_chunk *ch = s->chunk;
+        sy_outq_release_cb release = s->ext ? s->release : NULL;
+        void *ud = s->ud;
+        int ref = s->ref;
+        q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
-        drop(&done); /* last: a release may look at the queue */
+        if (ch)
+            sy_chunk_release(ch);
+        else if (release)
+            release(ud, ref); /* last: a release may look at the queue */
     }
     if (q->count == 0)
         q->head = 0;

@@ -28,17 +28,20 @@ typedef void (*sy_outq_release_cb)(void *ud, int ref);
 
 typedef struct sy_outseg {
     sy_chunk *chunk;            /* one ref held by the queue; NULL for the two kinds below */
-    const char *ext;            /* chunk NULL: borrowed bytes, valid until release runs; NULL:
-                                   the bytes are in small */
-    size_t off, len;            /* the unsent bytes of this entry */
+    const char *ext;            /* chunk NULL: borrowed bytes, valid until release runs, after
+                                   the hn bytes in small (a frame header); NULL: the bytes are
+                                   in small */
+    size_t off, len;            /* the unsent bytes of this entry (ext: counted from small's
+                                   first byte) */
     sy_outq_release_cb release; /* ext: runs once when the entry is sent or dropped */
     void *ud;
     int ref;
+    unsigned hn; /* ext: bytes of small sent before ext */
     char small[SY_OUTQ_SMALL];
 } sy_outseg;
 
 typedef struct sy_outq {
-    sy_outseg *segs; /* owned ring */
+    sy_outseg *segs; /* owned ring; cap is a power of two */
     size_t head, count, cap;
     size_t bytes; /* total unsent bytes */
 } sy_outq;
@@ -64,7 +67,8 @@ int sy_outq_share(sy_outq *q, sy_chunk *ch, size_t off, size_t len);
 int sy_outq_ref(sy_outq *q, const void *head, size_t hn, const void *p, size_t n,
                 sy_outq_release_cb release, void *ud, int ref);
 
-/* Fills up to max iovecs with the front of the queue; returns how many. */
+/* Fills up to max iovecs with the front of the queue; returns how many (an entry by reference
+ * with a header takes two). */
 int sy_outq_iov(const sy_outq *q, struct iovec *iov, int max);
 
 /* Drops n sent bytes from the front, releasing finished chunks. */

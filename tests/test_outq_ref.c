@@ -34,13 +34,24 @@ int main(void)
     /* Written whole: header in place, payload by reference, released once. */
     char payload[] = "PAYLOAD";
     CHECK(sy_outq_ref(&q, "HD", 2, payload, 7, on_release, released, 0) == 0);
-    CHECK(q.count == 2 && q.bytes == 9);
+    CHECK(q.count == 1 && q.bytes == 9); /* one entry: header in place, then the payload */
     struct iovec iov[4];
     CHECK(sy_outq_iov(&q, iov, 4) == 2);
     CHECK(iov[1].iov_base == payload); /* not copied */
     CHECK(gather(&q, out) == 9 && memcmp(out, "HDPAYLOAD", 9) == 0);
     sy_outq_consume(&q, 9);
     CHECK(released[0] == 1 && q.count == 0 && q.bytes == 0);
+
+    /* Room for one iovec: the header first, then the payload, each whole. */
+    CHECK(sy_outq_ref(&q, "HD", 2, payload, 7, on_release, released, 0) == 0);
+    CHECK(sy_outq_iov(&q, iov, 1) == 1 && iov[0].iov_len == 2);
+    sy_outq_consume(&q, 1);
+    CHECK(sy_outq_iov(&q, iov, 1) == 1 && iov[0].iov_len == 1);
+    sy_outq_consume(&q, 1);
+    CHECK(sy_outq_iov(&q, iov, 4) == 1 && iov[0].iov_base == payload && iov[0].iov_len == 7);
+    sy_outq_consume(&q, 7);
+    CHECK(released[0] == 2 && q.count == 0 && q.bytes == 0);
+    released[0] = 1;
 
     /* Written in pieces: partial header, partial payload; the release waits for the last byte. */
     CHECK(sy_outq_copy(&q, "x", 1) == 0);
