@@ -25,22 +25,17 @@ typedef struct ws_limits {
 typedef struct wsp {
     void *handle; /* app handle; NULL once the app was told of the close */
     ws_limits o;
-    sy_ws_header hdr;        /* the frame being read, valid when have_hdr */
-    uint64_t frame_done;     /* payload bytes of this frame already unmasked and checked */
-    sy_buf msg;              /* fragments of the message in progress */
+    struct ws_rx *rx;        /* the frame and message being read: during ws_on_bytes on its
+                              * stack unless rx_owned; owned once a frame or message spans
+                              * reads, freed by the timer once the connection is between
+                              * messages again; else NULL */
     ev_tstamp last_rx;       /* last time a byte came from the peer */
-    ev_tstamp data_rx;       /* last time the message in progress grew (or the last message
-                              * began): pings do not keep a stalled message alive */
-    size_t input_held;       /* the partial message, as charged to the server's input budget */
     struct pmd_state *pmd;   /* owned; NULL without permessage-deflate */
-    uint64_t wire_len;       /* compressed bytes of the message in progress */
     struct ws_pong *pong;    /* owned; the pong held while the queue is over the mark, or NULL */
     sy_access_counts *log;   /* owned; messages, bytes and close codes for the access log,
                               * made at the open when there is one (else NULL) */
-    uint32_t fragments;      /* of the message in progress (max_fragments fits 32 bits) */
-    sy_utf8 utf8;            /* the text message in progress */
     unsigned msg_opcode : 4; /* TEXT/BINARY of a fragmented message in progress, else 0 */
-    unsigned have_hdr : 1;
+    unsigned have_hdr : 1;   /* rx->hdr holds the frame being read */
     unsigned frame_text : 1; /* the current frame's payload is text to validate */
     unsigned close_sent : 1;
     unsigned close_received : 1;
@@ -51,10 +46,27 @@ typedef struct wsp {
     unsigned pong_paused : 1;    /* reading stopped until the held pong can be queued */
     unsigned drop_on_backpressure : 1;
     unsigned in_conn : 1; /* lives in its conn's area: sy_ws_free does not free it */
+    unsigned rx_owned : 1; /* rx was allocated (not ws_on_bytes' own) */
 } wsp;
 
-/* An idle WebSocket's state takes no allocation of its own. */
-_Static_assert(sizeof(wsp) <= SY_CONN_AREA, "wsp must fit in sy_conn's area");
+/* What a frame or message that spans reads keeps between them. A frame that arrives whole in
+ * one read (the common case) is read with this on ws_on_bytes' stack: no allocation per
+ * message, and none held by an idle WebSocket. */
+typedef struct ws_rx {
+    sy_ws_header hdr;    /* the frame being read, valid when have_hdr */
+    uint64_t frame_done; /* payload bytes of this frame already unmasked and checked */
+    sy_buf msg;          /* fragments of the message in progress */
+    ev_tstamp data_rx;   /* last time the message in progress grew (or began): pings do not
+                          * keep a stalled message alive */
+    size_t input_held;   /* the partial message, as charged to the server's input budget */
+    uint64_t wire_len;   /* compressed bytes of the message in progress */
+    uint32_t fragments;  /* of the message in progress (max_fragments fits 32 bits) */
+    sy_utf8 utf8;        /* the text message in progress */
+} ws_rx;
+
+/* An idle WebSocket's state takes no allocation of its own, and the area is no larger. */
+_Static_assert(sizeof(wsp) <= SY_CONN_AREA && sizeof(wsp) + 8 > SY_CONN_AREA,
+               "wsp must fit sy_conn's area exactly");
 
 /* The payload of the most recent ping, answered once the output queue drains. */
 typedef struct ws_pong {
@@ -232,7 +244,6 @@ void *sy_ws_new(sy_conn *c, void *handle, const sy_ws_options *o)
     w->o.ping_interval = (float)o->ping_interval;
     w->o.close_timeout = (float)o->close_timeout;
     w->drop_on_backpressure = o->drop_on_backpressure != 0;
-    sy_buf_init(&w->msg, o->max_message);
     if (o->pmd) {
         w->pmd = sy_calloc(1, sizeof *w->pmd);
         if (!w->pmd) {
@@ -248,12 +259,26 @@ void *sy_ws_new(sy_conn *c, void *handle, const sy_ws_options *o)
     return w;
 }
 
+/* Frees what the message in progress holds, and rx itself when it was allocated. The input
+ * budget it was charged is released by the caller. */
+static void rx_drop(wsp *w)
+{
+    ws_rx *rx = w->rx;
+    if (!rx)
+        return;
+    sy_buf_dispose(&rx->msg);
+    if (w->rx_owned)
+        sy_free(rx);
+    w->rx = NULL;
+    w->rx_owned = 0;
+}
+
 void sy_ws_free(void *state)
 {
     wsp *w = state;
     if (!w)
         return;
-    sy_buf_dispose(&w->msg);
+    rx_drop(w);
     pmd_free(w->pmd);
     sy_free(w->pong);
     sy_free(w->log);
@@ -328,7 +353,8 @@ static void fail(sy_conn *c, wsp *w, int code, const char *why)
     w->failed = 1;
     /* No message will complete now: its budget goes back at once (the memory once no code
      * can still be reading it, at the end of the read or at the close). */
-    sy_env_release_input(c->env, &w->input_held);
+    if (w->rx)
+        sy_env_release_input(c->env, &w->rx->input_held);
     send_close_frame(c, w, code, sy_str_make(why, strlen(why)));
     if (c->closing)
         return;
@@ -547,7 +573,7 @@ static int answer_ping(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
 /* A complete control frame. */
 static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
 {
-    switch (w->hdr.opcode) {
+    switch (w->rx->hdr.opcode) {
     case SY_WS_PING:
         if (answer_ping(c, w, p, n) != 0)
             return;
@@ -587,12 +613,12 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
     }
 }
 
-/* A complete frame of a compressed message: inflated into w->msg, delivered after the last
+/* A complete frame of a compressed message: inflated into w->rx->msg, delivered after the last
  * one. Returns 0, or -1 when the connection failed or closed. */
 static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen, size_t used)
 {
     pmd_state *z = w->pmd;
-    int op = w->hdr.opcode, fin = w->hdr.fin;
+    int op = w->rx->hdr.opcode, fin = w->rx->hdr.fin;
     if (op != SY_WS_CONT)
         w->msg_opcode = op;
     int mop = w->msg_opcode;
@@ -612,7 +638,7 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
     /* Inflating is work an attacker chooses: about 1000 times the bytes sent for zeros. A
      * connection earns ratio bytes of inflation per compressed byte it sends, on top of a
      * floor, so the server's work stays in proportion to the client's. */
-    size_t have = sy_buf_len(&w->msg), limit = w->o.max_message;
+    size_t have = sy_buf_len(&w->rx->msg), limit = w->o.max_message;
     int by_ratio = 0;
     if (z->ratio > 0) {
         double earned = z->ratio * (double)plen;
@@ -625,8 +651,8 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
         }
     }
     const char *why = "message too big";
-    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->msg, limit,
-                             mop == SY_WS_TEXT ? &w->utf8 : NULL, &why);
+    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->rx->msg, limit,
+                             mop == SY_WS_TEXT ? &w->rx->utf8 : NULL, &why);
     if (rc == SY_ELIMIT && by_ratio) {
         /* RFC 6455 7.4.1: 1008, a policy violation. */
         fail(c, w, 1008, "compressed data inflates too far");
@@ -639,26 +665,26 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
         return -1;
     }
     if (z->ratio > 0)
-        z->credit -= sy_buf_len(&w->msg) - have;
+        z->credit -= sy_buf_len(&w->rx->msg) - have;
     sy_buf_consume(&c->in, used);
     if (!fin)
         return 0;
     w->msg_opcode = 0;
-    w->fragments = 0;
+    w->rx->fragments = 0;
     w->msg_compressed = 0;
     if (reset && z->inf) {
         sy_inflater_free(z->inf); /* a fragmented message's stream is not kept */
         z->inf = NULL;
     }
-    if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+    if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
         fail(c, w, 1007, "invalid UTF-8 in a text message");
         return -1;
     }
-    deliver(c, w, (const uint8_t *)sy_buf_data(&w->msg), sy_buf_len(&w->msg), mop);
+    deliver(c, w, (const uint8_t *)sy_buf_data(&w->rx->msg), sy_buf_len(&w->rx->msg), mop);
     if (c->closing)
         return -1;
-    sy_buf_consume(&w->msg, sy_buf_len(&w->msg));
-    sy_buf_trim(&w->msg, 0);
+    sy_buf_consume(&w->rx->msg, sy_buf_len(&w->rx->msg));
+    sy_buf_trim(&w->rx->msg, 0);
     return 0;
 }
 
@@ -691,7 +717,7 @@ static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *wh
 /* 1 while a data message has begun and not ended (a fragment or part of a frame is in). */
 static int in_message(const wsp *w)
 {
-    return w->msg_opcode || (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE);
+    return w->msg_opcode || (w->have_hdr && w->rx->hdr.opcode < SY_WS_CLOSE);
 }
 
 /* Charges what the message in progress holds (its fragments so far and the part of its
@@ -701,14 +727,37 @@ static int in_message(const wsp *w)
 static void hold_partial(sy_conn *c, wsp *w)
 {
     if (!w->failed) {
-        size_t want = sy_buf_len(&w->msg);
-        if (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE)
-            want += (size_t)w->frame_done;
-        if (want != w->input_held && sy_env_hold_input(c->env, &w->input_held, want) != 0)
+        size_t want = sy_buf_len(&w->rx->msg);
+        if (w->have_hdr && w->rx->hdr.opcode < SY_WS_CLOSE)
+            want += (size_t)w->rx->frame_done;
+        if (want != w->rx->input_held && sy_env_hold_input(c->env, &w->rx->input_held, want) != 0)
             fail(c, w, 1013, "server busy: too much message data buffered");
     }
     if (w->failed && !c->closing)
-        sy_buf_dispose(&w->msg);
+        sy_buf_dispose(&w->rx->msg);
+}
+
+/* At the end of ws_on_bytes: a frame or message left in progress keeps its state in an
+ * allocation of its own (made once; the timer frees it between messages), else the stack's
+ * state is done with. */
+static void rx_keep(sy_conn *c, wsp *w, ws_rx *local)
+{
+    if (w->rx != local)
+        return;
+    if (w->failed || !(w->have_hdr || in_message(w) || local->input_held || local->msg.data)) {
+        rx_drop(w);
+        return;
+    }
+    ws_rx *rx = sy_malloc(sizeof *rx);
+    if (!rx) {
+        fail(c, w, 1011, "out of memory");
+        if (w->rx == local) /* not closed yet: the close frame is being written */
+            rx_drop(w);
+        return;
+    }
+    *rx = *local;
+    w->rx = rx;
+    w->rx_owned = 1;
 }
 
 /* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
@@ -721,6 +770,12 @@ static void ws_on_bytes(sy_conn *c)
     }
     w->last_rx = ev_now(c->env->loop);
     w->ping_outstanding = 0;
+    ws_rx local;
+    if (!w->rx) {
+        memset(&local, 0, sizeof local);
+        sy_buf_init(&local.msg, w->o.max_message);
+        w->rx = &local;
+    }
     ws_batch b;
     b.n = 0;
     sy_conn_cork(c);
@@ -731,17 +786,17 @@ static void ws_on_bytes(sy_conn *c)
             if (len == 0)
                 break;
             const char *why = NULL;
-            ssize_t hl = sy_ws_decode_header(in, len, &w->hdr, &why);
+            ssize_t hl = sy_ws_decode_header(in, len, &w->rx->hdr, &why);
             if (hl == SY_EAGAIN)
                 break;
             /* RFC 7692 6: RSV1 marks a compressed message on its first frame only. */
             int rsv_ok =
-                w->pmd && (w->hdr.opcode == SY_WS_TEXT || w->hdr.opcode == SY_WS_BINARY) ? 4 : 0;
-            if (hl < 0 || sy_ws_check_header(&w->hdr, rsv_ok, &why) != 0) {
+                w->pmd && (w->rx->hdr.opcode == SY_WS_TEXT || w->rx->hdr.opcode == SY_WS_BINARY) ? 4 : 0;
+            if (hl < 0 || sy_ws_check_header(&w->rx->hdr, rsv_ok, &why) != 0) {
                 fail_after(c, w, &b, 1002, why ? why : "protocol error");
                 break;
             }
-            int op = w->hdr.opcode;
+            int op = w->rx->hdr.opcode;
             if (op < SY_WS_CLOSE) {
                 if (op == SY_WS_CONT && !w->msg_opcode) {
                     fail_after(c, w, &b, 1002, "continuation frame without a message to continue");
@@ -752,33 +807,33 @@ static void ws_on_bytes(sy_conn *c)
                     break;
                 }
                 if (op != SY_WS_CONT)
-                    w->msg_compressed = (w->hdr.rsv & 4) != 0;
+                    w->msg_compressed = (w->rx->hdr.rsv & 4) != 0;
                 /* Sizes count as soon as a header announces them, not when bytes arrive. */
                 if (w->msg_compressed) {
                     /* The limit is on the inflated size, checked while inflating; the wire
                      * bytes get a little slack for incompressible data. */
                     uint64_t cap = (uint64_t)w->o.max_message + (w->o.max_message >> 8) + 64;
                     if (op != SY_WS_CONT)
-                        w->wire_len = 0;
-                    if (w->hdr.len > cap || w->wire_len + w->hdr.len > cap) {
+                        w->rx->wire_len = 0;
+                    if (w->rx->hdr.len > cap || w->rx->wire_len + w->rx->hdr.len > cap) {
                         fail_after(c, w, &b, 1009, "message too big");
                         break;
                     }
-                    w->wire_len += w->hdr.len;
-                } else if (w->hdr.len > w->o.max_message ||
-                           sy_buf_len(&w->msg) + w->hdr.len > w->o.max_message) {
+                    w->rx->wire_len += w->rx->hdr.len;
+                } else if (w->rx->hdr.len > w->o.max_message ||
+                           sy_buf_len(&w->rx->msg) + w->rx->hdr.len > w->o.max_message) {
                     fail_after(c, w, &b, 1009, "message too big");
                     break;
                 }
-                if (!w->hdr.fin || op == SY_WS_CONT) {
-                    if (++w->fragments > w->o.max_fragments) {
+                if (!w->rx->hdr.fin || op == SY_WS_CONT) {
+                    if (++w->rx->fragments > w->o.max_fragments) {
                         fail_after(c, w, &b, 1009, "too many fragments");
                         break;
                     }
                 }
                 if (op != SY_WS_CONT) {
-                    memset(&w->utf8, 0, sizeof w->utf8);
-                    w->data_rx = w->last_rx;
+                    memset(&w->rx->utf8, 0, sizeof w->rx->utf8);
+                    w->rx->data_rx = w->last_rx;
                 }
                 w->frame_text =
                     !w->msg_compressed &&
@@ -787,37 +842,37 @@ static void ws_on_bytes(sy_conn *c)
                 w->frame_text = 0;
             }
             w->have_hdr = 1;
-            w->frame_done = 0;
+            w->rx->frame_done = 0;
             /* A large frame needs room in c->in: raise its limit to hold it whole. */
-            if (c->in.limit < w->hdr.header_len + w->hdr.len + 65536)
-                c->in.limit = w->hdr.header_len + (size_t)w->hdr.len + 65536;
+            if (c->in.limit < w->rx->hdr.header_len + w->rx->hdr.len + 65536)
+                c->in.limit = w->rx->hdr.header_len + (size_t)w->rx->hdr.len + 65536;
         }
-        size_t hl = w->hdr.header_len;
+        size_t hl = w->rx->hdr.header_len;
         uint64_t avail = len - hl;
-        if (avail > w->hdr.len)
-            avail = w->hdr.len;
-        if (avail > w->frame_done) {
-            uint8_t *p = in + hl + w->frame_done;
-            size_t n = (size_t)(avail - w->frame_done);
-            sy_ws_unmask(p, n, w->hdr.mask, w->frame_done);
-            if (w->hdr.opcode < SY_WS_CLOSE)
-                w->data_rx = w->last_rx;
-            if (w->frame_text && sy_utf8_feed(&w->utf8, p, n) != 0) {
+        if (avail > w->rx->hdr.len)
+            avail = w->rx->hdr.len;
+        if (avail > w->rx->frame_done) {
+            uint8_t *p = in + hl + w->rx->frame_done;
+            size_t n = (size_t)(avail - w->rx->frame_done);
+            sy_ws_unmask(p, n, w->rx->hdr.mask, w->rx->frame_done);
+            if (w->rx->hdr.opcode < SY_WS_CLOSE)
+                w->rx->data_rx = w->last_rx;
+            if (w->frame_text && sy_utf8_feed(&w->rx->utf8, p, n) != 0) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
-            w->frame_done = avail;
+            w->rx->frame_done = avail;
         }
-        if (avail < w->hdr.len)
+        if (avail < w->rx->hdr.len)
             break; /* the rest of the frame is still on its way */
 
         uint8_t *payload = in + hl;
-        size_t plen = (size_t)w->hdr.len;
-        int op = w->hdr.opcode;
+        size_t plen = (size_t)w->rx->hdr.len;
+        int op = w->rx->hdr.opcode;
         w->have_hdr = 0;
-        if (w->hdr.fin && (op == SY_WS_TEXT || op == SY_WS_BINARY) && !w->msg_compressed) {
+        if (w->rx->hdr.fin && (op == SY_WS_TEXT || op == SY_WS_BINARY) && !w->msg_compressed) {
             /* A whole message in one frame: handed over straight from the input buffer. */
-            if (op == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+            if (op == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
@@ -846,29 +901,31 @@ static void ws_on_bytes(sy_conn *c)
         }
         if (op != SY_WS_CONT)
             w->msg_opcode = op;
-        if (sy_buf_append(&w->msg, payload, plen) != 0) {
+        if (sy_buf_append(&w->rx->msg, payload, plen) != 0) {
             fail_after(c, w, &b, 1009, "message too big");
             break;
         }
         sy_buf_consume(&c->in, hl + plen);
-        if (w->hdr.fin) {
+        if (w->rx->hdr.fin) {
             int mop = w->msg_opcode;
             w->msg_opcode = 0;
-            w->fragments = 0;
-            if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+            w->rx->fragments = 0;
+            if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
-            deliver(c, w, (const uint8_t *)sy_buf_data(&w->msg), sy_buf_len(&w->msg), mop);
+            deliver(c, w, (const uint8_t *)sy_buf_data(&w->rx->msg), sy_buf_len(&w->rx->msg), mop);
             if (c->closing)
                 break;
-            sy_buf_consume(&w->msg, sy_buf_len(&w->msg));
-            sy_buf_trim(&w->msg, 0);
+            sy_buf_consume(&w->rx->msg, sy_buf_len(&w->rx->msg));
+            sy_buf_trim(&w->rx->msg, 0);
         }
     }
     flush(c, w, &b);
     if (!c->closing)
         hold_partial(c, w);
+    if (!c->closing)
+        rx_keep(c, w, &local);
     if (!c->closing) {
         sy_conn_uncork(c);
         if (!c->closing && sy_buf_len(&c->in) == 0)
@@ -915,13 +972,17 @@ static void ws_on_timeout(sy_conn *c)
         /* Reading waits for the peer to read our output down (a held pong): its frames wait
          * unread, so its silence cannot be told. The send timeout bounds a peer that reads
          * nothing. */
-        w->last_rx = w->data_rx = now;
+        w->last_rx = now;
+        if (w->rx)
+            w->rx->data_rx = now;
     }
+    if (w->rx && !w->have_hdr && !in_message(w) && w->rx->input_held == 0 && !w->rx->msg.data)
+        rx_drop(w); /* between messages again: an idle WebSocket keeps no rx */
     double quiet = now - w->last_rx;
     /* A message in progress must grow: control frames alone do not keep it open. Without an
      * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
     int in_msg = in_message(w);
-    double stalled = in_msg ? now - w->data_rx : quiet;
+    double stalled = in_msg ? now - w->rx->data_rx : quiet;
     double limit = in_msg && w->o.idle_timeout <= 0 ? c->env->cfg.body_timeout : w->o.idle_timeout;
     if (limit > 0 && stalled >= limit) {
         fail(c, w, 1001, in_msg ? "message timeout" : "idle timeout");
@@ -954,7 +1015,8 @@ static void ws_on_close(sy_conn *c)
     if (!w)
         return;
     c->proto_state = NULL;
-    sy_env_release_input(c->env, &w->input_held);
+    if (w->rx)
+        sy_env_release_input(c->env, &w->rx->input_held);
     if (w->started) {
         /* Without counts (the access log came after the open, or memory did not): zeros. */
         sy_access_counts none = {0};
@@ -974,7 +1036,7 @@ static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
     w->started = 1;
-    w->last_rx = w->data_rx = ev_now(c->env->loop);
+    w->last_rx = ev_now(c->env->loop);
     if (c->env->access && (w->log = sy_calloc(1, sizeof *w->log)) != NULL)
         w->log->started = w->last_rx;
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
