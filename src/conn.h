@@ -58,7 +58,7 @@ typedef struct sy_conn_sink {
 
 /* Bytes inside every connection for the state of the protocol it switched to, so that state
  * needs no allocation of its own (an idle WebSocket: proto_ws.c, which checks that it fits). */
-#define SY_CONN_AREA 88
+#define SY_CONN_AREA 64
 
 /* Laid out by size, without holes: every idle connection holds one. */
 struct sy_conn {

@@ -10,8 +10,8 @@
 #include "ws.h"
 
 /* The options a connection keeps (of sy_ws_options; the permessage-deflate ones go to pmd;
- * drop_on_backpressure is a bit of wsp): compact, since every idle WebSocket holds a copy.
- * Seconds as float: sub-microsecond precision is not needed for timeouts. */
+ * drop_on_backpressure is a bit of wsp). Seconds as float: sub-microsecond precision is not
+ * needed for timeouts. Connections given the same options share one copy (limits_get). */
 typedef struct ws_limits {
     size_t max_message;
     size_t max_backpressure;
@@ -19,12 +19,71 @@ typedef struct ws_limits {
     uint32_t max_fragments; /* sy_ws_options' value, capped at UINT32_MAX */
 } ws_limits;
 
+/* A shared copy of limits, counted, listed per thread (each server's connections live on its
+ * loop's thread), the most recently used first. */
+typedef struct ws_limits_ref {
+    ws_limits o;
+    size_t refs;
+    struct ws_limits_ref *prev, *next;
+} ws_limits_ref;
+
+static _Thread_local ws_limits_ref *limits_list;
+
+/* How many shared copies an accept compares with: an app that gives every connection other
+ * options gets copies of their own at a bounded cost per accept. */
+#define LIMITS_SCAN 8
+
+/* A counted copy of o (shared with connections given the same), or NULL when out of memory. */
+static const ws_limits *limits_get(const ws_limits *o)
+{
+    ws_limits_ref *r = limits_list;
+    for (int i = 0; r && i < LIMITS_SCAN; i++, r = r->next) {
+        if (memcmp(&r->o, o, sizeof *o) == 0)
+            break;
+    }
+    if (r && r->refs < SIZE_MAX) {
+        r->refs++;
+        if (r == limits_list)
+            return &r->o;
+        r->prev->next = r->next; /* to the front */
+        if (r->next)
+            r->next->prev = r->prev;
+    } else {
+        if (!(r = sy_malloc(sizeof *r)))
+            return NULL;
+        r->o = *o;
+        r->refs = 1;
+    }
+    r->prev = NULL;
+    r->next = limits_list;
+    if (limits_list)
+        limits_list->prev = r;
+    limits_list = r;
+    return &r->o;
+}
+
+static void limits_put(const ws_limits *o)
+{
+    if (!o)
+        return;
+    ws_limits_ref *r = sy_container_of(o, ws_limits_ref, o);
+    if (--r->refs)
+        return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        limits_list = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    sy_free(r);
+}
+
 /* The state of one WebSocket: every idle one holds it, inside its sy_conn when it fits (the
  * conn's area), so it is laid out without holes and its rarely used parts are allocated on
  * use (pmd, pong, log). */
 typedef struct wsp {
     void *handle; /* app handle; NULL once the app was told of the close */
-    ws_limits o;
+    const ws_limits *o; /* counted (limits_get) */
     struct ws_rx *rx;        /* the frame and message being read: during ws_on_bytes on its
                               * stack unless rx_owned; owned once a frame or message spans
                               * reads, freed by the timer once the connection is between
@@ -237,12 +296,18 @@ void *sy_ws_new(sy_conn *c, void *handle, const sy_ws_options *o)
         return NULL;
     }
     w->handle = handle;
-    w->o.max_message = o->max_message;
-    w->o.max_fragments = o->max_fragments > UINT32_MAX ? UINT32_MAX : (uint32_t)o->max_fragments;
-    w->o.max_backpressure = o->max_backpressure;
-    w->o.idle_timeout = (float)o->idle_timeout;
-    w->o.ping_interval = (float)o->ping_interval;
-    w->o.close_timeout = (float)o->close_timeout;
+    ws_limits lim;
+    memset(&lim, 0, sizeof lim); /* compared whole: no stray bytes */
+    lim.max_message = o->max_message;
+    lim.max_fragments = o->max_fragments > UINT32_MAX ? UINT32_MAX : (uint32_t)o->max_fragments;
+    lim.max_backpressure = o->max_backpressure;
+    lim.idle_timeout = (float)o->idle_timeout;
+    lim.ping_interval = (float)o->ping_interval;
+    lim.close_timeout = (float)o->close_timeout;
+    if (!(w->o = limits_get(&lim))) {
+        sy_ws_free(w);
+        return NULL;
+    }
     w->drop_on_backpressure = o->drop_on_backpressure != 0;
     if (o->pmd) {
         w->pmd = sy_calloc(1, sizeof *w->pmd);
@@ -279,6 +344,7 @@ void sy_ws_free(void *state)
     if (!w)
         return;
     rx_drop(w);
+    limits_put(w->o);
     pmd_free(w->pmd);
     sy_free(w->pong);
     sy_free(w->log);
@@ -372,7 +438,7 @@ static int before_send(sy_conn *c, wsp *w, int control, size_t n)
         return SY_ECLOSED;
     if (control && n > 125)
         return SY_EINVAL;
-    if (!control && sy_conn_buffered(c) > w->o.max_backpressure) {
+    if (!control && sy_conn_buffered(c) > w->o->max_backpressure) {
         if (w->drop_on_backpressure)
             return 2;
         /* RFC 6455 7.4.1: 1008 policy violation, for a consumer that never reads. */
@@ -450,7 +516,7 @@ int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data)
     wsp *w = state_of(c);
     if (!w || c->closing || w->close_sent)
         return SY_ECLOSED;
-    if (is_data && sy_conn_buffered(c) > w->o.max_backpressure) {
+    if (is_data && sy_conn_buffered(c) > w->o->max_backpressure) {
         if (w->drop_on_backpressure)
             return 2;
         fail(c, w, 1008, "backpressure limit exceeded");
@@ -467,7 +533,7 @@ int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub)
     wsp *w = state_of(c);
     pmd_state *z = w ? w->pmd : NULL;
     if (!z || pub->n < z->threshold || c->closing || w->close_sent ||
-        sy_conn_buffered(c) > w->o.max_backpressure)
+        sy_conn_buffered(c) > w->o->max_backpressure)
         return sy_ws_send_frame(c, pub->frame, 1); /* also applies the backpressure policy */
     if (!z->p.server_no_context_takeover)
         return sy_ws_send(c, pub->opcode, pub->p, pub->n);
@@ -516,7 +582,7 @@ int sy_ws_close(sy_conn *c, int code, sy_str reason)
         return 0;
     }
     /* Wait for the peer's close frame, but not forever. */
-    sy_conn_set_timeout(c, w->o.close_timeout);
+    sy_conn_set_timeout(c, w->o->close_timeout);
     return 0;
 }
 
@@ -638,7 +704,7 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
     /* Inflating is work an attacker chooses: about 1000 times the bytes sent for zeros. A
      * connection earns ratio bytes of inflation per compressed byte it sends, on top of a
      * floor, so the server's work stays in proportion to the client's. */
-    size_t have = sy_buf_len(&w->rx->msg), limit = w->o.max_message;
+    size_t have = sy_buf_len(&w->rx->msg), limit = w->o->max_message;
     int by_ratio = 0;
     if (z->ratio > 0) {
         double earned = z->ratio * (double)plen;
@@ -773,7 +839,7 @@ static void ws_on_bytes(sy_conn *c)
     ws_rx local;
     if (!w->rx) {
         memset(&local, 0, sizeof local);
-        sy_buf_init(&local.msg, w->o.max_message);
+        sy_buf_init(&local.msg, w->o->max_message);
         w->rx = &local;
     }
     ws_batch b;
@@ -812,7 +878,7 @@ static void ws_on_bytes(sy_conn *c)
                 if (w->msg_compressed) {
                     /* The limit is on the inflated size, checked while inflating; the wire
                      * bytes get a little slack for incompressible data. */
-                    uint64_t cap = (uint64_t)w->o.max_message + (w->o.max_message >> 8) + 64;
+                    uint64_t cap = (uint64_t)w->o->max_message + (w->o->max_message >> 8) + 64;
                     if (op != SY_WS_CONT)
                         w->rx->wire_len = 0;
                     if (w->rx->hdr.len > cap || w->rx->wire_len + w->rx->hdr.len > cap) {
@@ -820,13 +886,13 @@ static void ws_on_bytes(sy_conn *c)
                         break;
                     }
                     w->rx->wire_len += w->rx->hdr.len;
-                } else if (w->rx->hdr.len > w->o.max_message ||
-                           sy_buf_len(&w->rx->msg) + w->rx->hdr.len > w->o.max_message) {
+                } else if (w->rx->hdr.len > w->o->max_message ||
+                           sy_buf_len(&w->rx->msg) + w->rx->hdr.len > w->o->max_message) {
                     fail_after(c, w, &b, 1009, "message too big");
                     break;
                 }
                 if (!w->rx->hdr.fin || op == SY_WS_CONT) {
-                    if (++w->rx->fragments > w->o.max_fragments) {
+                    if (++w->rx->fragments > w->o->max_fragments) {
                         fail_after(c, w, &b, 1009, "too many fragments");
                         break;
                     }
@@ -983,12 +1049,12 @@ static void ws_on_timeout(sy_conn *c)
      * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
     int in_msg = in_message(w);
     double stalled = in_msg ? now - w->rx->data_rx : quiet;
-    double limit = in_msg && w->o.idle_timeout <= 0 ? c->env->cfg.body_timeout : w->o.idle_timeout;
+    double limit = in_msg && w->o->idle_timeout <= 0 ? c->env->cfg.body_timeout : w->o->idle_timeout;
     if (limit > 0 && stalled >= limit) {
         fail(c, w, 1001, in_msg ? "message timeout" : "idle timeout");
         return;
     }
-    if (w->o.ping_interval > 0 && quiet >= w->o.ping_interval && !w->ping_outstanding) {
+    if (w->o->ping_interval > 0 && quiet >= w->o->ping_interval && !w->ping_outstanding) {
         w->ping_outstanding = 1;
         write_frame(c, SY_WS_PING, NULL, 0);
         if (c->closing)
@@ -996,8 +1062,8 @@ static void ws_on_timeout(sy_conn *c)
     }
     /* Without an idle limit the timer still looks every body_timeout for a stalled message. */
     double next = limit > 0 ? limit - stalled : c->env->cfg.body_timeout;
-    if (w->o.ping_interval > 0 && !w->ping_outstanding && w->o.ping_interval - quiet < next)
-        next = w->o.ping_interval - quiet;
+    if (w->o->ping_interval > 0 && !w->ping_outstanding && w->o->ping_interval - quiet < next)
+        next = w->o->ping_interval - quiet;
     sy_conn_set_timeout(c, next > 0.05 ? next : 0.05);
 }
 
@@ -1042,9 +1108,9 @@ static void ws_on_start(sy_conn *c)
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);
-    double first = w->o.idle_timeout > 0 ? w->o.idle_timeout : c->env->cfg.body_timeout;
-    if (w->o.ping_interval > 0 && w->o.ping_interval < first)
-        first = w->o.ping_interval;
+    double first = w->o->idle_timeout > 0 ? w->o->idle_timeout : c->env->cfg.body_timeout;
+    if (w->o->ping_interval > 0 && w->o->ping_interval < first)
+        first = w->o->ping_interval;
     sy_conn_set_timeout(c, first);
     if (w->handle)
         sy_app_ws_open(c, w->handle);
