@@ -39,8 +39,8 @@ typedef struct sy_outseg {
 
 typedef struct sy_outq {
     sy_outseg *segs; /* owned ring */
-    size_t head, count, cap;
-    size_t bytes; /* total unsent bytes */
+    size_t bytes;    /* total unsent bytes */
+    uint32_t head, count, cap; /* ring positions: 32 bits, as every idle connection holds one */
 } sy_outq;
 
 /* Valid when zeroed. Dispose drops what is queued (releasing chunks and references) and the
