@@ -111,7 +111,8 @@ static void io_update(sy_conn *c)
 {
     int want = (c->io_read ? EV_READ : 0) | (c->io_write ? EV_WRITE : 0);
     int active = ev_is_active(&c->io);
-    if (c->fd < 0 || (active && (c->io.events & (EV_READ | EV_WRITE)) == want) || (!active && !want))
+    if (c->fd < 0 || (active && (c->io.events & (EV_READ | EV_WRITE)) == want) ||
+        (!active && !want))
         return;
     struct ev_loop *loop = c->env->loop;
     if (active)
@@ -695,7 +696,6 @@ static void flush(sy_conn *c)
     else if (c->shut_wr && !c->fin_sent && c->out.bytes == 0 && !c->close_after_write)
         sy_conn_send_fin(c);
 }
-
 
 /* Room in c->in for the next read: about want bytes, less when the protocol's input limit is
  * near. Returns 0 with *span and *room set; 1 when the protocol let input pile up to its limit

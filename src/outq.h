@@ -38,8 +38,8 @@ typedef struct sy_outseg {
 } sy_outseg;
 
 typedef struct sy_outq {
-    sy_outseg *segs; /* owned ring */
-    size_t bytes;    /* total unsent bytes */
+    sy_outseg *segs;           /* owned ring */
+    size_t bytes;              /* total unsent bytes */
     uint32_t head, count, cap; /* ring positions: 32 bits, as every idle connection holds one */
 } sy_outq;
 

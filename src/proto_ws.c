@@ -82,8 +82,8 @@ static void limits_put(const ws_limits *o)
  * conn's area), so it is laid out without holes and its rarely used parts are allocated on
  * use (pmd, pong, log). */
 typedef struct wsp {
-    void *handle; /* app handle; NULL once the app was told of the close */
-    const ws_limits *o; /* counted (limits_get) */
+    void *handle;            /* app handle; NULL once the app was told of the close */
+    const ws_limits *o;      /* counted (limits_get) */
     struct ws_rx *rx;        /* the frame and message being read: during ws_on_bytes on its
                               * stack unless rx_owned; owned once a frame or message spans
                               * reads, freed by the timer once the connection is between
@@ -104,7 +104,7 @@ typedef struct wsp {
     unsigned started : 1;        /* on_start ran: the app heard open, so it hears close */
     unsigned pong_paused : 1;    /* reading stopped until the held pong can be queued */
     unsigned drop_on_backpressure : 1;
-    unsigned in_conn : 1; /* lives in its conn's area: sy_ws_free does not free it */
+    unsigned in_conn : 1;  /* lives in its conn's area: sy_ws_free does not free it */
     unsigned rx_owned : 1; /* rx was allocated (not ws_on_bytes' own) */
 } wsp;
 
@@ -857,7 +857,9 @@ static void ws_on_bytes(sy_conn *c)
                 break;
             /* RFC 7692 6: RSV1 marks a compressed message on its first frame only. */
             int rsv_ok =
-                w->pmd && (w->rx->hdr.opcode == SY_WS_TEXT || w->rx->hdr.opcode == SY_WS_BINARY) ? 4 : 0;
+                w->pmd && (w->rx->hdr.opcode == SY_WS_TEXT || w->rx->hdr.opcode == SY_WS_BINARY)
+                    ? 4
+                    : 0;
             if (hl < 0 || sy_ws_check_header(&w->rx->hdr, rsv_ok, &why) != 0) {
                 fail_after(c, w, &b, 1002, why ? why : "protocol error");
                 break;
@@ -1049,7 +1051,8 @@ static void ws_on_timeout(sy_conn *c)
      * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
     int in_msg = in_message(w);
     double stalled = in_msg ? now - w->rx->data_rx : quiet;
-    double limit = in_msg && w->o->idle_timeout <= 0 ? c->env->cfg.body_timeout : w->o->idle_timeout;
+    double limit =
+        in_msg && w->o->idle_timeout <= 0 ? c->env->cfg.body_timeout : w->o->idle_timeout;
     if (limit > 0 && stalled >= limit) {
         fail(c, w, 1001, in_msg ? "message timeout" : "idle timeout");
         return;
