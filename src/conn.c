@@ -23,8 +23,7 @@ static _Thread_local struct {
     int busy;   /* lent to a connection's c->in during its on_bytes */
 } shared_in;
 
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
-static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 void sy_peer_format(const sy_peer *p, char out[INET6_ADDRSTRLEN])
@@ -59,10 +58,9 @@ sy_conn *sy_conn_new(sy_env *env, int fd, const struct sockaddr *peer, const sy_
         memcpy(c->peer.addr, &a->sin6_addr, 16);
         c->peer.port = ntohs(a->sin6_port);
     }
-    ev_io_init(&c->rio, on_readable, fd, EV_READ);
-    ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+    ev_io_init(&c->io, on_io, fd, 0);
     ev_init(&c->timer, on_timer);
-    ev_io_start(env->loop, &c->rio);
+    sy_conn_io_read(c, 1);
     sy_stats_conn_open(&env->stats, c->stat_proto = (signed char)sy_stats_proto(proto->name));
     env->conn_added(env, c);
     return c;
@@ -84,9 +82,8 @@ sy_conn *sy_conn_new_stream(sy_env *env, const sy_conn *carrier, const sy_proto 
     c->stream_tls = carrier->tls != NULL || carrier->stream_tls;
     sy_stats_conn_open(&env->stats, c->stat_proto = (signed char)sy_stats_proto(proto->name));
     sy_buf_init(&c->in, env->cfg.max_head + env->cfg.max_body + 65536);
-    /* The io watchers never start: there is no socket. */
-    ev_io_init(&c->rio, on_readable, -1, EV_READ);
-    ev_io_init(&c->wio, on_writable, -1, EV_WRITE);
+    /* The io watcher never starts: there is no socket. */
+    ev_io_init(&c->io, on_io, -1, 0);
     ev_init(&c->timer, on_timer);
     env->conn_added(env, c);
     return c;
@@ -109,12 +106,34 @@ void sy_conn_switch(sy_conn *c, const sy_proto *proto, void *proto_state)
         sy_conn_schedule(c);
 }
 
+/* Gives the watcher the events wanted now (io_read, io_write); stopped when none. */
+static void io_update(sy_conn *c)
+{
+    int want = (c->io_read ? EV_READ : 0) | (c->io_write ? EV_WRITE : 0);
+    int active = ev_is_active(&c->io);
+    if (c->fd < 0 || (active && (c->io.events & (EV_READ | EV_WRITE)) == want) ||
+        (!active && !want))
+        return;
+    struct ev_loop *loop = c->env->loop;
+    if (active)
+        ev_io_stop(loop, &c->io);
+    ev_io_modify(&c->io, want);
+    if (want)
+        ev_io_start(loop, &c->io);
+}
+
+void sy_conn_io_read(sy_conn *c, int on)
+{
+    c->io_read = on != 0;
+    io_update(c);
+}
+
 void sy_conn_pause(sy_conn *c)
 {
     if (c->closing || c->read_paused)
         return;
     c->read_paused = 1;
-    ev_io_stop(c->env->loop, &c->rio);
+    sy_conn_io_read(c, 0);
 }
 
 void sy_conn_resume(sy_conn *c)
@@ -130,7 +149,7 @@ void sy_conn_resume(sy_conn *c)
         return;
     }
     if (!c->peer_eof)
-        ev_io_start(c->env->loop, &c->rio);
+        sy_conn_io_read(c, 1);
     /* Plaintext may wait inside the TLS layer, which only the socket's readiness would flush. */
     if (c->tls && sy_tls_has_input(c->tls))
         sy_conn_schedule(c);
@@ -189,8 +208,8 @@ static void finish_close(sy_conn *c)
 {
     c->closing = 1;
     struct ev_loop *loop = c->env->loop;
-    ev_io_stop(loop, &c->rio);
-    ev_io_stop(loop, &c->wio);
+    ev_io_stop(loop, &c->io);
+    c->io_read = c->io_write = 0;
     ev_timer_stop(loop, &c->timer);
     c->send_armed = 0;
     c->refs++;
@@ -239,7 +258,6 @@ void sy_conn_close(sy_conn *c)
  * (a body we refused) reads our answer instead of a reset. */
 void sy_conn_start_lingering(sy_conn *c)
 {
-    struct ev_loop *loop = c->env->loop;
     c->lingering = 1;
     shutdown(c->fd, SHUT_WR);
     if (c->peer_eof) {
@@ -247,7 +265,7 @@ void sy_conn_start_lingering(sy_conn *c)
         return;
     }
     c->read_paused = 0;
-    ev_io_start(loop, &c->rio);
+    sy_conn_io_read(c, 1);
     set_deadline(c, LINGER_SECONDS);
 }
 
@@ -261,7 +279,7 @@ void sy_conn_close_after_write(sy_conn *c)
         return;
     }
     c->close_after_write = 1;
-    ev_io_stop(c->env->loop, &c->rio);
+    sy_conn_io_read(c, 0);
     c->read_paused = 1;
     /* The protocol's deadline no longer counts: the wait for the output does. */
     c->deadline = 0;
@@ -339,15 +357,20 @@ static void disarm_send_timeout(sy_conn *c)
 /* Output waits for the socket: watch for writability, and start the send timeout. */
 void sy_conn_watch_output(sy_conn *c)
 {
-    if (!ev_is_active(&c->wio))
-        ev_io_start(c->env->loop, &c->wio);
+    if (!c->io_write) {
+        c->io_write = 1;
+        io_update(c);
+    }
     arm_send_timeout(c);
 }
 
 /* Nothing waits for the socket any more. */
 void sy_conn_unwatch_output(sy_conn *c)
 {
-    ev_io_stop(c->env->loop, &c->wio);
+    if (c->io_write) {
+        c->io_write = 0;
+        io_update(c);
+    }
     disarm_send_timeout(c);
 }
 
@@ -674,13 +697,6 @@ static void flush(sy_conn *c)
         sy_conn_send_fin(c);
 }
 
-static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    flush(sy_container_of(w, sy_conn, wio));
-}
-
 /* Room in c->in for the next read: about want bytes, less when the protocol's input limit is
  * near. Returns 0 with *span and *room set; 1 when the protocol let input pile up to its limit
  * (reading is paused until it catches up); -1 when out of memory (the conn is closed). */
@@ -705,11 +721,8 @@ int sy_conn_input_room(sy_conn *c, size_t want, char **span, size_t *room)
     return 0;
 }
 
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+static void on_readable(sy_conn *c)
 {
-    (void)loop;
-    (void)revents;
-    sy_conn *c = sy_container_of(w, sy_conn, rio);
     if (c->lingering) {
         char sink[4096];
         ssize_t n = read(c->fd, sink, sizeof sink);
@@ -745,7 +758,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     c->refs++;
     if (n == 0) {
         c->peer_eof = 1;
-        ev_io_stop(c->env->loop, &c->rio);
+        sy_conn_io_read(c, 0);
         if (c->proto && c->proto->on_eof)
             c->proto->on_eof(c);
         else
@@ -770,7 +783,19 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 /* 1 while output waits to be sent (for the socket, or for a stream's carrier). */
 static int output_waits(const sy_conn *c)
 {
-    return c->sink ? c->out.bytes != 0 : ev_is_active(&c->wio);
+    return c->sink ? c->out.bytes != 0 : c->io_write;
+}
+
+/* The socket's watcher: output first (it may end a lingering close or free room), then input
+ * while it is still wanted. */
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    sy_conn *c = sy_container_of(w, sy_conn, io);
+    if ((revents & EV_WRITE) && c->io_write)
+        flush(c);
+    if ((revents & EV_READ) && c->io_read && !c->closing)
+        on_readable(c);
 }
 
 /* The one timer: the send timeout (output has waited send_timeout seconds since the socket

@@ -58,12 +58,12 @@ typedef struct sy_conn_sink {
 
 /* Bytes inside every connection for the state of the protocol it switched to, so that state
  * needs no allocation of its own (an idle WebSocket: proto_ws.c, which checks that it fits). */
-#define SY_CONN_AREA 184
+#define SY_CONN_AREA 64
 
 /* Laid out by size, without holes: every idle connection holds one. */
 struct sy_conn {
-    ev_io rio;          /* readable watcher */
-    ev_io wio;          /* writable watcher, active while out is non-empty */
+    ev_io io;           /* the socket's one watcher: EV_READ while reading (io_read), EV_WRITE
+                           while output waits (io_write); stopped when neither */
     ev_timer timer;     /* every timeout: fires no later than the earliest of the deadline and the
                            send timeout (while send_armed), maybe earlier, and re-arms itself (lazy:
                            no heap work per request or write) */
@@ -108,6 +108,8 @@ struct sy_conn {
     unsigned stream_eof : 1;  /* a stream connection's peer ended its side (told at delivery) */
     unsigned send_armed : 1;  /* output waits: the send timeout counts from sent_at */
     unsigned area_busy : 1;   /* area holds the protocol's state */
+    unsigned io_read : 1;     /* io watches for readability */
+    unsigned io_write : 1;    /* io watches for writability: output waits for the socket */
     unsigned metrics_app : 1; /* hands its requests to env->metrics_app instead of env->app
                                  (the metrics listener's responder) */
     /* The protocol's state when it fits (proto_state then points here); see SY_CONN_AREA. */
@@ -223,7 +225,7 @@ void sy_conn_schedule(sy_conn *c);
 /* 1 while output (plaintext or, under TLS, ciphertext) waits for the socket to take it. */
 static inline int sy_conn_sending(const sy_conn *c)
 {
-    return ev_is_active(&c->wio);
+    return c->io_write;
 }
 
 /* Bytes queued for output. */

@@ -15,6 +15,8 @@
 void sy_conn_start_lingering(sy_conn *c);
 /* Our side is done writing: FIN, and a close when the peer's side is done too. */
 void sy_conn_send_fin(sy_conn *c);
+/* Starts or stops watching the socket for readability (no-op without a socket). */
+void sy_conn_io_read(sy_conn *c, int on);
 /* Output waits for the socket: watch for writability and run the send timeout. */
 void sy_conn_watch_output(sy_conn *c);
 /* Output that was over the high-water mark fell to half of it or below: the protocol's on_drain

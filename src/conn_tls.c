@@ -259,7 +259,7 @@ void sy_conn_tls_run(sy_conn *c, int force, int sock_eof)
     }
     if (notify_eof || sock_eof) {
         c->peer_eof = 1;
-        ev_io_stop(c->env->loop, &c->rio);
+        sy_conn_io_read(c, 0);
     }
     if ((sy_buf_len(&c->in) > before || became_ready || force) && c->proto && c->proto->on_bytes)
         c->proto->on_bytes(c);

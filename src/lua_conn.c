@@ -23,7 +23,7 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     h->L = lua_tothread(L, -1);
     lua_pop(L, 1);
     h->ref = LUA_NOREF;
-    h->websocket = websocket;
+    h->websocket = websocket != 0;
     h->peer = c->peer;
     h->id = c->id;
     h->task = NULL;
@@ -327,6 +327,13 @@ static int hold_protected(lua_State *L)
     return 0;
 }
 
+/* What one held event counts against HELD_MAX: its payload and 16 bytes, at most just past the
+ * bound (one event alone pauses reading). */
+static uint32_t held_cost(size_t n)
+{
+    return n < HELD_MAX ? (uint32_t)n + 16 : HELD_MAX + 16;
+}
+
 void sy_lua_hold(lconn *h, int kind, const char *p, size_t n, int binary)
 {
     if (h->ref == LUA_NOREF)
@@ -344,7 +351,8 @@ void sy_lua_hold(lconn *h, int kind, const char *p, size_t n, int binary)
         return;
     }
     h->held_end++;
-    h->held_bytes += n + 16;
+    uint32_t cost = held_cost(n);
+    h->held_bytes = h->held_bytes > UINT32_MAX - cost ? UINT32_MAX : h->held_bytes + cost;
     if (h->held_bytes > HELD_MAX && h->conn && !h->held_paused) {
         h->held_paused = 1;
         sy_conn_pause(h->conn);
@@ -393,7 +401,8 @@ void sy_lua_held_run(lconn *h)
         }
         h->held_first++;
         size_t n = lua_type(L, -1) == LUA_TSTRING ? lua_rawlen(L, -1) : 0;
-        h->held_bytes = h->held_bytes > n + 16 ? h->held_bytes - n - 16 : 0;
+        uint32_t cost = held_cost(n);
+        h->held_bytes = h->held_bytes > cost ? h->held_bytes - cost : 0;
         int payload = lua_gettop(L);
         if (h->websocket)
             sy_lua_ws_held(h, kind, L, payload, binary);

@@ -98,16 +98,17 @@ int sy_lua_hf_get(lua_State *L, int idx, int f);
 void sy_lua_hf_set(lua_State *L, int idx, int f);
 
 typedef struct lconn {
-    sy_conn *conn; /* borrowed; NULL once closed */
-    lua_State *L;  /* borrowed; the server's state */
-    int ref;       /* registry anchor while the connection is open */
-    int websocket;
-    uint64_t id;              /* the connection's id (ws.id), kept after close */
-    sy_peer peer;             /* kept after close for ws.remote_addr */
-    struct sy_lua_task *task; /* borrowed: the handler running or waiting for this connection,
-                                 or NULL; later events are held (HF_HELD) until it ends */
-    int held_first, held_end; /* held events: entries [held_first, held_end) of HF_HELD */
-    size_t held_bytes;        /* their payload bytes; past a bound reading pauses */
+    sy_conn *conn;                 /* borrowed; NULL once closed */
+    lua_State *L;                  /* borrowed; the server's state */
+    uint64_t id;                   /* the connection's id (ws.id), kept after close */
+    struct sy_lua_task *task;      /* borrowed: the handler running or waiting for this connection,
+                                      or NULL; later events are held (HF_HELD) until it ends */
+    sy_peer peer;                  /* kept after close for ws.remote_addr */
+    int ref;                       /* registry anchor while the connection is open */
+    uint32_t held_first, held_end; /* held events: entries [held_first, held_end) of HF_HELD */
+    uint32_t held_bytes;           /* their cost (payload bytes + 16 each, capped per event): past
+                                      a bound reading pauses */
+    unsigned websocket : 1;
     unsigned held_paused : 1; /* reading was paused for them */
     unsigned pumping : 1;     /* the held events are being run */
 } lconn;

@@ -81,12 +81,14 @@ static sy_outseg *grow(sy_outq *q)
 {
     if (q->cap == 0 && spare_ring) {
         q->segs = spare_ring;
-        q->cap = spare_ring_cap;
+        q->cap = (uint32_t)spare_ring_cap;
         q->head = 0;
         spare_ring = NULL;
     }
     if (q->count == q->cap) {
-        size_t ncap = q->cap ? q->cap * 2 : 8;
+        if (q->cap > UINT32_MAX / 2)
+            return NULL;
+        uint32_t ncap = q->cap ? q->cap * 2 : 8;
         sy_outseg *s = sy_malloc(ncap * sizeof *s);
         if (!s)
             return NULL;

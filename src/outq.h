@@ -41,9 +41,9 @@ typedef struct sy_outseg {
 } sy_outseg;
 
 typedef struct sy_outq {
-    sy_outseg *segs; /* owned ring; cap is a power of two */
-    size_t head, count, cap;
-    size_t bytes; /* total unsent bytes */
+    sy_outseg *segs;           /* owned ring; cap is a power of two */
+    size_t bytes;              /* total unsent bytes */
+    uint32_t head, count, cap; /* ring positions: 32 bits, as every idle connection holds one */
 } sy_outq;
 
 /* Valid when zeroed. Dispose drops what is queued (releasing chunks and references) and the

@@ -10,8 +10,8 @@
 #include "ws.h"
 
 /* The options a connection keeps (of sy_ws_options; the permessage-deflate ones go to pmd;
- * drop_on_backpressure is a bit of wsp): compact, since every idle WebSocket holds a copy.
- * Seconds as float: sub-microsecond precision is not needed for timeouts. */
+ * drop_on_backpressure is a bit of wsp). Seconds as float: sub-microsecond precision is not
+ * needed for timeouts. Connections given the same options share one copy (limits_get). */
 typedef struct ws_limits {
     size_t max_message;
     size_t max_backpressure;
@@ -19,28 +19,82 @@ typedef struct ws_limits {
     uint32_t max_fragments; /* sy_ws_options' value, capped at UINT32_MAX */
 } ws_limits;
 
+/* A shared copy of limits, counted, listed per thread (each server's connections live on its
+ * loop's thread), the most recently used first. */
+typedef struct ws_limits_ref {
+    ws_limits o;
+    size_t refs;
+    struct ws_limits_ref *prev, *next;
+} ws_limits_ref;
+
+static _Thread_local ws_limits_ref *limits_list;
+
+/* How many shared copies an accept compares with: an app that gives every connection other
+ * options gets copies of their own at a bounded cost per accept. */
+#define LIMITS_SCAN 8
+
+/* A counted copy of o (shared with connections given the same), or NULL when out of memory. */
+static const ws_limits *limits_get(const ws_limits *o)
+{
+    ws_limits_ref *r = limits_list;
+    for (int i = 0; r && i < LIMITS_SCAN; i++, r = r->next) {
+        if (memcmp(&r->o, o, sizeof *o) == 0)
+            break;
+    }
+    if (r && r->refs < SIZE_MAX) {
+        r->refs++;
+        if (r == limits_list)
+            return &r->o;
+        r->prev->next = r->next; /* to the front */
+        if (r->next)
+            r->next->prev = r->prev;
+    } else {
+        if (!(r = sy_malloc(sizeof *r)))
+            return NULL;
+        r->o = *o;
+        r->refs = 1;
+    }
+    r->prev = NULL;
+    r->next = limits_list;
+    if (limits_list)
+        limits_list->prev = r;
+    limits_list = r;
+    return &r->o;
+}
+
+static void limits_put(const ws_limits *o)
+{
+    if (!o)
+        return;
+    ws_limits_ref *r = sy_container_of(o, ws_limits_ref, o);
+    if (--r->refs)
+        return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        limits_list = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    sy_free(r);
+}
+
 /* The state of one WebSocket: every idle one holds it, inside its sy_conn when it fits (the
  * conn's area), so it is laid out without holes and its rarely used parts are allocated on
  * use (pmd, pong, log). */
 typedef struct wsp {
-    void *handle; /* app handle; NULL once the app was told of the close */
-    ws_limits o;
-    sy_ws_header hdr;        /* the frame being read, valid when have_hdr */
-    uint64_t frame_done;     /* payload bytes of this frame already unmasked and checked */
-    sy_buf msg;              /* fragments of the message in progress */
+    void *handle;            /* app handle; NULL once the app was told of the close */
+    const ws_limits *o;      /* counted (limits_get) */
+    struct ws_rx *rx;        /* the frame and message being read: during ws_on_bytes on its
+                              * stack unless rx_owned; owned once a frame or message spans
+                              * reads, freed by the timer once the connection is between
+                              * messages again; else NULL */
     ev_tstamp last_rx;       /* last time a byte came from the peer */
-    ev_tstamp data_rx;       /* last time the message in progress grew (or the last message
-                              * began): pings do not keep a stalled message alive */
-    size_t input_held;       /* the partial message, as charged to the server's input budget */
     struct pmd_state *pmd;   /* owned; NULL without permessage-deflate */
-    uint64_t wire_len;       /* compressed bytes of the message in progress */
     struct ws_pong *pong;    /* owned; the pong held while the queue is over the mark, or NULL */
     sy_access_counts *log;   /* owned; messages, bytes and close codes for the access log,
                               * made at the open when there is one (else NULL) */
-    uint32_t fragments;      /* of the message in progress (max_fragments fits 32 bits) */
-    sy_utf8 utf8;            /* the text message in progress */
     unsigned msg_opcode : 4; /* TEXT/BINARY of a fragmented message in progress, else 0 */
-    unsigned have_hdr : 1;
+    unsigned have_hdr : 1;   /* rx->hdr holds the frame being read */
     unsigned frame_text : 1; /* the current frame's payload is text to validate */
     unsigned close_sent : 1;
     unsigned close_received : 1;
@@ -50,11 +104,28 @@ typedef struct wsp {
     unsigned started : 1;        /* on_start ran: the app heard open, so it hears close */
     unsigned pong_paused : 1;    /* reading stopped until the held pong can be queued */
     unsigned drop_on_backpressure : 1;
-    unsigned in_conn : 1; /* lives in its conn's area: sy_ws_free does not free it */
+    unsigned in_conn : 1;  /* lives in its conn's area: sy_ws_free does not free it */
+    unsigned rx_owned : 1; /* rx was allocated (not ws_on_bytes' own) */
 } wsp;
 
-/* An idle WebSocket's state takes no allocation of its own. */
-_Static_assert(sizeof(wsp) <= SY_CONN_AREA, "wsp must fit in sy_conn's area");
+/* What a frame or message that spans reads keeps between them. A frame that arrives whole in
+ * one read (the common case) is read with this on ws_on_bytes' stack: no allocation per
+ * message, and none held by an idle WebSocket. */
+typedef struct ws_rx {
+    sy_ws_header hdr;    /* the frame being read, valid when have_hdr */
+    uint64_t frame_done; /* payload bytes of this frame already unmasked and checked */
+    sy_buf msg;          /* fragments of the message in progress */
+    ev_tstamp data_rx;   /* last time the message in progress grew (or began): pings do not
+                          * keep a stalled message alive */
+    size_t input_held;   /* the partial message, as charged to the server's input budget */
+    uint64_t wire_len;   /* compressed bytes of the message in progress */
+    uint32_t fragments;  /* of the message in progress (max_fragments fits 32 bits) */
+    sy_utf8 utf8;        /* the text message in progress */
+} ws_rx;
+
+/* An idle WebSocket's state takes no allocation of its own, and the area is no larger. */
+_Static_assert(sizeof(wsp) <= SY_CONN_AREA && sizeof(wsp) + 8 > SY_CONN_AREA,
+               "wsp must fit sy_conn's area exactly");
 
 /* The payload of the most recent ping, answered once the output queue drains. */
 typedef struct ws_pong {
@@ -225,14 +296,19 @@ void *sy_ws_new(sy_conn *c, void *handle, const sy_ws_options *o)
         return NULL;
     }
     w->handle = handle;
-    w->o.max_message = o->max_message;
-    w->o.max_fragments = o->max_fragments > UINT32_MAX ? UINT32_MAX : (uint32_t)o->max_fragments;
-    w->o.max_backpressure = o->max_backpressure;
-    w->o.idle_timeout = (float)o->idle_timeout;
-    w->o.ping_interval = (float)o->ping_interval;
-    w->o.close_timeout = (float)o->close_timeout;
+    ws_limits lim;
+    memset(&lim, 0, sizeof lim); /* compared whole: no stray bytes */
+    lim.max_message = o->max_message;
+    lim.max_fragments = o->max_fragments > UINT32_MAX ? UINT32_MAX : (uint32_t)o->max_fragments;
+    lim.max_backpressure = o->max_backpressure;
+    lim.idle_timeout = (float)o->idle_timeout;
+    lim.ping_interval = (float)o->ping_interval;
+    lim.close_timeout = (float)o->close_timeout;
+    if (!(w->o = limits_get(&lim))) {
+        sy_ws_free(w);
+        return NULL;
+    }
     w->drop_on_backpressure = o->drop_on_backpressure != 0;
-    sy_buf_init(&w->msg, o->max_message);
     if (o->pmd) {
         w->pmd = sy_calloc(1, sizeof *w->pmd);
         if (!w->pmd) {
@@ -248,12 +324,27 @@ void *sy_ws_new(sy_conn *c, void *handle, const sy_ws_options *o)
     return w;
 }
 
+/* Frees what the message in progress holds, and rx itself when it was allocated. The input
+ * budget it was charged is released by the caller. */
+static void rx_drop(wsp *w)
+{
+    ws_rx *rx = w->rx;
+    if (!rx)
+        return;
+    sy_buf_dispose(&rx->msg);
+    if (w->rx_owned)
+        sy_free(rx);
+    w->rx = NULL;
+    w->rx_owned = 0;
+}
+
 void sy_ws_free(void *state)
 {
     wsp *w = state;
     if (!w)
         return;
-    sy_buf_dispose(&w->msg);
+    rx_drop(w);
+    limits_put(w->o);
     pmd_free(w->pmd);
     sy_free(w->pong);
     sy_free(w->log);
@@ -328,7 +419,8 @@ static void fail(sy_conn *c, wsp *w, int code, const char *why)
     w->failed = 1;
     /* No message will complete now: its budget goes back at once (the memory once no code
      * can still be reading it, at the end of the read or at the close). */
-    sy_env_release_input(c->env, &w->input_held);
+    if (w->rx)
+        sy_env_release_input(c->env, &w->rx->input_held);
     send_close_frame(c, w, code, sy_str_make(why, strlen(why)));
     if (c->closing)
         return;
@@ -346,7 +438,7 @@ static int before_send(sy_conn *c, wsp *w, int control, size_t n)
         return SY_ECLOSED;
     if (control && n > 125)
         return SY_EINVAL;
-    if (!control && sy_conn_buffered(c) > w->o.max_backpressure) {
+    if (!control && sy_conn_buffered(c) > w->o->max_backpressure) {
         if (w->drop_on_backpressure)
             return 2;
         /* RFC 6455 7.4.1: 1008 policy violation, for a consumer that never reads. */
@@ -424,7 +516,7 @@ int sy_ws_send_frame(sy_conn *c, sy_chunk *frame, int is_data)
     wsp *w = state_of(c);
     if (!w || c->closing || w->close_sent)
         return SY_ECLOSED;
-    if (is_data && sy_conn_buffered(c) > w->o.max_backpressure) {
+    if (is_data && sy_conn_buffered(c) > w->o->max_backpressure) {
         if (w->drop_on_backpressure)
             return 2;
         fail(c, w, 1008, "backpressure limit exceeded");
@@ -441,7 +533,7 @@ int sy_ws_send_pub(sy_conn *c, sy_ws_pub *pub)
     wsp *w = state_of(c);
     pmd_state *z = w ? w->pmd : NULL;
     if (!z || pub->n < z->threshold || c->closing || w->close_sent ||
-        sy_conn_buffered(c) > w->o.max_backpressure)
+        sy_conn_buffered(c) > w->o->max_backpressure)
         return sy_ws_send_frame(c, pub->frame, 1); /* also applies the backpressure policy */
     if (!z->p.server_no_context_takeover)
         return sy_ws_send(c, pub->opcode, pub->p, pub->n);
@@ -490,7 +582,7 @@ int sy_ws_close(sy_conn *c, int code, sy_str reason)
         return 0;
     }
     /* Wait for the peer's close frame, but not forever. */
-    sy_conn_set_timeout(c, w->o.close_timeout);
+    sy_conn_set_timeout(c, w->o->close_timeout);
     return 0;
 }
 
@@ -547,7 +639,7 @@ static int answer_ping(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
 /* A complete control frame. */
 static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
 {
-    switch (w->hdr.opcode) {
+    switch (w->rx->hdr.opcode) {
     case SY_WS_PING:
         if (answer_ping(c, w, p, n) != 0)
             return;
@@ -587,12 +679,12 @@ static void on_control(sy_conn *c, wsp *w, const uint8_t *p, size_t n)
     }
 }
 
-/* A complete frame of a compressed message: inflated into w->msg, delivered after the last
+/* A complete frame of a compressed message: inflated into w->rx->msg, delivered after the last
  * one. Returns 0, or -1 when the connection failed or closed. */
 static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen, size_t used)
 {
     pmd_state *z = w->pmd;
-    int op = w->hdr.opcode, fin = w->hdr.fin;
+    int op = w->rx->hdr.opcode, fin = w->rx->hdr.fin;
     if (op != SY_WS_CONT)
         w->msg_opcode = op;
     int mop = w->msg_opcode;
@@ -612,7 +704,7 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
     /* Inflating is work an attacker chooses: about 1000 times the bytes sent for zeros. A
      * connection earns ratio bytes of inflation per compressed byte it sends, on top of a
      * floor, so the server's work stays in proportion to the client's. */
-    size_t have = sy_buf_len(&w->msg), limit = w->o.max_message;
+    size_t have = sy_buf_len(&w->rx->msg), limit = w->o->max_message;
     int by_ratio = 0;
     if (z->ratio > 0) {
         double earned = z->ratio * (double)plen;
@@ -625,8 +717,8 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
         }
     }
     const char *why = "message too big";
-    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->msg, limit,
-                             mop == SY_WS_TEXT ? &w->utf8 : NULL, &why);
+    int rc = sy_inflater_run(inf, payload, plen, fin, reset, &w->rx->msg, limit,
+                             mop == SY_WS_TEXT ? &w->rx->utf8 : NULL, &why);
     if (rc == SY_ELIMIT && by_ratio) {
         /* RFC 6455 7.4.1: 1008, a policy violation. */
         fail(c, w, 1008, "compressed data inflates too far");
@@ -639,26 +731,26 @@ static int on_compressed(sy_conn *c, wsp *w, const uint8_t *payload, size_t plen
         return -1;
     }
     if (z->ratio > 0)
-        z->credit -= sy_buf_len(&w->msg) - have;
+        z->credit -= sy_buf_len(&w->rx->msg) - have;
     sy_buf_consume(&c->in, used);
     if (!fin)
         return 0;
     w->msg_opcode = 0;
-    w->fragments = 0;
+    w->rx->fragments = 0;
     w->msg_compressed = 0;
     if (reset && z->inf) {
         sy_inflater_free(z->inf); /* a fragmented message's stream is not kept */
         z->inf = NULL;
     }
-    if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+    if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
         fail(c, w, 1007, "invalid UTF-8 in a text message");
         return -1;
     }
-    deliver(c, w, (const uint8_t *)sy_buf_data(&w->msg), sy_buf_len(&w->msg), mop);
+    deliver(c, w, (const uint8_t *)sy_buf_data(&w->rx->msg), sy_buf_len(&w->rx->msg), mop);
     if (c->closing)
         return -1;
-    sy_buf_consume(&w->msg, sy_buf_len(&w->msg));
-    sy_buf_trim(&w->msg, 0);
+    sy_buf_consume(&w->rx->msg, sy_buf_len(&w->rx->msg));
+    sy_buf_trim(&w->rx->msg, 0);
     return 0;
 }
 
@@ -691,7 +783,7 @@ static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *wh
 /* 1 while a data message has begun and not ended (a fragment or part of a frame is in). */
 static int in_message(const wsp *w)
 {
-    return w->msg_opcode || (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE);
+    return w->msg_opcode || (w->have_hdr && w->rx->hdr.opcode < SY_WS_CLOSE);
 }
 
 /* Charges what the message in progress holds (its fragments so far and the part of its
@@ -701,14 +793,37 @@ static int in_message(const wsp *w)
 static void hold_partial(sy_conn *c, wsp *w)
 {
     if (!w->failed) {
-        size_t want = sy_buf_len(&w->msg);
-        if (w->have_hdr && w->hdr.opcode < SY_WS_CLOSE)
-            want += (size_t)w->frame_done;
-        if (want != w->input_held && sy_env_hold_input(c->env, &w->input_held, want) != 0)
+        size_t want = sy_buf_len(&w->rx->msg);
+        if (w->have_hdr && w->rx->hdr.opcode < SY_WS_CLOSE)
+            want += (size_t)w->rx->frame_done;
+        if (want != w->rx->input_held && sy_env_hold_input(c->env, &w->rx->input_held, want) != 0)
             fail(c, w, 1013, "server busy: too much message data buffered");
     }
     if (w->failed && !c->closing)
-        sy_buf_dispose(&w->msg);
+        sy_buf_dispose(&w->rx->msg);
+}
+
+/* At the end of ws_on_bytes: a frame or message left in progress keeps its state in an
+ * allocation of its own (made once; the timer frees it between messages), else the stack's
+ * state is done with. */
+static void rx_keep(sy_conn *c, wsp *w, ws_rx *local)
+{
+    if (w->rx != local)
+        return;
+    if (w->failed || !(w->have_hdr || in_message(w) || local->input_held || local->msg.data)) {
+        rx_drop(w);
+        return;
+    }
+    ws_rx *rx = sy_malloc(sizeof *rx);
+    if (!rx) {
+        fail(c, w, 1011, "out of memory");
+        if (w->rx == local) /* not closed yet: the close frame is being written */
+            rx_drop(w);
+        return;
+    }
+    *rx = *local;
+    w->rx = rx;
+    w->rx_owned = 1;
 }
 
 /* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
@@ -721,6 +836,12 @@ static void ws_on_bytes(sy_conn *c)
     }
     w->last_rx = ev_now(c->env->loop);
     w->ping_outstanding = 0;
+    ws_rx local;
+    if (!w->rx) {
+        memset(&local, 0, sizeof local);
+        sy_buf_init(&local.msg, w->o->max_message);
+        w->rx = &local;
+    }
     ws_batch b;
     b.n = 0;
     sy_conn_cork(c);
@@ -731,17 +852,19 @@ static void ws_on_bytes(sy_conn *c)
             if (len == 0)
                 break;
             const char *why = NULL;
-            ssize_t hl = sy_ws_decode_header(in, len, &w->hdr, &why);
+            ssize_t hl = sy_ws_decode_header(in, len, &w->rx->hdr, &why);
             if (hl == SY_EAGAIN)
                 break;
             /* RFC 7692 6: RSV1 marks a compressed message on its first frame only. */
             int rsv_ok =
-                w->pmd && (w->hdr.opcode == SY_WS_TEXT || w->hdr.opcode == SY_WS_BINARY) ? 4 : 0;
-            if (hl < 0 || sy_ws_check_header(&w->hdr, rsv_ok, &why) != 0) {
+                w->pmd && (w->rx->hdr.opcode == SY_WS_TEXT || w->rx->hdr.opcode == SY_WS_BINARY)
+                    ? 4
+                    : 0;
+            if (hl < 0 || sy_ws_check_header(&w->rx->hdr, rsv_ok, &why) != 0) {
                 fail_after(c, w, &b, 1002, why ? why : "protocol error");
                 break;
             }
-            int op = w->hdr.opcode;
+            int op = w->rx->hdr.opcode;
             if (op < SY_WS_CLOSE) {
                 if (op == SY_WS_CONT && !w->msg_opcode) {
                     fail_after(c, w, &b, 1002, "continuation frame without a message to continue");
@@ -752,33 +875,33 @@ static void ws_on_bytes(sy_conn *c)
                     break;
                 }
                 if (op != SY_WS_CONT)
-                    w->msg_compressed = (w->hdr.rsv & 4) != 0;
+                    w->msg_compressed = (w->rx->hdr.rsv & 4) != 0;
                 /* Sizes count as soon as a header announces them, not when bytes arrive. */
                 if (w->msg_compressed) {
                     /* The limit is on the inflated size, checked while inflating; the wire
                      * bytes get a little slack for incompressible data. */
-                    uint64_t cap = (uint64_t)w->o.max_message + (w->o.max_message >> 8) + 64;
+                    uint64_t cap = (uint64_t)w->o->max_message + (w->o->max_message >> 8) + 64;
                     if (op != SY_WS_CONT)
-                        w->wire_len = 0;
-                    if (w->hdr.len > cap || w->wire_len + w->hdr.len > cap) {
+                        w->rx->wire_len = 0;
+                    if (w->rx->hdr.len > cap || w->rx->wire_len + w->rx->hdr.len > cap) {
                         fail_after(c, w, &b, 1009, "message too big");
                         break;
                     }
-                    w->wire_len += w->hdr.len;
-                } else if (w->hdr.len > w->o.max_message ||
-                           sy_buf_len(&w->msg) + w->hdr.len > w->o.max_message) {
+                    w->rx->wire_len += w->rx->hdr.len;
+                } else if (w->rx->hdr.len > w->o->max_message ||
+                           sy_buf_len(&w->rx->msg) + w->rx->hdr.len > w->o->max_message) {
                     fail_after(c, w, &b, 1009, "message too big");
                     break;
                 }
-                if (!w->hdr.fin || op == SY_WS_CONT) {
-                    if (++w->fragments > w->o.max_fragments) {
+                if (!w->rx->hdr.fin || op == SY_WS_CONT) {
+                    if (++w->rx->fragments > w->o->max_fragments) {
                         fail_after(c, w, &b, 1009, "too many fragments");
                         break;
                     }
                 }
                 if (op != SY_WS_CONT) {
-                    memset(&w->utf8, 0, sizeof w->utf8);
-                    w->data_rx = w->last_rx;
+                    memset(&w->rx->utf8, 0, sizeof w->rx->utf8);
+                    w->rx->data_rx = w->last_rx;
                 }
                 w->frame_text =
                     !w->msg_compressed &&
@@ -787,37 +910,37 @@ static void ws_on_bytes(sy_conn *c)
                 w->frame_text = 0;
             }
             w->have_hdr = 1;
-            w->frame_done = 0;
+            w->rx->frame_done = 0;
             /* A large frame needs room in c->in: raise its limit to hold it whole. */
-            if (c->in.limit < w->hdr.header_len + w->hdr.len + 65536)
-                c->in.limit = w->hdr.header_len + (size_t)w->hdr.len + 65536;
+            if (c->in.limit < w->rx->hdr.header_len + w->rx->hdr.len + 65536)
+                c->in.limit = w->rx->hdr.header_len + (size_t)w->rx->hdr.len + 65536;
         }
-        size_t hl = w->hdr.header_len;
+        size_t hl = w->rx->hdr.header_len;
         uint64_t avail = len - hl;
-        if (avail > w->hdr.len)
-            avail = w->hdr.len;
-        if (avail > w->frame_done) {
-            uint8_t *p = in + hl + w->frame_done;
-            size_t n = (size_t)(avail - w->frame_done);
-            sy_ws_unmask(p, n, w->hdr.mask, w->frame_done);
-            if (w->hdr.opcode < SY_WS_CLOSE)
-                w->data_rx = w->last_rx;
-            if (w->frame_text && sy_utf8_feed(&w->utf8, p, n) != 0) {
+        if (avail > w->rx->hdr.len)
+            avail = w->rx->hdr.len;
+        if (avail > w->rx->frame_done) {
+            uint8_t *p = in + hl + w->rx->frame_done;
+            size_t n = (size_t)(avail - w->rx->frame_done);
+            sy_ws_unmask(p, n, w->rx->hdr.mask, w->rx->frame_done);
+            if (w->rx->hdr.opcode < SY_WS_CLOSE)
+                w->rx->data_rx = w->last_rx;
+            if (w->frame_text && sy_utf8_feed(&w->rx->utf8, p, n) != 0) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
-            w->frame_done = avail;
+            w->rx->frame_done = avail;
         }
-        if (avail < w->hdr.len)
+        if (avail < w->rx->hdr.len)
             break; /* the rest of the frame is still on its way */
 
         uint8_t *payload = in + hl;
-        size_t plen = (size_t)w->hdr.len;
-        int op = w->hdr.opcode;
+        size_t plen = (size_t)w->rx->hdr.len;
+        int op = w->rx->hdr.opcode;
         w->have_hdr = 0;
-        if (w->hdr.fin && (op == SY_WS_TEXT || op == SY_WS_BINARY) && !w->msg_compressed) {
+        if (w->rx->hdr.fin && (op == SY_WS_TEXT || op == SY_WS_BINARY) && !w->msg_compressed) {
             /* A whole message in one frame: handed over straight from the input buffer. */
-            if (op == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+            if (op == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
@@ -846,29 +969,31 @@ static void ws_on_bytes(sy_conn *c)
         }
         if (op != SY_WS_CONT)
             w->msg_opcode = op;
-        if (sy_buf_append(&w->msg, payload, plen) != 0) {
+        if (sy_buf_append(&w->rx->msg, payload, plen) != 0) {
             fail_after(c, w, &b, 1009, "message too big");
             break;
         }
         sy_buf_consume(&c->in, hl + plen);
-        if (w->hdr.fin) {
+        if (w->rx->hdr.fin) {
             int mop = w->msg_opcode;
             w->msg_opcode = 0;
-            w->fragments = 0;
-            if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->utf8)) {
+            w->rx->fragments = 0;
+            if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
                 fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
-            deliver(c, w, (const uint8_t *)sy_buf_data(&w->msg), sy_buf_len(&w->msg), mop);
+            deliver(c, w, (const uint8_t *)sy_buf_data(&w->rx->msg), sy_buf_len(&w->rx->msg), mop);
             if (c->closing)
                 break;
-            sy_buf_consume(&w->msg, sy_buf_len(&w->msg));
-            sy_buf_trim(&w->msg, 0);
+            sy_buf_consume(&w->rx->msg, sy_buf_len(&w->rx->msg));
+            sy_buf_trim(&w->rx->msg, 0);
         }
     }
     flush(c, w, &b);
     if (!c->closing)
         hold_partial(c, w);
+    if (!c->closing)
+        rx_keep(c, w, &local);
     if (!c->closing) {
         sy_conn_uncork(c);
         if (!c->closing && sy_buf_len(&c->in) == 0)
@@ -915,19 +1040,24 @@ static void ws_on_timeout(sy_conn *c)
         /* Reading waits for the peer to read our output down (a held pong): its frames wait
          * unread, so its silence cannot be told. The send timeout bounds a peer that reads
          * nothing. */
-        w->last_rx = w->data_rx = now;
+        w->last_rx = now;
+        if (w->rx)
+            w->rx->data_rx = now;
     }
+    if (w->rx && !w->have_hdr && !in_message(w) && w->rx->input_held == 0 && !w->rx->msg.data)
+        rx_drop(w); /* between messages again: an idle WebSocket keeps no rx */
     double quiet = now - w->last_rx;
     /* A message in progress must grow: control frames alone do not keep it open. Without an
      * idle limit (0) the server's body_timeout bounds it, as it bounds a request body. */
     int in_msg = in_message(w);
-    double stalled = in_msg ? now - w->data_rx : quiet;
-    double limit = in_msg && w->o.idle_timeout <= 0 ? c->env->cfg.body_timeout : w->o.idle_timeout;
+    double stalled = in_msg ? now - w->rx->data_rx : quiet;
+    double limit =
+        in_msg && w->o->idle_timeout <= 0 ? c->env->cfg.body_timeout : w->o->idle_timeout;
     if (limit > 0 && stalled >= limit) {
         fail(c, w, 1001, in_msg ? "message timeout" : "idle timeout");
         return;
     }
-    if (w->o.ping_interval > 0 && quiet >= w->o.ping_interval && !w->ping_outstanding) {
+    if (w->o->ping_interval > 0 && quiet >= w->o->ping_interval && !w->ping_outstanding) {
         w->ping_outstanding = 1;
         write_frame(c, SY_WS_PING, NULL, 0);
         if (c->closing)
@@ -935,8 +1065,8 @@ static void ws_on_timeout(sy_conn *c)
     }
     /* Without an idle limit the timer still looks every body_timeout for a stalled message. */
     double next = limit > 0 ? limit - stalled : c->env->cfg.body_timeout;
-    if (w->o.ping_interval > 0 && !w->ping_outstanding && w->o.ping_interval - quiet < next)
-        next = w->o.ping_interval - quiet;
+    if (w->o->ping_interval > 0 && !w->ping_outstanding && w->o->ping_interval - quiet < next)
+        next = w->o->ping_interval - quiet;
     sy_conn_set_timeout(c, next > 0.05 ? next : 0.05);
 }
 
@@ -954,7 +1084,8 @@ static void ws_on_close(sy_conn *c)
     if (!w)
         return;
     c->proto_state = NULL;
-    sy_env_release_input(c->env, &w->input_held);
+    if (w->rx)
+        sy_env_release_input(c->env, &w->rx->input_held);
     if (w->started) {
         /* Without counts (the access log came after the open, or memory did not): zeros. */
         sy_access_counts none = {0};
@@ -974,15 +1105,15 @@ static void ws_on_start(sy_conn *c)
 {
     wsp *w = c->proto_state;
     w->started = 1;
-    w->last_rx = w->data_rx = ev_now(c->env->loop);
+    w->last_rx = ev_now(c->env->loop);
     if (c->env->access && (w->log = sy_calloc(1, sizeof *w->log)) != NULL)
         w->log->started = w->last_rx;
     /* The HTTP read buffer is not needed until a frame arrives: idle sockets keep none. */
     if (sy_buf_len(&c->in) == 0)
         sy_buf_trim(&c->in, 0);
-    double first = w->o.idle_timeout > 0 ? w->o.idle_timeout : c->env->cfg.body_timeout;
-    if (w->o.ping_interval > 0 && w->o.ping_interval < first)
-        first = w->o.ping_interval;
+    double first = w->o->idle_timeout > 0 ? w->o->idle_timeout : c->env->cfg.body_timeout;
+    if (w->o->ping_interval > 0 && w->o->ping_interval < first)
+        first = w->o->ping_interval;
     sy_conn_set_timeout(c, first);
     if (w->handle)
         sy_app_ws_open(c, w->handle);

@@ -77,9 +77,16 @@ static void conn_id_assign(sy_server *s, sy_conn *c)
         uint32_t n = s->nslots ? s->nslots + s->nslots / 2 : 16;
         if (n > UINT32_MAX / 2)
             return;
+        if (s->slot_ud) {
+            void **u = sy_realloc(s->slot_ud, (size_t)n * sizeof *u);
+            if (!u)
+                return; /* the connection works without an id */
+            memset(u + s->nslots, 0, (size_t)(n - s->nslots) * sizeof *u);
+            s->slot_ud = u;
+        }
         sy_conn_slot *t = sy_realloc(s->slots, (size_t)n * sizeof *t);
         if (!t)
-            return; /* the connection works without an id */
+            return;
         memset(t + s->nslots, 0, (size_t)(n - s->nslots) * sizeof *t);
         for (uint32_t i = s->nslots; i < n; i++)
             t[i].next_free = i + 1 < n ? i + 2 : 0;
@@ -91,7 +98,6 @@ static void conn_id_assign(sy_server *s, sy_conn *c)
     sy_conn_slot *sl = &s->slots[i];
     s->free_slot = sl->next_free;
     sl->conn = c;
-    sl->ud = NULL;
     c->id = ((uint64_t)sl->gen << 32) | (uint64_t)(i + 1);
 }
 
@@ -110,7 +116,8 @@ static void conn_id_release(sy_server *s, sy_conn *c)
     if (!sl)
         return;
     sl->conn = NULL;
-    sl->ud = NULL;
+    if (s->slot_ud)
+        s->slot_ud[sl - s->slots] = NULL;
     sl->gen++;
     sl->next_free = s->free_slot;
     s->free_slot = (uint32_t)(sl - s->slots) + 1;
@@ -127,14 +134,20 @@ SY_API int sy_server_conn_set_user_data(sy_server *s, sy_conn_id id, void *ud)
     sy_conn_slot *sl = conn_slot(s, id);
     if (!sl)
         return SY_ECLOSED;
-    sl->ud = ud;
+    if (!s->slot_ud) {
+        if (!ud)
+            return 0;
+        if (!(s->slot_ud = sy_calloc(s->nslots, sizeof *s->slot_ud)))
+            return SY_ENOMEM;
+    }
+    s->slot_ud[sl - s->slots] = ud;
     return 0;
 }
 
 SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id)
 {
     sy_conn_slot *sl = conn_slot(s, id);
-    return sl ? sl->ud : NULL;
+    return sl && s->slot_ud ? s->slot_ud[sl - s->slots] : NULL;
 }
 
 int sy_server_fail(sy_server *s, int code, const char *fmt, ...)
@@ -915,6 +928,7 @@ SY_API void sy_server_free(sy_server *s)
     sy_free(s->listeners);
     sy_free(s->env.scratch_headers);
     sy_free(s->slots);
+    sy_free(s->slot_ud);
     sy_pool_dispose(&s->env.pool);
     sy_access_log_free(s->access_log); /* last: closing connections wrote their lines */
     sy_free(s);

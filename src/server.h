@@ -25,10 +25,10 @@ typedef struct sy_lua_limits {
     int max_memory_set; /* same for sy_server_set_lua_max_memory and app.lua.max_memory */
 } sy_lua_limits;
 
-/* One entry of the connection id table: an id is (gen << 32) | (index + 1). */
+/* One entry of the connection id table: an id is (gen << 32) | (index + 1). 16 bytes: every
+ * open connection holds one; the host's user data is in a table of its own (slot_ud). */
 typedef struct sy_conn_slot {
     sy_conn *conn; /* NULL while free */
-    void *ud;      /* the host's (sy_server_conn_set_user_data) */
     uint32_t gen;  /* bumped when the slot is freed: old ids stop matching */
     uint32_t next_free;
 } sy_conn_slot;
@@ -69,6 +69,8 @@ struct sy_server {
     size_t ws_validated_len;
     void *user;                 /* the host's (sy_server_set_user_data) */
     sy_conn_slot *slots;        /* owned: connection ids (sy_server_conn_find) */
+    void **slot_ud;             /* owned: the host's user data by slot (nslots entries), made by
+                                   the first sy_server_conn_set_user_data; NULL before */
     uint32_t nslots, free_slot; /* free_slot: index + 1 of the first free one; 0: none */
     sy_ws_handler host_ws;      /* the host's WebSocket callbacks (sy_server_set_ws_handler) */
     void *host_ws_ud;

@@ -247,7 +247,8 @@ typedef uint64_t sy_conn_id;
 
 /* The host's pointer for one connection (NULL until set). It is forgotten (not freed) when
  * the connection is gone, after sy_ws_handler.on_close has run (on_close can still read it).
- * Returns 0 or SY_ECLOSED. */
+ * Returns 0, SY_ECLOSED, or SY_ENOMEM (the first non-NULL pointer set makes the server's table
+ * of them). */
 SY_API int sy_server_conn_set_user_data(sy_server *s, sy_conn_id id, void *ud);
 /* The connection's pointer, or NULL (none set, or the connection is gone). */
 SY_API void *sy_server_conn_user_data(const sy_server *s, sy_conn_id id);
