@@ -57,31 +57,13 @@ static int budget_signal_ok;     /* the handler is ours */
 
 static void budget_hook(lua_State *L, lua_Debug *ar);
 
-/* s->lua_deadline of a call whose deadline starts at the first check that sees it. */
-#define DEADLINE_PENDING (-1.0)
-
-/* Whether the running call of s is past its deadline; a pending one starts now. Safe in the
- * signal handler (clock_gettime is async-signal-safe). */
-static int past_deadline(sy_server *s)
-{
-    double d = s->lua_deadline;
-    if (d == 0)
-        return 0;
-    double now = sy_lua_mono_now();
-    if (d < 0) {
-        s->lua_deadline = now + s->lua.max_time;
-        return 0;
-    }
-    return now > d;
-}
-
 static void on_budget_signal(int sig, siginfo_t *si, void *uc)
 {
     (void)sig, (void)si, (void)uc;
     int saved = errno;
     sy_server *s = bt.running;
     lua_State *L = bt.thread;
-    if (s && L && past_deadline(s))
+    if (s && L && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     errno = saved;
 }
@@ -170,20 +152,13 @@ void sy_lua_budget_server_gone(void)
     bt.mode = BUDGET_UNSET;
 }
 
-void sy_lua_budget_arm(sy_server *s, double used)
+/* The running call may take max_time from now, less what it used before (0: no deadline).
+ * Returns now. */
+double sy_lua_budget_arm(sy_server *s, double used)
 {
-    if (s->lua.max_time <= 0)
-        s->lua_deadline = 0;
-    else if (used > 0)
-        s->lua_deadline = sy_lua_mono_now() + s->lua.max_time - used;
-    else
-        s->lua_deadline = DEADLINE_PENDING; /* no clock read for a call that ends quickly */
-}
-
-double sy_lua_budget_used(sy_server *s, double used)
-{
-    double d = s->lua_deadline;
-    return d > 0 ? s->lua.max_time - (d - sy_lua_mono_now()) : used;
+    double now = sy_lua_mono_now();
+    s->lua_deadline = s->lua.max_time > 0 ? now + s->lua.max_time - used : 0;
+    return now;
 }
 
 lua_State *sy_lua_budget_thread(lua_State *L)
@@ -198,15 +173,16 @@ lua_State *sy_lua_budget_thread(lua_State *L)
  * calls into another server's state), for sy_lua_budget_leave. */
 sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L)
 {
-    return sy_lua_budget_enter_at(s, L, 0);
+    double now;
+    return sy_lua_budget_enter_at(s, L, 0, &now);
 }
 
-sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used)
+sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now)
 {
     sy_server *prev = bt.running;
     bt.running = s;
     sy_lua_budget_hook(L);
-    sy_lua_budget_arm(s, used);
+    *now = sy_lua_budget_arm(s, used);
     return prev;
 }
 
@@ -232,7 +208,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     sy_server *s = sy_lua_state_server(L);
-    if (s && past_deadline(s)) {
+    if (s && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline) {
         /* From now on check at every instruction: an app that catches this error with pcall
          * gets it again at its next instruction, until the call unwinds to the core. */
         if (s->lua_deadline_hit != s->lua_deadline) {

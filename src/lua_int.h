@@ -236,16 +236,11 @@ double sy_lua_mono_now(void);
 sy_server *sy_lua_state_server(lua_State *L);
 sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L);
 void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
-/* Same for a coroutine that ran used seconds already (its deadline is that much nearer). */
-sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used);
-/* The deadline of the running call: max_time from now less used seconds. With used 0 no
- * clock is read: the deadline is set max_time after the first check that sees the call (a
- * tick of the signal, or the count hook), so a call may run up to one tick (20 ms of CPU) or
- * 10,000 instructions past max_time, never less. */
-void sy_lua_budget_arm(sy_server *s, double used);
-/* Seconds the running call has used so far by its deadline (when it waits); used when its
- * deadline has not been set yet. */
-double sy_lua_budget_used(sy_server *s, double used);
+/* Same for a coroutine that ran used seconds already (its deadline is that much nearer);
+ * *now gets the time it starts. */
+sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, double *now);
+/* The deadline of the running call: max_time from now less used seconds. Returns now. */
+double sy_lua_budget_arm(sy_server *s, double used);
 /* In hooked mode, gives L the count hook if it lacks it. */
 void sy_lua_budget_hook(lua_State *L);
 /* Lua code runs on L now (a coroutine resumed, or back to its resumer); returns the thread

@@ -324,7 +324,7 @@ static int resume(sy_lua_task *t, int nargs)
     int outer = s->lua_depth++ == 0;
     sy_server *prev = NULL;
     if (outer) {
-        prev = sy_lua_budget_enter_at(s, co, t->used);
+        prev = sy_lua_budget_enter_at(s, co, t->used, &t->slice);
     } else {
         sy_lua_budget_hook(co);
     }
@@ -333,7 +333,7 @@ static int resume(sy_lua_task *t, int nargs)
     int st = lua_resume(co, s->L, nargs, &nres);
     sy_lua_budget_thread(prev_thread);
     if (outer && st == LUA_YIELD)
-        t->used = sy_lua_budget_used(s, t->used);
+        t->used += sy_lua_mono_now() - t->slice;
     if (--s->lua_depth == 0)
         sy_lua_budget_leave(s, co, prev);
     current = prev_task;
@@ -614,8 +614,10 @@ void sy_lua_budget_restart(lua_State *L)
 {
     sy_server *s = sy_lua_state_server(L);
     if (s && s->lua_depth == 1) {
-        sy_lua_budget_arm(s, 0); /* no clock read: see sy_lua_budget_arm */
-        if (current)
+        double now = sy_lua_budget_arm(s, 0);
+        if (current) {
             current->used = 0;
+            current->slice = now;
+        }
     }
 }

@@ -78,6 +78,7 @@ struct sy_lua_task {
     sy_lua_wait_cancel_cb cancel;
     void *cancel_ud;
     double used;    /* seconds of Lua running time in this run, before the current slice */
+    double slice;   /* when the current slice started (monotonic) */
     ev_timer sleep; /* sy.sleep's timer */
 };
 

@@ -41,8 +41,7 @@ struct sy_server {
     struct lua_State *L;     /* owned */
     sy_lua_limits lua;       /* app.lua */
     size_t lua_memory;       /* bytes the Lua state holds now */
-    double lua_deadline;     /* monotonic time the running call must end by; 0: none; < 0: set
-                                at the first check (lua_budget.c) */
+    double lua_deadline;     /* monotonic time the running call must end by; 0: none */
     double lua_deadline_hit; /* the last deadline that stopped a call (counted once) */
     int lua_depth;           /* nesting of calls from the core into Lua */
     void *lua_tasks;         /* owned by the Lua binding: its pool of coroutines */
