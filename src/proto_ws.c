@@ -36,10 +36,13 @@ static _Thread_local ws_limits_ref *limits_list;
 /* A counted copy of o (shared with connections given the same), or NULL when out of memory. */
 static const ws_limits *limits_get(const ws_limits *o)
 {
-    ws_limits_ref *r = limits_list;
-    for (int i = 0; r && i < LIMITS_SCAN; i++, r = r->next) {
-        if (memcmp(&r->o, o, sizeof *o) == 0)
+    ws_limits_ref *r = NULL;
+    ws_limits_ref *e = limits_list;
+    for (int i = 0; e && i < LIMITS_SCAN; i++, e = e->next) {
+        if (memcmp(&e->o, o, sizeof *o) == 0) {
+            r = e; /* only a copy that compared equal is shared */
             break;
+        }
     }
     if (r && r->refs < SIZE_MAX) {
         r->refs++;
