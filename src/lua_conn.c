@@ -552,7 +552,10 @@ void sy_lua_conn_discard(void *ud, void *handle)
 
 /* ---- WebSocket handles made on first use -------------------------------------------------- */
 
-static const char lazy_key = 'z'; /* registry[&lazy_key]: { [path] = lazy record }, weak values */
+/* registry[&lazy_key]: { [path] = lazy record } for records in use (no weak table: the
+ * collector would visit it at every young collection); a record leaves when its last
+ * connection lets go of it. */
+static const char lazy_key = 'z';
 
 static sy_lua_lazy *lazy_of(void *handle)
 {
@@ -578,10 +581,6 @@ static sy_lua_lazy *lazy_get(lua_State *L, int handlers, sy_str path, sy_str sub
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_key) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "v");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_key);
     }
@@ -634,9 +633,23 @@ void sy_lua_lazy_release(void *handle)
 {
     sy_lua_lazy *z = lazy_of(handle);
     if (z->refs > 0 && --z->refs == 0) {
+        lua_State *L = z->L;
+        int top = lua_gettop(L);
+        /* Out of the cache when it is the one there (no allocation: nothing raises). */
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_key) == LUA_TTABLE) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, z->ref); /* [cache, rec] */
+            lua_getiuservalue(L, -1, LZ_PATH);         /* [cache, rec, path] */
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -4) == LUA_TUSERDATA && lua_touserdata(L, -1) == z) {
+                lua_pop(L, 1);
+                lua_pushnil(L);
+                lua_rawset(L, -4);
+            }
+        }
+        lua_settop(L, top);
         int ref = z->ref;
         z->ref = LUA_NOREF;
-        luaL_unref(z->L, LUA_REGISTRYINDEX, ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
     }
 }
 
@@ -656,8 +669,9 @@ int sy_lua_lazy_has(void *handle, const char *name)
 
 typedef struct make_args {
     sy_conn *c;
-    sy_lua_lazy *z;
+    void *lazy; /* the core's tagged pointer */
     lconn *h;
+    int released; /* the record was let go of already */
 } make_args;
 
 /* [args]: the handle, made as do_accept made it before: handlers, then path, subprotocol and
@@ -665,7 +679,8 @@ typedef struct make_args {
 static int make_protected(lua_State *L)
 {
     make_args *a = lua_touserdata(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->z->ref); /* [args, rec] */
+    sy_lua_lazy *z = lazy_of(a->lazy);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, z->ref); /* [args, rec] */
     int handlers = lua_getiuservalue(L, 2, LZ_HANDLERS) != LUA_TNIL ? 3 : 0;
     lconn *h = sy_lua_new_conn_handle(L, a->c, 1, handlers); /* [args, rec, handlers, handle] */
     lua_getiuservalue(L, 2, LZ_PATH);
@@ -678,6 +693,13 @@ static int make_protected(lua_State *L)
         sy_lua_hf_set(L, 4, HF_DATA);
     else
         lua_pop(L, 1);
+    if (z->refs == 1) {
+        /* Its last connection: the handle takes the record's registry slot (freed, then
+         * reused by luaL_ref without an allocation, so nothing can fail between), as the
+         * handle made at the accept had it. */
+        sy_lua_lazy_release(a->lazy);
+        a->released = 1;
+    }
     sy_lua_attach(L, 4, h, a->c);
     a->h = h;
     return 0;
@@ -689,7 +711,7 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
         return handle;
     sy_lua_lazy *z = lazy_of(handle);
     lua_State *L = z->L;
-    make_args a = {c, z, NULL};
+    make_args a = {c, handle, NULL, 0};
     int top = lua_gettop(L);
     lua_pushcfunction(L, make_protected);
     lua_pushlightuserdata(L, &a);
@@ -701,7 +723,8 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
     }
     lua_settop(L, top);
     sy_ws_set_handle(c, handle, a.h);
-    sy_lua_lazy_release(handle);
+    if (!a.released)
+        sy_lua_lazy_release(handle);
     return a.h;
 }
 

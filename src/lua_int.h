@@ -119,8 +119,9 @@ lconn *sy_lua_check_handle(lua_State *L, int idx);
  * message, ping, pong, drain or close the set handles), a topic call by id. Until then the
  * core holds a tagged pointer (low bit set) to a lazy record: what sy.accept gave (handlers,
  * path, subprotocol, data), kept once for every connection accepted alike (a userdata with
- * the user values LZ_*, anchored while connections point at it, found again through a weak
- * cache by path). An idle WebSocket thus costs the Lua heap nothing of its own. */
+ * the user values LZ_*, anchored while connections point at it, found again through a
+ * cache by path of the records in use). An idle WebSocket costs the Lua heap nothing of its
+ * own. */
 enum { LZ_HANDLERS = UV_HANDLERS, LZ_PATH, LZ_SUBPROTOCOL, LZ_DATA, LZ_COUNT = LZ_DATA };
 typedef struct sy_lua_lazy {
     lua_State *L;  /* borrowed; the main state */
