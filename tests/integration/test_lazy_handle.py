@@ -14,7 +14,9 @@ always, and both must answer the same:
 - connections accepted before a SIGHUP reload and idle until after it: the named set runs the
   new app's code, the table keeps the old, ws.data is still the table given at the accept;
 - a ping (answered by the core) and a client's close on an idle connection run no handler and
-  need no handle; the close handler of a set that has one still runs.
+  need no handle; the close handler of a set that has one still runs;
+- out of memory (app.lua.max_memory, the heap filled by another connection's handler) when the
+  handle is to be made: that connection closes with 1011, the server goes on.
 
 Run from the repo root with SWITCHYARD_BIN set. Every wait is a generous cap (30 s); servers
 started here are stopped by PID.
@@ -184,6 +186,91 @@ def ping_close():
         await ws.close()
         wait_for(lambda: http_get(srv.port, "/closes")[0] == "3", "3 close handlers", srv)
     with_server(run)
+
+
+OOM_APP = r"""
+local sy = require "switchyard"
+-- Everything fill() uses is made at load: once it returns, it leaves no garbage that a
+-- collection could free for the handle.
+local state = { n = 0 }
+local LONG, SHORT = { 65536, 4096, 256, 64 }, { 32, 16, 1 }
+local function long(size) return string.rep("x", size) end -- long strings: not shared
+local function short(size, i) return string.format("%0" .. size .. "d", i) end
+local function add(make, size)
+  local keep = state.keep
+  while state.n < #keep do
+    local ok, s = pcall(make, size, state.n)
+    if not ok then break end
+    state.n = state.n + 1
+    keep[state.n] = s
+  end
+  collectgarbage() -- what a failed attempt left
+end
+local function fill()
+  collectgarbage()
+  local keep = {}
+  for i = 1, 100000 do keep[i] = false end -- slots made before: filling allocates strings only
+  state.keep = keep
+  for _, size in ipairs(LONG) do add(long, size) end
+  for _, size in ipairs(SHORT) do add(short, size) end
+end
+local function free() state.keep = nil; collectgarbage() end
+local app = { lua = { max_memory = 8 * 1024 * 1024 } }
+local handlers = {
+  message = function(ws, data)
+    if data == "fill" then
+      sy.after(1, free)
+      fill()
+      return
+    end
+    ws:send(data)
+  end,
+}
+function app.upgrade(req) return sy.accept("websocket", handlers) end
+function app.request(req, res) res:send(200, "ok\n") end
+return app
+"""
+
+
+@test("out of memory making a late handle closes that connection with 1011")
+def out_of_memory():
+    async def run(srv, d):
+        idle = await connect(srv.port, "/idle")
+        filler = await connect(srv.port, "/filler")
+        assert await ask(filler, "hello") == "hello"  # its handle exists now
+        await filler.send("fill")
+        await asyncio.sleep(0.3)
+        await idle.send("x")
+        try:
+            got = await asyncio.wait_for(idle.recv(), WAIT)
+            raise AssertionError(f"answered {got!r}; log: {srv.stderr()}")
+        except websockets.ConnectionClosed as e:
+            assert e.rcvd is not None and e.rcvd.code == 1011, e
+        # Once the filler lets go (its timer), the server serves new connections.
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while True:
+            try:
+                fresh = await connect(srv.port, "/fresh")
+                if await ask(fresh, "y") == "y":
+                    break
+            except (websockets.ConnectionClosed, websockets.InvalidHandshake, OSError,
+                    asyncio.TimeoutError):
+                pass
+            assert asyncio.get_running_loop().time() < deadline, srv.stderr()
+            await asyncio.sleep(0.2)
+        await fresh.close()
+        await filler.close()
+        assert "cannot make the handle" in srv.stderr(), srv.stderr()
+
+    d = AppDir()
+    d.write("v1", app=OOM_APP)
+    srv = Server(d.path)
+    try:
+        asyncio.run(run(srv, d))
+        assert srv.stop() == 0, srv.stderr()
+    finally:
+        srv.stop()
+        d.remove()
 
 
 def main():
