@@ -110,7 +110,7 @@ void sy_app_ws_open(sy_conn *c, void *handle)
     }
     c->app_open = 1;
     if (OP(APP(c), ws_open))
-        OP(APP(c), ws_open)(UD(APP(c)), handle);
+        OP(APP(c), ws_open)(UD(APP(c)), c, handle);
 }
 
 int sy_app_ws_host_listens(const sy_conn *c)
@@ -134,19 +134,19 @@ void sy_app_ws_messages(sy_conn *c, void *handle, const sy_ws_msg *m, size_t n)
     for (size_t i = 0; i < n; i++)
         sy_stats_ws_in(&c->env->stats, m[i].n);
     if (OP(a, ws_messages))
-        OP(a, ws_messages)(UD(a), handle, m, n);
+        OP(a, ws_messages)(UD(a), c, handle, m, n);
 }
 
 void sy_app_ws_ping(sy_conn *c, void *handle, const char *p, size_t n, int pong)
 {
     if (OP(APP(c), ws_ping))
-        OP(APP(c), ws_ping)(UD(APP(c)), handle, p, n, pong);
+        OP(APP(c), ws_ping)(UD(APP(c)), c, handle, p, n, pong);
 }
 
 void sy_app_ws_drain(sy_conn *c, void *handle)
 {
     if (OP(APP(c), ws_drain))
-        OP(APP(c), ws_drain)(UD(APP(c)), handle);
+        OP(APP(c), ws_drain)(UD(APP(c)), c, handle);
 }
 
 void sy_app_ws_close(sy_conn *c, void *handle, int code, sy_str reason)
@@ -164,5 +164,5 @@ void sy_app_ws_close(sy_conn *c, void *handle, int code, sy_str reason)
     }
     c->app_open = 0;
     if (OP(APP(c), ws_close))
-        OP(APP(c), ws_close)(UD(APP(c)), handle, code, reason);
+        OP(APP(c), ws_close)(UD(APP(c)), c, handle, code, reason);
 }

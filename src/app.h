@@ -65,13 +65,14 @@ typedef struct sy_app_ops {
      * switch): release the handle without running any handler. */
     void (*conn_discard)(void *ud, void *handle);
 
-    /* WebSocket events; any of them may close the connection. close runs once, when the
-     * connection is closing or closed: release the handle. */
-    void (*ws_open)(void *ud, void *handle);
-    void (*ws_messages)(void *ud, void *handle, const sy_ws_msg *m, size_t n);
-    void (*ws_ping)(void *ud, void *handle, const char *p, size_t n, int pong);
-    void (*ws_drain)(void *ud, void *handle);
-    void (*ws_close)(void *ud, void *handle, int code, sy_str reason);
+    /* WebSocket events of connection c; any of them may close the connection. close runs
+     * once, when the connection is closing or closed: release the handle. The app may swap
+     * the handle it gave for another (sy_ws_set_handle), e.g. one it makes on first use. */
+    void (*ws_open)(void *ud, sy_conn *c, void *handle);
+    void (*ws_messages)(void *ud, sy_conn *c, void *handle, const sy_ws_msg *m, size_t n);
+    void (*ws_ping)(void *ud, sy_conn *c, void *handle, const char *p, size_t n, int pong);
+    void (*ws_drain)(void *ud, sy_conn *c, void *handle);
+    void (*ws_close)(void *ud, sy_conn *c, void *handle, int code, sy_str reason);
 } sy_app_ops;
 
 typedef struct sy_app {

@@ -544,7 +544,188 @@ int sy_lua_raw_shutdown(void *ud, void *handle)
 void sy_lua_conn_discard(void *ud, void *handle)
 {
     (void)ud;
-    sy_lua_detach(handle);
+    if (sy_lua_is_lazy(handle))
+        sy_lua_lazy_release(handle);
+    else
+        sy_lua_detach(handle);
+}
+
+/* ---- WebSocket handles made on first use -------------------------------------------------- */
+
+/* registry[&lazy_key]: { [path] = lazy record } for records in use (no weak table: the
+ * collector would visit it at every young collection); a record leaves when its last
+ * connection lets go of it. */
+static const char lazy_key = 'z';
+
+static sy_lua_lazy *lazy_of(void *handle)
+{
+    return (sy_lua_lazy *)((uintptr_t)handle & ~(uintptr_t)1);
+}
+
+/* User value uv of the record at rec equals the value at idx (0: nil)? Pops nothing. */
+static int lazy_same(lua_State *L, int rec, int uv, int idx)
+{
+    lua_getiuservalue(L, rec, uv);
+    int same = idx ? lua_rawequal(L, -1, idx) : lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return same;
+}
+
+/* The lazy record of a connection accepted with the handlers at handlers (0: none), the path,
+ * the subprotocol (p == NULL: none) and the data table at data (0: none): one made earlier
+ * for the same values, or a new one; counted and anchored for the connection. May raise (out
+ * of memory) before anything is counted. */
+static sy_lua_lazy *lazy_get(lua_State *L, int handlers, sy_str path, sy_str sub, int data)
+{
+    int top = lua_gettop(L);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_key);
+    }
+    int cache = lua_gettop(L);
+    lua_pushlstring(L, path.p ? path.p : "", path.len);
+    int key = lua_gettop(L);
+    int subidx = 0;
+    if (sub.p) {
+        lua_pushlstring(L, sub.p, sub.len);
+        subidx = lua_gettop(L);
+    }
+    sy_lua_lazy *z = NULL;
+    lua_pushvalue(L, key);
+    if (lua_rawget(L, cache) == LUA_TUSERDATA) {
+        int rec = lua_gettop(L);
+        if (lazy_same(L, rec, LZ_HANDLERS, handlers) && lazy_same(L, rec, LZ_SUBPROTOCOL, subidx) &&
+            lazy_same(L, rec, LZ_DATA, data))
+            z = lua_touserdata(L, rec);
+    }
+    if (!z) {
+        lua_pop(L, 1);
+        z = lua_newuserdatauv(L, sizeof *z, LZ_COUNT);
+        z->refs = 0;
+        z->ref = LUA_NOREF;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+        z->L = lua_tothread(L, -1);
+        lua_pop(L, 1);
+        int from[] = {
+            [LZ_HANDLERS] = handlers, [LZ_PATH] = key, [LZ_SUBPROTOCOL] = subidx, [LZ_DATA] = data};
+        for (int uv = 1; uv <= LZ_COUNT; uv++) {
+            if (from[uv]) {
+                lua_pushvalue(L, from[uv]);
+                lua_setiuservalue(L, -2, uv);
+            }
+        }
+        lua_pushvalue(L, key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, cache);
+    }
+    if (z->refs == 0) {
+        lua_pushvalue(L, -1);
+        z->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the last step that may raise */
+    }
+    z->refs++;
+    lua_settop(L, top);
+    return z;
+}
+
+void sy_lua_lazy_release(void *handle)
+{
+    sy_lua_lazy *z = lazy_of(handle);
+    if (z->refs > 0 && --z->refs == 0) {
+        lua_State *L = z->L;
+        int top = lua_gettop(L);
+        /* Out of the cache when it is the one there (no allocation: nothing raises). */
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_key) == LUA_TTABLE) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, z->ref); /* [cache, rec] */
+            lua_getiuservalue(L, -1, LZ_PATH);         /* [cache, rec, path] */
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -4) == LUA_TUSERDATA && lua_touserdata(L, -1) == z) {
+                lua_pop(L, 1);
+                lua_pushnil(L);
+                lua_rawset(L, -4);
+            }
+        }
+        lua_settop(L, top);
+        int ref = z->ref;
+        z->ref = LUA_NOREF;
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    }
+}
+
+int sy_lua_lazy_has(void *handle, const char *name)
+{
+    sy_lua_lazy *z = lazy_of(handle);
+    lua_State *L = z->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, z->ref);
+    if (sy_lua_push_handlers(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    int yes = lua_getfield(L, -1, name) == LUA_TFUNCTION;
+    lua_pop(L, 3);
+    return yes;
+}
+
+typedef struct make_args {
+    sy_conn *c;
+    void *lazy; /* the core's tagged pointer */
+    lconn *h;
+    int released; /* the record was let go of already */
+} make_args;
+
+/* [args]: the handle, made as do_accept made it before: handlers, then path, subprotocol and
+ * data in that order. */
+static int make_protected(lua_State *L)
+{
+    make_args *a = lua_touserdata(L, 1);
+    sy_lua_lazy *z = lazy_of(a->lazy);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, z->ref); /* [args, rec] */
+    int handlers = lua_getiuservalue(L, 2, LZ_HANDLERS) != LUA_TNIL ? 3 : 0;
+    lconn *h = sy_lua_new_conn_handle(L, a->c, 1, handlers); /* [args, rec, handlers, handle] */
+    lua_getiuservalue(L, 2, LZ_PATH);
+    sy_lua_hf_set(L, 4, HF_PATH);
+    if (lua_getiuservalue(L, 2, LZ_SUBPROTOCOL) == LUA_TSTRING)
+        sy_lua_hf_set(L, 4, HF_SUBPROTOCOL);
+    else
+        lua_pop(L, 1);
+    if (lua_getiuservalue(L, 2, LZ_DATA) == LUA_TTABLE)
+        sy_lua_hf_set(L, 4, HF_DATA);
+    else
+        lua_pop(L, 1);
+    if (z->refs == 1) {
+        /* Its last connection: the handle takes the record's registry slot (freed, then
+         * reused by luaL_ref without an allocation, so nothing can fail between), as the
+         * handle made at the accept had it. */
+        sy_lua_lazy_release(a->lazy);
+        a->released = 1;
+    }
+    sy_lua_attach(L, 4, h, a->c);
+    a->h = h;
+    return 0;
+}
+
+lconn *sy_lua_ws_make(sy_conn *c, void *handle)
+{
+    if (!sy_lua_is_lazy(handle))
+        return handle;
+    sy_lua_lazy *z = lazy_of(handle);
+    lua_State *L = z->L;
+    make_args a = {c, handle, NULL, 0};
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, make_protected);
+    lua_pushlightuserdata(L, &a);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        sy_log("error", "websocket: cannot make the handle of connection %llu: %s",
+               (unsigned long long)c->id, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_settop(L, top);
+        return NULL;
+    }
+    lua_settop(L, top);
+    sy_ws_set_handle(c, handle, a.h);
+    if (!a.released)
+        sy_lua_lazy_release(handle);
+    return a.h;
 }
 
 void sy_lua_detach(lconn *h)
@@ -749,11 +930,24 @@ static void do_accept(lua_State *L, sy_conn *c, int dec, sy_decision *d,
         } else {
             raw_options(L, options, &d->raw); /* may raise: before the handle exists */
         }
+        if (websocket) {
+            /* The handle is made on first use: the connection holds a shared record. */
+            int data = 0;
+            if (options) {
+                lua_pushliteral(L, "data");
+                if (lua_rawget(L, options) == LUA_TTABLE)
+                    data = lua_gettop(L);
+            }
+            sy_lua_lazy *z = lazy_get(L, handlers, sy_str_make(req->path.p, req->path.len),
+                                      d->subprotocol, data); /* the last step that may raise */
+            d->handle = (void *)((uintptr_t)z | 1u);
+            sy_lua_upgraded(sy_server_of(c->env));
+            sy_decision_apply(d, c, req, body, offers, n);
+            return;
+        }
         lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
         int hidx = lua_gettop(L);
         sy_lua_handle_set_info(L, hidx, HF_PATH, sy_str_make(req->path.p, req->path.len));
-        if (websocket && d->subprotocol.p)
-            sy_lua_handle_set_info(L, hidx, HF_SUBPROTOCOL, d->subprotocol);
         if (options) {
             /* options.data becomes ws.data / conn.data. */
             lua_pushliteral(L, "data");

@@ -91,8 +91,13 @@ static int topic_conn(sy_server *s, sy_conn_id id, const char *topic, int join, 
                               "connection %llu is not a WebSocket: only "
                               "WebSockets join topics",
                               (unsigned long long)id);
-    lconn *h = sy_ws_handle(c);
-    if (!h || !h->conn || h->ref == LUA_NOREF || (join && !sy_ws_open(c)))
+    void *hv = sy_ws_handle(c);
+    if (!hv || (join && !sy_ws_open(c)))
+        return SY_ECLOSED;
+    lconn *h = sy_lua_ws_make(c, hv); /* made on first use */
+    if (!h)
+        return sy_server_fail(s, SY_ENOMEM, "out of memory");
+    if (!h->conn || h->ref == LUA_NOREF)
         return SY_ECLOSED;
     *out = h;
     return 0;

@@ -114,6 +114,32 @@ typedef struct lconn {
 } lconn;
 
 lconn *sy_lua_check_handle(lua_State *L, int idx);
+
+/* WebSocket handles are made on first use: a handler event (open when the set has one, a
+ * message, ping, pong, drain or close the set handles), a topic call by id. Until then the
+ * core holds a tagged pointer (low bit set) to a lazy record: what sy.accept gave (handlers,
+ * path, subprotocol, data), kept once for every connection accepted alike (a userdata with
+ * the user values LZ_*, anchored while connections point at it, found again through a
+ * cache by path of the records in use). An idle WebSocket costs the Lua heap nothing of its
+ * own. */
+enum { LZ_HANDLERS = UV_HANDLERS, LZ_PATH, LZ_SUBPROTOCOL, LZ_DATA, LZ_COUNT = LZ_DATA };
+typedef struct sy_lua_lazy {
+    lua_State *L;  /* borrowed; the main state */
+    uint32_t refs; /* connections pointing at it */
+    int ref;       /* registry anchor while refs > 0 */
+} sy_lua_lazy;
+static inline int sy_lua_is_lazy(const void *handle)
+{
+    return ((uintptr_t)handle & 1u) != 0;
+}
+/* The handle of WebSocket c whose core handle is handle: itself, or made now from the lazy
+ * record (the core then holds the new one). NULL when it cannot be made (out of memory,
+ * logged; the record is still held). Never raises. */
+lconn *sy_lua_ws_make(sy_conn *c, void *handle);
+/* 1 when the handler set of the lazy record has a function name. */
+int sy_lua_lazy_has(void *handle, const char *name);
+/* A connection lets go of its lazy record. */
+void sy_lua_lazy_release(void *handle);
 /* Handler sets: UV_HANDLERS of a handle is a table (the code it was given) or the name of a
  * set (sy.accept(token, "name")), looked up in app.handlers of the app loaded now at each
  * event. sy_lua_push_handler_set pushes app.handlers[name] for the name at name_idx and
@@ -222,11 +248,11 @@ int sy_lua_raw_eof(void *ud, void *handle);
 int sy_lua_raw_shutdown(void *ud, void *handle);
 void sy_lua_raw_close(void *ud, void *handle);
 void sy_lua_conn_discard(void *ud, void *handle);
-void sy_lua_ws_open(void *ud, void *handle);
-void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n);
-void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong);
-void sy_lua_ws_drain(void *ud, void *handle);
-void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason);
+void sy_lua_ws_open(void *ud, sy_conn *c, void *handle);
+void sy_lua_ws_messages(void *ud, sy_conn *c, void *handle, const sy_ws_msg *m, size_t n);
+void sy_lua_ws_ping(void *ud, sy_conn *c, void *handle, const char *p, size_t n, int pong);
+void sy_lua_ws_drain(void *ud, sy_conn *c, void *handle);
+void sy_lua_ws_close(void *ud, sy_conn *c, void *handle, int code, sy_str reason);
 
 /* The time budget (lua_budget.c). sy_lua_budget_enter starts the outermost call from the
  * core into s's state on this thread (deadline, and the hook where this thread needs one) and

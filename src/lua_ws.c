@@ -30,10 +30,24 @@ static void handler_failed(lconn *h)
         sy_ws_close(h->conn, 1011, SY_STR("internal error"));
 }
 
-void sy_lua_ws_open(void *ud, void *handle)
+/* The handle of c for an event, made now if it was not yet; NULL (c closing with 1011) when
+ * it cannot be made. */
+static lconn *ws_handle(sy_conn *c, void *handle)
+{
+    lconn *h = sy_lua_ws_make(c, handle);
+    if (!h)
+        sy_ws_close(c, 1011, SY_STR("internal error"));
+    return h;
+}
+
+void sy_lua_ws_open(void *ud, sy_conn *c, void *handle)
 {
     (void)ud;
-    lconn *h = handle;
+    if (sy_lua_is_lazy(handle) && !sy_lua_lazy_has(handle, "open"))
+        return; /* made on first use */
+    lconn *h = ws_handle(c, handle);
+    if (!h)
+        return;
     sy_lua_task *t = h->conn ? sy_lua_handler_begin(h, "open") : NULL;
     if (t && sy_lua_handler_end(h, "open", t, 0) != 0)
         handler_failed(h);
@@ -102,10 +116,12 @@ static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
         sy_lua_hold(h, SY_HELD_MESSAGE, m[i].p, m[i].n, m[i].binary);
 }
 
-void sy_lua_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
+void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *m, size_t n)
 {
     (void)ud;
     lconn *h = handle;
+    if (sy_lua_is_lazy(handle) && (n == 0 || !(h = ws_handle(conn, handle))))
+        return;
     sy_conn *c = h->conn;
     if (h->ref == LUA_NOREF || !c || n == 0)
         return;
@@ -175,11 +191,15 @@ void sy_lua_ws_held(lconn *h, int kind, lua_State *L, int payload, int binary)
         handler_failed(h);
 }
 
-void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong)
+void sy_lua_ws_ping(void *ud, sy_conn *c, void *handle, const char *p, size_t n, int pong)
 {
     (void)ud;
-    lconn *h = handle;
     const char *name = pong ? "pong" : "ping";
+    if (sy_lua_is_lazy(handle) && !sy_lua_lazy_has(handle, name))
+        return; /* the core answers pings; the handle waits for a handler to need it */
+    lconn *h = ws_handle(c, handle);
+    if (!h)
+        return;
     if (h->task) {
         if (sy_lua_has_handler(h, name))
             sy_lua_hold(h, pong ? SY_HELD_PONG : SY_HELD_PING, p, n, 0);
@@ -193,10 +213,14 @@ void sy_lua_ws_ping(void *ud, void *handle, const char *p, size_t n, int pong)
         handler_failed(h);
 }
 
-void sy_lua_ws_drain(void *ud, void *handle)
+void sy_lua_ws_drain(void *ud, sy_conn *c, void *handle)
 {
     (void)ud;
-    lconn *h = handle;
+    if (sy_lua_is_lazy(handle) && !sy_lua_lazy_has(handle, "drain"))
+        return;
+    lconn *h = ws_handle(c, handle);
+    if (!h)
+        return;
     if (h->task) {
         if (sy_lua_has_handler(h, "drain"))
             sy_lua_hold(h, SY_HELD_DRAIN, NULL, 0, 0);
@@ -267,10 +291,17 @@ static void unsubscribe_all(lua_State *L, int idx)
     sy_lua_hf_set(L, idx, HF_TOPICS);
 }
 
-void sy_lua_ws_close(void *ud, void *handle, int code, sy_str reason)
+void sy_lua_ws_close(void *ud, sy_conn *c, void *handle, int code, sy_str reason)
 {
     (void)ud;
     lconn *h = handle;
+    if (sy_lua_is_lazy(handle)) {
+        /* Never used: a handle only for the close handler, if the set has one. */
+        if (!sy_lua_lazy_has(handle, "close") || !(h = sy_lua_ws_make(c, handle))) {
+            sy_lua_lazy_release(handle);
+            return;
+        }
+    }
     lua_State *L = h->L;
     h->conn = NULL; /* the close handler sees a closed ws: sends answer nil, "closed" */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);

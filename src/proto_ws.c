@@ -374,6 +374,13 @@ void *sy_ws_handle(const sy_conn *c)
     return w ? w->handle : NULL;
 }
 
+void sy_ws_set_handle(sy_conn *c, void *old, void *handle)
+{
+    wsp *w = state_of(c);
+    if (w && w->handle == old && old)
+        w->handle = handle;
+}
+
 /* Tells the app once; the handle is detached afterwards. */
 static void notify_close(sy_conn *c, wsp *w, int code, sy_str reason)
 {

@@ -96,5 +96,8 @@ int sy_ws_open(const sy_conn *c);
 /* The app's handle of the WebSocket c (borrowed), or NULL when c does not speak WebSocket or
  * the app was told of its close already. */
 void *sy_ws_handle(const sy_conn *c);
+/* The app swaps its handle of c: from old (the one it has now) to handle. Does nothing when
+ * c's handle is not old any more (the app was told of the close). */
+void sy_ws_set_handle(sy_conn *c, void *old, void *handle);
 
 #endif

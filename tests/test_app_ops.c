@@ -49,25 +49,26 @@ static void c_dispatch(void *ud, sy_conn *c, const sy_http1_request *req, sy_str
                   0);
 }
 
-static void c_ws_open(void *ud, void *handle)
+static void c_ws_open(void *ud, sy_conn *c, void *handle)
 {
-    (void)handle;
+    (void)c, (void)handle;
     ((capp *)ud)->opens++;
 }
 
-static void c_ws_messages(void *ud, void *handle, const sy_ws_msg *m, size_t n)
+static void c_ws_messages(void *ud, sy_conn *c, void *handle, const sy_ws_msg *m, size_t n)
 {
     capp *a = ud;
     chandle *h = handle;
+    (void)c;
     for (size_t i = 0; i < n; i++) {
         a->messages++;
         sy_ws_send(h->c, m[i].binary ? SY_WS_BINARY : SY_WS_TEXT, m[i].p, m[i].n);
     }
 }
 
-static void c_ws_close(void *ud, void *handle, int code, sy_str reason)
+static void c_ws_close(void *ud, sy_conn *c, void *handle, int code, sy_str reason)
 {
-    (void)code, (void)reason;
+    (void)c, (void)code, (void)reason;
     ((capp *)ud)->closes++;
     free(handle);
 }
