@@ -278,12 +278,11 @@ int sy_lua_handler_end(lconn *h, const char *name, sy_lua_task *t, int nargs)
     return rc == SY_ELUA ? SY_ELUA : 0;
 }
 
-int sy_lua_has_handler(lconn *h, const char *name)
+/* Whether the handler set of the handle (or record) under registry reference ref has a
+ * function called name. */
+static int ref_has_handler(lua_State *L, int ref, const char *name)
 {
-    lua_State *L = h->L;
-    if (h->ref == LUA_NOREF)
-        return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     if (sy_lua_push_handlers(L, -1) != LUA_TTABLE) {
         lua_pop(L, 2);
         return 0;
@@ -291,6 +290,11 @@ int sy_lua_has_handler(lconn *h, const char *name)
     int yes = lua_getfield(L, -1, name) == LUA_TFUNCTION;
     lua_pop(L, 3);
     return yes;
+}
+
+int sy_lua_has_handler(lconn *h, const char *name)
+{
+    return h->ref != LUA_NOREF && ref_has_handler(h->L, h->ref, name);
 }
 
 /* [handle-less args]: appends one held event to HF_HELD of the handle (argument 1, light
@@ -656,15 +660,7 @@ void sy_lua_lazy_release(void *handle)
 int sy_lua_lazy_has(void *handle, const char *name)
 {
     sy_lua_lazy *z = lazy_of(handle);
-    lua_State *L = z->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, z->ref);
-    if (sy_lua_push_handlers(L, -1) != LUA_TTABLE) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    int yes = lua_getfield(L, -1, name) == LUA_TFUNCTION;
-    lua_pop(L, 3);
-    return yes;
+    return ref_has_handler(z->L, z->ref, name);
 }
 
 typedef struct make_args {

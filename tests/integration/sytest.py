@@ -98,3 +98,25 @@ def start_watchdog(srv, seconds):
 
     signal.signal(signal.SIGALRM, watchdog)
     signal.alarm(seconds)
+
+
+def run_cases(cases, seconds=240):
+    """Runs each (name, fn) of cases in turn, printing `ok - name` or `not ok - name` with the
+    traceback, then `N passed, N failed`; the whole run is bounded by `seconds` (a watchdog
+    prints `not ok - watchdog` and exits 1). Returns the exit status: 1 if any case failed."""
+    import traceback
+    signal.signal(signal.SIGALRM, lambda *a: (print("not ok - watchdog"), os._exit(1)))
+    signal.alarm(seconds)
+    if missing_bin():
+        return 1
+    failed = 0
+    for name, fn in cases:
+        try:
+            fn()
+            print(f"ok - {name}", flush=True)
+        except Exception:
+            failed += 1
+            print(f"not ok - {name}", flush=True)
+            traceback.print_exc()
+    print(f"{len(cases) - failed} passed, {failed} failed")
+    return 1 if failed else 0

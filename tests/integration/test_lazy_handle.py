@@ -25,11 +25,10 @@ import asyncio
 import os
 import signal
 import sys
-import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import Server, missing_bin  # noqa: E402
+from sytest import Server, run_cases  # noqa: E402
 from test_reload import AppDir, WAIT, http_get, wait_for, wait_version  # noqa: E402
 
 import websockets  # noqa: E402
@@ -273,23 +272,5 @@ def out_of_memory():
         d.remove()
 
 
-def main():
-    if missing_bin():
-        return 1
-    failed = 0
-    for name, fn in TESTS:
-        try:
-            fn()
-            print(f"ok - {name}", flush=True)
-        except Exception:
-            failed += 1
-            print(f"not ok - {name}", flush=True)
-            traceback.print_exc()
-    print(f"{len(TESTS) - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGALRM, lambda *a: (print("not ok - watchdog"), os._exit(1)))
-    signal.alarm(240)
-    sys.exit(main())
+    sys.exit(run_cases(TESTS))
