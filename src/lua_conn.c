@@ -280,15 +280,26 @@ int sy_lua_handler_end(lconn *h, const char *name, sy_lua_task *t, int nargs)
 
 /* Whether the handler set of the handle (or record) under registry reference ref has a
  * function called name. */
+static int has_handler_protected(lua_State *L)
+{
+    lua_Integer ref = lua_tointeger(L, 1);
+    const char *name = lua_touserdata(L, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    int yes =
+        sy_lua_push_handlers(L, -1) == LUA_TTABLE && lua_getfield(L, -1, name) == LUA_TFUNCTION;
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
+/* In a protected call: resolving a named set the app no longer has records the name (it is
+ * logged once), which allocates; out of memory there answers no. */
 static int ref_has_handler(lua_State *L, int ref, const char *name)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    if (sy_lua_push_handlers(L, -1) != LUA_TTABLE) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    int yes = lua_getfield(L, -1, name) == LUA_TFUNCTION;
-    lua_pop(L, 3);
+    lua_pushcfunction(L, has_handler_protected);
+    lua_pushinteger(L, ref);
+    lua_pushlightuserdata(L, (void *)name);
+    int yes = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+    lua_pop(L, 1);
     return yes;
 }
 
@@ -705,6 +716,9 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
 {
     if (!sy_lua_is_lazy(handle))
         return handle;
+    void *now = sy_ws_handle(c);
+    if (now && now != handle && !sy_lua_is_lazy(now))
+        return now; /* made meanwhile (by the host, from a callback that ran first) */
     sy_lua_lazy *z = lazy_of(handle);
     lua_State *L = z->L;
     make_args a = {c, handle, NULL, 0};

@@ -94,6 +94,10 @@ static int topic_conn(sy_server *s, sy_conn_id id, const char *topic, int join, 
     void *hv = sy_ws_handle(c);
     if (!hv || (join && !sy_ws_open(c)))
         return SY_ECLOSED;
+    if (!join && sy_lua_is_lazy(hv)) {
+        *out = NULL; /* no handle yet, so in no topic: nothing to leave */
+        return 0;
+    }
     lconn *h = sy_lua_ws_make(c, hv); /* made on first use */
     if (!h)
         return sy_server_fail(s, SY_ENOMEM, "out of memory");
@@ -114,7 +118,7 @@ SY_API int sy_server_unsubscribe(sy_server *s, sy_conn_id id, const char *topic,
 {
     topic_args a = {TOPIC_LEAVE, NULL, topic, len, 0};
     int rc = topic_conn(s, id, topic, 0, &a.h);
-    return rc != 0 ? rc : topic_call(s, &a);
+    return rc != 0 || !a.h ? rc : topic_call(s, &a);
 }
 
 SY_API int sy_server_subscribers(sy_server *s, const char *topic, size_t len)
