@@ -1,7 +1,6 @@
 /* The core's side of the app interface: each call goes through the table of the app that the
  * connection's env names (app.h), after the host's WebSocket callbacks where there are any. */
 #include "app.h"
-#include "proto_ws.h"
 
 /* The app's entry op, or NULL. */
 #define OP(a, name) ((a)->ops ? (a)->ops->name : NULL)
@@ -108,9 +107,6 @@ void sy_app_ws_open(sy_conn *c, void *handle)
             a->host_ws.on_open(a->server, c->id, a->host_ws_ud);
         if (c->closing)
             return; /* the host closed it: the app never hears of it (sy_app_ws_close) */
-        /* The host may have made the connection's handle (sy_server_subscribe makes the Lua
-         * handle of a connection that had none yet): the app gets the one held now. */
-        handle = sy_ws_handle(c);
     }
     c->app_open = 1;
     if (OP(APP(c), ws_open))

@@ -43,6 +43,11 @@ static lconn *ws_handle(sy_conn *c, void *handle)
 void sy_lua_ws_open(void *ud, sy_conn *c, void *handle)
 {
     (void)ud;
+    /* The host's on_open runs first and may have made the handle (sy_server_subscribe makes
+     * it): the one the connection holds now is the one to use. */
+    void *now = sy_ws_handle(c);
+    if (now)
+        handle = now;
     if (sy_lua_is_lazy(handle) && !sy_lua_lazy_has(handle, "open"))
         return; /* made on first use */
     lconn *h = ws_handle(c, handle);
