@@ -120,3 +120,66 @@ def run_cases(cases, seconds=240):
             traceback.print_exc()
     print(f"{len(cases) - failed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+# ---- a raw WebSocket client, for tests that control every byte on the wire -----------------
+
+def recv_exact(s, n):
+    """n bytes from socket s; raises RuntimeError if it closes first."""
+    out = b""
+    while len(out) < n:
+        got = s.recv(n - len(out))
+        if not got:
+            raise RuntimeError(f"connection closed after {len(out)} of {n} bytes")
+        out += got
+    return out
+
+
+def ws_frame(opcode, payload, fin=True):
+    """One client frame (masked, as RFC 6455 requires of clients)."""
+    import struct
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    return head + mask + masked
+
+
+def ws_read_frame(s):
+    """One server frame from socket s: (opcode, fin, payload)."""
+    import struct
+    b0, b1 = recv_exact(s, 2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", recv_exact(s, 2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", recv_exact(s, 8))[0]
+    return b0 & 0x0F, bool(b0 & 0x80), recv_exact(s, n)
+
+
+def ws_upgrade(port, path="/"):
+    """A TCP connection to 127.0.0.1:port upgraded to a WebSocket (101 checked), no extension
+    offered; TCP_NODELAY on, so each sendall goes out as written."""
+    import base64
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        got = s.recv(1)
+        if not got:
+            raise RuntimeError("closed during the upgrade")
+        head += got
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"no 101: {head!r}")
+    return s

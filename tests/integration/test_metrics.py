@@ -20,7 +20,7 @@ import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import BIN, TIMEOUT, missing_bin  # noqa: E402
+from sytest import BIN, TIMEOUT, missing_bin, recv_exact, ws_frame, ws_read_frame  # noqa: E402
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -154,34 +154,12 @@ def ws_open(port, path, version="13"):
 
 
 def ws_send(s, opcode, payload):
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    else:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    s.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise AssertionError("closed mid-frame")
-        buf += chunk
-    return buf
+    s.sendall(ws_frame(opcode, payload))
 
 
 def ws_recv(s):
-    b0, b1 = recv_exact(s, 2)
-    n = b1 & 0x7F
-    if n == 126:
-        n = struct.unpack("!H", recv_exact(s, 2))[0]
-    elif n == 127:
-        n = struct.unpack("!Q", recv_exact(s, 8))[0]
-    return b0 & 0x0F, recv_exact(s, n)
+    op, _, payload = ws_read_frame(s)
+    return op, payload
 
 
 def ws_close(s, code):

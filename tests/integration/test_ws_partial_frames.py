@@ -15,10 +15,8 @@ against an echo app with a short ping interval (0.2 s):
 three rounds, then a clean close. Every echo is checked byte for byte; the server exits
 cleanly (under AddressSanitizer: no leak, no use after free). Waits are bounded, never timed.
 """
-import base64
 import os
 import signal
-import socket
 import struct
 import sys
 import tempfile
@@ -26,7 +24,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import (Server, missing_bin, start_watchdog, ws_frame, ws_read_frame,  # noqa: E402
+                    ws_upgrade)
 
 APP = """
 local sy = require "switchyard"
@@ -41,61 +40,12 @@ return {
 """
 
 
-def recv_exact(s, n):
-    out = b""
-    while len(out) < n:
-        got = s.recv(n - len(out))
-        if not got:
-            raise RuntimeError(f"connection closed after {len(out)} of {n} bytes")
-        out += got
-    return out
-
-
-def read_frame(s):
-    b0, b1 = recv_exact(s, 2)
-    n = b1 & 0x7F
-    if n == 126:
-        n = struct.unpack("!H", recv_exact(s, 2))[0]
-    elif n == 127:
-        n = struct.unpack("!Q", recv_exact(s, 8))[0]
-    return b0 & 0x0F, bool(b0 & 0x80), recv_exact(s, n)
-
-
-def frame(opcode, payload, fin=True):
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-    b0 = (0x80 if fin else 0) | opcode
-    if len(payload) < 126:
-        head = struct.pack("!BB", b0, 0x80 | len(payload))
-    else:
-        head = struct.pack("!BBH", b0, 0x80 | 126, len(payload))
-    return head + mask + masked
-
-
-def upgrade(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        got = s.recv(1)
-        if not got:
-            raise RuntimeError("closed during the upgrade")
-        head += got
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(f"no 101: {head!r}")
-    return s
-
-
 def expect(s, opcode, payload, what):
     """Reads frames until one that is not the server's ping; it must be (opcode, payload)."""
     while True:
-        op, fin, data = read_frame(s)
+        op, fin, data = ws_read_frame(s)
         if op == 0x9:
-            s.sendall(frame(0xA, data))
+            s.sendall(ws_frame(0xA, data))
             continue
         if (op, fin, data) != (opcode, True, payload):
             raise RuntimeError(f"{what}: got opcode {op} fin {fin} {len(data)} bytes")
@@ -110,13 +60,13 @@ def pause(s):
 
 def sync(s, tag):
     """A ping round trip: once its pong is back, the server has read everything sent before."""
-    s.sendall(frame(0x9, tag))
+    s.sendall(ws_frame(0x9, tag))
     expect(s, 0xA, tag, "pong")
 
 
 def one_round(s, n):
     binary = os.urandom(3000)
-    f = frame(0x2, binary)
+    f = ws_frame(0x2, binary)
     for piece in (f[:3], f[3:1500], f[1500:]):
         s.sendall(piece)
         time.sleep(0.05)
@@ -125,7 +75,7 @@ def one_round(s, n):
     text = ("é" * 700).encode()
     a, b = text[:701], text[701:]  # the split falls inside a two-byte character
     for part, fin, opcode in ((a, False, 0x1), (b, True, 0x0)):
-        f = frame(opcode, part, fin)
+        f = ws_frame(opcode, part, fin)
         s.sendall(f[:5])
         time.sleep(0.05)
         s.sendall(f[5:])
@@ -133,7 +83,7 @@ def one_round(s, n):
             sync(s, b"t%d" % n)
     expect(s, 0x1, text, "text message in fragments and pieces")
 
-    f = frame(0x9, b"split ping")
+    f = ws_frame(0x9, b"split ping")
     s.sendall(f[:3])
     time.sleep(0.05)
     s.sendall(f[3:])
@@ -150,14 +100,14 @@ def main():
     start_watchdog(srv, 120)
     failed = 0
     try:
-        s = upgrade(srv.port)
+        s = ws_upgrade(srv.port)
         for n in range(3):
             one_round(s, n)
             pause(s)
-        s.sendall(frame(0x8, struct.pack("!H", 1000)))
-        op, _, data = read_frame(s)
+        s.sendall(ws_frame(0x8, struct.pack("!H", 1000)))
+        op, _, data = ws_read_frame(s)
         while op == 0x9:
-            op, _, data = read_frame(s)
+            op, _, data = ws_read_frame(s)
         if op != 0x8 or data[:2] != struct.pack("!H", 1000):
             raise RuntimeError(f"close: got opcode {op} {data!r}")
         s.close()

@@ -8,11 +8,9 @@ returned bytes. Counts, not timings: a server that reads a frame in two pieces (
 then the rest) makes about 2 per frame. Also checks every echo byte for byte. Needs strace
 (scripts/install-deps); skipped where ptrace is restricted to ancestors (Yama).
 """
-import base64
 import os
 import re
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -20,44 +18,12 @@ import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import (TIMEOUT, Server, missing_bin, recv_exact, start_watchdog,  # noqa: E402
+                    ws_frame, ws_upgrade)
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "echo.lua")
 FRAMES = 30
 SIZE = 16384
-
-
-def recv_exact(s, n):
-    out = b""
-    while len(out) < n:
-        got = s.recv(n - len(out))
-        if not got:
-            raise RuntimeError(f"connection closed after {len(out)} of {n} bytes")
-        out += got
-    return out
-
-
-def upgrade(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        got = s.recv(1)
-        if not got:
-            raise RuntimeError("closed during the upgrade")
-        head += got
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(f"no 101: {head!r}")
-    return s
-
-
-def frame(payload):
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-    return struct.pack("!BBH", 0x82, 0x80 | 126, len(payload)) + mask + masked
 
 
 def main():
@@ -70,7 +36,7 @@ def main():
     st = None
     failed = 0
     try:
-        s = upgrade(srv.port)
+        s = ws_upgrade(srv.port)
         st = subprocess.Popen(["strace", "-f", "-e", "trace=read,readv,recvfrom,recvmsg",
                                "-o", trace.name, "-p", str(srv.proc.pid)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -84,7 +50,7 @@ def main():
             raise RuntimeError(f"strace did not attach: {line!r}")
         payloads = [os.urandom(SIZE) for _ in range(FRAMES)]
         for p in payloads:
-            s.sendall(frame(p))
+            s.sendall(ws_frame(0x2, p))
             hdr = recv_exact(s, 4)
             if hdr != struct.pack("!BBH", 0x82, 126, SIZE):
                 raise RuntimeError(f"unexpected echo header {hdr!r}")
