@@ -13,6 +13,10 @@
 #   DEPTH           messages in flight per connection (wsload -P; default 1; e.g. CONNS=100
 #                   DEPTH=16 for bench/ws.sh's text32_d16 case)
 #   SHORT / LONG    seconds of load in the two runs (default 2 / 8)
+#   FLOOR           count bench/floor_echo.c instead of switchyard: c (no Lua), lua (one
+#                   lua_pcall per read, send through an __index function) or contract (a kept
+#                   coroutine resumed per read, as every switchyard handler runs, and send
+#                   through a table __index); APP and SWITCHYARD_BIN are then unused
 #   KEEP            1 = keep the callgrind.out files (in $TMPDIR) for callgrind_annotate
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,14 +33,23 @@ T=$(mktemp -d)
 WSLOAD=$T/wsload
 gcc -O2 -std=c11 -Wall -Wextra -o "$WSLOAD" "$REPO/bench/wsload.c"
 bflag=; [ "${BINARY:-0}" = 1 ] && bflag=-b
+FLOOR=${FLOOR:-}
+case "$FLOOR" in
+  '') SERVER=("$BIN" --listen 127.0.0.1:0 "$APP") ;;
+  c|lua|contract)
+    gcc -O2 -std=c11 -Wall -Wextra -I/usr/include/lua5.4 -o "$T/floor_echo" \
+      "$REPO/bench/floor_echo.c" -lcrypto -llua5.4
+    SERVER=("$T/floor_echo" 0)
+    [ "$FLOOR" = c ] || SERVER+=("$FLOOR") ;;
+  *) echo "cg_echo.sh: FLOOR must be c, lua or contract" >&2; exit 2 ;;
+esac
 SRV=
 cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; [ "${KEEP:-0}" = 1 ] || rm -rf "$T"; }
 trap cleanup EXIT
 
 run() { # run SECS: prints "instructions messages"
   local secs=$1 log=$T/srv-$1.log out=$T/cg-$1.out port
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" --listen 127.0.0.1:0 "$APP" \
-    >"$log" 2>&1 &
+  valgrind --tool=callgrind --callgrind-out-file="$out" "${SERVER[@]}" >"$log" 2>&1 &
   SRV=$!
   for _ in $(seq 600); do grep -q 'listening on http' "$log" && break; sleep 0.1; done
   port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n1)
@@ -51,7 +64,7 @@ run() { # run SECS: prints "instructions messages"
 
 read -r i1 n1 < <(run "$SHORT")
 read -r i2 n2 < <(run "$LONG")
-echo "$CONNS conn(s), depth $DEPTH, $SIZE B; short: $i1 Ir, $n1 msgs; long: $i2 Ir, $n2 msgs"
+echo "${FLOOR:+floor_echo $FLOOR: }$CONNS conn(s), depth $DEPTH, $SIZE B; short: $i1 Ir, $n1 msgs; long: $i2 Ir, $n2 msgs"
 awk -v a="$i1" -v b="$i2" -v m="$n1" -v n="$n2" 'BEGIN { printf "instructions per message: %.0f\n", (b - a) / (n - m) }'
 [ "${KEEP:-0}" = 1 ] && echo "callgrind files: $T/cg-$LONG.out"
 exit 0

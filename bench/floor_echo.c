@@ -14,8 +14,13 @@
  * (a handle with fields needs one) and a C send that only frames the bytes into the output
  * buffer. Still no checks, no limits, no queue, and Lua's own allocator.
  *
+ * With "contract" it is the floor for switchyard's Lua contract instead: every handler runs in a
+ * coroutine (DESIGN.md: "every hook, handler and timer callback runs in a coroutine"), so each
+ * read resumes one kept coroutine (lua_resume, no new thread) in place of the lua_pcall, and
+ * `ws:send` is found through a table __index (methods only: the cheapest lookup there is).
+ *
  * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto -llua5.4 -I/usr/include/lua5.4
- * Run:   floor_echo PORT [lua]  (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
+ * Run:   floor_echo PORT [lua|contract]  (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -52,7 +57,8 @@ typedef struct peer {
 } peer;
 
 static volatile sig_atomic_t stop;
-static lua_State *L; /* Lua mode only */
+static lua_State *L;  /* Lua modes only */
+static lua_State *co; /* contract mode: the coroutine resumed for each read */
 
 typedef struct msg {
     const char *p;
@@ -109,7 +115,7 @@ static int deliver(lua_State *l)
     return 0;
 }
 
-static void lua_setup(void)
+static void lua_setup(int contract)
 {
     L = luaL_newstate();
     luaL_openlibs(L);
@@ -117,9 +123,15 @@ static void lua_setup(void)
     lua_newtable(L);
     lua_pushcfunction(L, ws_send);
     lua_setfield(L, -2, "send");
-    lua_pushcclosure(L, ws_index, 1);
-    lua_setfield(L, -2, "__index");
+    if (contract)
+        lua_setfield(L, -2, "__index"); /* the method table itself */
+    else
+        lua_pushcclosure(L, ws_index, 1), lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
+    if (contract) {
+        co = lua_newthread(L);
+        luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     if (luaL_dostring(L, "return { message = function(ws, data, binary) "
                          "ws:send(data, binary) end }") != LUA_OK) {
         fprintf(stderr, "floor_echo: %s\n", lua_tostring(L, -1));
@@ -136,8 +148,28 @@ static void lua_new_handle(peer *p)
     p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* Contract mode: deliver runs as the body of the kept coroutine, which ends with each read. */
+static int co_deliver(peer *p, const msg *m, size_t k)
+{
+    lua_pushcfunction(co, deliver);
+    lua_pushlightuserdata(co, (void *)m);
+    lua_pushinteger(co, (lua_Integer)k);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, p->ref);
+    lua_getfield(co, LUA_REGISTRYINDEX, "handlers");
+    int nres;
+    if (lua_resume(co, L, 4, &nres) != LUA_OK) {
+        fprintf(stderr, "floor_echo: %s\n", lua_tostring(co, -1));
+        lua_resetthread(co);
+        return -1;
+    }
+    lua_pop(co, nres);
+    return 0;
+}
+
 static int lua_deliver(peer *p, const msg *m, size_t k)
 {
+    if (co)
+        return co_deliver(p, m, k);
     lua_pushcfunction(L, deliver);
     lua_pushlightuserdata(L, (void *)m);
     lua_pushinteger(L, (lua_Integer)k);
@@ -255,12 +287,13 @@ static int echo(peer *p)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "lua") != 0)) {
-        fprintf(stderr, "usage: floor_echo PORT [lua]\n");
+    if (argc < 2 || argc > 3 ||
+        (argc == 3 && strcmp(argv[2], "lua") != 0 && strcmp(argv[2], "contract") != 0)) {
+        fprintf(stderr, "usage: floor_echo PORT [lua|contract]\n");
         return 2;
     }
     if (argc == 3)
-        lua_setup();
+        lua_setup(strcmp(argv[2], "contract") == 0);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
