@@ -116,10 +116,12 @@ void sy_ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
      * memory order, so it is right on either endianness. Words are loaded and stored through
      * memcpy, which compiles to plain unaligned moves where the machine has them: frames sit at
      * any offset in the input buffer, and aligning first cost more than it saved on the short
-     * messages that dominate. */
-    uint8_t m[8];
-    for (int k = 0; k < 8; k++)
-        m[k] = mask[(offset + (uint64_t)k) & 3];
+     * messages that dominate. The key three times over, read from offset % 4, is m[0..7]. */
+    uint8_t keys[12];
+    memcpy(keys, mask, 4);
+    memcpy(keys + 4, mask, 4);
+    memcpy(keys + 8, mask, 4);
+    const uint8_t *m = keys + (offset & 3);
     uint64_t w = load64(m);
 
     size_t i = 0;
