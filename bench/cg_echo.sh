@@ -38,7 +38,7 @@ case "$FLOOR" in
   '') SERVER=("$BIN" --listen 127.0.0.1:0 "$APP") ;;
   c|lua|contract)
     gcc -O2 -std=c11 -Wall -Wextra -I/usr/include/lua5.4 -o "$T/floor_echo" \
-      "$REPO/bench/floor_echo.c" -lcrypto -llua5.4
+      "$REPO/bench/floor_echo.c" -lcrypto -llua5.4 -lev
     SERVER=("$T/floor_echo" 0)
     [ "$FLOOR" = c ] || SERVER+=("$FLOOR") ;;
   *) echo "cg_echo.sh: FLOOR must be c, lua or contract" >&2; exit 2 ;;

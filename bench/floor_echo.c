@@ -14,12 +14,13 @@
  * (a handle with fields needs one) and a C send that only frames the bytes into the output
  * buffer. Still no checks, no limits, no queue, and Lua's own allocator.
  *
- * With "contract" it is the floor for switchyard's Lua contract instead: every handler runs in a
- * coroutine (DESIGN.md: "every hook, handler and timer callback runs in a coroutine"), so each
- * read resumes one kept coroutine (lua_resume, no new thread) in place of the lua_pcall, and
- * `ws:send` is found through a table __index (methods only: the cheapest lookup there is).
+ * With "contract" it is the floor for a server on switchyard's ground instead: the loop is libev's
+ * (one ev_io per connection, as the core has), every handler runs in a coroutine (DESIGN.md:
+ * "every hook, handler and timer callback runs in a coroutine"), so each read resumes one kept
+ * coroutine (lua_resume, no new thread) in place of the lua_pcall, and `ws:send` is found
+ * through a table __index (methods only: the cheapest lookup there is).
  *
- * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto -llua5.4 -I/usr/include/lua5.4
+ * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto -llua5.4 -lev -I/usr/include/lua5.4
  * Run:   floor_echo PORT [lua|contract]  (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
  */
 #define _GNU_SOURCE
@@ -40,6 +41,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -47,6 +49,7 @@
 #define BUF (256 * 1024)
 
 typedef struct peer {
+    ev_io io; /* contract mode */
     int fd;
     int open; /* handshake done */
     int ref;  /* Lua mode: registry reference of the ws handle */
@@ -285,6 +288,74 @@ static int echo(peer *p)
     return 0;
 }
 
+/* Accepts one pending connection, or returns NULL. */
+static peer *accept_peer(int ls)
+{
+    int one = 1, fd;
+    while ((fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        peer *np = calloc(1, sizeof *np);
+        if (np) {
+            np->fd = fd;
+            return np;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void drop(peer *p)
+{
+    if (L && p->ref)
+        luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
+    close(p->fd);
+    free(p);
+}
+
+/* One read: the handshake, then echoes. Returns -1 to drop the peer. */
+static int on_readable(peer *p)
+{
+    ssize_t r = read(p->fd, p->in + p->n, BUF - 1 - p->n);
+    if (r <= 0)
+        return r < 0 && errno == EAGAIN ? 0 : -1;
+    p->n += (size_t)r;
+    if (!p->open && handshake(p) < 0)
+        return -1;
+    if (p->open && L && p->ref == 0)
+        lua_new_handle(p);
+    if (p->open && echo(p) < 0)
+        return -1;
+    return 0;
+}
+
+/* Contract mode: the same on libev. */
+static void on_peer(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    peer *p = (peer *)w;
+    if (on_readable(p) < 0) {
+        ev_io_stop(loop, w);
+        drop(p);
+    }
+}
+
+static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    peer *np;
+    while ((np = accept_peer(w->fd))) {
+        ev_io_init(&np->io, on_peer, np->fd, EV_READ);
+        ev_io_start(loop, &np->io);
+    }
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3 ||
@@ -308,6 +379,17 @@ int main(int argc, char **argv)
     getsockname(ls, (struct sockaddr *)&a, &al);
     printf("listening on http://127.0.0.1:%d\n", ntohs(a.sin_port));
     fflush(stdout);
+    if (co) {
+        struct ev_loop *loop = EV_DEFAULT;
+        ev_io lw;
+        ev_io_init(&lw, on_listen, ls, EV_READ);
+        ev_io_start(loop, &lw);
+        ev_signal sw;
+        ev_signal_init(&sw, on_stop_signal, SIGTERM);
+        ev_signal_start(loop, &sw);
+        ev_run(loop, 0);
+        return 0;
+    }
     int ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
@@ -317,37 +399,15 @@ int main(int argc, char **argv)
         for (int i = 0; i < k; i++) {
             peer *p = evs[i].data.ptr;
             if (!p) {
-                int fd;
-                while ((fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    peer *np = calloc(1, sizeof *np);
-                    if (!np) {
-                        close(fd);
-                        continue;
-                    }
-                    np->fd = fd;
+                peer *np;
+                while ((np = accept_peer(ls))) {
                     struct epoll_event e = {.events = EPOLLIN, .data.ptr = np};
-                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+                    epoll_ctl(ep, EPOLL_CTL_ADD, np->fd, &e);
                 }
                 continue;
             }
-            ssize_t r = read(p->fd, p->in + p->n, BUF - 1 - p->n);
-            int bad = r <= 0 && !(r < 0 && errno == EAGAIN);
-            if (r > 0) {
-                p->n += (size_t)r;
-                if (!p->open && handshake(p) < 0)
-                    bad = 1;
-                else if (p->open && L && p->ref == 0)
-                    lua_new_handle(p);
-                if (!bad && p->open && echo(p) < 0)
-                    bad = 1;
-            }
-            if (bad) {
-                if (L && p->ref)
-                    luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
-                close(p->fd);
-                free(p);
-            }
+            if (on_readable(p) < 0)
+                drop(p);
         }
     }
     return 0;

@@ -114,7 +114,7 @@ fi
 FLOOR_BIN=$TMP/floor_echo
 if [ "$FLOOR" = 1 ]; then
   gcc -O2 -std=c11 -Wall -Wextra -I/usr/include/lua5.4 -o "$FLOOR_BIN" "$REPO/bench/floor_echo.c" \
-    -lcrypto -llua5.4 \
+    -lcrypto -llua5.4 -lev \
     2>"$TMP/floor-build.log" || { cat "$TMP/floor-build.log" >&2; die "building floor_echo failed"; }
 fi
 
