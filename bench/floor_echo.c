@@ -384,9 +384,11 @@ int main(int argc, char **argv)
         ev_io lw;
         ev_io_init(&lw, on_listen, ls, EV_READ);
         ev_io_start(loop, &lw);
-        ev_signal sw;
-        ev_signal_init(&sw, on_stop_signal, SIGTERM);
-        ev_signal_start(loop, &sw);
+        ev_signal sw[2];
+        ev_signal_init(&sw[0], on_stop_signal, SIGTERM);
+        ev_signal_init(&sw[1], on_stop_signal, SIGINT);
+        ev_signal_start(loop, &sw[0]);
+        ev_signal_start(loop, &sw[1]);
         ev_run(loop, 0);
         return 0;
     }
