@@ -14,9 +14,10 @@
 #                   DEPTH=16 for bench/ws.sh's text32_d16 case)
 #   SHORT / LONG    seconds of load in the two runs (default 2 / 8)
 #   FLOOR           count bench/floor_echo.c instead of switchyard: c (no Lua), lua (one
-#                   lua_pcall per read, send through an __index function) or contract (a kept
-#                   coroutine resumed per read, as every switchyard handler runs, and send
-#                   through a table __index); APP and SWITCHYARD_BIN are then unused
+#                   lua_pcall per read, send through an __index function), contract (libev, a
+#                   kept coroutine resumed per read straight on the handler, as every switchyard
+#                   handler runs in a coroutine, send through a table __index) or contract-fn
+#                   (the same with an __index function); APP and SWITCHYARD_BIN are then unused
 #   KEEP            1 = keep the callgrind.out files (in $TMPDIR) for callgrind_annotate
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,23 +30,26 @@ DEPTH=${DEPTH:-1}
 [[ $CONNS =~ ^[1-9][0-9]*$ && $DEPTH =~ ^[1-9][0-9]*$ ]] || { echo "cg_echo.sh: CONNS and DEPTH must be >= 1" >&2; exit 2; }
 SHORT=${SHORT:-2}
 LONG=${LONG:-8}
+FLOOR=${FLOOR:-}
+case "$FLOOR" in
+  ''|c|lua|contract|contract-fn) ;;
+  *) echo "cg_echo.sh: FLOOR must be c, lua, contract or contract-fn" >&2; exit 2 ;;
+esac
+SRV=
 T=$(mktemp -d)
+cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; [ "${KEEP:-0}" = 1 ] || rm -rf "$T"; }
+trap cleanup EXIT
 WSLOAD=$T/wsload
 gcc -O2 -std=c11 -Wall -Wextra -o "$WSLOAD" "$REPO/bench/wsload.c"
 bflag=; [ "${BINARY:-0}" = 1 ] && bflag=-b
-FLOOR=${FLOOR:-}
-case "$FLOOR" in
-  '') SERVER=("$BIN" --listen 127.0.0.1:0 "$APP") ;;
-  c|lua|contract)
-    gcc -O2 -std=c11 -Wall -Wextra -I/usr/include/lua5.4 -o "$T/floor_echo" \
-      "$REPO/bench/floor_echo.c" -lcrypto -llua5.4 -lev
-    SERVER=("$T/floor_echo" 0)
-    [ "$FLOOR" = c ] || SERVER+=("$FLOOR") ;;
-  *) echo "cg_echo.sh: FLOOR must be c, lua or contract" >&2; exit 2 ;;
-esac
-SRV=
-cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; [ "${KEEP:-0}" = 1 ] || rm -rf "$T"; }
-trap cleanup EXIT
+if [ -z "$FLOOR" ]; then
+  SERVER=("$BIN" --listen 127.0.0.1:0 "$APP")
+else
+  gcc -O2 -std=c11 -Wall -Wextra -I/usr/include/lua5.4 -o "$T/floor_echo" \
+    "$REPO/bench/floor_echo.c" -lcrypto -llua5.4 -lev
+  SERVER=("$T/floor_echo" 0)
+  [ "$FLOOR" = c ] || SERVER+=("$FLOOR")
+fi
 
 run() { # run SECS: prints "instructions messages"
   local secs=$1 log=$T/srv-$1.log out=$T/cg-$1.out port

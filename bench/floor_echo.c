@@ -1,11 +1,12 @@
 /* floor_echo: the cheapest WebSocket echo this machine can run, for bench/ws.sh's "floor" column.
  *
- * Not a server to use: one thread, epoll, no limits, no close handshake, no UTF-8 check, frames
- * up to 64 KiB. It answers the opening handshake, then for every read unmasks each complete
- * client frame into one output buffer and sends that buffer with one send(): the same system
- * calls per batch as switchyard (one read, one send; a full socket is waited out with poll). Its
- * CPU time per message is what the kernel and a minimal frame loop cost, with no Lua and no
- * protocol checks: the part of switchyard's figure that no user-space work can remove.
+ * Not a server to use: one thread, epoll (libev in the contract modes), no limits, no close
+ * handshake, no UTF-8 check, frames up to 64 KiB. It answers the opening handshake, then for
+ * every read unmasks each complete client frame into one output buffer and sends that buffer
+ * with one send(): the same system calls per batch as switchyard (one read, one send; a full
+ * socket is waited out with poll, which stalls every other client). Its CPU time per message is
+ * what the kernel and a minimal frame loop cost, with no Lua and no protocol checks: the part of
+ * switchyard's figure that no user-space work can remove.
  *
  * With "lua" it is the floor for a server with Lua in the path: every message goes through the
  * least a Lua handler `function(ws, data, binary) ws:send(data, binary) end` needs, done the
@@ -15,13 +16,17 @@
  * buffer. Still no checks, no limits, no queue, and Lua's own allocator.
  *
  * With "contract" it is the floor for a server on switchyard's ground instead: the loop is libev's
- * (one ev_io per connection, as the core has), every handler runs in a coroutine (DESIGN.md:
- * "every hook, handler and timer callback runs in a coroutine"), so each read resumes one kept
- * coroutine (lua_resume, no new thread) in place of the lua_pcall, and `ws:send` is found
- * through a table __index (methods only: the cheapest lookup there is).
+ * (one ev_io per connection, as the core has) and every handler runs in a coroutine (README:
+ * "every hook, handler and timer callback runs in a coroutine"). A read with one message resumes
+ * one kept coroutine (lua_resume, no new thread) straight on the handler, found once at start,
+ * with the payload pushed onto the coroutine outside any protected call (a server cannot: a copy
+ * that fails for lack of memory would abort it); a read with more runs them in one resume of a C
+ * batch function. `ws:send` is found through a table __index (methods only: the cheapest lookup
+ * there is). "contract-fn" is the same with the __index function of the "lua" mode, which is
+ * what a userdata handle with fields (ws.path, ws.id, ...) needs.
  *
  * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto -llua5.4 -lev -I/usr/include/lua5.4
- * Run:   floor_echo PORT [lua|contract]  (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
+ * Run:   floor_echo PORT [lua|contract|contract-fn]  (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -61,7 +66,8 @@ typedef struct peer {
 
 static volatile sig_atomic_t stop;
 static lua_State *L;  /* Lua modes only */
-static lua_State *co; /* contract mode: the coroutine resumed for each read */
+static lua_State *co; /* contract modes: the coroutine resumed for each read */
+static int message_ref; /* contract modes: the message handler */
 
 typedef struct msg {
     const char *p;
@@ -118,6 +124,7 @@ static int deliver(lua_State *l)
     return 0;
 }
 
+/* contract: 0 for "lua", 1 for "contract", 2 for "contract-fn". */
 static void lua_setup(int contract)
 {
     L = luaL_newstate();
@@ -126,7 +133,7 @@ static void lua_setup(int contract)
     lua_newtable(L);
     lua_pushcfunction(L, ws_send);
     lua_setfield(L, -2, "send");
-    if (contract)
+    if (contract == 1)
         lua_setfield(L, -2, "__index"); /* the method table itself */
     else
         lua_pushcclosure(L, ws_index, 1), lua_setfield(L, -2, "__index");
@@ -140,6 +147,8 @@ static void lua_setup(int contract)
         fprintf(stderr, "floor_echo: %s\n", lua_tostring(L, -1));
         exit(1);
     }
+    lua_getfield(L, -1, "message");
+    message_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_setfield(L, LUA_REGISTRYINDEX, "handlers");
 }
 
@@ -151,16 +160,26 @@ static void lua_new_handle(peer *p)
     p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Contract mode: deliver runs as the body of the kept coroutine, which ends with each read. */
+/* Contract modes: the kept coroutine runs the handler (one message) or deliver (more), and ends
+ * with each read. */
 static int co_deliver(peer *p, const msg *m, size_t k)
 {
-    lua_pushcfunction(co, deliver);
-    lua_pushlightuserdata(co, (void *)m);
-    lua_pushinteger(co, (lua_Integer)k);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, p->ref);
-    lua_getfield(co, LUA_REGISTRYINDEX, "handlers");
+    int nargs = 3;
+    if (k == 1) {
+        lua_rawgeti(co, LUA_REGISTRYINDEX, message_ref);
+        lua_rawgeti(co, LUA_REGISTRYINDEX, p->ref);
+        lua_pushlstring(co, m->p, m->n);
+        lua_pushboolean(co, m->binary);
+    } else {
+        lua_pushcfunction(co, deliver);
+        lua_pushlightuserdata(co, (void *)m);
+        lua_pushinteger(co, (lua_Integer)k);
+        lua_rawgeti(co, LUA_REGISTRYINDEX, p->ref);
+        lua_getfield(co, LUA_REGISTRYINDEX, "handlers");
+        nargs = 4;
+    }
     int nres;
-    if (lua_resume(co, L, 4, &nres) != LUA_OK) {
+    if (lua_resume(co, L, nargs, &nres) != LUA_OK) {
         fprintf(stderr, "floor_echo: %s\n", lua_tostring(co, -1));
         lua_resetthread(co);
         return -1;
@@ -358,13 +377,17 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3 ||
-        (argc == 3 && strcmp(argv[2], "lua") != 0 && strcmp(argv[2], "contract") != 0)) {
-        fprintf(stderr, "usage: floor_echo PORT [lua|contract]\n");
+    static const char *const modes[] = {"lua", "contract", "contract-fn"};
+    int mode = argc == 2 ? -1 : -2;
+    for (int i = 0; argc == 3 && i < 3; i++)
+        if (strcmp(argv[2], modes[i]) == 0)
+            mode = i;
+    if (argc < 2 || argc > 3 || mode == -2) {
+        fprintf(stderr, "usage: floor_echo PORT [lua|contract|contract-fn]\n");
         return 2;
     }
-    if (argc == 3)
-        lua_setup(strcmp(argv[2], "contract") == 0);
+    if (mode >= 0)
+        lua_setup(mode);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
