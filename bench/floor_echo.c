@@ -26,7 +26,8 @@
  * what a userdata handle with fields (ws.path, ws.id, ...) needs.
  *
  * Build: cc -O2 -o floor_echo bench/floor_echo.c -lcrypto -llua5.4 -lev -I/usr/include/lua5.4
- * Run:   floor_echo PORT [lua|contract|contract-fn]  (127.0.0.1; prints "listening on http://127.0.0.1:PORT")
+ * Run:   floor_echo PORT [lua|contract|contract-fn]  (127.0.0.1; prints "listening on
+ * http://127.0.0.1:PORT")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -65,8 +66,8 @@ typedef struct peer {
 } peer;
 
 static volatile sig_atomic_t stop;
-static lua_State *L;  /* Lua modes only */
-static lua_State *co; /* contract modes: the coroutine resumed for each read */
+static lua_State *L;    /* Lua modes only */
+static lua_State *co;   /* contract modes: the coroutine resumed for each read */
 static int message_ref; /* contract modes: the message handler */
 
 typedef struct msg {

@@ -25,14 +25,20 @@ enum {
  * they come back past this. */
 #define POOL_KEEP 64
 
+/* Registry entries sy_lua_push_cached reads by integer ref (lua_ws's batch function and its
+ * "message" key). */
+#define CACHED_KEYS 2
+
 typedef struct task_pool {
     sy_lua_task *free; /* idle tasks */
     int nfree;
-    sy_lua_task *all;       /* every task made (linked through all_next), for sy_lua_tasks_free */
-    ev_idle collect;        /* a collection once the loop is idle after upgrades */
-    unsigned upgrades;      /* connections upgraded since that last ran */
-    const void *cached_key; /* sy_lua_push_cached: registry[cached_key] is also at */
-    int cached_ref;         /* registry[cached_ref] (an array slot: no hash lookup) */
+    sy_lua_task *all;  /* every task made (linked through all_next), for sy_lua_tasks_free */
+    ev_idle collect;   /* a collection once the loop is idle after upgrades */
+    unsigned upgrades; /* connections upgraded since that last ran */
+    /* sy_lua_push_cached: registry[cached_key[i]] is also at registry[cached_ref[i]] (an
+     * array slot: no hash lookup) */
+    const void *cached_key[CACHED_KEYS];
+    int cached_ref[CACHED_KEYS];
 } task_pool;
 
 /* The objects of an upgrade (request, decision, the app's options and header tables) are
@@ -199,10 +205,11 @@ void sy_lua_upgraded(sy_server *s)
 int sy_lua_push_cached(sy_server *s, lua_State *L, const void *key)
 {
     task_pool *p = s->lua_tasks;
-    if (p && p->cached_key == key) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->cached_ref);
-        return 1;
-    }
+    for (int i = 0; p && i < CACHED_KEYS; i++)
+        if (p->cached_key[i] == key) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, p->cached_ref[i]);
+            return 1;
+        }
     lua_rawgetp(L, LUA_REGISTRYINDEX, key);
     return 0;
 }
@@ -210,12 +217,15 @@ int sy_lua_push_cached(sy_server *s, lua_State *L, const void *key)
 void sy_lua_cache(sy_server *s, lua_State *L, const void *key)
 {
     task_pool *p = pool_of(s);
-    if (!p || p->cached_key)
-        return;
+    int i = 0;
+    while (p && i < CACHED_KEYS && p->cached_key[i] && p->cached_key[i] != key)
+        i++;
+    if (!p || i == CACHED_KEYS || p->cached_key[i])
+        return; /* no room, or cached already */
     lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-    p->cached_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (p->cached_ref > 0)
-        p->cached_key = key;
+    p->cached_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (p->cached_ref[i] > 0)
+        p->cached_key[i] = key;
 }
 
 void sy_lua_tasks_free(sy_server *s)
@@ -362,8 +372,9 @@ static int resume(sy_lua_task *t, int nargs)
         close_coroutine(t, NULL);
         task_put(t);
     } else if (st == LUA_OK) {
-        if (nres)
-            lua_settop(co, 0); /* its results: the function and arguments are gone */
+        /* Its results, and what a caller kept below its function (sy_lua_ws_messages keeps a
+         * message's handle and text there): the function and arguments are gone. */
+        lua_settop(co, 0);
         task_put(t);
         rc = 0;
     } else {

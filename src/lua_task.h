@@ -87,7 +87,7 @@ struct sy_lua_task {
 sy_lua_task *sy_lua_task_get(sy_server *s);
 /* Pushes registry[key] (a light userdata key) on L, a thread of s's state. Returns 1 when it
  * was read from the integer ref that sy_lua_cache made for that key (an array slot instead
- * of hashing the key), else 0. sy_lua_cache makes it (one key per server; may raise: out of
+ * of hashing the key), else 0. sy_lua_cache makes it (two keys per server; may raise: out of
  * memory, so only inside a protected call). */
 int sy_lua_push_cached(sy_server *s, lua_State *L, const void *key);
 void sy_lua_cache(sy_server *s, lua_State *L, const void *key);

@@ -7,6 +7,7 @@
 static const char topics_key = 't';  /* registry[&topics_key] = { [topic] = { [ws] = true } } */
 static const char anchors_key = 'a'; /* registry[&anchors_key]: ws:send's anchors */
 static const char deliver_key = 'd'; /* registry[&deliver_key]: deliver_batch, "message" */
+static const char message_key = 'm'; /* registry[&message_key]: "message" */
 
 /* Methods carry the WebSocket metatable as upvalue 1: a pointer comparison, no registry
  * lookup by name on every call. */
@@ -84,8 +85,10 @@ static int deliver_batch(lua_State *L)
     msg_batch *b = lua_touserdata(L, 1);
     lconn *h = b->h;
     sy_server *srv = sy_server_of(h->conn->env);
-    if (!b->cached)
-        sy_lua_cache(srv, L, &deliver_key); /* found in O(1) from the next batch on */
+    if (!b->cached) { /* found in O(1) from the next message on */
+        sy_lua_cache(srv, L, &deliver_key);
+        sy_lua_cache(srv, L, &message_key);
+    }
     if (!lua_istable(L, 3))
         return 0; /* a named handler set the app no longer has (logged) */
     for (size_t i = 0; i < b->n; i++) {
@@ -121,6 +124,44 @@ static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
         sy_lua_hold(h, SY_HELD_MESSAGE, m[i].p, m[i].n, m[i].binary);
 }
 
+/* A lone message of at most LONE_MAX bytes may take the direct path (push_lone), while the Lua
+ * memory cap, if set, leaves LONE_ROOM bytes free. */
+#define LONE_MAX 1024
+#define LONE_ROOM (64 * 1024)
+
+/* A read with one small message (the common case at low load) resumes the task straight on the
+ * handler, with no C frame of a batch around it and no lua_callk: the stack is [handle, text,
+ * fn, handle, text, binary], and the handle and the text stay below the function, so the text
+ * outlives the handler as in deliver_batch. This stack is built outside any protected call, so
+ * only when nothing on the way can raise: the handler is a plain field of a handler table (no
+ * __index of the app's runs), and the payload's copy is small and fits well under
+ * app.lua.max_memory (a copy the cap refuses would abort the server, not fail the handler).
+ * Otherwise it returns 0 with the stack empty, and deliver_batch, which does all this under
+ * protection, takes the message; so does the server's first message, as deliver_batch caches
+ * the key looked up here. */
+static int push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_ws_msg *m)
+{
+    if (m->n > LONE_MAX ||
+        (srv->lua.max_memory && srv->lua_memory + LONE_ROOM > srv->lua.max_memory))
+        return 0;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
+    if (sy_lua_push_handlers(co, 1) != LUA_TTABLE) {
+        lua_settop(co, 0);
+        return 0;
+    }
+    /* [handle, set, "message"]; until deliver_batch has cached the key, it takes the message */
+    if (!sy_lua_push_cached(srv, co, &message_key) || lua_rawget(co, 2) != LUA_TFUNCTION) {
+        lua_settop(co, 0);
+        return 0;
+    }
+    lua_pushlstring(co, m->p, m->n); /* [handle, set, fn, text] */
+    lua_replace(co, 2);              /* [handle, text, fn] */
+    lua_pushvalue(co, 1);
+    lua_pushvalue(co, 2);
+    lua_pushboolean(co, m->binary);
+    return 1;
+}
+
 void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *m, size_t n)
 {
     (void)ud;
@@ -142,11 +183,18 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
     }
     msg_batch b = {h, m, n, 0, 0};
     lua_State *co = t->co;
-    b.cached = sy_lua_push_cached(srv, co, &deliver_key);
-    lua_pushlightuserdata(co, &b);              /* [fn, batch] */
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
-    sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
-    lua_pushnil(co);                            /* [..., slot for the current text] */
+    int nargs = 3;
+    if (n == 1 && sy_ws_open(c) && push_lone(srv, co, h, m)) {
+        srv->ws_validated = m->binary ? NULL : lua_tostring(co, 2);
+        srv->ws_validated_len = m->binary ? 0 : m->n;
+    } else {
+        b.cached = sy_lua_push_cached(srv, co, &deliver_key);
+        lua_pushlightuserdata(co, &b);              /* [fn, batch] */
+        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
+        sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
+        lua_pushnil(co);                            /* [..., slot for the current text] */
+        nargs = 4;
+    }
     t->what = "websocket handler";
     t->name = "message";
     t->conn = c;
@@ -154,7 +202,7 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
     t->done = sy_lua_handler_done;
     h->task = t;
     sy_conn_ref(c);
-    int rc = sy_lua_task_run(t, 4);
+    int rc = sy_lua_task_run(t, nargs);
     srv->ws_validated = NULL;
     srv->ws_validated_len = 0;
     if (rc == 1) {
@@ -893,6 +941,8 @@ void sy_lua_open_ws(lua_State *L)
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &topics_key);
     lua_pushliteral(L, "message");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
     lua_pushcclosure(L, deliver_batch, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &deliver_key);
 }
