@@ -199,9 +199,7 @@ sy_server *sy_server_create(struct ev_loop *loop)
         sy_free(s);
         return NULL;
     }
-    ev_prepare_init(&s->reaper, on_reaper);
-    ev_prepare_start(loop, &s->reaper);
-    ev_unref(loop); /* the reaper alone must not keep the loop running */
+    ev_prepare_init(&s->reaper, on_reaper); /* started by kick */
     ev_idle_init(&s->nudge, on_nudge);
     ev_timer_init(&s->accept_pause, on_accept_pause, 0.1, 0.);
     ev_timer_init(&s->stop_done, on_stop_done, 0., 0.);
@@ -689,9 +687,31 @@ static void conn_closed(sy_env *e, sy_conn *c)
         stop_completed(s);
 }
 
+/* The reaper runs only while it has work (kick starts it, on_reaper stops it once none is
+ * left): an active prepare watcher costs the loop a pass over its pending queue on every
+ * iteration. It never keeps the loop running by itself. */
+static void reaper_start(sy_server *s)
+{
+    if (!ev_is_active(&s->reaper)) {
+        ev_prepare_start(s->env.loop, &s->reaper);
+        ev_unref(s->env.loop);
+    }
+}
+
+static void reaper_stop(sy_server *s)
+{
+    if (ev_is_active(&s->reaper)) {
+        ev_ref(s->env.loop);
+        ev_prepare_stop(s->env.loop, &s->reaper);
+    }
+}
+
+/* Work was queued for the reaper (a connection scheduled or closed): it runs before the loop
+ * next blocks, and the nudge keeps the loop from blocking first. */
 static void kick(sy_env *e)
 {
     sy_server *s = sy_server_of(e);
+    reaper_start(s);
     if (!ev_is_active(&s->nudge))
         ev_idle_start(s->env.loop, &s->nudge);
 }
@@ -782,6 +802,8 @@ static void on_reaper(struct ev_loop *loop, ev_prepare *w, int revents)
     }
     if (s->env.scheduled)
         kick(&s->env);
+    else if (!s->dead && !(s->went_idle && s->nconns == 0))
+        reaper_stop(s); /* nothing left: kick starts it again */
 }
 
 static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -922,8 +944,7 @@ SY_API void sy_server_free(sy_server *s)
         c = next;
     }
     s->env.scheduled = NULL;
-    ev_ref(s->env.loop);
-    ev_prepare_stop(s->env.loop, &s->reaper);
+    reaper_stop(s);
     ev_idle_stop(s->env.loop, &s->nudge);
     sy_free(s->listeners);
     sy_free(s->env.scratch_headers);
