@@ -136,30 +136,30 @@ static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
  * only when nothing on the way can raise: the handler is a plain field of a handler table (no
  * __index of the app's runs), and the payload's copy is small and fits well under
  * app.lua.max_memory (a copy the cap refuses would abort the server, not fail the handler).
- * Otherwise it returns 0 with the stack empty, and deliver_batch, which does all this under
- * protection, takes the message; so does the server's first message, as deliver_batch caches
- * the key looked up here. */
-static int push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_ws_msg *m)
+ * Returns the text's bytes; or NULL, with the stack empty, and deliver_batch, which does all
+ * this under protection, takes the message (so it does the server's first message, as
+ * deliver_batch caches the key looked up here). */
+static const char *push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_ws_msg *m)
 {
     if (m->n > LONE_MAX ||
         (srv->lua.max_memory && srv->lua_memory + LONE_ROOM > srv->lua.max_memory))
-        return 0;
+        return NULL;
     lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
     if (sy_lua_push_handlers(co, 1) != LUA_TTABLE) {
         lua_settop(co, 0);
-        return 0;
+        return NULL;
     }
     /* [handle, set, "message"]; until deliver_batch has cached the key, it takes the message */
     if (!sy_lua_push_cached(srv, co, &message_key) || lua_rawget(co, 2) != LUA_TFUNCTION) {
         lua_settop(co, 0);
-        return 0;
+        return NULL;
     }
-    lua_pushlstring(co, m->p, m->n); /* [handle, set, fn, text] */
-    lua_replace(co, 2);              /* [handle, text, fn] */
+    const char *text = lua_pushlstring(co, m->p, m->n); /* [handle, set, fn, text] */
+    lua_replace(co, 2);                                 /* [handle, text, fn] */
     lua_pushvalue(co, 1);
     lua_pushvalue(co, 2);
     lua_pushboolean(co, m->binary);
-    return 1;
+    return text;
 }
 
 void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *m, size_t n)
@@ -184,8 +184,9 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
     msg_batch b = {h, m, n, 0, 0};
     lua_State *co = t->co;
     int nargs = 3;
-    if (n == 1 && sy_ws_open(c) && push_lone(srv, co, h, m)) {
-        srv->ws_validated = m->binary ? NULL : lua_tostring(co, 2);
+    const char *text = n == 1 && sy_ws_open(c) ? push_lone(srv, co, h, m) : NULL;
+    if (text) {
+        srv->ws_validated = m->binary ? NULL : text;
         srv->ws_validated_len = m->binary ? 0 : m->n;
     } else {
         b.cached = sy_lua_push_cached(srv, co, &deliver_key);
