@@ -98,22 +98,16 @@ def echo():
     close(s)
 
 
-def meta():
-    s = ws_upgrade(SRV.port, "/meta")
-    s.sendall(ws_frame(0x1, b"x"))
-    expect(s, [(0x1, b"meta:x")], "meta alone")
-    s.sendall(ws_frame(0x1, b"y") + ws_frame(0x1, b"z"))
-    expect(s, [(0x1, b"meta:y"), (0x1, b"meta:z")], "meta in one write")
-    close(s)
-
-
-def named():
-    s = ws_upgrade(SRV.port, "/named")
-    s.sendall(ws_frame(0x1, b"n1"))
-    expect(s, [(0x1, b"named:n1")], "named alone")
-    s.sendall(ws_frame(0x1, b"n2") + ws_frame(0x1, b"n3"))
-    expect(s, [(0x1, b"named:n2"), (0x1, b"named:n3")], "named in one write")
-    close(s)
+def prefixed(path, prefix):
+    """A set on path that answers prefix + the text: one message alone, then two in one write."""
+    def run():
+        s = ws_upgrade(SRV.port, path)
+        s.sendall(ws_frame(0x1, b"x"))
+        expect(s, [(0x1, prefix + b"x")], f"{path} alone")
+        s.sendall(ws_frame(0x1, b"y") + ws_frame(0x1, b"z"))
+        expect(s, [(0x1, prefix + b"y"), (0x1, prefix + b"z")], f"{path} in one write")
+        close(s)
+    return run
 
 
 def swap():
@@ -169,8 +163,8 @@ def main():
     try:
         rc = run_cases([
             ("plain set: alone and in one write, text and binary, 1 B to 1,025 B", echo),
-            ("handler found through the set's __index", meta),
-            ("named handler set", named),
+            ("handler found through the set's __index", prefixed("/meta", b"meta:")),
+            ("named handler set", prefixed("/named", b"named:")),
             ("a handler replaced by itself handles the next message", swap),
             ("messages held while a handler waits, answered in order", wait),
             ("a handler error closes 1011; another connection is served", fail),
