@@ -226,6 +226,50 @@ int sy_lua_push_handlers(lua_State *L, int handle_idx)
     return t;
 }
 
+/* The event names handlers are looked up by, anchored in the registry (registry[&names_key])
+ * so that pushing one finds the interned string and never allocates. */
+static const char names_key = 'e';
+static const char *const event_names[] = {"open", "message", "close", "drain",   "ping",
+                                          "pong", "data",    "eof",   "shutdown"};
+
+/* A handler failed (or its lookup did): WebSocket 1011; a raw protocol has no error channel,
+ * so the connection goes (after what was queued). */
+static void handler_failed(lconn *h)
+{
+    if (!h->conn)
+        return;
+    if (h->websocket)
+        sy_ws_close(h->conn, 1011, SY_STR("internal error"));
+    else
+        sy_conn_close_after_write(h->conn);
+}
+
+/* [set, name]: set[name] through its metamethods, which are the app's code. */
+static int index_handler_set(lua_State *L)
+{
+    lua_gettable(L, 1);
+    return 1;
+}
+
+/* [handle, set] -> [handle, set, value]: the set's field name. A plain field is read raw; one
+ * the set's metatable provides (__index is the app's code) is read in a protected call under
+ * the time budget, as the message path does. Returns 0, or SY_ELUA when that lookup raised
+ * (logged; nothing pushed). */
+static int push_handler(lua_State *co, lconn *h, const char *name)
+{
+    lua_pushstring(co, name); /* one of event_names: no allocation */
+    if (lua_rawget(co, -2) != LUA_TNIL)
+        return 0;
+    if (!lua_getmetatable(co, -2))
+        return 0; /* [handle, set, nil] */
+    lua_pop(co, 2);
+    lua_pushcfunction(co, index_handler_set);
+    lua_pushvalue(co, -2);
+    lua_pushstring(co, name);
+    return sy_lua_call_err(co, 2, 1, h->websocket ? "websocket handler" : "raw handler", name, NULL,
+                           0);
+}
+
 sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
 {
     if (h->ref == LUA_NOREF)
@@ -235,9 +279,12 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
         return NULL;
     lua_State *co = t->co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
-    if (sy_lua_push_handlers(co, -1) != LUA_TTABLE ||
-        lua_getfield(co, -1, name) != LUA_TFUNCTION) { /* [handle, handlers, fn] */
+    int failed = 0;
+    if (sy_lua_push_handlers(co, -1) != LUA_TTABLE || (failed = push_handler(co, h, name)) != 0 ||
+        lua_type(co, -1) != LUA_TFUNCTION) { /* [handle, handlers, fn] */
         sy_lua_task_put(t);
+        if (failed)
+            handler_failed(h);
         return NULL;
     }
     lua_replace(co, -2);   /* [handle, fn] */
@@ -252,12 +299,8 @@ void sy_lua_handler_done(void *owner, int status)
     h->task = NULL;
     if (status == SY_LUA_CANCELLED)
         return;
-    if (status == SY_ELUA && h->conn) {
-        if (h->websocket)
-            sy_ws_close(h->conn, 1011, SY_STR("internal error"));
-        else
-            sy_conn_close_after_write(h->conn);
-    }
+    if (status == SY_ELUA)
+        handler_failed(h);
     sy_lua_held_run(h);
 }
 
@@ -291,14 +334,17 @@ static int has_handler_protected(lua_State *L)
     return 1;
 }
 
-/* In a protected call: resolving a named set the app no longer has records the name (it is
- * logged once), which allocates; out of memory there answers no. */
+/* In a protected call under the time budget: resolving a named set the app no longer has
+ * records the name (it is logged once), which allocates, and the set's __index is the app's
+ * code; out of memory or an error there (logged) answers no. */
 static int ref_has_handler(lua_State *L, int ref, const char *name)
 {
     lua_pushcfunction(L, has_handler_protected);
     lua_pushinteger(L, ref);
     lua_pushlightuserdata(L, (void *)name);
-    int yes = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+    if (sy_lua_call_err(L, 2, 1, "handler lookup", name, NULL, 0) != 0)
+        return 0;
+    int yes = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return yes;
 }
@@ -454,13 +500,6 @@ static int call0(lconn *h, const char *name)
 {
     sy_lua_task *t = sy_lua_handler_begin(h, name);
     return t ? sy_lua_handler_end(h, name, t, 0) : 0;
-}
-
-static void handler_failed(lconn *h)
-{
-    /* A raw protocol has no error channel: the connection goes (after what was queued). */
-    if (h->conn)
-        sy_conn_close_after_write(h->conn);
 }
 
 static void run_raw_held(lconn *h, int kind, lua_State *L, int payload)
@@ -845,6 +884,12 @@ static const luaL_Reg conn_methods[] = {
 
 void sy_lua_open_conn(lua_State *L)
 {
+    lua_createtable(L, (int)SY_COUNTOF(event_names), 0);
+    for (size_t i = 0; i < SY_COUNTOF(event_names); i++) {
+        lua_pushstring(L, event_names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
     const char *names[] = {SY_CONN_MT};
     for (int i = 0; i < 1; i++) {
         if (luaL_newmetatable(L, names[i])) {
