@@ -125,7 +125,9 @@ static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
 }
 
 /* A lone message of at most LONE_MAX bytes may take the direct path (push_lone), while the Lua
- * memory cap, if set, leaves LONE_ROOM bytes free. */
+ * memory cap, if set, leaves LONE_ROOM bytes free. The cap then cannot refuse its copy; what
+ * could still fail it is the system itself running out of memory, which a small copy is the
+ * least likely to meet, so larger messages keep the protected copy of deliver_batch. */
 #define LONE_MAX 1024
 #define LONE_ROOM (64 * 1024)
 
