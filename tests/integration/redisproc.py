@@ -5,7 +5,6 @@ stopped by a test (not a test). Only the PID started here is ever signalled.
     rd = Redis()                 # rd.port; rd.cmd("SET", "k", "v") -> b"+OK"
     rd.stop()
 """
-import os
 import socket
 import subprocess
 import tempfile
@@ -47,8 +46,8 @@ class Redis:
         raise RuntimeError("redis-server: no free port after 5 tries")
 
     def output(self):
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
+        from sytest import read_shared  # beside this file, on the tests' path
+        return read_shared(self.log)
 
     def cmd(self, *args, timeout=5.0):
         """Sends one command, returns the first line of the reply (bytes, CRLF stripped)."""

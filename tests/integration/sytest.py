@@ -23,6 +23,19 @@ BIN = os.environ.get("SWITCHYARD_BIN")
 TIMEOUT = 5.0  # seconds: bound for one wait
 
 
+def read_shared(f):
+    """The text of file f (a child's stderr or stdout) read without moving its offset. The child
+    writes through the same open file, so the offset is shared: a seek(0) before reading would
+    make a line the child writes meanwhile land over the start of the file."""
+    out, off = [], 0
+    while True:
+        chunk = os.pread(f.fileno(), 1 << 16, off)
+        if not chunk:
+            return b"".join(out).decode("utf-8", "replace")
+        out.append(chunk)
+        off += len(chunk)
+
+
 class Server:
     """The switchyard binary on a free loopback port; stop() returns the exit code."""
 
@@ -60,8 +73,7 @@ class Server:
                            f"stderr {self.stderr()!r}")
 
     def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
+        return read_shared(self.log)
 
     def alive(self):
         return self.proc.poll() is None

@@ -26,7 +26,7 @@ import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import BIN, missing_bin  # noqa: E402
+from sytest import BIN, missing_bin, read_shared  # noqa: E402
 
 import h2.config  # noqa: E402
 import h2.connection  # noqa: E402
@@ -83,8 +83,7 @@ def start(args, app=APP):
 
 
 def stderr(p):
-    p.log.seek(0)
-    return p.log.read().decode("utf-8", "replace")
+    return read_shared(p.log)
 
 
 def stop(p, sig=signal.SIGTERM):

@@ -20,7 +20,8 @@ import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import BIN, TIMEOUT, missing_bin, recv_exact, ws_frame, ws_read_frame  # noqa: E402
+from sytest import (BIN, TIMEOUT, missing_bin, read_shared, recv_exact, ws_frame,  # noqa: E402
+                    ws_read_frame)
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -60,8 +61,7 @@ class Proc:
             raise RuntimeError(f"no metrics line: stdout {buf!r} stderr {self.stderr()!r}")
 
     def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
+        return read_shared(self.log)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -24,7 +24,7 @@ import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import BIN, missing_bin  # noqa: E402
+from sytest import BIN, missing_bin, read_shared  # noqa: E402
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor_app.lua")
 WAIT = 30.0  # bound of every wait that succeeds in well under a second when things work
@@ -86,8 +86,7 @@ def start(args, env=None, app=APP):
 
 
 def stderr(p):
-    p.log.seek(0)
-    return p.log.read().decode("utf-8", "replace")
+    return read_shared(p.log)
 
 
 def wait_workers(p, n, exclude=()):
