@@ -175,17 +175,14 @@ def ws_read_frame(s):
     return b0 & 0x0F, bool(b0 & 0x80), recv_exact(s, n)
 
 
-def ws_upgrade(port, path="/"):
-    """A TCP connection to 127.0.0.1:port upgraded to a WebSocket (101 checked), no extension
-    offered; TCP_NODELAY on, so each sendall goes out as written."""
-    import base64
+def http_upgrade(port, path, headers):
+    """A TCP connection to 127.0.0.1:port that sent GET path with the given header lines (the
+    Upgrade offer; Host is added) and got 101 back, read up to the end of its head; TCP_NODELAY
+    on, so each sendall goes out as written."""
     import socket
     s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
         got = s.recv(1)
@@ -195,3 +192,32 @@ def ws_upgrade(port, path="/"):
     if not head.startswith(b"HTTP/1.1 101"):
         raise RuntimeError(f"no 101: {head!r}")
     return s
+
+
+def ws_upgrade(port, path="/"):
+    """http_upgrade to a WebSocket, no extension offered."""
+    import base64
+    key = base64.b64encode(os.urandom(16)).decode()
+    return http_upgrade(port, path, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+
+
+def run_app_cases(app_source, cases, seconds=120):
+    """Writes app_source to a temporary app, starts the server on it, runs cases, each (name,
+    fn(server)), through run_cases, then stops it: a server that did not exit cleanly fails
+    the run too. Returns the exit status."""
+    if missing_bin():
+        return 1
+    app = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    app.write(app_source)
+    app.close()
+    srv = Server(app.name)
+    try:
+        rc = run_cases([(name, (lambda f: lambda: f(srv))(fn)) for name, fn in cases], seconds)
+    finally:
+        code = srv.stop()
+        os.unlink(app.name)
+    if code not in (0, -signal.SIGTERM):
+        print(f"not ok - server exit code {code}: {srv.stderr()[-2000:]}")
+        return 1
+    return rc

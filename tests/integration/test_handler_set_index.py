@@ -13,14 +13,12 @@ after each:
 After the three, a new WebSocket is served and the server exits cleanly.
 """
 import os
-import socket
 import struct
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import (TIMEOUT, Server, run_cases, ws_frame, ws_read_frame,  # noqa: E402
+from sytest import (http_upgrade, run_app_cases, ws_frame, ws_read_frame,  # noqa: E402
                     ws_upgrade)
 
 APP = r"""
@@ -43,8 +41,6 @@ return {
 }
 """
 
-SRV = None
-
 
 def read_until_close(s, want_code):
     """Reads frames (answers are allowed before it) until the close; checks its code."""
@@ -56,52 +52,44 @@ def read_until_close(s, want_code):
             return
 
 
-def alive():
-    s = ws_upgrade(SRV.port, "/inh")
-    s.sendall(ws_frame(0x1, b"alive"))
+def echo_once(s, payload, want):
+    s.sendall(ws_frame(0x1, payload))
     op, _, data = ws_read_frame(s)
-    if (op, data) != (0x1, b"inh:alive"):
-        raise RuntimeError(f"server not serving: {op} {data!r}")
+    if (op, data) != (0x1, want):
+        raise RuntimeError(f"sent {payload!r}: got {op} {data!r}, want {want!r}")
+
+
+def alive(srv):
+    s = ws_upgrade(srv.port, "/inh")
+    echo_once(s, b"alive", b"inh:alive")
     s.close()
 
 
-def ws_index_error():
-    s = ws_upgrade(SRV.port, "/")
-    s.sendall(ws_frame(0x1, b"hello"))
-    op, _, data = ws_read_frame(s)
-    if (op, data) != (0x1, b"hello"):
-        raise RuntimeError(f"echo: {op} {data!r}")
+def ws_index_error(srv):
+    s = ws_upgrade(srv.port, "/")
+    echo_once(s, b"hello", b"hello")
     s.sendall(ws_frame(0x9, b"p"))
     op, _, data = ws_read_frame(s)
     if (op, data) != (0xA, b"p"):
         raise RuntimeError(f"pong: {op} {data!r}")
     read_until_close(s, 1011)
     s.close()
-    alive()
-    if "index boom for ping" not in SRV.stderr():
+    alive(srv)
+    if "index boom for ping" not in srv.stderr():
         raise RuntimeError("the __index error was not logged")
 
 
-def raw_index_error():
-    s = socket.create_connection(("127.0.0.1", SRV.port), timeout=TIMEOUT)
-    s.sendall(b"GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: x-raw\r\nConnection: Upgrade\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        got = s.recv(1)
-        if not got:
-            raise RuntimeError("closed during the upgrade")
-        head += got
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(f"no 101: {head!r}")
+def raw_index_error(srv):
+    s = http_upgrade(srv.port, "/raw", "Upgrade: x-raw\r\nConnection: Upgrade\r\n")
     s.sendall(b"some bytes")
     while s.recv(4096):
         pass  # closed by the server
     s.close()
-    alive()
+    alive(srv)
 
 
-def inherited():
-    s = ws_upgrade(SRV.port, "/inh")
+def inherited(srv):
+    s = ws_upgrade(srv.port, "/inh")
     s.sendall(ws_frame(0x1, b"a"))
     s.sendall(ws_frame(0x9, b"q"))
     got = []
@@ -117,24 +105,11 @@ def inherited():
 
 
 def main():
-    global SRV
-    app = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    app.write(APP)
-    app.close()
-    SRV = Server(app.name)
-    try:
-        rc = run_cases([
-            ("ws: a handler looked up through a raising __index closes 1011", ws_index_error),
-            ("raw: a data handler looked up through a raising __index closes", raw_index_error),
-            ("ws: handlers inherited through an __index table run", inherited),
-        ], seconds=120)
-    finally:
-        code = SRV.stop()
-        os.unlink(app.name)
-    if code not in (0, -15):
-        print(f"not ok - server exit code {code}: {SRV.stderr()[-2000:]}")
-        return 1
-    return rc
+    return run_app_cases(APP, [
+        ("ws: a handler looked up through a raising __index closes 1011", ws_index_error),
+        ("raw: a data handler looked up through a raising __index closes", raw_index_error),
+        ("ws: handlers inherited through an __index table run", inherited),
+    ])
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ The server exits cleanly at the end (under AddressSanitizer: no leak, no use aft
 import os
 import struct
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import Server, run_cases, ws_frame, ws_read_frame, ws_upgrade  # noqa: E402
+from sytest import run_app_cases, ws_frame, ws_read_frame, ws_upgrade  # noqa: E402
 
 APP = r"""
 local sy = require "switchyard"
@@ -60,8 +59,6 @@ end
 return app
 """
 
-SRV = None
-
 
 def expect(s, want, what):
     for opcode, payload in want:
@@ -87,8 +84,8 @@ def messages():
             (0x1, ("a" + "é" * 512).encode()), (0x2, os.urandom(1025))]
 
 
-def echo():
-    s = ws_upgrade(SRV.port, "/echo")
+def echo(srv):
+    s = ws_upgrade(srv.port, "/echo")
     msgs = messages()
     for op, p in msgs:  # one read each
         s.sendall(ws_frame(op, p))
@@ -100,8 +97,8 @@ def echo():
 
 def prefixed(path, prefix):
     """A set on path that answers prefix + the text: one message alone, then two in one write."""
-    def run():
-        s = ws_upgrade(SRV.port, path)
+    def run(srv):
+        s = ws_upgrade(srv.port, path)
         s.sendall(ws_frame(0x1, b"x"))
         expect(s, [(0x1, prefix + b"x")], f"{path} alone")
         s.sendall(ws_frame(0x1, b"y") + ws_frame(0x1, b"z"))
@@ -110,8 +107,8 @@ def prefixed(path, prefix):
     return run
 
 
-def swap():
-    s = ws_upgrade(SRV.port, "/swap")
+def swap(srv):
+    s = ws_upgrade(srv.port, "/swap")
     s.sendall(ws_frame(0x1, b"a"))
     expect(s, [(0x1, b"first:a")], "first handler")
     s.sendall(ws_frame(0x1, b"b"))
@@ -121,8 +118,8 @@ def swap():
     close(s)
 
 
-def wait():
-    s = ws_upgrade(SRV.port, "/wait")
+def wait(srv):
+    s = ws_upgrade(srv.port, "/wait")
     s.sendall(ws_frame(0x1, b"w1"))
     s.sendall(ws_frame(0x1, b"w2"))  # arrives while the first handler sleeps
     s.sendall(ws_frame(0x1, b"w3") + ws_frame(0x1, b"w4"))
@@ -130,8 +127,8 @@ def wait():
     close(s)
 
 
-def fail():
-    s = ws_upgrade(SRV.port, "/fail")
+def fail(srv):
+    s = ws_upgrade(srv.port, "/fail")
     s.sendall(ws_frame(0x1, b"ok"))
     expect(s, [(0x1, b"ok")], "before the error")
     s.sendall(ws_frame(0x1, b"boom"))
@@ -139,14 +136,14 @@ def fail():
     if op != 0x8 or data[:2] != struct.pack("!H", 1011):
         raise RuntimeError(f"want close 1011, got opcode {op} {data!r}")
     s.close()
-    other = ws_upgrade(SRV.port, "/fail")
+    other = ws_upgrade(srv.port, "/fail")
     other.sendall(ws_frame(0x1, b"still"))
     expect(other, [(0x1, b"still")], "another connection after the error")
     close(other)
 
 
-def drop():
-    s = ws_upgrade(SRV.port, "/drop")
+def drop(srv):
+    s = ws_upgrade(srv.port, "/drop")
     for i in range(5):
         payload = ("drop %d " % i).encode() + "ü".encode() * (i * 50)
         s.sendall(ws_frame(0x1, payload))
@@ -155,28 +152,15 @@ def drop():
 
 
 def main():
-    global SRV
-    app = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    app.write(APP)
-    app.close()
-    SRV = Server(app.name)
-    try:
-        rc = run_cases([
-            ("plain set: alone and in one write, text and binary, 1 B to 1,025 B", echo),
-            ("handler found through the set's __index", prefixed("/meta", b"meta:")),
-            ("named handler set", prefixed("/named", b"named:")),
-            ("a handler replaced by itself handles the next message", swap),
-            ("messages held while a handler waits, answered in order", wait),
-            ("a handler error closes 1011; another connection is served", fail),
-            ("the received text stays valid after the handler drops it", drop),
-        ], seconds=120)
-    finally:
-        code = SRV.stop()
-        os.unlink(app.name)
-    if code not in (0, -15):
-        print(f"not ok - server exit code {code}: {SRV.stderr()}")
-        return 1
-    return rc
+    return run_app_cases(APP, [
+        ("plain set: alone and in one write, text and binary, 1 B to 1,025 B", echo),
+        ("handler found through the set's __index", prefixed("/meta", b"meta:")),
+        ("named handler set", prefixed("/named", b"named:")),
+        ("a handler replaced by itself handles the next message", swap),
+        ("messages held while a handler waits, answered in order", wait),
+        ("a handler error closes 1011; another connection is served", fail),
+        ("the received text stays valid after the handler drops it", drop),
+    ])
 
 
 if __name__ == "__main__":
