@@ -15,14 +15,13 @@ import zlib
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import Server, missing_bin  # noqa: E402
+from sytest import Server, missing_bin, ws_frame  # noqa: E402
 
 APP = os.path.join(os.getcwd(), "tests", "integration", "bounds_app.lua")
 MIB = 1024 * 1024
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 KEY = base64.b64encode(b"bounds-test-key!").decode()
 MASK = b"\x11\x22\x33\x44"
-MASK4 = MASK * 4096
 
 
 # ---- /proc ------------------------------------------------------------------------------------
@@ -84,25 +83,9 @@ def parse_status(data):
 
 # ---- WebSocket --------------------------------------------------------------------------------
 
-def mask(payload):
-    if len(payload) <= len(MASK4):
-        return bytes(a ^ b for a, b in zip(payload, MASK4))
-    n = len(payload)
-    k = (MASK * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big")
-
-
 def frame(opcode, payload=b"", fin=True, rsv=0):
-    """One masked client frame."""
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    return head + MASK + mask(payload)
+    """One client frame masked with MASK."""
+    return ws_frame(opcode, payload, fin, rsv, MASK)
 
 
 def deflate_message(data):

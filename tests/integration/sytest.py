@@ -112,6 +112,18 @@ def start_watchdog(srv, seconds):
     signal.alarm(seconds)
 
 
+def case_registry():
+    """A list of (name, fn) cases and a decorator, @test("name"), that appends to it."""
+    cases = []
+
+    def test(name):
+        def reg(fn):
+            cases.append((name, fn))
+            return fn
+        return reg
+    return cases, test
+
+
 def run_cases(cases, seconds=240):
     """Runs each (name, fn) of cases in turn, printing `ok - name` or `not ok - name` with the
     traceback, then `N passed, N failed`; the whole run is bounded by `seconds` (a watchdog
@@ -147,13 +159,15 @@ def recv_exact(s, n):
     return out
 
 
-def ws_frame(opcode, payload, fin=True):
-    """One client frame (masked, as RFC 6455 requires of clients)."""
+def ws_frame(opcode, payload, fin=True, rsv=0, mask=None):
+    """One client frame, masked as RFC 6455 requires of clients (with mask, 4 bytes, or a
+    random key); rsv sets the RSV1-3 bits."""
     import struct
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-    b0 = (0x80 if fin else 0) | opcode
+    mask = mask or os.urandom(4)
     n = len(payload)
+    key = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
     if n < 126:
         head = struct.pack("!BB", b0, 0x80 | n)
     elif n < 65536:

@@ -23,7 +23,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import Server, run_cases  # noqa: E402
+from sytest import Server, case_registry, run_cases  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -111,14 +111,7 @@ async def clients_through_stop(srv, n, sig):
     return got, raw_text
 
 
-TESTS = []
-
-
-def test(name):
-    def reg(fn):
-        TESTS.append((name, fn))
-        return fn
-    return reg
+TESTS, test = case_registry()
 
 
 @test("app.shutdown publishes a goodbye, waits, publishes again; then 1001 and exit 0")

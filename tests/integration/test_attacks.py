@@ -28,7 +28,7 @@ import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import TIMEOUT, Server, missing_bin, start_watchdog, ws_frame  # noqa: E402
 
 APP = os.path.join(os.getcwd(), "tests", "integration", "attacks_app.lua")
 WATCHDOG = 240           # seconds: the whole run (ctest allows 300)
@@ -78,16 +78,8 @@ def status_kib(pid, field):
 # ---- WebSocket frames -------------------------------------------------------------------------
 
 def frame(opcode, payload=b"", fin=True):
-    """One masked client frame."""
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    """One client frame masked with MASK."""
+    return ws_frame(opcode, payload, fin, mask=MASK)
 
 
 def parse_frame(buf):

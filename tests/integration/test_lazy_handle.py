@@ -28,7 +28,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import Server, run_cases  # noqa: E402
+from sytest import Server, case_registry, run_cases  # noqa: E402
 from test_reload import AppDir, WAIT, http_get, wait_for, wait_version  # noqa: E402
 
 import websockets  # noqa: E402
@@ -81,14 +81,7 @@ end
 return app
 """
 
-TESTS = []
-
-
-def test(name):
-    def reg(fn):
-        TESTS.append((name, fn))
-        return fn
-    return reg
+TESTS, test = case_registry()
 
 
 async def connect(port, path, sub=None):

@@ -31,7 +31,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import Server, run_cases  # noqa: E402
+from sytest import Server, case_registry, run_cases  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -170,14 +170,7 @@ def raw_echo(s, data):
     return got.decode()
 
 
-TESTS = []
-
-
-def test(name):
-    def reg(fn):
-        TESTS.append((name, fn))
-        return fn
-    return reg
+TESTS, test = case_registry()
 
 
 @test("under load: every reply through 5 reloads, in order, none lost")

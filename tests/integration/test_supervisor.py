@@ -24,7 +24,7 @@ import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import BIN, missing_bin, read_shared  # noqa: E402
+from sytest import BIN, case_registry, missing_bin, read_shared  # noqa: E402
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor_app.lua")
 WAIT = 30.0  # bound of every wait that succeeds in well under a second when things work
@@ -138,14 +138,7 @@ def stop(p, sig=signal.SIGTERM):
     return rc
 
 
-TESTS = []
-
-
-def test(name):
-    def reg(fn):
-        TESTS.append((name, fn))
-        return fn
-    return reg
+TESTS, test = case_registry()
 
 
 async def ws_through_sighup(p, host, port):

@@ -21,7 +21,7 @@ import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import TIMEOUT, Server, case_registry, missing_bin, start_watchdog  # noqa: E402
 
 ROOT = os.getcwd()
 APP = os.path.join(ROOT, "tests", "integration", "ws_clients_app.lua")
@@ -56,14 +56,7 @@ def eq(got, want, what):
         raise AssertionError(f"{what}: want {short(want)}, got {short(got)}")
 
 
-TESTS = []
-
-
-def test(name):
-    def reg(fn):
-        TESTS.append((name, fn))
-        return fn
-    return reg
+TESTS, test = case_registry()
 
 
 def run_all(port):

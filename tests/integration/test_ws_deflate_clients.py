@@ -26,7 +26,7 @@ import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import TIMEOUT, Server, case_registry, missing_bin, start_watchdog  # noqa: E402
 
 ROOT = os.getcwd()
 APP = os.path.join(ROOT, "tests", "integration", "ws_deflate_app.lua")
@@ -34,14 +34,7 @@ BIG_TIMEOUT = 60.0
 WATCHDOG = 200
 MIB = 1024 * 1024
 
-TESTS = []
-
-
-def test(name):
-    def reg(fn):
-        TESTS.append((name, fn))
-        return fn
-    return reg
+TESTS, test = case_registry()
 
 
 def eq(got, want, what):

@@ -13,11 +13,10 @@ checked the same way. Waits are bounded, never timed.
 import asyncio
 import os
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import TIMEOUT, run_app_cases  # noqa: E402
 
 import websockets  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -88,24 +87,14 @@ async def run(port):
     return passed, failed
 
 
+def limits(srv):
+    passed, failed = asyncio.run(run(srv.port))
+    if failed:
+        raise RuntimeError(f"{failed} of {passed + failed} limit checks failed (above)")
+
+
 def main():
-    if missing_bin():
-        return 1
-    app = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    app.write(APP)
-    app.close()
-    srv = Server(app.name)
-    start_watchdog(srv, 120)
-    try:
-        passed, failed = asyncio.run(run(srv.port))
-    finally:
-        rc = srv.stop()
-        os.unlink(app.name)
-    if rc != 0:
-        print(f"FAIL: server exit status {rc}\n{srv.stderr()[-2000:]}")
-        failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_app_cases(APP, [("each of twelve option sets keeps its own limits", limits)])
 
 
 if __name__ == "__main__":

@@ -16,16 +16,13 @@ three rounds, then a clean close. Every echo is checked byte for byte; the serve
 cleanly (under AddressSanitizer: no leak, no use after free). Waits are bounded, never timed.
 """
 import os
-import signal
 import struct
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import (Server, missing_bin, start_watchdog, ws_frame, ws_read_frame,  # noqa: E402
-                    ws_upgrade)
+from sytest import run_app_cases, ws_frame, ws_read_frame, ws_upgrade  # noqa: E402
 
 APP = """
 local sy = require "switchyard"
@@ -90,40 +87,24 @@ def one_round(s, n):
     expect(s, 0xA, b"split ping", "pong to a split ping")
 
 
-def main():
-    if missing_bin():
-        return 1
-    app = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    app.write(APP)
-    app.close()
-    srv = Server(app.name)
-    start_watchdog(srv, 120)
-    failed = 0
-    try:
-        s = ws_upgrade(srv.port)
-        for n in range(3):
-            one_round(s, n)
-            pause(s)
-        s.sendall(ws_frame(0x8, struct.pack("!H", 1000)))
+def spanning_reads(srv):
+    s = ws_upgrade(srv.port)
+    for n in range(3):
+        one_round(s, n)
+        pause(s)
+    s.sendall(ws_frame(0x8, struct.pack("!H", 1000)))
+    op, _, data = ws_read_frame(s)
+    while op == 0x9:
         op, _, data = ws_read_frame(s)
-        while op == 0x9:
-            op, _, data = ws_read_frame(s)
-        if op != 0x8 or data[:2] != struct.pack("!H", 1000):
-            raise RuntimeError(f"close: got opcode {op} {data!r}")
-        s.close()
-        print("ok - frames and messages spanning reads, with the timer between them")
-    except Exception as e:  # noqa: BLE001
-        print(f"not ok - frames and messages spanning reads: {e}")
-        failed += 1
-    finally:
-        signal.alarm(0)
-        code = srv.stop()
-        os.unlink(app.name)
-        if code not in (0, -signal.SIGTERM):
-            print(f"not ok - server exit code {code}: {srv.stderr()}")
-            failed += 1
-    print(f"{1 - min(failed, 1)} passed, {failed} failed")
-    return 1 if failed else 0
+    if op != 0x8 or data[:2] != struct.pack("!H", 1000):
+        raise RuntimeError(f"close: got opcode {op} {data!r}")
+    s.close()
+
+
+def main():
+    return run_app_cases(APP, [
+        ("frames and messages spanning reads, with the timer between them", spanning_reads),
+    ])
 
 
 if __name__ == "__main__":
