@@ -232,9 +232,7 @@ static const char names_key = 'e';
 static const char *const event_names[] = {"open", "message", "close", "drain",   "ping",
                                           "pong", "data",    "eof",   "shutdown"};
 
-/* A handler failed (or its lookup did): WebSocket 1011; a raw protocol has no error channel,
- * so the connection goes (after what was queued). */
-static void handler_failed(lconn *h)
+void sy_lua_handler_failed(lconn *h)
 {
     if (!h->conn)
         return;
@@ -284,7 +282,7 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
         lua_type(co, -1) != LUA_TFUNCTION) { /* [handle, handlers, fn] */
         sy_lua_task_put(t);
         if (failed)
-            handler_failed(h);
+            sy_lua_handler_failed(h);
         return NULL;
     }
     lua_replace(co, -2);   /* [handle, fn] */
@@ -300,7 +298,7 @@ void sy_lua_handler_done(void *owner, int status)
     if (status == SY_LUA_CANCELLED)
         return;
     if (status == SY_ELUA)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
     sy_lua_held_run(h);
 }
 
@@ -523,7 +521,7 @@ static void run_raw_held(lconn *h, int kind, lua_State *L, int payload)
         nargs = 1;
     }
     if (sy_lua_handler_end(h, names[kind], t, nargs) != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 void sy_lua_raw_open(void *ud, void *handle)
@@ -531,7 +529,7 @@ void sy_lua_raw_open(void *ud, void *handle)
     (void)ud;
     lconn *h = handle;
     if (h->conn && call0(h, "open") != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 void sy_lua_raw_data(void *ud, void *handle, const char *p, size_t n)
@@ -547,7 +545,7 @@ void sy_lua_raw_data(void *ud, void *handle, const char *p, size_t n)
         return;
     lua_pushlstring(t->co, p, n);
     if (sy_lua_handler_end(h, "data", t, 1) != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 void sy_lua_raw_drain(void *ud, void *handle)
@@ -561,7 +559,7 @@ void sy_lua_raw_drain(void *ud, void *handle)
         return;
     }
     if (call0(h, "drain") != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 /* eof and shutdown: 1 when the app has the handler (it runs, now or after a waiting one). */
@@ -579,7 +577,7 @@ static int raw_event(lconn *h, const char *name, int kind)
     if (!t)
         return 0;
     if (sy_lua_handler_end(h, name, t, 0) != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
     return 1;
 }
 

@@ -173,6 +173,10 @@ void sy_lua_held_run(lconn *h);
 /* The connection ended: its waiting handler is closed and what was held is dropped. */
 void sy_lua_handle_ended(lconn *h);
 /* The done callback of connection handler tasks (lua_task.h; owner: the lconn). */
+/* A handler failed (or its lookup did): WebSocket 1011 (RFC 6455 7.4.1: unexpected
+ * condition); a raw protocol has no error channel, so the connection goes (after what was
+ * queued). */
+void sy_lua_handler_failed(lconn *h);
 void sy_lua_handler_done(void *owner, int status);
 /* 1 when the handlers of h have a function name. */
 int sy_lua_has_handler(lconn *h, const char *name);

@@ -24,13 +24,6 @@ static lconn *check_ws(lua_State *L, int idx)
     return NULL;
 }
 
-/* Handler errors close with 1011 (RFC 6455 7.4.1: unexpected condition). */
-static void handler_failed(lconn *h)
-{
-    if (h->conn)
-        sy_ws_close(h->conn, 1011, SY_STR("internal error"));
-}
-
 /* The handle of c for an event, made now if it was not yet; NULL (c closing with 1011) when
  * it cannot be made. */
 static lconn *ws_handle(sy_conn *c, void *handle)
@@ -56,7 +49,7 @@ void sy_lua_ws_open(void *ud, sy_conn *c, void *handle)
         return;
     sy_lua_task *t = h->conn ? sy_lua_handler_begin(h, "open") : NULL;
     if (t && sy_lua_handler_end(h, "open", t, 0) != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 /* The messages of one read, for deliver_batch (argument 1, a light userdata). */
@@ -180,7 +173,7 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
     sy_server *srv = sy_server_of(c->env);
     sy_lua_task *t = sy_lua_task_get(srv);
     if (!t) {
-        handler_failed(h);
+        sy_lua_handler_failed(h);
         return;
     }
     msg_batch b = {h, m, n, 0, 0};
@@ -214,7 +207,7 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
     } else {
         h->task = NULL;
         if (rc == SY_ELUA)
-            handler_failed(h);
+            sy_lua_handler_failed(h);
         else if (h->held_first != h->held_end && !h->pumping)
             sy_lua_held_run(h);
     }
@@ -244,7 +237,7 @@ void sy_lua_ws_held(lconn *h, int kind, lua_State *L, int payload, int binary)
         }
     }
     if (sy_lua_handler_end(h, name, t, nargs) != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 void sy_lua_ws_ping(void *ud, sy_conn *c, void *handle, const char *p, size_t n, int pong)
@@ -266,7 +259,7 @@ void sy_lua_ws_ping(void *ud, sy_conn *c, void *handle, const char *p, size_t n,
         return;
     lua_pushlstring(t->co, p, n);
     if (sy_lua_handler_end(h, name, t, 1) != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 void sy_lua_ws_drain(void *ud, sy_conn *c, void *handle)
@@ -284,7 +277,7 @@ void sy_lua_ws_drain(void *ud, sy_conn *c, void *handle)
     }
     sy_lua_task *t = sy_lua_handler_begin(h, "drain");
     if (t && sy_lua_handler_end(h, "drain", t, 0) != 0)
-        handler_failed(h);
+        sy_lua_handler_failed(h);
 }
 
 /* The topic (a string) at idx got its first subscriber (on) or lost its last: processes
