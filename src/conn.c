@@ -401,7 +401,6 @@ static int queue_rest(sy_conn *c, const char *p1, size_t n1, const char *p2, siz
     return after_queue(c);
 }
 
-/* Sends what the socket takes now; returns bytes sent or SY_ECLOSED (conn closed). */
 /* After done bytes of the spans p1[0..n1) then p2[0..n2) were sent (fewer than all): what is
  * left of them. */
 static void advance2(const char **p1, size_t *n1, const char **p2, size_t *n2, size_t done)
@@ -429,6 +428,7 @@ int sy_conn_drained(sy_conn *c)
     return c->closing;
 }
 
+/* Sends what the socket takes now; returns bytes sent or SY_ECLOSED (conn closed). */
 static ssize_t send_iov(sy_conn *c, struct iovec *iov, int n)
 {
     ssize_t w;
@@ -551,6 +551,17 @@ void sy_conn_stream_detach(sy_conn *c)
     c->sink_ud = NULL;
 }
 
+/* 1 when a write may go straight to the socket: nothing queued, not corked. A connection let
+ * out for one write (sy_conn_uncork_one) is corked again by it. */
+static int write_direct(sy_conn *c)
+{
+    if (c->out.bytes || c->corked)
+        return 0;
+    c->corked = c->recork;
+    c->recork = 0;
+    return 1;
+}
+
 int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t n2)
 {
     const char *p1 = v1, *p2 = v2;
@@ -560,7 +571,7 @@ int sy_conn_write2(sy_conn *c, const void *v1, size_t n1, const void *v2, size_t
         return sy_conn_tls_write2(c, p1, n1, p2, n2);
     if (c->sink)
         return stream_write2(c, p1, n1, p2, n2);
-    if (c->out.bytes == 0 && !c->corked) {
+    if (write_direct(c)) {
         struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
         ssize_t w = send_iov(c, iov, n2 ? 2 : 1);
         if (w < 0)
@@ -593,7 +604,7 @@ int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
         }
         return stream_queued(c);
     }
-    if (c->out.bytes == 0 && !c->corked) {
+    if (write_direct(c)) {
         struct iovec iov = {ch->data + off, len};
         ssize_t w = send_iov(c, &iov, 1);
         if (w < 0)
@@ -611,34 +622,24 @@ int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len)
 }
 
 int sy_conn_write_ref(sy_conn *c, const void *head, size_t hn, const void *p, size_t n,
-                      sy_outq_release_cb release, void *ud, int ref)
+                      sy_outq_loan *loan)
 {
-    if (c->closing || c->lingering || c->shut_wr || (c->sink && !c->sink_ud)) {
-        release(ud, ref);
+    if (c->closing || c->lingering || c->shut_wr || (c->sink && !c->sink_ud))
         return SY_ECLOSED;
-    }
-    if (c->tls) {
-        /* The TLS layer copies the plaintext as it encrypts. */
-        int rc = sy_conn_tls_write2(c, head, hn, p, n);
-        release(ud, ref);
-        return rc;
-    }
+    if (c->tls) /* the TLS layer copies the plaintext as it encrypts */
+        return sy_conn_tls_write2(c, head, hn, p, n);
     const char *h = head, *b = p;
-    if (!c->sink && c->out.bytes == 0 && !c->corked) {
+    if (!c->sink && write_direct(c)) {
         struct iovec iov[2] = {{(void *)h, hn}, {(void *)b, n}};
         ssize_t w = send_iov(c, hn ? iov : iov + 1, hn && n ? 2 : 1);
-        if (w < 0) {
-            release(ud, ref);
+        if (w < 0)
             return (int)w;
-        }
         size_t done = (size_t)w;
-        if (done >= hn + n) {
-            release(ud, ref);
+        if (done >= hn + n)
             return 0;
-        }
         advance2(&h, &hn, &b, &n, done);
     }
-    if (sy_outq_ref(&c->out, h, hn, b, n, release, ud, ref) != 0) {
+    if (sy_outq_ref(&c->out, h, hn, b, n, loan->release, loan->ud, loan->keep(loan)) != 0) {
         sy_conn_close(c);
         return SY_ENOMEM;
     }
@@ -648,12 +649,22 @@ int sy_conn_write_ref(sy_conn *c, const void *head, size_t hn, const void *p, si
 void sy_conn_cork(sy_conn *c)
 {
     c->corked = 1;
+    c->recork = 0;
+}
+
+void sy_conn_uncork_one(sy_conn *c)
+{
+    if (!c->corked || c->out.bytes || c->tls || c->sink)
+        return;
+    c->corked = 0;
+    c->recork = 1;
 }
 
 static void flush(sy_conn *c);
 
 void sy_conn_uncork(sy_conn *c)
 {
+    c->recork = 0;
     if (!c->corked)
         return;
     c->corked = 0;

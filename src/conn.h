@@ -99,6 +99,7 @@ struct sy_conn {
     unsigned over_high_water : 1;
     unsigned pending : 1;     /* queued for sy_conn_schedule */
     unsigned corked : 1;      /* writes queue until sy_conn_uncork */
+    unsigned recork : 1;      /* sy_conn_uncork_one: corked again after the next write */
     unsigned tls_ready : 1;   /* the TLS handshake completed (proto heard of it) */
     unsigned shut_wr : 1;     /* sy_conn_shutdown_write ran: no more writes, FIN once drained */
     unsigned fin_sent : 1;    /* our write side is shut; reading goes on */
@@ -159,17 +160,20 @@ int sy_conn_write(sy_conn *c, const void *p, size_t n);
 /* Same for two pieces in one system call (head and body). */
 int sy_conn_write2(sy_conn *c, const void *p1, size_t n1, const void *p2, size_t n2);
 /* Writes head[0..hn) (at most SY_OUTQ_SMALL bytes: a frame header) then p[0..n) without copying
- * p: what the socket does not take now is queued by reference, and release(ud, ref) runs once
- * when p is no longer needed (written, copied under TLS, dropped at the close, or at once on
- * failure). Same results as sy_conn_write. */
+ * p: what the socket does not take now is queued by reference, kept through loan (its keep runs
+ * then, its release once the queue is done with p). Same results as sy_conn_write. */
 int sy_conn_write_ref(sy_conn *c, const void *head, size_t hn, const void *p, size_t n,
-                      sy_outq_release_cb release, void *ud, int ref);
+                      sy_outq_loan *loan);
 /* Writes chunk[off, off + len) without copying it (a frame shared by many connections): what
  * cannot be sent now is queued by reference. Same results as sy_conn_write. */
 int sy_conn_write_shared(sy_conn *c, sy_chunk *ch, size_t off, size_t len);
 /* Batching: while corked, writes only queue; uncork sends the queue in one writev. */
 void sy_conn_cork(sy_conn *c);
 void sy_conn_uncork(sy_conn *c);
+/* On a corked plain TCP connection with nothing queued: the next write goes straight to the
+ * socket, and c is corked again after it (a lone reply needs no queue; more replies are still
+ * batched). A no-op otherwise. sy_conn_cork and sy_conn_uncork end it. */
+void sy_conn_uncork_one(sy_conn *c);
 
 /* Stops or resumes reading from the socket. */
 void sy_conn_pause(sy_conn *c);

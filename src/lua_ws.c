@@ -495,8 +495,9 @@ static int send_result(lua_State *L, int rc)
 
 /* ---- anchors of sent strings -----------------------------------------------------------------
  *
- * ws:send queues the Lua string itself (no copy), so the string must stay alive until the
- * queue lets go of it. It is kept in a slot of a private table (ws:send's upvalue 2), and the
+ * ws:send hands the Lua string itself to the connection (no copy). What the socket takes at
+ * once needs nothing more; a string queued must stay alive until the queue lets go of it. It
+ * is kept in a slot of a private table (ws:send's upvalue 2), and the
  * free slots are a stack in C: anchoring is one store into the table's array part, releasing
  * is a push on that stack. A released slot keeps its string until the slot is reused (the
  * next send, most often) unless that would keep more than ANCHOR_STALE_MAX bytes of released
@@ -546,35 +547,50 @@ static void unanchor(void *ud, int k)
     a->free[a->nfree++] = k; /* room: cap exceeds every slot number */
 }
 
-/* Anchors the string at the top of L's stack (popped) in a slot of the table at upvalue 2;
- * returns the slot. Raises only when out of memory, with nothing anchored. */
-static int anchor(lua_State *L, anchors *a, size_t n)
+/* Makes sure a free slot waits for keep. Raises only when out of memory, before anything is
+ * sent. */
+static void reserve(lua_State *L, anchors *a)
 {
-    int k;
-    if (a->nfree) {
-        k = a->free[a->nfree - 1];
-        lua_rawseti(L, lua_upvalueindex(2), k); /* an existing slot: never allocates */
-        a->nfree--;
-        a->stale -= a->held[k];
-    } else {
-        if (a->nslots + 1 >= a->cap) {
-            int ncap = a->cap ? a->cap * 2 : 64;
-            int *f = sy_realloc(a->free, (size_t)ncap * sizeof *f);
-            if (f)
-                a->free = f;
-            size_t *h = f ? sy_realloc(a->held, (size_t)ncap * sizeof *h) : NULL;
-            if (!h)
-                return luaL_error(L, "out of memory");
-            a->held = h;
-            for (int i = a->cap; i < ncap; i++)
-                h[i] = 0;
-            a->cap = ncap;
-        }
-        k = a->nslots + 1;
-        lua_rawseti(L, lua_upvalueindex(2), k); /* may raise: nothing counted yet */
-        a->nslots = k;
+    if (a->nfree)
+        return;
+    if (a->nslots + 1 >= a->cap) {
+        int ncap = a->cap ? a->cap * 2 : 64;
+        int *f = sy_realloc(a->free, (size_t)ncap * sizeof *f);
+        if (f)
+            a->free = f;
+        size_t *h = f ? sy_realloc(a->held, (size_t)ncap * sizeof *h) : NULL;
+        if (!h)
+            luaL_error(L, "out of memory");
+        a->held = h;
+        for (int i = a->cap; i < ncap; i++)
+            h[i] = 0;
+        a->cap = ncap;
     }
-    a->held[k] = n + ANCHOR_OVERHEAD;
+    int k = a->nslots + 1;
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, lua_upvalueindex(2), k); /* may raise: nothing counted yet */
+    a->nslots = k;
+    a->free[a->nfree++] = k;
+}
+
+/* ws:send's loan of its string (argument 2) to the output queue. */
+typedef struct send_loan {
+    sy_outq_loan loan; /* first: keep finds the rest from it */
+    lua_State *L;      /* running ws_send, whose upvalue 2 is the slot table */
+    size_t n;
+} send_loan;
+
+/* Anchors the string in the slot reserve left free: an existing slot, so this never
+ * allocates nor raises. */
+static int keep(sy_outq_loan *loan)
+{
+    send_loan *l = (send_loan *)loan;
+    anchors *a = loan->ud;
+    int k = a->free[--a->nfree];
+    lua_pushvalue(l->L, 2);
+    lua_rawseti(l->L, lua_upvalueindex(2), k);
+    a->stale -= a->held[k];
+    a->held[k] = l->n + ANCHOR_OVERHEAD;
     return k;
 }
 
@@ -625,10 +641,10 @@ static int ws_send(lua_State *L)
         !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
     sy_stats *st = &srv->env.stats;
-    /* The string is anchored until the queue lets go of it: no copy. */
-    lua_pushvalue(L, 2);
-    int k = anchor(L, a, n);
-    int rc = sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, unanchor, a, k);
+    /* No copy: the string goes to the socket, or is anchored until the queue lets go of it. */
+    reserve(L, a);
+    send_loan l = {{keep, unanchor, a}, L, n};
+    int rc = sy_ws_send_ref(h->conn, binary ? SY_WS_BINARY : SY_WS_TEXT, p, n, &l.loan);
     if (rc == 0 || rc == 1)
         sy_stats_ws_out(st, n);
     return send_result(L, rc);

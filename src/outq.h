@@ -24,6 +24,18 @@ void sy_chunk_release(sy_chunk *ch);
  * written or dropped. ud and ref are the caller's (e.g. a Lua state and a registry anchor). */
 typedef void (*sy_outq_release_cb)(void *ud, int ref);
 
+/* Bytes lent to a writer that queues them by reference only if it must (sy_conn_write_ref):
+ * keep(loan) runs when some of them are queued, must not fail, and returns the ref that
+ * release(ud, ref) then gets, once, when the queue is done with them. Neither runs when the
+ * bytes are written at once, copied or refused. A caller embeds the loan first in a struct of
+ * its own to find its context from keep. */
+typedef struct sy_outq_loan sy_outq_loan;
+struct sy_outq_loan {
+    int (*keep)(sy_outq_loan *loan);
+    sy_outq_release_cb release;
+    void *ud;
+};
+
 #define SY_OUTQ_SMALL 16 /* bytes an entry holds in place: a frame header */
 
 typedef struct sy_outseg {

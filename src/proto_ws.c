@@ -487,18 +487,15 @@ int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n)
     return rc < 0 ? SY_ECLOSED : rc;
 }
 
-int sy_ws_send_ref(sy_conn *c, int opcode, const void *p, size_t n, sy_outq_release_cb release,
-                   void *ud, int ref)
+int sy_ws_send_ref(sy_conn *c, int opcode, const void *p, size_t n, sy_outq_loan *loan)
 {
     wsp *w = state_of(c);
     int rc = before_send(c, w, opcode >= SY_WS_CLOSE, n);
-    if (rc != 0 || send_deflated(c, w, opcode, p, n, &rc)) {
-        release(ud, ref);
+    if (rc != 0 || send_deflated(c, w, opcode, p, n, &rc))
         return rc;
-    }
     uint8_t hdr[SY_WS_MAX_HEADER];
     size_t hl = sy_ws_encode_header(hdr, 1, 0, opcode, n);
-    rc = sy_conn_write_ref(c, hdr, hl, p, n, release, ud, ref);
+    rc = sy_conn_write_ref(c, hdr, hl, p, n, loan);
     return rc < 0 ? SY_ECLOSED : rc;
 }
 
@@ -999,6 +996,8 @@ static void ws_on_bytes(sy_conn *c)
             sy_buf_trim(&w->rx->msg, 0);
         }
     }
+    if (b.n == 1)
+        sy_conn_uncork_one(c); /* a lone message: its reply needs no queue */
     flush(c, w, &b);
     if (!c->closing)
         hold_partial(c, w);

@@ -52,11 +52,9 @@ void sy_ws_free(void *state);
  * high-water mark, 2 when the message was dropped by the backpressure policy, SY_ECLOSED after
  * a close was sent or the conn is gone, SY_EINVAL for a control payload over 125 bytes. */
 int sy_ws_send(sy_conn *c, int opcode, const void *p, size_t n);
-/* Same, without copying p: what the socket does not take now is queued by reference, and
- * release(ud, ref) runs once when p is no longer needed (also when the message is dropped,
- * compressed, or the send fails). */
-int sy_ws_send_ref(sy_conn *c, int opcode, const void *p, size_t n, sy_outq_release_cb release,
-                   void *ud, int ref);
+/* Same, without copying p: what the socket does not take now is queued by reference, kept
+ * through loan (sy_conn_write_ref); a message dropped, compressed or refused is not kept. */
+int sy_ws_send_ref(sy_conn *c, int opcode, const void *p, size_t n, sy_outq_loan *loan);
 
 /* Frames a message once (unmasked server frame) into a new chunk with one ref. */
 sy_chunk *sy_ws_frame(int opcode, const void *p, size_t n);

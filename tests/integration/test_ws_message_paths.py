@@ -14,7 +14,10 @@ frames in one write. For each case the answers are checked byte for byte and in 
 - a handler that waits (`sy.sleep`): messages that arrive meanwhile are held and answered after;
 - a handler that raises: that connection is closed with 1011, another one is served;
 - a handler that drops its text argument and makes garbage: `ws:send` of the text it received
-  is still sent as that text.
+  is still sent as that text;
+- a handler that sends three replies to a lone message (the first goes straight to the socket
+  and is larger than it takes at once, the rest are queued), and a ping in the same write as a
+  message (the pong comes first).
 The server exits cleanly at the end (under AddressSanitizer: no leak, no use after free).
 """
 import os
@@ -42,6 +45,11 @@ local sets = {
     if data == "boom" then error("boom on purpose") end
     ws:send(data)
   end },
+  ["/replies"] = { message = function(ws, data)
+    ws:send(string.rep("L", 24 * 1024 * 1024) .. data)
+    ws:send("r2:" .. data)
+    ws:send("r3:" .. data)
+  end },
   ["/drop"] = { message = function(ws, data)
     local keep = data
     data = nil
@@ -54,7 +62,8 @@ local sets = {
 local app = { handlers = { named = { message = function(ws, data) ws:send("named:" .. data) end } } }
 function app.upgrade(req)
   if req.path == "/named" then return sy.accept("websocket", "named") end
-  return sy.accept("websocket", sets[req.path])
+  local opts = req.path == "/replies" and { max_backpressure = 64 * 1024 * 1024 } or nil
+  return sy.accept("websocket", sets[req.path], opts)
 end
 return app
 """
@@ -142,6 +151,27 @@ def fail(srv):
     close(other)
 
 
+BIG = b"L" * (24 * 1024 * 1024)
+
+
+def replies(srv):
+    """A lone message's first reply goes straight to the socket, the ones after it are queued.
+    The first is 24 MiB, more than a loopback socket takes while the client does not read, so
+    its rest is queued by reference; two small ones follow, in order. A ping in the same write
+    as a message is answered first."""
+    s = ws_upgrade(srv.port, "/replies")
+    for i in range(2):
+        tag = b"m%d" % i
+        s.sendall(ws_frame(0x1, tag))
+        expect(s, [(0x1, BIG + tag), (0x1, b"r2:" + tag), (0x1, b"r3:" + tag)],
+               f"three replies to message {i}")
+    close(s)
+    s = ws_upgrade(srv.port, "/echo")
+    s.sendall(ws_frame(0x9, b"pp") + ws_frame(0x1, b"after"))
+    expect(s, [(0xA, b"pp"), (0x1, b"after")], "a ping and a message in one write")
+    close(s)
+
+
 def drop(srv):
     s = ws_upgrade(srv.port, "/drop")
     for i in range(5):
@@ -160,6 +190,7 @@ def main():
         ("messages held while a handler waits, answered in order", wait),
         ("a handler error closes 1011; another connection is served", fail),
         ("the received text stays valid after the handler drops it", drop),
+        ("several replies to a lone message, in order, the first one in parts", replies),
     ])
 
 
