@@ -787,6 +787,44 @@ static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *wh
     fail(c, w, code, why);
 }
 
+/* The common case of a read, ahead of the general loop of ws_on_bytes: whole frames that are
+ * each a whole message (final, masked, text or binary, no RSV bit, within max_message), with
+ * no message in progress. Each is unmasked, its text checked, and put in the batch. The first
+ * frame that is anything else, or not all here, is left untouched to the general loop, which
+ * applies every rule and answers every error. Returns how many it took (a text frame that is
+ * not UTF-8 counts: the connection failed with 1007). */
+static size_t take_whole(sy_conn *c, wsp *w, ws_batch *b)
+{
+    size_t taken = 0;
+    while (b->n < WS_BATCH) {
+        uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
+        size_t len = sy_buf_len(&c->in);
+        sy_ws_header h;
+        const char *why = NULL;
+        ssize_t hl = sy_ws_decode_header(in, len, &h, &why);
+        if (hl < 0 || !h.fin || h.rsv || !h.masked ||
+            (h.opcode != SY_WS_TEXT && h.opcode != SY_WS_BINARY) || h.len > w->o->max_message ||
+            h.len > len - (size_t)hl)
+            break;
+        uint8_t *p = in + hl;
+        size_t n = (size_t)h.len;
+        sy_ws_unmask(p, n, h.mask, 0);
+        taken++;
+        if (h.opcode == SY_WS_TEXT && !sy_utf8_valid(p, n)) {
+            fail_after(c, w, b, 1007, "invalid UTF-8 in a text message");
+            return taken;
+        }
+        b->m[b->n].p = (const char *)p;
+        b->m[b->n].n = n;
+        b->m[b->n].binary = h.opcode == SY_WS_BINARY;
+        b->n++;
+        sy_buf_consume(&c->in, (size_t)hl + n);
+    }
+    if (b->n == WS_BATCH)
+        flush(c, w, b);
+    return taken;
+}
+
 /* 1 while a data message has begun and not ended (a fragment or part of a frame is in). */
 static int in_message(const wsp *w)
 {
@@ -833,25 +871,17 @@ static void rx_keep(sy_conn *c, wsp *w, ws_rx *local)
     w->rx_owned = 1;
 }
 
-/* Reads frames from c->in until it runs dry, the conn closes, or a close was received. */
-static void ws_on_bytes(sy_conn *c)
+/* Reads frames from c->in, in every case the protocol allows, until it runs dry, the conn
+ * closes, or a close was received; whole messages go to b. A frame or message left in
+ * progress keeps its state (rx_keep). */
+static void read_frames(sy_conn *c, wsp *w, ws_batch *b)
 {
-    wsp *w = c->proto_state;
-    if (w->failed || w->close_received) {
-        sy_buf_consume(&c->in, sy_buf_len(&c->in));
-        return;
-    }
-    w->last_rx = ev_now(c->env->loop);
-    w->ping_outstanding = 0;
     ws_rx local;
     if (!w->rx) {
         memset(&local, 0, sizeof local);
         sy_buf_init(&local.msg, w->o->max_message);
         w->rx = &local;
     }
-    ws_batch b;
-    b.n = 0;
-    sy_conn_cork(c);
     while (!c->closing && c->proto == &sy_proto_ws && !w->failed && !w->close_received) {
         uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
         size_t len = sy_buf_len(&c->in);
@@ -868,17 +898,17 @@ static void ws_on_bytes(sy_conn *c)
                     ? 4
                     : 0;
             if (hl < 0 || sy_ws_check_header(&w->rx->hdr, rsv_ok, &why) != 0) {
-                fail_after(c, w, &b, 1002, why ? why : "protocol error");
+                fail_after(c, w, b, 1002, why ? why : "protocol error");
                 break;
             }
             int op = w->rx->hdr.opcode;
             if (op < SY_WS_CLOSE) {
                 if (op == SY_WS_CONT && !w->msg_opcode) {
-                    fail_after(c, w, &b, 1002, "continuation frame without a message to continue");
+                    fail_after(c, w, b, 1002, "continuation frame without a message to continue");
                     break;
                 }
                 if (op != SY_WS_CONT && w->msg_opcode) {
-                    fail_after(c, w, &b, 1002, "new message before the fragmented one finished");
+                    fail_after(c, w, b, 1002, "new message before the fragmented one finished");
                     break;
                 }
                 if (op != SY_WS_CONT)
@@ -891,18 +921,18 @@ static void ws_on_bytes(sy_conn *c)
                     if (op != SY_WS_CONT)
                         w->rx->wire_len = 0;
                     if (w->rx->hdr.len > cap || w->rx->wire_len + w->rx->hdr.len > cap) {
-                        fail_after(c, w, &b, 1009, "message too big");
+                        fail_after(c, w, b, 1009, "message too big");
                         break;
                     }
                     w->rx->wire_len += w->rx->hdr.len;
                 } else if (w->rx->hdr.len > w->o->max_message ||
                            sy_buf_len(&w->rx->msg) + w->rx->hdr.len > w->o->max_message) {
-                    fail_after(c, w, &b, 1009, "message too big");
+                    fail_after(c, w, b, 1009, "message too big");
                     break;
                 }
                 if (!w->rx->hdr.fin || op == SY_WS_CONT) {
                     if (++w->rx->fragments > w->o->max_fragments) {
-                        fail_after(c, w, &b, 1009, "too many fragments");
+                        fail_after(c, w, b, 1009, "too many fragments");
                         break;
                     }
                 }
@@ -933,7 +963,7 @@ static void ws_on_bytes(sy_conn *c)
             if (w->rx->hdr.opcode < SY_WS_CLOSE)
                 w->rx->data_rx = w->last_rx;
             if (w->frame_text && sy_utf8_feed(&w->rx->utf8, p, n) != 0) {
-                fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
+                fail_after(c, w, b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
             w->rx->frame_done = avail;
@@ -948,19 +978,19 @@ static void ws_on_bytes(sy_conn *c)
         if (w->rx->hdr.fin && (op == SY_WS_TEXT || op == SY_WS_BINARY) && !w->msg_compressed) {
             /* A whole message in one frame: handed over straight from the input buffer. */
             if (op == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
-                fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
+                fail_after(c, w, b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
-            b.m[b.n].p = (const char *)payload;
-            b.m[b.n].n = plen;
-            b.m[b.n].binary = op == SY_WS_BINARY;
-            b.n++;
+            b->m[b->n].p = (const char *)payload;
+            b->m[b->n].n = plen;
+            b->m[b->n].binary = op == SY_WS_BINARY;
+            b->n++;
             sy_buf_consume(&c->in, hl + plen);
-            if (b.n == WS_BATCH)
-                flush(c, w, &b);
+            if (b->n == WS_BATCH)
+                flush(c, w, b);
             continue;
         }
-        flush(c, w, &b);
+        flush(c, w, b);
         if (c->closing)
             break;
         if (op >= SY_WS_CLOSE) {
@@ -977,7 +1007,7 @@ static void ws_on_bytes(sy_conn *c)
         if (op != SY_WS_CONT)
             w->msg_opcode = op;
         if (sy_buf_append(&w->rx->msg, payload, plen) != 0) {
-            fail_after(c, w, &b, 1009, "message too big");
+            fail_after(c, w, b, 1009, "message too big");
             break;
         }
         sy_buf_consume(&c->in, hl + plen);
@@ -986,7 +1016,7 @@ static void ws_on_bytes(sy_conn *c)
             w->msg_opcode = 0;
             w->rx->fragments = 0;
             if (mop == SY_WS_TEXT && !sy_utf8_complete(&w->rx->utf8)) {
-                fail_after(c, w, &b, 1007, "invalid UTF-8 in a text message");
+                fail_after(c, w, b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
             deliver(c, w, (const uint8_t *)sy_buf_data(&w->rx->msg), sy_buf_len(&w->rx->msg), mop);
@@ -996,13 +1026,34 @@ static void ws_on_bytes(sy_conn *c)
             sy_buf_trim(&w->rx->msg, 0);
         }
     }
-    if (b.n == 1)
-        sy_conn_uncork_one(c); /* a lone message: its reply needs no queue */
-    flush(c, w, &b);
     if (!c->closing)
         hold_partial(c, w);
     if (!c->closing)
         rx_keep(c, w, &local);
+}
+
+/* A read: whole single-frame messages first (take_whole), then frames of every other kind
+ * (read_frames); the messages of the read go to the app together, and its output goes out in
+ * one system call. */
+static void ws_on_bytes(sy_conn *c)
+{
+    wsp *w = c->proto_state;
+    if (w->failed || w->close_received) {
+        sy_buf_consume(&c->in, sy_buf_len(&c->in));
+        return;
+    }
+    w->last_rx = ev_now(c->env->loop);
+    w->ping_outstanding = 0;
+    ws_batch b;
+    b.n = 0;
+    sy_conn_cork(c);
+    if (!w->have_hdr && !w->msg_opcode)
+        take_whole(c, w, &b);
+    if (sy_buf_len(&c->in) && !c->closing && c->proto == &sy_proto_ws && !w->failed)
+        read_frames(c, w, &b);
+    if (b.n == 1)
+        sy_conn_uncork_one(c); /* a lone message: its reply needs no queue */
+    flush(c, w, &b);
     if (!c->closing) {
         sy_conn_uncork(c);
         if (!c->closing && sy_buf_len(&c->in) == 0)
