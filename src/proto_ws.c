@@ -848,7 +848,14 @@ static void hold_partial(sy_conn *c, wsp *w)
         sy_buf_dispose(&w->rx->msg);
 }
 
-/* At the end of ws_on_bytes: a frame or message left in progress keeps its state in an
+/* The stack's state of read_frames is done with (it is never rx_owned). */
+static void rx_local_drop(wsp *w, ws_rx *local)
+{
+    sy_buf_dispose(&local->msg);
+    w->rx = NULL;
+}
+
+/* At the end of read_frames: a frame or message left in progress keeps its state in an
  * allocation of its own (made once; the timer frees it between messages), else the stack's
  * state is done with. */
 static void rx_keep(sy_conn *c, wsp *w, ws_rx *local)
@@ -856,14 +863,14 @@ static void rx_keep(sy_conn *c, wsp *w, ws_rx *local)
     if (w->rx != local)
         return;
     if (w->failed || !(w->have_hdr || in_message(w) || local->input_held || local->msg.data)) {
-        rx_drop(w);
+        rx_local_drop(w, local);
         return;
     }
     ws_rx *rx = sy_malloc(sizeof *rx);
     if (!rx) {
         fail(c, w, 1011, "out of memory");
         if (w->rx == local) /* not closed yet: the close frame is being written */
-            rx_drop(w);
+            rx_local_drop(w, local);
         return;
     }
     *rx = *local;
