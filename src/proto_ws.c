@@ -799,6 +799,8 @@ static size_t take_whole(sy_conn *c, wsp *w, ws_batch *b)
     while (b->n < WS_BATCH) {
         uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
         size_t len = sy_buf_len(&c->in);
+        if (len < 2)
+            break; /* no header yet (most often: the read is done) */
         sy_ws_header h;
         const char *why = NULL;
         ssize_t hl = sy_ws_decode_header(in, len, &h, &why);
