@@ -98,7 +98,7 @@ struct sy_conn {
     unsigned peer_eof : 1;
     unsigned over_high_water : 1;
     unsigned pending : 1;     /* queued for sy_conn_schedule */
-    unsigned corked : 1;      /* writes queue until sy_conn_uncork */
+    unsigned corked : 1;      /* writes queue until sy_conn_uncork (or sy_conn_uncork_one) */
     unsigned recork : 1;      /* sy_conn_uncork_one: corked again after the next write */
     unsigned tls_ready : 1;   /* the TLS handshake completed (proto heard of it) */
     unsigned shut_wr : 1;     /* sy_conn_shutdown_write ran: no more writes, FIN once drained */

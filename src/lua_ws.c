@@ -497,13 +497,13 @@ static int send_result(lua_State *L, int rc)
  *
  * ws:send hands the Lua string itself to the connection (no copy). What the socket takes at
  * once needs nothing more; a string queued must stay alive until the queue lets go of it. It
- * is kept in a slot of a private table (ws:send's upvalue 2), and the
- * free slots are a stack in C: anchoring is one store into the table's array part, releasing
- * is a push on that stack. A released slot keeps its string until the slot is reused (the
- * next send, most often) unless that would keep more than ANCHOR_STALE_MAX bytes of released
- * strings alive; past that, the slot is cleared at once. So a connection echoing messages
- * overwrites one slot per message and touches no table on release, and a large string
- * is let go as soon as it is written. */
+ * is kept in a slot of a private table (ws:send's upvalue 2), and the free slots are a stack
+ * in C: anchoring is one store into the table's array part, releasing is a push on that stack.
+ * A released slot keeps its string until the slot is reused (the next queued send, most often)
+ * unless that would keep more than ANCHOR_STALE_MAX bytes of released strings alive; past
+ * that, the slot is cleared at once. So a connection whose replies are queued overwrites one
+ * slot per reply and touches no table on release, and a large string is let go as soon as it
+ * is written. */
 #define ANCHOR_STALE_MAX (64 * 1024)
 #define ANCHOR_OVERHEAD 32 /* bytes of a string object besides its characters */
 

@@ -787,34 +787,39 @@ static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *wh
     fail(c, w, code, why);
 }
 
-/* The common case of a read, ahead of the general loop of ws_on_bytes: whole frames that are
+/* 1 while frames of c are still read: open, a WebSocket, not failed, no close received. */
+static int reading(const sy_conn *c, const wsp *w)
+{
+    return !c->closing && c->proto == &sy_proto_ws && !w->failed && !w->close_received;
+}
+
+/* The common case of a read, ahead of the general loop (read_frames): whole frames that are
  * each a whole message (final, masked, text or binary, no RSV bit, within max_message), with
  * no message in progress. Each is unmasked, its text checked, and put in the batch. The first
  * frame that is anything else, or not all here, is left untouched to the general loop, which
- * applies every rule and answers every error. Returns how many it took (a text frame that is
- * not UTF-8 counts: the connection failed with 1007). */
-static size_t take_whole(sy_conn *c, wsp *w, ws_batch *b)
+ * applies every rule and answers every error. Returns 1 when it stopped at a full batch, which
+ * it delivered (more may follow); 0 otherwise (also when a text frame was not UTF-8: the
+ * connection failed with 1007). */
+static int take_whole(sy_conn *c, wsp *w, ws_batch *b)
 {
-    size_t taken = 0;
     while (b->n < WS_BATCH) {
         uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
         size_t len = sy_buf_len(&c->in);
         if (len < 2)
-            break; /* no header yet (most often: the read is done) */
+            return 0; /* no header yet (most often: the read is done) */
         sy_ws_header h;
         const char *why = NULL;
         ssize_t hl = sy_ws_decode_header(in, len, &h, &why);
         if (hl < 0 || !h.fin || h.rsv || !h.masked ||
             (h.opcode != SY_WS_TEXT && h.opcode != SY_WS_BINARY) || h.len > w->o->max_message ||
             h.len > len - (size_t)hl)
-            break;
+            return 0;
         uint8_t *p = in + hl;
         size_t n = (size_t)h.len;
         sy_ws_unmask(p, n, h.mask, 0);
-        taken++;
         if (h.opcode == SY_WS_TEXT && !sy_utf8_valid(p, n)) {
             fail_after(c, w, b, 1007, "invalid UTF-8 in a text message");
-            return taken;
+            return 0;
         }
         b->m[b->n].p = (const char *)p;
         b->m[b->n].n = n;
@@ -822,9 +827,16 @@ static size_t take_whole(sy_conn *c, wsp *w, ws_batch *b)
         b->n++;
         sy_buf_consume(&c->in, (size_t)hl + n);
     }
-    if (b->n == WS_BATCH)
-        flush(c, w, b);
-    return taken;
+    flush(c, w, b);
+    return 1;
+}
+
+/* The messages of a read that are not delivered yet go to the app: the end of a read. */
+static void flush_read(sy_conn *c, wsp *w, ws_batch *b)
+{
+    if (b->n == 1)
+        sy_conn_uncork_one(c); /* a lone message: its reply needs no queue */
+    flush(c, w, b);
 }
 
 /* 1 while a data message has begun and not ended (a fragment or part of a frame is in). */
@@ -881,8 +893,10 @@ static void rx_keep(sy_conn *c, wsp *w, ws_rx *local)
 }
 
 /* Reads frames from c->in, in every case the protocol allows, until it runs dry, the conn
- * closes, or a close was received; whole messages go to b. A frame or message left in
- * progress keeps its state (rx_keep). */
+ * closes, or a close was received; whole messages go to b, delivered at the end with those
+ * take_whole put there, before a partial message is charged to the input budget (so a 1013
+ * comes after the answers to the messages before it). A frame or message left in progress
+ * keeps its state (rx_keep). */
 static void read_frames(sy_conn *c, wsp *w, ws_batch *b)
 {
     ws_rx local;
@@ -891,7 +905,7 @@ static void read_frames(sy_conn *c, wsp *w, ws_batch *b)
         sy_buf_init(&local.msg, w->o->max_message);
         w->rx = &local;
     }
-    while (!c->closing && c->proto == &sy_proto_ws && !w->failed && !w->close_received) {
+    while (reading(c, w)) {
         uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
         size_t len = sy_buf_len(&c->in);
         if (!w->have_hdr) {
@@ -1035,6 +1049,9 @@ static void read_frames(sy_conn *c, wsp *w, ws_batch *b)
             sy_buf_trim(&w->rx->msg, 0);
         }
     }
+    /* The messages before a failure of the budget or of memory below are answered first. */
+    if (!c->closing)
+        flush_read(c, w, b);
     if (!c->closing)
         hold_partial(c, w);
     if (!c->closing)
@@ -1042,8 +1059,9 @@ static void read_frames(sy_conn *c, wsp *w, ws_batch *b)
 }
 
 /* A read: whole single-frame messages first (take_whole), then frames of every other kind
- * (read_frames); the messages of the read go to the app together, and its output goes out in
- * one system call. */
+ * (read_frames); the messages of the read go to the app together. Its output is corked and
+ * goes out in one system call at the end, but for the first reply to a lone message, which
+ * goes straight out (flush_read). */
 static void ws_on_bytes(sy_conn *c)
 {
     wsp *w = c->proto_state;
@@ -1057,12 +1075,12 @@ static void ws_on_bytes(sy_conn *c)
     b.n = 0;
     sy_conn_cork(c);
     if (!w->have_hdr && !w->msg_opcode)
-        take_whole(c, w, &b);
-    if (sy_buf_len(&c->in) && !c->closing && c->proto == &sy_proto_ws && !w->failed)
-        read_frames(c, w, &b);
-    if (b.n == 1)
-        sy_conn_uncork_one(c); /* a lone message: its reply needs no queue */
-    flush(c, w, &b);
+        while (take_whole(c, w, &b) && reading(c, w))
+            continue;
+    if (sy_buf_len(&c->in) && reading(c, w))
+        read_frames(c, w, &b); /* it delivers what it and take_whole put in b */
+    else if (!c->closing)
+        flush_read(c, w, &b);
     if (!c->closing) {
         sy_conn_uncork(c);
         if (!c->closing && sy_buf_len(&c->in) == 0)

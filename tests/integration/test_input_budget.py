@@ -10,6 +10,8 @@ Attacking clients hold bodies and messages just short of complete:
     budget streams get 503, and the rest 408 after body_timeout (PINGs do not reset it);
   - 24 WebSockets with a fragmented message of 1 MiB - 1 byte: past the budget they close
     with 1013 (try again later);
+  - a read with a whole message and then a partial frame that passes the budget: the message
+    is answered, then the connection closes with 1013;
   - a WebSocket whose fragmented message stops while it keeps pinging closes with 1001 after
     the idle timeout (pings do not keep a partial message alive);
 and after all of them on one server, the whole budget is free again (a 1 MiB POST is served)
@@ -25,8 +27,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attackers import (BINARY, CONT, MIB, PING, TEXT, WS, fds, frame, http_get,  # noqa: E402
-                       parse_status, read_all, rss_kib, run)
+from attackers import (BINARY, CONT, MIB, PING, PONG, TEXT, WS, fds, frame,  # noqa: E402
+                       http_get, parse_status, read_all, rss_kib, run)
 import h2frames as H  # noqa: E402
 
 MAX_GROWTH_KIB = 16 * 1024  # the budget is 4 MiB; buffers may take up to twice what they hold
@@ -253,6 +255,32 @@ def ws_partial(srv):
     return f"{busy} x 1013, RSS +{grew} KiB"
 
 
+def ws_messages_then_budget(srv):
+    """Four WebSockets hold fragmented messages of 1 MiB - 1 byte (the budget is 4 MiB), each
+    confirmed read by a pong. Then one read carries a whole message and the first half of a
+    16 KiB frame, which passes the budget: the message is answered first, then 1013 comes."""
+    half = MIB // 2
+    held = frame(BINARY, b"w" * half, fin=False) + frame(CONT, b"w" * (half - 1), fin=False)
+    holders = []
+    try:
+        for i in range(4):
+            ws = WS(srv.port, "/echo")
+            holders.append(ws)
+            ws.send(held + frame(PING, b"held %d" % i))
+            f = ws.read_frame(30)
+            assert f and f[2] == PONG and f[3] == b"held %d" % i, f"holder {i} got {f!r}"
+        ws = WS(srv.port, "/echo")
+        holders.append(ws)
+        ws.send(frame(TEXT, b"hello") + frame(BINARY, b"x" * 16384)[:8192])
+        code, seen = ws.until_close(30)
+    finally:
+        for h in holders:
+            h.close()
+    got = [(f[2], f[3]) for f in seen]
+    assert got == [(TEXT, b"hello")] and code == 1013, f"got {got!r} then close {code}"
+    return "the message echoed, then 1013"
+
+
 def ws_stalled_message(srv):
     ws = WS(srv.port, "/stall")
     ws.send(frame(TEXT, b"the start of a message", fin=False))
@@ -300,6 +328,8 @@ if __name__ == "__main__":
         ("a stalled HTTP/1.1 body gets 408 after body_timeout", stalled_post),
         ("HTTP/2 bodies with PINGs only: 503 past the budget, 408 after body_timeout", h2_bodies),
         ("24 partial WebSocket messages: 1013 past the budget, bounded RSS", ws_partial),
+        ("whole messages before a partial frame past the budget are answered, then 1013",
+         ws_messages_then_budget),
         ("a stalled WebSocket message is not kept alive by pings", ws_stalled_message),
         ("afterwards the budget and descriptors are free", released),
     ], watchdog=240))
