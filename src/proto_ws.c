@@ -834,8 +834,10 @@ static int take_whole(sy_conn *c, wsp *w, ws_batch *b)
 /* The messages of a read that are not delivered yet go to the app: the end of a read. */
 static void flush_read(sy_conn *c, wsp *w, ws_batch *b)
 {
+    /* One message left to deliver: its first reply needs no queue (a no-op when output is
+     * queued already, so the order of bytes holds). */
     if (b->n == 1)
-        sy_conn_uncork_one(c); /* a lone message: its reply needs no queue */
+        sy_conn_uncork_one(c);
     flush(c, w, b);
 }
 
