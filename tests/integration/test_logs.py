@@ -26,7 +26,7 @@ import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import BIN, missing_bin, read_shared  # noqa: E402
+from sytest import BIN, case_registry, missing_bin, read_shared  # noqa: E402
 
 import h2.config  # noqa: E402
 import h2.connection  # noqa: E402
@@ -43,14 +43,7 @@ TEXT_LINE = re.compile(r"^(\S+) \[(fatal|error|warn|info|debug)\] worker=(\d+|su
                        r"pid=(\d+) (.*)$")
 LOGFMT = re.compile(r'([a-z_]+)=("(?:[^"\\]|\\.)*"|[^ "]+)')
 
-TESTS = []
-
-
-def test(name):
-    def deco(fn):
-        TESTS.append((name, fn))
-        return fn
-    return deco
+TESTS, test = case_registry()
 
 
 def start(args, app=APP):

@@ -25,7 +25,7 @@ import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import TIMEOUT, Server, case_registry, missing_bin, start_watchdog  # noqa: E402
 
 ROOT = os.getcwd()
 APP = os.path.join(ROOT, "examples", "echo.lua")
@@ -292,14 +292,7 @@ def finish(ws):
 
 # ---- cases ------------------------------------------------------------------------------------
 
-CASES = []
-
-
-def case(name):
-    def reg(fn):
-        CASES.append((name, fn))
-        return fn
-    return reg
+CASES, case = case_registry()
 
 
 def echo_case(name, opcode, payload):

@@ -27,7 +27,7 @@ import zlib
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sytest import TIMEOUT, Server, missing_bin, start_watchdog  # noqa: E402
+from sytest import TIMEOUT, Server, case_registry, missing_bin, start_watchdog  # noqa: E402
 from test_ws_conformance import (CLOSE, CONT, PING, PONG, TEXT, BINARY, Closed,  # noqa: E402
                                  close_payload, frame)
 
@@ -236,14 +236,7 @@ def noise(n, seed=1):
     return bytes(out)
 
 
-CASES = []
-
-
-def case(name):
-    def reg(fn):
-        CASES.append((name, fn))
-        return fn
-    return reg
+CASES, case = case_registry()
 
 
 def echo(ws, opcode, data, fragments=1, want_compressed=None):
