@@ -787,6 +787,19 @@ static void fail_after(sy_conn *c, wsp *w, ws_batch *b, int code, const char *wh
     fail(c, w, code, why);
 }
 
+/* Adds a whole message (its bytes consumed from c->in already: consuming only moves the
+ * start) to b; a full batch is delivered at once. Returns 1 when it was. */
+static int batch_add(sy_conn *c, wsp *w, ws_batch *b, const uint8_t *p, size_t n, int binary)
+{
+    b->m[b->n].p = (const char *)p;
+    b->m[b->n].n = n;
+    b->m[b->n].binary = binary;
+    if (++b->n < WS_BATCH)
+        return 0;
+    flush(c, w, b);
+    return 1;
+}
+
 /* 1 while frames of c are still read: open, a WebSocket, not failed, no close received. */
 static int reading(const sy_conn *c, const wsp *w)
 {
@@ -802,7 +815,7 @@ static int reading(const sy_conn *c, const wsp *w)
  * connection failed with 1007). */
 static int take_whole(sy_conn *c, wsp *w, ws_batch *b)
 {
-    while (b->n < WS_BATCH) {
+    for (;;) {
         uint8_t *in = (uint8_t *)sy_buf_data(&c->in);
         size_t len = sy_buf_len(&c->in);
         if (len < 2)
@@ -821,14 +834,10 @@ static int take_whole(sy_conn *c, wsp *w, ws_batch *b)
             fail_after(c, w, b, 1007, "invalid UTF-8 in a text message");
             return 0;
         }
-        b->m[b->n].p = (const char *)p;
-        b->m[b->n].n = n;
-        b->m[b->n].binary = h.opcode == SY_WS_BINARY;
-        b->n++;
         sy_buf_consume(&c->in, (size_t)hl + n);
+        if (batch_add(c, w, b, p, n, h.opcode == SY_WS_BINARY))
+            return 1;
     }
-    flush(c, w, b);
-    return 1;
 }
 
 /* The messages of a read that are not delivered yet go to the app: the end of a read. */
@@ -1006,13 +1015,8 @@ static void read_frames(sy_conn *c, wsp *w, ws_batch *b)
                 fail_after(c, w, b, 1007, "invalid UTF-8 in a text message");
                 break;
             }
-            b->m[b->n].p = (const char *)payload;
-            b->m[b->n].n = plen;
-            b->m[b->n].binary = op == SY_WS_BINARY;
-            b->n++;
             sy_buf_consume(&c->in, hl + plen);
-            if (b->n == WS_BATCH)
-                flush(c, w, b);
+            batch_add(c, w, b, payload, plen, op == SY_WS_BINARY);
             continue;
         }
         flush(c, w, b);
