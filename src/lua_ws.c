@@ -139,21 +139,23 @@ static const char *push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_w
     if (m->n > LONE_MAX ||
         (srv->lua.max_memory && srv->lua_memory + LONE_ROOM > srv->lua.max_memory))
         return NULL;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
-    if (sy_lua_push_handlers(co, 1) != LUA_TTABLE) {
-        lua_settop(co, 0);
-        return NULL;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref);                /* [handle] */
+    if (lua_getiuservalue(co, 1, UV_HANDLERS) != LUA_TTABLE) { /* [handle, set] */
+        lua_settop(co, 1); /* a set by name, resolved in the app loaded now */
+        if (sy_lua_push_handlers(co, 1) != LUA_TTABLE) {
+            lua_settop(co, 0);
+            return NULL;
+        }
     }
     /* [handle, set, "message"]; until deliver_batch has cached the key, it takes the message */
     if (!sy_lua_push_cached(srv, co, &message_key) || lua_rawget(co, 2) != LUA_TFUNCTION) {
         lua_settop(co, 0);
         return NULL;
     }
-    const char *text = lua_pushlstring(co, m->p, m->n); /* [handle, set, fn, text] */
-    lua_replace(co, 2);                                 /* [handle, text, fn] */
     lua_pushvalue(co, 1);
-    lua_pushvalue(co, 2);
+    const char *text = lua_pushlstring(co, m->p, m->n);
     lua_pushboolean(co, m->binary);
+    lua_copy(co, -2, 2); /* [handle, text, fn, handle, text, binary]: the set is no longer needed */
     return text;
 }
 
@@ -508,15 +510,16 @@ static int send_result(lua_State *L, int rc)
 #define ANCHOR_OVERHEAD 32 /* bytes of a string object besides its characters */
 
 typedef struct anchors {
-    lua_State *L;   /* the main state (outlives every connection), for clearing a slot */
-    const void *mt; /* the WebSocket metatable */
-    int table;      /* registry ref of the slot table */
-    int nslots;     /* slots 1..nslots exist */
-    int nfree;      /* free[0..nfree): slots free for reuse, the most recently freed last */
-    int cap;        /* entries allocated in free and held */
-    int *free;      /* stack of free slots */
-    size_t *held;   /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
-    size_t stale;   /* sum of held[k] over the free slots */
+    lua_State *L;         /* the main state (outlives every connection), for clearing a slot */
+    const void *mt;       /* the WebSocket metatable */
+    const void *send_key; /* the string "send" (interned, kept by the method table) */
+    int table;            /* registry ref of the slot table */
+    int nslots;           /* slots 1..nslots exist */
+    int nfree;            /* free[0..nfree): slots free for reuse, the most recently freed last */
+    int cap;              /* entries allocated in free and held */
+    int *free;            /* stack of free slots */
+    size_t *held;         /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
+    size_t stale;         /* sum of held[k] over the free slots */
 } anchors;
 
 static int anchors_gc(lua_State *L)
@@ -625,18 +628,22 @@ void sy_lua_ws_anchors_trim(lua_State *L)
  * nil, "dropped" */
 static int ws_send(lua_State *L)
 {
-    anchors *a = lua_touserdata(L, lua_upvalueindex(3));
+    /* Installed in a server's state only (sy_lua_open_ws): its extra space names the server,
+     * which holds the anchors; no API call, unlike an upvalue. */
+    sy_server *srv = sy_lua_state_server(L);
+    anchors *a = srv->lua_ws_send;
     int binary = lua_toboolean(L, 3);
     /* check_ws, by the metatable's address */
     lconn *h = lua_touserdata(L, 1);
     if (!h || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != a->mt)
         luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
     size_t n;
-    const char *p = luaL_checklstring(L, 2, &n);
+    const char *p = lua_tolstring(L, 2, &n);
+    if (!p)
+        p = luaL_checklstring(L, 2, &n); /* raises the usual message */
     if (!h->conn)
         return closed(L);
     /* The text being handled was validated on arrival; echoing it needs no second pass. */
-    sy_server *srv = sy_server_of(h->conn->env);
     if (!binary && !(p == srv->ws_validated && n == srv->ws_validated_len) &&
         !sy_utf8_valid((const uint8_t *)p, n))
         return luaL_argerror(L, 2, "text messages must be valid UTF-8 (pass binary = true)");
@@ -833,6 +840,25 @@ static int ws_index(lua_State *L)
                                lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "");
 }
 
+/* ws_index in a server's state: ws:send, by far the most called, found by its key's address
+ * (one API call, no table lookup). Upvalue 2 is ws:send. */
+static int ws_index_send(lua_State *L)
+{
+    const anchors *a = sy_lua_state_server(L)->lua_ws_send;
+    if (lua_topointer(L, 2) == a->send_key) {
+        lua_pushvalue(L, lua_upvalueindex(2));
+        return 1;
+    }
+    return ws_index(L);
+}
+
+/* ws:send in a Lua state of the host's own (luaopen_switchyard without a server), where no
+ * WebSocket can exist. */
+static int ws_send_unbound(lua_State *L)
+{
+    return luaL_error(L, "ws:send needs a switchyard server");
+}
+
 static int ws_tostring(lua_State *L)
 {
     lconn *h = luaL_checkudata(L, 1, SY_WEBSOCKET_MT);
@@ -939,12 +965,20 @@ void sy_lua_open_ws(lua_State *L)
         a->table = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
-        lua_pushcclosure(L, ws_send, 3);
-        lua_setfield(L, -2, "send");
-        lua_pushvalue(L, -1);
+        /* A server's state (its extra space names it) gets the paths that find the anchors
+         * through the server. */
+        sy_server *srv = sy_lua_server(L);
+        if (srv)
+            srv->lua_ws_send = a;
+        lua_pushcclosure(L, srv ? ws_send : ws_send_unbound, 3);
+        lua_pushliteral(L, "send");
+        a->send_key = lua_topointer(L, -1);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4); /* [mt, methods, send] */
+        lua_pushvalue(L, -2);
         lua_pushcclosure(L, sy_lua_handle_newindex, 1);
-        lua_setfield(L, -3, "__newindex"); /* [mt, methods] */
-        lua_pushcclosure(L, ws_index, 1);  /* [mt, __index] */
+        lua_setfield(L, -4, "__newindex");                      /* [mt, methods, send] */
+        lua_pushcclosure(L, srv ? ws_index_send : ws_index, 2); /* [mt, __index] */
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");

@@ -45,6 +45,7 @@ struct sy_server {
     double lua_deadline_hit; /* the last deadline that stopped a call (counted once) */
     int lua_depth;           /* nesting of calls from the core into Lua */
     void *lua_tasks;         /* owned by the Lua binding: its pool of coroutines */
+    void *lua_ws_send;       /* the Lua binding's: ws:send's state, held by its Lua state */
     sy_listener *listeners;  /* owned array */
     int nlisteners;
     sy_conn *conns; /* live connections (doubly linked) */

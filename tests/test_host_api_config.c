@@ -259,6 +259,14 @@ static void test_luaopen(void)
     }
     lua_settop(L, 0);
     CHECK(luaL_dostring(L, "require('switchyard').accept()") != LUA_OK);
+    /* No WebSocket exists here; ws:send, reached through the registry, says what it needs
+     * (the server's paths read the state's extra space, which is the host's here). */
+    lua_settop(L, 0);
+    rc = luaL_dostring(L, "local send = debug.getregistry()['switchyard.WebSocket'].__index({},"
+                          " 'send')\nreturn pcall(send, {}, 'x')");
+    CHECK_MSG(rc == LUA_OK, "%s", lua_tostring(L, -1));
+    CHECK(rc == LUA_OK && !lua_toboolean(L, 1) &&
+          strstr(lua_tostring(L, 2), "ws:send needs a switchyard server") != NULL);
     lua_close(L);
 }
 
