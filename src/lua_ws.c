@@ -841,11 +841,11 @@ static int ws_index(lua_State *L)
 }
 
 /* ws_index in a server's state: ws:send, by far the most called, found by its key's address
- * (one API call, no table lookup). Upvalue 2 is ws:send. */
+ * (the interned "send"), with no table lookup. Upvalue 2 is ws:send. */
 static int ws_index_send(lua_State *L)
 {
     const anchors *a = sy_lua_state_server(L)->lua_ws_send;
-    if (lua_topointer(L, 2) == a->send_key) {
+    if (lua_topointer(L, 2) == a->send_key && lua_type(L, 2) == LUA_TSTRING) {
         lua_pushvalue(L, lua_upvalueindex(2));
         return 1;
     }
