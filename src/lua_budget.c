@@ -181,7 +181,8 @@ sy_server *sy_lua_budget_enter_at(sy_server *s, lua_State *L, double used, doubl
 {
     sy_server *prev = bt.running;
     bt.running = s;
-    sy_lua_budget_hook(L);
+    if (bt.mode != BUDGET_TIMED) /* timed: no hook until the signal finds the call late */
+        sy_lua_budget_hook(L);
     *now = sy_lua_budget_arm(s, used);
     return prev;
 }

@@ -78,10 +78,11 @@ static int deliver_batch(lua_State *L)
     msg_batch *b = lua_touserdata(L, 1);
     lconn *h = b->h;
     sy_server *srv = sy_server_of(h->conn->env);
+    if (b->n == 1) /* a lone message came here: its key may not be cached yet (else a no-op);
+                      cached first, it is found first, on every lone message */
+        sy_lua_cache(srv, L, &message_key);
     if (!b->cached) /* found in O(1) from the next batch on */
         sy_lua_cache(srv, L, &deliver_key);
-    if (b->n == 1) /* a lone message came here: its key may not be cached yet (else a no-op) */
-        sy_lua_cache(srv, L, &message_key);
     if (!lua_istable(L, 3))
         return 0; /* a named handler set the app no longer has (logged) */
     for (size_t i = 0; i < b->n; i++) {
