@@ -463,15 +463,6 @@ static int tcp_close(lua_State *L)
     return 1;
 }
 
-static int tcp_gc(lua_State *L)
-{
-    ltcp *t = lua_touserdata(L, 1);
-    /* A socket collected while a task waits on it cannot happen: the task's stack holds it. */
-    sy_tcp_client_free(t->cl);
-    t->cl = NULL;
-    return 0;
-}
-
 static int tcp_tostring(lua_State *L)
 {
     ltcp *t = check_tcp(L);
@@ -519,7 +510,7 @@ void sy_lua_open_tcp(lua_State *L)
     luaL_newmetatable(L, "switchyard.Socket");
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, tcp_gc);
+    lua_pushcfunction(L, tcp_close); /* checks its argument: an app can call __gc by hand */
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, tcp_close);
     lua_setfield(L, -2, "__close");

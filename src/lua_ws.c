@@ -625,6 +625,16 @@ void sy_lua_ws_anchors_trim(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* The WebSocket at argument 1 of a function of a server's state, checked by its metatable's
+ * address (check_ws without an upvalue); the metatable stays on the stack. */
+static lconn *ws_self(lua_State *L, const anchors *a)
+{
+    lconn *h = lua_touserdata(L, 1);
+    if (!h || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != a->mt)
+        luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
+    return h;
+}
+
 /* ws:send(data, binary?) -> true | false (queued over the high-water mark) | nil, "closed" |
  * nil, "dropped" */
 static int ws_send(lua_State *L)
@@ -634,10 +644,7 @@ static int ws_send(lua_State *L)
     sy_server *srv = sy_lua_state_server(L);
     anchors *a = srv->lua_ws_send;
     int binary = lua_toboolean(L, 3);
-    /* check_ws, by the metatable's address */
-    lconn *h = lua_touserdata(L, 1);
-    if (!h || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != a->mt)
-        luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
+    lconn *h = ws_self(L, a);
     size_t n;
     const char *p = lua_tolstring(L, 2, &n);
     if (!p)
@@ -829,19 +836,26 @@ static int ws_buffered(lua_State *L)
     return 1;
 }
 
-static int ws_index(lua_State *L)
+/* __index: the methods (upvalue 1), then the built-in fields, then the app's own. Argument 1
+ * is checked before its fields are read: getmetatable's view of the metatable lets an app call
+ * this with anything there. a: the server's anchors (a server's state), or NULL. */
+static int ws_lookup(lua_State *L, const anchors *a)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first: the hot path */
         return 1;
     lua_pop(L, 1);
-    /* __index of this metatable: argument 1 is always a WebSocket. Built-in fields, then the
-     * app's own. */
-    return sy_lua_handle_field(L, lua_touserdata(L, 1),
-                               lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "");
+    lconn *h = a ? ws_self(L, a) : luaL_checkudata(L, 1, SY_WEBSOCKET_MT);
+    return sy_lua_handle_field(L, h, lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "");
 }
 
-/* ws_index in a server's state: ws:send, by far the most called, found by its key's address
+/* __index in a Lua state of the host's own (no WebSocket exists there). */
+static int ws_index(lua_State *L)
+{
+    return ws_lookup(L, NULL);
+}
+
+/* __index in a server's state: ws:send, by far the most called, found by its key's address
  * (the interned "send"), with no table lookup. Upvalue 2 is ws:send. */
 static int ws_index_send(lua_State *L)
 {
@@ -850,7 +864,7 @@ static int ws_index_send(lua_State *L)
         lua_pushvalue(L, lua_upvalueindex(2));
         return 1;
     }
-    return ws_index(L);
+    return ws_lookup(L, a);
 }
 
 /* ws:send in a Lua state of the host's own (luaopen_switchyard without a server), where no
