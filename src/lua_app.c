@@ -148,6 +148,7 @@ static int lua_app_open(sy_server *s)
     lua_pushcfunction(L, sy_lua_path_init);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
         lua_close(L);
+        s->lua_ws_send = NULL; /* was the closed state's */
         return SY_ENOMEM;
     }
     s->L = L;
@@ -614,6 +615,7 @@ static void lua_app_close(void *ud)
         sy_lua_tasks_free(s);
         lua_close(s->L);
         s->L = NULL;
+        s->lua_ws_send = NULL; /* was the closed state's */
         sy_lua_budget_server_gone();
     }
 }

@@ -15,12 +15,6 @@ double sy_lua_mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The server of a state made by lua_app_open, from the state's extra space (no lookup). */
-sy_server *sy_lua_state_server(lua_State *L)
-{
-    return *(sy_server **)lua_getextraspace(L);
-}
-
 /* ---- the time budget (app.lua.max_time) -----------------------------------------------------
  *
  * A count hook stops a call that runs past its deadline, but while any count hook is set Lua

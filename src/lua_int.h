@@ -262,8 +262,13 @@ void sy_lua_ws_close(void *ud, sy_conn *c, void *handle, int code, sy_str reason
  * core into s's state on this thread (deadline, and the hook where this thread needs one) and
  * returns the server whose call it interrupts, for sy_lua_budget_leave. */
 double sy_lua_mono_now(void);
-/* The server of a state made by the binding, from the state's extra space (no lookup). */
-sy_server *sy_lua_state_server(lua_State *L);
+/* The server of a state made by the binding, from the state's extra space (no lookup). Only
+ * for a server's state: in a state of the host's own (luaopen_switchyard) the extra space is
+ * the host's; sy_lua_server, by the registry, tells the two apart. */
+static inline sy_server *sy_lua_state_server(lua_State *L)
+{
+    return *(sy_server **)lua_getextraspace(L);
+}
 sy_server *sy_lua_budget_enter(sy_server *s, lua_State *L);
 void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev);
 /* Same for a coroutine that ran used seconds already (its deadline is that much nearer);

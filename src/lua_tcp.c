@@ -476,7 +476,7 @@ static int tcp_tostring(lua_State *L)
 /* sy.tcp(): a new socket, not connected. Made anywhere; connecting waits, so it is for hooks. */
 int sy_lua_tcp_new(lua_State *L)
 {
-    sy_server *s = sy_lua_state_server(L);
+    sy_server *s = sy_lua_server(L); /* by the registry: a host's own state has none */
     if (!s)
         return luaL_error(L, "sy.tcp: needs a running switchyard server");
     ltcp *t = lua_newuserdatauv(L, sizeof *t, 0);

@@ -856,7 +856,8 @@ static int ws_index(lua_State *L)
 }
 
 /* __index in a server's state: ws:send, by far the most called, found by its key's address
- * (the interned "send"), with no table lookup. Upvalue 2 is ws:send. */
+ * (the interned "send", which upvalue 3 keeps alive whatever becomes of the methods table),
+ * with no table lookup. Upvalue 2 is ws:send. */
 static int ws_index_send(lua_State *L)
 {
     const anchors *a = sy_lua_state_server(L)->lua_ws_send;
@@ -988,12 +989,13 @@ void sy_lua_open_ws(lua_State *L)
         lua_pushcclosure(L, srv ? ws_send : ws_send_unbound, 3);
         lua_pushliteral(L, "send");
         a->send_key = lua_topointer(L, -1);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, -4); /* [mt, methods, send] */
-        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -1);
+        lua_pushvalue(L, -3);
+        lua_rawset(L, -5); /* [mt, methods, send, "send"] */
+        lua_pushvalue(L, -3);
         lua_pushcclosure(L, sy_lua_handle_newindex, 1);
-        lua_setfield(L, -4, "__newindex");                      /* [mt, methods, send] */
-        lua_pushcclosure(L, srv ? ws_index_send : ws_index, 2); /* [mt, __index] */
+        lua_setfield(L, -5, "__newindex");                      /* [mt, methods, send, "send"] */
+        lua_pushcclosure(L, srv ? ws_index_send : ws_index, 3); /* [mt, __index] */
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");

@@ -267,6 +267,13 @@ static void test_luaopen(void)
     CHECK_MSG(rc == LUA_OK, "%s", lua_tostring(L, -1));
     CHECK(rc == LUA_OK && !lua_toboolean(L, 1) &&
           strstr(lua_tostring(L, 2), "ws:send needs a switchyard server") != NULL);
+    /* The extra space is the host's to use: sy.tcp must not take it for a server. */
+    memset(lua_getextraspace(L), 0xab, LUA_EXTRASPACE);
+    lua_settop(L, 0);
+    rc = luaL_dostring(L, "return pcall(require('switchyard').tcp)");
+    CHECK_MSG(rc == LUA_OK, "%s", lua_tostring(L, -1));
+    CHECK(rc == LUA_OK && !lua_toboolean(L, 1) &&
+          strstr(lua_tostring(L, 2), "needs a running switchyard server") != NULL);
     lua_close(L);
 }
 
