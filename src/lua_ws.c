@@ -513,7 +513,7 @@ static int send_result(lua_State *L, int rc)
 typedef struct anchors {
     lua_State *L;         /* the main state (outlives every connection), for clearing a slot */
     const void *mt;       /* the WebSocket metatable */
-    const void *send_key; /* the string "send" (interned, kept by the method table) */
+    const void *send_key; /* the string "send" (interned; ws_index_send keeps it) */
     int table;            /* registry ref of the slot table */
     int nslots;           /* slots 1..nslots exist */
     int nfree;            /* free[0..nfree): slots free for reuse, the most recently freed last */
