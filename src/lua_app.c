@@ -35,7 +35,9 @@ sy_server *sy_lua_server(lua_State *L)
  * a finalizer would stall the server for good. Apps may not install finalizers: setmetatable
  * (and debug.setmetatable) refuse a metatable with a __gc field, and the metatables of
  * userdata (the core's handles, io files, C libraries' objects), whose objects C marks for
- * finalization, are handed to the app as read-only views, so no __gc can be put in one.
+ * finalization, are handed to the app as read-only views, so no __gc can be put in one. A
+ * WebSocket's face is a table with a metatable of the core's: getmetatable answers its
+ * __metatable (a copy without __gc), and debug.setmetatable refuses to replace it.
  * Objects are marked when their metatable is set (Lua 5.4 manual 2.5.3): a __gc added to an
  * app's metatable later never runs, and a second setmetatable with it is refused. */
 static const char GC_GUARD[] =
@@ -46,11 +48,17 @@ static const char GC_GUARD[] =
     "  if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then error(msg, 3) end\n"
     "end\n"
     "local function readonly()\n"
-    "  error('the metatable of a userdata cannot be changed in switchyard apps (a __gc put '\n"
+    "  error('the metatable of a userdata or a WebSocket cannot be changed in switchyard apps (a "
+    "__gc put '\n"
     "        .. 'there would run outside app.lua.max_time)', 2)\n"
     "end\n"
     "local views = setmetatable({}, { __mode = 'k' })\n"
+    "local function face(v, mt)\n"
+    "  return type(v) == 'table' and type(mt) == 'table' and rawget(mt, '__name') == "
+    "'switchyard.WebSocket'\n"
+    "end\n"
     "local function view(v, mt)\n"
+    "  if face(v, mt) then return rawget(mt, '__metatable') or mt end\n"
     "  if type(v) ~= 'userdata' or type(mt) ~= 'table' then return mt end\n"
     "  local p = views[mt]\n"
     "  if not p then\n"
@@ -65,7 +73,7 @@ static const char GC_GUARD[] =
     "local dset, dget = debug.setmetatable, debug.getmetatable\n"
     "debug.setmetatable = function(v, mt)\n"
     "  check(mt)\n"
-    "  if type(v) == 'userdata' then readonly() end\n"
+    "  if type(v) == 'userdata' or face(v, dget(v)) then readonly() end\n"
     "  return dset(v, mt)\n"
     "end\n"
     "debug.getmetatable = function(v) return view(v, dget(v)) end\n";

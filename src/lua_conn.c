@@ -8,8 +8,8 @@
 lconn *sy_lua_check_handle(lua_State *L, int idx)
 {
     lconn *h = luaL_testudata(L, idx, SY_CONN_MT);
-    if (!h)
-        h = luaL_checkudata(L, idx, SY_WEBSOCKET_MT);
+    if (!h && !(h = sy_lua_ws_state(L, idx))) /* a WebSocket's face: now its state */
+        luaL_typeerror(L, idx, SY_WEBSOCKET_MT);
     return h;
 }
 
@@ -23,6 +23,7 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     h->L = lua_tothread(L, -1);
     lua_pop(L, 1);
     h->ref = LUA_NOREF;
+    h->uref = LUA_NOREF;
     h->websocket = websocket != 0;
     h->peer = c->peer;
     h->id = c->id;
@@ -31,7 +32,7 @@ void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handle
     h->held_bytes = 0;
     h->held_paused = 0;
     h->pumping = 0;
-    luaL_setmetatable(L, websocket ? SY_WEBSOCKET_MT : SY_CONN_MT);
+    luaL_setmetatable(L, websocket ? SY_WS_STATE_MT : SY_CONN_MT);
     if (handlers_idx)
         lua_pushvalue(L, handlers_idx);
     else
@@ -276,17 +277,18 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
     if (!t)
         return NULL;
     lua_State *co = t->co;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [handle] */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, sy_lua_state_ref(h)); /* [state] */
     int failed = 0;
     if (sy_lua_push_handlers(co, -1) != LUA_TTABLE || (failed = push_handler(co, h, name)) != 0 ||
-        lua_type(co, -1) != LUA_TFUNCTION) { /* [handle, handlers, fn] */
+        lua_type(co, -1) != LUA_TFUNCTION) { /* [state, handlers, fn] */
         sy_lua_task_put(t);
         if (failed)
             sy_lua_handler_failed(h);
         return NULL;
     }
-    lua_replace(co, -2);   /* [handle, fn] */
-    lua_rotate(co, -2, 1); /* [fn, handle] */
+    lua_replace(co, -3);                        /* [fn, handlers] */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* the handle the app sees */
+    lua_replace(co, -2);                        /* [fn, handle] */
     return t;
 }
 
@@ -349,7 +351,7 @@ static int ref_has_handler(lua_State *L, int ref, const char *name)
 
 int sy_lua_has_handler(lconn *h, const char *name)
 {
-    return h->ref != LUA_NOREF && ref_has_handler(h->L, h->ref, name);
+    return h->ref != LUA_NOREF && ref_has_handler(h->L, sy_lua_state_ref(h), name);
 }
 
 /* [handle-less args]: appends one held event to HF_HELD of the handle (argument 1, light
@@ -366,7 +368,7 @@ static int hold_protected(lua_State *L)
 {
     hold_args *a = lua_touserdata(L, 1);
     lconn *h = a->h;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [a, handle] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sy_lua_state_ref(h)); /* [a, state] */
     if (sy_lua_hf_get(L, -1, HF_HELD) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -423,7 +425,7 @@ static void held_clear(lconn *h)
 {
     if (h->held_end != h->held_first && h->ref != LUA_NOREF) {
         lua_State *L = h->L;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, sy_lua_state_ref(h));
         lua_pushnil(L);
         sy_lua_hf_set(L, -2, HF_HELD);
         lua_pop(L, 1);
@@ -445,8 +447,8 @@ void sy_lua_held_run(lconn *h)
     lua_State *L = h->L;
     while (!h->task && h->held_first != h->held_end && h->conn && h->ref != LUA_NOREF) {
         int top = lua_gettop(L);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-        sy_lua_hf_get(L, -1, HF_HELD); /* [handle, held] */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, sy_lua_state_ref(h));
+        sy_lua_hf_get(L, -1, HF_HELD); /* [state, held] */
         lua_Integer k = (lua_Integer)h->held_first * 3;
         lua_rawgeti(L, -1, k + 1);
         int kind = (int)lua_tointeger(L, -1);
@@ -737,6 +739,7 @@ static int make_protected(lua_State *L)
         sy_lua_hf_set(L, 4, HF_DATA);
     else
         lua_pop(L, 1);
+    sy_lua_ws_face(L, 4, h); /* before the record may be let go of: this can raise */
     if (z->refs == 1) {
         /* Its last connection: the handle takes the record's registry slot (freed, then
          * reused by luaL_ref without an allocation, so nothing can fail between), as the
@@ -1009,6 +1012,8 @@ static void do_accept(lua_State *L, sy_conn *c, int dec, sy_decision *d,
             else
                 lua_pop(L, 1);
         }
+        if (websocket)
+            sy_lua_ws_face(L, hidx, h);
         sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
         d->handle = h;                /* from here on the core owns it */
         sy_lua_upgraded(sy_server_of(c->env));

@@ -14,6 +14,7 @@
 #define SY_RESPONSE_MT "switchyard.Response"
 #define SY_CONN_MT "switchyard.Conn"
 #define SY_WEBSOCKET_MT "switchyard.WebSocket"
+#define SY_WS_STATE_MT "switchyard.WebSocket.state" /* a face's state: no methods */
 #define SY_TIMER_MT "switchyard.Timer"
 #define SY_DECISION_MT "switchyard.Decision"
 
@@ -104,7 +105,10 @@ typedef struct lconn {
     struct sy_lua_task *task;      /* borrowed: the handler running or waiting for this connection,
                                       or NULL; later events are held (HF_HELD) until it ends */
     sy_peer peer;                  /* kept after close for ws.remote_addr */
-    int ref;                       /* registry anchor while the connection is open */
+    int ref;                       /* registry anchor of the handle the app sees (a WebSocket's
+                                      face) while the connection is open */
+    int uref;                      /* WebSocket: registry anchor of this userdata while its face
+                                      lives (released by the face's finalizer); else LUA_NOREF */
     uint32_t held_first, held_end; /* held events: entries [held_first, held_end) of HF_HELD */
     uint32_t held_bytes;           /* their cost (payload bytes + 16 each, capped per event): past
                                       a bound reading pauses */
@@ -114,6 +118,23 @@ typedef struct lconn {
 } lconn;
 
 lconn *sy_lua_check_handle(lua_State *L, int idx);
+
+/* A WebSocket handle is two objects. The app sees its face: a table whose one raw field is
+ * send, so `ws:send` is found by the VM's table lookup with no metamethod call; its metatable
+ * answers everything else. The connection's state is the userdata of the lconn (the
+ * "state"), which holds the user values and is what the core's own tables (topic sets) key
+ * on; the app never sees it. The face finds the state through a map in C keyed by the face's
+ * address (sy_lua_ws_state), so nothing an app can reach in the face names the state. A raw
+ * connection's handle is its state. */
+static inline int sy_lua_state_ref(const lconn *h)
+{
+    return h->websocket ? h->uref : h->ref;
+}
+/* Replaces the state (a WebSocket's userdata) at idx with its face; may raise (memory). */
+void sy_lua_ws_face(lua_State *L, int idx, lconn *h);
+/* When the value at idx is the face of a WebSocket, replaces it with the state and returns
+ * its lconn; else NULL, the stack unchanged. Never raises. */
+lconn *sy_lua_ws_state(lua_State *L, int idx);
 
 /* WebSocket handles are made on first use: a handler event (open when the set has one, a
  * message, ping, pong, drain or close the set handles), a topic call by id. Until then the

@@ -3,25 +3,22 @@
 #include "topics.h"
 #include "ws.h"
 #include "lua_task.h"
+#include "ptrmap.h"
 
 static const char topics_key = 't';  /* registry[&topics_key] = { [topic] = { [ws] = true } } */
 static const char anchors_key = 'a'; /* registry[&anchors_key]: ws:send's anchors */
 static const char deliver_key = 'd'; /* registry[&deliver_key]: deliver_batch, "message" */
 static const char message_key = 'm'; /* registry[&message_key]: "message" */
+static const char send_fn_key = 's'; /* registry[&send_fn_key]: ws:send, the faces' raw field */
 
-/* Methods carry the WebSocket metatable as upvalue 1: a pointer comparison, no registry
- * lookup by name on every call. */
+/* The WebSocket whose face is at idx; the face is replaced with its state there (for the
+ * user values and the topic sets). Raises on anything else. */
 static lconn *check_ws(lua_State *L, int idx)
 {
-    lconn *h = lua_touserdata(L, idx);
-    if (h && lua_getmetatable(L, idx)) {
-        int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (ok)
-            return h;
-    }
-    luaL_typeerror(L, idx, SY_WEBSOCKET_MT);
-    return NULL;
+    lconn *h = sy_lua_ws_state(L, idx);
+    if (!h)
+        luaL_typeerror(L, idx, SY_WEBSOCKET_MT);
+    return h;
 }
 
 /* The handle of c for an event, made now if it was not yet; NULL (c closing with 1011) when
@@ -126,8 +123,8 @@ static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
 #define LONE_ROOM (64 * 1024)
 
 /* A read with one small message (the common case at low load) resumes the task straight on the
- * handler, with no C frame of a batch around it and no lua_callk: the stack is [handle, text,
- * fn, handle, text, binary], and the handle and the text stay below the function, so the text
+ * handler, with no C frame of a batch around it and no lua_callk: the stack is [state, text,
+ * fn, face, text, binary], and the state and the text stay below the function, so the text
  * outlives the handler as in deliver_batch. This stack is built outside any protected call, so
  * only when nothing on the way can raise: the handler is a plain field of a handler table (no
  * __index of the app's runs), and the payload's copy is small and fits well under
@@ -140,23 +137,23 @@ static const char *push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_w
     if (m->n > LONE_MAX ||
         (srv->lua.max_memory && srv->lua_memory + LONE_ROOM > srv->lua.max_memory))
         return NULL;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref);                /* [handle] */
-    if (lua_getiuservalue(co, 1, UV_HANDLERS) != LUA_TTABLE) { /* [handle, set] */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->uref);               /* [state] */
+    if (lua_getiuservalue(co, 1, UV_HANDLERS) != LUA_TTABLE) { /* [state, set] */
         lua_settop(co, 1); /* a set by name, resolved in the app loaded now */
         if (sy_lua_push_handlers(co, 1) != LUA_TTABLE) {
             lua_settop(co, 0);
             return NULL;
         }
     }
-    /* [handle, set, "message"]; until deliver_batch has cached the key, it takes the message */
+    /* [state, set, "message"]; until deliver_batch has cached the key, it takes the message */
     if (!sy_lua_push_cached(srv, co, &message_key) || lua_rawget(co, 2) != LUA_TFUNCTION) {
         lua_settop(co, 0);
         return NULL;
     }
-    lua_pushvalue(co, 1);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* the face */
     const char *text = lua_pushlstring(co, m->p, m->n);
     lua_pushboolean(co, m->binary);
-    lua_copy(co, -2, 2); /* [handle, text, fn, handle, text, binary]: the set is no longer needed */
+    lua_copy(co, -2, 2); /* [state, text, fn, face, text, binary]: the set is no longer needed */
     return text;
 }
 
@@ -188,10 +185,12 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
         srv->ws_validated_len = m->binary ? 0 : m->n;
     } else {
         b.cached = sy_lua_push_cached(srv, co, &deliver_key);
-        lua_pushlightuserdata(co, &b);              /* [fn, batch] */
-        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, handle] */
-        sy_lua_push_handlers(co, -1);               /* [fn, batch, handle, handlers] */
-        lua_pushnil(co);                            /* [..., slot for the current text] */
+        lua_pushlightuserdata(co, &b);               /* [fn, batch] */
+        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref);  /* [fn, batch, face] */
+        lua_rawgeti(co, LUA_REGISTRYINDEX, h->uref); /* [fn, batch, face, state] */
+        sy_lua_push_handlers(co, -1);                /* [fn, batch, face, state, handlers] */
+        lua_remove(co, -2);                          /* [fn, batch, face, handlers] */
+        lua_pushnil(co);                             /* [..., slot for the current text] */
         nargs = 4;
     }
     t->what = "websocket handler";
@@ -356,7 +355,7 @@ void sy_lua_ws_close(void *ud, sy_conn *c, void *handle, int code, sy_str reason
     }
     lua_State *L = h->L;
     h->conn = NULL; /* the close handler sees a closed ws: sends answer nil, "closed" */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref); /* the state: what topic sets hold */
     unsubscribe_all(L, -1);
     lua_pop(L, 1);
     sy_lua_handle_ended(h); /* a waiting handler is closed, held messages dropped */
@@ -511,21 +510,21 @@ static int send_result(lua_State *L, int rc)
 #define ANCHOR_OVERHEAD 32 /* bytes of a string object besides its characters */
 
 typedef struct anchors {
-    lua_State *L;         /* the main state (outlives every connection), for clearing a slot */
-    const void *mt;       /* the WebSocket metatable */
-    const void *send_key; /* the string "send" (interned; ws_index_send keeps it) */
-    int table;            /* registry ref of the slot table */
-    int nslots;           /* slots 1..nslots exist */
-    int nfree;            /* free[0..nfree): slots free for reuse, the most recently freed last */
-    int cap;              /* entries allocated in free and held */
-    int *free;            /* stack of free slots */
-    size_t *held;         /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
-    size_t stale;         /* sum of held[k] over the free slots */
+    lua_State *L;    /* the main state (outlives every connection), for clearing a slot */
+    sy_ptrmap faces; /* a WebSocket's face (lua_topointer) -> its lconn, while the face lives */
+    int table;       /* registry ref of the slot table */
+    int nslots;      /* slots 1..nslots exist */
+    int nfree;       /* free[0..nfree): slots free for reuse, the most recently freed last */
+    int cap;         /* entries allocated in free and held */
+    int *free;       /* stack of free slots */
+    size_t *held;    /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
+    size_t stale;    /* sum of held[k] over the free slots */
 } anchors;
 
 static int anchors_gc(lua_State *L)
 {
     anchors *a = lua_touserdata(L, 1);
+    sy_ptrmap_dispose(&a->faces);
     sy_free(a->free);
     sy_free(a->held);
     a->free = NULL;
@@ -625,14 +624,66 @@ void sy_lua_ws_anchors_trim(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* The WebSocket at argument 1 of a function of a server's state, checked by its metatable's
- * address (check_ws without an upvalue); the metatable stays on the stack. */
-static lconn *ws_self(lua_State *L, const anchors *a)
+/* ---- faces -------------------------------------------------------------------------------- */
+
+static anchors *anchors_of(lua_State *L)
 {
-    lconn *h = lua_touserdata(L, 1);
-    if (!h || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != a->mt)
-        luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
+    anchors *a = lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) == LUA_TUSERDATA
+                     ? lua_touserdata(L, -1)
+                     : NULL;
+    lua_pop(L, 1);
+    return a;
+}
+
+void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
+{
+    idx = lua_absindex(L, idx);
+    anchors *a = anchors_of(L);
+    if (!a)
+        luaL_error(L, "switchyard.WebSocket is not open in this state");
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "send");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &send_fn_key);
+    lua_rawset(L, -3);
+    luaL_setmetatable(L, SY_WEBSOCKET_MT); /* finalized from now on: face_gc undoes the rest */
+    if (sy_ptrmap_reserve(&a->faces) != 0)
+        luaL_error(L, "out of memory");
+    lua_pushvalue(L, idx);
+    h->uref = luaL_ref(L, LUA_REGISTRYINDEX);
+    sy_ptrmap_put(&a->faces, lua_topointer(L, -1), h); /* reserved: cannot fail */
+    lua_replace(L, idx);
+}
+
+lconn *sy_lua_ws_state(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    anchors *a = anchors_of(L);
+    lconn *h = a ? sy_ptrmap_get(&a->faces, lua_topointer(L, idx)) : NULL;
+    if (h) {
+        idx = lua_absindex(L, idx);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
+        lua_replace(L, idx);
+    }
     return h;
+}
+
+/* __gc of a face (upvalue 1: the anchors): the face is gone, and its state may go with it.
+ * While the connection is open the registry holds the face, so a finalizer that finds it
+ * attached runs at lua_close, where everything goes anyway. The app cannot call this: the
+ * metatable it sees (__metatable) has no __gc. */
+static int face_gc(lua_State *L)
+{
+    anchors *a = lua_touserdata(L, lua_upvalueindex(1));
+    const void *face = lua_topointer(L, 1);
+    lconn *h = face ? sy_ptrmap_get(&a->faces, face) : NULL;
+    if (!h || h->ref != LUA_NOREF)
+        return 0;
+    sy_ptrmap_del(&a->faces, face);
+    int ref = h->uref;
+    h->uref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return 0;
 }
 
 /* ws:send(data, binary?) -> true | false (queued over the high-water mark) | nil, "closed" |
@@ -644,7 +695,9 @@ static int ws_send(lua_State *L)
     sy_server *srv = sy_lua_state_server(L);
     anchors *a = srv->lua_ws_send;
     int binary = lua_toboolean(L, 3);
-    lconn *h = ws_self(L, a);
+    lconn *h = lua_type(L, 1) == LUA_TTABLE ? sy_ptrmap_get(&a->faces, lua_topointer(L, 1)) : NULL;
+    if (!h)
+        luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
     size_t n;
     const char *p = lua_tolstring(L, 2, &n);
     if (!p)
@@ -836,36 +889,34 @@ static int ws_buffered(lua_State *L)
     return 1;
 }
 
-/* __index: the methods (upvalue 1), then the built-in fields, then the app's own. Argument 1
- * is checked before its fields are read: getmetatable's view of the metatable lets an app call
- * this with anything there. a: the server's anchors (a server's state), or NULL. */
-static int ws_lookup(lua_State *L, const anchors *a)
+/* __index of a face: the methods (upvalue 1; send too, for a face whose own was removed),
+ * then the built-in fields, then the app's own. Argument 1 is checked before its fields are
+ * read: getmetatable's view of the metatable lets an app call this with anything there. */
+static int ws_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first: the hot path */
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods first */
         return 1;
     lua_pop(L, 1);
-    lconn *h = a ? ws_self(L, a) : luaL_checkudata(L, 1, SY_WEBSOCKET_MT);
+    lconn *h = check_ws(L, 1);
     return sy_lua_handle_field(L, h, lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "");
 }
 
-/* __index in a Lua state of the host's own (no WebSocket exists there). */
-static int ws_index(lua_State *L)
+/* __newindex of a face (upvalue 1: the methods): send, the face's own field, may be put back
+ * after the app removed it (it is the one built-in name the app can assign); everything else
+ * as on every handle. */
+static int ws_newindex(lua_State *L)
 {
-    return ws_lookup(L, NULL);
-}
-
-/* __index in a server's state: ws:send, by far the most called, found by its key's address
- * (the interned "send", which upvalue 3 keeps alive whatever becomes of the methods table),
- * with no table lookup. Upvalue 2 is ws:send. */
-static int ws_index_send(lua_State *L)
-{
-    const anchors *a = sy_lua_state_server(L)->lua_ws_send;
-    if (lua_topointer(L, 2) == a->send_key && lua_type(L, 2) == LUA_TSTRING) {
-        lua_pushvalue(L, lua_upvalueindex(2));
-        return 1;
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "send") == 0 &&
+        lua_type(L, 1) == LUA_TTABLE) {
+        anchors *a = anchors_of(L);
+        if (a && sy_ptrmap_get(&a->faces, lua_topointer(L, 1))) {
+            lua_settop(L, 3);
+            lua_rawset(L, 1);
+            return 0;
+        }
     }
-    return ws_lookup(L, a);
+    return sy_lua_handle_newindex(L);
 }
 
 /* ws:send in a Lua state of the host's own (luaopen_switchyard without a server), where no
@@ -877,7 +928,7 @@ static int ws_send_unbound(lua_State *L)
 
 static int ws_tostring(lua_State *L)
 {
-    lconn *h = luaL_checkudata(L, 1, SY_WEBSOCKET_MT);
+    lconn *h = check_ws(L, 1);
     char a[INET6_ADDRSTRLEN];
     sy_peer_format(&h->peer, a);
     lua_pushfstring(L, "switchyard.WebSocket(%s%s)", a, h->conn ? "" : ", closed");
@@ -960,19 +1011,17 @@ void sy_lua_ws_options(lua_State *L, int idx, sy_ws_options *o)
 void sy_lua_open_ws(lua_State *L)
 {
     if (luaL_newmetatable(L, SY_WEBSOCKET_MT)) {
-        /* [mt] */
+        /* [mt]: the metatable of the faces */
         luaL_newlibtable(L, ws_methods);
-        lua_pushvalue(L, -2);
-        luaL_setfuncs(L, ws_methods, 1); /* [mt, methods], each with mt as upvalue */
-        /* send: upvalues mt, the slot table and its anchors */
-        lua_pushvalue(L, -2);
+        luaL_setfuncs(L, ws_methods, 0); /* [mt, methods] */
+        /* send: upvalues: unused (kept in place), the slot table and its anchors */
+        lua_pushnil(L);
         lua_createtable(L, 64, 0);
-        anchors *a = lua_newuserdatauv(L, sizeof *a, 0); /* [mt, methods, mt, slots, a] */
+        anchors *a = lua_newuserdatauv(L, sizeof *a, 0); /* [mt, methods, nil, slots, a] */
         memset(a, 0, sizeof *a);
         lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
         a->L = lua_tothread(L, -1);
         lua_pop(L, 1);
-        a->mt = lua_topointer(L, -3);
         lua_createtable(L, 0, 1);
         lua_pushcfunction(L, anchors_gc);
         lua_setfield(L, -2, "__gc");
@@ -981,24 +1030,42 @@ void sy_lua_open_ws(lua_State *L)
         a->table = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
-        /* A server's state (its extra space names it) gets the paths that find the anchors
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, face_gc, 1);
+        lua_setfield(L, -6, "__gc"); /* [mt, methods, nil, slots, a] */
+        /* A server's state (its extra space names it) gets the send that finds the anchors
          * through the server. */
         sy_server *srv = sy_lua_server(L);
         if (srv)
             srv->lua_ws_send = a;
-        lua_pushcclosure(L, srv ? ws_send : ws_send_unbound, 3);
-        lua_pushliteral(L, "send");
-        a->send_key = lua_topointer(L, -1);
+        lua_pushcclosure(L, srv ? ws_send : ws_send_unbound, 3); /* [mt, methods, send] */
         lua_pushvalue(L, -1);
-        lua_pushvalue(L, -3);
-        lua_rawset(L, -5); /* [mt, methods, send, "send"] */
-        lua_pushvalue(L, -3);
-        lua_pushcclosure(L, sy_lua_handle_newindex, 1);
-        lua_setfield(L, -5, "__newindex");                      /* [mt, methods, send, "send"] */
-        lua_pushcclosure(L, srv ? ws_index_send : ws_index, 3); /* [mt, __index] */
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &send_fn_key);
+        lua_setfield(L, -2, "send"); /* [mt, methods] */
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, ws_newindex, 1);
+        lua_setfield(L, -3, "__newindex");
+        lua_pushcclosure(L, ws_index, 1);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");
+        /* What getmetatable answers for a face: a copy without __gc (a finalizer called by
+         * hand would let the state go while the face is in use), and setmetatable refuses to
+         * replace a metatable that has __metatable. Changing the copy changes no face. */
+        lua_createtable(L, 0, 4);
+        const char *const shown[] = {"__index", "__newindex", "__tostring", "__name"};
+        for (size_t i = 0; i < SY_COUNTOF(shown); i++) {
+            lua_getfield(L, -2, shown[i]);
+            lua_setfield(L, -2, shown[i]);
+        }
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    /* The states' metatable names them (for a count of what the registry holds) and nothing
+     * more: the app never sees a state, and could not use one. */
+    if (luaL_newmetatable(L, SY_WS_STATE_MT)) {
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
     lua_newtable(L);

@@ -3,7 +3,8 @@
 --   /fill?n=N  app.upgrade fills the state to the brim, gives back about N bytes, then
 --              accepts (the offered token, with handlers and options.data); the ballast is
 --              dropped by a timer right after.
---   /handles   connection handles anchored in the registry (0 once every connection closed).
+--   /handles   connection handles anchored in the registry (0 once every connection closed):
+--              raw handles, WebSocket faces (tables) and their states (userdata).
 local sy = require "switchyard"
 
 local ballast
@@ -45,9 +46,12 @@ return {
       collectgarbage()
       local count = 0
       for _, v in pairs(debug.getregistry()) do
-        local mt = type(v) == "userdata" and getmetatable(v)
-        local name = mt and mt.__name
-        if name == "switchyard.Conn" or name == "switchyard.WebSocket" then count = count + 1 end
+        local mt = (type(v) == "userdata" or type(v) == "table") and debug.getmetatable(v)
+        local name = type(mt) == "table" and mt.__name
+        if name == "switchyard.Conn" or name == "switchyard.WebSocket"
+            or name == "switchyard.WebSocket.state" then
+          count = count + 1
+        end
       end
       res:send(200, tostring(count))
       return

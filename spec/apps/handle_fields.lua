@@ -2,7 +2,9 @@
 --   raw token fields/1: open sets conn.user; each data chunk answers
 --     "user=<conn.user> seen=<n> <errors>\n"
 --   WebSocket /fields: open sets ws.user; each message answers
---     "user=<ws.user> count=<n> send=<type(ws.send)> <errors>"
+--     "user=<ws.user> count=<n> send=<type(ws.send)> <face> <errors>"
+--     <face>: "type=<type(ws)> own=<ws's own keys> back=<ws.send after ws.send = nil is the
+--     method> mt=<what getmetatable, setmetatable and debug do with ws's metatable>"
 -- <errors>: what assigning each of a few built-in names raised, "name:<message>|...", each
 -- message with the file:line of the assignment.
 local sy = require "switchyard"
@@ -27,12 +29,30 @@ local raw_fields = {
   end,
 }
 
+-- send is the handle's own field (a table lookup finds it): assigning it replaces it for that
+-- handle, and nil brings the method back through the metatable.
+local function face(ws)
+  local own = {}
+  for k in pairs(ws) do own[#own + 1] = tostring(k) end
+  local method = ws.send
+  ws.send = nil
+  local back = ws.send == method
+  ws.send = method
+  local mt = getmetatable(ws)
+  local dmt = debug.getmetatable(ws)
+  local set_ok = pcall(setmetatable, ws, {})
+  local dset_ok = pcall(debug.setmetatable, ws, {})
+  return ("type=%s own=%s back=%s mt=%s,%s,%s,%s,%s"):format(type(ws), table.concat(own, ","),
+    tostring(back), type(mt), tostring(rawget(mt, "__gc")), tostring(rawget(dmt, "__gc")),
+    set_ok and "set" or "refused", dset_ok and "set" or "refused")
+end
+
 local ws_fields = {
   open = function(ws) ws.user = "bob" end,
   message = function(ws, data)
     ws.count = (ws.count or 0) + 1
-    ws:send(("user=%s count=%d send=%s %s"):format(tostring(ws.user), ws.count, type(ws.send),
-      write_errors(ws, { "path", "send", "data", "subprotocol" })))
+    ws:send(("user=%s count=%d send=%s %s %s"):format(tostring(ws.user), ws.count, type(ws.send),
+      face(ws), write_errors(ws, { "path", "ping", "data", "subprotocol" })))
   end,
 }
 

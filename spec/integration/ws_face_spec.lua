@@ -1,0 +1,52 @@
+-- spec/integration/ws_face_spec.lua: a WebSocket handle is a table (its face); its state lives
+-- as long as the face does, and both go once the connection is closed and the app lets go of
+-- the face. Against spec/apps/ws_face.lua.
+local H = require "helpers.server"
+local W = require "helpers.ws"
+
+local N = 12
+
+describe("WebSocket faces", function()
+  after_each(H.close_all)
+  local srv = H.serve("spec/apps/ws_face.lua")
+
+  local function count()
+    return H.must_roundtrip(srv.port, H.get("/count")).body
+  end
+
+  local function wait_count(want)
+    local got
+    H.wait_for(function()
+      got = count()
+      return got == want
+    end, 20)
+    assert.are.equal(want, got)
+  end
+
+  it("a face kept after its connection closed still answers; both go when dropped", function()
+    local conns = {}
+    for i = 1, N do
+      conns[i] = W.open(srv.port, i % 2 == 0 and "/keep" or "/plain")
+      assert.are.equal("hi" .. i, W.call(conns[i], "hi" .. i))
+    end
+    -- Open: every face and state is anchored.
+    assert.are.equal(("faces=%d states=%d alive=%d"):format(N, N, N), count())
+    for _, c in ipairs(conns) do
+      W.close(c, 1000)
+      W.eof(c)
+      c:close()
+    end
+    -- Closed: the /plain faces are collected with their states; a kept face holds its state.
+    wait_count(("faces=0 states=%d alive=%d"):format(N / 2, N / 2))
+    local kept = H.must_roundtrip(srv.port, H.get("/kept")).body
+    local n = 0
+    for entry in kept:gmatch("[^;]+") do
+      n = n + 1
+      assert.truthy(entry:find("^/keep,%d+,nil closed,true$"), entry)
+    end
+    assert.are.equal(N / 2, n, kept)
+    assert.are.equal("dropped", H.must_roundtrip(srv.port, H.get("/drop")).body)
+    wait_count("faces=0 states=0 alive=0")
+    assert.is_true(srv:alive())
+  end)
+end)
