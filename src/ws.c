@@ -221,6 +221,14 @@ int sy_utf8_feed(sy_utf8 *u, const uint8_t *p, size_t n)
 {
     uint64_t s = u->state;
     size_t i = 0;
+    if (!s && n >= 8) {
+        /* Short ASCII text, the most common message: 16 bytes per test, then the rest (under
+         * 16 bytes) as the last two words, which may overlap bytes already found ASCII. */
+        while (n - i >= 16 && !((load64(p + i) | load64(p + i + 8)) & HIGH_BITS))
+            i += 16;
+        if (n - i < 16 && !((load64(p + (n - i >= 8 ? i : n - 8)) | load64(p + n - 8)) & HIGH_BITS))
+            return 0; /* all ASCII: the state stays at a character boundary */
+    }
     while (n - i >= 16) {
         /* At a boundary in front of an ASCII word (one test, no branch on the state alone):
          * skip the whole ASCII run, 32 bytes per test, then 8, then up to its first high bit. */
