@@ -245,6 +245,14 @@ describe("switchyard.testing", function()
     assert.has_error(function() c.ws.path = "/x" end, "ws.path is read-only")
     c.ws.user = "me"
     assert.equal("me", c.ws.user)
+    -- As the server's handle: a table whose own field is send, which the app may assign.
+    assert.equal("table", type(c.ws))
+    assert.same({ "send" }, (function() local k = {} for n in pairs(c.ws) do k[#k + 1] = n end return k end)())
+    local method = c.ws.send
+    c.ws.send = nil
+    assert.equal(method, c.ws.send)
+    c.ws.send = method
+    assert.equal(method, rawget(c.ws, "send"))
   end)
 
   it("errors when websocket is not accepted", function()

@@ -786,6 +786,11 @@ void sy_lua_detach(lconn *h)
         h->ref = LUA_NOREF;
         luaL_unref(h->L, LUA_REGISTRYINDEX, ref);
     }
+    if (h->uref != LUA_NOREF) { /* a WebSocket's state: its face keeps it from now on */
+        int ref = h->uref;
+        h->uref = LUA_NOREF;
+        luaL_unref(h->L, LUA_REGISTRYINDEX, ref);
+    }
 }
 
 void sy_lua_raw_close(void *ud, void *handle)
@@ -1001,19 +1006,17 @@ static void do_accept(lua_State *L, sy_conn *c, int dec, sy_decision *d,
             sy_decision_apply(d, c, req, body, offers, n);
             return;
         }
-        lconn *h = sy_lua_new_conn_handle(L, c, websocket, handlers);
+        lconn *h = sy_lua_new_conn_handle(L, c, 0, handlers); /* a raw stream's */
         int hidx = lua_gettop(L);
         sy_lua_handle_set_info(L, hidx, HF_PATH, sy_str_make(req->path.p, req->path.len));
         if (options) {
-            /* options.data becomes ws.data / conn.data. */
+            /* options.data becomes conn.data. */
             lua_pushliteral(L, "data");
             if (lua_rawget(L, options) == LUA_TTABLE)
                 sy_lua_hf_set(L, hidx, HF_DATA);
             else
                 lua_pop(L, 1);
         }
-        if (websocket)
-            sy_lua_ws_face(L, hidx, h);
         sy_lua_attach(L, hidx, h, c); /* the last step that may raise */
         d->handle = h;                /* from here on the core owns it */
         sy_lua_upgraded(sy_server_of(c->env));

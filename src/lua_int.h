@@ -107,8 +107,9 @@ typedef struct lconn {
     sy_peer peer;                  /* kept after close for ws.remote_addr */
     int ref;                       /* registry anchor of the handle the app sees (a WebSocket's
                                       face) while the connection is open */
-    int uref;                      /* WebSocket: registry anchor of this userdata while its face
-                                      lives (released by the face's finalizer); else LUA_NOREF */
+    int uref;                      /* WebSocket: registry anchor of this userdata while the
+                                      connection is open (the message path's way to it); else
+                                      LUA_NOREF */
     uint32_t held_first, held_end; /* held events: entries [held_first, held_end) of HF_HELD */
     uint32_t held_bytes;           /* their cost (payload bytes + 16 each, capped per event): past
                                       a bound reading pauses */
@@ -124,8 +125,9 @@ lconn *sy_lua_check_handle(lua_State *L, int idx);
  * answers everything else. The connection's state is the userdata of the lconn (the
  * "state"), which holds the user values and is what the core's own tables (topic sets) key
  * on; the app never sees it. The face finds the state through a map in C keyed by the face's
- * address (sy_lua_ws_state), so nothing an app can reach in the face names the state. A raw
- * connection's handle is its state. */
+ * address (sy_lua_ws_state), so nothing an app can reach in the face names the state; the
+ * state lives as long as its face, through a table with weak keys (an ephemeron: a state that
+ * refers back to its face does not keep it alive). A raw connection's handle is its state. */
 static inline int sy_lua_state_ref(const lconn *h)
 {
     return h->websocket ? h->uref : h->ref;

@@ -10,6 +10,7 @@ static const char anchors_key = 'a'; /* registry[&anchors_key]: ws:send's anchor
 static const char deliver_key = 'd'; /* registry[&deliver_key]: deliver_batch, "message" */
 static const char message_key = 'm'; /* registry[&message_key]: "message" */
 static const char send_fn_key = 's'; /* registry[&send_fn_key]: ws:send, the faces' raw field */
+static const char states_key = 'S';  /* registry[&states_key]: { [face] = state }, weak keys */
 
 /* The WebSocket whose face is at idx; the face is replaced with its state there (for the
  * user values and the topic sets). Raises on anything else. */
@@ -646,6 +647,13 @@ void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &send_fn_key);
     lua_rawset(L, -3);
     luaL_setmetatable(L, SY_WEBSOCKET_MT); /* finalized from now on: face_gc undoes the rest */
+    /* The face keeps its state alive through an ephemeron: a state that refers back to its
+     * face (ws.me = ws, ws.data.owner = ws, a closure over ws) does not keep the face alive. */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, idx);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
     if (sy_ptrmap_reserve(&a->faces) != 0)
         luaL_error(L, "out of memory");
     lua_pushvalue(L, idx);
@@ -654,35 +662,54 @@ void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
     lua_replace(L, idx);
 }
 
+/* Pushes the state of the face at idx from the ephemeron table; returns its lconn, or NULL
+ * (nothing pushed) when idx holds no face. */
+static lconn *push_state_of(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
+    lua_pushvalue(L, idx);
+    if (lua_type(L, -2) != LUA_TTABLE || lua_rawget(L, -2) != LUA_TUSERDATA) {
+        lua_pop(L, 2);
+        return NULL;
+    }
+    lua_remove(L, -2);
+    return lua_touserdata(L, -1);
+}
+
 lconn *sy_lua_ws_state(lua_State *L, int idx)
 {
     if (lua_type(L, idx) != LUA_TTABLE)
         return NULL;
+    idx = lua_absindex(L, idx);
     anchors *a = anchors_of(L);
     lconn *h = a ? sy_ptrmap_get(&a->faces, lua_topointer(L, idx)) : NULL;
-    if (h) {
-        idx = lua_absindex(L, idx);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
-        lua_replace(L, idx);
+    if (h && h->uref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref); /* open: by its integer ref */
+    } else {
+        /* Closed; or a face already finalized that an app met again before the collection
+         * after (a key of a weak table): not in the map any more, but its state is still
+         * there, and it answers as a closed WebSocket. */
+        h = push_state_of(L, idx);
+        if (!h)
+            return NULL;
     }
+    lua_replace(L, idx);
     return h;
 }
 
-/* __gc of a face (upvalue 1: the anchors): the face is gone, and its state may go with it.
- * While the connection is open the registry holds the face, so a finalizer that finds it
- * attached runs at lua_close, where everything goes anyway. The app cannot call this: the
- * metatable it sees (__metatable) has no __gc. */
+/* __gc of a face (upvalue 1: the anchors): its address may be reused from now on, so it
+ * leaves the map (its state goes with it through the ephemeron table). While the connection
+ * is open the registry holds the face, so a finalizer that finds it attached runs at
+ * lua_close, where everything goes anyway. The app cannot call this: the metatable it sees
+ * (__metatable) has no __gc. */
 static int face_gc(lua_State *L)
 {
     anchors *a = lua_touserdata(L, lua_upvalueindex(1));
     const void *face = lua_topointer(L, 1);
     lconn *h = face ? sy_ptrmap_get(&a->faces, face) : NULL;
-    if (!h || h->ref != LUA_NOREF)
-        return 0;
-    sy_ptrmap_del(&a->faces, face);
-    int ref = h->uref;
-    h->uref = LUA_NOREF;
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (h && h->ref == LUA_NOREF)
+        sy_ptrmap_del(&a->faces, face);
     return 0;
 }
 
@@ -696,7 +723,7 @@ static int ws_send(lua_State *L)
     anchors *a = srv->lua_ws_send;
     int binary = lua_toboolean(L, 3);
     lconn *h = lua_type(L, 1) == LUA_TTABLE ? sy_ptrmap_get(&a->faces, lua_topointer(L, 1)) : NULL;
-    if (!h)
+    if (!h && !(h = sy_lua_ws_state(L, 1))) /* a face met again after its finalizer: closed */
         luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
     size_t n;
     const char *p = lua_tolstring(L, 2, &n);
@@ -1061,6 +1088,12 @@ void sy_lua_open_ws(lua_State *L)
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
+    lua_newtable(L); /* the states by face: weak keys, so an ephemeron table */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &states_key);
     /* The states' metatable names them (for a count of what the registry holds) and nothing
      * more: the app never sees a state, and could not use one. */
     if (luaL_newmetatable(L, SY_WS_STATE_MT)) {

@@ -25,6 +25,10 @@ Clock.__index = Clock
 
 local EPOCH = 1700000000
 
+-- The fake connection behind each WebSocket handle (kept out of the handle, as the server
+-- keeps its state out of its face).
+local conn_of = setmetatable({}, { __mode = "k" })
+
 local function new_clock()
   return setmetatable({ t = EPOCH, timers = {}, seq = 0 }, Clock)
 end
@@ -234,7 +238,7 @@ local function new_fake(app)
   function sy.subscribers(topic)
     local n = 0
     for ws in pairs(app._topics[topic] or {}) do
-      if ws._conn.open then n = n + 1 end
+      if conn_of[ws].open then n = n + 1 end
     end
     return n
   end
@@ -406,11 +410,11 @@ function App:_publish(topic, data, binary, except)
   local n = 0
   local subs = {}
   for ws in pairs(self._topics[topic] or {}) do
-    if ws ~= except and ws._conn.open then subs[#subs + 1] = ws end
+    if ws ~= except and conn_of[ws].open then subs[#subs + 1] = ws end
   end
-  table.sort(subs, function(a, b) return a._conn.id < b._conn.id end)
+  table.sort(subs, function(a, b) return conn_of[a].id < conn_of[b].id end)
   for _, ws in ipairs(subs) do
-    ws._conn.inbox[#ws._conn.inbox + 1] = { data, binary and true or false }
+    conn_of[ws].inbox[#conn_of[ws].inbox + 1] = { data, binary and true or false }
     n = n + 1
   end
   return n
@@ -661,9 +665,13 @@ local function push(conn, name, args, opts)
 end
 
 -- A read-only handle for the app: methods, then built-in fields, then the app's own fields.
+-- A WebSocket's, as the server's, is a table whose own field is send (the one built-in name
+-- the app may assign; nil brings back the method).
 local function make_handle(kind, methods, fixed)
   local own = {}
-  return setmetatable({}, {
+  local handle = {}
+  if kind == "ws" then handle.send = methods.send end
+  return setmetatable(handle, {
     __index = function(_, k)
       local m = methods[k]
       if m ~= nil then return m end
@@ -671,7 +679,11 @@ local function make_handle(kind, methods, fixed)
       if f ~= nil then return f end
       return own[k]
     end,
-    __newindex = function(_, k, v)
+    __newindex = function(t, k, v)
+      if kind == "ws" and k == "send" then
+        rawset(t, k, v)
+        return
+      end
       if methods[k] ~= nil or fixed[k] ~= nil or k == "subprotocol" then
         error(("%s.%s is read-only"):format(kind, k), 2)
       end
@@ -803,7 +815,7 @@ function M.websocket(app, spec)
     id = conn.id, path = req.path, subprotocol = opts.subprotocol,
     remote_addr = req.remote_addr, data = opts.data or {},
   })
-  rawset(ws, "_conn", conn) -- for sy.publish and sy.subscribers
+  conn_of[ws] = conn -- for sy.publish and sy.subscribers
   conn.handle = ws
   client.ws = ws
 

@@ -3,13 +3,19 @@
 --   WebSocket /keep: the app keeps every face in `kept`; each message is echoed.
 --   WebSocket /plain: echo; the app keeps nothing.
 --   GET /count: after two full collections, "faces=<n> states=<n> alive=<n>": faces and
---     states anchored in the registry, and faces (of /keep and /plain) not yet collected.
+--     states anchored in the registry (open connections), and faces not yet collected.
 --   GET /kept: for every kept face, "<path>,<data.n>,<what send answers>,<tostring closed?>".
 --   GET /drop: the app lets go of the kept faces.
+--   WebSocket /self: the handle refers to itself (ws.me, ws.data.owner, a closure in ws.reply).
+--   WebSocket /upvalue: a handler set per connection whose closures hold the handle.
+--   GET /zombies: after one full collection, every face still a key of a weak-keyed table
+--     (faces being finalized stay there until the next collection) as
+--     "<what send answers>,<path>,<tostring closed?>" (a raised error instead if any).
 local sy = require "switchyard"
 
 local kept = {}
 local alive = setmetatable({}, { __mode = "k" })
+local sessions = setmetatable({}, { __mode = "k" })
 local opened = 0
 
 local function echo(ws, data) ws:send(data) end
@@ -29,11 +35,34 @@ local plain = {
   message = echo,
 }
 
+local self_ref = {
+  open = function(ws)
+    alive[ws] = true
+    sessions[ws] = true
+    ws.me = ws
+    ws.data.owner = ws
+    ws.reply = function(m) return ws:send(m) end
+  end,
+  message = function(ws, data) ws.reply(data) end,
+}
+
 local app = {}
 
 function app.upgrade(req)
   if req.path == "/keep" then return sy.accept("websocket", keep) end
   if req.path == "/plain" then return sy.accept("websocket", plain) end
+  if req.path == "/self" then return sy.accept("websocket", self_ref) end
+  if req.path == "/upvalue" then
+    local me
+    return sy.accept("websocket", {
+      open = function(ws)
+        me = ws
+        alive[ws] = true
+        sessions[ws] = true
+      end,
+      message = function(_, data) me:send(data) end,
+    })
+  end
   return sy.ignore()
 end
 
@@ -60,6 +89,18 @@ function app.request(req, res)
       local ok, err = ws:send("late")
       out[#out + 1] = ("%s,%d,%s %s,%s"):format(ws.path, ws.data.n, tostring(ok), tostring(err),
         tostring(tostring(ws):find("closed", 1, true) ~= nil))
+    end
+    res:send(200, table.concat(out, ";"))
+  elseif req.path == "/zombies" then
+    collectgarbage()
+    local out = {}
+    for ws in pairs(sessions) do
+      local ok, v = pcall(function()
+        local sent, err = ws:send("late")
+        return ("%s %s,%s,%s"):format(tostring(sent), tostring(err), ws.path,
+          tostring(tostring(ws):find("closed", 1, true) ~= nil))
+      end)
+      out[#out + 1] = ok and v or ("raised: " .. tostring(v))
     end
     res:send(200, table.concat(out, ";"))
   elseif req.path == "/drop" then
