@@ -40,7 +40,7 @@ static int resize(sy_ptrmap *m, size_t cap)
 
 int sy_ptrmap_reserve(sy_ptrmap *m)
 {
-    if ((m->n + 1) * 2 <= m->cap)
+    if ((m->n + 1) * 4 <= m->cap * 3)
         return 0;
     return resize(m, m->cap ? m->cap * 2 : MIN_CAP);
 }

@@ -1,8 +1,8 @@
 /* Pointer map: keys are addresses (never NULL), values pointers; open addressing with linear
  * probing, so a lookup is a multiply, a shift and most often one compare. For finding a C
  * object from the address of the Lua value that stands for it (lua_topointer), on paths too hot
- * for a Lua table lookup. Grows at half full, shrinks at an eighth; deleting shifts the entries
- * after the hole back, so no tombstones accumulate. */
+ * for a Lua table lookup. Grows at three quarters full, shrinks at an eighth; deleting shifts the
+ * entries after the hole back, so no tombstones accumulate. */
 #ifndef SY_PTRMAP_H
 #define SY_PTRMAP_H
 
