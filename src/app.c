@@ -105,8 +105,9 @@ void sy_app_ws_open(sy_conn *c, void *handle)
         c->host_open = 1;
         if (a->host_ws.on_open)
             a->host_ws.on_open(a->server, c->id, a->host_ws_ud);
-        if (c->closing)
-            return; /* the host closed it: the app never hears of it (sy_app_ws_close) */
+        if (c->closing || c->ws_closed)
+            return; /* the host closed it, or it failed meanwhile (a send past
+                       max_backpressure): the app never hears of it (sy_app_ws_close) */
     }
     c->app_open = 1;
     if (OP(APP(c), ws_open))
@@ -152,6 +153,7 @@ void sy_app_ws_drain(sy_conn *c, void *handle)
 void sy_app_ws_close(sy_conn *c, void *handle, int code, sy_str reason)
 {
     sy_app *a = APP(c);
+    c->ws_closed = 1;
     if (c->host_open) {
         c->host_open = 0;
         if (a->host_ws.on_close)

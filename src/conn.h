@@ -105,6 +105,7 @@ struct sy_conn {
     unsigned fin_sent : 1;    /* our write side is shut; reading goes on */
     unsigned host_open : 1;   /* the host's sy_ws_handler.on_open ran: on_close is owed */
     unsigned app_open : 1;    /* the app heard of the WebSocket (ws_open): ws_close is owed */
+    unsigned ws_closed : 1;   /* the WebSocket's close was told (sy_app_ws_close): no open after */
     unsigned stream_tls : 1;  /* a stream connection whose carrier runs over TLS */
     unsigned stream_eof : 1;  /* a stream connection's peer ended its side (told at delivery) */
     unsigned send_armed : 1;  /* output waits: the send timeout counts from sent_at */

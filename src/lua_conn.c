@@ -286,9 +286,11 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
             sy_lua_handler_failed(h);
         return NULL;
     }
-    lua_replace(co, -3);                        /* [fn, handlers] */
+    /* [state, fn, handle]: the state stays below the function while the handler runs, so a
+     * connection closed and detached during the handler (a send past max_backpressure) keeps
+     * its lconn until the task ends, whatever the handler drops. */
+    lua_replace(co, -2);                        /* [state, fn] */
     lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* the handle the app sees */
-    lua_replace(co, -2);                        /* [fn, handle] */
     return t;
 }
 
@@ -598,10 +600,13 @@ int sy_lua_raw_shutdown(void *ud, void *handle)
 void sy_lua_conn_discard(void *ud, void *handle)
 {
     (void)ud;
+    lconn *h = handle;
     if (sy_lua_is_lazy(handle))
         sy_lua_lazy_release(handle);
+    else if (h->websocket)
+        sy_lua_ws_discard(h); /* the host may have subscribed it */
     else
-        sy_lua_detach(handle);
+        sy_lua_detach(h);
 }
 
 /* ---- WebSocket handles made on first use -------------------------------------------------- */
@@ -729,6 +734,7 @@ static int make_protected(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, z->ref); /* [args, rec] */
     int handlers = lua_getiuservalue(L, 2, LZ_HANDLERS) != LUA_TNIL ? 3 : 0;
     lconn *h = sy_lua_new_conn_handle(L, a->c, 1, handlers); /* [args, rec, handlers, handle] */
+    a->h = h; /* for the undo, should a later step raise */
     lua_getiuservalue(L, 2, LZ_PATH);
     sy_lua_hf_set(L, 4, HF_PATH);
     if (lua_getiuservalue(L, 2, LZ_SUBPROTOCOL) == LUA_TSTRING)
@@ -748,7 +754,6 @@ static int make_protected(lua_State *L)
         a->released = 1;
     }
     sy_lua_attach(L, 4, h, a->c);
-    a->h = h;
     return 0;
 }
 
@@ -769,6 +774,10 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
         sy_log("error", "websocket: cannot make the handle of connection %llu: %s",
                (unsigned long long)c->id, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
         lua_settop(L, top);
+        if (a.h && a.h->uref != LUA_NOREF) { /* its face was made: the state goes with it */
+            luaL_unref(L, LUA_REGISTRYINDEX, a.h->uref);
+            a.h->uref = LUA_NOREF;
+        }
         return NULL;
     }
     lua_settop(L, top);

@@ -132,6 +132,9 @@ static inline int sy_lua_state_ref(const lconn *h)
 {
     return h->websocket ? h->uref : h->ref;
 }
+/* A WebSocket whose app never heard of it (its host closed it in on_open) is done with: out
+ * of its topics (the host may have subscribed it), then detached. */
+void sy_lua_ws_discard(lconn *h);
 /* Replaces the state (a WebSocket's userdata) at idx with its face; may raise (memory). */
 void sy_lua_ws_face(lua_State *L, int idx, lconn *h);
 /* When the value at idx is the face of a WebSocket, replaces it with the state and returns
@@ -173,8 +176,9 @@ void sy_lua_lazy_release(void *handle);
 int sy_lua_push_handler_set(lua_State *L, int name_idx);
 int sy_lua_push_handlers(lua_State *L, int handle_idx);
 void sy_lua_handler_sets_reset(lua_State *L);
-/* Calling a handler as a task: sy_lua_handler_begin pushes [handlers[name], handle] on the
- * stack of a task's coroutine and returns the task, or NULL when there is no such handler (or
+/* Calling a handler as a task: sy_lua_handler_begin pushes [state, handlers[name], handle] on
+ * the stack of a task's coroutine (the state below the function keeps the lconn alive for the
+ * whole call) and returns the task, or NULL when there is no such handler (or
  * the handle is detached); the caller pushes the arguments on t->co and calls
  * sy_lua_handler_end, which runs it. Returns 0 (done, or waiting: later events are held until
  * it ends), or SY_ELUA after logging. */

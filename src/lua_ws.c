@@ -343,6 +343,18 @@ static void unsubscribe_all(lua_State *L, int idx)
     sy_lua_hf_set(L, idx, HF_TOPICS);
 }
 
+void sy_lua_ws_discard(lconn *h)
+{
+    h->conn = NULL;
+    if (h->ref != LUA_NOREF) {
+        lua_State *L = h->L;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
+        unsubscribe_all(L, -1);
+        lua_pop(L, 1);
+    }
+    sy_lua_detach(h);
+}
+
 void sy_lua_ws_close(void *ud, sy_conn *c, void *handle, int code, sy_str reason)
 {
     (void)ud;
@@ -937,7 +949,12 @@ static int ws_newindex(lua_State *L)
     if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "send") == 0 &&
         lua_type(L, 1) == LUA_TTABLE) {
         anchors *a = anchors_of(L);
-        if (a && sy_ptrmap_get(&a->faces, lua_topointer(L, 1))) {
+        int face = a && sy_ptrmap_get(&a->faces, lua_topointer(L, 1));
+        if (!face && push_state_of(L, 1)) { /* finalized, met again and kept: still a face */
+            lua_pop(L, 1);
+            face = 1;
+        }
+        if (face) {
             lua_settop(L, 3);
             lua_rawset(L, 1);
             return 0;

@@ -20,13 +20,25 @@ static const char APP[] = "local sy = require 'switchyard'\n"
                           "  end,\n"
                           "}\n";
 
-/* Connection handles (raw or WebSocket) the registry holds. */
+/* A WebSocket's face: a table with the WebSocket metatable. */
+static int is_face(lua_State *L, int idx)
+{
+    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, SY_WEBSOCKET_MT);
+    int yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* Connection handles the registry holds: raw ones, WebSocket faces and their states. */
 static int anchored_handles(lua_State *L)
 {
     int n = 0;
     lua_pushnil(L);
     while (lua_next(L, LUA_REGISTRYINDEX)) {
-        if (luaL_testudata(L, -1, SY_CONN_MT) || luaL_testudata(L, -1, SY_WEBSOCKET_MT))
+        if (luaL_testudata(L, -1, SY_CONN_MT) || luaL_testudata(L, -1, SY_WS_STATE_MT) ||
+            is_face(L, -1))
             n++;
         lua_pop(L, 1);
     }

@@ -8,6 +8,9 @@
 --   GET /drop: the app lets go of the kept faces.
 --   WebSocket /self: the handle refers to itself (ws.me, ws.data.owner, a closure in ws.reply).
 --   WebSocket /upvalue: a handler set per connection whose closures hold the handle.
+--   WebSocket /fail-open: open sends past max_backpressure (1024), so the connection fails
+--     with 1008 inside the handler, which then drops ws and collects: the handle must outlive
+--     the handler (AddressSanitizer saw the state freed under it).
 --   GET /zombies: after one full collection, every face still a key of a weak-keyed table
 --     (faces being finalized stay there until the next collection) as
 --     "<what send answers>,<path>,<tostring closed?>" (a raised error instead if any).
@@ -52,6 +55,21 @@ function app.upgrade(req)
   if req.path == "/keep" then return sy.accept("websocket", keep) end
   if req.path == "/plain" then return sy.accept("websocket", plain) end
   if req.path == "/self" then return sy.accept("websocket", self_ref) end
+  if req.path == "/fail-open" then
+    return sy.accept("websocket", {
+      open = function(ws)
+        local big = string.rep("x", 1024 * 1024)
+        -- Until a send finds more than max_backpressure queued: closed with 1008 there (the
+        -- socket's own buffers take a few MiB first).
+        for _ = 1, 64 do
+          if ws:send(big, true) == nil then break end
+        end
+        ws, big = nil, nil -- luacheck: ignore
+        collectgarbage()
+        collectgarbage()
+      end,
+    }, { max_backpressure = 1024 })
+  end
   if req.path == "/upvalue" then
     local me
     return sy.accept("websocket", {

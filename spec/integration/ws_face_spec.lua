@@ -51,6 +51,26 @@ describe("WebSocket faces", function()
     assert.is_true(srv:alive())
   end)
 
+  it("a connection failed inside its own open handler outlives the handler", function()
+    for _ = 1, 3 do
+      local c = W.open(srv.port, "/fail-open")
+      -- What was sent before, then the close: 1008 past max_backpressure.
+      local code
+      for _ = 1, 70 do
+        local op, payload = W.read_frame(c, 20)
+        if not op then break end
+        if op == W.CLOSE then
+          code = string.unpack(">I2", payload)
+          break
+        end
+      end
+      assert.are.equal(1008, code)
+      c:close()
+    end
+    assert.is_true(srv:alive())
+    wait_count("faces=0 states=0 alive=0")
+  end)
+
   it("a handle that refers to itself goes once closed; one met again while collected answers as closed",
      function()
     local conns = {}
