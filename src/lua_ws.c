@@ -343,15 +343,20 @@ static void unsubscribe_all(lua_State *L, int idx)
     sy_lua_hf_set(L, idx, HF_TOPICS);
 }
 
+/* An attached handle leaves every topic it joined (topic sets hold its state). */
+static void leave_topics(lconn *h)
+{
+    lua_State *L = h->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
+    unsubscribe_all(L, -1);
+    lua_pop(L, 1);
+}
+
 void sy_lua_ws_discard(lconn *h)
 {
     h->conn = NULL;
-    if (h->ref != LUA_NOREF) {
-        lua_State *L = h->L;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
-        unsubscribe_all(L, -1);
-        lua_pop(L, 1);
-    }
+    if (h->ref != LUA_NOREF)
+        leave_topics(h);
     sy_lua_detach(h);
 }
 
@@ -366,11 +371,8 @@ void sy_lua_ws_close(void *ud, sy_conn *c, void *handle, int code, sy_str reason
             return;
         }
     }
-    lua_State *L = h->L;
     h->conn = NULL; /* the close handler sees a closed ws: sends answer nil, "closed" */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref); /* the state: what topic sets hold */
-    unsubscribe_all(L, -1);
-    lua_pop(L, 1);
+    leave_topics(h);
     sy_lua_handle_ended(h); /* a waiting handler is closed, held messages dropped */
     sy_lua_task *t = sy_lua_handler_begin(h, "close");
     if (t) {
@@ -512,7 +514,7 @@ static int send_result(lua_State *L, int rc)
  *
  * ws:send hands the Lua string itself to the connection (no copy). What the socket takes at
  * once needs nothing more; a string queued must stay alive until the queue lets go of it. It
- * is kept in a slot of a private table (ws:send's upvalue 2), and the free slots are a stack
+ * is kept in a slot of a private table (ws:send's upvalue 1), and the free slots are a stack
  * in C: anchoring is one store into the table's array part, releasing is a push on that stack.
  * A released slot keeps its string until the slot is reused (the next queued send, most often)
  * unless that would keep more than ANCHOR_STALE_MAX bytes of released strings alive; past
@@ -584,7 +586,7 @@ static void reserve(lua_State *L, anchors *a)
     }
     int k = a->nslots + 1;
     lua_pushboolean(L, 0);
-    lua_rawseti(L, lua_upvalueindex(2), k); /* may raise: nothing counted yet */
+    lua_rawseti(L, lua_upvalueindex(1), k); /* may raise: nothing counted yet */
     a->nslots = k;
     a->free[a->nfree++] = k;
 }
@@ -592,7 +594,7 @@ static void reserve(lua_State *L, anchors *a)
 /* ws:send's loan of its string (argument 2) to the output queue. */
 typedef struct send_loan {
     sy_outq_loan loan; /* first: keep finds the rest from it */
-    lua_State *L;      /* running ws_send, whose upvalue 2 is the slot table */
+    lua_State *L;      /* running ws_send, whose upvalue 1 is the slot table */
     size_t n;
 } send_loan;
 
@@ -604,7 +606,7 @@ static int keep(sy_outq_loan *loan)
     anchors *a = loan->ud;
     int k = a->free[--a->nfree];
     lua_pushvalue(l->L, 2);
-    lua_rawseti(l->L, lua_upvalueindex(2), k);
+    lua_rawseti(l->L, lua_upvalueindex(1), k);
     a->stale -= a->held[k];
     a->held[k] = l->n + ANCHOR_OVERHEAD;
     return k;
@@ -946,19 +948,15 @@ static int ws_index(lua_State *L)
  * as on every handle. */
 static int ws_newindex(lua_State *L)
 {
-    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "send") == 0 &&
-        lua_type(L, 1) == LUA_TTABLE) {
-        anchors *a = anchors_of(L);
-        int face = a && sy_ptrmap_get(&a->faces, lua_topointer(L, 1));
-        if (!face && push_state_of(L, 1)) { /* finalized, met again and kept: still a face */
-            lua_pop(L, 1);
-            face = 1;
-        }
-        if (face) {
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "send") == 0) {
+        lua_settop(L, 3);
+        lua_pushvalue(L, 1);
+        if (sy_lua_ws_state(L, 4)) { /* a face (a copy of it is now its state) */
             lua_settop(L, 3);
             lua_rawset(L, 1);
             return 0;
         }
+        lua_settop(L, 3);
     }
     return sy_lua_handle_newindex(L);
 }
@@ -1058,10 +1056,9 @@ void sy_lua_open_ws(lua_State *L)
         /* [mt]: the metatable of the faces */
         luaL_newlibtable(L, ws_methods);
         luaL_setfuncs(L, ws_methods, 0); /* [mt, methods] */
-        /* send: upvalues: unused (kept in place), the slot table and its anchors */
-        lua_pushnil(L);
+        /* send: upvalues the slot table and its anchors */
         lua_createtable(L, 64, 0);
-        anchors *a = lua_newuserdatauv(L, sizeof *a, 0); /* [mt, methods, nil, slots, a] */
+        anchors *a = lua_newuserdatauv(L, sizeof *a, 0); /* [mt, methods, slots, a] */
         memset(a, 0, sizeof *a);
         lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
         a->L = lua_tothread(L, -1);
@@ -1076,13 +1073,13 @@ void sy_lua_open_ws(lua_State *L)
         lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
         lua_pushvalue(L, -1);
         lua_pushcclosure(L, face_gc, 1);
-        lua_setfield(L, -6, "__gc"); /* [mt, methods, nil, slots, a] */
+        lua_setfield(L, -5, "__gc"); /* [mt, methods, slots, a] */
         /* A server's state (its extra space names it) gets the send that finds the anchors
          * through the server. */
         sy_server *srv = sy_lua_server(L);
         if (srv)
             srv->lua_ws_send = a;
-        lua_pushcclosure(L, srv ? ws_send : ws_send_unbound, 3); /* [mt, methods, send] */
+        lua_pushcclosure(L, srv ? ws_send : ws_send_unbound, 2); /* [mt, methods, send] */
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &send_fn_key);
         lua_setfield(L, -2, "send"); /* [mt, methods] */

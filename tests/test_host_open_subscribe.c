@@ -74,14 +74,21 @@ static void on_open(sy_server *s, sy_conn_id id, void *ud)
     CHECK(sy_server_call_lua(s, "gc", NULL, 0) == 0);
 }
 
-static void one_connection(struct ev_loop *loop)
+/* A started server on 127.0.0.1 with app (written to dir/file) and on_open as the host's. */
+static sy_server *start_server(struct ev_loop *loop, const char *file, const char *app)
 {
+    static const sy_ws_handler wh = {on_open, NULL, NULL};
     sy_server *s = sy_server_new(loop);
     CHECK(sy_server_listen(s, "127.0.0.1", 0, 0) == 0);
-    CHECK(sy_server_load_app(s, net_write_file(dir, "table.lua", APP_TABLE)) == 0);
+    CHECK(sy_server_load_app(s, net_write_file(dir, file, app)) == 0);
     CHECK(sy_server_start(s) == 0);
-    sy_ws_handler wh = {on_open, NULL, NULL};
     sy_server_set_ws_handler(s, &wh, NULL);
+    return s;
+}
+
+static void one_connection(struct ev_loop *loop)
+{
+    sy_server *s = start_server(loop, "table.lua", APP_TABLE);
     subscribe_on_open = 1;
     subscribed_ok = 0;
     int port = sy_server_listener_port(s, 0);
@@ -102,12 +109,7 @@ static void one_connection(struct ev_loop *loop)
 
 static void shared_record_across_reload(struct ev_loop *loop)
 {
-    sy_server *s = sy_server_new(loop);
-    CHECK(sy_server_listen(s, "127.0.0.1", 0, 0) == 0);
-    CHECK(sy_server_load_app(s, net_write_file(dir, "named.lua", APP_NAMED(""))) == 0);
-    CHECK(sy_server_start(s) == 0);
-    sy_ws_handler wh = {on_open, NULL, NULL};
-    sy_server_set_ws_handler(s, &wh, NULL);
+    sy_server *s = start_server(loop, "named.lua", APP_NAMED(""));
     subscribe_on_open = 0;
     int port = sy_server_listener_port(s, 0);
     net_in ia = {0}, ib = {0};
@@ -139,12 +141,7 @@ static void shared_record_across_reload(struct ev_loop *loop)
 
 static void failing_in_host_open(struct ev_loop *loop)
 {
-    sy_server *s = sy_server_new(loop);
-    CHECK(sy_server_listen(s, "127.0.0.1", 0, 0) == 0);
-    CHECK(sy_server_load_app(s, net_write_file(dir, "failing.lua", APP_FAILING)) == 0);
-    CHECK(sy_server_start(s) == 0);
-    sy_ws_handler wh = {on_open, NULL, NULL};
-    sy_server_set_ws_handler(s, &wh, NULL);
+    sy_server *s = start_server(loop, "failing.lua", APP_FAILING);
     subscribe_on_open = 1;
     fail_on_open = 1;
     subscribed_ok = 0;
