@@ -37,7 +37,7 @@ sy_server *sy_lua_server(lua_State *L)
  * userdata (the core's handles, io files, C libraries' objects), whose objects C marks for
  * finalization, are handed to the app as read-only views, so no __gc can be put in one. A
  * WebSocket's face is a table with a metatable of the core's: getmetatable answers its
- * __metatable (a copy without __gc), and debug.setmetatable refuses to replace it.
+ * __metatable (a copy), and debug.setmetatable refuses to replace it.
  * Objects are marked when their metatable is set (Lua 5.4 manual 2.5.3): a __gc added to an
  * app's metatable later never runs, and a second setmetatable with it is refused. */
 static const char GC_GUARD[] =

@@ -754,6 +754,7 @@ static int make_protected(lua_State *L)
         a->released = 1;
     }
     sy_lua_attach(L, 4, h, a->c);
+    sy_lua_ws_bind(L, 4, h);
     return 0;
 }
 
@@ -790,6 +791,8 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
 void sy_lua_detach(lconn *h)
 {
     h->conn = NULL;
+    if (h->websocket)
+        sy_lua_ws_unbind(h);
     if (h->ref != LUA_NOREF) {
         int ref = h->ref;
         h->ref = LUA_NOREF;

@@ -124,10 +124,13 @@ lconn *sy_lua_check_handle(lua_State *L, int idx);
  * send, so `ws:send` is found by the VM's table lookup with no metamethod call; its metatable
  * answers everything else. The connection's state is the userdata of the lconn (the
  * "state"), which holds the user values and is what the core's own tables (topic sets) key
- * on; the app never sees it. The face finds the state through a map in C keyed by the face's
- * address (sy_lua_ws_state), so nothing an app can reach in the face names the state; the
- * state lives as long as its face, through a table with weak keys (an ephemeron: a state that
- * refers back to its face does not keep it alive). A raw connection's handle is its state. */
+ * on; the app never sees it. The core finds the state of a face through a table with weak
+ * keys (an ephemeron: a state that refers back to its face does not keep it alive), which
+ * keeps the state as long as the face lives, and, while the connection is open, faster,
+ * through a map in C keyed by the face's address (sy_lua_ws_state). Nothing an app can reach
+ * in the face names the state. A face has no finalizer: it is in the map only while the
+ * registry holds it (lconn.ref), so its address cannot be reused meanwhile. A raw
+ * connection's handle is its state. */
 static inline int sy_lua_state_ref(const lconn *h)
 {
     return h->websocket ? h->uref : h->ref;
@@ -137,6 +140,11 @@ static inline int sy_lua_state_ref(const lconn *h)
 void sy_lua_ws_discard(lconn *h);
 /* Replaces the state (a WebSocket's userdata) at idx with its face; may raise (memory). */
 void sy_lua_ws_face(lua_State *L, int idx, lconn *h);
+/* The face at idx of h, attached (lconn.ref holds it), goes in the map the core finds states
+ * by; never raises (sy_lua_ws_face made room). sy_lua_ws_unbind takes it out, before the face
+ * is let go of: a face in the map is always anchored, so its address is not reused. */
+void sy_lua_ws_bind(lua_State *L, int idx, lconn *h);
+void sy_lua_ws_unbind(lconn *h);
 /* When the value at idx is the face of a WebSocket, replaces it with the state and returns
  * its lconn; else NULL, the stack unchanged. Never raises. */
 lconn *sy_lua_ws_state(lua_State *L, int idx);

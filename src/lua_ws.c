@@ -9,8 +9,6 @@ static const char topics_key = 't';  /* registry[&topics_key] = { [topic] = { [w
 static const char anchors_key = 'a'; /* registry[&anchors_key]: ws:send's anchors */
 static const char deliver_key = 'd'; /* registry[&deliver_key]: deliver_batch, "message" */
 static const char message_key = 'm'; /* registry[&message_key]: "message" */
-static const char send_fn_key = 's'; /* registry[&send_fn_key]: ws:send, the faces' raw field */
-static const char states_key = 'S';  /* registry[&states_key]: { [face] = state }, weak keys */
 
 /* The WebSocket whose face is at idx; the face is replaced with its state there (for the
  * user values and the topic sets). Raises on anything else. */
@@ -526,14 +524,21 @@ static int send_result(lua_State *L, int rc)
 
 typedef struct anchors {
     lua_State *L;    /* the main state (outlives every connection), for clearing a slot */
-    sy_ptrmap faces; /* a WebSocket's face (lua_topointer) -> its lconn, while the face lives */
+    sy_ptrmap faces; /* an open WebSocket's face (lua_topointer) -> its lconn: the registry
+                        holds the face (lconn.ref) while it is here, so its address cannot be
+                        reused; closed faces are found through the table of states */
     int table;       /* registry ref of the slot table */
-    int nslots;      /* slots 1..nslots exist */
-    int nfree;       /* free[0..nfree): slots free for reuse, the most recently freed last */
-    int cap;         /* entries allocated in free and held */
-    int *free;       /* stack of free slots */
-    size_t *held;    /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
-    size_t stale;    /* sum of held[k] over the free slots */
+    int send_ref;    /* registry refs made with the anchors (so in the registry's array part,
+                        read without a hash lookup): ws:send, the faces' metatable and the
+                        table of states, for making a face */
+    int mt_ref;
+    int states_ref;
+    int nslots;   /* slots 1..nslots exist */
+    int nfree;    /* free[0..nfree): slots free for reuse, the most recently freed last */
+    int cap;      /* entries allocated in free and held */
+    int *free;    /* stack of free slots */
+    size_t *held; /* held[k]: bytes of the string slot k keeps alive (0: nothing) */
+    size_t stale; /* sum of held[k] over the free slots */
 } anchors;
 
 static int anchors_gc(lua_State *L)
@@ -643,6 +648,9 @@ void sy_lua_ws_anchors_trim(lua_State *L)
 
 static anchors *anchors_of(lua_State *L)
 {
+    sy_server *srv = sy_lua_state_server(L);
+    if (srv && srv->lua_ws_send)
+        return srv->lua_ws_send;
     anchors *a = lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) == LUA_TUSERDATA
                      ? lua_touserdata(L, -1)
                      : NULL;
@@ -657,23 +665,37 @@ void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
     if (!a)
         luaL_error(L, "switchyard.WebSocket is not open in this state");
     lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "send");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &send_fn_key);
-    lua_rawset(L, -3);
-    luaL_setmetatable(L, SY_WEBSOCKET_MT); /* finalized from now on: face_gc undoes the rest */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->send_ref);
+    lua_setfield(L, -2, "send"); /* a plain set: the table has no metatable yet */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->mt_ref);
+    lua_setmetatable(L, -2);
     /* The face keeps its state alive through an ephemeron: a state that refers back to its
      * face (ws.me = ws, ws.data.owner = ws, a closure over ws) does not keep the face alive. */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->states_ref);
     lua_pushvalue(L, -2);
     lua_pushvalue(L, idx);
     lua_rawset(L, -3);
     lua_pop(L, 1);
-    if (sy_ptrmap_reserve(&a->faces) != 0)
+    if (sy_ptrmap_reserve(&a->faces) != 0) /* for sy_lua_ws_bind, which cannot fail */
         luaL_error(L, "out of memory");
     lua_pushvalue(L, idx);
     h->uref = luaL_ref(L, LUA_REGISTRYINDEX);
-    sy_ptrmap_put(&a->faces, lua_topointer(L, -1), h); /* reserved: cannot fail */
     lua_replace(L, idx);
+}
+
+void sy_lua_ws_bind(lua_State *L, int idx, lconn *h)
+{
+    sy_ptrmap_put(&anchors_of(L)->faces, lua_topointer(L, idx), h); /* reserved */
+}
+
+void sy_lua_ws_unbind(lconn *h)
+{
+    anchors *a = h->ref != LUA_NOREF ? anchors_of(h->L) : NULL;
+    if (!a)
+        return;
+    lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->ref);
+    sy_ptrmap_del(&a->faces, lua_topointer(h->L, -1));
+    lua_pop(h->L, 1);
 }
 
 /* Pushes the state of the face at idx from the ephemeron table; returns its lconn, or NULL
@@ -681,7 +703,10 @@ void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
 static lconn *push_state_of(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
+    anchors *a = anchors_of(L);
+    if (!a)
+        return NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->states_ref);
     lua_pushvalue(L, idx);
     if (lua_type(L, -2) != LUA_TTABLE || lua_rawget(L, -2) != LUA_TUSERDATA) {
         lua_pop(L, 2);
@@ -698,33 +723,15 @@ lconn *sy_lua_ws_state(lua_State *L, int idx)
     idx = lua_absindex(L, idx);
     anchors *a = anchors_of(L);
     lconn *h = a ? sy_ptrmap_get(&a->faces, lua_topointer(L, idx)) : NULL;
-    if (h && h->uref != LUA_NOREF) {
+    if (h) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref); /* open: by its integer ref */
     } else {
-        /* Closed; or a face already finalized that an app met again before the collection
-         * after (a key of a weak table): not in the map any more, but its state is still
-         * there, and it answers as a closed WebSocket. */
-        h = push_state_of(L, idx);
+        h = push_state_of(L, idx); /* closed, or not a face */
         if (!h)
             return NULL;
     }
     lua_replace(L, idx);
     return h;
-}
-
-/* __gc of a face (upvalue 1: the anchors): its address may be reused from now on, so it
- * leaves the map (its state goes with it through the ephemeron table). While the connection
- * is open the registry holds the face, so a finalizer that finds it attached runs at
- * lua_close, where everything goes anyway. The app cannot call this: the metatable it sees
- * (__metatable) has no __gc. */
-static int face_gc(lua_State *L)
-{
-    anchors *a = lua_touserdata(L, lua_upvalueindex(1));
-    const void *face = lua_topointer(L, 1);
-    lconn *h = face ? sy_ptrmap_get(&a->faces, face) : NULL;
-    if (h && h->ref == LUA_NOREF)
-        sy_ptrmap_del(&a->faces, face);
-    return 0;
 }
 
 /* ws:send(data, binary?) -> true | false (queued over the high-water mark) | nil, "closed" |
@@ -737,7 +744,7 @@ static int ws_send(lua_State *L)
     anchors *a = srv->lua_ws_send;
     int binary = lua_toboolean(L, 3);
     lconn *h = lua_type(L, 1) == LUA_TTABLE ? sy_ptrmap_get(&a->faces, lua_topointer(L, 1)) : NULL;
-    if (!h && !(h = sy_lua_ws_state(L, 1))) /* a face met again after its finalizer: closed */
+    if (!h && !(h = sy_lua_ws_state(L, 1))) /* not open: found through the table of states */
         luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
     size_t n;
     const char *p = lua_tolstring(L, 2, &n);
@@ -1070,10 +1077,15 @@ void sy_lua_open_ws(lua_State *L)
         lua_pushvalue(L, -2);
         a->table = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
-        lua_pushvalue(L, -1);
-        lua_pushcclosure(L, face_gc, 1);
-        lua_setfield(L, -5, "__gc"); /* [mt, methods, slots, a] */
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key); /* [mt, methods, slots, a] */
+        lua_pushvalue(L, -4);
+        a->mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_newtable(L); /* the states by face: weak keys, so an ephemeron table */
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        a->states_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         /* A server's state (its extra space names it) gets the send that finds the anchors
          * through the server. */
         sy_server *srv = sy_lua_server(L);
@@ -1081,7 +1093,7 @@ void sy_lua_open_ws(lua_State *L)
             srv->lua_ws_send = a;
         lua_pushcclosure(L, srv ? ws_send : ws_send_unbound, 2); /* [mt, methods, send] */
         lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &send_fn_key);
+        a->send_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_setfield(L, -2, "send"); /* [mt, methods] */
         lua_pushvalue(L, -1);
         lua_pushcclosure(L, ws_newindex, 1);
@@ -1090,9 +1102,8 @@ void sy_lua_open_ws(lua_State *L)
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");
-        /* What getmetatable answers for a face: a copy without __gc (a finalizer called by
-         * hand would let the state go while the face is in use), and setmetatable refuses to
-         * replace a metatable that has __metatable. Changing the copy changes no face. */
+        /* What getmetatable answers for a face: a copy, and setmetatable refuses to replace a
+         * metatable that has __metatable. Changing the copy changes no face. */
         lua_createtable(L, 0, 4);
         const char *const shown[] = {"__index", "__newindex", "__tostring", "__name"};
         for (size_t i = 0; i < SY_COUNTOF(shown); i++) {
@@ -1102,12 +1113,6 @@ void sy_lua_open_ws(lua_State *L)
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
-    lua_newtable(L); /* the states by face: weak keys, so an ephemeron table */
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &states_key);
     /* The states' metatable names them (for a count of what the registry holds) and nothing
      * more: the app never sees a state, and could not use one. */
     if (luaL_newmetatable(L, SY_WS_STATE_MT)) {

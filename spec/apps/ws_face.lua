@@ -12,7 +12,7 @@
 --     with 1008 inside the handler, which then drops ws and collects: the handle must outlive
 --     the handler (AddressSanitizer saw the state freed under it).
 --   GET /zombies: after one full collection, every face still a key of a weak-keyed table
---     (faces being finalized stay there until the next collection) as
+--     (a face with a finalizer would stay there until the next collection) as
 --     "<what send answers>,<path>,<tostring closed?>" (a raised error instead if any).
 local sy = require "switchyard"
 
