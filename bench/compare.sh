@@ -37,6 +37,8 @@
 #   NOISY_PCT       a run is "noisy" when its oth% exceeds this (default 10); the summary also gives
 #                   the ratio over the rounds where neither run of the pair was noisy
 #   KEEP_TMP        1 = keep the temp dir's logs (sources and builds are always removed)
+#   WS_APP          the app of the ws cases (default examples/echo.lua, whose handles are made on
+#                   first use; bench/open_app.lua makes each at the upgrade)
 # SERVER_CPU, LOAD_CPU, WRK_CPU, CONNECTIONS, CLIENTS, STREAMS, NODE_BIN, NGINX_BIN reach the
 # scripts as set.
 set -euo pipefail
@@ -58,6 +60,11 @@ BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1200}
 RUN_TIMEOUT=${RUN_TIMEOUT:-$((300 + 4 * (WARMUP + DURATION)))}
 NOISY_PCT=${NOISY_PCT:-10}
+WS_APP=${WS_APP:-}
+if [ -n "$WS_APP" ]; then
+  [ -f "$WS_APP" ] || { echo "compare.sh: WS_APP $WS_APP: no such file" >&2; exit 2; }
+  WS_APP=$(cd "$(dirname "$WS_APP")" && pwd)/$(basename "$WS_APP")
+fi
 KEEP_TMP=${KEEP_TMP:-0}
 STOP_TRIES=150   # stop_pid: give a script that is told to stop 15 s to stop its servers
 
@@ -144,6 +151,7 @@ echo "#             $(git -C "$REPO" log -1 --format=%s "$BASE_SHA" | cut -c1-86
 echo "# current:    $cur_desc, $CUR_BIN ($cur_build)"
 echo "# runs:       bench/ws.sh CASES=<case> FLOOR=0 / http1.sh / h2.sh / tls.sh, PEER=0 ROUNDS=1, ${WARMUP}s warmup +" \
      "${DURATION}s measured; $ROUNDS round(s) of $ncases case(s) x 2 sides; about $((est / 60)) min"
+[ -z "$WS_APP" ] || echo "# ws app:     $WS_APP"
 echo "# loadavg:    $(cut -d' ' -f1-3 /proc/loadavg)"
 
 RESULTS=$TMP/results.tsv   # round case side rate cpu_us oth_pct
@@ -162,7 +170,7 @@ one_run() {
     h2)     cmd+=(PEER=0 "$REPO/bench/h2.sh") ;;
     tls)    cmd+=(PEER=0 CASES=keepalive "$REPO/bench/tls.sh") ;;
     tls_hs) cmd+=(PEER=0 CASES=handshake "$REPO/bench/tls.sh") ;;
-    *)      cmd+=(PEER=0 CASES="$cs" FLOOR=0 "$REPO/bench/ws.sh") ;;
+    *)      cmd+=(PEER=0 CASES="$cs" FLOOR=0 APP="$WS_APP" "$REPO/bench/ws.sh") ;;
   esac
   for try in 1 2; do
     log="$TMP/run-$round-$cs-$side-$try.log" rc=0
