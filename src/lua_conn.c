@@ -791,8 +791,12 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
 void sy_lua_detach(lconn *h)
 {
     h->conn = NULL;
-    if (h->websocket)
-        sy_lua_ws_unbind(h);
+    if (h->ref == LUA_NOREF)
+        return; /* never attached, or detached already */
+    if (h->websocket && sy_lua_ws_unbind(h) != 0) {
+        h->ref = LUA_NOREF; /* face and state stay in the registry while the server lives */
+        return;
+    }
     if (h->ref != LUA_NOREF) {
         int ref = h->ref;
         h->ref = LUA_NOREF;

@@ -141,10 +141,13 @@ void sy_lua_ws_discard(lconn *h);
 /* Replaces the state (a WebSocket's userdata) at idx with its face; may raise (memory). */
 void sy_lua_ws_face(lua_State *L, int idx, lconn *h);
 /* The face at idx of h, attached (lconn.ref holds it), goes in the map the core finds states
- * by; never raises (sy_lua_ws_face made room). sy_lua_ws_unbind takes it out, before the face
- * is let go of: a face in the map is always anchored, so its address is not reused. */
+ * by; never raises (sy_lua_ws_face made room). sy_lua_ws_unbind, before the registry lets go
+ * of the face and the state, has the face keep the state from then on (the table of states)
+ * and takes the face out of the map (a face in the map is always anchored, so its address is
+ * not reused). Returns 0, or -1 when the first failed (out of memory, logged): the face stays
+ * in the map, and the registry must keep both for good. Never raises. */
 void sy_lua_ws_bind(lua_State *L, int idx, lconn *h);
-void sy_lua_ws_unbind(lconn *h);
+int sy_lua_ws_unbind(lconn *h);
 /* When the value at idx is the face of a WebSocket, replaces it with the state and returns
  * its lconn; else NULL, the stack unchanged. Never raises. */
 lconn *sy_lua_ws_state(lua_State *L, int idx);

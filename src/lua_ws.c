@@ -669,13 +669,6 @@ void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
     lua_setfield(L, -2, "send"); /* a plain set: the table has no metatable yet */
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->mt_ref);
     lua_setmetatable(L, -2);
-    /* The face keeps its state alive through an ephemeron: a state that refers back to its
-     * face (ws.me = ws, ws.data.owner = ws, a closure over ws) does not keep the face alive. */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->states_ref);
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, idx);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
     if (sy_ptrmap_reserve(&a->faces) != 0) /* for sy_lua_ws_bind, which cannot fail */
         luaL_error(L, "out of memory");
     lua_pushvalue(L, idx);
@@ -688,14 +681,52 @@ void sy_lua_ws_bind(lua_State *L, int idx, lconn *h)
     sy_ptrmap_put(&anchors_of(L)->faces, lua_topointer(L, idx), h); /* reserved */
 }
 
-void sy_lua_ws_unbind(lconn *h)
+/* [states, face, state]: states[face] = state (may raise: memory). */
+static int set_state(lua_State *L)
 {
-    anchors *a = h->ref != LUA_NOREF ? anchors_of(h->L) : NULL;
+    lua_rawset(L, 1);
+    return 0;
+}
+
+int sy_lua_ws_unbind(lconn *h)
+{
+    lua_State *L = h->L;
+    anchors *a = h->ref != LUA_NOREF && h->uref != LUA_NOREF ? anchors_of(L) : NULL;
     if (!a)
-        return;
-    lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->ref);
-    sy_ptrmap_del(&a->faces, lua_topointer(h->L, -1));
-    lua_pop(h->L, 1);
+        return 0;
+    /* From now on the face keeps its state alive, through an ephemeron: a state that refers
+     * back to its face (ws.me = ws, ws.data.owner = ws, a closure over ws) does not keep the
+     * face alive. Only closed faces are there, so a collection does not walk one entry per
+     * open connection (it walks a weak table whole whenever it changed). */
+    int rc = -1;
+    if (lua_checkstack(L, 4)) {
+        /* The core's bookkeeping for a connection going away, which lets go of more than
+         * this takes: not held to app.lua.max_memory, or an app at its cap would leak. */
+        sy_server *s = sy_lua_state_server(L);
+        size_t cap = s ? s->lua.max_memory : 0;
+        if (s)
+            s->lua.max_memory = 0;
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, set_state);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, a->states_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
+        rc = lua_pcall(L, 3, 0, 0) == LUA_OK ? 0 : -1;
+        lua_settop(L, top);
+        if (s)
+            s->lua.max_memory = cap;
+    }
+    if (rc != 0) {
+        sy_log("error",
+               "websocket: out of memory closing connection %llu: its handle stays anchored "
+               "until the server stops",
+               (unsigned long long)h->id);
+        return -1; /* the map keeps the face, the registry both: all still answers */
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    sy_ptrmap_del(&a->faces, lua_topointer(L, -1));
+    lua_pop(L, 1);
+    return 0;
 }
 
 /* Pushes the state of the face at idx from the ephemeron table; returns its lconn, or NULL

@@ -2,8 +2,9 @@
 -- a table (its face) whose state the core keeps while the face lives.
 --   WebSocket /keep: the app keeps every face in `kept`; each message is echoed.
 --   WebSocket /plain: echo; the app keeps nothing.
---   GET /count: after two full collections, "faces=<n> states=<n> alive=<n>": faces and
---     states anchored in the registry (open connections), and faces not yet collected.
+--   GET /count: after two full collections, "faces=<n> states=<n> alive=<n> weak=<n>": faces
+--     and states anchored in the registry (open connections), faces not yet collected, and
+--     states kept by their face through a weak-keyed table of the core's (closed faces only).
 --   GET /kept: for every kept face, "<path>,<data.n>,<what send answers>,<tostring closed?>".
 --   GET /drop: the app lets go of the kept faces.
 --   WebSocket /self: the handle refers to itself (ws.me, ws.data.owner, a closure in ws.reply).
@@ -84,18 +85,27 @@ function app.upgrade(req)
   return sy.ignore()
 end
 
+local function name_of(v)
+  local mt = (type(v) == "table" or type(v) == "userdata") and debug.getmetatable(v)
+  return type(mt) == "table" and mt.__name, mt
+end
+
 local function count()
   collectgarbage()
   collectgarbage()
-  local faces, states, n = 0, 0, 0
+  local faces, states, n, weak = 0, 0, 0, 0
   for _, v in pairs(debug.getregistry()) do
-    local mt = (type(v) == "table" or type(v) == "userdata") and debug.getmetatable(v)
-    local name = type(mt) == "table" and mt.__name
+    local name, mt = name_of(v)
     if name == "switchyard.WebSocket" then faces = faces + 1 end
     if name == "switchyard.WebSocket.state" then states = states + 1 end
+    if type(v) == "table" and type(mt) == "table" and mt.__mode == "k" then
+      for _, s in pairs(v) do
+        if name_of(s) == "switchyard.WebSocket.state" then weak = weak + 1 end
+      end
+    end
   end
   for _ in pairs(alive) do n = n + 1 end
-  return ("faces=%d states=%d alive=%d"):format(faces, states, n)
+  return ("faces=%d states=%d alive=%d weak=%d"):format(faces, states, n, weak)
 end
 
 function app.request(req, res)
