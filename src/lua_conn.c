@@ -16,14 +16,13 @@ lconn *sy_lua_check_handle(lua_State *L, int idx)
 void *sy_lua_new_conn_handle(lua_State *L, sy_conn *c, int websocket, int handlers_idx)
 {
     handlers_idx = handlers_idx ? lua_absindex(L, handlers_idx) : 0;
-    lconn *h = lua_newuserdatauv(L, sizeof *h, UV_COUNT);
+    lconn *h = lua_newuserdatauv(L, sizeof *h, websocket ? UV_WS_COUNT : UV_COUNT);
     h->conn = NULL;
     /* The main state: L may be the coroutine of a hook, collected once it is done. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     h->L = lua_tothread(L, -1);
     lua_pop(L, 1);
     h->ref = LUA_NOREF;
-    h->uref = LUA_NOREF;
     h->websocket = websocket != 0;
     h->peer = c->peer;
     h->id = c->id;
@@ -289,8 +288,11 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
     /* [state, fn, handle]: the state stays below the function while the handler runs, so a
      * connection closed and detached during the handler (a send past max_backpressure) keeps
      * its lconn until the task ends, whatever the handler drops. */
-    lua_replace(co, -2);                        /* [state, fn] */
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* the handle the app sees */
+    lua_replace(co, -2); /* [state, fn] */
+    if (h->websocket)
+        lua_getiuservalue(co, 1, UV_FACE); /* the handle the app sees */
+    else
+        lua_pushvalue(co, 1);
     return t;
 }
 
@@ -745,7 +747,7 @@ static int make_protected(lua_State *L)
         sy_lua_hf_set(L, 4, HF_DATA);
     else
         lua_pop(L, 1);
-    sy_lua_ws_face(L, 4, h); /* before the record may be let go of: this can raise */
+    sy_lua_ws_face(L, 4); /* before the record may be let go of: this can raise */
     if (z->refs == 1) {
         /* Its last connection: the handle takes the record's registry slot (freed, then
          * reused by luaL_ref without an allocation, so nothing can fail between), as the
@@ -775,10 +777,6 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
         sy_log("error", "websocket: cannot make the handle of connection %llu: %s",
                (unsigned long long)c->id, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
         lua_settop(L, top);
-        if (a.h && a.h->uref != LUA_NOREF) { /* its face was made: the state goes with it */
-            luaL_unref(L, LUA_REGISTRYINDEX, a.h->uref);
-            a.h->uref = LUA_NOREF;
-        }
         return NULL;
     }
     lua_settop(L, top);
@@ -793,20 +791,11 @@ void sy_lua_detach(lconn *h)
     h->conn = NULL;
     if (h->ref == LUA_NOREF)
         return; /* never attached, or detached already */
-    if (h->websocket && sy_lua_ws_unbind(h) != 0) {
-        h->ref = LUA_NOREF; /* face and state stay in the registry while the server lives */
-        return;
-    }
-    if (h->ref != LUA_NOREF) {
-        int ref = h->ref;
-        h->ref = LUA_NOREF;
-        luaL_unref(h->L, LUA_REGISTRYINDEX, ref);
-    }
-    if (h->uref != LUA_NOREF) { /* a WebSocket's state: its face keeps it from now on */
-        int ref = h->uref;
-        h->uref = LUA_NOREF;
-        luaL_unref(h->L, LUA_REGISTRYINDEX, ref);
-    }
+    if (h->websocket && sy_lua_ws_unbind(h) != 0)
+        return; /* the state (and its face) stays in the registry: a later detach tries again */
+    int ref = h->ref; /* a WebSocket's state: its face keeps it from now on */
+    h->ref = LUA_NOREF;
+    luaL_unref(h->L, LUA_REGISTRYINDEX, ref);
 }
 
 void sy_lua_raw_close(void *ud, void *handle)

@@ -90,8 +90,9 @@ void sy_lua_response_forget(lua_State *L, int idx);
  * subprotocol, data (options.data of sy.accept, else the app's table made on first use),
  * subscribed topics (WebSocket), the app's own fields (ws.user = ...; made on first
  * assignment), the events held while a handler waits (made when one first waits). Nothing per
- * connection is created before it is needed: an idle WebSocket costs a few hundred bytes. */
-enum { UV_HANDLERS = 1, UV_INFO, UV_COUNT = UV_INFO };
+ * connection is created before it is needed: an idle WebSocket costs a few hundred bytes. A
+ * WebSocket's state has a third: its face. */
+enum { UV_HANDLERS = 1, UV_INFO, UV_FACE, UV_COUNT = UV_INFO, UV_WS_COUNT = UV_FACE };
 enum { HF_PATH = 1, HF_SUBPROTOCOL, HF_DATA, HF_TOPICS, HF_EXTRA, HF_HELD, HF_COUNT = HF_HELD };
 /* sy_lua_hf_get pushes field f of the handle at idx (nil when unset) and returns its type;
  * sy_lua_hf_set pops a value and stores it as field f (may raise: out of memory). */
@@ -105,11 +106,9 @@ typedef struct lconn {
     struct sy_lua_task *task;      /* borrowed: the handler running or waiting for this connection,
                                       or NULL; later events are held (HF_HELD) until it ends */
     sy_peer peer;                  /* kept after close for ws.remote_addr */
-    int ref;                       /* registry anchor of the handle the app sees (a WebSocket's
-                                      face) while the connection is open */
-    int uref;                      /* WebSocket: registry anchor of this userdata while the
-                                      connection is open (the message path's way to it); else
-                                      LUA_NOREF */
+    int ref;                       /* registry anchor of this userdata (the state) while the
+                                      connection is open; a WebSocket's face is its user value
+                                      UV_FACE */
     uint32_t held_first, held_end; /* held events: entries [held_first, held_end) of HF_HELD */
     uint32_t held_bytes;           /* their cost (payload bytes + 16 each, capped per event): past
                                       a bound reading pauses */
@@ -133,19 +132,20 @@ lconn *sy_lua_check_handle(lua_State *L, int idx);
  * connection's handle is its state. */
 static inline int sy_lua_state_ref(const lconn *h)
 {
-    return h->websocket ? h->uref : h->ref;
+    return h->ref;
 }
 /* A WebSocket whose app never heard of it (its host closed it in on_open) is done with: out
  * of its topics (the host may have subscribed it), then detached. */
 void sy_lua_ws_discard(lconn *h);
-/* Replaces the state (a WebSocket's userdata) at idx with its face; may raise (memory). */
-void sy_lua_ws_face(lua_State *L, int idx, lconn *h);
-/* The face at idx of h, attached (lconn.ref holds it), goes in the map the core finds states
- * by; never raises (sy_lua_ws_face made room). sy_lua_ws_unbind, before the registry lets go
- * of the face and the state, has the face keep the state from then on (the table of states)
+/* Makes the face of the state (a WebSocket's userdata) at idx, its user value UV_FACE; may
+ * raise (memory). */
+void sy_lua_ws_face(lua_State *L, int idx);
+/* The face of the state at idx of h, attached (lconn.ref holds the state), goes in the map the
+ * core finds states by; never raises (sy_lua_ws_face made room). sy_lua_ws_unbind, before the
+ * registry lets go of the state, has the face keep the state from then on (the table of states)
  * and takes the face out of the map (a face in the map is always anchored, so its address is
  * not reused). Returns 0, or -1 when the first failed (out of memory, logged): the face stays
- * in the map, and the registry must keep both for good. Never raises. */
+ * in the map, and the registry must keep the state. Never raises. */
 void sy_lua_ws_bind(lua_State *L, int idx, lconn *h);
 int sy_lua_ws_unbind(lconn *h);
 /* When the value at idx is the face of a WebSocket, replaces it with the state and returns

@@ -136,7 +136,7 @@ static const char *push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_w
     if (m->n > LONE_MAX ||
         (srv->lua.max_memory && srv->lua_memory + LONE_ROOM > srv->lua.max_memory))
         return NULL;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->uref);               /* [state] */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref);                /* [state] */
     if (lua_getiuservalue(co, 1, UV_HANDLERS) != LUA_TTABLE) { /* [state, set] */
         lua_settop(co, 1); /* a set by name, resolved in the app loaded now */
         if (sy_lua_push_handlers(co, 1) != LUA_TTABLE) {
@@ -149,7 +149,7 @@ static const char *push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_w
         lua_settop(co, 0);
         return NULL;
     }
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* the face */
+    lua_getiuservalue(co, 1, UV_FACE); /* the face */
     const char *text = lua_pushlstring(co, m->p, m->n);
     lua_pushboolean(co, m->binary);
     lua_copy(co, -2, 2); /* [state, text, fn, face, text, binary]: the set is no longer needed */
@@ -184,12 +184,12 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
         srv->ws_validated_len = m->binary ? 0 : m->n;
     } else {
         b.cached = sy_lua_push_cached(srv, co, &deliver_key);
-        lua_pushlightuserdata(co, &b);               /* [fn, batch] */
-        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref);  /* [fn, batch, face] */
-        lua_rawgeti(co, LUA_REGISTRYINDEX, h->uref); /* [fn, batch, face, state] */
-        sy_lua_push_handlers(co, -1);                /* [fn, batch, face, state, handlers] */
-        lua_remove(co, -2);                          /* [fn, batch, face, handlers] */
-        lua_pushnil(co);                             /* [..., slot for the current text] */
+        lua_pushlightuserdata(co, &b);              /* [fn, batch] */
+        lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, state] */
+        lua_getiuservalue(co, -1, UV_FACE);         /* [fn, batch, state, face] */
+        sy_lua_push_handlers(co, -2);               /* [fn, batch, state, face, handlers] */
+        lua_remove(co, -3);                         /* [fn, batch, face, handlers] */
+        lua_pushnil(co);                            /* [..., slot for the current text] */
         nargs = 4;
     }
     t->what = "websocket handler";
@@ -345,7 +345,7 @@ static void unsubscribe_all(lua_State *L, int idx)
 static void leave_topics(lconn *h)
 {
     lua_State *L = h->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
     unsubscribe_all(L, -1);
     lua_pop(L, 1);
 }
@@ -658,7 +658,7 @@ static anchors *anchors_of(lua_State *L)
     return a;
 }
 
-void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
+void sy_lua_ws_face(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     anchors *a = anchors_of(L);
@@ -669,16 +669,18 @@ void sy_lua_ws_face(lua_State *L, int idx, lconn *h)
     lua_setfield(L, -2, "send"); /* a plain set: the table has no metatable yet */
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->mt_ref);
     lua_setmetatable(L, -2);
+    /* While open the registry holds the state and the state its face; the face finds the
+     * state through the map (sy_lua_ws_bind). */
+    lua_setiuservalue(L, idx, UV_FACE);
     if (sy_ptrmap_reserve(&a->faces) != 0) /* for sy_lua_ws_bind, which cannot fail */
         luaL_error(L, "out of memory");
-    lua_pushvalue(L, idx);
-    h->uref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_replace(L, idx);
 }
 
 void sy_lua_ws_bind(lua_State *L, int idx, lconn *h)
 {
-    sy_ptrmap_put(&anchors_of(L)->faces, lua_topointer(L, idx), h); /* reserved */
+    lua_getiuservalue(L, idx, UV_FACE);
+    sy_ptrmap_put(&anchors_of(L)->faces, lua_topointer(L, -1), h); /* reserved */
+    lua_pop(L, 1);
 }
 
 /* [states, face, state]: states[face] = state (may raise: memory). */
@@ -691,7 +693,7 @@ static int set_state(lua_State *L)
 int sy_lua_ws_unbind(lconn *h)
 {
     lua_State *L = h->L;
-    anchors *a = h->ref != LUA_NOREF && h->uref != LUA_NOREF ? anchors_of(L) : NULL;
+    anchors *a = h->ref != LUA_NOREF ? anchors_of(L) : NULL;
     if (!a)
         return 0;
     /* From now on the face keeps its state alive, through an ephemeron: a state that refers
@@ -709,8 +711,9 @@ int sy_lua_ws_unbind(lconn *h)
         int top = lua_gettop(L);
         lua_pushcfunction(L, set_state);
         lua_rawgeti(L, LUA_REGISTRYINDEX, a->states_ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [f, states, state] */
+        lua_getiuservalue(L, -1, UV_FACE);         /* [f, states, state, face] */
+        lua_insert(L, -2);                         /* [f, states, face, state] */
         rc = lua_pcall(L, 3, 0, 0) == LUA_OK ? 0 : -1;
         lua_settop(L, top);
         if (s)
@@ -721,11 +724,12 @@ int sy_lua_ws_unbind(lconn *h)
                "websocket: out of memory closing connection %llu: its handle stays anchored "
                "until the server stops",
                (unsigned long long)h->id);
-        return -1; /* the map keeps the face, the registry both: all still answers */
+        return -1; /* the map keeps the face, the registry its state: all still answers */
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    lua_getiuservalue(L, -1, UV_FACE);
     sy_ptrmap_del(&a->faces, lua_topointer(L, -1));
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     return 0;
 }
 
@@ -755,7 +759,7 @@ lconn *sy_lua_ws_state(lua_State *L, int idx)
     anchors *a = anchors_of(L);
     lconn *h = a ? sy_ptrmap_get(&a->faces, lua_topointer(L, idx)) : NULL;
     if (h) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->uref); /* open: by its integer ref */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* open: by its integer ref */
     } else {
         h = push_state_of(L, idx); /* closed, or not a face */
         if (!h)

@@ -3,8 +3,9 @@
 --   WebSocket /keep: the app keeps every face in `kept`; each message is echoed.
 --   WebSocket /plain: echo; the app keeps nothing.
 --   GET /count: after two full collections, "faces=<n> states=<n> alive=<n> weak=<n>": faces
---     and states anchored in the registry (open connections), faces not yet collected, and
---     states kept by their face through a weak-keyed table of the core's (closed faces only).
+--     and states anchored in the registry (a state for each open connection), faces not yet
+--     collected, and states kept by their face through a weak-keyed table of the core's
+--     (closed faces only).
 --   GET /kept: for every kept face, "<path>,<data.n>,<what send answers>,<tostring closed?>".
 --   GET /drop: the app lets go of the kept faces.
 --   WebSocket /self: the handle refers to itself (ws.me, ws.data.owner, a closure in ws.reply).
