@@ -792,7 +792,7 @@ void sy_lua_detach(lconn *h)
     if (h->ref == LUA_NOREF)
         return; /* never attached, or detached already */
     if (h->websocket && sy_lua_ws_unbind(h) != 0)
-        return; /* the state (and its face) stays in the registry: a later detach tries again */
+        return;       /* the state (and its face) stays in the registry while the server lives */
     int ref = h->ref; /* a WebSocket's state: its face keeps it from now on */
     h->ref = LUA_NOREF;
     luaL_unref(h->L, LUA_REGISTRYINDEX, ref);

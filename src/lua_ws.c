@@ -646,11 +646,9 @@ void sy_lua_ws_anchors_trim(lua_State *L)
 
 /* ---- faces -------------------------------------------------------------------------------- */
 
+/* The anchors of any state the binding opened (a host's own too), by the registry. */
 static anchors *anchors_of(lua_State *L)
 {
-    sy_server *srv = sy_lua_state_server(L);
-    if (srv && srv->lua_ws_send)
-        return srv->lua_ws_send;
     anchors *a = lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) == LUA_TUSERDATA
                      ? lua_touserdata(L, -1)
                      : NULL;
@@ -658,10 +656,18 @@ static anchors *anchors_of(lua_State *L)
     return a;
 }
 
+/* The same for a server's state, where WebSockets live, with no lookup: its extra space names
+ * the server (in a host's own state it is the host's, so only paths that run in a server's
+ * state use this). */
+static anchors *server_anchors(lua_State *L)
+{
+    return sy_lua_state_server(L)->lua_ws_send;
+}
+
 void sy_lua_ws_face(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    anchors *a = anchors_of(L);
+    anchors *a = server_anchors(L);
     if (!a)
         luaL_error(L, "switchyard.WebSocket is not open in this state");
     lua_createtable(L, 0, 1);
@@ -679,7 +685,7 @@ void sy_lua_ws_face(lua_State *L, int idx)
 void sy_lua_ws_bind(lua_State *L, int idx, lconn *h)
 {
     lua_getiuservalue(L, idx, UV_FACE);
-    sy_ptrmap_put(&anchors_of(L)->faces, lua_topointer(L, -1), h); /* reserved */
+    sy_ptrmap_put(&server_anchors(L)->faces, lua_topointer(L, -1), h); /* reserved */
     lua_pop(L, 1);
 }
 
@@ -693,7 +699,7 @@ static int set_state(lua_State *L)
 int sy_lua_ws_unbind(lconn *h)
 {
     lua_State *L = h->L;
-    anchors *a = h->ref != LUA_NOREF ? anchors_of(L) : NULL;
+    anchors *a = h->ref != LUA_NOREF ? server_anchors(L) : NULL;
     if (!a)
         return 0;
     /* From now on the face keeps its state alive, through an ephemeron: a state that refers

@@ -274,6 +274,13 @@ static void test_luaopen(void)
     CHECK_MSG(rc == LUA_OK, "%s", lua_tostring(L, -1));
     CHECK(rc == LUA_OK && !lua_toboolean(L, 1) &&
           strstr(lua_tostring(L, 2), "needs a running switchyard server") != NULL);
+    /* Nor may the WebSocket methods, which look for a face's state (a table is none). */
+    lua_settop(L, 0);
+    rc = luaL_dostring(L,
+                       "return pcall(debug.getregistry()['switchyard.WebSocket'].__tostring, {})");
+    CHECK_MSG(rc == LUA_OK, "%s", lua_tostring(L, -1));
+    CHECK(rc == LUA_OK && !lua_toboolean(L, 1) &&
+          strstr(lua_tostring(L, 2), "switchyard.WebSocket expected") != NULL);
     lua_close(L);
 }
 
