@@ -64,4 +64,24 @@ static inline void t_guard_free(void *map, size_t maplen)
     munmap(map, maplen);
 }
 
+/* An app for a test: text written to app.lua in a new directory made from dir (a mkdtemp
+ * template, rewritten in place); path (cap bytes) gets the file's name. 0, or -1. */
+static inline int t_app_write(char *dir, const char *text, char *path, size_t cap)
+{
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, cap, "%s/app.lua", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static inline void t_app_remove(const char *dir, const char *path)
+{
+    unlink(path);
+    rmdir(dir);
+}
+
 #endif

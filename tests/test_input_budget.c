@@ -223,15 +223,9 @@ static void test_http2(void)
 
 int main(void)
 {
-    char dir[] = "/tmp/sy_test_input_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char path[128];
-    snprintf(path, sizeof path, "%s/app.lua", dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    char dir[] = "/tmp/sy_test_input_XXXXXX", path[128];
+    if (t_app_write(dir, APP, path, sizeof path) != 0)
         return 2;
-    fputs(APP, f);
-    fclose(f);
     loop = ev_loop_new(EVFLAG_AUTO);
     srv = sy_server_new(loop);
     CHECK(srv && sy_server_load_app(srv, path) == 0);
@@ -243,7 +237,6 @@ int main(void)
     CHECK(sy_server_connection_count(srv) == 0);
     sy_server_free(srv);
     ev_loop_destroy(loop);
-    unlink(path);
-    rmdir(dir);
+    t_app_remove(dir, path);
     return t_summary("test_input_budget");
 }

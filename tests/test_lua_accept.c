@@ -5,6 +5,7 @@
 #include "lua_int.h"
 #include "switchyard.h"
 #include "test.h"
+#include "test_handles.h"
 
 #include <ev.h>
 #include <sys/socket.h>
@@ -19,31 +20,6 @@ static const char APP[] = "local sy = require 'switchyard'\n"
                           "    return sy.accept(t, h, { data = { who = req.path } })\n"
                           "  end,\n"
                           "}\n";
-
-/* A WebSocket's face: a table with the WebSocket metatable. */
-static int is_face(lua_State *L, int idx)
-{
-    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
-        return 0;
-    luaL_getmetatable(L, SY_WEBSOCKET_MT);
-    int yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return yes;
-}
-
-/* Connection handles the registry holds: raw ones, WebSocket faces and their states. */
-static int anchored_handles(lua_State *L)
-{
-    int n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, LUA_REGISTRYINDEX)) {
-        if (luaL_testudata(L, -1, SY_CONN_MT) || luaL_testudata(L, -1, SY_WS_STATE_MT) ||
-            is_face(L, -1))
-            n++;
-        lua_pop(L, 1);
-    }
-    return n;
-}
 
 /* One upgrade request on an adopted socket with max_memory set to what the state holds plus
  * slack. Returns 101, 500, 0 (closed without an answer) or -1 (no answer: it hangs). */
@@ -98,7 +74,7 @@ static void sweep(const char *app_path, const char *request, const char *what)
         int st = one_accept(loop, s, request, slack);
         CHECK_MSG(st != -1, "%s, slack %zu: no answer", what, slack);
         counts[st == 101 ? 0 : st == 500 ? 1 : 2]++;
-        int left = anchored_handles(L);
+        int left = t_anchored_handles(L, 1);
         CHECK_MSG(left == 0, "%s, slack %zu (answer %d): %d handle(s) left anchored", what, slack,
                   st, left);
     }
@@ -112,22 +88,15 @@ static void sweep(const char *app_path, const char *request, const char *what)
 
 int main(void)
 {
-    char dir[] = "/tmp/sy_test_accept_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char path[128];
-    snprintf(path, sizeof path, "%s/app.lua", dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    char dir[] = "/tmp/sy_test_accept_XXXXXX", path[128];
+    if (t_app_write(dir, APP, path, sizeof path) != 0)
         return 2;
-    fputs(APP, f);
-    fclose(f);
     sweep(path, "GET /raw HTTP/1.1\r\nHost: h\r\nUpgrade: echo/1\r\nConnection: Upgrade\r\n\r\n",
           "raw");
     sweep(path,
           "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
           "websocket");
-    unlink(path);
-    rmdir(dir);
+    t_app_remove(dir, path);
     return t_summary("test_lua_accept");
 }

@@ -6,6 +6,7 @@
 #include "lua_int.h"
 #include "switchyard.h"
 #include "test.h"
+#include "test_handles.h"
 
 #include <ev.h>
 #include <sys/socket.h>
@@ -29,29 +30,6 @@ static const char CHECK_KEPT[] = "local n = 0\n"
                                  "end\n"
                                  "assert(n == 1, 'kept ' .. n)\n"
                                  "kept = {}\n";
-
-static int is_face(lua_State *L, int idx)
-{
-    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
-        return 0;
-    luaL_getmetatable(L, SY_WEBSOCKET_MT);
-    int yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return yes;
-}
-
-/* WebSocket faces and states the registry holds. */
-static int anchored(lua_State *L)
-{
-    int n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, LUA_REGISTRYINDEX)) {
-        if (luaL_testudata(L, -1, SY_WS_STATE_MT) || is_face(L, -1))
-            n++;
-        lua_pop(L, 1);
-    }
-    return n;
-}
 
 /* A WebSocket upgrade on an adopted socket: returns the client's end once the 101 is in. */
 static int upgrade(struct ev_loop *loop, sy_server *s)
@@ -112,15 +90,9 @@ static void *failing_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 int main(void)
 {
-    char dir[] = "/tmp/sy_test_ws_close_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char path[128];
-    snprintf(path, sizeof path, "%s/app.lua", dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    char dir[] = "/tmp/sy_test_ws_close_XXXXXX", path[128];
+    if (t_app_write(dir, APP, path, sizeof path) != 0)
         return 2;
-    fputs(APP, f);
-    fclose(f);
 
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     sy_server *s = sy_server_new(loop);
@@ -137,7 +109,7 @@ int main(void)
     lua_setallocf(L, fa.f, fa.ud);
     run_lua(L, CHECK_KEPT, "kept handle after a close that failed for memory");
     lua_gc(L, LUA_GCCOLLECT);
-    int leaked = anchored(L);
+    int leaked = t_anchored_handles(L, 0);
     CHECK_MSG(leaked == 1, "%d face(s) or state(s) anchored (the state, which holds its face)",
               leaked);
 
@@ -150,13 +122,12 @@ int main(void)
         s->lua.max_memory = 0;
         run_lua(L, CHECK_KEPT, "kept handle after a close under the cap");
         lua_gc(L, LUA_GCCOLLECT);
-        int left = anchored(L) - leaked;
+        int left = t_anchored_handles(L, 0) - leaked;
         CHECK_MSG(left == 0, "slack %zu: %d face(s) or state(s) left anchored", slack, left);
     }
 
     sy_server_free(s);
     ev_loop_destroy(loop);
-    unlink(path);
-    rmdir(dir);
+    t_app_remove(dir, path);
     return t_summary("test_ws_close_memory");
 }
