@@ -706,37 +706,35 @@ int sy_lua_ws_unbind(lconn *h)
      * back to its face (ws.me = ws, ws.data.owner = ws, a closure over ws) does not keep the
      * face alive. Only closed faces are there, so a collection does not walk one entry per
      * open connection (it walks a weak table whole whenever it changed). */
-    int rc = -1;
-    if (lua_checkstack(L, 4)) {
+    int top = lua_gettop(L), rc = -1;
+    if (lua_checkstack(L, 6)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [state] */
+        if (lua_getiuservalue(L, -1, UV_FACE) != LUA_TTABLE) {
+            lua_settop(L, top);
+            return 0; /* no face was made: nothing can meet the state again */
+        }
+        const void *face = lua_topointer(L, -1); /* [state, face] */
         /* The core's bookkeeping for a connection going away, which lets go of more than
          * this takes: not held to app.lua.max_memory, or an app at its cap would leak. */
         sy_server *s = sy_lua_state_server(L);
-        size_t cap = s ? s->lua.max_memory : 0;
-        if (s)
-            s->lua.max_memory = 0;
-        int top = lua_gettop(L);
+        size_t cap = s->lua.max_memory;
+        s->lua.max_memory = 0;
         lua_pushcfunction(L, set_state);
         lua_rawgeti(L, LUA_REGISTRYINDEX, a->states_ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [f, states, state] */
-        lua_getiuservalue(L, -1, UV_FACE);         /* [f, states, state, face] */
-        lua_insert(L, -2);                         /* [f, states, face, state] */
+        lua_pushvalue(L, top + 2);
+        lua_pushvalue(L, top + 1); /* [state, face, f, states, face, state] */
         rc = lua_pcall(L, 3, 0, 0) == LUA_OK ? 0 : -1;
+        s->lua.max_memory = cap;
+        if (rc == 0)
+            sy_ptrmap_del(&a->faces, face);
         lua_settop(L, top);
-        if (s)
-            s->lua.max_memory = cap;
     }
-    if (rc != 0) {
+    if (rc != 0)
         sy_log("error",
                "websocket: out of memory closing connection %llu: its handle stays anchored "
                "until the server stops",
                (unsigned long long)h->id);
-        return -1; /* the map keeps the face, the registry its state: all still answers */
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-    lua_getiuservalue(L, -1, UV_FACE);
-    sy_ptrmap_del(&a->faces, lua_topointer(L, -1));
-    lua_pop(L, 2);
-    return 0;
+    return rc; /* failed: the map keeps the face, the registry its state: all still answers */
 }
 
 /* Pushes the state of the face at idx from the ephemeron table; returns its lconn, or NULL

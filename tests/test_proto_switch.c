@@ -23,6 +23,7 @@ static int accept_then_close(lua_State *L)
     sy_server *s = sy_lua_server(L);
     sy_conn *c = s->conns;
     lconn *h = sy_lua_new_conn_handle(L, c, websocket, 1);
+    sy_lua_attach(L, -1, h, c); /* anchored, as an accept's handle is */
     void *state;
     if (websocket) {
         sy_ws_options o;
@@ -89,7 +90,7 @@ static void run_case(const char *path)
     int anchored = 0;
     lua_pushnil(L);
     while (lua_next(L, LUA_REGISTRYINDEX)) {
-        if (luaL_testudata(L, -1, SY_CONN_MT) || luaL_testudata(L, -1, SY_WEBSOCKET_MT))
+        if (luaL_testudata(L, -1, SY_CONN_MT) || luaL_testudata(L, -1, SY_WS_STATE_MT))
             anchored++;
         lua_pop(L, 1);
     }
