@@ -276,7 +276,7 @@ sy_lua_task *sy_lua_handler_begin(lconn *h, const char *name)
     if (!t)
         return NULL;
     lua_State *co = t->co;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, sy_lua_state_ref(h)); /* [state] */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [state] */
     int failed = 0;
     if (sy_lua_push_handlers(co, -1) != LUA_TTABLE || (failed = push_handler(co, h, name)) != 0 ||
         lua_type(co, -1) != LUA_TFUNCTION) { /* [state, handlers, fn] */
@@ -355,7 +355,7 @@ static int ref_has_handler(lua_State *L, int ref, const char *name)
 
 int sy_lua_has_handler(lconn *h, const char *name)
 {
-    return h->ref != LUA_NOREF && ref_has_handler(h->L, sy_lua_state_ref(h), name);
+    return h->ref != LUA_NOREF && ref_has_handler(h->L, h->ref, name);
 }
 
 /* [handle-less args]: appends one held event to HF_HELD of the handle (argument 1, light
@@ -372,7 +372,7 @@ static int hold_protected(lua_State *L)
 {
     hold_args *a = lua_touserdata(L, 1);
     lconn *h = a->h;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, sy_lua_state_ref(h)); /* [a, state] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* [a, state] */
     if (sy_lua_hf_get(L, -1, HF_HELD) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -429,7 +429,7 @@ static void held_clear(lconn *h)
 {
     if (h->held_end != h->held_first && h->ref != LUA_NOREF) {
         lua_State *L = h->L;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, sy_lua_state_ref(h));
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
         lua_pushnil(L);
         sy_lua_hf_set(L, -2, HF_HELD);
         lua_pop(L, 1);
@@ -451,7 +451,7 @@ void sy_lua_held_run(lconn *h)
     lua_State *L = h->L;
     while (!h->task && h->held_first != h->held_end && h->conn && h->ref != LUA_NOREF) {
         int top = lua_gettop(L);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, sy_lua_state_ref(h));
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
         sy_lua_hf_get(L, -1, HF_HELD); /* [state, held] */
         lua_Integer k = (lua_Integer)h->held_first * 3;
         lua_rawgeti(L, -1, k + 1);

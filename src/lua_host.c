@@ -58,7 +58,7 @@ static int topic_in_lua(lua_State *L)
         a->result = sy_lua_topic_count(L, 2);
         return 0;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, sy_lua_state_ref(a->h)); /* [args, topic, state] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->h->ref); /* [args, topic, state] */
     a->result = a->op == TOPIC_JOIN ? sy_lua_topic_join(L, 3, 2) : sy_lua_topic_leave(L, 3, 2);
     return 0;
 }

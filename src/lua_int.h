@@ -123,17 +123,13 @@ lconn *sy_lua_check_handle(lua_State *L, int idx);
  * send, so `ws:send` is found by the VM's table lookup with no metamethod call; its metatable
  * answers everything else. The connection's state is the userdata of the lconn (the
  * "state"), which holds the user values and is what the core's own tables (topic sets) key
- * on; the app never sees it. The core finds the state of a face through a table with weak
- * keys (an ephemeron: a state that refers back to its face does not keep it alive), which
- * keeps the state as long as the face lives, and, while the connection is open, faster,
- * through a map in C keyed by the face's address (sy_lua_ws_state). Nothing an app can reach
- * in the face names the state. A face has no finalizer: it is in the map only while the
- * registry holds it (lconn.ref), so its address cannot be reused meanwhile. A raw
- * connection's handle is its state. */
-static inline int sy_lua_state_ref(const lconn *h)
-{
-    return h->ref;
-}
+ * on; the app never sees it. While the connection is open the registry holds the state
+ * (lconn.ref), the state its face (user value UV_FACE), and the core finds the state of a face
+ * through a map in C keyed by the face's address (sy_lua_ws_state); a face in the map is always
+ * held, so its address cannot be reused meanwhile, and it needs no finalizer. At close the face
+ * goes out of the map and keeps its state from then on through a table with weak keys (an
+ * ephemeron: a state that refers back to its face does not keep it alive). Nothing an app can
+ * reach in the face names the state. A raw connection's handle is its state. */
 /* A WebSocket whose app never heard of it (its host closed it in on_open) is done with: out
  * of its topics (the host may have subscribed it), then detached. */
 void sy_lua_ws_discard(lconn *h);

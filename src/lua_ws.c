@@ -344,6 +344,8 @@ static void unsubscribe_all(lua_State *L, int idx)
 /* An attached handle leaves every topic it joined (topic sets hold its state). */
 static void leave_topics(lconn *h)
 {
+    if (h->ref == LUA_NOREF)
+        return;
     lua_State *L = h->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
     unsubscribe_all(L, -1);
@@ -353,8 +355,7 @@ static void leave_topics(lconn *h)
 void sy_lua_ws_discard(lconn *h)
 {
     h->conn = NULL;
-    if (h->ref != LUA_NOREF)
-        leave_topics(h);
+    leave_topics(h);
     sy_lua_detach(h);
 }
 
@@ -737,17 +738,13 @@ int sy_lua_ws_unbind(lconn *h)
     return rc; /* failed: the map keeps the face, the registry its state: all still answers */
 }
 
-/* Pushes the state of the face at idx from the ephemeron table; returns its lconn, or NULL
- * (nothing pushed) when idx holds no face. */
-static lconn *push_state_of(lua_State *L, int idx)
+/* Pushes the state of the face at idx (an absolute index) from the table of states; returns
+ * its lconn, or NULL (nothing pushed) when idx holds no face. */
+static lconn *push_state_of(lua_State *L, anchors *a, int idx)
 {
-    idx = lua_absindex(L, idx);
-    anchors *a = anchors_of(L);
-    if (!a)
-        return NULL;
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->states_ref);
     lua_pushvalue(L, idx);
-    if (lua_type(L, -2) != LUA_TTABLE || lua_rawget(L, -2) != LUA_TUSERDATA) {
+    if (lua_rawget(L, -2) != LUA_TUSERDATA) {
         lua_pop(L, 2);
         return NULL;
     }
@@ -761,11 +758,13 @@ lconn *sy_lua_ws_state(lua_State *L, int idx)
         return NULL;
     idx = lua_absindex(L, idx);
     anchors *a = anchors_of(L);
-    lconn *h = a ? sy_ptrmap_get(&a->faces, lua_topointer(L, idx)) : NULL;
+    if (!a)
+        return NULL;
+    lconn *h = sy_ptrmap_get(&a->faces, lua_topointer(L, idx));
     if (h) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* open: by its integer ref */
     } else {
-        h = push_state_of(L, idx); /* closed, or not a face */
+        h = push_state_of(L, a, idx); /* closed, or not a face */
         if (!h)
             return NULL;
     }
