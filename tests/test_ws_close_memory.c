@@ -43,7 +43,7 @@ static int upgrade(struct ev_loop *loop, sy_server *s)
     CHECK(write(sv[1], req, sizeof req - 1) == (ssize_t)(sizeof req - 1));
     char reply[1024] = "";
     size_t len = 0;
-    for (int i = 0; i < 4000 && !strstr(reply, "\r\n\r\n"); i++) {
+    for (int i = 0; i < 60000 && !strstr(reply, "\r\n\r\n"); i++) { /* 30 s at most */
         ev_run(loop, EVRUN_NOWAIT);
         ssize_t n = recv(sv[1], reply + len, sizeof reply - 1 - len, MSG_DONTWAIT);
         if (n > 0)
@@ -60,7 +60,7 @@ static int upgrade(struct ev_loop *loop, sy_server *s)
 static void leave(struct ev_loop *loop, sy_server *s, int fd)
 {
     close(fd);
-    for (int i = 0; i < 4000 && sy_server_connection_count(s) > 0; i++) {
+    for (int i = 0; i < 150000 && sy_server_connection_count(s) > 0; i++) { /* 30 s */
         ev_run(loop, EVRUN_NOWAIT);
         usleep(200);
     }
