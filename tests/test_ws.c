@@ -796,6 +796,32 @@ static void test_utf8_ascii_runs(void)
     CHECK_MSG(bad == 0, "%d of %d ASCII-run feeds wrong", bad, runs);
 }
 
+/* ASCII of every length up to 80 with one impossible byte (0xff), or one 2-byte character,
+ * at every position: the short-text tests of sy_utf8_valid (words that overlap) must see it
+ * wherever it is. */
+static void test_utf8_one_char(void)
+{
+    int bad = 0, runs = 0;
+    uint8_t buf[80];
+    for (size_t n = 1; n <= sizeof buf; n++)
+        for (size_t at = 0; at < n; at++)
+            for (int two = 0; two < 2 && (!two || at + 1 < n); two++) {
+                memset(buf, 'a', n);
+                if (two)
+                    memcpy(buf + at, "\xc3\xa9", 2); /* U+00E9 */
+                else
+                    buf[at] = 0xff;
+                void *map;
+                size_t maplen;
+                uint8_t *p = (uint8_t *)t_guard_copy(buf, n, &map, &maplen);
+                runs++;
+                if (sy_utf8_valid(p, n) != two && !bad++)
+                    fprintf(stderr, "%s at %zu of %zu\n", two ? "U+00E9" : "0xff", at, n);
+                t_guard_free(map, maplen);
+            }
+    CHECK_MSG(bad == 0, "%d of %d one-character texts wrong", bad, runs);
+}
+
 /* Every 1-, 2- and 3-byte string, and every 4-byte string over a set of telling bytes, against
  * the reference: the verdict of one feed, sy_utf8_complete and sy_utf8_valid. */
 static void test_utf8_exhaustive(void)
@@ -1230,6 +1256,7 @@ int main(void)
     test_utf8_cases();
     test_utf8_splits();
     test_utf8_ascii_runs();
+    test_utf8_one_char();
     test_utf8_exhaustive();
     test_utf8_all_code_points();
     test_utf8_random();
