@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,6 +42,7 @@ static __thread struct {
     int mode;
     sy_server *running; /* the server whose call from the core is running on this thread */
     lua_State *thread;  /* the Lua thread running now (a coroutine or a main thread), or NULL */
+    volatile sig_atomic_t hooked; /* timed mode: a hook may have been set since the last leave */
     timer_t timer;
     int servers; /* servers whose Lua state was made on this thread */
 } bt __attribute__((tls_model("initial-exec")));
@@ -57,8 +59,10 @@ static void on_budget_signal(int sig, siginfo_t *si, void *uc)
     int saved = errno;
     sy_server *s = bt.running;
     lua_State *L = bt.thread;
-    if (s && L && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline)
+    if (s && L && s->lua_deadline > 0 && sy_lua_mono_now() > s->lua_deadline) {
+        bt.hooked = 1;
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    }
     errno = saved;
 }
 
@@ -191,9 +195,15 @@ void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev)
 {
     s->lua_deadline = 0;
     bt.running = prev;
+    /* The signal handler sees the deadline gone from here on; it set bt.hooked before any hook
+     * it set (the fence keeps the compiler from moving the stores above past the read). */
+    atomic_signal_fence(memory_order_seq_cst);
     if (bt.mode == BUDGET_TIMED) {
-        if (lua_gethook(L) == budget_hook)
-            lua_sethook(L, NULL, 0, 0); /* set by a late call (or a late signal): off again */
+        if (bt.hooked) {
+            bt.hooked = 0;
+            if (lua_gethook(L) == budget_hook)
+                lua_sethook(L, NULL, 0, 0); /* set by a late call (or a late signal): off again */
+        }
     } else if (lua_gethookcount(L) != LUA_BUDGET_COUNT) {
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, LUA_BUDGET_COUNT);
     }
@@ -210,6 +220,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
             s->lua_deadline_hit = s->lua_deadline; /* counted once per call, not per re-raise */
             s->env.stats.lua_time_hits++;
         }
+        bt.hooked = 1;
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "the hook ran longer than its time budget (%f s)", s->lua.max_time);
     }
