@@ -781,7 +781,11 @@ static int ws_send(lua_State *L)
     sy_server *srv = sy_lua_state_server(L);
     anchors *a = srv->lua_ws_send;
     int binary = lua_toboolean(L, 3);
-    lconn *h = lua_type(L, 1) == LUA_TTABLE ? sy_ptrmap_get(&a->faces, lua_topointer(L, 1)) : NULL;
+    /* By address alone: the map holds open faces, each anchored, so no other object has that
+     * address. For a value of another kind lua_topointer answers a C function's code or a
+     * light userdata, which only C code makes: neither meets a face's address by chance. */
+    const void *self = lua_topointer(L, 1);
+    lconn *h = self ? sy_ptrmap_get(&a->faces, self) : NULL;
     if (!h && !(h = sy_lua_ws_state(L, 1))) /* not open: found through the table of states */
         luaL_typeerror(L, 1, SY_WEBSOCKET_MT);
     size_t n;
