@@ -789,6 +789,8 @@ lconn *sy_lua_ws_make(sy_conn *c, void *handle)
 void sy_lua_detach(lconn *h)
 {
     h->conn = NULL;
+    if (h->websocket) /* a task kept for its messages lets go of its state and face */
+        sy_lua_task_forget(sy_lua_state_server(h->L), h);
     if (h->ref == LUA_NOREF)
         return; /* never attached, or detached already */
     if (h->websocket && sy_lua_ws_unbind(h) != 0)

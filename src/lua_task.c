@@ -39,6 +39,12 @@ typedef struct task_pool {
      * array slot: no hash lookup) */
     const void *cached_key[CACHED_KEYS];
     int cached_ref[CACHED_KEYS];
+    /* sy_lua_task_keep: one task, out of the free list, whose coroutine keeps the bottom
+     * kept_top values of its stack for kept_owner between runs */
+    sy_lua_task *kept;
+    const void *kept_owner;
+    int kept_top;
+    const void *asked; /* the owner of the last sy_lua_task_kept (compared, never read) */
 } task_pool;
 
 /* The objects of an upgrade (request, decision, the app's options and header tables) are
@@ -98,6 +104,12 @@ sy_lua_task *sy_lua_task_get(sy_server *s)
         t->next = NULL;
         return t;
     }
+    if ((t = p->kept) && t->state == TASK_IDLE) {
+        /* Before making a coroutine (which may fail for want of memory): the kept one. */
+        p->kept = NULL;
+        lua_settop(t->co, 0);
+        return t;
+    }
     task_node *n = sy_calloc(1, sizeof *n);
     if (!n)
         return NULL;
@@ -125,6 +137,47 @@ sy_lua_task *sy_lua_task_get(sy_server *s)
     return t;
 }
 
+sy_lua_task *sy_lua_task_kept(sy_server *s, const void *owner, int *again)
+{
+    task_pool *p = s->lua_tasks;
+    if (!p) {
+        *again = 0;
+        return NULL;
+    }
+    *again = p->asked == owner;
+    p->asked = owner;
+    sy_lua_task *t = p->kept;
+    return t && p->kept_owner == owner && t->state == TASK_IDLE ? t : NULL;
+}
+
+void sy_lua_task_keep(sy_lua_task *t, const void *owner, int top)
+{
+    task_pool *p = t->s->lua_tasks;
+    if (p->kept) {
+        if (p->kept->state != TASK_IDLE)
+            return; /* it runs or waits for its owner: that one stays kept */
+        sy_lua_task *old = p->kept;
+        p->kept = NULL;
+        sy_lua_task_put(old);
+    }
+    p->kept = t;
+    p->kept_owner = owner;
+    p->kept_top = top;
+}
+
+void sy_lua_task_forget(sy_server *s, const void *owner)
+{
+    task_pool *p = s->lua_tasks;
+    if (p && p->asked == owner)
+        p->asked = NULL; /* its address may be reused */
+    if (!p || !p->kept || p->kept_owner != owner)
+        return;
+    sy_lua_task *t = p->kept;
+    p->kept = NULL;
+    if (t->state == TASK_IDLE)
+        sy_lua_task_put(t); /* else it goes back when it ends */
+}
+
 void sy_lua_task_put(sy_lua_task *t)
 {
     lua_settop(t->co, 0);
@@ -148,12 +201,9 @@ static void task_free(sy_lua_task *t)
     sy_free(n);
 }
 
-/* Back to the pool (or let go past POOL_KEEP). The stack of t->co is empty. A coroutine that
- * died of an error is not reused: Lua leaves hooks off in a thread whose error was raised by
- * a hook (the time budget's) and not caught inside it. */
-static void task_put_after(sy_lua_task *t, int failed)
+/* What a run set on t is forgotten: t is idle. */
+static void task_clear(sy_lua_task *t)
 {
-    task_pool *p = t->s->lua_tasks;
     t->state = TASK_IDLE;
     t->cancelled = 0;
     t->what = t->name = NULL;
@@ -165,6 +215,17 @@ static void task_put_after(sy_lua_task *t, int failed)
     t->cancel = NULL;
     t->cancel_ud = NULL;
     t->used = 0;
+}
+
+/* Back to the pool (or let go past POOL_KEEP). The stack of t->co is empty. A coroutine that
+ * died of an error is not reused: Lua leaves hooks off in a thread whose error was raised by
+ * a hook (the time budget's) and not caught inside it. */
+static void task_put_after(sy_lua_task *t, int failed)
+{
+    task_pool *p = t->s->lua_tasks;
+    if (p->kept == t)
+        p->kept = NULL; /* its values went with its stack */
+    task_clear(t);
     if (failed || p->nfree >= POOL_KEEP) {
         task_free(t);
         return;
@@ -373,9 +434,16 @@ static int resume(sy_lua_task *t, int nargs)
         task_put(t);
     } else if (st == LUA_OK) {
         /* Its results, and what a caller kept below its function (sy_lua_ws_messages keeps a
-         * message's handle and text there): the function and arguments are gone. */
-        lua_settop(co, 0);
-        task_put(t);
+         * message's handle and text there): the function and arguments are gone. A kept
+         * task keeps its owner's values and stays out of the free list. */
+        task_pool *p = s->lua_tasks;
+        if (p->kept == t) {
+            lua_settop(co, p->kept_top);
+            task_clear(t);
+        } else {
+            lua_settop(co, 0);
+            task_put(t);
+        }
         rc = 0;
     } else {
         const void *err = lua_topointer(co, -1);

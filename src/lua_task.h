@@ -82,8 +82,9 @@ struct sy_lua_task {
     ev_timer sleep; /* sy.sleep's timer */
 };
 
-/* A task from s's pool with an empty stack, or NULL when out of memory (nothing to free).
- * Never raises. */
+/* A task from s's pool with an empty stack (when the pool is empty, an idle kept task gives
+ * way before a coroutine is made), or NULL when out of memory (nothing to free). Never
+ * raises. */
 sy_lua_task *sy_lua_task_get(sy_server *s);
 /* Pushes registry[key] (a light userdata key) on L, a thread of s's state. Returns 1 when it
  * was read from the integer ref that sy_lua_cache made for that key (an array slot instead
@@ -92,6 +93,19 @@ sy_lua_task *sy_lua_task_get(sy_server *s);
 int sy_lua_push_cached(sy_server *s, lua_State *L, const void *key);
 void sy_lua_cache(sy_server *s, lua_State *L, const void *key);
 
+/* One task per server may be kept for an owner (a connection whose messages come one per
+ * read): between runs its coroutine keeps the bottom values of its stack for that owner (its
+ * handle, handler set and face), so the next run need not look them up again, and it stays
+ * out of the free list. sy_lua_task_keep keeps t (from sy_lua_task_get, its stack holding
+ * top values for owner below the function about to run), unless another kept task is running
+ * or waiting; it replaces an idle one, which goes back to the pool. sy_lua_task_kept returns
+ * the idle task kept for owner, or NULL; *again is 1 when its previous call was for the same
+ * owner (a task is worth keeping for it). sy_lua_task_forget: owner goes away; the task kept
+ * for it lets its values go (now, or when it ends if it runs). A kept task that fails, is
+ * cancelled or is given back is kept no more. */
+void sy_lua_task_keep(sy_lua_task *t, const void *owner, int top);
+sy_lua_task *sy_lua_task_kept(sy_server *s, const void *owner, int *again);
+void sy_lua_task_forget(sy_server *s, const void *owner);
 /* Gives back a task from sy_lua_task_get that was not run (its stack is dropped). */
 void sy_lua_task_put(sy_lua_task *t);
 

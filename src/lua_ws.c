@@ -121,23 +121,25 @@ static void hold_messages(lconn *h, const sy_ws_msg *m, size_t n)
 #define LONE_MAX 1024
 #define LONE_ROOM (64 * 1024)
 
+static int lone_fits(const sy_server *srv, const sy_ws_msg *m)
+{
+    return m->n <= LONE_MAX &&
+           !(srv->lua.max_memory && srv->lua_memory + LONE_ROOM > srv->lua.max_memory);
+}
+
 /* A read with one small message (the common case at low load) resumes the task straight on the
  * handler, with no C frame of a batch around it and no lua_callk: the stack is [state, text,
  * fn, face, text, binary], and the state and the text stay below the function, so the text
  * outlives the handler as in deliver_batch. This stack is built outside any protected call, so
  * only when nothing on the way can raise: the handler is a plain field of a handler table (no
- * __index of the app's runs), and the payload's copy is small and fits well under
- * app.lua.max_memory (a copy the cap refuses would abort the server, not fail the handler).
- * Returns the text's bytes; or NULL, with the stack empty, and deliver_batch, which does all
- * this under protection, takes the message (so it does the server's first message, as
- * deliver_batch caches the key looked up here). */
-static const char *push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_ws_msg *m)
+ * __index of the app's runs), and the payload's copy is small (lone_fits: a copy the cap
+ * refuses would abort the server, not fail the handler). It starts from [state, set], set the
+ * user value UV_HANDLERS, of type set_type. Returns the text's bytes; or NULL, with the stack
+ * empty, and deliver_batch, which does all this under protection, takes the message (so it
+ * does the server's first message, as deliver_batch caches the key looked up here). */
+static const char *push_lone(sy_server *srv, lua_State *co, const sy_ws_msg *m, int set_type)
 {
-    if (m->n > LONE_MAX ||
-        (srv->lua.max_memory && srv->lua_memory + LONE_ROOM > srv->lua.max_memory))
-        return NULL;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref);                /* [state] */
-    if (lua_getiuservalue(co, 1, UV_HANDLERS) != LUA_TTABLE) { /* [state, set] */
+    if (set_type != LUA_TTABLE) {
         lua_settop(co, 1); /* a set by name, resolved in the app loaded now */
         if (sy_lua_push_handlers(co, 1) != LUA_TTABLE) {
             lua_settop(co, 0);
@@ -156,6 +158,61 @@ static const char *push_lone(sy_server *srv, lua_State *co, lconn *h, const sy_w
     return text;
 }
 
+/* What a task kept for a connection (sy_lua_task_keep) keeps on its stack between the
+ * connection's messages: [state, set, face, "message"]. A connection whose messages come one
+ * per read, one after another, then finds its handler with one lookup in its set, and nothing
+ * else: its state, set and face are there already. Only for a handler table: a named set is
+ * looked up in the app loaded now at each event. */
+#define KEPT_TOP 4
+
+/* On the kept stack, push_lone's message: [state, set, face, "message", text, fn, face, text,
+ * binary], the text below the function as there. Returns the text's bytes; or NULL, with the
+ * stack back to the kept values, when the set has no function for the key (deliver_batch
+ * takes the message). */
+static const char *push_kept(lua_State *co, const sy_ws_msg *m)
+{
+    const char *text = lua_pushlstring(co, m->p, m->n);
+    lua_pushvalue(co, 4);
+    if (lua_rawget(co, 2) != LUA_TFUNCTION) {
+        lua_settop(co, KEPT_TOP);
+        return NULL;
+    }
+    lua_pushvalue(co, 3);
+    lua_pushvalue(co, 5);
+    lua_pushboolean(co, m->binary);
+    return text;
+}
+
+/* The task for a lone message of h, its stack made: the task kept for h; or one from the pool,
+ * kept for h when h's previous message was the server's last lone one too. Sets *text when
+ * the handler's call is on the stack (else deliver_batch is to take the message); NULL when
+ * out of memory. */
+static sy_lua_task *lone_task(sy_server *srv, lconn *h, const sy_ws_msg *m, const char **text)
+{
+    int again;
+    sy_lua_task *t = sy_lua_task_kept(srv, h, &again);
+    if (t) {
+        *text = push_kept(t->co, m);
+        return t;
+    }
+    if (!(t = sy_lua_task_get(srv)))
+        return NULL;
+    lua_State *co = t->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref);           /* [state] */
+    int set_type = lua_getiuservalue(co, 1, UV_HANDLERS); /* [state, set] */
+    if (again && set_type == LUA_TTABLE) {
+        lua_getiuservalue(co, 1, UV_FACE);
+        if (sy_lua_push_cached(srv, co, &message_key)) { /* [state, set, face, "message"] */
+            sy_lua_task_keep(t, h, KEPT_TOP);
+            *text = push_kept(co, m);
+            return t;
+        }
+        lua_settop(co, 2);
+    }
+    *text = push_lone(srv, co, m, set_type);
+    return t;
+}
+
 void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *m, size_t n)
 {
     (void)ud;
@@ -170,7 +227,9 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
         return;
     }
     sy_server *srv = sy_server_of(c->env);
-    sy_lua_task *t = sy_lua_task_get(srv);
+    const char *text = NULL;
+    sy_lua_task *t = n == 1 && sy_ws_open(c) && lone_fits(srv, m) ? lone_task(srv, h, m, &text)
+                                                                  : sy_lua_task_get(srv);
     if (!t) {
         sy_lua_handler_failed(h);
         return;
@@ -178,11 +237,10 @@ void sy_lua_ws_messages(void *ud, sy_conn *conn, void *handle, const sy_ws_msg *
     msg_batch b = {h, m, n, 0, 0};
     lua_State *co = t->co;
     int nargs = 3;
-    const char *text = n == 1 && sy_ws_open(c) ? push_lone(srv, co, h, m) : NULL;
     if (text) {
         srv->ws_validated = m->binary ? NULL : text;
         srv->ws_validated_len = m->binary ? 0 : m->n;
-    } else {
+    } else { /* above the kept values, if t has them */
         b.cached = sy_lua_push_cached(srv, co, &deliver_key);
         lua_pushlightuserdata(co, &b);              /* [fn, batch] */
         lua_rawgeti(co, LUA_REGISTRYINDEX, h->ref); /* [fn, batch, state] */

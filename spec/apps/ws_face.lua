@@ -8,6 +8,7 @@
 --     (closed faces only).
 --   GET /kept: for every kept face, "<path>,<data.n>,<what send answers>,<tostring closed?>".
 --   GET /drop: the app lets go of the kept faces.
+--   WebSocket /nap: echo after sy.sleep(0.2) (handlers waiting at once: more tasks in the pool).
 --   WebSocket /self: the handle refers to itself (ws.me, ws.data.owner, a closure in ws.reply).
 --   WebSocket /upvalue: a handler set per connection whose closures hold the handle.
 --   WebSocket /fail-open: open sends past max_backpressure (1024), so the connection fails
@@ -57,6 +58,14 @@ function app.upgrade(req)
   if req.path == "/keep" then return sy.accept("websocket", keep) end
   if req.path == "/plain" then return sy.accept("websocket", plain) end
   if req.path == "/self" then return sy.accept("websocket", self_ref) end
+  if req.path == "/nap" then
+    return sy.accept("websocket", {
+      message = function(ws, data)
+        sy.sleep(0.2)
+        ws:send(data)
+      end,
+    })
+  end
   if req.path == "/fail-open" then
     return sy.accept("websocket", {
       open = function(ws)

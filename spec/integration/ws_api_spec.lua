@@ -337,6 +337,29 @@ describe("websocket Lua API", function()
       finish(c)
     end)
 
+    it("one per read, see a handler replaced by the one before (the same set each time)",
+       function()
+      -- Each message alone in its read, after the one before was answered: from the second
+      -- on, the connection's handle and set are kept for it between messages, and the
+      -- handler is still looked up in the set every time.
+      local c = W.open(srv.port, "/batch")
+      for _, m in ipairs({ "a", "b", "swap", "c", "unswap", "d" }) do
+        local want = m
+        if m == "c" or m == "unswap" then want = "swapped " .. m end
+        assert.are.equal(want, W.call(c, m))
+      end
+      assert.are.same({ "a", "b", "swap", "c", "unswap", "d" }, logged())
+      -- A handler error after messages one per read: 1011, and the next connection is
+      -- served as before.
+      assert.are.equal("e", W.call(c, "e"))
+      W.text(c, "boom")
+      expect_close(c, 1011)
+      local c2 = W.open(srv.port, "/batch")
+      assert.are.equal("f", W.call(c2, "f"))
+      assert.are.equal("g", W.call(c2, "g"))
+      finish(c2)
+    end)
+
     it("are answered before a bad frame behind them fails the connection", function()
       local c = W.open(srv.port, "/batch")
       burst(c, { "a", "b", { W.TEXT, "\xff" }, "c" })

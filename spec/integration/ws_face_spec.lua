@@ -53,6 +53,38 @@ describe("WebSocket faces", function()
     assert.is_true(srv:alive())
   end)
 
+  it("a connection whose messages came one per read lets go of its handle at close", function()
+    -- From its second message on, the task of a connection whose messages come one per read
+    -- keeps its handle, set and face between messages: at close it must let go of them.
+    -- Two handlers waiting at once: the pool has a task to spare afterwards, so the request
+    -- for /count below does not take the kept one (which would let go of it anyway).
+    local naps = { (W.open(srv.port, "/nap")), (W.open(srv.port, "/nap")) }
+    W.text(naps[1], "n1")
+    W.text(naps[2], "n2")
+    assert.are.equal("n1", W.must_text(naps[1]))
+    assert.are.equal("n2", W.must_text(naps[2]))
+    for _, c in ipairs(naps) do
+      W.close(c, 1000)
+      W.eof(c)
+      c:close()
+    end
+    local conns = {}
+    for i = 1, 4 do
+      conns[i] = W.open(srv.port, "/plain")
+      for j = 1, 3 do
+        assert.are.equal(("m%d.%d"):format(i, j), W.call(conns[i], ("m%d.%d"):format(i, j)))
+      end
+    end
+    assert.are.equal("faces=0 states=4 alive=4 weak=0", count())
+    for _, c in ipairs(conns) do
+      W.close(c, 1000)
+      W.eof(c)
+      c:close()
+    end
+    wait_count("faces=0 states=0 alive=0 weak=0")
+    assert.is_true(srv:alive())
+  end)
+
   it("a connection failed inside its own open handler outlives the handler", function()
     for _ = 1, 3 do
       local c = W.open(srv.port, "/fail-open")
