@@ -200,7 +200,8 @@ void sy_lua_budget_leave(sy_server *s, lua_State *L, sy_server *prev)
     atomic_signal_fence(memory_order_seq_cst);
     if (bt.mode == BUDGET_TIMED) {
         if (bt.hooked) {
-            bt.hooked = 0;
+            if (!prev) /* no call runs on this thread now: no signal sets a hook until the next */
+                bt.hooked = 0;
             if (lua_gethook(L) == budget_hook)
                 lua_sethook(L, NULL, 0, 0); /* set by a late call (or a late signal): off again */
         }

@@ -150,6 +150,10 @@ sy_lua_task *sy_lua_task_kept(sy_server *s, const void *owner, int *again)
     return t && p->kept_owner == owner && t->state == TASK_IDLE ? t : NULL;
 }
 
+/* A kept task's coroutine holds its owner's values while idle, so coroutine.status reports it
+ * "suspended" to an app that kept it from a handler (an idle pooled one, "dead"). That app may
+ * not resume or close it (is_task_thread refuses task threads): emptying its stack under the
+ * kept values would leave the next message's stack without them. */
 void sy_lua_task_keep(sy_lua_task *t, const void *owner, int top)
 {
     task_pool *p = t->s->lua_tasks;

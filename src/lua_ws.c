@@ -159,26 +159,27 @@ static const char *push_lone(sy_server *srv, lua_State *co, const sy_ws_msg *m, 
 }
 
 /* What a task kept for a connection (sy_lua_task_keep) keeps on its stack between the
- * connection's messages: [state, set, face, "message"]. A connection whose messages come one
- * per read, one after another, then finds its handler with one lookup in its set, and nothing
- * else: its state, set and face are there already. Only for a handler table: a named set is
- * looked up in the app loaded now at each event. */
-#define KEPT_TOP 4
+ * connection's messages: [state, set, face, "message", text], the text the last message's (a
+ * slot each message overwrites). A connection whose messages come one per read, one after
+ * another, then finds its handler with one lookup in its set, and nothing else: its state,
+ * set and face are there already. Only for a handler table: a named set is looked up in the
+ * app loaded now at each event. */
+#define KEPT_TOP 5
 
 /* On the kept stack, push_lone's message: [state, set, face, "message", text, fn, face, text,
- * binary], the text below the function as there. Returns the text's bytes; or NULL, with the
- * stack back to the kept values, when the set has no function for the key (deliver_batch
- * takes the message). */
+ * binary], the text in slot 5, below the function, as push_lone keeps it. Returns the text's
+ * bytes; or NULL, with the stack back to the kept values and the payload not copied, when the
+ * set has no function for the key (deliver_batch takes the message). */
 static const char *push_kept(lua_State *co, const sy_ws_msg *m)
 {
-    const char *text = lua_pushlstring(co, m->p, m->n);
     lua_pushvalue(co, 4);
     if (lua_rawget(co, 2) != LUA_TFUNCTION) {
         lua_settop(co, KEPT_TOP);
         return NULL;
     }
     lua_pushvalue(co, 3);
-    lua_pushvalue(co, 5);
+    const char *text = lua_pushlstring(co, m->p, m->n);
+    lua_copy(co, -1, 5);
     lua_pushboolean(co, m->binary);
     return text;
 }
@@ -203,6 +204,7 @@ static sy_lua_task *lone_task(sy_server *srv, lconn *h, const sy_ws_msg *m, cons
     if (again && set_type == LUA_TTABLE) {
         lua_getiuservalue(co, 1, UV_FACE);
         if (sy_lua_push_cached(srv, co, &message_key)) { /* [state, set, face, "message"] */
+            lua_pushnil(co);                             /* the text's slot */
             sy_lua_task_keep(t, h, KEPT_TOP);
             *text = push_kept(co, m);
             return t;
