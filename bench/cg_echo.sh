@@ -21,6 +21,8 @@
 #   KEEP            1 = keep the callgrind.out files (in $TMPDIR) for callgrind_annotate
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/cg_lib.sh
+. "$REPO/bench/cg_lib.sh"
 [ -z "${CI:-}" ] || [ "${BENCH_ALLOW_CI:-0}" = 1 ] || { echo "cg_echo.sh: not for CI" >&2; exit 1; }
 BIN=${SWITCHYARD_BIN:-$REPO/build-rel/switchyard}
 APP=${APP:-$REPO/examples/echo.lua}
@@ -52,23 +54,15 @@ else
 fi
 
 run() { # run SECS: prints "instructions messages"
-  local secs=$1 log=$T/srv-$1.log out=$T/cg-$1.out port
-  valgrind --tool=callgrind --callgrind-out-file="$out" "${SERVER[@]}" >"$log" 2>&1 &
-  SRV=$!
-  for _ in $(seq 600); do grep -q 'listening on http' "$log" && break; sleep 0.1; done
-  port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n1)
-  [ -n "$port" ] || { cat "$log" >&2; exit 1; }
-  "$WSLOAD" -p "$port" -m echo -c "$CONNS" -P "$DEPTH" -s "$SIZE" $bflag -w 0 -d "$secs" -T 60 >"$T/load-$secs.txt"
-  kill -TERM "$SRV"; wait "$SRV" || true; SRV=
-  local ir msgs
-  ir=$(awk '/^summary:/ {print $2}' "$out")
-  msgs=$(sed -n 's/.* count=\([0-9]*\).*/\1/p' "$T/load-$secs.txt")
-  echo "$ir $msgs"
+  local secs=$1
+  cg_start "$T/cg-$secs.out" "$T/srv-$secs.log" "${SERVER[@]}"
+  "$WSLOAD" -p "$CG_PORT" -m echo -c "$CONNS" -P "$DEPTH" -s "$SIZE" $bflag -w 0 -d "$secs" -T 60 >"$T/load-$secs.txt"
+  cg_stop "$T/cg-$secs.out" "$T/load-$secs.txt"
 }
 
 read -r i1 n1 < <(run "$SHORT")
 read -r i2 n2 < <(run "$LONG")
 echo "${FLOOR:+floor_echo $FLOOR: }$CONNS conn(s), depth $DEPTH, $SIZE B; short: $i1 Ir, $n1 msgs; long: $i2 Ir, $n2 msgs"
-awk -v a="$i1" -v b="$i2" -v m="$n1" -v n="$n2" 'BEGIN { printf "instructions per message: %.0f\n", (b - a) / (n - m) }'
+cg_per message "$i1" "$n1" "$i2" "$n2"
 [ "${KEEP:-0}" = 1 ] && echo "callgrind files: $T/cg-$LONG.out"
 exit 0
