@@ -8,7 +8,8 @@
 --     (closed faces only).
 --   GET /kept: for every kept face, "<path>,<data.n>,<what send answers>,<tostring closed?>".
 --   GET /drop: the app lets go of the kept faces.
---   WebSocket /nap: echo after sy.sleep(0.2) (handlers waiting at once: more tasks in the pool).
+--   WebSocket /nap: echo once a second /nap message came too (both handlers wait at once, so the
+--     pool has two tasks).
 --   WebSocket /self: the handle refers to itself (ws.me, ws.data.owner, a closure in ws.reply).
 --   WebSocket /upvalue: a handler set per connection whose closures hold the handle.
 --   WebSocket /fail-open: open sends past max_backpressure (1024), so the connection fails
@@ -23,6 +24,7 @@ local kept = {}
 local alive = setmetatable({}, { __mode = "k" })
 local sessions = setmetatable({}, { __mode = "k" })
 local opened = 0
+local napping = 0
 
 local function echo(ws, data) ws:send(data) end
 
@@ -61,7 +63,11 @@ function app.upgrade(req)
   if req.path == "/nap" then
     return sy.accept("websocket", {
       message = function(ws, data)
-        sy.sleep(0.2)
+        napping = napping + 1
+        for _ = 1, 200 do -- until the other one waits too (at most 10 s)
+          if napping >= 2 then break end
+          sy.sleep(0.05)
+        end
         ws:send(data)
       end,
     })
